@@ -1,0 +1,95 @@
+/* libpymortem public API: open a target (core file, live pid, or memory
+ * callback) and run reports on it. The front ends (cli/, gdbplugin/) use only
+ * this header. */
+#ifndef PYMORTEM_H
+#define PYMORTEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+#define PM_VERSION "0.1.0"
+
+struct pm_target;
+
+struct pm_options {
+	/* Use only .dynsym: no .symtab, no separate debug files. Lets the
+	 * symbol-free paths be tested on a machine that has debug files. */
+	bool no_debuginfo;
+	/* Where separate debug files live (default /usr/lib/debug). */
+	const char *debug_dir;
+	/* For cores: the executable, if NT_FILE does not name a usable one. */
+	const char *executable;
+	/* Polled during long analyses; returning true stops them with
+	 * PM_ERR_INTERRUPTED. May be NULL. */
+	bool (*interrupted)(void *arg);
+	void *interrupted_arg;
+};
+
+struct pm_error *pm_target_open_core(const char *core_path,
+				     const struct pm_options *options,
+				     struct pm_target **ret);
+/* The process must already be stopped (see pm_process_freeze) or the reads
+ * see a moving image. */
+struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
+				    struct pm_target **ret);
+
+/* A target whose memory comes from the caller (e.g. GDB on a remote target).
+ * regions_text is in /proc/PID/maps format (from `info proc mappings` or
+ * the remote's maps file). */
+struct pm_callback_source {
+	/* Read len bytes at addr into buf; return 0 on success, -1 if any byte is
+	 * unreadable. */
+	int (*read)(void *arg, uint64_t addr, void *buf, size_t len);
+	void *arg;
+	const char *maps_text;
+	pid_t pid;                  /* 0 if unknown */
+	const char *executable;     /* path, may be NULL */
+};
+struct pm_error *pm_target_open_callback(const struct pm_callback_source *source,
+					 const struct pm_options *options,
+					 struct pm_target **ret);
+
+void pm_target_destroy(struct pm_target *t);
+
+/* Freezing a live process for the duration of an analysis (the CLI does this;
+ * inside GDB the process is already stopped). pm_process_thaw always resumes
+ * what pm_process_freeze stopped. */
+struct pm_frozen_process;
+struct pm_error *pm_process_freeze(pid_t pid, struct pm_frozen_process **ret);
+void pm_process_thaw(struct pm_frozen_process *frozen);
+
+/* Reports: every front end prints what these return, nothing else. */
+enum pm_output_format { PM_FORMAT_TEXT = 0, PM_FORMAT_JSON };
+
+struct pm_report_args {
+	enum pm_output_format format;
+	const char *by;             /* summary grouping: type|size|region|allocator */
+	long top;                   /* row limit, 0 = all */
+	long limit;                 /* listing limit, 0 = default */
+	uint64_t min_size;
+	const char *state;          /* used|free|all */
+	const char *type;           /* filter on category kind */
+	const char *query;          /* select expression */
+	uint64_t address;           /* describe/hexdump */
+	uint64_t length;            /* hexdump */
+	bool has_address;
+};
+
+struct pm_report_desc {
+	const char *name;           /* "regions", "info", ... */
+	const char *summary;        /* one line for help */
+};
+/* The reports this build provides, terminated by a {NULL, NULL} entry. */
+const struct pm_report_desc *pm_report_list(void);
+
+/* Runs report `name`; *ret is a malloc'd, NUL-terminated text (or JSON
+ * document) to print as is. Problems that did not stop the report are part of
+ * the text (a "warnings" section / "warnings" JSON array). */
+struct pm_error *pm_report_run(struct pm_target *t, const char *name,
+			       const struct pm_report_args *args, char **ret);
+
+#endif

@@ -1,0 +1,167 @@
+/* The target: one process image (live or from a core) seen through a memory
+ * source, with its regions (mappings), modules (mapped ELF files) and threads.
+ * Every layer above reads target memory only through these functions, and
+ * every read is bounds-checked against the source. */
+#ifndef PM_TARGET_H
+#define PM_TARGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "pymortem.h"
+
+enum {
+	PM_PERM_R = 1,
+	PM_PERM_W = 2,
+	PM_PERM_X = 4,
+	PM_PERM_SHARED = 8,     /* 's' in maps; cores do not record it (then 'p') */
+};
+
+/* What a region is. Set first by the target (from maps/notes/threads), then
+ * refined by the allocator walkers (glibc, pymalloc) when they run. */
+enum pm_region_label {
+	PM_LABEL_ANON = 0,          /* anonymous, nothing known yet */
+	PM_LABEL_MODULE,            /* file-backed, an ELF module (exe or .so) */
+	PM_LABEL_FILE,              /* file-backed, not an ELF module */
+	PM_LABEL_HEAP,              /* [heap], the brk area */
+	PM_LABEL_MAIN_STACK,        /* [stack] */
+	PM_LABEL_THREAD_STACK,      /* stack of a thread other than the main one */
+	PM_LABEL_GUARD,             /* PROT_NONE page(s) guarding a thread stack */
+	PM_LABEL_VDSO,
+	PM_LABEL_VVAR,
+	PM_LABEL_VSYSCALL,
+	PM_LABEL_RESERVED,          /* PROT_NONE, not a known guard */
+	/* allocator labels (set by the walkers) */
+	PM_LABEL_GLIBC_MAIN_HEAP,
+	PM_LABEL_GLIBC_ARENA_HEAP,      /* used part of a non-main arena heap */
+	PM_LABEL_GLIBC_ARENA_RESERVED,  /* reserved, unused part of an arena heap */
+	PM_LABEL_GLIBC_MMAPPED,         /* mmapped chunk(s) */
+	PM_LABEL_PYMALLOC_ARENA,
+	PM_LABEL_PYTHON_DATA_STACK,     /* 3.11+ frame data stack chunks */
+	PM_LABEL_MIMALLOC,
+	PM_LABEL_COUNT
+};
+
+struct pm_region {
+	uint64_t start, end;        /* [start, end) */
+	uint64_t offset;            /* file offset, as the maps offset column */
+	uint32_t perms;             /* PM_PERM_* */
+	char *path;                 /* NULL when anonymous; pseudo names "[heap]" etc. */
+	uint64_t inode;             /* 0 when unknown (cores) */
+	enum pm_region_label label;
+	int32_t label_tid;          /* thread for stack/guard labels, else 0 */
+	char label_detail[48];      /* walker's detail, e.g. arena address */
+	/* Core sources: bytes of [start, start+saved) are in the core file. */
+	uint64_t saved;
+};
+
+struct pm_thread {
+	int32_t tid;
+	bool has_regs;
+	uint64_t pc, sp, fs_base;
+	char name[17];
+};
+
+struct pm_elf;  /* an opened ELF file on disk (elf.h) */
+
+struct pm_module {
+	char *path;                 /* as mapped (maps path or NT_FILE name) */
+	uint64_t start, end;        /* lowest..highest address of its mappings */
+	uint64_t bias;              /* load bias: runtime address - link address */
+	bool is_executable;         /* the main program (AT_PHDR/AT_ENTRY inside) */
+	/* Build-id as read from target memory (if its first page is readable). */
+	uint8_t build_id[64];
+	size_t build_id_len;
+	/* The file on disk, opened lazily; file_status says what happened. */
+	struct pm_elf *file;
+	struct pm_elf *debug_file;  /* separate debug file by build-id, if any */
+	char *debug_path;
+	enum {
+		PM_FILE_UNCHECKED = 0,
+		PM_FILE_OK,
+		PM_FILE_MISSING,
+		PM_FILE_MISMATCH,       /* build-id differs from the one in memory */
+		PM_FILE_NOT_ELF,
+	} file_status;
+};
+
+struct pm_symbol {
+	uint64_t address;           /* runtime address */
+	uint64_t size;
+	const struct pm_module *module;
+	const char *source;         /* ".dynsym", ".symtab", "debug file" */
+};
+
+/* Memory. Reads fail with PM_ERR_UNMAPPED (no mapping), PM_ERR_NOT_SAVED (in
+ * a core, not dumped and not backed by a file), PM_ERR_FILE_MISSING. */
+struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
+				size_t len);
+struct pm_error *pm_target_read_u64(struct pm_target *t, uint64_t addr,
+				    uint64_t *ret);
+struct pm_error *pm_target_read_u32(struct pm_target *t, uint64_t addr,
+				    uint32_t *ret);
+/* Reads a NUL-terminated string of at most size-1 bytes into buf. */
+struct pm_error *pm_target_read_cstr(struct pm_target *t, uint64_t addr,
+				     char *buf, size_t size);
+/* Zero-copy where possible: *ret points at len bytes of target memory, valid
+ * until the next memory call on t. len <= PM_VIEW_MAX. */
+#define PM_VIEW_MAX (1u << 20)
+struct pm_error *pm_target_view(struct pm_target *t, uint64_t addr, size_t len,
+				const void **ret);
+/* True if [addr, addr+len) lies inside readable regions (no read done). */
+bool pm_target_is_mapped(const struct pm_target *t, uint64_t addr, size_t len);
+
+/* Regions, sorted by start, non-overlapping. */
+size_t pm_target_region_count(const struct pm_target *t);
+struct pm_region *pm_target_region(struct pm_target *t, size_t i);
+/* The region containing addr, or NULL. */
+struct pm_region *pm_target_find_region(struct pm_target *t, uint64_t addr);
+const char *pm_region_label_name(enum pm_region_label label);
+
+size_t pm_target_thread_count(const struct pm_target *t);
+const struct pm_thread *pm_target_thread(const struct pm_target *t, size_t i);
+
+size_t pm_target_module_count(const struct pm_target *t);
+struct pm_module *pm_target_module(struct pm_target *t, size_t i);
+/* The module whose path's basename starts with prefix, e.g. "libc.so". */
+struct pm_module *pm_target_find_module(struct pm_target *t, const char *prefix);
+struct pm_module *pm_target_executable(struct pm_target *t);
+
+/* Symbol lookup in modules whose basename starts with module_prefix (all when
+ * NULL): .dynsym, then (unless no_debuginfo) .symtab and the separate debug
+ * file. Matches `name` and LTO-renamed locals `name.lto_priv.N`. */
+struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
+				  const char *name, struct pm_symbol *ret);
+
+/* Auxiliary vector entry, or false if absent. */
+bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret);
+const struct pm_options *pm_target_options(const struct pm_target *t);
+/* "core", "live" or "callback". */
+const char *pm_target_kind(const struct pm_target *t);
+pid_t pm_target_pid(const struct pm_target *t);
+
+/* Problems found along the way that do not stop the analysis (a missing file,
+ * a corrupted chunk). Stored up to a cap; all are counted. */
+struct pm_diag {
+	bool has_address;
+	uint64_t address;
+	char *message;
+};
+void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+size_t pm_target_warning_count(const struct pm_target *t);
+size_t pm_target_warnings_stored(const struct pm_target *t);
+const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i);
+
+/* Per-target cache slots for the layers above (glibc, pymalloc, cpython), so
+ * each analysis runs once per target; destroy callbacks run at target destroy. */
+enum pm_cache_slot { PM_CACHE_DETECT, PM_CACHE_GLIBC, PM_CACHE_PYMALLOC,
+		     PM_CACHE_CPYTHON, PM_CACHE_ALLOCS, PM_CACHE_SLOTS };
+void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot);
+void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
+			 void *value, void (*destroy)(void *));
+
+#endif
