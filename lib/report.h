@@ -1,0 +1,19 @@
+/* The report registry: each report is a function that appends text or JSON
+ * for a target to a strbuf. Reports live in report_*.c next to their layer's
+ * data; report.c maps names to functions and adds the warnings section. */
+#ifndef PM_REPORT_H
+#define PM_REPORT_H
+
+#include "pymortem.h"
+#include "strbuf.h"
+#include "target.h"
+
+typedef struct pm_error *pm_report_fn(struct pm_target *t,
+				      const struct pm_report_args *args,
+				      struct pm_strbuf *out);
+
+/* report_target.c */
+pm_report_fn pm_report_regions;
+pm_report_fn pm_report_info;
+
+#endif
