@@ -1,0 +1,66 @@
+/* glibc ptmalloc2 walker: finds main_arena and mp_ (symbols or signature scan),
+ * walks every arena, heap and mmapped chunk, and classifies each chunk using
+ * the free lists (bins, fastbins, tcache). Facts: shared/reference/glibc-ptmalloc.md */
+#ifndef PM_GLIBC_H
+#define PM_GLIBC_H
+
+#include "target.h"
+
+enum pm_chunk_state {
+	PM_CHUNK_USED = 0,          /* in use by the program */
+	PM_CHUNK_FREE_BIN,          /* unsorted, small or large bin */
+	PM_CHUNK_FREE_FASTBIN,
+	PM_CHUNK_FREE_TCACHE,       /* free, but mallinfo2 counts it as in use */
+	PM_CHUNK_TOP,
+	PM_CHUNK_TCACHE_STRUCT,     /* a thread's tcache_perthread_struct */
+	PM_CHUNK_MMAPPED,           /* in use, mmapped (IS_MMAPPED) */
+};
+
+struct pm_chunk {
+	uint64_t addr;              /* chunk header address; user data at +16 */
+	uint64_t size;              /* chunk size without flag bits */
+	uint8_t state;              /* enum pm_chunk_state */
+	uint8_t arena;              /* index into the arenas array; 0xff for mmapped */
+};
+
+/* mallinfo2's fields, computed from the walk. */
+struct pm_mallinfo {
+	uint64_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks,
+		uordblks, fordblks, keepcost;
+};
+
+struct pm_glibc_arena {
+	uint64_t address;           /* struct malloc_state */
+	bool is_main;
+	uint64_t top, top_size, system_mem;
+	size_t nheaps;
+	uint64_t *heaps;            /* heap_info addresses (non-main) */
+	struct pm_mallinfo info;    /* this arena's share (hblks/hblkhd 0) */
+};
+
+struct pm_glibc_heap {
+	int version_major, version_minor;   /* detected glibc version */
+	const char *version_source;         /* how it was found */
+	const char *main_arena_source;      /* "symbol", "signature scan", ... */
+	uint64_t main_arena, mp;
+	size_t narenas;
+	struct pm_glibc_arena *arenas;
+	size_t nchunks;
+	struct pm_chunk *chunks;            /* sorted by address */
+	struct pm_mallinfo total;
+	bool partial;                       /* corruption made totals partial */
+	size_t problems;                    /* problems found (see target warnings) */
+	/* Set when glibc malloc is not the allocator in use (jemalloc, ...):
+	 * then there are no chunks and this names what was found. */
+	const char *other_allocator;
+};
+
+/* Walks once per target (cached); *ret stays owned by the target. */
+struct pm_error *pm_glibc_walk(struct pm_target *t,
+			       const struct pm_glibc_heap **ret);
+
+/* The glibc version of the target, and how it was found. */
+struct pm_error *pm_glibc_detect_version(struct pm_target *t, int *major,
+					 int *minor, const char **how);
+
+#endif
