@@ -16,4 +16,8 @@ typedef struct pm_error *pm_report_fn(struct pm_target *t,
 pm_report_fn pm_report_regions;
 pm_report_fn pm_report_info;
 
+/* report_python.c */
+pm_report_fn pm_report_pymalloc_stats;
+pm_report_fn pm_report_summary;
+
 #endif
