@@ -3,8 +3,10 @@
  * in-use allocation of the process in exactly one category row). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cpython.h"
 #include "pymalloc.h"
 #include "python_version.h"
 #include "report.h"
@@ -204,10 +206,240 @@ struct pm_error *pm_report_pymalloc_stats(struct pm_target *t,
 	return NULL;
 }
 
+/* ---- summary ------------------------------------------------------ */
+
+struct summary_row {
+	const char *domain, *kind, *detail;
+	char buf[3][64];            /* storage when the strings are built here */
+	uint64_t count, bytes;
+};
+
+struct summary {
+	struct summary_row *rows;
+	size_t nrows, cap;
+	size_t last;                /* consecutive allocations often share a row */
+};
+
+static struct summary_row *summary_row(struct summary *s, const char *domain,
+				       const char *kind, const char *detail)
+{
+	if (s->last < s->nrows) {
+		struct summary_row *r = &s->rows[s->last];
+		if (!strcmp(r->domain, domain) && !strcmp(r->kind, kind) &&
+		    !strcmp(r->detail, detail))
+			return r;
+	}
+	for (size_t i = 0; i < s->nrows; i++) {
+		struct summary_row *r = &s->rows[i];
+		if (!strcmp(r->domain, domain) && !strcmp(r->kind, kind) &&
+		    !strcmp(r->detail, detail)) {
+			s->last = i;
+			return r;
+		}
+	}
+	if (s->nrows == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		void *p = realloc(s->rows, cap * sizeof(*s->rows));
+		if (!p)
+			return NULL;
+		s->rows = p;
+		s->cap = cap;
+	}
+	struct summary_row *r = &s->rows[s->nrows];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->buf[0], sizeof(r->buf[0]), "%s", domain);
+	snprintf(r->buf[1], sizeof(r->buf[1]), "%s", kind);
+	snprintf(r->buf[2], sizeof(r->buf[2]), "%s", detail);
+	r->domain = r->buf[0];
+	r->kind = r->buf[1];
+	r->detail = r->buf[2];
+	s->last = s->nrows++;
+	return r;
+}
+
+static void alloc_size_detail(const struct pm_alloc *alloc, char *buf, size_t len)
+{
+	if (alloc->kind == PM_ALLOC_PYMALLOC) {
+		snprintf(buf, len, "%" PRIu64 " B", alloc->size);
+		return;
+	}
+	uint64_t hi = 32;
+	while (hi < alloc->size && hi < (UINT64_C(1) << 62))
+		hi <<= 1;
+	snprintf(buf, len, "%" PRIu64 "-%" PRIu64 " B", hi / 2 + 1, hi);
+}
+
+/* Groups every allocation by the key `by` asks for. */
+static struct pm_error *summary_group(struct pm_target *t,
+				      const struct pm_cpython_heap *heap,
+				      const char *by, struct summary *s)
+{
+	for (size_t i = 0; i < heap->nallocs; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		const char *allocator = pm_alloc_kind_name(alloc->kind);
+		char detail[64];
+		struct summary_row *r;
+		if (!strcmp(by, "size")) {
+			alloc_size_detail(alloc, detail, sizeof(detail));
+			r = summary_row(s, allocator, "size", detail);
+		} else if (!strcmp(by, "allocator")) {
+			r = summary_row(s, allocator, "-", "-");
+		} else {
+			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
+			const char *label = region ? pm_region_label_name(region->label) : "unmapped";
+			const char *path = region && region->path ? region->path : "-";
+			r = summary_row(s, "region", label, path);
+		}
+		if (!r)
+			return &pm_error_no_memory;
+		r->count++;
+		r->bytes += alloc->size;
+	}
+	return NULL;
+}
+
+static int summary_row_compare(const void *x, const void *y)
+{
+	const struct summary_row *p = x, *q = y;
+	if (p->bytes != q->bytes)
+		return p->bytes > q->bytes ? -1 : 1;
+	if (p->count != q->count)
+		return p->count > q->count ? -1 : 1;
+	int c = strcmp(p->domain, q->domain);
+	if (!c)
+		c = strcmp(p->kind, q->kind);
+	return c ? c : strcmp(p->detail, q->detail);
+}
+
+static struct pm_error *summary_build(struct pm_target *t,
+				      const struct pm_cpython_heap *heap,
+				      const char *by, struct summary *s)
+{
+	if (strcmp(by, "type") != 0)
+		return summary_group(t, heap, by, s);
+	s->rows = calloc(heap->ncategories ? heap->ncategories : 1, sizeof(*s->rows));
+	if (!s->rows)
+		return &pm_error_no_memory;
+	for (size_t i = 0; i < heap->ncategories; i++) {
+		const struct pm_category *c = &heap->categories[i];
+		if (!c->count)
+			continue;
+		struct summary_row *r = &s->rows[s->nrows++];
+		r->domain = c->domain;
+		r->kind = c->kind;
+		r->detail = c->detail;
+		r->count = c->count;
+		r->bytes = c->bytes;
+	}
+	return NULL;
+}
+
+static void summary_json(const struct pm_cpython_heap *heap, const struct summary *s,
+			 size_t shown, const char *by, struct pm_strbuf *out)
+{
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < s->nrows; i++) {
+		count += s->rows[i].count;
+		bytes += s->rows[i].bytes;
+	}
+	pm_strbuf_append(out, "{");
+	python_json(heap->py, out);
+	pm_strbuf_append(out, ", \"by\": ");
+	pm_strbuf_json_string(out, by);
+	pm_strbuf_printf(out, ", \"pymalloc_walked\": %s, \"glibc_walked\": %s, "
+			 "\"debug_hooks\": %s, \"objects\": %" PRIu64
+			 ", \"free_list_objects\": %" PRIu64 ", \"attributed\": %"
+			 PRIu64 ", \"notes\": [",
+			 heap->pymalloc_walked ? "true" : "false",
+			 heap->glibc_walked ? "true" : "false",
+			 heap->debug_hooks ? "true" : "false", heap->objects,
+			 heap->free_list_objects, heap->attributed);
+	for (size_t i = 0; i < heap->nnotes; i++) {
+		if (i)
+			pm_strbuf_append(out, ", ");
+		pm_strbuf_json_string(out, heap->notes[i]);
+	}
+	pm_strbuf_append(out, "], \"rows\": [");
+	for (size_t i = 0; i < shown; i++) {
+		const struct summary_row *r = &s->rows[i];
+		pm_strbuf_append(out, i ? ", {\"domain\": " : "{\"domain\": ");
+		pm_strbuf_json_string(out, r->domain);
+		pm_strbuf_append(out, ", \"kind\": ");
+		pm_strbuf_json_string(out, r->kind);
+		pm_strbuf_append(out, ", \"detail\": ");
+		pm_strbuf_json_string(out, r->detail);
+		pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
+				 r->count, r->bytes);
+	}
+	pm_strbuf_printf(out, "], \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
+			 PRIu64 "}}\n", count, bytes);
+}
+
+static void summary_text(const struct pm_cpython_heap *heap, const struct summary *s,
+			 size_t shown, struct pm_strbuf *out)
+{
+	static const char *const headers[] = { "domain", "kind", "detail", "count",
+					       "bytes", "% bytes" };
+	static const bool right[] = { false, false, false, true, true, true };
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < s->nrows; i++) {
+		count += s->rows[i].count;
+		bytes += s->rows[i].bytes;
+	}
+	if (heap->py->is_python) {
+		char version[32];
+		python_version_text(heap->py, version, sizeof(version));
+		pm_strbuf_printf(out, "CPython %s: %" PRIu64 " objects recognised, %"
+				 PRIu64 " on free lists, %" PRIu64 " owned buffers attributed%s\n",
+				 version, heap->objects, heap->free_list_objects,
+				 heap->attributed,
+				 heap->debug_hooks ? " (debug allocator hooks)" : "");
+	}
+	for (size_t i = 0; i < heap->nnotes; i++)
+		pm_strbuf_printf(out, "note: %s\n", heap->notes[i]);
+	struct pm_table *table = pm_table_create(6, headers, right);
+	if (!table)
+		return;
+	char c[32], b[32], pct[16];
+	for (size_t i = 0; i < shown; i++) {
+		const struct summary_row *r = &s->rows[i];
+		snprintf(pct, sizeof(pct), "%.1f", bytes ? 100.0 * (double)r->bytes / (double)bytes : 0.0);
+		const char *cells[] = { r->domain, r->kind, r->detail,
+					pm_format_grouped(r->count, c),
+					pm_format_grouped(r->bytes, b), pct };
+		pm_table_add_row(table, cells);
+	}
+	const char *total[] = { "TOTAL", "", "", pm_format_grouped(count, c),
+				pm_format_grouped(bytes, b), "100.0" };
+	pm_table_add_row(table, total);
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+}
+
 struct pm_error *pm_report_summary(struct pm_target *t,
 				   const struct pm_report_args *args,
 				   struct pm_strbuf *out)
 {
-	(void)t; (void)args; (void)out;
-	return pm_error_format(PM_ERR_UNSUPPORTED, "summary: not yet");
+	const char *by = args->by ? args->by : "type";
+	if (strcmp(by, "type") && strcmp(by, "size") && strcmp(by, "region") &&
+	    strcmp(by, "allocator"))
+		return pm_error_format(PM_ERR_INVALID,
+				       "summary --by %s: expected type, size, region or allocator", by);
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	if (err)
+		return err;
+	struct summary s = { 0 };
+	err = summary_build(t, heap, by, &s);
+	if (!err) {
+		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
+		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
+			(size_t)args->top : s.nrows;
+		if (args->format == PM_FORMAT_JSON)
+			summary_json(heap, &s, shown, by, out);
+		else
+			summary_text(heap, &s, shown, out);
+	}
+	free(s.rows);
+	return err;
 }
