@@ -118,6 +118,71 @@ static void module_facts(struct pm_target *t, struct pm_module *m,
 	ret->debug_path = debug ? m->debug_path : NULL;
 }
 
+/* Symbols the walkers look for, shown by `info` so a user can see at once
+ * what the symbol-based paths will find (module prefix NULL = any module). */
+static const struct {
+	const char *module_prefix, *name;
+} info_symbols[] = {
+	{"libc.so", "main_arena"},
+	{"libc.so", "mp_"},
+	{"libc.so", "mallinfo2"},
+	{NULL, "_PyRuntime"},
+	{NULL, "PyType_Type"},
+	{NULL, "Py_Version"},
+	{NULL, "_Py_GetAllocatedBlocks"},
+	{NULL, "arenas"},
+	{NULL, "usedpools"},
+};
+
+#define NINFO_SYMBOLS (sizeof(info_symbols) / sizeof(info_symbols[0]))
+
+static const char *path_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+static void info_symbols_json(struct pm_target *t, struct pm_strbuf *out)
+{
+	pm_strbuf_append(out, ",\n\"symbols\": {");
+	for (size_t i = 0; i < NINFO_SYMBOLS; i++) {
+		struct pm_symbol sym;
+		struct pm_error *err = pm_target_symbol(t, info_symbols[i].module_prefix,
+							info_symbols[i].name, &sym);
+		pm_strbuf_printf(out, "%s\n  \"%s\": ", i ? "," : "",
+				 info_symbols[i].name);
+		if (err) {
+			pm_strbuf_append(out, "null");
+			pm_error_destroy(err);
+			continue;
+		}
+		pm_strbuf_printf(out, "{\"address\": %llu, \"size\": %llu, \"module\": ",
+				 (unsigned long long)sym.address,
+				 (unsigned long long)sym.size);
+		pm_strbuf_json_string(out, sym.module->path);
+		pm_strbuf_printf(out, ", \"source\": \"%s\"}", sym.source);
+	}
+	pm_strbuf_append(out, "\n}");
+}
+
+static void info_symbols_text(struct pm_target *t, struct pm_strbuf *out)
+{
+	pm_strbuf_append(out, "symbols:\n");
+	for (size_t i = 0; i < NINFO_SYMBOLS; i++) {
+		struct pm_symbol sym;
+		struct pm_error *err = pm_target_symbol(t, info_symbols[i].module_prefix,
+							info_symbols[i].name, &sym);
+		if (err) {
+			pm_strbuf_printf(out, "  %-24s not found\n", info_symbols[i].name);
+			pm_error_destroy(err);
+			continue;
+		}
+		pm_strbuf_printf(out, "  %-24s 0x%llx in %s (%s)\n", info_symbols[i].name,
+				 (unsigned long long)sym.address,
+				 path_basename(sym.module->path), sym.source);
+	}
+}
+
 static void info_json(struct pm_target *t, struct pm_strbuf *out)
 {
 	struct pm_module *exe = pm_target_executable(t);
@@ -155,6 +220,7 @@ static void info_json(struct pm_target *t, struct pm_strbuf *out)
 		pm_strbuf_append(out, "}");
 	}
 	pm_strbuf_append(out, "]");
+	info_symbols_json(t, out);
 }
 
 static void info_text(struct pm_target *t, struct pm_strbuf *out)
@@ -195,6 +261,7 @@ static void info_text(struct pm_target *t, struct pm_strbuf *out)
 	pm_strbuf_printf(out, "modules:     %zu\n", pm_target_module_count(t));
 	pm_table_render(table, out);
 	pm_table_destroy(table);
+	info_symbols_text(t, out);
 }
 
 struct pm_error *pm_report_info(struct pm_target *t,
