@@ -139,13 +139,11 @@ static void python_json(const struct pm_python_info *py, struct pm_strbuf *out)
 static void pymalloc_stats_json(const struct pm_python_info *py,
 				const struct pm_pymalloc *pm, struct pm_strbuf *out)
 {
-	pm_strbuf_append(out, "{");
 	python_json(py, out);
 	pm_strbuf_printf(out, ", \"found\": %s", pm->found ? "true" : "false");
 	if (!pm->found) {
 		pm_strbuf_append(out, ", \"missing\": ");
 		pm_strbuf_json_string(out, pm->missing);
-		pm_strbuf_append(out, "}\n");
 		return;
 	}
 	pm_strbuf_printf(out, ", \"in_use\": %s, \"how\": ", pm->in_use ? "true" : "false");
@@ -158,7 +156,7 @@ static void pymalloc_stats_json(const struct pm_python_info *py,
 			pm_strbuf_append(out, ", ");
 		pymalloc_state_json(pm, &pm->states[i], out);
 	}
-	pm_strbuf_append(out, "]}\n");
+	pm_strbuf_append(out, "]");
 }
 
 static void pymalloc_stats_text(const struct pm_python_info *py,
@@ -342,7 +340,6 @@ static void summary_json(const struct pm_cpython_heap *heap, const struct summar
 		count += s->rows[i].count;
 		bytes += s->rows[i].bytes;
 	}
-	pm_strbuf_append(out, "{");
 	python_json(heap->py, out);
 	pm_strbuf_append(out, ", \"by\": ");
 	pm_strbuf_json_string(out, by);
@@ -372,7 +369,7 @@ static void summary_json(const struct pm_cpython_heap *heap, const struct summar
 				 r->count, r->bytes);
 	}
 	pm_strbuf_printf(out, "], \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
-			 PRIu64 "}}\n", count, bytes);
+			 PRIu64 "}", count, bytes);
 }
 
 static void summary_text(const struct pm_cpython_heap *heap, const struct summary *s,
