@@ -459,6 +459,10 @@ def start_stopped(argv, env=None, timeout=120):
     workdir = tempfile.mkdtemp(prefix="pm-target-")
     oracle_path = os.path.join(workdir, "oracle.json")
     child_env = dict(os.environ if env is None else env)
+    if env is None:
+        # meson test sets this for its own children; a workload should run
+        # with glibc's defaults unless a test asks otherwise.
+        child_env.pop("MALLOC_PERTURB_", None)
     child_env["PM_ORACLE_FILE"] = oracle_path
     with open(os.path.join(workdir, "stdout"), "w") as out, \
             open(os.path.join(workdir, "stderr"), "w") as err:
