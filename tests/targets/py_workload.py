@@ -206,11 +206,20 @@ class Oracle:
         return counts, total
 
     def write_gc_addresses(self, path):
+        # Listed before the file objects exist, so they are not in it.
+        # (A loop, not a comprehension: before 3.12 one would close over
+        # self and make a cell object before the listing.)
+        offset = self.tp_name_offset
+        objs = gc.get_objects()
+        lines = []
+        for o in objs:
+            lines.append("0x%x %s\n" % (id(o), tp_name(type(o), offset)))
+        del objs, o
+        text = "".join(lines)
+        del lines
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            for o in gc.get_objects():
-                f.write("0x%x %s\n" % (id(o), tp_name(type(o),
-                                                      self.tp_name_offset)))
+            f.write(text)
         os.rename(tmp, path)
 
     def write_text(self, path, doc):
