@@ -22,7 +22,7 @@ enum {
 	TYPE_CHAIN_MAX = 3,         /* ob_type hops from a type to PyType_Type */
 	BASE_CHAIN_MAX = 64,        /* tp_base hops */
 	BASICSIZE_MAX = 1 << 20,
-	WINDOW = 192,               /* bytes of a glibc chunk read for recognition */
+	WINDOW = 224,               /* bytes of a glibc chunk read for recognition */
 	DEBUG_HOOK_HEADER = 16, DEBUG_HOOK_TRAILER = 8,
 };
 #define REFCNT_MAX (UINT64_C(1) << 40)
@@ -483,11 +483,15 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 				  const uint8_t *bytes, size_t len, size_t usable)
 {
 	static const size_t offsets[] = { 0, 16, 32 };
+	/* Debug hooks put {size, api id, 7 x 0xfd} before the data; large
+	 * object allocations go obj -> raw, each wrapped: up to two headers. */
 	size_t base = 0;
-	if (len >= 16 && bytes[9] == 0xfd && bytes[15] == 0xfd &&
-	    memcmp(bytes + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7) == 0 &&
-	    usable >= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER) {
-		base = DEBUG_HOOK_HEADER;
+	for (int nested = 0; nested < 2; nested++) {
+		const uint8_t *h = bytes + base;
+		if (base + 16 > len || usable < DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER ||
+		    memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7) != 0)
+			break;
+		base += DEBUG_HOOK_HEADER;
 		usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
 		a->heap->debug_hooks = true;
 	}

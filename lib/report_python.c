@@ -207,8 +207,7 @@ struct pm_error *pm_report_pymalloc_stats(struct pm_target *t,
 /* ---- summary ------------------------------------------------------ */
 
 struct summary_row {
-	const char *domain, *kind, *detail;
-	char buf[3][64];            /* storage when the strings are built here */
+	char domain[32], kind[128], detail[96];
 	uint64_t count, bytes;
 };
 
@@ -218,23 +217,17 @@ struct summary {
 	size_t last;                /* consecutive allocations often share a row */
 };
 
-static struct summary_row *summary_row(struct summary *s, const char *domain,
-				       const char *kind, const char *detail)
+static bool summary_row_is(const struct summary_row *r, const char *domain,
+			   const char *kind, const char *detail)
 {
-	if (s->last < s->nrows) {
-		struct summary_row *r = &s->rows[s->last];
-		if (!strcmp(r->domain, domain) && !strcmp(r->kind, kind) &&
-		    !strcmp(r->detail, detail))
-			return r;
-	}
-	for (size_t i = 0; i < s->nrows; i++) {
-		struct summary_row *r = &s->rows[i];
-		if (!strcmp(r->domain, domain) && !strcmp(r->kind, kind) &&
-		    !strcmp(r->detail, detail)) {
-			s->last = i;
-			return r;
-		}
-	}
+	return !strncmp(r->domain, domain, sizeof(r->domain) - 1) &&
+	       !strncmp(r->kind, kind, sizeof(r->kind) - 1) &&
+	       !strncmp(r->detail, detail, sizeof(r->detail) - 1);
+}
+
+static struct summary_row *summary_row_new(struct summary *s, const char *domain,
+					   const char *kind, const char *detail)
+{
 	if (s->nrows == s->cap) {
 		size_t cap = s->cap ? 2 * s->cap : 64;
 		void *p = realloc(s->rows, cap * sizeof(*s->rows));
@@ -245,14 +238,27 @@ static struct summary_row *summary_row(struct summary *s, const char *domain,
 	}
 	struct summary_row *r = &s->rows[s->nrows];
 	memset(r, 0, sizeof(*r));
-	snprintf(r->buf[0], sizeof(r->buf[0]), "%s", domain);
-	snprintf(r->buf[1], sizeof(r->buf[1]), "%s", kind);
-	snprintf(r->buf[2], sizeof(r->buf[2]), "%s", detail);
-	r->domain = r->buf[0];
-	r->kind = r->buf[1];
-	r->detail = r->buf[2];
+	snprintf(r->domain, sizeof(r->domain), "%s", domain);
+	snprintf(r->kind, sizeof(r->kind), "%s", kind);
+	snprintf(r->detail, sizeof(r->detail), "%s", detail);
 	s->last = s->nrows++;
 	return r;
+}
+
+/* The row for (domain, kind, detail), created on first use. */
+static struct summary_row *summary_row(struct summary *s, const char *domain,
+				       const char *kind, const char *detail)
+{
+	if (s->last < s->nrows && summary_row_is(&s->rows[s->last], domain,
+						  kind, detail))
+		return &s->rows[s->last];
+	for (size_t i = 0; i < s->nrows; i++) {
+		if (summary_row_is(&s->rows[i], domain, kind, detail)) {
+			s->last = i;
+			return &s->rows[i];
+		}
+	}
+	return summary_row_new(s, domain, kind, detail);
 }
 
 static void alloc_size_detail(const struct pm_alloc *alloc, char *buf, size_t len)
@@ -315,17 +321,14 @@ static struct pm_error *summary_build(struct pm_target *t,
 {
 	if (strcmp(by, "type") != 0)
 		return summary_group(t, heap, by, s);
-	s->rows = calloc(heap->ncategories ? heap->ncategories : 1, sizeof(*s->rows));
-	if (!s->rows)
-		return &pm_error_no_memory;
 	for (size_t i = 0; i < heap->ncategories; i++) {
 		const struct pm_category *c = &heap->categories[i];
 		if (!c->count)
 			continue;
-		struct summary_row *r = &s->rows[s->nrows++];
-		r->domain = c->domain;
-		r->kind = c->kind;
-		r->detail = c->detail;
+		struct summary_row *r = summary_row_new(s, c->domain, c->kind,
+							c->detail);
+		if (!r)
+			return &pm_error_no_memory;
 		r->count = c->count;
 		r->bytes = c->bytes;
 	}
