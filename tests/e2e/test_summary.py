@@ -131,6 +131,16 @@ def test_summary_gcore(python):
 
 
 @pytest.mark.parametrize("python", python_params())
+def test_summary_kernel_core(python, kernel_cores):
+    """A kernel core lacks read-only file pages (static types' tp_name in
+    .rodata): they come from the ELF files on disk."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload(path, "pymalloc") as t:
+        check_summary(t, t.kernel_core())
+
+
+@pytest.mark.parametrize("python", python_params())
 def test_summary_no_debuginfo(python):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
