@@ -356,6 +356,13 @@ static int core_segment_compare(const void *a, const void *b)
 	       x->core_offset > y->core_offset;
 }
 
+static void core_sort_segments(struct core_source *src)
+{
+	if (src->nsegs > 1)
+		qsort(src->segs, src->nsegs, sizeof(*src->segs),
+		      core_segment_compare);
+}
+
 static uint32_t core_perms(uint32_t p_flags)
 {
 	return ((p_flags & PF_R) ? PM_PERM_R : 0) |
@@ -419,7 +426,7 @@ static void core_segment_skip(struct core_segment *seg, uint64_t n)
  * later one loses its overlapping part (or all of it). */
 static void core_resolve_overlaps(struct core_source *src)
 {
-	qsort(src->segs, src->nsegs, sizeof(*src->segs), core_segment_compare);
+	core_sort_segments(src);
 	size_t out = 0;
 	for (size_t i = 0; i < src->nsegs; i++) {
 		struct core_segment seg = src->segs[i];
@@ -533,7 +540,8 @@ static struct pm_error *core_parse_nt_file(struct core_source *src,
 		}
 		entries[n++] = e;
 	}
-	qsort(entries, n, sizeof(*entries), core_entry_compare);
+	if (n > 1)
+		qsort(entries, n, sizeof(*entries), core_entry_compare);
 	/* Entries must not overlap each other: keep the first. */
 	size_t out = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -602,7 +610,7 @@ static struct pm_error *core_fill_entry_gaps(struct core_source *src,
 					     const struct core_file_entry *entries,
 					     size_t nentries)
 {
-	qsort(src->segs, src->nsegs, sizeof(*src->segs), core_segment_compare);
+	core_sort_segments(src);
 	size_t nsegs = src->nsegs, k = 0;
 	for (size_t j = 0; j < nentries; j++) {
 		uint64_t pos = entries[j].start;
@@ -636,7 +644,7 @@ static struct pm_error *core_fill_entry_gaps(struct core_source *src,
 				return err;
 		}
 	}
-	qsort(src->segs, src->nsegs, sizeof(*src->segs), core_segment_compare);
+	core_sort_segments(src);
 	return NULL;
 }
 
@@ -1277,6 +1285,9 @@ static struct pm_error *core_describe(struct core_source *src,
 		pm_target_warn(src->target, false, 0,
 			       "core has no NT_PRSTATUS note: no threads");
 	core_resolve_overlaps(src);
+	if (src->nsegs == 0)
+		return pm_error_format(PM_ERR_FORMAT,
+				       "core has no memory: no usable PT_LOAD segment");
 	err = core_apply_nt_file(src, notes);
 	if (err)
 		return err;

@@ -535,6 +535,13 @@ static void test_refused(void)
 	synth_core_destroy(sc);
 	expect_error(b, len, PM_ERR_FORMAT, "NT_PRSTATUS", "short NT_PRSTATUS");
 	free(b);
+
+	sc = synth_core_create();
+	synth_add_prstatus(sc, 7, 0, 0x1000, 0);
+	b = synth_core_build(sc, &len);
+	synth_core_destroy(sc);
+	expect_error(b, len, PM_ERR_FORMAT, "no usable PT_LOAD", "core without PT_LOAD");
+	free(b);
 }
 
 /* Damaged but usable: NT_FILE with inconsistent counts or names. */
