@@ -36,6 +36,8 @@ enum {
 };
 
 #define VSYSCALL_START 0xffffffffff600000ull
+/* x86-64 page size: mappings end on page boundaries. */
+#define CORE_PAGE 4096u
 /* x86-64 brk randomisation: the heap starts within 32 MiB (Linux < 6.9)
  * or 1 GiB (6.9+, 64-bit tasks) after the end of the executable's bss. */
 #define BRK_RANDOM_RANGE 0x40000000ull
@@ -875,11 +877,17 @@ static struct pm_error *core_read_file(struct core_source *src,
 				   "0x%llx is not in the core, and %s %s",
 				   (unsigned long long)addr, f->path, f->why);
 	uint64_t off = seg->file_offset + (addr - seg->start);
-	if (off < seg->file_offset || off > f->size || len > f->size - off)
+	/* The page holding the file's end reads as zeros past it (as the
+	 * process saw it); pages wholly beyond the end were SIGBUS. */
+	uint64_t page_end = (f->size + CORE_PAGE - 1) & ~(uint64_t)(CORE_PAGE - 1);
+	if (off < seg->file_offset || off > page_end || len > page_end - off)
 		return pm_error_at(PM_ERR_NOT_SAVED, addr,
 				   "0x%llx is not in the core, and lies beyond the end of %s",
 				   (unsigned long long)addr, f->open_path);
-	memcpy(buf, f->map + off, len);
+	size_t in_file = off >= f->size ? 0 :
+			 f->size - off < len ? (size_t)(f->size - off) : len;
+	memcpy(buf, f->map + off, in_file);
+	memset(buf + in_file, 0, len - in_file);
 	return NULL;
 }
 

@@ -443,6 +443,45 @@ static void test_nt_file_gap(void)
 	pm_target_destroy(t);
 }
 
+/* A mapping running past the end of its file (the last page partly): the
+ * process saw zeros after the end in that page; pages wholly beyond it
+ * were never readable. */
+static void test_file_end(void)
+{
+	uint8_t content[5000];
+	for (size_t i = 0; i < sizeof(content); i++)
+		content[i] = (uint8_t)(i * 13 + 1);
+	char *file = synth_write_temp(content, sizeof(content));
+	struct synth_core *sc = synth_core_create();
+	struct synth_file_entry files[] = { { 0x60000, 0x63000, 0, file } };
+	synth_add_nt_file(sc, 4096, files, 1);
+	synth_add_load(sc, 0x60000, 0x3000, 0, PF_R, NULL);
+	struct pm_target *t;
+	struct pm_error *err = open_synth(sc, &t);
+	synth_core_destroy(sc);
+	CHECK(!err, "core mapping a 5000-byte file over 3 pages opens");
+	if (!err) {
+		uint8_t buf[40], want[40] = {0};
+		memcpy(want, content + 4980, 20);
+		err = pm_target_read(t, 0x60000 + 4980, buf, sizeof(buf));
+		CHECK(!err && memcmp(buf, want, sizeof(buf)) == 0,
+		      "bytes after the file's end, in its last page, read as zeros (%s)",
+		      err_msg(err));
+		pm_error_destroy(err);
+		err = pm_target_read(t, 0x62000, buf, 8);
+		CHECK(err && err->code == PM_ERR_NOT_SAVED &&
+		      strstr(err->message, "beyond the end"),
+		      "a page wholly past the file's end: NOT_SAVED (%s)",
+		      err_msg(err));
+		pm_error_destroy(err);
+		pm_target_destroy(t);
+	} else {
+		pm_error_destroy(err);
+	}
+	unlink(file);
+	free(file);
+}
+
 /* Cores that must be refused with a clear error. */
 static void expect_error(const uint8_t *bytes, size_t len,
 			 enum pm_error_code code, const char *needle,
@@ -595,6 +634,7 @@ int main(void)
 	test_truncated();
 	test_missing_nt_file_and_overlap();
 	test_nt_file_gap();
+	test_file_end();
 	test_refused();
 	test_bad_nt_file();
 	printf("%d failure(s)\n", failures);
