@@ -220,7 +220,7 @@ static struct pm_error *core_phdrs(const char *path, const uint8_t *map,
 	if (ehdr->e_phoff > size ||
 	    phnum > (size - ehdr->e_phoff) / sizeof(Elf64_Phdr))
 		return pm_error_format(PM_ERR_FORMAT,
-				       "%s: %llu program headers at offset 0x%llx do not fit in the file (%zu bytes)",
+				       "%s: %llu program headers at offset 0x%llx run beyond the end of the file (%zu bytes): truncated or corrupt core",
 				       path, (unsigned long long)phnum,
 				       (unsigned long long)ehdr->e_phoff, size);
 	*ret = phnum;

@@ -74,6 +74,19 @@ static struct pm_error *open_bytes(const uint8_t *bytes, size_t len,
 	return err;
 }
 
+static struct pm_error *open_bytes_opts(const uint8_t *bytes, size_t len,
+					const struct pm_options *opts,
+					struct pm_target **ret)
+{
+	char *path = synth_write_temp(bytes, len);
+	if (!path)
+		return pm_error_format(PM_ERR_OS, "cannot write temp core");
+	struct pm_error *err = pm_target_open_core(path, opts, ret);
+	unlink(path);
+	free(path);
+	return err;
+}
+
 static struct pm_error *open_synth(const struct synth_core *sc,
 				   struct pm_target **ret)
 {
@@ -482,6 +495,92 @@ static void test_file_end(void)
 	free(file);
 }
 
+/* More than 65534 mappings: e_phnum is PN_XNUM and section header 0's
+ * sh_info has the count (the kernel writes cores this way). */
+static void test_pn_xnum(void)
+{
+	struct synth_core *sc = synth_core_create();
+	synth_add_prstatus(sc, 7, 0, 0x1000, 0);
+	synth_add_load(sc, 0x10000, 0x1000, 0x1000, PF_R, NULL);
+	synth_add_load(sc, 0x20000, 0x1000, 0x1000, PF_R, NULL);
+	size_t len;
+	uint8_t *b = synth_core_build(sc, &len);
+	synth_core_destroy(sc);
+	uint8_t *x = calloc(1, len + sizeof(Elf64_Shdr));
+	memcpy(x, b, len);
+	free(b);
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)x;
+	Elf64_Shdr sh0 = { .sh_info = eh->e_phnum };
+	memcpy(x + len, &sh0, sizeof(sh0));
+	eh->e_phnum = PN_XNUM;
+	eh->e_shoff = len;
+	eh->e_shnum = 1;
+	eh->e_shentsize = sizeof(Elf64_Shdr);
+	struct pm_target *t;
+	struct pm_error *err = open_bytes(x, len + sizeof(sh0), &t);
+	free(x);
+	CHECK(!err, "PN_XNUM core opens (%s)", err_msg(err));
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	uint8_t buf[8];
+	err = pm_target_read(t, 0x20010, buf, 8);
+	CHECK(!err && pattern_ok(buf, 0x20010, 8) &&
+	      pm_target_region_count(t) == 2,
+	      "PN_XNUM: both segments found through sh_info");
+	pm_error_destroy(err);
+	pm_target_destroy(t);
+}
+
+/* options->executable stands in for an executable NT_FILE names but that
+ * is gone (e.g. the core was copied to another machine). */
+static void test_executable_option(void)
+{
+	uint8_t content[0x2000];
+	for (size_t i = 0; i < sizeof(content); i++)
+		content[i] = (uint8_t)(i * 5 + 3);
+	char *exe = synth_write_temp(content, sizeof(content));
+	struct synth_core *sc = synth_core_create();
+	uint64_t auxv[] = { AT_ENTRY, 0x400100 };
+	synth_add_auxv(sc, auxv, 1);
+	struct synth_file_entry files[] = {
+		{ 0x400000, 0x402000, 0, "/nonexistent/bin/app" },
+	};
+	synth_add_nt_file(sc, 4096, files, 1);
+	synth_add_load(sc, 0x400000, 0x2000, 0, PF_R | PF_X, NULL);
+	size_t len;
+	uint8_t *b = synth_core_build(sc, &len);
+	synth_core_destroy(sc);
+	struct pm_options none = {0}, with = { .executable = exe };
+	struct pm_target *t;
+	uint8_t buf[16];
+	struct pm_error *err = open_bytes_opts(b, len, &none, &t);
+	if (!err) {
+		struct pm_error *rerr = pm_target_read(t, 0x401000, buf, 16);
+		CHECK(rerr && rerr->code == PM_ERR_FILE_MISSING,
+		      "without --exe the executable's bytes are missing (%s)",
+		      err_msg(rerr));
+		pm_error_destroy(rerr);
+		pm_target_destroy(t);
+	}
+	pm_error_destroy(err);
+	err = open_bytes_opts(b, len, &with, &t);
+	CHECK(!err, "core opens with options.executable");
+	if (!err) {
+		struct pm_error *rerr = pm_target_read(t, 0x401000, buf, 16);
+		CHECK(!rerr && memcmp(buf, content + 0x1000, 16) == 0,
+		      "with options.executable its bytes come from %s (%s)", exe,
+		      err_msg(rerr));
+		pm_error_destroy(rerr);
+		pm_target_destroy(t);
+	}
+	pm_error_destroy(err);
+	free(b);
+	unlink(exe);
+	free(exe);
+}
+
 /* Cores that must be refused with a clear error. */
 static void expect_error(const uint8_t *bytes, size_t len,
 			 enum pm_error_code code, const char *needle,
@@ -538,7 +637,7 @@ static void test_refused(void)
 
 	uint16_t phnum = eh->e_phnum;
 	eh->e_phnum = 0xfff0;
-	expect_error(b, len, PM_ERR_FORMAT, "do not fit", "absurd e_phnum");
+	expect_error(b, len, PM_ERR_FORMAT, "beyond the end of the file", "absurd e_phnum");
 	eh->e_phnum = PN_XNUM;
 	expect_error(b, len, PM_ERR_FORMAT, "PN_XNUM", "PN_XNUM without sections");
 	eh->e_phnum = 0;
@@ -546,7 +645,7 @@ static void test_refused(void)
 	eh->e_phnum = phnum;
 	uint64_t phoff = eh->e_phoff;
 	eh->e_phoff = ~0ull - 8;
-	expect_error(b, len, PM_ERR_FORMAT, "do not fit", "absurd e_phoff");
+	expect_error(b, len, PM_ERR_FORMAT, "beyond the end of the file", "absurd e_phoff");
 	eh->e_phoff = phoff;
 	eh->e_phentsize = 32;
 	expect_error(b, len, PM_ERR_FORMAT, "program header size", "bad e_phentsize");
@@ -635,6 +734,8 @@ int main(void)
 	test_missing_nt_file_and_overlap();
 	test_nt_file_gap();
 	test_file_end();
+	test_pn_xnum();
+	test_executable_option();
 	test_refused();
 	test_bad_nt_file();
 	printf("%d failure(s)\n", failures);
