@@ -397,11 +397,59 @@ static void test_bad_files(void)
 	free(p);
 }
 
+/* The statics the pymalloc walker looks up, in every pyenv libpython:
+ * found (and where) exactly when nm lists them. */
+static void test_libpython_statics(void)
+{
+	static const char *const names[] = { "arenas", "usedpools", "maxarenas",
+		"narenas_currently_allocated", "_PyRuntime", "_PyObject_Arena" };
+	char *list = run("ls %s 2>/dev/null",
+			 "/root/.pyenv/versions/3.*/lib/libpython3.*.so.1.0");
+	int files = 0;
+	for (char *line = list ? strtok(list, "\n") : NULL; line;
+	     line = strtok(NULL, "\n")) {
+		struct pm_elf *e;
+		struct pm_error *err = pm_elf_open(line, &e);
+		char *nm = run("nm %s", line);
+		if (err || !nm) {
+			CHECK(false, "open %s (%s)", line, err ? err->message : "nm");
+			pm_error_destroy(err);
+			free(nm);
+			continue;
+		}
+		files++;
+		int agree = 0, present = 0;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			uint64_t truth = 0, value = 0;
+			bool in_nm = nm_value(nm, names[i], &truth);
+			bool found = pm_elf_find_symbol(e, names[i],
+							PM_SYMTAB_DYNSYM | PM_SYMTAB_SYMTAB,
+							&value, NULL, NULL);
+			present += in_nm;
+			if (found == in_nm && (!found || value == truth))
+				agree++;
+			else
+				printf("      %s: %s found=%d (0x%llx), nm=%d (0x%llx)\n",
+				       line, names[i], found,
+				       (unsigned long long)value, in_nm,
+				       (unsigned long long)truth);
+		}
+		CHECK(agree == (int)(sizeof(names) / sizeof(names[0])),
+		      "%s: %d statics, lookups agree with nm", line, present);
+		free(nm);
+		pm_elf_close(e);
+	}
+	if (!files)
+		printf("SKIP  no pyenv libpython found\n");
+	free(list);
+}
+
 int main(void)
 {
 	test_libc();
 	test_debian_python();
 	test_clone_suffix();
+	test_libpython_statics();
 	test_lto_priv();
 	test_bad_files();
 	printf("%d failure(s)\n", failures);
