@@ -15,5 +15,6 @@ typedef struct pm_error *pm_report_fn(struct pm_target *t,
 /* report_target.c */
 pm_report_fn pm_report_regions;
 pm_report_fn pm_report_info;
+pm_report_fn pm_report_digest;
 
 #endif

@@ -133,6 +133,14 @@ struct pm_module *pm_target_executable(struct pm_target *t);
 /* Symbol lookup in modules whose basename starts with module_prefix (all when
  * NULL): .dynsym, then (unless no_debuginfo) .symtab and the separate debug
  * file. Matches `name` and LTO-renamed locals `name.lto_priv.N`. */
+/* The module's file on disk, opened once and checked against the build-id
+ * in memory; NULL if missing or mismatched (a warning says which). */
+struct pm_elf *pm_target_module_file(struct pm_target *t, struct pm_module *m);
+
+/* The separate debug file found by build-id, or NULL (also under no_debuginfo). */
+struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
+					   struct pm_module *m);
+
 struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
 				  const char *name, struct pm_symbol *ret);
 

@@ -1,6 +1,8 @@
 /* ELF files on disk (executables, shared libraries, separate debug files),
  * opened with libelf over a read-only mmap: build-id, symbols, and the bytes
- * of loadable segments (cores lack read-only file-backed pages). */
+ * of loadable segments (cores lack read-only file-backed pages).
+ * (Not named elf.h: libelf.h includes <elf.h>, which lib/ on the include path
+ * would shadow.) */
 #ifndef PM_ELF_H
 #define PM_ELF_H
 
@@ -45,6 +47,12 @@ bool pm_elf_find_symbol(const struct pm_elf *elf, const char *name,
 			unsigned tables, uint64_t *value, uint64_t *size,
 			enum pm_symtab_kind *found_in);
 bool pm_elf_has_symtab(const struct pm_elf *elf);
+
+/* The GNU build-id in a block of ELF notes (a PT_NOTE segment or SHT_NOTE
+ * section, e.g. read from target memory); returns its length, 0 if none.
+ * *ret points into notes. */
+size_t pm_elf_notes_build_id(const void *notes, size_t size,
+			     const uint8_t **ret);
 
 /* "<debug_dir>/.build-id/ab/cdef...debug" for a build-id (malloc'd). */
 char *pm_elf_debug_path(const char *debug_dir, const uint8_t *build_id,

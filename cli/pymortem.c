@@ -1,0 +1,248 @@
+/* pymortem: the standalone command. `pymortem REPORT [options] <core|pid>`
+ * opens the target (freezing a live process for the duration), runs one
+ * report from the library's registry and prints it. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pymortem.h"
+
+enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+static volatile sig_atomic_t interrupt_count;
+
+/* First Ctrl-C asks the analysis to stop (the process is then thawed on the
+ * normal path); a second one exits at once. The target is frozen with ptrace,
+ * so the kernel resumes it even then. */
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (++interrupt_count > 1)
+		_exit(EXIT_INTERRUPTED);
+}
+
+static bool is_interrupted(void *arg)
+{
+	(void)arg;
+	return interrupt_count > 0;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: pymortem REPORT [options] <core-file|pid>\n"
+		"\n"
+		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
+		"\nreports:\n");
+	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
+		fprintf(out, "  %-16s %s\n", d->name, d->summary);
+	fprintf(out,
+		"\noptions:\n"
+		"  --json              print JSON instead of a table\n"
+		"  --no-debuginfo      use only .dynsym (ignore .symtab and debug files)\n"
+		"  --debug-dir DIR     where separate debug files live (/usr/lib/debug)\n"
+		"  --exe PATH          the executable, for a core whose notes lack it\n"
+		"  --by KEY            summary grouping: type, size, region, allocator\n"
+		"  --top N             show at most N rows\n"
+		"  --limit N           list at most N allocations\n"
+		"  --min-size N        only allocations of at least N bytes\n"
+		"  --used | --free | --all   which allocations to list\n"
+		"  --type T            only allocations of this kind\n"
+		"  --query EXPR        select expression\n"
+		"  --address ADDR      address for describe/hexdump\n"
+		"  --length N          length for hexdump\n"
+		"  -h, --help          this help;  --version  the version\n");
+}
+
+static void fail(const char *what, struct pm_error *err)
+{
+	fprintf(stderr, "pymortem: error: %s%s%s\n", what ? what : "",
+		what ? ": " : "", err->message);
+	pm_error_destroy(err);
+}
+
+static bool parse_number(const char *text, uint64_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 0);
+	if (errno || end == text || *end || text[0] == '-')
+		return false;
+	*ret = v;
+	return true;
+}
+
+static bool parse_pid(const char *text, pid_t *ret)
+{
+	if (!*text)
+		return false;
+	for (const char *p = text; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	long v = strtol(text, NULL, 10);
+	if (v <= 0 || v > 0x3fffffff)
+		return false;
+	*ret = (pid_t)v;
+	return true;
+}
+
+static bool report_exists(const char *name)
+{
+	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
+		if (strcmp(d->name, name) == 0)
+			return true;
+	return false;
+}
+
+static int run_report(struct pm_target *t, const char *report,
+		      const struct pm_report_args *args)
+{
+	char *text;
+	struct pm_error *err = pm_report_run(t, report, args, &text);
+	if (err) {
+		int code = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;
+		fail(NULL, err);
+		return code;
+	}
+	fputs(text, stdout);
+	free(text);
+	return 0;
+}
+
+static int run_on_pid(pid_t pid, const char *report,
+		      const struct pm_options *options,
+		      const struct pm_report_args *args)
+{
+	struct pm_frozen_process *frozen;
+	struct pm_error *err = pm_process_freeze(pid, &frozen);
+	if (err) {
+		fail(NULL, err);
+		return 1;
+	}
+	struct pm_target *t;
+	err = pm_target_open_pid(pid, options, &t);
+	int status;
+	if (err) {
+		fail(NULL, err);
+		status = 1;
+	} else {
+		status = run_report(t, report, args);
+		pm_target_destroy(t);
+	}
+	pm_process_thaw(frozen);
+	return status;
+}
+
+static int run_on_core(const char *path, const char *report,
+		       const struct pm_options *options,
+		       const struct pm_report_args *args)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "pymortem: error: %s: %s (expected a core file or a pid)\n",
+			path, strerror(errno));
+		return 1;
+	}
+	struct pm_target *t;
+	struct pm_error *err = pm_target_open_core(path, options, &t);
+	if (err) {
+		fail(path, err);
+		return 1;
+	}
+	int status = run_report(t, report, args);
+	pm_target_destroy(t);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_JSON = 256, OPT_NO_DEBUGINFO, OPT_DEBUG_DIR, OPT_EXE, OPT_BY,
+	       OPT_TOP, OPT_LIMIT, OPT_MIN_SIZE, OPT_USED, OPT_FREE, OPT_ALL,
+	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_VERSION };
+	static const struct option long_options[] = {
+		{"json", no_argument, NULL, OPT_JSON},
+		{"no-debuginfo", no_argument, NULL, OPT_NO_DEBUGINFO},
+		{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
+		{"exe", required_argument, NULL, OPT_EXE},
+		{"by", required_argument, NULL, OPT_BY},
+		{"top", required_argument, NULL, OPT_TOP},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"min-size", required_argument, NULL, OPT_MIN_SIZE},
+		{"used", no_argument, NULL, OPT_USED},
+		{"free", no_argument, NULL, OPT_FREE},
+		{"all", no_argument, NULL, OPT_ALL},
+		{"type", required_argument, NULL, OPT_TYPE},
+		{"query", required_argument, NULL, OPT_QUERY},
+		{"address", required_argument, NULL, OPT_ADDRESS},
+		{"length", required_argument, NULL, OPT_LENGTH},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, OPT_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	struct pm_options options = {.interrupted = is_interrupted};
+	struct pm_report_args args = {0};
+	int opt;
+	uint64_t number;
+	while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_JSON: args.format = PM_FORMAT_JSON; break;
+		case OPT_NO_DEBUGINFO: options.no_debuginfo = true; break;
+		case OPT_DEBUG_DIR: options.debug_dir = optarg; break;
+		case OPT_EXE: options.executable = optarg; break;
+		case OPT_BY: args.by = optarg; break;
+		case OPT_USED: args.state = "used"; break;
+		case OPT_FREE: args.state = "free"; break;
+		case OPT_ALL: args.state = "all"; break;
+		case OPT_TYPE: args.type = optarg; break;
+		case OPT_QUERY: args.query = optarg; break;
+		case OPT_TOP: case OPT_LIMIT: case OPT_MIN_SIZE:
+		case OPT_ADDRESS: case OPT_LENGTH:
+			if (!parse_number(optarg, &number)) {
+				fprintf(stderr, "pymortem: error: %s needs a number, not '%s'\n",
+					argv[optind - 1], optarg);
+				return EXIT_USAGE;
+			}
+			if (opt == OPT_TOP) args.top = (long)number;
+			if (opt == OPT_LIMIT) args.limit = (long)number;
+			if (opt == OPT_MIN_SIZE) args.min_size = number;
+			if (opt == OPT_ADDRESS) {
+				args.address = number;
+				args.has_address = true;
+			}
+			if (opt == OPT_LENGTH) args.length = number;
+			break;
+		case OPT_VERSION: printf("pymortem %s\n", PM_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc && strcmp(argv[optind], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *report = argv[optind], *target = argv[optind + 1];
+	if (!report_exists(report)) {
+		fprintf(stderr, "pymortem: error: unknown report '%s' (see pymortem --help)\n",
+			report);
+		return EXIT_USAGE;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	pid_t pid;
+	if (parse_pid(target, &pid) && access(target, F_OK) != 0)
+		return run_on_pid(pid, report, &options, &args);
+	return run_on_core(target, report, &options, &args);
+}

@@ -1,0 +1,99 @@
+/* The report registry and runner: finds a report by name, runs it, and adds
+ * the warnings collected on the target (problems that did not stop it).
+ *
+ * Convention: in JSON mode a report function writes the *members* of the
+ * top-level object (`"regions": [...]`); this file adds the braces and a
+ * "warnings" member, so every JSON document has the same envelope. */
+#include <string.h>
+
+#include "report.h"
+
+struct report_entry {
+	struct pm_report_desc desc;
+	pm_report_fn *fn;
+};
+
+static const struct report_entry reports[] = {
+	{{"regions", "every mapping with its label"}, pm_report_regions},
+	{{"info", "what was detected: executable, versions, modules, symbols"},
+	 pm_report_info},
+	{{"digest", "a digest of every readable region's bytes (for testing)"},
+	 pm_report_digest},
+};
+
+#define NREPORTS (sizeof(reports) / sizeof(reports[0]))
+
+const struct pm_report_desc *pm_report_list(void)
+{
+	static struct pm_report_desc list[NREPORTS + 1];
+	for (size_t i = 0; i < NREPORTS; i++)
+		list[i] = reports[i].desc;
+	list[NREPORTS] = (struct pm_report_desc){NULL, NULL};
+	return list;
+}
+
+#define WARNINGS_SHOWN_TEXT 20
+
+static void append_warnings(struct pm_target *t, enum pm_output_format format,
+			    struct pm_strbuf *out)
+{
+	size_t total = pm_target_warning_count(t);
+	size_t stored = pm_target_warnings_stored(t);
+	if (format == PM_FORMAT_JSON) {
+		pm_strbuf_printf(out, ",\n\"warning_count\": %zu,\n\"warnings\": [", total);
+		for (size_t i = 0; i < stored; i++) {
+			const struct pm_diag *d = pm_target_warning(t, i);
+			pm_strbuf_append(out, i ? ",\n  {" : "\n  {");
+			if (d->has_address)
+				pm_strbuf_printf(out, "\"address\": %llu, ",
+						 (unsigned long long)d->address);
+			pm_strbuf_append(out, "\"message\": ");
+			pm_strbuf_json_string(out, d->message);
+			pm_strbuf_append(out, "}");
+		}
+		pm_strbuf_append(out, stored ? "\n]" : "]");
+		return;
+	}
+	if (total == 0)
+		return;
+	pm_strbuf_printf(out, "\nwarnings (%zu):\n", total);
+	for (size_t i = 0; i < stored && i < WARNINGS_SHOWN_TEXT; i++) {
+		const struct pm_diag *d = pm_target_warning(t, i);
+		if (d->has_address)
+			pm_strbuf_printf(out, "  0x%llx: %s\n",
+					 (unsigned long long)d->address, d->message);
+		else
+			pm_strbuf_printf(out, "  %s\n", d->message);
+	}
+	if (total > WARNINGS_SHOWN_TEXT)
+		pm_strbuf_printf(out, "  ... and %zu more (see --json)\n",
+				 total - WARNINGS_SHOWN_TEXT);
+}
+
+struct pm_error *pm_report_run(struct pm_target *t, const char *name,
+			       const struct pm_report_args *args, char **ret)
+{
+	const struct report_entry *entry = NULL;
+	for (size_t i = 0; i < NREPORTS; i++)
+		if (strcmp(reports[i].desc.name, name) == 0)
+			entry = &reports[i];
+	if (!entry)
+		return pm_error_format(PM_ERR_INVALID, "no report named '%s'", name);
+	struct pm_report_args defaults = {0};
+	if (!args)
+		args = &defaults;
+	struct pm_strbuf out;
+	pm_strbuf_init(&out);
+	if (args->format == PM_FORMAT_JSON)
+		pm_strbuf_append(&out, "{\n");
+	struct pm_error *err = entry->fn(t, args, &out);
+	if (err) {
+		pm_strbuf_deinit(&out);
+		return err;
+	}
+	append_warnings(t, args->format, &out);
+	if (args->format == PM_FORMAT_JSON)
+		pm_strbuf_append(&out, "\n}\n");
+	*ret = pm_strbuf_steal(&out);
+	return *ret ? NULL : &pm_error_no_memory;
+}

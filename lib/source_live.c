@@ -1,0 +1,220 @@
+/* A live process as a memory source: regions from /proc/PID/maps, memory by
+ * pread on /proc/PID/mem, threads from /proc/PID/task. The process should be
+ * stopped (pm_process_freeze, or a debugger) while it is analysed. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "source.h"
+
+#define LIVE_THREADS_MAX 100000
+
+struct live_source {
+	struct pm_source base;
+	pid_t pid;
+	int mem_fd;
+};
+
+static struct pm_error *live_read(struct pm_source *source, uint64_t addr,
+				  void *buf, size_t len)
+{
+	struct live_source *live = (struct live_source *)source;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(live->mem_fd, (char *)buf + done, len - done,
+				  (off_t)(addr + done));
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		uint64_t at = addr + done;
+		if (n == 0 || errno == EIO || errno == EFAULT)
+			return pm_error_at(PM_ERR_UNMAPPED, at,
+					   "cannot read 0x%llx in process %d (not mapped or not readable)",
+					   (unsigned long long)at, (int)live->pid);
+		return pm_error_errno(errno, "reading 0x%llx in process %d",
+				      (unsigned long long)at, (int)live->pid);
+	}
+	return NULL;
+}
+
+static void live_destroy(struct pm_source *source)
+{
+	struct live_source *live = (struct live_source *)source;
+	if (live->mem_fd >= 0)
+		close(live->mem_fd);
+	free(live);
+}
+
+static const struct pm_source_ops live_ops = {
+	.kind = "live",
+	.read = live_read,
+	.destroy = live_destroy,
+};
+
+/* Reads a whole small /proc file into a malloc'd string. */
+static struct pm_error *read_proc_file(const char *path, char **ret)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pm_error_errno(errno, "%s", path);
+	size_t cap = 65536, len = 0;
+	char *text = malloc(cap);
+	while (text) {
+		if (len + 1 == cap) {
+			char *grown = realloc(text, cap * 2);
+			if (!grown)
+				break;
+			text = grown;
+			cap *= 2;
+		}
+		ssize_t n = read(fd, text + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			free(text);
+			close(fd);
+			return pm_error_errno(e, "%s", path);
+		}
+		if (n == 0) {
+			text[len] = '\0';
+			close(fd);
+			*ret = text;
+			return NULL;
+		}
+		len += (size_t)n;
+	}
+	free(text);
+	close(fd);
+	return &pm_error_no_memory;
+}
+
+/* /proc/PID/task/TID/syscall of a stopped thread ends with its sp and pc. */
+static void live_thread_regs(pid_t pid, struct pm_thread *thread)
+{
+	char path[64], *text;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid,
+		 (int)thread->tid);
+	struct pm_error *err = read_proc_file(path, &text);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	char *last = strrchr(text, ' ');
+	if (last && last != text && strncmp(text, "running", 7) != 0) {
+		*last = '\0';
+		char *prev = strrchr(text, ' ');
+		if (prev) {
+			thread->sp = strtoull(prev + 1, NULL, 16);
+			thread->pc = strtoull(last + 1, NULL, 16);
+			thread->has_regs = thread->sp != 0;
+		}
+	}
+	free(text);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)pid,
+		 (int)thread->tid);
+	if (!read_proc_file(path, &text)) {
+		text[strcspn(text, "\n")] = '\0';
+		snprintf(thread->name, sizeof(thread->name), "%s", text);
+		free(text);
+	}
+}
+
+static struct pm_error *live_add_threads(struct pm_target *t, pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return pm_error_errno(errno, "%s", path);
+	struct dirent *entry;
+	size_t count = 0;
+	struct pm_error *err = NULL;
+	while (!err && (entry = readdir(dir)) && count < LIVE_THREADS_MAX) {
+		char *end;
+		long tid = strtol(entry->d_name, &end, 10);
+		if (*end || tid <= 0)
+			continue;
+		struct pm_thread thread = {.tid = (int32_t)tid};
+		live_thread_regs(pid, &thread);
+		err = pm_target_add_thread(t, &thread);
+		count++;
+	}
+	closedir(dir);
+	return err;
+}
+
+static struct pm_error *live_add_auxv(struct pm_target *t, pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pm_error_errno(errno, "%s", path);
+	uint64_t pairs[2 * 64];
+	ssize_t n = read(fd, pairs, sizeof(pairs));
+	close(fd);
+	if (n < 0)
+		return pm_error_errno(errno, "%s", path);
+	return pm_target_set_auxv(t, pairs, (size_t)n / 16);
+}
+
+struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
+				    struct pm_target **ret)
+{
+	if (pid <= 0)
+		return pm_error_format(PM_ERR_INVALID, "invalid pid %d", (int)pid);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (access(path, F_OK) != 0)
+		return pm_error_format(PM_ERR_NOT_FOUND, "no process with pid %d",
+				       (int)pid);
+	struct live_source *live = calloc(1, sizeof(*live));
+	if (!live)
+		return &pm_error_no_memory;
+	live->base.ops = &live_ops;
+	live->pid = pid;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
+	live->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (live->mem_fd < 0) {
+		int e = errno;
+		free(live);
+		if (e == EACCES || e == EPERM)
+			return pm_error_format(PM_ERR_PERMISSION,
+					       "permission denied reading the memory of process %d (run as its owner or root; check /proc/sys/kernel/yama/ptrace_scope)",
+					       (int)pid);
+		return pm_error_errno(e, "opening %s", path);
+	}
+	struct pm_target *t;
+	struct pm_error *err = pm_target_create(&live->base, options, pid, &t);
+	if (err) {
+		live_destroy(&live->base);
+		return err;
+	}
+	char *maps;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	err = read_proc_file(path, &maps);
+	if (!err) {
+		err = pm_target_add_maps_text(t, maps);
+		free(maps);
+	}
+	if (!err)
+		err = live_add_threads(t, pid);
+	if (!err)
+		err = live_add_auxv(t, pid);
+	if (!err)
+		err = pm_target_finish(t);
+	if (err) {
+		pm_target_destroy(t);
+		return pm_error_wrap(err, "process %d", (int)pid);
+	}
+	*ret = t;
+	return NULL;
+}

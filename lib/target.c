@@ -1,0 +1,807 @@
+/* The target: regions, modules, threads and memory of one process image, over
+ * any memory source. Also owns the block cache that gives the walkers cheap
+ * zero-copy views of target memory when the source cannot map it directly. */
+#include "target.h"
+
+#include <elf.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elffile.h"
+#include "source.h"
+
+#define WARNINGS_STORED_MAX 1000
+#define AUXV_MAX 64
+
+/* Block cache: direct-mapped, BLOCK_COUNT blocks of BLOCK_SIZE bytes. */
+#define BLOCK_SHIFT 18
+#define BLOCK_SIZE ((uint64_t)1 << BLOCK_SHIFT)
+#define BLOCK_COUNT 32
+
+struct cache_block {
+	uint64_t base;          /* BLOCK_SIZE-aligned; valid if valid_end > valid_start */
+	uint64_t valid_start, valid_end;
+	uint8_t *data;          /* BLOCK_SIZE bytes, data[0] = base */
+};
+
+struct cache_slot_entry {
+	void *value;
+	void (*destroy)(void *);
+};
+
+struct pm_target {
+	struct pm_source *source;
+	struct pm_options options;
+	char *debug_dir;
+	char *executable;
+	pid_t pid;
+
+	struct pm_region *regions;
+	size_t nregions, regions_cap;
+	struct pm_thread *threads;
+	size_t nthreads, threads_cap;
+	struct pm_module *modules;
+	size_t nmodules;
+	uint64_t auxv[AUXV_MAX][2];
+	size_t nauxv;
+
+	struct pm_diag *warnings;
+	size_t nwarnings_stored, nwarnings;
+
+	struct cache_block blocks[BLOCK_COUNT];
+	uint8_t *scratch;       /* PM_VIEW_MAX bytes for views that span blocks */
+
+	struct cache_slot_entry cache[PM_CACHE_SLOTS];
+};
+
+struct pm_error *pm_target_create(struct pm_source *source,
+				  const struct pm_options *options, pid_t pid,
+				  struct pm_target **ret)
+{
+	struct pm_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return &pm_error_no_memory;
+	t->source = source;
+	t->pid = pid;
+	if (options)
+		t->options = *options;
+	t->debug_dir = strdup(t->options.debug_dir ? t->options.debug_dir
+						   : "/usr/lib/debug");
+	t->executable = t->options.executable ? strdup(t->options.executable)
+					      : NULL;
+	if (!t->debug_dir || (t->options.executable && !t->executable)) {
+		free(t->debug_dir);
+		free(t->executable);
+		free(t);
+		return &pm_error_no_memory;
+	}
+	/* Strings in options belong to the caller: point at our copies. */
+	t->options.debug_dir = t->debug_dir;
+	t->options.executable = t->executable;
+	*ret = t;
+	return NULL;
+}
+
+static void module_deinit(struct pm_module *m)
+{
+	free(m->path);
+	free(m->debug_path);
+	if (m->file)
+		pm_elf_close(m->file);
+	if (m->debug_file)
+		pm_elf_close(m->debug_file);
+}
+
+void pm_target_destroy(struct pm_target *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; i < PM_CACHE_SLOTS; i++)
+		if (t->cache[i].value && t->cache[i].destroy)
+			t->cache[i].destroy(t->cache[i].value);
+	if (t->source)
+		t->source->ops->destroy(t->source);
+	for (size_t i = 0; i < t->nregions; i++)
+		free(t->regions[i].path);
+	free(t->regions);
+	free(t->threads);
+	for (size_t i = 0; i < t->nmodules; i++)
+		module_deinit(&t->modules[i]);
+	free(t->modules);
+	for (size_t i = 0; i < t->nwarnings_stored; i++)
+		free(t->warnings[i].message);
+	free(t->warnings);
+	for (int i = 0; i < BLOCK_COUNT; i++)
+		free(t->blocks[i].data);
+	free(t->scratch);
+	free(t->debug_dir);
+	free(t->executable);
+	free(t);
+}
+
+/* ---- building ---------------------------------------------------------- */
+
+struct pm_error *pm_target_add_region(struct pm_target *t,
+				      const struct pm_region *region)
+{
+	if (region->end <= region->start)
+		return pm_error_at(PM_ERR_INVALID, region->start,
+				   "empty or inverted region 0x%llx-0x%llx",
+				   (unsigned long long)region->start,
+				   (unsigned long long)region->end);
+	if (t->nregions == t->regions_cap) {
+		size_t cap = t->regions_cap ? t->regions_cap * 2 : 64;
+		struct pm_region *grown = realloc(t->regions, cap * sizeof(*grown));
+		if (!grown)
+			return &pm_error_no_memory;
+		t->regions = grown;
+		t->regions_cap = cap;
+	}
+	struct pm_region *r = &t->regions[t->nregions];
+	*r = *region;
+	r->path = NULL;
+	if (region->path && !(r->path = strdup(region->path)))
+		return &pm_error_no_memory;
+	t->nregions++;
+	return NULL;
+}
+
+struct pm_error *pm_target_add_thread(struct pm_target *t,
+				      const struct pm_thread *thread)
+{
+	if (t->nthreads == t->threads_cap) {
+		size_t cap = t->threads_cap ? t->threads_cap * 2 : 16;
+		struct pm_thread *grown = realloc(t->threads, cap * sizeof(*grown));
+		if (!grown)
+			return &pm_error_no_memory;
+		t->threads = grown;
+		t->threads_cap = cap;
+	}
+	t->threads[t->nthreads++] = *thread;
+	return NULL;
+}
+
+struct pm_error *pm_target_set_auxv(struct pm_target *t, const uint64_t *pairs,
+				    size_t npairs)
+{
+	t->nauxv = 0;
+	for (size_t i = 0; i < npairs && t->nauxv < AUXV_MAX; i++) {
+		if (pairs[2 * i] == AT_NULL)
+			break;
+		t->auxv[t->nauxv][0] = pairs[2 * i];
+		t->auxv[t->nauxv][1] = pairs[2 * i + 1];
+		t->nauxv++;
+	}
+	return NULL;
+}
+
+static int region_compare(const void *a, const void *b)
+{
+	const struct pm_region *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static bool is_pseudo_path(const char *path)
+{
+	return path && path[0] == '[';
+}
+
+/* Reads the GNU build-id of an ELF image mapped at base from target memory
+ * (its headers are in the first page, which kernel cores keep). */
+static void module_read_build_id(struct pm_target *t, struct pm_module *m)
+{
+	Elf64_Ehdr eh;
+	struct pm_error *err = pm_target_read(t, m->start, &eh, sizeof(eh));
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 64)
+		return;
+	Elf64_Phdr ph[64];
+	err = pm_target_read(t, m->start + eh.e_phoff, ph,
+					      eh.e_phnum * sizeof(Elf64_Phdr));
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	uint64_t first_load = UINT64_MAX;
+	for (int i = 0; i < eh.e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < first_load)
+			first_load = ph[i].p_vaddr & ~(uint64_t)0xfff;
+	if (first_load == UINT64_MAX)
+		return;
+	uint64_t bias = m->start - first_load;
+	for (int i = 0; i < eh.e_phnum; i++) {
+		if (ph[i].p_type != PT_NOTE || ph[i].p_memsz > 4096)
+			continue;
+		uint8_t notes[4096];
+		err = pm_target_read(t, bias + ph[i].p_vaddr, notes, ph[i].p_memsz);
+		if (err) {
+			pm_error_destroy(err);
+			continue;
+		}
+		const uint8_t *id;
+		size_t len = pm_elf_notes_build_id(notes, ph[i].p_memsz, &id);
+		if (len && len <= sizeof(m->build_id)) {
+			memcpy(m->build_id, id, len);
+			m->build_id_len = len;
+			return;
+		}
+	}
+}
+
+static bool target_memory_is_elf(struct pm_target *t, uint64_t addr)
+{
+	char magic[SELFMAG];
+	struct pm_error *err = pm_target_read(t, addr, magic, sizeof(magic));
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	return memcmp(magic, ELFMAG, SELFMAG) == 0;
+}
+
+/* One module per file-backed path whose offset-0 mapping holds an ELF image
+ * (in memory, or on disk when the core lacks the page). */
+static struct pm_error *target_build_modules(struct pm_target *t)
+{
+	uint64_t at_phdr = 0;
+	pm_target_auxv(t, AT_PHDR, &at_phdr);
+	for (size_t i = 0; i < t->nregions; i++) {
+		struct pm_region *r = &t->regions[i];
+		if (!r->path || is_pseudo_path(r->path) || r->offset != 0)
+			continue;
+		bool elf = target_memory_is_elf(t, r->start);
+		struct pm_elf *file = NULL;
+		if (!elf) {
+			struct pm_error *err = pm_elf_open(r->path, &file);
+			if (err) {
+				pm_error_destroy(err);
+				continue;
+			}
+		}
+		struct pm_module *grown = realloc(t->modules,
+			(t->nmodules + 1) * sizeof(*grown));
+		if (!grown) {
+			pm_elf_close(file);
+			return &pm_error_no_memory;
+		}
+		t->modules = grown;
+		struct pm_module *m = &t->modules[t->nmodules];
+		memset(m, 0, sizeof(*m));
+		if (!(m->path = strdup(r->path))) {
+			pm_elf_close(file);
+			return &pm_error_no_memory;
+		}
+		t->nmodules++;
+		m->start = r->start;
+		m->end = r->end;
+		/* A library's segments follow each other; stop at another path. */
+		for (size_t j = i + 1; j < t->nregions; j++) {
+			const struct pm_region *n = &t->regions[j];
+			if (n->path && strcmp(n->path, r->path) == 0)
+				m->end = n->end;
+			else if (n->path || n->start != m->end)
+				break;
+		}
+		m->file = file;
+		if (file)
+			m->file_status = PM_FILE_OK;
+		module_read_build_id(t, m);
+		if (at_phdr >= m->start && at_phdr < m->end)
+			m->is_executable = true;
+	}
+	return NULL;
+}
+
+static const struct pm_thread *thread_with_stack_in(const struct pm_target *t,
+						    const struct pm_region *r)
+{
+	for (size_t i = 0; i < t->nthreads; i++)
+		if (t->threads[i].sp >= r->start && t->threads[i].sp < r->end &&
+		    (t->threads[i].has_regs))
+			return &t->threads[i];
+	return NULL;
+}
+
+static void target_label_regions(struct pm_target *t)
+{
+	for (size_t i = 0; i < t->nregions; i++) {
+		struct pm_region *r = &t->regions[i];
+		const char *p = r->path;
+		if (p && strcmp(p, "[heap]") == 0)
+			r->label = PM_LABEL_HEAP;
+		else if (p && strcmp(p, "[stack]") == 0)
+			r->label = PM_LABEL_MAIN_STACK;
+		else if (p && strcmp(p, "[vdso]") == 0)
+			r->label = PM_LABEL_VDSO;
+		else if (p && strcmp(p, "[vvar]") == 0)
+			r->label = PM_LABEL_VVAR;
+		else if (p && strcmp(p, "[vsyscall]") == 0)
+			r->label = PM_LABEL_VSYSCALL;
+		else if (p && !is_pseudo_path(p))
+			r->label = PM_LABEL_FILE;
+		else if (r->perms == 0 || r->perms == PM_PERM_SHARED)
+			r->label = PM_LABEL_RESERVED;
+		else
+			r->label = PM_LABEL_ANON;
+		const struct pm_thread *th = thread_with_stack_in(t, r);
+		if (th && (r->label == PM_LABEL_ANON ||
+			   r->label == PM_LABEL_MAIN_STACK)) {
+			if (r->label == PM_LABEL_ANON)
+				r->label = PM_LABEL_THREAD_STACK;
+			r->label_tid = th->tid;
+			/* glibc puts a PROT_NONE guard right below each thread
+			 * stack it allocates. */
+			if (i > 0 && r->label == PM_LABEL_THREAD_STACK) {
+				struct pm_region *g = &t->regions[i - 1];
+				if (g->end == r->start && !g->path &&
+				    (g->perms & 7) == 0) {
+					g->label = PM_LABEL_GUARD;
+					g->label_tid = th->tid;
+				}
+			}
+		}
+	}
+	for (size_t i = 0; i < t->nmodules; i++)
+		for (size_t j = 0; j < t->nregions; j++) {
+			struct pm_region *r = &t->regions[j];
+			if (r->start >= t->modules[i].start &&
+			    r->end <= t->modules[i].end && r->path &&
+			    strcmp(r->path, t->modules[i].path) == 0)
+				r->label = PM_LABEL_MODULE;
+		}
+}
+
+struct pm_error *pm_target_finish(struct pm_target *t)
+{
+	qsort(t->regions, t->nregions, sizeof(*t->regions), region_compare);
+	/* Regions must not overlap: binary search and labels rely on it. */
+	size_t kept = 0;
+	for (size_t i = 0; i < t->nregions; i++) {
+		if (kept > 0 && t->regions[i].start < t->regions[kept - 1].end) {
+			pm_target_warn(t, true, t->regions[i].start,
+				       "region 0x%llx-0x%llx overlaps the one before it; ignored",
+				       (unsigned long long)t->regions[i].start,
+				       (unsigned long long)t->regions[i].end);
+			free(t->regions[i].path);
+			continue;
+		}
+		t->regions[kept++] = t->regions[i];
+	}
+	t->nregions = kept;
+	struct pm_error *err = target_build_modules(t);
+	if (err)
+		return err;
+	target_label_regions(t);
+	return NULL;
+}
+
+/* ---- regions, threads, modules ------------------------------------------ */
+
+size_t pm_target_region_count(const struct pm_target *t)
+{
+	return t->nregions;
+}
+
+struct pm_region *pm_target_region(struct pm_target *t, size_t i)
+{
+	return i < t->nregions ? &t->regions[i] : NULL;
+}
+
+struct pm_region *pm_target_find_region(struct pm_target *t, uint64_t addr)
+{
+	size_t lo = 0, hi = t->nregions;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (addr < t->regions[mid].start)
+			hi = mid;
+		else if (addr >= t->regions[mid].end)
+			lo = mid + 1;
+		else
+			return &t->regions[mid];
+	}
+	return NULL;
+}
+
+bool pm_target_is_mapped(const struct pm_target *t, uint64_t addr, size_t len)
+{
+	uint64_t end = addr + len;
+	if (end < addr)
+		return false;
+	while (addr < end) {
+		const struct pm_region *r =
+			pm_target_find_region((struct pm_target *)t, addr);
+		if (!r || !(r->perms & PM_PERM_R))
+			return false;
+		addr = r->end;
+	}
+	return true;
+}
+
+const char *pm_region_label_name(enum pm_region_label label)
+{
+	static const char *const names[PM_LABEL_COUNT] = {
+		[PM_LABEL_ANON] = "anonymous",
+		[PM_LABEL_MODULE] = "module",
+		[PM_LABEL_FILE] = "file",
+		[PM_LABEL_HEAP] = "heap",
+		[PM_LABEL_MAIN_STACK] = "main thread stack",
+		[PM_LABEL_THREAD_STACK] = "thread stack",
+		[PM_LABEL_GUARD] = "guard page",
+		[PM_LABEL_VDSO] = "vdso",
+		[PM_LABEL_VVAR] = "vvar",
+		[PM_LABEL_VSYSCALL] = "vsyscall",
+		[PM_LABEL_RESERVED] = "reserved (no access)",
+		[PM_LABEL_GLIBC_MAIN_HEAP] = "glibc main heap",
+		[PM_LABEL_GLIBC_ARENA_HEAP] = "glibc thread arena heap",
+		[PM_LABEL_GLIBC_ARENA_RESERVED] = "glibc arena reserve",
+		[PM_LABEL_GLIBC_MMAPPED] = "glibc mmapped chunk",
+		[PM_LABEL_PYMALLOC_ARENA] = "pymalloc arena",
+		[PM_LABEL_PYTHON_DATA_STACK] = "python data stack",
+		[PM_LABEL_MIMALLOC] = "mimalloc segment",
+	};
+	if ((unsigned)label >= PM_LABEL_COUNT || !names[label])
+		return "unknown";
+	return names[label];
+}
+
+size_t pm_target_thread_count(const struct pm_target *t)
+{
+	return t->nthreads;
+}
+
+const struct pm_thread *pm_target_thread(const struct pm_target *t, size_t i)
+{
+	return i < t->nthreads ? &t->threads[i] : NULL;
+}
+
+size_t pm_target_module_count(const struct pm_target *t)
+{
+	return t->nmodules;
+}
+
+struct pm_module *pm_target_module(struct pm_target *t, size_t i)
+{
+	return i < t->nmodules ? &t->modules[i] : NULL;
+}
+
+static const char *path_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+struct pm_module *pm_target_find_module(struct pm_target *t, const char *prefix)
+{
+	for (size_t i = 0; i < t->nmodules; i++)
+		if (strncmp(path_basename(t->modules[i].path), prefix,
+			    strlen(prefix)) == 0)
+			return &t->modules[i];
+	return NULL;
+}
+
+struct pm_module *pm_target_executable(struct pm_target *t)
+{
+	for (size_t i = 0; i < t->nmodules; i++)
+		if (t->modules[i].is_executable)
+			return &t->modules[i];
+	return NULL;
+}
+
+/* ---- symbols ------------------------------------------------------------ */
+
+/* Opens the module's file on disk (once) and checks it against the build-id
+ * seen in memory: a library upgraded after the process started must not
+ * lend us its symbols. */
+struct pm_elf *pm_target_module_file(struct pm_target *t, struct pm_module *m)
+{
+	if (m->file_status == PM_FILE_UNCHECKED) {
+		struct pm_error *err = pm_elf_open(m->path, &m->file);
+		if (err) {
+			m->file_status = err->code == PM_ERR_FORMAT ?
+				PM_FILE_NOT_ELF : PM_FILE_MISSING;
+			pm_target_warn(t, false, 0, "%s", err->message);
+			pm_error_destroy(err);
+			m->file = NULL;
+		} else {
+			m->file_status = PM_FILE_OK;
+		}
+	}
+	if (m->file_status == PM_FILE_OK && m->file && m->build_id_len) {
+		size_t len;
+		const uint8_t *id = pm_elf_build_id(m->file, &len);
+		if (id && (len != m->build_id_len ||
+			   memcmp(id, m->build_id, len) != 0)) {
+			m->file_status = PM_FILE_MISMATCH;
+			pm_target_warn(t, false, 0,
+				       "%s on disk is not the file the process mapped (build-id differs); not using it",
+				       m->path);
+		}
+	}
+	if (m->file_status != PM_FILE_OK)
+		return NULL;
+	if (!m->build_id_len) {
+		size_t len;
+		const uint8_t *id = pm_elf_build_id(m->file, &len);
+		if (id && len <= sizeof(m->build_id)) {
+			memcpy(m->build_id, id, len);
+			m->build_id_len = len;
+		}
+	}
+	return m->file;
+}
+
+struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
+					   struct pm_module *m)
+{
+	if (t->options.no_debuginfo)
+		return NULL;
+	if (m->debug_file || m->debug_path || !m->build_id_len)
+		return m->debug_file;
+	m->debug_path = pm_elf_debug_path(t->debug_dir, m->build_id,
+					  m->build_id_len);
+	if (!m->debug_path)
+		return NULL;
+	struct pm_error *err = pm_elf_open(m->debug_path, &m->debug_file);
+	if (err) {
+		pm_error_destroy(err);
+		m->debug_file = NULL;
+		free(m->debug_path);
+		m->debug_path = strdup("");     /* remember: looked, none */
+	}
+	return m->debug_file;
+}
+
+static bool module_lookup(struct pm_target *t, struct pm_module *m,
+			  const char *name, struct pm_symbol *ret)
+{
+	struct pm_elf *file = pm_target_module_file(t, m);
+	if (!file)
+		return false;
+	uint64_t bias = m->start - pm_elf_load_base(file);
+	uint64_t value, size;
+	enum pm_symtab_kind kind;
+	unsigned tables = t->options.no_debuginfo ? PM_SYMTAB_DYNSYM
+		: PM_SYMTAB_DYNSYM | PM_SYMTAB_SYMTAB;
+	if (pm_elf_find_symbol(file, name, tables, &value, &size, &kind)) {
+		*ret = (struct pm_symbol){
+			.address = value + bias, .size = size, .module = m,
+			.source = kind == PM_SYMTAB_DYNSYM ? ".dynsym" : ".symtab",
+		};
+		return true;
+	}
+	if (t->options.no_debuginfo)
+		return false;
+	struct pm_elf *debug = pm_target_module_debug_file(t, m);
+	if (debug && pm_elf_find_symbol(debug, name, PM_SYMTAB_SYMTAB, &value,
+					&size, &kind)) {
+		*ret = (struct pm_symbol){
+			.address = value + bias, .size = size, .module = m,
+			.source = "debug file",
+		};
+		return true;
+	}
+	return false;
+}
+
+struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
+				  const char *name, struct pm_symbol *ret)
+{
+	for (size_t i = 0; i < t->nmodules; i++) {
+		struct pm_module *m = &t->modules[i];
+		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
+					     strlen(module_prefix)) != 0)
+			continue;
+		if (module_lookup(t, m, name, ret))
+			return NULL;
+	}
+	return pm_error_format(PM_ERR_NOT_FOUND, "symbol %s not found%s%s%s",
+			       name, module_prefix ? " in " : "",
+			       module_prefix ? module_prefix : "",
+			       t->options.no_debuginfo ? " (debug info disabled)" : "");
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
+				size_t len)
+{
+	if (len == 0)
+		return NULL;
+	if (addr + len < addr)
+		return pm_error_at(PM_ERR_UNMAPPED, addr,
+				   "read of %zu bytes at 0x%llx wraps around",
+				   len, (unsigned long long)addr);
+	if (t->source->ops->direct) {
+		const void *p = t->source->ops->direct(t->source, addr, len);
+		if (p) {
+			memcpy(buf, p, len);
+			return NULL;
+		}
+	}
+	return t->source->ops->read(t->source, addr, buf, len);
+}
+
+struct pm_error *pm_target_read_u64(struct pm_target *t, uint64_t addr,
+				    uint64_t *ret)
+{
+	return pm_target_read(t, addr, ret, sizeof(*ret));
+}
+
+struct pm_error *pm_target_read_u32(struct pm_target *t, uint64_t addr,
+				    uint32_t *ret)
+{
+	return pm_target_read(t, addr, ret, sizeof(*ret));
+}
+
+struct pm_error *pm_target_read_cstr(struct pm_target *t, uint64_t addr,
+				     char *buf, size_t size)
+{
+	if (size == 0)
+		return pm_error_format(PM_ERR_INVALID, "empty string buffer");
+	/* Read in small steps: a string may end just before an unmapped page. */
+	size_t got = 0;
+	while (got < size - 1) {
+		size_t step = 64 - ((addr + got) & 63);
+		if (step > size - 1 - got)
+			step = size - 1 - got;
+		struct pm_error *err = pm_target_read(t, addr + got, buf + got, step);
+		if (err)
+			return err;
+		void *nul = memchr(buf + got, '\0', step);
+		if (nul)
+			return NULL;
+		got += step;
+	}
+	buf[size - 1] = '\0';
+	return pm_error_at(PM_ERR_CORRUPT, addr,
+			   "string at 0x%llx is longer than %zu bytes",
+			   (unsigned long long)addr, size - 1);
+}
+
+static struct pm_error *block_fill(struct pm_target *t, struct cache_block *b,
+				   uint64_t base, uint64_t addr)
+{
+	const struct pm_region *r = pm_target_find_region(t, addr);
+	if (!r)
+		return pm_error_at(PM_ERR_UNMAPPED, addr,
+				   "0x%llx is not mapped in the target",
+				   (unsigned long long)addr);
+	if (!b->data && !(b->data = malloc(BLOCK_SIZE)))
+		return &pm_error_no_memory;
+	uint64_t start = r->start > base ? r->start : base;
+	uint64_t end = r->end < base + BLOCK_SIZE ? r->end : base + BLOCK_SIZE;
+	b->base = base;
+	b->valid_start = b->valid_end = 0;
+	struct pm_error *err = t->source->ops->read(t->source, start,
+						    b->data + (start - base),
+						    end - start);
+	if (err) {
+		/* A region can be partly unreadable (truncated core): fall back
+		 * to exactly what was asked for, so the error names addr. */
+		pm_error_destroy(err);
+		return NULL;
+	}
+	b->valid_start = start;
+	b->valid_end = end;
+	return NULL;
+}
+
+struct pm_error *pm_target_view(struct pm_target *t, uint64_t addr, size_t len,
+				const void **ret)
+{
+	if (len > PM_VIEW_MAX)
+		return pm_error_format(PM_ERR_INVALID, "view of %zu bytes is too large", len);
+	if (addr + len < addr)
+		return pm_error_at(PM_ERR_UNMAPPED, addr, "view at 0x%llx wraps around",
+				   (unsigned long long)addr);
+	if (t->source->ops->direct) {
+		const void *p = t->source->ops->direct(t->source, addr, len);
+		if (p) {
+			*ret = p;
+			return NULL;
+		}
+	}
+	uint64_t base = addr & ~(BLOCK_SIZE - 1);
+	struct cache_block *b = &t->blocks[(addr >> BLOCK_SHIFT) % BLOCK_COUNT];
+	if (b->base != base || addr < b->valid_start || addr >= b->valid_end) {
+		struct pm_error *err = block_fill(t, b, base, addr);
+		if (err)
+			return err;
+	}
+	if (b->base == base && addr >= b->valid_start && addr + len <= b->valid_end) {
+		*ret = b->data + (addr - base);
+		return NULL;
+	}
+	if (!t->scratch && !(t->scratch = malloc(PM_VIEW_MAX)))
+		return &pm_error_no_memory;
+	struct pm_error *err = t->source->ops->read(t->source, addr, t->scratch, len);
+	if (err)
+		return err;
+	*ret = t->scratch;
+	return NULL;
+}
+
+/* ---- misc --------------------------------------------------------------- */
+
+bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret)
+{
+	for (size_t i = 0; i < t->nauxv; i++)
+		if (t->auxv[i][0] == type) {
+			*ret = t->auxv[i][1];
+			return true;
+		}
+	return false;
+}
+
+const struct pm_options *pm_target_options(const struct pm_target *t)
+{
+	return &t->options;
+}
+
+const char *pm_target_kind(const struct pm_target *t)
+{
+	return t->source->ops->kind;
+}
+
+pid_t pm_target_pid(const struct pm_target *t)
+{
+	return t->pid;
+}
+
+void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
+		    const char *fmt, ...)
+{
+	t->nwarnings++;
+	if (t->nwarnings_stored >= WARNINGS_STORED_MAX)
+		return;
+	if (!t->warnings) {
+		t->warnings = calloc(WARNINGS_STORED_MAX, sizeof(*t->warnings));
+		if (!t->warnings)
+			return;
+	}
+	struct pm_diag *d = &t->warnings[t->nwarnings_stored];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&d->message, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	d->has_address = has_address;
+	d->address = address;
+	t->nwarnings_stored++;
+}
+
+size_t pm_target_warning_count(const struct pm_target *t)
+{
+	return t->nwarnings;
+}
+
+size_t pm_target_warnings_stored(const struct pm_target *t)
+{
+	return t->nwarnings_stored;
+}
+
+const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i)
+{
+	return i < t->nwarnings_stored ? &t->warnings[i] : NULL;
+}
+
+void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot)
+{
+	return t->cache[slot].value;
+}
+
+void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
+			 void *value, void (*destroy)(void *))
+{
+	if (t->cache[slot].value && t->cache[slot].destroy)
+		t->cache[slot].destroy(t->cache[slot].value);
+	t->cache[slot].value = value;
+	t->cache[slot].destroy = destroy;
+}
