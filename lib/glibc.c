@@ -66,26 +66,24 @@ static void problem(struct walk *w, uint64_t addr, const char *fmt, ...)
 
 /* ---- target reads ---- */
 
-static bool rd_u64(struct walk *w, uint64_t addr, uint64_t *v)
-{
-	w->win.end = 0;
-	struct pm_error *err = pm_target_read_u64(w->t, addr, v);
-	if (err) {
-		pm_error_destroy(err);
-		return false;
-	}
-	return true;
-}
-
+/* Small reads go through pm_target_view (the target's block cache), not a
+ * source read each: free lists are walked one chunk at a time. */
 static bool rd(struct walk *w, uint64_t addr, void *buf, size_t len)
 {
 	w->win.end = 0;
-	struct pm_error *err = pm_target_read(w->t, addr, buf, len);
+	const void *p;
+	struct pm_error *err = pm_target_view(w->t, addr, len, &p);
 	if (err) {
 		pm_error_destroy(err);
 		return false;
 	}
+	memcpy(buf, p, len);
 	return true;
+}
+
+static bool rd_u64(struct walk *w, uint64_t addr, uint64_t *v)
+{
+	return rd(w, addr, v, sizeof(*v));
 }
 
 static bool win_refill(struct walk *w, uint64_t addr)
@@ -691,11 +689,7 @@ static void label_region(struct pm_target *t, uint64_t addr,
 
 static void scan_mmapped_region(struct walk *w, const struct pm_region *r)
 {
-	uint64_t a = r->start;
-	uint64_t end = r->start + (r->saved && r->saved < r->end - r->start
-					   ? r->saved : r->end - r->start);
-	if (strcmp(pm_target_kind(w->t), "core") != 0)
-		end = r->end;
+	uint64_t a = r->start, end = r->end;
 	while (a + 16 <= end && !w->fatal) {
 		uint64_t prev, raw;
 		if (!win_u64(w, a, &prev) || !win_u64(w, a + 8, &raw)) {
