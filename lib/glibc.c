@@ -813,32 +813,56 @@ static bool tcache_validate(struct walk *w, uint64_t user, uint8_t *tc,
 	return true;
 }
 
+/* Marks the chunks of one tcache bin; reports (and stops at) a pointer
+ * outside the heaps, a loop, or a chunk that is also in another list. */
 static void tcache_mark_chain(struct walk *w, uint64_t tc_chunk, uint32_t bin,
-			      uint64_t e)
+			      uint64_t e, unsigned count)
 {
 	uint64_t want = 0x20 + 0x10 * (uint64_t)bin;
-	for (long n = 0; e && n < 65536; n++) {
-		struct pm_chunk *c = chunk_lookup(w->heap, e - 16);
-		if (!c || c->state != PM_CHUNK_USED) {
-			problem(w, e - 16, "tcache 0x%llx bin %u: entry 0x%llx is %s",
+	long n = 0;
+	for (; e && n < 65536; n++) {
+		struct pm_chunk *c = (e & 15) ? NULL : chunk_lookup(w->heap, e - 16);
+		if (!c) {
+			problem(w, e, "tcache 0x%llx bin %u: entry 0x%llx is not a heap chunk",
+				(unsigned long long)tc_chunk, bin,
+				(unsigned long long)e);
+			return;
+		}
+		if (c->state == PM_CHUNK_FREE_TCACHE) {
+			problem(w, e, "tcache 0x%llx bin %u: loop at entry 0x%llx",
+				(unsigned long long)tc_chunk, bin,
+				(unsigned long long)e);
+			return;
+		}
+		if (c->state != PM_CHUNK_USED) {
+			problem(w, e, "tcache 0x%llx bin %u: entry 0x%llx is %s",
 				(unsigned long long)tc_chunk, bin,
 				(unsigned long long)e,
-				c ? "also in another list" : "not a heap chunk");
-		} else {
-			if (bin < 64 && c->size != want)
-				problem(w, c->addr, "tcache 0x%llx bin %u: chunk 0x%llx has size 0x%llx",
-					(unsigned long long)tc_chunk, bin,
-					(unsigned long long)c->addr,
-					(unsigned long long)c->size);
-			c->state = PM_CHUNK_FREE_TCACHE;
-		}
-		uint64_t stored;
-		if (!rd_u64(w, e, &stored))
+				pm_chunk_state_name(c->state));
 			return;
+		}
+		if (bin < 64 && c->size != want)
+			problem(w, c->addr, "tcache 0x%llx bin %u: chunk 0x%llx has size 0x%llx",
+				(unsigned long long)tc_chunk, bin,
+				(unsigned long long)c->addr,
+				(unsigned long long)c->size);
+		c->state = PM_CHUNK_FREE_TCACHE;
+		uint64_t stored;
+		if (!rd_u64(w, e, &stored)) {
+			problem(w, e, "tcache entry 0x%llx unreadable",
+				(unsigned long long)e);
+			return;
+		}
 		e = reveal(w->l, e, stored);
 	}
+	if (!w->l->tc_counts_down && (unsigned long)n != count)
+		problem(w, tc_chunk, "tcache 0x%llx bin %u: %ld entries, count says %u",
+			(unsigned long long)tc_chunk, bin, n, count);
 }
 
+/* Each thread's tcache_perthread_struct: a chunk of its size whose chains
+ * all match their counts; the first chunk of an arena is taken even when
+ * damaged (that is where glibc puts it), and its damage reported. */
 static void find_tcaches(struct walk *w)
 {
 	const struct pm_glibc_layout *l = w->l;
@@ -853,17 +877,17 @@ static void find_tcaches(struct walk *w)
 		struct pm_chunk *c = &h->chunks[i];
 		if (c->state != PM_CHUNK_USED || c->size != l->tc_chunk_size)
 			continue;
-		bool empty;
-		if (!tcache_validate(w, c->addr + 16, tc, tc_len, &empty))
-			continue;
-		if (empty && !is_first_chunk(w, c->addr))
+		bool empty = true, first = is_first_chunk(w, c->addr);
+		bool ok = tcache_validate(w, c->addr + 16, tc, tc_len, &empty);
+		if (!(ok && (!empty || first)) && !(first && !ok &&
+		    rd(w, c->addr + 16, tc, tc_len)))
 			continue;
 		c->state = PM_CHUNK_TCACHE_STRUCT;
 		h->ntcaches++;
 		for (uint32_t b = 0; b < l->tc_bins; b++) {
 			uint64_t e;
 			memcpy(&e, tc + l->tc_entries + 8 * b, 8);
-			tcache_mark_chain(w, c->addr, b, e);
+			tcache_mark_chain(w, c->addr, b, e, tcache_count(l, tc, b));
 		}
 	}
 	free(tc);

@@ -7,7 +7,9 @@
  * and stops itself with SIGSTOP, forever.
  *
  * usage: glibc_workload [--threads N] [--multi-heap] [--scale N] */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
