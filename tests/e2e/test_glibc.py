@@ -237,21 +237,22 @@ def test_corrupt_core_copies(tmp_path):
         victims = used_chunks(t.pid, 5)
         tc = tcache_chunk(t.pid)
         core = t.gcore()
-    malloc_stats(core, False)   # skips if cores are unsupported
+        malloc_stats(core, False)   # skips if cores are unsupported
+        data = open(core, "rb").read()
+        segs = core_segments(core)
     sized = tmp_path / "sizes.core"
     looped = tmp_path / "loop.core"
     cut = tmp_path / "truncated.core"
-    data = open(core, "rb").read()
     for p in (sized, looped):
         p.write_bytes(data)
     for c in victims:
         poke_core(str(sized), c["address"] + 8, struct.pack("<Q", 0x123456))
     user = tc["address"] + 16
     poke_core(str(looped), user, struct.pack("<Q", (user >> 12) ^ user))
-    # cut inside the heaps: the last segments (arena heaps, mmaps) vanish
-    segs = sorted(core_segments(core), key=lambda s: s[1])
-    heap_seg = max(segs, key=lambda s: s[2])
-    cut.write_bytes(data[:heap_seg[1] + heap_seg[2] // 3])
+    # cut a third into the main heap's segment: the rest of the heap and
+    # everything after it are gone
+    heap = next(s for s in segs if s[0] <= victims[0]["address"] < s[0] + s[2])
+    cut.write_bytes(data[:heap[1] + heap[2] // 3])
     for p in (sized, looped, cut):
         for nodebug in DEBUG:
             check_survives(p, nodebug)
