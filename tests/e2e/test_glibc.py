@@ -18,10 +18,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-try:
-    import harness  # the shared harness (tests/e2e/harness.py)
-except ImportError:  # until it lands: the same protocol, locally
-    import _glibc_harness as harness  # noqa: E402
+import harness  # noqa: E402  (tests/e2e/harness.py)
 
 FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
           "fsmblks", "uordblks", "fordblks", "keepcost")
@@ -44,6 +41,10 @@ def c_target_path():
     if not os.path.exists(path):
         pytest.fail("C target not built: %s" % path)
     return path
+
+
+def cli_json(report, *args):
+    return harness.cli_json(report, "--json", *args)
 
 
 def malloc_stats(source, no_debuginfo):
@@ -121,7 +122,7 @@ def test_chunk_listing_agrees_with_totals():
     """chunks/sizes are views of the same walk: their sums must match
     mallinfo2's in-use and free bytes."""
     with harness.start_stopped([c_target_path(), "--threads", "3"]) as t:
-        chunks = harness.cli_json("chunks", str(t.pid))["chunks"]
+        chunks = cli_json("chunks", str(t.pid))["chunks"]
         want = t.oracle["mallinfo2"]
         states = {}
         for c in chunks:
@@ -134,19 +135,44 @@ def test_chunk_listing_agrees_with_totals():
         assert len(mm) == want["hblks"]
         # memalign'd mmapped chunks start past their mapping's start
         assert sum(mm) < want["hblkhd"]
+        assert sorted(c["address"] + 16 for c in chunks
+                      if c["state"] == "mmapped") == \
+            sorted(t.oracle["mmapped_user"])
         assert len(states.get("free-tcache", [])) > 0
         addrs = [c["address"] for c in chunks]
         assert addrs == sorted(addrs)
-        used = harness.cli_json("chunks", "--used", str(t.pid))
+        used = cli_json("chunks", "--used", str(t.pid))
         assert used["matched"] == len(states.get("used", [])) + len(mm)
-        sizes = harness.cli_json("sizes", "--top", "100000", str(t.pid))
+        sizes = cli_json("sizes", "--top", "100000", str(t.pid))
         assert sizes["count"] == used["matched"]
         assert sizes["bytes"] == sum(c["size"] for c in used["chunks"])
-        big = harness.cli_json("chunks", "--free", "--min-size", "4096",
+        big = cli_json("chunks", "--free", "--min-size", "4096",
                                str(t.pid))
         assert big["matched"] == sum(
             1 for c in chunks if c["size"] >= 4096 and
             c["state"] in ("free-bin", "free-fastbin", "free-tcache", "top"))
+
+
+def test_region_labels():
+    """Regions get labels from the walk; truth from /proc/PID/maps and the
+    target's own pointers."""
+    with harness.start_stopped([c_target_path(), "--threads", "2"]) as t:
+        regions = cli_json("regions", str(t.pid))["regions"]
+        stats = cli_json("malloc-stats", str(t.pid))
+
+        def region_of(addr):
+            return next(r for r in regions if r["start"] <= addr < r["end"])
+        assert "main heap" in region_of(
+            stats["arenas"][0]["top"])["label"]
+        for arena in stats["arenas"][1:]:
+            heap = region_of(arena["address"])
+            assert "arena heap" in heap["label"]
+            assert "%x" % arena["address"] in heap["label"]
+            assert heap["start"] % (64 << 20) == 0
+            after = [r for r in regions if r["start"] == heap["end"]]
+            assert after and "reserved" in after[0]["label"]
+        for user in t.oracle["mmapped_user"]:
+            assert "mmapped" in region_of(user)["label"]
 
 
 # ---- corruption ---------------------------------------------------------
@@ -175,14 +201,14 @@ def check_survives(where, no_debuginfo=False):
 
 
 def used_chunks(pid, n):
-    chunks = harness.cli_json("chunks", "--used", str(pid))["chunks"]
+    chunks = cli_json("chunks", "--used", str(pid))["chunks"]
     heap = [c for c in chunks if c["arena"] != "mmapped"]
     step = max(1, len(heap) // (n + 1))
     return heap[step::step][:n]
 
 
 def tcache_chunk(pid):
-    chunks = harness.cli_json("chunks", "--free", str(pid))["chunks"]
+    chunks = cli_json("chunks", "--free", str(pid))["chunks"]
     return next(c for c in chunks if c["state"] == "free-tcache")
 
 
@@ -273,5 +299,5 @@ def test_preloaded_allocator_is_named(name):
             text = harness.run_cli(*args, str(t.pid)).stdout
             lines = [ln for ln in text.splitlines() if name in ln]
             assert len(lines) == 1 and "not in use" in lines[0], text
-            js = harness.cli_json("malloc-stats", str(t.pid))
+            js = cli_json("malloc-stats", str(t.pid))
             assert name in js["other_allocator"]

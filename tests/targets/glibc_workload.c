@@ -110,18 +110,26 @@ static void fill_heap(unsigned seed)
 	batch_free(&unsorted[0]);
 }
 
+/* User pointers of the live mmapped chunks, for the oracle. */
+static void *mmapped[8];
+static int nmmapped;
+
 static void make_mmapped(void)
 {
 	void *p;
-	kept(200000);
-	kept(1 << 20);
-	kept(3 << 20);
+	mmapped[nmmapped++] = kept(200000);
+	mmapped[nmmapped++] = kept(1 << 20);
+	mmapped[nmmapped++] = kept(3 << 20);
 	p = memalign(1 << 16, 300000);
 	memset(p, 1, 300000);
-	if (posix_memalign(&p, 1 << 20, 600000) == 0)
+	mmapped[nmmapped++] = p;
+	if (posix_memalign(&p, 1 << 20, 600000) == 0) {
 		memset(p, 2, 600000);
+		mmapped[nmmapped++] = p;
+	}
 	p = aligned_alloc(4096, 1 << 18);
 	memset(p, 3, 1 << 18);
+	mmapped[nmmapped++] = p;
 	/* one made and freed: must not be counted */
 	free(malloc(5 << 20));
 }
@@ -149,10 +157,14 @@ static void write_oracle(const struct mallinfo2 *m, int nthreads)
 			 "\"arena\": %zu, \"ordblks\": %zu, \"smblks\": %zu, "
 			 "\"hblks\": %zu, \"hblkhd\": %zu, \"usmblks\": %zu, "
 			 "\"fsmblks\": %zu, \"uordblks\": %zu, \"fordblks\": %zu, "
-			 "\"keepcost\": %zu}}\n",
+			 "\"keepcost\": %zu}, \"mmapped_user\": [",
 			 (int)getpid(), nthreads, m->arena, m->ordblks, m->smblks,
 			 m->hblks, m->hblkhd, m->usmblks, m->fsmblks, m->uordblks,
 			 m->fordblks, m->keepcost);
+	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n, "%s%lu",
+			      i ? ", " : "", (unsigned long)mmapped[i]);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "]}\n");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || write(fd, json, (size_t)n) != n || close(fd) != 0)
