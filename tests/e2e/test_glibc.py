@@ -231,6 +231,21 @@ def test_corrupt_tcache_loop_live():
                    for w in report["warnings"])
 
 
+def test_corrupt_bin_pointer_live():
+    """A bin's forward pointer into unmapped memory, a fastbin loop."""
+    with harness.start_stopped([c_target_path()]) as t:
+        chunks = cli_json("chunks", "--free", str(t.pid))["chunks"]
+        binned = next(c for c in chunks if c["state"] == "free-bin")
+        fast = next(c for c in chunks if c["state"] == "free-fastbin")
+        poke_live(t.pid, binned["address"] + 16,
+                  struct.pack("<Q", 0xdead0000))
+        fd = fast["address"] + 16
+        poke_live(t.pid, fd, struct.pack("<Q", (fd >> 12) ^ fast["address"]))
+        report = check_survives(t.pid)
+        text = " ".join(w["message"] for w in report["warnings"])
+        assert "0xdead0000" in text and "fastbin" in text
+
+
 def core_segments(path):
     """(vaddr, offset, filesz) of each PT_LOAD of an ELF64 core."""
     with open(path, "rb") as f:

@@ -6,7 +6,9 @@
  * between - writes it as the oracle JSON to $PM_ORACLE_FILE (atomically)
  * and stops itself with SIGSTOP, forever.
  *
- * usage: glibc_workload [--threads N] [--multi-heap] [--scale N] */
+ * usage: glibc_workload [--threads N] [--multi-heap] [--scale N]
+ *                       [--small-chunks N]   (N more 32-byte chunks, kept:
+ *                                             for the benchmark) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -176,11 +178,14 @@ static void write_oracle(const struct mallinfo2 *m, int nthreads)
 int main(int argc, char **argv)
 {
 	int nthreads = 3;
+	long small_chunks = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--scale") && i + 1 < argc)
 			scale = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--small-chunks") && i + 1 < argc)
+			small_chunks = atol(argv[++i]);
 		else if (!strcmp(argv[i], "--multi-heap"))
 			multi_heap = 1;
 	}
@@ -193,6 +198,8 @@ int main(int argc, char **argv)
 	/* mmapped first: any malloc would consolidate fastbins and sort the
 	 * unsorted bin that fill_heap leaves */
 	make_mmapped();
+	for (long i = 0; i < small_chunks; i++)
+		*(volatile char *)malloc(24) = 1;
 	fill_heap(0);
 	pthread_barrier_wait(&ready);
 	/* Free a few of the threads' chunks here: they go to this thread's
