@@ -465,25 +465,31 @@ static uint64_t known_after(const struct walk *w, uint64_t p, uint64_t top,
 	return best;
 }
 
-/* True if sizes chained from q land exactly on target. */
+#define RESYNC_CHAIN_MIN 8   /* well-formed headers that make a resync point */
+
+/* True if sizes chained from q land exactly on target, or run through
+ * RESYNC_CHAIN_MIN well-formed headers before the next damaged one (which
+ * the walk then reports on its own). */
 static bool chain_lands(struct walk *w, uint64_t q, uint64_t target,
 			size_t *budget)
 {
+	size_t good = 0;
 	while (q < target && *budget > 0) {
 		(*budget)--;
 		uint64_t sz;
 		if (!win_u64(w, q + 8, &sz))
 			return false;
 		sz &= ~(uint64_t)PM_GLIBC_FLAGS;
-		if (sz < PM_GLIBC_MINSIZE || (sz & 15))
-			return false;
+		if (sz < PM_GLIBC_MINSIZE || (sz & 15) || sz > target - q)
+			return good >= RESYNC_CHAIN_MIN;
+		good++;
 		q += sz;
 	}
 	return q == target;
 }
 
 /* After damage at p: the first 16-aligned address from which chunk sizes
- * chain exactly onto the next known chunk, else that known chunk. */
+ * chain onto the next known chunk (see chain_lands), else that chunk. */
 static uint64_t resync(struct walk *w, uint64_t p, uint64_t top, uint64_t end)
 {
 	uint64_t target = known_after(w, p, top, end);
