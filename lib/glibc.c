@@ -442,7 +442,8 @@ static void known_build(struct walk *w)
 		if (w->fs.keys[i])
 			w->known[w->nknown++] = w->fs.keys[i];
 	}
-	qsort(w->known, w->nknown, sizeof(*w->known), cmp_u64);
+	if (w->nknown)
+		qsort(w->known, w->nknown, sizeof(*w->known), cmp_u64);
 }
 
 /* The lowest known chunk (free-list member or top) in (p, end]. */
@@ -1057,7 +1058,8 @@ static struct pm_error *walk_run(struct walk *w,
 	scan_mmapped(w);
 	if (w->fatal)
 		return w->fatal;
-	qsort(h->chunks, h->nchunks, sizeof(*h->chunks), cmp_chunk);
+	if (h->nchunks)
+		qsort(h->chunks, h->nchunks, sizeof(*h->chunks), cmp_chunk);
 	find_tcaches(w);
 	sum_totals(w);
 	check_mp(w);

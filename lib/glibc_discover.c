@@ -174,8 +174,13 @@ static bool arena_ring_ok(struct pm_target *t,
 	return false;
 }
 
-/* main_arena by its bins: 127 consecutive valid pairs ending right before
- * binmap, with the last large bins empty (they nearly always are). */
+#define BIN_PAIRS 127
+#define BIN_PAIRS_BAD_MAX 8     /* damaged bins tolerated (then reported) */
+
+/* main_arena by its bins: 127 pairs ending right before binmap, the last one
+ * empty (the largest bins nearly always are), nearly all valid. A candidate
+ * whose next ring returns to it wins; else the first with all its bins valid
+ * and a readable top (the ring's damage is reported by the walk). */
 static uint64_t scan_main_arena(struct pm_target *t,
 				const struct pm_glibc_layout *l,
 				const struct scan_range *r)
@@ -193,29 +198,32 @@ static uint64_t scan_main_arena(struct pm_target *t,
 		return 0;
 	}
 	size_t words = len / 8;
-	uint64_t found = 0;
-	/* Walk backwards so the first self-referencing pair seen is the
-	 * highest: the end of the bins array. */
+	uint64_t found = 0, fallback = 0;
+	/* Backwards, so the first self-referencing pair seen is the highest:
+	 * the end of the bins array. */
 	for (size_t i = words - 2; i + 1 > 0 && !found; i--) {
 		uint64_t addr = r->start + i * 8;
 		if (!(buf[i] == buf[i + 1] && buf[i] == addr - 16))
 			continue;
-		uint64_t bins_end = addr + 16;
-		uint64_t bins = bins_end - 127 * 16;
+		uint64_t bins = addr + 16 - BIN_PAIRS * 16;
 		if (bins < r->start + l->ms_bins)
 			continue;
-		size_t first = (bins - r->start) / 8;
-		bool ok = true;
-		for (size_t p = 0; p < 127 && ok; p++) {
-			ok = bin_pair_valid(t, bins + p * 16, buf[first + 2 * p],
-					    buf[first + 2 * p + 1]);
+		size_t first = (bins - r->start) / 8, bad = 0;
+		for (size_t p = 0; p < BIN_PAIRS; p++) {
+			bad += !bin_pair_valid(t, bins + p * 16, buf[first + 2 * p],
+					       buf[first + 2 * p + 1]);
 		}
+		if (bad > BIN_PAIRS_BAD_MAX)
+			continue;
 		uint64_t arena = bins - l->ms_bins;
-		if (ok && arena_ring_ok(t, l, arena))
+		uint64_t top = buf[(arena + l->ms_top - r->start) / 8];
+		if (arena_ring_ok(t, l, arena))
 			found = arena;
+		else if (!fallback && !bad && top && pm_target_is_mapped(t, top, 16))
+			fallback = arena;
 	}
 	free(buf);
-	return found;
+	return found ? found : fallback;
 }
 
 static bool mp_candidate_ok(struct pm_target *t,
