@@ -1084,7 +1084,9 @@ struct pm_error *pm_glibc_walk(struct pm_target *t,
 		return &pm_error_no_memory;
 	h->version_major = roots.major;
 	h->version_minor = roots.minor;
-	h->version_source = roots.version_source;
+	snprintf(h->version_source_buf, sizeof(h->version_source_buf), "%s",
+		 roots.version_source ? roots.version_source : "unknown");
+	h->version_source = h->version_source_buf;
 	h->main_arena = roots.main_arena;
 	h->main_arena_source = roots.main_arena_source;
 	if (roots.other_allocator) {

@@ -59,6 +59,7 @@ struct pm_glibc_heap {
 	 * then there are no chunks and this names what was found. */
 	const char *other_allocator;
 	char other_allocator_buf[160];
+	char version_source_buf[64];
 };
 
 /* Walks once per target (cached); *ret stays owned by the target. */

@@ -309,6 +309,76 @@ static bool arena_uninitialised(struct pm_target *t,
 	return top == 0 || system_mem == 0;
 }
 
+/* Without libc's banner or a versioned file name (a core analysed on
+ * another machine), the layout is told from the heap itself: malloc_state is
+ * the same in 2.27-2.42; mp_'s layout splits at 2.35; the tcache struct's
+ * chunk size (the main heap's first chunk) splits 2.29/2.30 and 2.41/2.42;
+ * safe-linking (2.32) shows in how a fastbin or tcache list ends. */
+static bool safe_linking_seen(struct pm_target *t, uint64_t arena,
+			      const struct pm_glibc_layout *l, bool *ret)
+{
+	for (int i = 0; i < PM_GLIBC_NFASTBINS; i++) {
+		uint64_t p, stored;
+		if (!read_u64(t, arena + l->ms_fastbins + 8 * (uint64_t)i, &p) ||
+		    !p || !read_u64(t, p + 16, &stored))
+			continue;
+		uint64_t revealed = ((p + 16) >> 12) ^ stored;
+		bool plain_ok = !stored || (!(stored & 15) &&
+					    pm_target_is_mapped(t, stored, 32));
+		bool safe_ok = !revealed || (!(revealed & 15) &&
+					     pm_target_is_mapped(t, revealed, 32));
+		if (plain_ok != safe_ok) {
+			*ret = safe_ok;
+			return true;
+		}
+	}
+	return false;
+}
+
+static struct pm_error *infer_layout(struct pm_target *t,
+				     struct pm_glibc_roots *ret)
+{
+	const struct pm_glibc_layout *new_mp = pm_glibc_layout_find(2, 35);
+	const struct pm_glibc_layout *old_mp = pm_glibc_layout_find(2, 30);
+	uint64_t arena = ret->main_arena, top = 0, system_mem = 0, top_size = 0;
+	if (!arena || !read_u64(t, arena + new_mp->ms_top, &top) ||
+	    !read_u64(t, arena + new_mp->ms_system_mem, &system_mem) ||
+	    !read_u64(t, top + 8, &top_size))
+		return pm_error_format(PM_ERR_UNSUPPORTED,
+				       "cannot tell the glibc version: no banner, no versioned file name, no readable main_arena");
+	uint64_t start = top + (top_size & ~7ull) - system_mem;
+	bool after_2_35;
+	if ((ret->mp = pm_glibc_scan_mp(t, new_mp, arena, start)))
+		after_2_35 = true;
+	else if ((ret->mp = pm_glibc_scan_mp(t, old_mp, arena, start)))
+		after_2_35 = false;
+	else
+		return pm_error_format(PM_ERR_UNSUPPORTED,
+				       "cannot tell the glibc version: no banner, no versioned file name, and mp_ not found");
+	ret->mp_source = "signature scan";
+	uint64_t first = 0;
+	read_u64(t, start + 8, &first);
+	first &= ~7ull;
+	int minor;
+	if (after_2_35)
+		minor = first == 0x300 ? 42 : 35;
+	else if (first == 0x250)
+		minor = 27;
+	else {
+		bool safe = true;
+		safe_linking_seen(t, arena, old_mp, &safe);
+		minor = safe ? 32 : 30;
+	}
+	ret->major = 2;
+	ret->minor = minor;
+	ret->layout = pm_glibc_layout_find(2, minor);
+	snprintf(ret->version_buf, sizeof(ret->version_buf),
+		 "inferred from heap structure: 2.%d to 2.%d",
+		 ret->layout->min_minor, ret->layout->max_minor);
+	ret->version_source = ret->version_buf;
+	return NULL;
+}
+
 struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 				     struct pm_glibc_roots *ret)
 {
@@ -318,6 +388,17 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 
 	struct pm_error *err = pm_glibc_detect_version(
 		t, &ret->major, &ret->minor, &ret->version_source);
+	bool inferred = false;
+	if (err && err->code == PM_ERR_UNSUPPORTED) {
+		/* no banner, no versioned name: find the arena with any
+		 * 2.27+ layout (they agree on malloc_state) and infer */
+		pm_error_destroy(err);
+		err = NULL;
+		ret->major = 2;
+		ret->minor = 36;
+		ret->version_source = "unknown";
+		inferred = true;
+	}
 	if (err)
 		return err;
 	ret->layout = pm_glibc_layout_find(ret->major, ret->minor);
@@ -338,8 +419,16 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 			ret->main_arena = scan_main_arena(t, l, &ranges[k]);
 		ret->main_arena_source = "signature scan";
 	}
-	ret->mp = symbol_address(t, "mp_");
-	ret->mp_source = ret->mp ? "symbol" : NULL;
+	if (inferred && !arena_uninitialised(t, l, ret->main_arena)) {
+		err = infer_layout(t, ret);
+		if (err)
+			return err;
+		l = ret->layout;
+	}
+	if (!ret->mp) {
+		ret->mp = symbol_address(t, "mp_");
+		ret->mp_source = ret->mp ? "symbol" : NULL;
+	}
 
 	char what[160];
 	if (ret->main_arena && !arena_uninitialised(t, l, ret->main_arena)) {

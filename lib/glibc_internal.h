@@ -57,6 +57,7 @@ struct pm_glibc_roots {
 	const char *mp_source;
 	const char *other_allocator;    /* set when glibc malloc is unused */
 	char other_allocator_buf[160];
+	char version_buf[64];
 };
 
 /* Finds the version, main_arena and mp_. On success *ret is filled; when

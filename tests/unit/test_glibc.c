@@ -234,6 +234,23 @@ static void test_unsupported_version(struct image *im)
 	pm_target_destroy(t);
 }
 
+/* No banner and an unversioned file name: the layout is inferred. */
+static void test_inferred_version(struct image *im)
+{
+	image_build(im, "2.36");
+	memset(im->text + 0x200, 0, 0x100);
+	struct pm_target *t;
+	struct pm_error *err;
+	const struct pm_glibc_heap *h = walk(im, &t, &err);
+	check(h && h->version_minor >= 35 && h->version_minor <= 41 &&
+	      strstr(h->version_source, "inferred") && h->mp == MP &&
+	      h->total.ordblks == 2 && !h->partial,
+	      "version inferred from structure (%s)",
+	      h ? h->version_source : err ? err->message : "?");
+	pm_error_destroy(err);
+	pm_target_destroy(t);
+}
+
 static void test_other_allocator(struct image *im)
 {
 	image_build(im, "2.36");
@@ -322,6 +339,7 @@ int main(void)
 	test_clean(im);
 	test_unsupported_version(im);
 	test_other_allocator(im);
+	test_inferred_version(im);
 	expect_partial(im, "bad chunk size", bad_size);
 	expect_partial(im, "bin loop", bin_loop);
 	expect_partial(im, "bin pointer outside the mappings", bin_wild);
