@@ -314,17 +314,106 @@ static PyObject *binding_open_core(PyObject *module, PyObject *args,
 	return target_opened(self, err);
 }
 
+/* auxv: an iterable of (type, value) pairs -> malloc'd flat array. */
+static int parse_auxv(PyObject *obj, uint64_t **ret, size_t *npairs)
+{
+	*ret = NULL;
+	*npairs = 0;
+	if (!obj || obj == Py_None)
+		return 0;
+	PyObject *seq = PySequence_Fast(obj, "auxv must be a sequence of pairs");
+	if (!seq)
+		return -1;
+	Py_ssize_t n = PySequence_Size(seq);
+	uint64_t *pairs = n > 0 ? PyMem_Calloc((size_t)n, 2 * sizeof(*pairs))
+				: NULL;
+	if (n > 0 && !pairs) {
+		Py_DECREF(seq);
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		unsigned long long type, value;
+		PyObject *item = PySequence_GetItem(seq, i);
+		int ok = item && PyArg_ParseTuple(item, "KK;auxv items are "
+						  "(type, value)", &type, &value);
+		Py_XDECREF(item);
+		if (!ok) {
+			PyMem_Free(pairs);
+			Py_DECREF(seq);
+			return -1;
+		}
+		pairs[2 * i] = type;
+		pairs[2 * i + 1] = value;
+	}
+	Py_DECREF(seq);
+	*ret = pairs;
+	*npairs = (size_t)n;
+	return 0;
+}
+
+/* threads: an iterable of (tid, name, pc, sp, fs_base), registers None when
+ * unknown -> PyMem array; names stay alive in self->keep_alive. */
+static int parse_threads(TargetObject *self, PyObject *obj,
+			 struct pm_callback_thread **ret, size_t *nthreads)
+{
+	*ret = NULL;
+	*nthreads = 0;
+	if (!obj || obj == Py_None)
+		return 0;
+	PyObject *seq = PySequence_Fast(obj, "threads must be a sequence");
+	if (!seq)
+		return -1;
+	Py_ssize_t n = PySequence_Size(seq);
+	struct pm_callback_thread *threads =
+		n > 0 ? PyMem_Calloc((size_t)n, sizeof(*threads)) : NULL;
+	if (n > 0 && !threads) {
+		Py_DECREF(seq);
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		struct pm_callback_thread *t = &threads[i];
+		PyObject *item = PySequence_GetItem(seq, i);
+		PyObject *name, *pc, *sp, *fs_base;
+		int ok = item && PyArg_ParseTuple(item, "iOOOO;threads are (tid, "
+						  "name, pc, sp, fs_base)",
+						  &t->tid, &name, &pc, &sp,
+						  &fs_base);
+		if (ok)
+			ok = keep_string(self, name, &t->name) == 0;
+		if (ok && pc != Py_None && sp != Py_None) {
+			t->pc = PyLong_AsUnsignedLongLong(pc);
+			t->sp = PyLong_AsUnsignedLongLong(sp);
+			t->has_regs = true;
+		}
+		if (ok && fs_base != Py_None)
+			t->fs_base = PyLong_AsUnsignedLongLong(fs_base);
+		Py_XDECREF(item);
+		if (!ok || PyErr_Occurred()) {
+			PyMem_Free(threads);
+			Py_DECREF(seq);
+			return -1;
+		}
+	}
+	Py_DECREF(seq);
+	*ret = threads;
+	*nthreads = (size_t)n;
+	return 0;
+}
+
 static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 				       PyObject *kwargs)
 {
 	static char *kwlist[] = {"read", "maps_text", "pid", OPEN_KWLIST,
-				 NULL};
+				 "auxv", "threads", NULL};
 	PyObject *read_fn, *maps_text, *debug_dir = NULL, *executable = NULL;
+	PyObject *auxv = NULL, *threads = NULL;
 	int pid = 0, no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOO", kwlist,
 					 &read_fn, &maps_text, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable))
+					 &executable, &auxv, &threads))
 		return NULL;
 	if (!PyCallable_Check(read_fn)) {
 		PyErr_SetString(PyExc_TypeError, "read must be callable");
@@ -336,7 +425,13 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 		return NULL;
 	Py_INCREF(read_fn);
 	self->read_fn = read_fn;
-	if (keep_string(self, maps_text, &self->source.maps_text) < 0) {
+	uint64_t *auxv_pairs = NULL;
+	struct pm_callback_thread *thread_array = NULL;
+	if (keep_string(self, maps_text, &self->source.maps_text) < 0 ||
+	    parse_auxv(auxv, &auxv_pairs, &self->source.auxv_pairs) < 0 ||
+	    parse_threads(self, threads, &thread_array,
+			  &self->source.nthreads) < 0) {
+		PyMem_Free(auxv_pairs);
 		Py_DECREF(self);
 		return NULL;
 	}
@@ -344,9 +439,16 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 	self->source.arg = self;
 	self->source.pid = pid;
 	self->source.executable = self->options.executable;
+	self->source.auxv = auxv_pairs;
+	self->source.threads = thread_array;
+	/* The library copies threads and auxv while opening. */
 	struct pm_error *err = pm_target_open_callback(&self->source,
 						       &self->options,
 						       &self->target);
+	self->source.auxv = NULL;
+	self->source.threads = NULL;
+	PyMem_Free(auxv_pairs);
+	PyMem_Free(thread_array);
 	return target_opened(self, err);
 }
 
@@ -539,10 +641,11 @@ static PyMethodDef module_methods[] = {
 	{"open_callback", (PyCFunction)(void (*)(void))binding_open_callback,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_callback(read, maps_text, pid=0, *, no_debuginfo=False,\n"
-	 "              debug_dir=None, executable=None)\n"
+	 "              debug_dir=None, executable=None, auxv=None, threads=None)\n"
 	 "Opens a target whose memory comes from read(addr, length) -> bytes\n"
 	 "(raise to say unreadable) and whose mappings are maps_text in\n"
-	 "/proc/PID/maps format."},
+	 "/proc/PID/maps format. auxv: [(type, value)]; threads:\n"
+	 "[(tid, name, pc, sp, fs_base)], registers None when unknown."},
 	{"reports", binding_reports, METH_NOARGS,
 	 "reports() -> [(name, summary)]: the reports this build provides."},
 	{NULL, NULL, 0, NULL},

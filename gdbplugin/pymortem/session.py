@@ -111,6 +111,57 @@ def remote_maps_text(inferior):
     return text
 
 
+_AUXV_LINE_RE = re.compile(r"^(\d+)\s+\S+\s.*?\s(0x[0-9a-fA-F]+|\d+)(\s+\".*\")?\s*$")
+
+
+def debugger_auxv():
+    """The auxiliary vector as GDB reads it (`info auxv`), or None."""
+    try:
+        text = gdb.execute("info auxv", to_string=True)
+    except gdb.error:
+        return None
+    pairs = []
+    for line in text.splitlines():
+        match = _AUXV_LINE_RE.match(line.strip())
+        if match:
+            pairs.append((int(match.group(1)), int(match.group(2), 0)))
+    return pairs or None
+
+
+def _register(frame, name):
+    try:
+        return int(frame.read_register(name)) & 0xFFFFFFFFFFFFFFFF
+    except (gdb.error, ValueError):
+        return None
+
+
+def debugger_threads(inferior):
+    """(tid, name, pc, sp, fs_base) of each thread, from GDB's registers;
+    the selected thread and frame are restored."""
+    selected = gdb.selected_thread()
+    try:
+        frame = gdb.selected_frame()
+    except gdb.error:
+        frame = None
+    threads = []
+    try:
+        for thread in sorted(inferior.threads(), key=lambda t: t.num):
+            thread.switch()
+            try:
+                newest = gdb.newest_frame()
+                regs = [_register(newest, r) for r in ("pc", "sp", "fs_base")]
+            except gdb.error:
+                regs = [None, None, None]
+            tid = thread.ptid[1] or thread.ptid[0]
+            threads.append((tid, thread.name or "", regs[0], regs[1], regs[2]))
+    finally:
+        if selected is not None and selected.is_valid():
+            selected.switch()
+            if frame is not None and frame.is_valid():
+                frame.select()
+    return threads
+
+
 class MemoryReader:
     """The read callback of a callback target: GDB's memory reads."""
 
@@ -227,9 +278,10 @@ class Session:
         elif access == Access.NATIVE:
             target = binding.open_pid(inferior.pid, **kwargs)
         else:
-            target = binding.open_callback(MemoryReader(inferior),
-                                           remote_maps_text(inferior),
-                                           inferior.pid, **kwargs)
+            target = binding.open_callback(
+                MemoryReader(inferior), remote_maps_text(inferior),
+                inferior.pid, auxv=debugger_auxv(),
+                threads=debugger_threads(inferior), **kwargs)
         return TargetState(key, target, access, description)
 
     def state(self):
