@@ -182,6 +182,9 @@ static bool target_interrupted(void *arg)
 static int target_read(void *arg, uint64_t addr, void *buf, size_t len)
 {
 	TargetObject *self = arg;
+	/* Slow sources (remote targets) show progress even where the library
+	 * does not poll. */
+	target_progress(self);
 	if (self->pending_type)
 		return -1;
 	PyObject *result = PyObject_CallFunction(self->read_fn, "Kn",

@@ -72,7 +72,7 @@ class HeapSubcommand(gdb.Command):
         args = self.report_args(values, positional)
         try:
             text = self.session.report(report, **args)
-        except binding.Error as e:
+        except (binding.Error, gdb.GdbError) as e:
             raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
         write(text)
 

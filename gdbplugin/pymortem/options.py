@@ -109,24 +109,32 @@ class Parser:
 
     def complete(self, text, word):
         """Completions for GDB: option names, or the values of the option
-        being typed."""
+        being typed. GDB replaces only `word` (it breaks words at '-'), so
+        candidates are trimmed to the part after the typed prefix."""
         words = gdb.string_to_argv(text)
         if text and not text[-1].isspace() and words:
             current = words.pop()
         else:
             current = ""
-        if words and words[-1] in self.options and word is not None:
+        if words and words[-1] in self.options:
             option = self.options[words[-1]]
             if option.kind == "choice":
-                return [c for c in option.choices if c.startswith(current)]
+                return self._trim([c for c in option.choices
+                                   if c.startswith(current)], current, word)
             if option.kind != "flag":
                 return []
-        if current.startswith("-") or (not current and not self.positional):
-            return [name for name in sorted(self.options)
-                    if name.startswith(current)]
-        if self.positional and self.positional[0] == "ADDR":
+        if (not current.startswith("-") and self.positional and
+                self.positional[0] == "ADDR"):
             return gdb.COMPLETE_EXPRESSION
-        return [name for name in sorted(self.options) if name.startswith(current)]
+        return self._trim([name for name in sorted(self.options)
+                           if name.startswith(current)], current, word)
+
+    @staticmethod
+    def _trim(candidates, current, word):
+        cut = len(current) - len(word or "")
+        if cut <= 0:
+            return candidates
+        return [c[cut:] for c in candidates]
 
     def usage(self):
         parts = [self.command]
