@@ -151,7 +151,8 @@ static int run_on_core(const char *path, const char *report,
 	struct pm_target *t;
 	struct pm_error *err = pm_target_open_core(path, options, &t);
 	if (err) {
-		fail(path, err);
+		/* Name the file once, whether or not the library did. */
+		fail(strstr(err->message, path) ? NULL : path, err);
 		return 1;
 	}
 	int status = run_report(t, report, args);

@@ -10,7 +10,8 @@ packages=(
   gdb gdbserver                  # the GDB plugin and its remote-target tests
   python3 python3-dev python3-pytest
   libc6-dbg                      # glibc debug symbols: tests run with and without
-  python3.11 libpython3.11       # Debian's stripped interpreter, tested symbol-free
+  python3.11 python3.11-dbg      # Debian's stripped interpreter and its debug file:
+                                 # tested with it and with --no-debuginfo
   libjemalloc2 libgoogle-perftools4   # other allocators, to test detection
   clang                          # fuzz targets (libFuzzer)
 )

@@ -1,0 +1,496 @@
+"""Shared end-to-end test harness for pymortem: finds the interpreters to cover,
+runs the `pymortem` CLI, starts workload processes that freeze themselves
+(SIGSTOP) after writing an oracle, and takes gcore and kernel cores of them.
+
+Every process started here is killed at the end: Target is a context manager,
+and an atexit hook kills whatever is left. Nothing here prints to stdout
+except the list of interpreters (once, for the run's record).
+"""
+
+import atexit
+import contextlib
+import glob
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
+TARGETS_DIR = os.path.join(SOURCE_ROOT, "tests", "targets")
+PY_WORKLOAD = os.path.join(TARGETS_DIR, "py_workload.py")
+CORE_PATTERN = "/proc/sys/kernel/core_pattern"
+
+
+# ---------------------------------------------------------------- interpreters
+
+def find_pythons():
+    """(label, path) of every installed CPython 3.8-3.13 to cover."""
+    found = []
+    for path in sorted(glob.glob("/root/.pyenv/versions/3.*/bin/python")):
+        version = path.split("/")[-3]
+        m = re.match(r"3\.(\d+)(?:\.\d+)?(t?)$", version)
+        if m and 8 <= int(m.group(1)) <= 13 and os.access(path, os.X_OK):
+            found.append((version, path))
+    found.sort(key=lambda lp: tuple(int(x) for x in
+                                    re.findall(r"\d+", lp[0])))
+    if os.access("/usr/bin/python3.11", os.X_OK):
+        found.append(("3.11-debian", "/usr/bin/python3.11"))
+    return found
+
+
+PYTHONS = find_pythons()
+PYTHON_LABELS = [label for label, _ in PYTHONS]
+
+
+def covered_summary():
+    return "interpreters covered: " + (
+        ", ".join("%s (%s)" % lp for lp in PYTHONS) if PYTHONS else "NONE")
+
+
+# ------------------------------------------------------------------------ CLI
+
+def build_dir():
+    return os.path.abspath(os.environ.get("PYMORTEM_BUILD",
+                                          os.path.join(SOURCE_ROOT, "build")))
+
+
+def cli_path():
+    """The built `pymortem` executable."""
+    if os.environ.get("PYMORTEM_CLI"):
+        return os.path.abspath(os.environ["PYMORTEM_CLI"])
+    return os.path.join(build_dir(), "cli", "pymortem")
+
+
+class CliError(AssertionError):
+    pass
+
+
+def run_cli(*args, check=True, timeout=300, user=None):
+    """Runs pymortem with args (str() of each); returns CompletedProcess.
+    check: raise CliError with stderr when the exit status is not 0.
+    user: run as this user (setpriv), e.g. 'nobody'."""
+    argv = [cli_path()] + [str(a) for a in args]
+    if user is not None:
+        argv = as_user_argv(user) + argv
+    if not os.access(cli_path(), os.X_OK):
+        raise CliError("pymortem CLI not built: %s (set PYMORTEM_BUILD or "
+                       "PYMORTEM_CLI)" % cli_path())
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise CliError("%s exited %d\nstderr:\n%s" % (
+            " ".join(argv), proc.returncode, proc.stderr))
+    return proc
+
+
+def cli_json(*args, **kwargs):
+    """Runs pymortem with args (add --json yourself) and parses stdout."""
+    proc = run_cli(*args, **kwargs)
+    try:
+        return json.loads(proc.stdout)
+    except ValueError as e:
+        raise CliError("pymortem %s: stdout is not JSON (%s):\n%s" % (
+            " ".join(map(str, args)), e, proc.stdout[:2000]))
+
+
+def as_user_argv(user):
+    """A command prefix that runs the rest as user, without privileges."""
+    import pwd
+    pw = pwd.getpwnam(user)
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                "--clear-groups", "--inh-caps=-all", "--"]
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", user, "--"]
+    raise RuntimeError("neither setpriv nor runuser is installed")
+
+
+# ------------------------------------------------------------ /proc helpers
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat, or None when the process is gone
+    (or a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    state = stat[stat.rindex(")") + 2]
+    return None if state in "ZX" else state
+
+
+def thread_states(pid):
+    """{tid: state} for every thread of pid."""
+    states = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        states[int(tid)] = stat[stat.rindex(")") + 2]
+    return states
+
+
+def is_stopped(pid):
+    """Every thread in group-stop ('T'), not merely traced ('t')."""
+    states = thread_states(pid)
+    return bool(states) and all(s == "T" for s in states.values())
+
+
+def wait_stopped(pid, timeout=30, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process %d exited with %s before stopping"
+                               % (pid, proc.returncode))
+        if is_stopped(pid):
+            return
+        time.sleep(0.02)
+    raise TimeoutError("process %d not stopped after %ss: %s"
+                       % (pid, timeout, thread_states(pid)))
+
+
+def read_maps(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return f.read()
+
+
+def parse_maps(text):
+    """/proc/PID/maps text -> list of dicts with the fields of the regions
+    JSON: start, end, size, perms, offset, path (None if anonymous)."""
+    regions = []
+    for line in text.splitlines():
+        fields = line.split(None, 5)
+        if not fields:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        path = fields[5].strip() if len(fields) > 5 else None
+        regions.append({"start": start, "end": end, "size": end - start,
+                        "perms": fields[1], "offset": int(fields[2], 16),
+                        "dev": fields[3], "inode": int(fields[4]),
+                        "path": path or None})
+    return regions
+
+
+FNV_OFFSET = 0xcbf29ce484222325
+FNV_PRIME = 0x100000001b3
+
+
+def fnv1a64(data, h=FNV_OFFSET):
+    """FNV-1a 64-bit; h lets a caller digest in pieces."""
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def fnv1a64_fast(data, h=FNV_OFFSET):
+    """fnv1a64, via a small C helper when it can be built (pure Python runs
+    at ~10 MB/s, too slow for big regions)."""
+    fn = _fnv_c()
+    if fn is None:
+        return fnv1a64(data, h)
+    import ctypes
+    return fn(ctypes.c_char_p(bytes(data)), len(data), h)
+
+
+_FNV_LIB = []
+
+
+def _fnv_c():
+    if _FNV_LIB:
+        return _FNV_LIB[0]
+    fn = None
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        import ctypes
+        d = tempfile.mkdtemp(prefix="pm-fnv-")
+        src = os.path.join(d, "fnv.c")
+        with open(src, "w") as f:
+            f.write("#include <stddef.h>\n#include <stdint.h>\n"
+                    "uint64_t pm_fnv(const unsigned char *p, size_t n,"
+                    " uint64_t h) { for (size_t i = 0; i < n; i++) "
+                    "{ h ^= p[i]; h *= 0x100000001b3ULL; } return h; }\n")
+        lib = os.path.join(d, "fnv.so")
+        if subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", lib, src]
+                          ).returncode == 0:
+            fn = ctypes.CDLL(lib).pm_fnv
+            fn.restype = ctypes.c_uint64
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+            # Check the helper against the reference implementation.
+            sample = bytes(range(256)) * 3
+            if fn(sample, len(sample), FNV_OFFSET) != fnv1a64(sample):
+                fn = None
+        shutil.rmtree(d, ignore_errors=True)
+    _FNV_LIB.append(fn)
+    return fn
+
+
+def read_mem(pid, start, end):
+    """Bytes [start, end) of pid's memory via /proc/PID/mem (raises OSError
+    for pages the kernel will not give, e.g. [vvar])."""
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as f:
+        f.seek(start)
+        chunks, left = [], end - start
+        while left:
+            chunk = f.read(min(left, 1 << 24))
+            if not chunk:
+                raise OSError("short read at 0x%x" % (end - left))
+            chunks.append(chunk)
+            left -= len(chunk)
+    return b"".join(chunks)
+
+
+def mem_digest(pid, start, end):
+    """'0x%016x' FNV-1a 64 of pid's bytes [start, end), read independently
+    of pymortem through /proc/PID/mem."""
+    return "0x%016x" % fnv1a64_fast(read_mem(pid, start, end))
+
+
+# ------------------------------------------------------------- core files
+
+def elf_core_segments(path):
+    """PT_LOAD segments of an ELF64 core: list of dicts start, end, perms
+    ('rwx' letters or '-'), filesz (bytes saved), offset in the core file."""
+    with open(path, "rb") as f:
+        ehdr = f.read(64)
+        if ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
+            raise ValueError("%s: not an ELF64 file" % path)
+        e_phoff, = struct.unpack_from("<Q", ehdr, 32)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", ehdr, 54)
+        f.seek(e_phoff)
+        table = f.read(e_phentsize * e_phnum)
+    segs = []
+    for i in range(e_phnum):
+        (p_type, p_flags, p_offset, p_vaddr, _, p_filesz, p_memsz,
+         _) = struct.unpack_from("<IIQQQQQQ", table, i * e_phentsize)
+        if p_type != 1:
+            continue
+        perms = "".join(c if p_flags & bit else "-" for c, bit in
+                        (("r", 4), ("w", 2), ("x", 1)))
+        segs.append({"start": p_vaddr, "end": p_vaddr + p_memsz,
+                     "perms": perms, "filesz": p_filesz, "offset": p_offset})
+    return segs
+
+
+@contextlib.contextmanager
+def core_pattern_core():
+    """Makes kernel cores land in the crashing process's cwd as 'core' or
+    'core.PID' for the duration, restoring the old pattern after. Raises
+    RuntimeError (with the reason) if that cannot be arranged."""
+    with open(CORE_PATTERN) as f:
+        old = f.read().rstrip("\n")
+    plain = not old.startswith("|") and "/" not in old
+    if plain and old in ("core", "core.%p"):
+        yield old
+        return
+    try:
+        with open(CORE_PATTERN, "w") as f:
+            f.write("core")
+    except OSError as e:
+        raise RuntimeError("kernel cores need core_pattern 'core' (it is %r) "
+                           "and it cannot be changed: %s" % (old, e))
+    try:
+        yield "core"
+    finally:
+        with open(CORE_PATTERN, "w") as f:
+            f.write(old)
+
+
+# ---------------------------------------------------------------- targets
+
+_LIVE = {}  # pid -> Popen of every started process not yet reaped
+
+
+def _kill_all():
+    for pid in list(_LIVE):
+        _kill(pid)
+
+
+atexit.register(_kill_all)
+
+
+def _kill(pid):
+    proc = _LIVE.pop(pid, None)
+    if proc is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _child_setup():
+    resource.setrlimit(resource.RLIMIT_CORE,
+                       (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    os.setsid()  # a terminal's SIGINT/SIGTSTP must not reach it
+
+
+class Target:
+    """A workload process that has written its oracle and stopped itself."""
+
+    def __init__(self, proc, workdir, oracle_path):
+        self.proc = proc
+        self.pid = proc.pid
+        self.workdir = workdir
+        self.oracle_path = oracle_path
+        self.oracle = None
+        self.maps_text = None
+        self.stdout_path = os.path.join(workdir, "stdout")
+        self.stderr_path = os.path.join(workdir, "stderr")
+        self.cores = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+    @property
+    def maps(self):
+        return parse_maps(self.maps_text)
+
+    @property
+    def alive(self):
+        return proc_state(self.pid) is not None
+
+    def output(self):
+        """The target's stdout and stderr so far (for failure messages)."""
+        out = []
+        for p in (self.stdout_path, self.stderr_path):
+            try:
+                with open(p, errors="replace") as f:
+                    out.append(f.read()[-4000:])
+            except OSError:
+                out.append("")
+        return "stdout:\n%s\nstderr:\n%s" % tuple(out)
+
+    def ensure_stopped(self, timeout=30):
+        """Back in group-stop after a debugger detached. The workloads loop
+        on SIGSTOP, so a resume stops them again; SIGSTOP here covers a
+        process resumed mid-instruction anyway."""
+        deadline = time.monotonic() + timeout
+        while not is_stopped(self.pid):
+            if not self.alive:
+                raise RuntimeError("target %d died" % self.pid)
+            if time.monotonic() > deadline:
+                raise TimeoutError("target %d not stopped: %s" % (
+                    self.pid, thread_states(self.pid)))
+            if "t" not in thread_states(self.pid).values():
+                os.kill(self.pid, signal.SIGSTOP)
+            time.sleep(0.02)
+
+    def gcore(self, name="gcore"):
+        """A core of the stopped process by gdb's gcore; it stays stopped.
+        Returns the core's path."""
+        prefix = os.path.join(self.workdir, name)
+        proc = subprocess.run(["gcore", "-o", prefix, str(self.pid)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, timeout=300)
+        path = "%s.%d" % (prefix, self.pid)
+        if proc.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError("gcore failed (%d):\n%s" % (proc.returncode,
+                                                           proc.stdout))
+        self.ensure_stopped()
+        self.cores.append(path)
+        return path
+
+    def kernel_core(self, timeout=120):
+        """A kernel core: SIGABRT then SIGCONT; the process dies dumping core
+        into its cwd (needs core_pattern 'core', see core_pattern_core()).
+        Returns the core's path."""
+        os.kill(self.pid, signal.SIGABRT)
+        os.kill(self.pid, signal.SIGCONT)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("target %d did not die of SIGABRT" % self.pid)
+        _LIVE.pop(self.pid, None)
+        status = self.proc.returncode
+        if status != -signal.SIGABRT:
+            raise RuntimeError("target %d ended with %s, not SIGABRT"
+                               % (self.pid, status))
+        for name in ("core.%d" % self.pid, "core"):
+            path = os.path.join(self.workdir, name)
+            if os.path.exists(path):
+                self.cores.append(path)
+                return path
+        with open(CORE_PATTERN) as f:
+            pattern = f.read().strip()
+        raise RuntimeError("no kernel core in %s (core_pattern %r, files %s)"
+                           % (self.workdir, pattern, os.listdir(self.workdir)))
+
+    def kill(self):
+        _kill(self.pid)
+
+
+def load_oracle(path):
+    """The oracle JSON, with files it names inlined: debugmallocstats_file
+    -> 'debugmallocstats' (text)."""
+    with open(path) as f:
+        oracle = json.load(f)
+    dms = oracle.get("debugmallocstats_file")
+    if dms and "debugmallocstats" not in oracle:
+        with open(dms, errors="replace") as f:
+            oracle["debugmallocstats"] = f.read()
+    return oracle
+
+
+def start_stopped(argv, env=None, timeout=120):
+    """Starts argv in a fresh temp dir with core dumps enabled and
+    PM_ORACLE_FILE=<dir>/oracle.json; waits until it has stopped itself
+    after writing that file. Returns a Target (use it as a context manager).
+    """
+    workdir = tempfile.mkdtemp(prefix="pm-target-")
+    oracle_path = os.path.join(workdir, "oracle.json")
+    child_env = dict(os.environ if env is None else env)
+    if env is None:
+        # meson test sets this for its own children; a workload should run
+        # with glibc's defaults unless a test asks otherwise.
+        child_env.pop("MALLOC_PERTURB_", None)
+    child_env["PM_ORACLE_FILE"] = oracle_path
+    with open(os.path.join(workdir, "stdout"), "w") as out, \
+            open(os.path.join(workdir, "stderr"), "w") as err:
+        proc = subprocess.Popen([str(a) for a in argv], cwd=workdir,
+                                env=child_env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err,
+                                preexec_fn=_child_setup)
+    _LIVE[proc.pid] = proc
+    target = Target(proc, workdir, oracle_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (os.path.exists(oracle_path) and is_stopped(proc.pid)):
+            if proc.poll() is not None:
+                raise RuntimeError("%s exited with %s before stopping\n%s" % (
+                    argv, proc.returncode, target.output()))
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s did not stop within %ss\n%s" % (
+                    argv, timeout, target.output()))
+            time.sleep(0.02)
+        target.maps_text = read_maps(proc.pid)
+        target.oracle = load_oracle(oracle_path)
+    except BaseException:
+        target.kill()
+        raise
+    return target
+
+
+def start_python(python, *args, env=None, timeout=120):
+    """start_stopped() of py_workload.py under the given interpreter."""
+    return start_stopped([python, PY_WORKLOAD] + [str(a) for a in args],
+                         env=env, timeout=timeout)

@@ -1,0 +1,315 @@
+"""Python workload for pymortem's end-to-end tests: builds a heap chosen by argv,
+records the interpreter's and glibc's own accounting of it (the oracle), writes
+that to $PM_ORACLE_FILE atomically and stops itself with SIGSTOP, forever.
+
+Runs unchanged on CPython 3.8 to 3.13 (pyenv builds and Debian's stripped
+/usr/bin/python3.11). Only the standard library is used.
+
+The oracle is captured in one function right before the stop (see
+Oracle): the numbers describe the heap as it is at the stop.
+"""
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import random
+import signal
+import string
+import sys
+import threading
+
+# Everything the workload builds stays reachable from here until the end.
+KEEP = []
+
+
+class SlotsSentinel:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b):
+        self.a = a
+        self.b = b
+
+
+class PlainSentinel:
+    def __init__(self, a, b):
+        self.a = a
+        self.b = b
+
+
+class DictSentinel(dict):
+    pass
+
+
+class ListSentinel(list):
+    pass
+
+
+class IntSentinel(int):
+    pass
+
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+SMALL_BYTES = (100, 400)     # bytes objects that pymalloc serves (<= 512)
+LARGE_BYTES = (600, 3000)    # bytes objects that go to glibc malloc
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sentinels", type=int, default=1000,
+                   help="instances of each sentinel class and value kind")
+    p.add_argument("--big-bytes", type=int, default=0,
+                   help="one bytes object of this size (>= 128 KiB is mmapped)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads that allocate, then block until the end")
+    p.add_argument("--thread-objects", type=int, default=200,
+                   help="objects (and large bytes) each thread allocates")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--gc-addresses", action="store_true",
+                   help="also write '<oracle>.gc' with 'address tp_name' of "
+                        "every object on the GC lists")
+    p.add_argument("--oracle", default=os.environ.get("PM_ORACLE_FILE",
+                                                      "oracle.json"))
+    p.add_argument("--no-stop", action="store_true",
+                   help="write the oracle and exit instead of stopping")
+    return p.parse_args(argv)
+
+
+def random_str(rng, n):
+    return "".join(rng.choice(string.ascii_letters) for _ in range(n))
+
+
+def build_sentinels(n, rng):
+    """n of each kind; the values come from rng so none is a shared constant."""
+    objs = {
+        "SlotsSentinel": [SlotsSentinel(i, rng.random()) for i in range(n)],
+        "PlainSentinel": [PlainSentinel(i, rng.random()) for i in range(n)],
+        "DictSentinel": [DictSentinel(k=i) for i in range(n)],
+        "ListSentinel": [ListSentinel((i,)) for i in range(n)],
+        "IntSentinel": [IntSentinel(rng.getrandbits(40) | 1 << 40)
+                        for _ in range(n)],
+    }
+    values = {
+        "float": [rng.random() * 1e9 for _ in range(n)],
+        "int": [rng.getrandbits(62) | 1 << 62 for _ in range(n)],
+        "str": [random_str(rng, rng.randint(8, 40)) for _ in range(n)],
+        "bytes_small": [os.urandom(rng.randint(*SMALL_BYTES))
+                        for _ in range(n)],
+        "bytes_large": [os.urandom(rng.randint(*LARGE_BYTES))
+                        for _ in range(n)],
+    }
+    KEEP.append(objs)
+    KEEP.append(values)
+    # Counted objects of SlotsSentinel/PlainSentinel hold a float each; the
+    # class counts are exact, the value-kind counts are lower bounds.
+    return {
+        "sentinels": {name: len(v) for name, v in objs.items()},
+        "sentinel_values": {name: len(v) for name, v in values.items()},
+        "sentinel_value_sizes": {"bytes_small": list(SMALL_BYTES),
+                                 "bytes_large": list(LARGE_BYTES)},
+        "sentinel_addresses": {name: [id(o) for o in v[:16]]
+                               for name, v in list(objs.items()) +
+                               list(values.items())},
+    }
+
+
+def thread_body(k, count, ready, release):
+    rng = random.Random(k)
+    mine = [PlainSentinel(k, i) for i in range(count)]
+    mine.append([os.urandom(rng.randint(*LARGE_BYTES)) for _ in range(count)])
+    KEEP.append(mine)
+    ready.release()
+    release.wait()
+
+
+def start_threads(n, count):
+    ready = threading.Semaphore(0)
+    release = threading.Event()
+    threads = []
+    for k in range(n):
+        t = threading.Thread(target=thread_body, name="worker-%d" % k,
+                             args=(k, count, ready, release), daemon=True)
+        t.start()
+        threads.append(t)
+    for _ in threads:
+        ready.acquire()
+    KEEP.append((threads, release))
+    return [{"name": t.name, "ident": t.ident,
+             "native_id": getattr(t, "native_id", None)} for t in threads]
+
+
+def version_info():
+    import sysconfig
+    return {
+        "version": sys.version,
+        "version_info": list(sys.version_info[:3]),
+        "releaselevel": sys.version_info.releaselevel,
+        "hexversion": sys.hexversion,
+        "implementation": sys.implementation.name,
+        "executable": sys.executable,
+        "dev_mode": bool(getattr(sys.flags, "dev_mode", False)),
+        "pythonmalloc": os.environ.get("PYTHONMALLOC"),
+        "debug_build": hasattr(sys, "gettotalrefcount"),
+        "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED")),
+    }
+
+
+def tp_name(tp, offset):
+    """The type's tp_name as the C structure holds it (what a heap walker
+    reads), e.g. 'collections.OrderedDict' where __name__ is 'OrderedDict'."""
+    raw = ctypes.c_char_p.from_address(id(tp) + offset).value
+    return raw.decode("utf-8", "replace") if raw else tp.__name__
+
+
+NUMBER_FIELDS = ["allocated_blocks"] + ["mallinfo2." + name
+                                        for name, _ in Mallinfo2._fields_]
+PLACEHOLDER_BASE = 10 ** 19     # 20 digits, as wide as any size_t
+
+
+class Oracle:
+    """Writes the oracle so that nothing allocated by glibc malloc, and no
+    pymalloc block, differs between the moment the numbers are read and the
+    stop. The JSON text (big: gc counts) is written first with 20-digit
+    placeholders for the numbers; then the numbers are read and written over
+    the placeholders in place ("%20d", still valid JSON); only small,
+    short-lived pymalloc objects are made after the reading. The
+    sys._debugmallocstats() text goes to its own file (the harness inlines it
+    as "debugmallocstats"), written by C code straight to the file."""
+
+    def __init__(self, path):
+        self.path = path
+        self.libc = ctypes.CDLL(None)
+        self.mallinfo2 = self.libc.mallinfo2
+        self.mallinfo2.restype = Mallinfo2
+        self.mallinfo2.argtypes = []
+        self.mi = Mallinfo2()
+        self.blocks = ctypes.c_ssize_t(0)
+        self.offsets = (ctypes.c_long * len(NUMBER_FIELDS))()
+        # tp_name follows PyVarObject's header: sizeof(PyObject) + ob_size.
+        self.tp_name_offset = object.__basicsize__ + 8
+
+    def gc_counts(self):
+        counts = {}
+        objs = gc.get_objects()
+        for o in objs:
+            name = tp_name(type(o), self.tp_name_offset)
+            counts[name] = counts.get(name, 0) + 1
+        total = len(objs)
+        del objs, o
+        return counts, total
+
+    def write_gc_addresses(self, path):
+        # Listed before the file objects exist, so they are not in it.
+        # (A loop, not a comprehension: before 3.12 one would close over
+        # self and make a cell object before the listing.)
+        offset = self.tp_name_offset
+        objs = gc.get_objects()
+        lines = []
+        for o in objs:
+            lines.append("0x%x %s\n" % (id(o), tp_name(type(o), offset)))
+        del objs, o
+        text = "".join(lines)
+        del lines
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+
+    def write_text(self, path, doc):
+        """Writes doc with placeholders to path+'.tmp'; returns the open fd
+        and fills self.offsets with the placeholders' byte offsets."""
+        doc["allocated_blocks"] = PLACEHOLDER_BASE
+        doc["mallinfo2"] = {}
+        for k, field in enumerate(NUMBER_FIELDS):
+            if field.startswith("mallinfo2."):
+                doc["mallinfo2"][field[10:]] = PLACEHOLDER_BASE + k
+        text = json.dumps(doc).encode()
+        for k in range(len(NUMBER_FIELDS)):
+            self.offsets[k] = text.index(b"%d" % (PLACEHOLDER_BASE + k))
+        fd = os.open(path + ".tmp", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        view = memoryview(text)
+        while view:
+            view = view[os.write(fd, view):]
+        del view, text
+        return fd
+
+    def finish(self, path, doc, gc_addresses):
+        """The whole capture; returns right before the stop."""
+        gc.collect()
+        counts, total = self.gc_counts()
+        doc["gc_counts"] = counts
+        doc["gc_counts_key"] = "tp_name"
+        doc["gc_total"] = total
+        doc["debugmallocstats_file"] = path + ".dms"
+        if gc_addresses:
+            doc["gc_objects_file"] = path + ".gc"
+            self.write_gc_addresses(doc["gc_objects_file"])
+        fd = self.write_text(path, doc)
+        dms = os.open(path + ".dms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                      0o644)
+        tmp, final = (path + ".tmp").encode(), path.encode()
+        # No cyclic garbage may be freed after the counts: collect it now.
+        gc.collect()
+        # -- from here on only small temporaries --
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(dms, 2)
+        sys._debugmallocstats()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(dms)
+        self.blocks.value = sys.getallocatedblocks()
+        r = self.mallinfo2()
+        ctypes.memmove(ctypes.addressof(self.mi), ctypes.addressof(r),
+                       ctypes.sizeof(Mallinfo2))
+        del r
+        os.pwrite(fd, b"%20d" % self.blocks.value, self.offsets[0])
+        for k in range(1, len(NUMBER_FIELDS)):
+            os.pwrite(fd, b"%20d" % getattr(self.mi, NUMBER_FIELDS[k][10:]),
+                      self.offsets[k])
+        os.close(fd)
+        os.rename(tmp, final)
+
+
+def capture_and_stop(path, info, gc_addresses, no_stop):
+    """Captures the oracle and stops at once, forever."""
+    kill, pid, sig = os.kill, os.getpid(), signal.SIGSTOP
+    oracle = Oracle(path)
+    gc.collect()
+    gc.disable()
+    # Warm-up: the first run fills caches (imports, zombie frames, ctypes
+    # call machinery, free lists) that the real one then reuses.
+    oracle.finish(path + ".warmup", dict(info), gc_addresses)
+    doc = dict(info)
+    doc["pid"] = pid
+    oracle.finish(path, doc, gc_addresses)
+    if no_stop:
+        return
+    while True:
+        kill(pid, sig)
+
+
+def main(argv):
+    args = parse_args(argv)
+    rng = random.Random(args.seed)
+    info = {"format": 1, "argv": [sys.executable] + list(argv),
+            "version": version_info()}
+    info.update(build_sentinels(args.sentinels, rng))
+    if args.big_bytes:
+        big = os.urandom(args.big_bytes)
+        KEEP.append(big)
+        info["big_bytes"] = {"size": len(big), "address": id(big)}
+    info["threads"] = start_threads(args.threads, args.thread_objects)
+    capture_and_stop(os.path.abspath(args.oracle), info, args.gc_addresses,
+                     args.no_stop)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
