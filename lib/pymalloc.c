@@ -510,6 +510,86 @@ static bool locate_by_code(struct walk *w, struct pm_pymalloc_state *s)
 	return false;
 }
 
+/* Largest 16 * 2^k not above n (0 if n < 16). */
+static uint32_t maxarenas_floor(uint64_t n)
+{
+	uint32_t m = 16;
+	if (n < 16)
+		return 0;
+	while ((uint64_t)m * 2 <= n && m < MAXARENAS_CAP)
+		m *= 2;
+	return m;
+}
+
+/* Is word w of the module's data the `arenas` pointer? The vector is a
+ * glibc chunk (PyMem_RawRealloc'd to maxarenas * 48 bytes), so its chunk
+ * header gives maxarenas; the vector must then validate and hold arenas. */
+static bool arenas_candidate(struct walk *w, uint64_t v, uint32_t *maxarenas)
+{
+	uint64_t size_field, narenas;
+	if (!v || v & 15 || !pm_target_is_mapped(w->t, v - 8, 8))
+		return false;
+	struct pm_error *err = pm_target_read_u64(w->t, v - 8, &size_field);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	uint64_t size = size_field & ~UINT64_C(7);
+	if (size < 16 + 16 * ARENA_OBJECT_SIZE || size > ((uint64_t)MAXARENAS_CAP + 1) * ARENA_OBJECT_SIZE)
+		return false;
+	uint32_t m = maxarenas_floor((size - 8) / ARENA_OBJECT_SIZE);
+	if (!arena_vector_valid(w->t, w->layout, v, m, &narenas) || !narenas)
+		return false;
+	*maxarenas = m;
+	return true;
+}
+
+/* Without symbols or usable code (3.8 --no-debuginfo): scan the writable
+ * data of the interpreter's module (and the .bss mapping after it) for the
+ * `arenas` pointer. */
+static bool locate_by_data_scan(struct walk *w, const struct pm_python_info *py,
+				struct pm_pymalloc_state *s)
+{
+	const struct pm_module *m = py->module;
+	size_t hits = 0;
+	for (size_t i = 0; i < pm_target_region_count(w->t); i++) {
+		struct pm_region *r = pm_target_region(w->t, i);
+		struct pm_region *before = i ? pm_target_region(w->t, i - 1) : NULL;
+		bool own = r->start >= m->start && r->start < m->end;
+		bool bss = !r->path && before && before->end == r->start &&
+			   before->start >= m->start && before->start < m->end;
+		if (!(r->perms & PM_PERM_W) || !(own || bss))
+			continue;
+		for (uint64_t a = r->start; a + 8 <= r->end; a += PM_VIEW_MAX) {
+			size_t len = r->end - a < PM_VIEW_MAX ? (size_t)(r->end - a) : PM_VIEW_MAX;
+			const void *view;
+			struct pm_error *err = pm_target_view(w->t, a, len, &view);
+			if (err) {
+				pm_error_destroy(err);
+				break;
+			}
+			/* Candidates first: the view dies at the next read. */
+			uint64_t *words = malloc(len);
+			if (!words)
+				return false;
+			memcpy(words, view, len);
+			for (size_t k = 0; k < len / 8; k++) {
+				uint32_t maxarenas;
+				if (!arenas_candidate(w, words[k], &maxarenas))
+					continue;
+				if (hits++ == 0) {
+					s->arenas = words[k];
+					s->maxarenas = maxarenas;
+				} else if (words[k] != s->arenas) {
+					hits = 2;   /* two different vectors: ambiguous */
+				}
+			}
+			free(words);
+		}
+	}
+	return hits == 1;
+}
+
 /* 3.12+: reads one _obmalloc_state into s. */
 static bool read_obmalloc_state(struct walk *w, uint64_t address,
 				struct pm_pymalloc_state *s)
@@ -612,6 +692,8 @@ static struct pm_error *locate_states(struct walk *w,
 		w->pm->how = "symbols";
 	} else if (locate_by_code(w, s)) {
 		w->pm->how = "_Py_GetAllocatedBlocks code";
+	} else if (locate_by_data_scan(w, py, s)) {
+		w->pm->how = "data scan";
 	} else {
 		w->pm->nstates = 0;
 	}

@@ -147,12 +147,7 @@ def test_summary_no_debuginfo(python):
     with workload(path, "pymalloc") as t:
         report = harness.cli_json("summary", "--json", "--no-debuginfo",
                                   t.pid)
-        if label.startswith("3.8"):
-            # Without .symtab, 3.8's pymalloc state cannot be located: the
-            # report says so and the pymalloc blocks are missing.
-            assert not report["pymalloc_walked"]
-            assert any("pymalloc" in n for n in report["notes"])
-            pytest.xfail("3.8 --no-debuginfo: %s" % report["notes"])
+        assert report["pymalloc_walked"], report["notes"]
         check_summary(t, t.pid, "--no-debuginfo")
 
 
