@@ -308,6 +308,21 @@ static struct pm_error *walk_pool(struct walk *w, struct pm_pymalloc_state *s,
 	return NULL;
 }
 
+/* Arenas are anonymous mmaps; the kernel may merge neighbours into one
+ * region, so the label says how many arenas the region holds. */
+static void label_arena_region(struct walk *w, uint64_t address)
+{
+	struct pm_region *r = pm_target_find_region(w->t, address);
+	if (!r || (r->label != PM_LABEL_ANON && r->label != PM_LABEL_PYMALLOC_ARENA))
+		return;
+	unsigned long n = 0;
+	if (r->label == PM_LABEL_PYMALLOC_ARENA)
+		n = strtoul(r->label_detail, NULL, 10);
+	r->label = PM_LABEL_PYMALLOC_ARENA;
+	snprintf(r->label_detail, sizeof(r->label_detail), "%lu arena%s", n + 1,
+		 n ? "s" : "");
+}
+
 static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 				   const uint8_t *entry)
 {
@@ -322,6 +337,7 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 	if (address == 0)
 		return NULL;
 	s->narenas++;
+	label_arena_region(w, address);
 	/* nfreepools counts empty pools and those never carved: CPython
 	 * reports both as "unused pools". */
 	s->unused_pools += get_u32(entry + AO_NFREEPOOLS);

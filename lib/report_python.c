@@ -289,8 +289,12 @@ static struct pm_error *summary_group(struct pm_target *t,
 		} else if (!strcmp(by, "allocator")) {
 			r = summary_row(s, allocator, "-", "-");
 		} else {
+			/* A pymalloc block is in an arena even when the kernel
+			 * merged the arena's mapping with a neighbour. */
 			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
-			const char *label = region ? pm_region_label_name(region->label) : "unmapped";
+			const char *label = alloc->kind == PM_ALLOC_PYMALLOC ?
+				pm_region_label_name(PM_LABEL_PYMALLOC_ARENA) :
+				region ? pm_region_label_name(region->label) : "unmapped";
 			const char *path = region && region->path ? region->path : "-";
 			r = summary_row(s, "region", label, path);
 		}

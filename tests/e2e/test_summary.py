@@ -163,6 +163,10 @@ def test_summary_groupings():
             assert sum(x["bytes"] for x in r["rows"]) == r["total"]["bytes"]
             assert [x["bytes"] for x in r["rows"]] == \
                 sorted((x["bytes"] for x in r["rows"]), reverse=True)
+        region = harness.cli_json("summary", "--json", "--by", "region", t.pid)
+        arena_bytes = sum(x["bytes"] for x in region["rows"]
+                          if x["kind"] == "pymalloc arena")
+        assert arena_bytes == last_allocated_bytes(t)
         top = harness.cli_json("summary", "--json", "--top", 5, t.pid)
         assert len(top["rows"]) == 5 and top["total"] == base["total"]
         assert top["rows"] == base["rows"][:5]
