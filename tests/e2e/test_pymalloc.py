@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shutil
+import struct
 
 import pytest
 
@@ -189,3 +190,38 @@ def test_pymalloc_stats_subinterpreter(python):
             assert abs(mine[cls]["blocks in use"] - used) <= SUB_BLOCK_SLACK
         assert sub["arenas allocated current"] == \
             lines["# arenas allocated current"]
+
+
+def write_mem(pid, addr, data):
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as f:
+        f.seek(addr)
+        f.write(data)
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_pymalloc_corrupt_pool(python):
+    """A pool whose free list points outside it: a warning with the pool's
+    address, the problem counted, and every number that does not depend on
+    that free list still equal to the interpreter's."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload([path, harness.PY_WORKLOAD, "--sentinels", 1000]) as t:
+        clean = run_stats(t.pid)
+        pool_size = clean["pool_size"]
+        # A float sentinel lives in a pymalloc block; its pool header is at
+        # the pool-aligned address below it.
+        obj = t.oracle["sentinel_addresses"]["float"][0]
+        pool = obj & ~(pool_size - 1)
+        freeblock = struct.unpack("<Q", harness.read_mem(t.pid, pool + 8,
+                                                         pool + 16))[0]
+        write_mem(t.pid, pool + 8, struct.pack("<Q", 0x4141414141414140))
+        report = run_stats(t.pid)
+        assert report["problems"] >= 1
+        hits = [w for w in report["warnings"]
+                if pool <= w.get("address", 0) < pool + pool_size or
+                w.get("address") == 0x4141414141414140]
+        assert hits, report["warnings"]
+        # The header counts are untouched: the table is the same.
+        assert report["states"][0]["classes"] == clean["states"][0]["classes"]
+        write_mem(t.pid, pool + 8, struct.pack("<Q", freeblock))
+        assert run_stats(t.pid)["problems"] == 0

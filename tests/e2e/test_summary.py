@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 
@@ -192,3 +193,22 @@ def test_summary_not_python():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_summary_corrupt_object(python):
+    """An instance whose ob_type is overwritten is no longer counted as its
+    class (nor as anything else); every other count and the total stay."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload(path, "pymalloc", sentinels=500) as t:
+        clean = harness.cli_json("summary", "--json", t.pid)
+        victim = t.oracle["sentinel_addresses"]["SlotsSentinel"][3]
+        with open("/proc/%d/mem" % t.pid, "r+b", buffering=0) as f:
+            f.seek(victim + 8)
+            f.write(struct.pack("<Q", 0x10))
+        report = harness.cli_json("summary", "--json", t.pid)
+        before, after = live_counts(clean), live_counts(report)
+        assert after["SlotsSentinel"] == before["SlotsSentinel"] - 1
+        assert report["objects"] == clean["objects"] - 1
+        assert report["total"] == clean["total"]
