@@ -962,8 +962,12 @@ static struct pm_error *recognise_all(struct analysis *a)
 	if (!a->pool_buf)
 		return &pm_error_no_memory;
 	a->heap->python = true;
+	/* A core is mapped: a neighbour's word costs a memory access there,
+	 * less than the deferred lookup; a live process pays a system call. */
+	a->no_defer = !strcmp(pm_target_kind(a->t), "core");
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++)
 		err = recognise_alloc(a, &a->heap->allocs[i], 0);
+	a->no_defer = false;
 	if (!err)
 		err = gc_verify_deferred(a);
 	if (!err)
