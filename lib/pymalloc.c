@@ -25,6 +25,7 @@ enum {
 	MAX_INTERPRETERS = 256,
 	GETBLOCKS_CODE_BYTES = 64,
 	USE_MAIN_OBMALLOC = 0x20,   /* interp->feature_flags bit */
+	INTERP_SCAN_MAX = 32u << 10, /* bytes of PyInterpreterState scanned */
 };
 
 /* Where a version keeps its allocator state. */
@@ -73,6 +74,7 @@ struct walk {
 	const struct pymalloc_layout *layout;
 	struct pm_pymalloc *pm;
 	size_t pools_cap, bits_len, bits_cap, states_cap;
+	uint64_t interp_obmalloc;   /* the layout's, or found by scan */
 };
 
 static uint32_t get_u32(const uint8_t *p)
@@ -631,10 +633,10 @@ static bool interp_state_address(struct walk *w, uint64_t interp, uint64_t *ret)
 {
 	const struct pymalloc_layout *l = w->layout;
 	if (!l->state_is_pointer) {
-		*ret = interp + l->interp_obmalloc;
+		*ret = interp + w->interp_obmalloc;
 		return true;
 	}
-	struct pm_error *err = pm_target_read_u64(w->t, interp + l->interp_obmalloc, ret);
+	struct pm_error *err = pm_target_read_u64(w->t, interp + w->interp_obmalloc, ret);
 	pm_error_destroy(err);
 	return !err && *ret;
 }
@@ -644,6 +646,27 @@ static bool state_known(const struct pm_pymalloc *pm, uint64_t address)
 	for (size_t i = 0; i < pm->nstates; i++)
 		if (pm->states[i].address == address)
 			return true;
+	return false;
+}
+
+/* Another patch release may move interp->obmalloc: try every offset of
+ * the interpreter state for one whose state validates with arenas in use
+ * (an all-zero state would validate anywhere). */
+static bool scan_interp_obmalloc(struct walk *w, uint64_t interp,
+				 struct pm_pymalloc_state *s)
+{
+	for (uint64_t off = 0; off < INTERP_SCAN_MAX; off += 8) {
+		uint64_t address;
+		w->interp_obmalloc = off;
+		if (interp_state_address(w, interp, &address) &&
+		    read_obmalloc_state(w, address, s) && s->maxarenas) {
+			pm_target_warn(w->t, true, interp,
+				       "interp->obmalloc found at offset %llu, not %llu",
+				       (unsigned long long)off,
+				       (unsigned long long)w->layout->interp_obmalloc);
+			return true;
+		}
+	}
 	return false;
 }
 
@@ -659,10 +682,14 @@ static struct pm_error *locate_interpreters(struct walk *w,
 	if (err)
 		return err;
 	s->interp = main_interp;
+	w->interp_obmalloc = l->interp_obmalloc;
 	if (!interp_state_address(w, main_interp, &address) ||
 	    !read_obmalloc_state(w, address, s)) {
-		w->pm->nstates = 0;
-		return NULL;
+		if (!scan_interp_obmalloc(w, main_interp, s)) {
+			w->pm->nstates = 0;
+			return NULL;
+		}
+		w->pm->how = "_PyRuntime offsets, obmalloc offset by scan";
 	}
 	uint64_t interp;
 	err = pm_target_read_u64(w->t, py->runtime + l->interpreters_head, &interp);
