@@ -35,7 +35,11 @@ MODES = {
     "pymalloc": ([], {}),
     "malloc": ([], {"PYTHONMALLOC": "malloc"}),
     "dev": (["-X", "dev"], {}),
+    "debug": ([], {"PYTHONMALLOC": "debug"}),
+    "malloc_debug": ([], {"PYTHONMALLOC": "malloc_debug"}),
 }
+DEBUG_HOOK_MODES = ("dev", "debug", "malloc_debug")
+GLIBC_SLACK = 1024
 
 
 @contextlib.contextmanager
@@ -107,7 +111,13 @@ def check_summary(target, where, *extra):
     bytes_by = {r["domain"]: r["bytes"] for r in by_allocator["rows"]}
     mi = oracle["mallinfo2"]
     glibc = sum(v for k, v in bytes_by.items() if k.startswith("glibc"))
-    assert glibc == mi["uordblks"] + mi["hblkhd"]
+    if oracle["version"]["pythonmalloc"] in ("malloc", "malloc_debug"):
+        # With every Python object in glibc, the workload's own few lines
+        # after its mallinfo2() call (writing the oracle) move a chunk or
+        # two; the read cannot be the last act there.
+        assert abs(glibc - (mi["uordblks"] + mi["hblkhd"])) <= GLIBC_SLACK
+    else:
+        assert glibc == mi["uordblks"] + mi["hblkhd"]
     pymalloc = last_allocated_bytes(target)
     assert bytes_by.get("pymalloc", 0) == (pymalloc or 0)
     return report
@@ -120,7 +130,7 @@ def test_summary_live(python, mode):
     assert path, "no CPython 3.8-3.13 found"
     with workload(path, mode) as t:
         report = check_summary(t, t.pid)
-        assert report["debug_hooks"] == (mode == "dev")
+        assert report["debug_hooks"] == (mode in DEBUG_HOOK_MODES)
 
 
 @pytest.mark.parametrize("python", python_params())
