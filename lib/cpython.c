@@ -393,7 +393,7 @@ static struct pm_error *type_get(struct analysis *a, uint64_t tp,
 static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 {
 	if (a->pool && addr >= a->pool->address &&
-	    addr + 8 <= a->pool->address + a->pm->pool_size) {
+	    addr - a->pool->address <= a->pm->pool_size - 8) {
 		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
 		return true;
 	}
@@ -406,7 +406,7 @@ static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 static bool local_word(const struct analysis *a, uint64_t addr, uint64_t *ret)
 {
 	if (a->pool && addr >= a->pool->address &&
-	    addr + 8 <= a->pool->address + a->pm->pool_size) {
+	    addr - a->pool->address <= a->pm->pool_size - 8) {
 		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
 		return true;
 	}

@@ -247,7 +247,7 @@ static void pool_mark_free(struct walk *w, struct pm_pymalloc_pool *pool,
 	for (uint32_t steps = 0; b && steps <= pool->nblocks; steps++) {
 		uint64_t off = b - pool->address;
 		if (b < pool->address + PM_PYMALLOC_POOL_OVERHEAD ||
-		    off + size > pool_size ||
+		    off > pool_size - size ||
 		    (off - PM_PYMALLOC_POOL_OVERHEAD) % size) {
 			walk_problem(w, b, "free block pointer outside its pool");
 			return;
