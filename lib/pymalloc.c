@@ -105,6 +105,9 @@ static struct pm_error *read_arena_vector(struct pm_target *t, uint64_t arenas,
 					  uint32_t maxarenas, uint8_t **ret)
 {
 	size_t len = (size_t)maxarenas * ARENA_OBJECT_SIZE;
+	if (len && !pm_target_is_mapped(t, arenas, len))
+		return pm_error_at(PM_ERR_UNMAPPED, arenas,
+				   "arena vector of %u entries is not mapped", maxarenas);
 	uint8_t *buf = malloc(len ? len : 1);
 	if (!buf)
 		return &pm_error_no_memory;
