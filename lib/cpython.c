@@ -91,7 +91,11 @@ struct analysis {
 	size_t nlinks, links_cap;
 	struct gc_deferred *deferred;
 	size_t ndeferred, deferred_cap;
-	bool no_defer;              /* re-recognising: check neighbours at once */
+	struct pending *str_entries;    /* ptr = the chunk, category unused */
+	uint64_t *str_entry_keys;
+	size_t nstr_entries, str_entries_cap;
+	bool no_defer;              /* check GC neighbours at once */
+	bool no_defer_pass;         /* re-recognising after a failed check */
 	uint32_t cat_owned[8];      /* "dict keys", ... (enum owned) */
 	/* The pymalloc pool currently in buf. */
 	const struct pm_pymalloc_pool *pool;
@@ -100,10 +104,11 @@ struct analysis {
 };
 
 enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
-	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_KINDS };
+	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
+	     OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
-	"str wstr", "bytearray buffer",
+	"str wstr", "bytearray buffer", "str hashtable entry",
 };
 
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
@@ -795,6 +800,52 @@ static bool load_pool(struct analysis *a, uint64_t addr)
 	return true;
 }
 
+static struct pm_error *str_entry_push(struct analysis *a, size_t alloc,
+				       uint64_t key)
+{
+	if (a->nstr_entries == a->str_entries_cap) {
+		size_t cap = a->str_entries_cap ? 2 * a->str_entries_cap : 1024;
+		void *p = realloc(a->str_entries, cap * sizeof(*a->str_entries));
+		if (!p)
+			return &pm_error_no_memory;
+		a->str_entries = p;
+		p = realloc(a->str_entry_keys, cap * sizeof(*a->str_entry_keys));
+		if (!p)
+			return &pm_error_no_memory;
+		a->str_entry_keys = p;
+		a->str_entries_cap = cap;
+	}
+	a->str_entries[a->nstr_entries] = (struct pending){ alloc, 0 };
+	a->str_entry_keys[a->nstr_entries++] = key;
+	return NULL;
+}
+
+/* Hashtable entries whose key is a str (exact type): recognised in the
+ * heap, or a static string in the interpreter's data. */
+static struct pm_error *resolve_str_entries(struct analysis *a)
+{
+	const struct type_info *str;
+	struct pm_error *err = type_get(a, a->kind_types[TK_STR], &str);
+	if (err || !str)
+		return err;
+	for (size_t i = 0; i < a->nstr_entries; i++) {
+		const struct pm_alloc *key = pm_cpython_find_alloc(a->heap,
+								   a->str_entry_keys[i]);
+		struct pm_alloc *entry = &a->heap->allocs[a->str_entries[i].ptr];
+		uint64_t tp = 0;
+		bool is_str = key ? key->addr == a->str_entry_keys[i] &&
+				    key->category == str->cat_live :
+			/* static (statically allocated) strings */
+			read_word(a, a->str_entry_keys[i] + 8, &tp) &&
+			tp == a->kind_types[TK_STR];
+		if (is_str && entry->category == PM_CATEGORY_NONE) {
+			entry->category = a->cat_owned[OWN_STR_TABLE_ENTRY];
+			a->heap->attributed++;
+		}
+	}
+	return NULL;
+}
+
 static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *alloc,
 				       size_t first_offset)
 {
@@ -816,7 +867,17 @@ static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *all
 		return NULL;
 	}
 	a->pool = NULL;
-	return recognise(a, alloc, a->window, len, usable, first_offset);
+	err = recognise(a, alloc, a->window, len, usable, first_offset);
+	if (err || alloc->category != PM_CATEGORY_NONE || len < 32 ||
+	    a->no_defer_pass)
+		return err;
+	/* _Py_hashtable entries {next, hash, key, value} with key == value:
+	 * the 3.12+ runtime table of interned strings (malloc'd, 48 B). Kept
+	 * if the key turns out to be a str. */
+	uint64_t key = get_u64(a->window + 16);
+	if (key && !(key & 7) && key == get_u64(a->window + 24))
+		return str_entry_push(a, (size_t)(alloc - a->heap->allocs), key);
+	return NULL;
 }
 
 const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
@@ -968,10 +1029,14 @@ static struct pm_error *recognise_all(struct analysis *a)
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++)
 		err = recognise_alloc(a, &a->heap->allocs[i], 0);
 	a->no_defer = false;
+	a->no_defer_pass = true;
 	if (!err)
 		err = gc_verify_deferred(a);
+	a->no_defer_pass = false;
 	if (!err)
 		resolve_pending(a);
+	if (!err)
+		err = resolve_str_entries(a);
 	return err;
 }
 
@@ -1017,6 +1082,8 @@ static void analysis_deinit(struct analysis *a)
 	free(a->pending);
 	free(a->links);
 	free(a->deferred);
+	free(a->str_entries);
+	free(a->str_entry_keys);
 	free(a->pool_buf);
 }
 
