@@ -105,10 +105,11 @@ struct analysis {
 
 enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
-	     OWN_KINDS };
+	     OWN_RADIX_NODE, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
+	"pymalloc radix tree node",
 };
 
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
@@ -1033,6 +1034,13 @@ static struct pm_error *recognise_all(struct analysis *a)
 	if (!err)
 		err = gc_verify_deferred(a);
 	a->no_defer_pass = false;
+	/* Radix nodes are calloc'd: the pointer is the allocation's start. */
+	for (size_t i = 0; !err && a->pm && i < a->pm->nradix_nodes; i++) {
+		const struct pm_alloc *node = pm_cpython_find_alloc(a->heap,
+								    a->pm->radix_nodes[i]);
+		if (node && node->addr == a->pm->radix_nodes[i])
+			err = pend(a, node->addr, OWN_RADIX_NODE);
+	}
 	if (!err)
 		resolve_pending(a);
 	if (!err)

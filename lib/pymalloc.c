@@ -20,7 +20,8 @@ enum {
 	/* struct _obmalloc_state, identical in 3.12 and 3.13 */
 	OBS_ARENAS = 512, OBS_MAXARENAS = 520,
 	OBS_NARENAS_CURRENT = 1064, OBS_NTIMES_ALLOCATED = 1072,
-	OBS_HIGHWATER = 1080,
+	OBS_HIGHWATER = 1080, OBS_ARENA_MAP_ROOT = 1096,
+
 	MAXARENAS_CAP = 1u << 24,   /* 16 TiB of 1 MiB arenas */
 	MAX_INTERPRETERS = 256,
 	GETBLOCKS_CODE_BYTES = 64,
@@ -33,6 +34,10 @@ struct pymalloc_layout {
 	int minor;
 	uint32_t arena_size, pool_size;
 	bool per_interpreter;       /* 3.12+: _obmalloc_state per interpreter */
+	/* 3.10+: entries of a radix tree interior node (arena_map_root and
+	 * mid nodes): 3.10 ignores the top 16 address bits (10 bits a level),
+	 * 3.11+ none (15 bits a level); 0 = no radix tree. */
+	uint32_t radix_interior_length;
 	bool state_is_pointer;      /* 3.13: interp->obmalloc is a pointer */
 	uint64_t interp_obmalloc;   /* offset of obmalloc in PyInterpreterState */
 	uint64_t main_interp;       /* offset of _main_interpreter in _PyRuntime */
@@ -46,14 +51,18 @@ struct pymalloc_layout {
 static const struct pymalloc_layout pymalloc_layouts[] = {
 	{ .minor = 8, .arena_size = 256u << 10, .pool_size = 4u << 10 },
 	{ .minor = 9, .arena_size = 256u << 10, .pool_size = 4u << 10 },
-	{ .minor = 10, .arena_size = 1u << 20, .pool_size = 16u << 10 },
-	{ .minor = 11, .arena_size = 1u << 20, .pool_size = 16u << 10 },
+	{ .minor = 10, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 10 },
+	{ .minor = 11, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15 },
 	{ .minor = 12, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15,
 	  .per_interpreter = true, .state_is_pointer = false,
 	  .interp_obmalloc = 3960, .main_interp = 0x12a68,
 	  .interpreters_head = 40, .interp_next = 0,
 	  .interp_feature_flags = 1712 },
 	{ .minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15,
 	  .per_interpreter = true, .state_is_pointer = true,
 	  .interp_obmalloc = 10800, .main_interp = 0x15920,
 	  .interpreters_head = 632, .interp_next = 7264,
@@ -746,6 +755,49 @@ static struct pm_error *locate_states(struct walk *w,
 	return NULL;
 }
 
+/* Reads one interior node of the radix tree (radix_interior_length
+ * pointers at addr) and records its non-null children as heap nodes. */
+static void radix_level(struct walk *w, uint64_t addr, uint64_t *children,
+			size_t *nchildren, size_t max)
+{
+	const void *view;
+	uint32_t length = w->layout->radix_interior_length;
+	struct pm_error *err = pm_target_view(w->t, addr, (size_t)length * 8, &view);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	const uint8_t *p = view;
+	for (size_t i = 0; i < length && *nchildren < max; i++) {
+		uint64_t child = get_u64(p + 8 * i);
+		if (child && !(child & 7))
+			children[(*nchildren)++] = child;
+	}
+}
+
+/* The radix tree's mid and bottom nodes (heap allocations of pymalloc's
+ * own, to be attributed), from each state's root. */
+static void find_radix_nodes(struct walk *w, const struct pm_python_info *py)
+{
+	struct pm_pymalloc *pm = w->pm;
+	if (!w->layout->radix_interior_length)
+		return;
+	for (size_t i = 0; i < pm->nstates; i++) {
+		uint64_t root = 0;
+		if (pm->states[i].address)
+			root = pm->states[i].address + OBS_ARENA_MAP_ROOT;
+		else if (!module_symbol(w->t, py, "arena_map_root", &root))
+			continue;
+		size_t first_mid = pm->nradix_nodes;
+		radix_level(w, root, pm->radix_nodes, &pm->nradix_nodes,
+			    PM_PYMALLOC_RADIX_NODES_MAX);
+		size_t last_mid = pm->nradix_nodes;
+		for (size_t m = first_mid; m < last_mid; m++)
+			radix_level(w, pm->radix_nodes[m], pm->radix_nodes,
+				    &pm->nradix_nodes, PM_PYMALLOC_RADIX_NODES_MAX);
+	}
+}
+
 static int pool_compare(const void *a, const void *b)
 {
 	const struct pm_pymalloc_pool *x = a, *y = b;
@@ -791,6 +843,7 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 	if (err)
 		return err;
 	qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
+	find_radix_nodes(&w, py);
 	return NULL;
 }
 
