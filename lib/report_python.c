@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpython.h"
+#include "glibc.h"
 #include "pymalloc.h"
 #include "python_version.h"
 #include "report.h"
@@ -319,9 +320,89 @@ static int summary_row_compare(const void *x, const void *y)
 	return c ? c : strcmp(p->detail, q->detail);
 }
 
+static struct pm_error *summary_used(struct pm_target *t,
+				     const struct pm_cpython_heap *heap,
+				     const char *by, struct summary *s);
+
+static struct pm_error *summary_add(struct summary *s, const char *domain,
+				    const char *kind, uint64_t count,
+				    uint64_t bytes)
+{
+	if (!bytes)
+		return NULL;
+	struct summary_row *r = summary_row(s, domain, kind, "-");
+	if (!r)
+		return &pm_error_no_memory;
+	r->count += count;
+	r->bytes += bytes;
+	return NULL;
+}
+
+/* --all / --free: what the allocators hold that is not in use, so that the
+ * rows add up to their whole footprint (pymalloc: arenas; glibc: heaps and
+ * mmapped chunks). */
+static struct pm_error *summary_free_rows(struct pm_target *t, struct summary *s)
+{
+	const struct pm_pymalloc *pm;
+	const struct pm_glibc_heap *g;
+	struct pm_error *err = pm_pymalloc_walk(t, &pm);
+	for (size_t i = 0; !err && pm->found && i < pm->nstates; i++) {
+		const struct pm_pymalloc_state *st = &pm->states[i];
+		uint64_t avail = 0, pools = 0;
+		for (int c = 0; c < PM_PYMALLOC_NCLASSES; c++) {
+			avail += st->classes[c].avail_blocks;
+			pools += st->classes[c].pools;
+		}
+		err = summary_add(s, "pymalloc", "free blocks", avail, st->available_bytes);
+		if (!err)
+			err = summary_add(s, "pymalloc", "unused pools", st->unused_pools,
+					  st->unused_pools * pm->pool_size);
+		if (!err)
+			err = summary_add(s, "pymalloc", "pool headers", pools,
+					  st->pool_header_bytes);
+		if (!err)
+			err = summary_add(s, "pymalloc", "quantization", pools,
+					  st->quantization);
+		if (!err)
+			err = summary_add(s, "pymalloc", "arena alignment", 0,
+					  st->arena_alignment);
+	}
+	if (err)
+		return err;
+	err = pm_glibc_walk(t, &g);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;    /* the notes already say the glibc heap is missing */
+	}
+	for (size_t i = 0; !err && i < g->nchunks; i++) {
+		const struct pm_chunk *c = &g->chunks[i];
+		const char *kind = c->state == PM_CHUNK_FREE_BIN ? "free (bins)" :
+				   c->state == PM_CHUNK_FREE_FASTBIN ? "free (fastbins)" :
+				   c->state == PM_CHUNK_TOP ? "top" : NULL;
+		if (kind)
+			err = summary_add(s, "glibc", kind, 1, c->size);
+	}
+	return err;
+}
+
 static struct pm_error *summary_build(struct pm_target *t,
 				      const struct pm_cpython_heap *heap,
-				      const char *by, struct summary *s)
+				      const struct pm_report_args *args,
+				      struct summary *s)
+{
+	const char *by = args->by ? args->by : "type";
+	const char *state = args->state ? args->state : "used";
+	struct pm_error *err = NULL;
+	if (strcmp(state, "free") != 0)
+		err = summary_used(t, heap, by, s);
+	if (!err && strcmp(state, "used") != 0)
+		err = summary_free_rows(t, s);
+	return err;
+}
+
+static struct pm_error *summary_used(struct pm_target *t,
+				     const struct pm_cpython_heap *heap,
+				     const char *by, struct summary *s)
 {
 	if (strcmp(by, "type") != 0)
 		return summary_group(t, heap, by, s);
@@ -433,8 +514,11 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	struct pm_error *err = pm_cpython_analyse(t, &heap);
 	if (err)
 		return err;
+	const char *state = args->state ? args->state : "used";
+	if (strcmp(state, "used") && strcmp(state, "free") && strcmp(state, "all"))
+		return pm_error_format(PM_ERR_INVALID, "summary: state %s", state);
 	struct summary s = { 0 };
-	err = summary_build(t, heap, by, &s);
+	err = summary_build(t, heap, args, &s);
 	if (!err) {
 		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
 		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?

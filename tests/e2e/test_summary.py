@@ -162,6 +162,34 @@ def test_summary_no_debuginfo(python):
         check_summary(t, t.pid, "--no-debuginfo")
 
 
+@pytest.mark.parametrize("python", python_params())
+def test_summary_all(python):
+    """--all adds what the allocators hold unused (pymalloc free blocks,
+    unused pools, pool headers, quantization, arena alignment; glibc bins,
+    fastbins, top): the rows then add up to pymalloc's arenas (the 'Total'
+    of sys._debugmallocstats()) and glibc's heaps (mallinfo2 arena +
+    hblkhd)."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload(path, "pymalloc", sentinels=1000) as t:
+        r = harness.cli_json("summary", "--json", "--all", "--by",
+                             "allocator", t.pid)
+        mine = {}
+        for x in r["rows"]:
+            key = "glibc" if x["domain"].startswith("glibc") else x["domain"]
+            mine[key] = mine.get(key, 0) + x["bytes"]
+        with open(t.oracle_path + ".last.dms") as f:
+            total = int(re.search(r"^Total\s*=\s*([\d,]+)", f.read(),
+                                  re.M).group(1).replace(",", ""))
+        mi = t.oracle["mallinfo2"]
+        assert mine == {"pymalloc": total,
+                        "glibc": mi["arena"] + mi["hblkhd"]}
+        free = harness.cli_json("summary", "--json", "--free", t.pid)
+        used = harness.cli_json("summary", "--json", t.pid)
+        assert free["total"]["bytes"] + used["total"]["bytes"] == \
+            r["total"]["bytes"]
+
+
 def test_summary_groupings():
     """--by and --top change the rows, never the total."""
     label, path = harness.PYTHONS[-1] if harness.PYTHONS else (None, None)
