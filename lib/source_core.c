@@ -47,6 +47,8 @@ struct core_file {
 	char *path;
 	enum { FILE_UNCHECKED, FILE_OK, FILE_MISSING, FILE_MISMATCH } state;
 	bool is_executable;
+	bool has_header;
+	uint64_t header_addr;       /* where its offset 0 is mapped */
 	const char *why;            /* for FILE_MISSING/MISMATCH messages */
 	const char *open_path;      /* path actually opened (may be options' exe) */
 	int fd;
@@ -103,6 +105,7 @@ struct core_notes {
 struct core_file_entry {
 	uint64_t start, end, offset;
 	const char *name;
+	int32_t file;               /* index in core_source.files */
 };
 
 static uint64_t load_u64(const uint8_t *p)
@@ -457,31 +460,43 @@ static int core_entry_compare(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static int32_t core_file_index(struct core_source *src, const char *name)
+static int core_entry_name_compare(const void *a, const void *b)
 {
-	for (size_t i = 0; i < src->nfiles; i++)
-		if (strcmp(src->files[i].path, name) == 0)
-			return (int32_t)i;
-	return -1;
+	const struct core_file_entry *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
 }
 
-static struct pm_error *core_file_add(struct core_source *src, const char *name,
-				      int32_t *ret)
+/* One core_file per distinct name, found by sorting (not by searching the
+ * list per entry: a hostile NT_FILE may have a million names). */
+static struct pm_error *core_assign_files(struct core_source *src,
+					  struct core_file_entry *entries,
+					  size_t n)
 {
-	int32_t idx = core_file_index(src, name);
-	if (idx >= 0) {
-		*ret = idx;
+	if (n == 0)
 		return NULL;
+	struct core_file_entry **by_name = malloc(n * sizeof(*by_name));
+	src->files = calloc(n, sizeof(*src->files));
+	if (!by_name || !src->files) {
+		free(by_name);
+		return &pm_error_no_memory;
 	}
-	void *p = realloc(src->files, (src->nfiles + 1) * sizeof(*src->files));
-	if (!p)
-		return &pm_error_no_memory;
-	src->files = p;
-	struct core_file *f = &src->files[src->nfiles];
-	*f = (struct core_file){ .fd = -1, .path = strdup(name) };
-	if (!f->path)
-		return &pm_error_no_memory;
-	*ret = (int32_t)src->nfiles++;
+	for (size_t i = 0; i < n; i++)
+		by_name[i] = &entries[i];
+	qsort(by_name, n, sizeof(*by_name), core_entry_name_compare);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || strcmp(by_name[i]->name, by_name[i - 1]->name)) {
+			struct core_file *f = &src->files[src->nfiles];
+			*f = (struct core_file){ .fd = -1,
+						 .path = strdup(by_name[i]->name) };
+			if (!f->path) {
+				free(by_name);
+				return &pm_error_no_memory;
+			}
+			src->nfiles++;
+		}
+		by_name[i]->file = (int32_t)(src->nfiles - 1);
+	}
+	free(by_name);
 	return NULL;
 }
 
@@ -681,7 +696,9 @@ static struct pm_error *core_apply_nt_file(struct core_source *src,
 						  &entries, &n);
 	if (err)
 		return err;
-	err = core_split_at_entries(src, entries, n);
+	err = core_assign_files(src, entries, n);
+	if (!err)
+		err = core_split_at_entries(src, entries, n);
 	if (!err)
 		err = core_fill_entry_gaps(src, entries, n);
 	for (size_t i = 0; !err && i < src->nsegs; i++) {
@@ -690,7 +707,7 @@ static struct pm_error *core_apply_nt_file(struct core_source *src,
 								  seg->start);
 		if (!e)
 			continue;
-		err = core_file_add(src, e->name, &seg->file);
+		seg->file = e->file;
 		seg->file_offset = e->offset + (seg->start - e->start);
 	}
 	free(entries);
@@ -761,16 +778,17 @@ static size_t core_memory_build_id(struct core_source *src,
 	return 0;
 }
 
-static bool core_file_header_addr(struct core_source *src, int32_t file,
-				  uint64_t *ret)
+/* Where each file's offset 0 is mapped (its ELF header, whose notes hold
+ * the build-id the process had): the lowest such segment. */
+static void core_find_file_headers(struct core_source *src)
 {
-	for (size_t i = 0; i < src->nsegs; i++) {
-		if (src->segs[i].file == file && src->segs[i].file_offset == 0) {
-			*ret = src->segs[i].start;
-			return true;
+	for (size_t i = src->nsegs; i-- > 0;) {
+		const struct core_segment *seg = &src->segs[i];
+		if (seg->file >= 0 && seg->file_offset == 0) {
+			src->files[seg->file].has_header = true;
+			src->files[seg->file].header_addr = seg->start;
 		}
 	}
-	return false;
 }
 
 static bool core_file_map(struct core_file *f, const char *path)
@@ -832,10 +850,9 @@ static void core_file_try(struct core_source *src, int32_t idx,
 	size_t file_len;
 	const uint8_t *file_id = pm_elf_build_id(elf, &file_len);
 	uint8_t mem_id[64];
-	uint64_t header;
 	size_t mem_len = 0;
-	if (core_file_header_addr(src, idx, &header))
-		mem_len = core_memory_build_id(src, header, mem_id);
+	if (f->has_header)
+		mem_len = core_memory_build_id(src, f->header_addr, mem_id);
 	if (mem_len && (mem_len != file_len || memcmp(mem_id, file_id, mem_len))) {
 		core_file_unmap(f);
 		f->state = FILE_MISMATCH;
@@ -1299,6 +1316,7 @@ static struct pm_error *core_describe(struct core_source *src,
 	err = core_apply_nt_file(src, notes);
 	if (err)
 		return err;
+	core_find_file_headers(src);
 	core_mark_executable(src, notes);
 	for (size_t i = 0; i < src->nsegs; i++)
 		if (src->segs[i].gap && src->segs[i].file >= 0)
