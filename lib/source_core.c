@@ -791,26 +791,31 @@ static void core_find_file_headers(struct core_source *src)
 	}
 }
 
-static bool core_file_map(struct core_file *f, const char *path)
+/* Maps a file named by the core; returns NULL or why it cannot ("is
+ * missing", ...). O_NONBLOCK: a hostile core may name a FIFO. */
+static const char *core_file_map(struct core_file *f, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return false;
+		return errno == ENOENT || errno == ENOTDIR ? "is missing" :
+		       "cannot be opened";
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-		close(fd);
-		return false;
-	}
-	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	const char *why = NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		why = "is not a regular file";
+	else if (st.st_size == 0)
+		why = "is empty";
+	void *map = why ? MAP_FAILED :
+		    mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED) {
 		close(fd);
-		return false;
+		return why ? why : "cannot be mapped";
 	}
 	f->fd = fd;
 	f->map = map;
 	f->size = (size_t)st.st_size;
 	f->open_path = path;
-	return true;
+	return NULL;
 }
 
 static void core_file_unmap(struct core_file *f)
@@ -829,9 +834,10 @@ static void core_file_try(struct core_source *src, int32_t idx,
 			  const char *path)
 {
 	struct core_file *f = &src->files[idx];
-	if (!core_file_map(f, path)) {
+	const char *why = core_file_map(f, path);
+	if (why) {
 		f->state = FILE_MISSING;
-		f->why = "is missing";
+		f->why = why;
 		return;
 	}
 	if (f->size < SELFMAG || memcmp(f->map, ELFMAG, SELFMAG) != 0) {
@@ -1246,7 +1252,7 @@ static struct pm_error *core_add_regions(struct core_source *src)
 
 static struct pm_error *core_map(const char *path, struct core_source *src)
 {
-	src->fd = open(path, O_RDONLY | O_CLOEXEC);
+	src->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (src->fd < 0)
 		return pm_error_errno(errno, "%s", path);
 	struct stat st;

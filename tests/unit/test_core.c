@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int failures;
@@ -581,6 +582,44 @@ static void test_executable_option(void)
 	free(exe);
 }
 
+/* A core naming a FIFO must not block the reader (open without
+ * O_NONBLOCK would wait for a writer forever). */
+static void test_fifo(void)
+{
+	char dir[] = "/tmp/pm_fifoXXXXXX";
+	if (!mkdtemp(dir))
+		return;
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	if (mkfifo(fifo, 0600) != 0) {
+		printf("SKIP  cannot make a FIFO\n");
+		rmdir(dir);
+		return;
+	}
+	struct synth_core *sc = synth_core_create();
+	struct synth_file_entry files[] = { { 0x70000, 0x71000, 0, fifo } };
+	synth_add_nt_file(sc, 4096, files, 1);
+	synth_add_load(sc, 0x70000, 0x1000, 0, PF_R, NULL);
+	struct pm_target *t;
+	struct pm_error *err = open_synth(sc, &t);
+	synth_core_destroy(sc);
+	if (!err) {
+		uint8_t buf[8];
+		struct pm_error *rerr = pm_target_read(t, 0x70000, buf, 8);
+		CHECK(rerr && rerr->code == PM_ERR_FILE_MISSING &&
+		      strstr(rerr->message, "not a regular file"),
+		      "a FIFO named by NT_FILE: FILE_MISSING, no hang (%s)",
+		      err_msg(rerr));
+		pm_error_destroy(rerr);
+		pm_target_destroy(t);
+	} else {
+		CHECK(false, "core naming a FIFO opens (%s)", err_msg(err));
+		pm_error_destroy(err);
+	}
+	unlink(fifo);
+	rmdir(dir);
+}
+
 /* Cores that must be refused with a clear error. */
 static void expect_error(const uint8_t *bytes, size_t len,
 			 enum pm_error_code code, const char *needle,
@@ -736,6 +775,7 @@ int main(void)
 	test_file_end();
 	test_pn_xnum();
 	test_executable_option();
+	test_fifo();
 	test_refused();
 	test_bad_nt_file();
 	printf("%d failure(s)\n", failures);
