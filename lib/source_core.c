@@ -1329,9 +1329,23 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 	*objects = 0;
 	if (!core_read_saved(src, r_debug + 8, &lm, sizeof(lm)))
 		return NULL;
-	for (unsigned i = 0; lm && i < CORE_MAX_LINK_MAPS; i++) {
+	uint64_t *seen = malloc(CORE_MAX_LINK_MAPS * sizeof(*seen));
+	if (!seen)
+		return &pm_error_no_memory;
+	struct pm_error *err = NULL;
+	for (unsigned i = 0; !err && lm && i < CORE_MAX_LINK_MAPS; i++) {
 		uint64_t link[4];   /* l_addr, l_name, l_ld, l_next */
 		char path[4096];
+		bool looped = false;
+		for (unsigned k = 0; k < i && !looped; k++)
+			looped = seen[k] == lm;
+		if (looped) {
+			pm_target_warn(src->target, true, lm,
+				       "the dynamic linker's link_map list loops at 0x%llx",
+				       (unsigned long long)lm);
+			break;
+		}
+		seen[i] = lm;
 		if (!core_read_saved(src, lm, link, sizeof(link)))
 			break;
 		lm = link[3];
@@ -1349,14 +1363,13 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 		char *real = realpath(path, NULL);
 		const char *name = core_list_keep_name(list, real ? real : path);
 		free(real);
-		if (!name)
-			return &pm_error_no_memory;
-		struct pm_error *err = core_list_add_image(list, &img, name);
-		if (err)
-			return err;
-		(*objects)++;
+		err = name ? core_list_add_image(list, &img, name) :
+			     &pm_error_no_memory;
+		if (!err)
+			(*objects)++;
 	}
-	return NULL;
+	free(seen);
+	return err;
 }
 
 /* No NT_FILE (an old kernel, or a gcore cut short: gcore writes its notes
