@@ -2,6 +2,19 @@
  * gcore) mmap'd read-only. Regions come from PT_LOAD and NT_FILE, threads from
  * NT_PRSTATUS; bytes the core lacks are read from the mapped files on disk
  * after a build-id check, so "not saved" and "file missing" stay distinct. */
+/*
+ * What the two kinds of core hold (checked on Linux 6.x, gdb 13):
+ * - kernel: one PT_LOAD per mapping, in address order, PROT_NONE ones too
+ *   (p_flags 0, p_filesz 0), with [vvar], [vvar_vclock] and [vsyscall];
+ *   read-only file mappings are saved only for an ELF file's header page
+ *   (p_filesz 0x1000 < p_memsz) or not at all; notes come first.
+ * - gcore: leaves out read-only file mappings it does not dump (program
+ *   text, r--s files) and [vvar]; writes PROT_NONE mappings as PF_R with
+ *   zero bytes and [vsyscall] as r-x; notes come last, so a truncated gcore
+ *   loses them first (then names come from ld.so's link_map).
+ * Neither records shared-ness ('s'), inode or pseudo paths: [heap],
+ * [stack], [vdso], [vvar] and [vsyscall] are inferred (core_label_pseudo).
+ */
 #include "pymortem.h"
 #include "source.h"
 #include "elffile.h"
