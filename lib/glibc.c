@@ -1067,6 +1067,19 @@ static struct pm_error *walk_run(struct walk *w,
 	return w->fatal;
 }
 
+/* A core whose bytes are partly missing (truncated) may lack main_arena:
+ * then the report says so and is partial, rather than failing. */
+static bool core_lacks_roots(struct pm_target *t, const struct pm_error *err)
+{
+	if (strcmp(pm_target_kind(t), "core") != 0)
+		return false;
+	if (err->code != PM_ERR_NOT_FOUND && err->code != PM_ERR_NOT_SAVED &&
+	    err->code != PM_ERR_UNMAPPED)
+		return false;
+	/* the core source warns about what it lacks (truncation, notes) */
+	return pm_target_warning_count(t) > 0;
+}
+
 struct pm_error *pm_glibc_walk(struct pm_target *t,
 			       const struct pm_glibc_heap **ret)
 {
@@ -1077,11 +1090,26 @@ struct pm_error *pm_glibc_walk(struct pm_target *t,
 	}
 	struct pm_glibc_roots roots;
 	struct pm_error *err = pm_glibc_find_roots(t, &roots);
-	if (err)
+	if (err && !core_lacks_roots(t, err))
 		return err;
 	struct pm_glibc_heap *h = calloc(1, sizeof(*h));
-	if (!h)
+	if (!h) {
+		pm_error_destroy(err);
 		return &pm_error_no_memory;
+	}
+	if (err) {
+		/* Nothing to walk, but say why instead of failing the report. */
+		pm_target_warn(t, err->has_address, err->address,
+			       "glibc: %s; nothing to walk (is the core truncated?)",
+			       err->message);
+		pm_error_destroy(err);
+		h->partial = true;
+		h->problems = 1;
+		h->version_source = h->main_arena_source = "not found";
+		pm_target_cache_set(t, PM_CACHE_GLIBC, h, heap_destroy);
+		*ret = h;
+		return NULL;
+	}
 	h->version_major = roots.major;
 	h->version_minor = roots.minor;
 	snprintf(h->version_source_buf, sizeof(h->version_source_buf), "%s",
