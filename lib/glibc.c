@@ -46,6 +46,10 @@ struct walk {
 	uint64_t main_start;        /* first chunk of the main heap */
 	uint64_t *first_chunks;     /* first chunk of each arena's first heap */
 	size_t nfirst;
+	/* Each heap walk and mmapped scan appends an address-sorted run of
+	 * chunks; runs are merged by their first address instead of a sort. */
+	size_t *runs;
+	size_t nruns, runs_cap;
 	struct pm_error *fatal;     /* host allocation failure */
 };
 
@@ -502,6 +506,21 @@ static uint64_t resync(struct walk *w, uint64_t p, uint64_t top, uint64_t end)
 	return target;
 }
 
+static void run_begin(struct walk *w)
+{
+	if (w->nruns == w->runs_cap) {
+		size_t ncap = w->runs_cap ? 2 * w->runs_cap : 64;
+		size_t *n = realloc(w->runs, ncap * sizeof(*n));
+		if (!n) {
+			w->fatal = &pm_error_no_memory;
+			return;
+		}
+		w->runs = n;
+		w->runs_cap = ncap;
+	}
+	w->runs[w->nruns++] = w->heap->nchunks;
+}
+
 /* Walks chunks in [start, end) of one heap. top is the arena's top when it
  * lies in this heap (the walk ends there), else 0 (the walk ends at the
  * fencepost). Returns the bytes covered by the chunks seen. */
@@ -510,6 +529,7 @@ static uint64_t walk_range(struct walk *w, uint8_t arena_idx, uint64_t start,
 {
 	uint64_t p = start, covered = 0;
 	bool prev_free = false;     /* the previous chunk is in a bin */
+	run_begin(w);
 	uint64_t steps_max = (end - start) / 16 + 2;
 	for (uint64_t steps = 0; p < end && steps < steps_max && !w->fatal;
 	     steps++) {
@@ -697,6 +717,7 @@ static void label_region(struct pm_target *t, uint64_t addr,
 static void scan_mmapped_region(struct walk *w, const struct pm_region *r)
 {
 	uint64_t a = r->start, end = r->end;
+	run_begin(w);
 	while (a + 16 <= end && !w->fatal) {
 		uint64_t prev, raw;
 		if (!win_u64(w, a, &prev) || !win_u64(w, a + 8, &raw)) {
@@ -908,6 +929,54 @@ static int cmp_chunk(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
+struct run {
+	uint64_t first;
+	size_t start, end;
+};
+
+static int cmp_run(const void *a, const void *b)
+{
+	const struct run *x = a, *y = b;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Orders the chunks by address: concatenates the runs by their first
+ * address (O(n)); a full sort only if runs overlap (corruption). */
+static void chunks_sort(struct walk *w)
+{
+	struct pm_glibc_heap *h = w->heap;
+	struct run *runs = calloc(w->nruns + 1, sizeof(*runs));
+	struct pm_chunk *out = malloc((h->nchunks + 1) * sizeof(*out));
+	bool sorted = runs && out;
+	size_t k = 0, n = 0;
+	for (size_t i = 0; sorted && i < w->nruns; i++) {
+		size_t end = i + 1 < w->nruns ? w->runs[i + 1] : h->nchunks;
+		if (end > w->runs[i])
+			runs[k++] = (struct run){h->chunks[w->runs[i]].addr,
+						 w->runs[i], end};
+	}
+	if (sorted && k)
+		qsort(runs, k, sizeof(*runs), cmp_run);
+	for (size_t i = 0; sorted && i < k; i++) {
+		memcpy(out + n, h->chunks + runs[i].start,
+		       (runs[i].end - runs[i].start) * sizeof(*out));
+		n += runs[i].end - runs[i].start;
+	}
+	for (size_t i = 1; sorted && i < n; i++)
+		sorted = out[i - 1].addr < out[i].addr;
+	if (sorted && n == h->nchunks) {
+		free(h->chunks);
+		h->chunks = out;
+		w->chunks_cap = h->nchunks + 1;
+	} else {
+		free(out);
+		if (h->nchunks)
+			qsort(h->chunks, h->nchunks, sizeof(*h->chunks),
+			      cmp_chunk);
+	}
+	free(runs);
+}
+
 static void check_free_seen(struct walk *w)
 {
 	size_t seen = 0;
@@ -1058,8 +1127,7 @@ static struct pm_error *walk_run(struct walk *w,
 	scan_mmapped(w);
 	if (w->fatal)
 		return w->fatal;
-	if (h->nchunks)
-		qsort(h->chunks, h->nchunks, sizeof(*h->chunks), cmp_chunk);
+	chunks_sort(w);
 	find_tcaches(w);
 	sum_totals(w);
 	check_mp(w);
@@ -1128,6 +1196,7 @@ struct pm_error *pm_glibc_walk(struct pm_target *t,
 		freeset_deinit(&w.fs);
 		free(w.known);
 		free(w.first_chunks);
+		free(w.runs);
 		if (err) {
 			heap_destroy(h);
 			return err;
