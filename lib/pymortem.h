@@ -37,6 +37,14 @@ struct pm_error *pm_target_open_core(const char *core_path,
 struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
 				    struct pm_target **ret);
 
+/* A thread of a callback target, as the debugger sees it. */
+struct pm_callback_thread {
+	int32_t tid;
+	bool has_regs;
+	uint64_t pc, sp, fs_base;
+	const char *name;           /* may be NULL */
+};
+
 /* A target whose memory comes from the caller (e.g. GDB on a remote target).
  * regions_text is in /proc/PID/maps format (from `info proc mappings` or
  * the remote's maps file). */
@@ -48,6 +56,13 @@ struct pm_callback_source {
 	const char *maps_text;
 	pid_t pid;                  /* 0 if unknown */
 	const char *executable;     /* path, may be NULL */
+	/* Optional, what the debugger knows (else the target has no threads
+	 * and no auxv): the auxiliary vector as (type, value) pairs, which
+	 * tells the executable (AT_PHDR), and the threads, which label stacks. */
+	const uint64_t *auxv;
+	size_t auxv_pairs;
+	const struct pm_callback_thread *threads;
+	size_t nthreads;
 };
 struct pm_error *pm_target_open_callback(const struct pm_callback_source *source,
 					 const struct pm_options *options,

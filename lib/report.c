@@ -24,6 +24,10 @@ static const struct report_entry reports[] = {
 	{{"chunks", "glibc malloc chunks (--used/--free, --min-size)"},
 	 pm_report_chunks},
 	{{"sizes", "histogram of in-use glibc chunk sizes"}, pm_report_sizes},
+	{{"pymalloc-stats", "pymalloc arenas, pools and blocks, as sys._debugmallocstats()"},
+	 pm_report_pymalloc_stats},
+	{{"summary", "every in-use allocation by Python type / owner / allocator"},
+	 pm_report_summary},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -21,5 +21,8 @@ pm_report_fn pm_report_digest;
 pm_report_fn pm_report_malloc_stats;
 pm_report_fn pm_report_chunks;
 pm_report_fn pm_report_sizes;
+/* report_python.c */
+pm_report_fn pm_report_pymalloc_stats;
+pm_report_fn pm_report_summary;
 
 #endif

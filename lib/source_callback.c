@@ -1,5 +1,6 @@
 /* A memory source whose bytes come from the caller, e.g. GDB reading a remote
  * (gdbserver) inferior; regions come as maps text. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,27 @@ static const struct pm_source_ops callback_ops = {
 	.destroy = callback_destroy,
 };
 
+static struct pm_error *callback_add_threads(struct pm_target *t,
+					    const struct pm_callback_source *source)
+{
+	for (size_t i = 0; source->threads && i < source->nthreads; i++) {
+		const struct pm_callback_thread *c = &source->threads[i];
+		struct pm_thread thread = {
+			.tid = c->tid,
+			.has_regs = c->has_regs,
+			.pc = c->pc,
+			.sp = c->sp,
+			.fs_base = c->fs_base,
+		};
+		if (c->name)
+			snprintf(thread.name, sizeof(thread.name), "%s", c->name);
+		struct pm_error *err = pm_target_add_thread(t, &thread);
+		if (err)
+			return err;
+	}
+	return NULL;
+}
+
 struct pm_error *pm_target_open_callback(const struct pm_callback_source *source,
 					 const struct pm_options *options,
 					 struct pm_target **ret)
@@ -55,6 +77,10 @@ struct pm_error *pm_target_open_callback(const struct pm_callback_source *source
 		return err;
 	}
 	err = pm_target_add_maps_text(t, source->maps_text);
+	if (!err)
+		err = callback_add_threads(t, source);
+	if (!err && source->auxv)
+		err = pm_target_set_auxv(t, source->auxv, source->auxv_pairs);
 	if (!err)
 		err = pm_target_finish(t);
 	if (err) {

@@ -1,0 +1,149 @@
+"""Command-line options of the `heap` commands: a small parser that raises
+gdb.GdbError with one clear line instead of printing usage or exiting (which
+argparse would do inside GDB), plus completion of option names and values."""
+
+import gdb
+
+
+class Option:
+    """One --name option: `kind` is "flag", "int", "size", "choice" or "str"."""
+
+    def __init__(self, name, kind, dest=None, choices=(), help=""):
+        self.name = name
+        self.kind = kind
+        self.dest = dest or name.lstrip("-").replace("-", "_")
+        self.choices = tuple(choices)
+        self.help = help
+
+
+def parse_int(text, what):
+    """Decimal or 0x-hex integer; k/M/G suffixes for sizes."""
+    scale = 1
+    suffixes = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    if text and text[-1].lower() in suffixes and not text.lower().startswith("0x"):
+        scale = suffixes[text[-1].lower()]
+        text = text[:-1]
+    try:
+        value = int(text, 0) * scale
+    except ValueError:
+        raise gdb.GdbError("%s: not a number: %r" % (what, text)) from None
+    if value < 0:
+        raise gdb.GdbError("%s: must not be negative" % what)
+    return value
+
+
+def parse_address(text):
+    """An address: a number, or any GDB expression (`$rsp`, `&obj`, `p->x`)."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        pass
+    try:
+        value = gdb.parse_and_eval(text)
+        return int(value) & 0xFFFFFFFFFFFFFFFF
+    except gdb.error as e:
+        raise gdb.GdbError("cannot evaluate address %r: %s" % (text, e)) from None
+
+
+class Parser:
+    """Parses `argv` into (options dict, positional list)."""
+
+    def __init__(self, command, options, positional=(), max_positional=None):
+        self.command = command
+        self.options = {o.name: o for o in options}
+        self.positional = tuple(positional)
+        self.max_positional = (len(positional) if max_positional is None
+                               else max_positional)
+
+    def defaults(self):
+        values = {}
+        for o in self.options.values():
+            values[o.dest] = False if o.kind == "flag" else None
+        return values
+
+    def parse(self, arg):
+        values = self.defaults()
+        words = gdb.string_to_argv(arg)
+        rest = []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            i += 1
+            if word == "--":
+                rest.extend(words[i:])
+                break
+            if not word.startswith("--") or word in ("-", "--"):
+                rest.append(word)
+                continue
+            name, eq, inline = word.partition("=")
+            option = self.options.get(name)
+            if option is None:
+                raise gdb.GdbError("%s: unknown option %s (options: %s)" % (
+                    self.command, name, " ".join(sorted(self.options))))
+            if option.kind == "flag":
+                if eq:
+                    raise gdb.GdbError("%s: %s takes no value" % (self.command, name))
+                values[option.dest] = True
+                continue
+            if eq:
+                text = inline
+            elif i < len(words):
+                text = words[i]
+                i += 1
+            else:
+                raise gdb.GdbError("%s: %s needs a value" % (self.command, name))
+            values[option.dest] = self.convert(option, text)
+        if len(rest) > self.max_positional:
+            raise gdb.GdbError("%s: unexpected argument %r" % (
+                self.command, rest[self.max_positional]))
+        return values, rest
+
+    def convert(self, option, text):
+        what = "%s %s" % (self.command, option.name)
+        if option.kind in ("int", "size"):
+            return parse_int(text, what)
+        if option.kind == "choice" and text not in option.choices:
+            raise gdb.GdbError("%s: must be one of %s, not %r" % (
+                what, "|".join(option.choices), text))
+        return text
+
+    def complete(self, text, word):
+        """Completions for GDB: option names, or the values of the option
+        being typed. GDB replaces only `word` (it breaks words at '-'), so
+        candidates are trimmed to the part after the typed prefix."""
+        words = gdb.string_to_argv(text)
+        if text and not text[-1].isspace() and words:
+            current = words.pop()
+        else:
+            current = ""
+        if words and words[-1] in self.options:
+            option = self.options[words[-1]]
+            if option.kind == "choice":
+                return self._trim([c for c in option.choices
+                                   if c.startswith(current)], current, word)
+            if option.kind != "flag":
+                return []
+        if (not current.startswith("-") and self.positional and
+                self.positional[0] == "ADDR"):
+            return gdb.COMPLETE_EXPRESSION
+        return self._trim([name for name in sorted(self.options)
+                           if name.startswith(current)], current, word)
+
+    @staticmethod
+    def _trim(candidates, current, word):
+        cut = len(current) - len(word or "")
+        if cut <= 0:
+            return candidates
+        return [c[cut:] for c in candidates]
+
+    def usage(self):
+        parts = [self.command]
+        for o in self.options.values():
+            if o.kind == "flag":
+                parts.append("[%s]" % o.name)
+            elif o.kind == "choice":
+                parts.append("[%s %s]" % (o.name, "|".join(o.choices)))
+            else:
+                parts.append("[%s %s]" % (o.name, o.dest.upper()))
+        parts.extend(self.positional)
+        return " ".join(parts)

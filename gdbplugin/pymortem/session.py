@@ -1,0 +1,310 @@
+"""Which target the `heap` commands analyse, and the cache of its results.
+
+A live inferior is read through /proc/PID (GDB keeps it stopped), a core
+through the core file GDB has open, anything else (gdbserver, remote) through
+GDB's own memory reads. One library target is kept per inferior and dropped,
+with every cached report, as soon as the inferior runs again or its memory,
+objfiles or core change."""
+
+import os
+import re
+import tempfile
+import time
+
+import gdb
+
+from . import binding
+
+_CORE_FILE_RE = re.compile(r"Local core dump file:\s*\n\s*`(.*)', file type")
+
+
+class Access:
+    """How GDB reaches the inferior: "native", "core" or "callback"."""
+
+    NATIVE = "native"
+    CORE = "core"
+    CALLBACK = "callback"
+
+
+def _connection_type(inferior):
+    """GDB 12+ names the target of the inferior's connection; older GDBs
+    tell it only in `info target`."""
+    connection = getattr(inferior, "connection", None)
+    if connection is not None:
+        return connection.type
+    if getattr(inferior, "connection_num", None) is None and inferior.pid == 0:
+        return None
+    text = gdb.execute("info target", to_string=True)
+    if "Local core dump file" in text:
+        return "core"
+    if "Native process" in text or "Child process" in text:
+        return "native"
+    if "Remote" in text:
+        return "remote"
+    return None
+
+
+def core_file_path():
+    """The core file GDB has open (GDB 13's Python does not expose it)."""
+    match = _CORE_FILE_RE.search(gdb.execute("info target", to_string=True))
+    return match.group(1) if match else None
+
+
+def _running_thread(inferior):
+    for thread in inferior.threads():
+        if thread.is_valid() and thread.is_running():
+            return thread
+    return None
+
+
+def _maps_from_info_proc(text):
+    """Converts `info proc mappings` (GDB 12+: start end size offset perms
+    objfile) into /proc/PID/maps lines."""
+    lines = []
+    for line in text.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 5 or not fields[0].startswith("0x"):
+            continue
+        try:
+            start, end = int(fields[0], 16), int(fields[1], 16)
+            offset = int(fields[3], 16)
+        except ValueError:
+            continue
+        perms = fields[4]
+        if not re.fullmatch(r"[r-][w-][x-][ps]", perms):
+            return None  # an older GDB without the perms column
+        path = fields[5].strip() if len(fields) > 5 else ""
+        lines.append("%x-%x %s %08x 00:00 0 %s" % (start, end, perms,
+                                                   offset, path))
+    return "\n".join(lines) + "\n" if lines else None
+
+
+def _maps_from_remote_get(pid):
+    """Copies /proc/PID/maps of the remote side with `remote get`."""
+    fd, local = tempfile.mkstemp(prefix="pymortem-maps-")
+    os.close(fd)
+    try:
+        gdb.execute("remote get /proc/%d/maps %s" % (pid, local),
+                    to_string=True)
+        with open(local, encoding="utf-8", errors="replace") as f:
+            return f.read() or None
+    except gdb.error:
+        return None
+    finally:
+        os.unlink(local)
+
+
+def remote_maps_text(inferior):
+    """The mappings of a process GDB reaches only through its target."""
+    text = None
+    try:
+        text = _maps_from_info_proc(
+            gdb.execute("info proc mappings", to_string=True))
+    except gdb.error:
+        pass
+    if text is None and inferior.pid:
+        text = _maps_from_remote_get(inferior.pid)
+    if text is None:
+        raise gdb.GdbError(
+            "cannot list the mappings of this target (neither `info proc "
+            "mappings` nor `remote get /proc/%d/maps` works)" % inferior.pid)
+    return text
+
+
+_AUXV_LINE_RE = re.compile(r"^(\d+)\s+\S+\s.*?\s(0x[0-9a-fA-F]+|\d+)(\s+\".*\")?\s*$")
+
+
+def debugger_auxv():
+    """The auxiliary vector as GDB reads it (`info auxv`), or None."""
+    try:
+        text = gdb.execute("info auxv", to_string=True)
+    except gdb.error:
+        return None
+    pairs = []
+    for line in text.splitlines():
+        match = _AUXV_LINE_RE.match(line.strip())
+        if match:
+            pairs.append((int(match.group(1)), int(match.group(2), 0)))
+    return pairs or None
+
+
+def _register(frame, name):
+    try:
+        return int(frame.read_register(name)) & 0xFFFFFFFFFFFFFFFF
+    except (gdb.error, ValueError):
+        return None
+
+
+def debugger_threads(inferior):
+    """(tid, name, pc, sp, fs_base) of each thread, from GDB's registers;
+    the selected thread and frame are restored."""
+    selected = gdb.selected_thread()
+    try:
+        frame = gdb.selected_frame()
+    except gdb.error:
+        frame = None
+    threads = []
+    try:
+        for thread in sorted(inferior.threads(), key=lambda t: t.num):
+            thread.switch()
+            try:
+                newest = gdb.newest_frame()
+                regs = [_register(newest, r) for r in ("pc", "sp", "fs_base")]
+            except gdb.error:
+                regs = [None, None, None]
+            tid = thread.ptid[1] or thread.ptid[0]
+            threads.append((tid, thread.name or "", regs[0], regs[1], regs[2]))
+    finally:
+        if selected is not None and selected.is_valid():
+            selected.switch()
+            if frame is not None and frame.is_valid():
+                frame.select()
+    return threads
+
+
+class MemoryReader:
+    """The read callback of a callback target: GDB's memory reads."""
+
+    def __init__(self, inferior):
+        self.inferior = inferior
+
+    def __call__(self, address, length):
+        try:
+            return self.inferior.read_memory(address, length).tobytes()
+        except gdb.MemoryError:
+            raise
+        except gdb.error as e:
+            # GDB turns Ctrl-C during a remote read into a "Quit" error.
+            if "Quit" in str(e):
+                raise KeyboardInterrupt from None
+            raise
+
+
+class Progress:
+    """Tells the user that a long analysis is still going, on stderr so that
+    stdout stays exactly the library's output."""
+
+    def __init__(self, what):
+        self.what = what
+        self.started = time.monotonic()
+        self.shown = False
+
+    def __call__(self, seconds):
+        gdb.write("pymortem: %s: %.0fs so far (Ctrl-C stops it)\n" % (
+            self.what, seconds), gdb.STDERR)
+        gdb.flush(gdb.STDERR)
+        self.shown = True
+
+
+class TargetState:
+    """A library target for one inferior and its report cache."""
+
+    def __init__(self, key, target, access, description):
+        self.key = key
+        self.target = target
+        self.access = access
+        self.description = description
+        self.results = {}
+
+    def close(self):
+        self.results.clear()
+        self.target.close()
+
+
+class Session:
+    """Owns the targets of all inferiors; commands ask it for reports."""
+
+    def __init__(self):
+        self.states = {}
+        self.settings = {"access": "auto", "no_debuginfo": False}
+        self._connected = []
+
+    def connect_events(self):
+        events = gdb.events
+        for name in ("cont", "exited", "new_objfile", "clear_objfiles",
+                     "memory_changed", "inferior_call", "register_changed",
+                     "inferior_deleted", "new_inferior", "connection_removed"):
+            registry = getattr(events, name, None)
+            if registry is not None:
+                registry.connect(self.invalidate)
+                self._connected.append(registry)
+
+    def disconnect_events(self):
+        for registry in self._connected:
+            try:
+                registry.disconnect(self.invalidate)
+            except (ValueError, RuntimeError):
+                pass
+        self._connected = []
+
+    def invalidate(self, *unused):
+        """Drops every target and result (the inferior ran or changed)."""
+        states, self.states = self.states, {}
+        for state in states.values():
+            state.close()
+
+    def _identify(self, inferior):
+        """(key, access, description) of what the inferior is now."""
+        ctype = _connection_type(inferior)
+        forced = self.settings["access"]
+        if ctype == "core":
+            path = core_file_path()
+            if path is None:
+                raise gdb.GdbError("cannot tell which core file GDB has open")
+            return ("core", path, os.stat(path).st_mtime_ns), Access.CORE, \
+                "core file %s" % path
+        if inferior.pid == 0:
+            raise gdb.GdbError(
+                "no process: run one, `attach PID`, or load a core with "
+                "`core FILE`")
+        if _running_thread(inferior) is not None:
+            raise gdb.GdbError("the process is running; interrupt it first")
+        access = Access.NATIVE if ctype == "native" else Access.CALLBACK
+        if forced == "callback":
+            access = Access.CALLBACK
+        what = "process %d" % inferior.pid
+        if access == Access.CALLBACK:
+            what += " through GDB's memory reads (%s target)" % (
+                ctype or "unknown")
+        return (access, inferior.num, inferior.pid), access, what
+
+    def _open(self, inferior, key, access, description):
+        kwargs = {"no_debuginfo": self.settings["no_debuginfo"]}
+        executable = inferior.progspace.filename if inferior.progspace else None
+        if executable:
+            kwargs["executable"] = executable
+        if access == Access.CORE:
+            target = binding.open_core(key[1], **kwargs)
+        elif access == Access.NATIVE:
+            target = binding.open_pid(inferior.pid, **kwargs)
+        else:
+            target = binding.open_callback(
+                MemoryReader(inferior), remote_maps_text(inferior),
+                inferior.pid, auxv=debugger_auxv(),
+                threads=debugger_threads(inferior), **kwargs)
+        return TargetState(key, target, access, description)
+
+    def state(self):
+        """The TargetState of the selected inferior, opened if needed."""
+        inferior = gdb.selected_inferior()
+        key, access, description = self._identify(inferior)
+        state = self.states.get(inferior.num)
+        if state is not None and state.key != key:
+            state.close()
+            state = None
+        if state is None:
+            state = self._open(inferior, key, access, description)
+            self.states[inferior.num] = state
+        return state
+
+    def report(self, name, **args):
+        """The text of library report `name` for the selected inferior,
+        from the cache when the inferior has not run since."""
+        state = self.state()
+        cache_key = (name,) + tuple(sorted(args.items()))
+        text = state.results.get(cache_key)
+        if text is None:
+            progress = Progress("analysing %s" % state.description)
+            text = state.target.report(name, progress=progress, **args)
+            state.results[cache_key] = text
+        return text

@@ -1,0 +1,638 @@
+"""End-to-end tests of the GDB command layer: real GDB in batch mode on real
+processes of every installed CPython, on their cores (gcore and kernel) and
+through gdbserver. Every number GDB prints must equal the CLI's for the same
+target, and the memory GDB's targets see must equal /proc/PID/mem.
+
+GDB runs a small driver (DRIVER below) that executes each command with
+gdb.execute(to_string=True) and records its output or its error, so one GDB
+run checks many commands; a few tests use plain `gdb -batch -ex` to check
+what a user sees on stderr.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+GDB = shutil.which("gdb")
+GDBSERVER = shutil.which("gdbserver")
+pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+
+# Reports compared between GDB and the CLI when the library provides them.
+# (heap command, report name); `digest` has no command, the driver asks the
+# session for it directly.
+COMPARED = [("heap regions", "regions"), ("heap info", "info"),
+            ("heap summary", "summary"), ("heap sizes", "sizes"),
+            ("heap pymalloc", "pymalloc-stats"),
+            ("heap arenas", "malloc-stats")]
+
+DRIVER = r'''
+import json
+import gdb
+import pymortem
+
+def run(command):
+    try:
+        return {"output": gdb.execute(command, to_string=True)}
+    except gdb.error as e:
+        return {"error": str(e)}
+    except KeyboardInterrupt:
+        return {"error": "KeyboardInterrupt"}
+
+def report(name, **args):
+    try:
+        return {"output": pymortem._session.report(name, **args)}
+    except Exception as e:
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+
+def truth_digests(digest):
+    """/proc/PID/mem digests of the regions of a digest report, read while
+    GDB (or gdbserver) holds the process, so nothing can have run since."""
+    import sys
+    sys.path.insert(0, PM_HARNESS_DIR)
+    import harness
+    pid = gdb.selected_inferior().pid
+    truth = {}
+    for r in json.loads(digest["output"])["regions"]:
+        try:
+            truth["%d-%d" % (r["start"], r["end"])] = harness.mem_digest(
+                pid, r["start"], r["end"])
+        except OSError as e:
+            truth["%d-%d" % (r["start"], r["end"])] = "unreadable: %s" % e
+    return truth
+
+results = {}
+for item in json.load(open(PM_SPEC)):
+    if item[0] == "cmd":
+        results[item[1]] = run(item[1])
+    else:
+        results["report " + item[1]] = report(item[1], format="json")
+        if item[1] == "digest" and "output" in results["report digest"]:
+            results["truth digest"] = truth_digests(results["report digest"])
+json.dump(results, open(PM_OUT, "w"))
+'''
+
+
+def plugin_path():
+    return os.path.join(harness.build_dir(), "gdbplugin", "pymortem-gdb.py")
+
+
+def gdb_env():
+    """GDB's environment; a sanitizer build of the binding needs its runtime
+    preloaded into GDB."""
+    env = dict(os.environ)
+    so = os.path.join(harness.build_dir(), "gdbplugin", "pymortem",
+                      "_pymortem.abi3.so")
+    ldd = subprocess.run(["ldd", so], stdout=subprocess.PIPE,
+                         universal_newlines=True).stdout
+    for line in ldd.splitlines():
+        if "libasan" in line and "=>" in line:
+            env["LD_PRELOAD"] = line.split("=>")[1].split()[0]
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+    return env
+
+
+def gdb_batch(args, commands, timeout=300):
+    """Runs `gdb -batch` with the plugin loaded and `-ex` commands."""
+    argv = [GDB, "-nx", "-q", "-batch", "-ex", "set sysroot /",
+            "-ex", "source " + plugin_path()]
+    for c in commands:
+        argv += ["-ex", c]
+    argv += [str(a) for a in args]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout,
+                          env=gdb_env(), stdin=subprocess.DEVNULL)
+
+
+def gdb_drive(args, items, setup=(), timeout=600):
+    """Runs the driver in GDB: items are ("cmd", "heap ...") or ("report",
+    name). Returns {key: {"output": text} or {"error": message}}."""
+    work = tempfile.mkdtemp(prefix="pm-gdbtest-")
+    spec = os.path.join(work, "spec.json")
+    out = os.path.join(work, "out.json")
+    driver = os.path.join(work, "driver.py")
+    with open(spec, "w") as f:
+        json.dump(items, f)
+    with open(driver, "w") as f:
+        f.write("PM_SPEC = %r\nPM_OUT = %r\nPM_HARNESS_DIR = %r\n" % (
+            spec, out, os.path.dirname(os.path.abspath(harness.__file__)))
+            + DRIVER)
+    proc = gdb_batch(args, list(setup) + ["source " + driver], timeout)
+    try:
+        with open(out) as f:
+            return json.load(f)
+    except OSError:
+        raise AssertionError("the GDB driver wrote no results\nstdout:\n%s\n"
+                             "stderr:\n%s" % (proc.stdout, proc.stderr))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def library_reports():
+    """The reports this build's library provides (asked through the CLI)."""
+    text = harness.run_cli("--help", check=False).stdout
+    names = []
+    in_reports = False
+    for line in text.splitlines():
+        if line.strip() == "reports:":
+            in_reports = True
+            continue
+        if in_reports:
+            if not line.startswith("  "):
+                break
+            names.append(line.split()[0])
+    return names
+
+
+def compared_commands():
+    available = library_reports()
+    present = [(c, r) for c, r in COMPARED if r in available]
+    missing = [r for c, r in COMPARED if r not in available]
+    if missing:
+        print("not compared (not in this build): " + ", ".join(missing))
+    return present
+
+
+def cli_result(report, target_arg):
+    proc = harness.run_cli(report, "--json", target_arg, check=False)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()}
+    return {"output": proc.stdout}
+
+
+def assert_same_as_cli(gdb_results, target_arg, commands, callback=False):
+    """Every GDB --json result equals the CLI's on the same target (or both
+    fail with the same library message)."""
+    for command, report in commands:
+        got = gdb_results[command + " --json"]
+        want = cli_result(report, target_arg)
+        if "error" in want:
+            assert "error" in got, (command, got, want)
+            # CLI: "pymortem: error: [TARGET: ]MSG"; GDB: "heap X: MSG"
+            assert want["error"].endswith(got["error"].split(": ", 1)[1]), \
+                (got, want)
+            continue
+        assert "output" in got, (command, got)
+        gdb_doc = json.loads(got["output"])
+        cli_doc = json.loads(want["output"])
+        if callback:
+            # What differs by construction: the kind of source.
+            for doc in (gdb_doc, cli_doc):
+                if isinstance(doc.get("target"), dict):
+                    doc["target"].pop("kind", None)
+        assert gdb_doc == cli_doc, "%s differs from `pymortem %s`" % (
+            command, report)
+
+
+def assert_digests_match_memory(gdb_results):
+    """The bytes GDB's target sees equal /proc/PID/mem, region by region
+    (read in the same GDB session, see DRIVER)."""
+    got = gdb_results["report digest"]
+    assert "output" in got, got
+    truth = gdb_results["truth digest"]
+    checked = 0
+    for r in json.loads(got["output"])["regions"]:
+        want = truth["%d-%d" % (r["start"], r["end"])]
+        if "digest" not in r or want.startswith("unreadable"):
+            continue  # e.g. [vvar]: the kernel does not give it out either
+        assert r["digest"] == want, "region 0x%x-0x%x" % (r["start"], r["end"])
+        checked += 1
+    assert checked > 10, "too few regions checked: %d" % checked
+
+
+def drive_items(commands):
+    items = [("cmd", c + " --json") for c, _ in commands]
+    items.append(("report", "digest"))
+    return items
+
+
+# ------------------------------------------------------------------ targets
+
+@pytest.fixture(scope="module", params=harness.PYTHONS,
+                ids=[label for label, _ in harness.PYTHONS])
+def python_target(request):
+    label, python = request.param
+    with harness.start_python(python) as target:
+        target.label = label
+        yield target
+
+
+@pytest.fixture(scope="module")
+def one_target():
+    """One interpreter's process, for checks of the GDB layer that do not
+    depend on the CPython version (Debian's python3.11 when present)."""
+    if not harness.PYTHONS:
+        pytest.fail("no CPython 3.8-3.13 installed")
+    label, python = harness.PYTHONS[-1]
+    with harness.start_python(python) as target:
+        target.label = label
+        yield target
+
+
+def test_live_process_matches_cli(python_target):
+    t = python_target
+    commands = compared_commands()
+    results = gdb_drive(["-p", t.pid], drive_items(commands))
+    t.ensure_stopped()
+    assert_same_as_cli(results, t.pid, commands)
+    assert_digests_match_memory(results)
+    # The regions GDB lists are the process's mappings (/proc/PID/maps,
+    # captured by the harness when the process stopped).
+    regions = json.loads(results["heap regions --json"]["output"])["regions"]
+    want = [(m["start"], m["end"], m["perms"]) for m in t.maps]
+    assert [(r["start"], r["end"], r["perms"]) for r in regions] == want
+
+
+def test_gcore_matches_cli(python_target):
+    t = python_target
+    core = t.gcore("gdbtest")
+    commands = compared_commands()
+    python = dict(harness.PYTHONS)[t.label]
+    results = gdb_drive([python, core], drive_items(commands))
+    assert_same_as_cli(results, core, commands)
+    info = results["heap info --json"]
+    if "error" in info:
+        pytest.skip("cores not supported by this build: " + info["error"])
+
+
+def test_gdbserver_callback_matches_cli(python_target):
+    if GDBSERVER is None:
+        pytest.skip("gdbserver is not installed")
+    t = python_target
+    python = dict(harness.PYTHONS)[t.label]
+    commands = compared_commands()
+    with gdbserver(t.pid) as port:
+        results = gdb_drive([python], drive_items(commands),
+                            setup=["target remote localhost:%d" % port])
+    t.ensure_stopped()
+    assert_same_as_cli(results, t.pid, commands, callback=True)
+    assert_digests_match_memory(results)
+
+
+def test_native_forced_callback_matches_memory(python_target):
+    """`set pymortem access callback` reads through GDB on a native
+    inferior too: the same bytes as /proc/PID/mem."""
+    t = python_target
+    commands = [c for c in compared_commands() if c[1] == "regions"]
+    results = gdb_drive(["-p", t.pid], drive_items(commands),
+                        setup=["set pymortem access callback"])
+    t.ensure_stopped()
+    assert_same_as_cli(results, t.pid, commands, callback=True)
+    assert_digests_match_memory(results)
+
+
+class gdbserver:
+    """gdbserver attached to pid on a free localhost port."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [GDBSERVER, "--attach", "localhost:%d" % self.port, str(self.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            universal_newlines=True)
+        # It says "Listening on port N" once it accepts a connection.
+        for line in self.proc.stdout:
+            if "Listening on port" in line:
+                break
+        else:
+            raise RuntimeError("gdbserver did not start: %s"
+                               % self.proc.wait())
+        return self.port
+
+    def __exit__(self, *exc):
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return False
+
+
+# ------------------------------------------------------------- bad cases
+
+ALL_COMMANDS = ["heap", "heap summary", "heap summary --by size --top 3",
+                "heap sizes", "heap regions", "heap arenas", "heap pymalloc",
+                "heap used --limit 5", "heap free --limit 5",
+                "heap all --min-size 1k --limit 5", "heap info",
+                "heap describe $sp", "heap select size > 100",
+                "heap hexdump $sp 64"]
+STILL_WORKS = "print 6*7"
+
+
+def assert_gdb_survives(proc, commands):
+    """Each command printed output or exactly one error line, no Python
+    traceback, and the command after them still ran."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Error occurred in Python" not in proc.stderr, proc.stderr
+    assert "= 42" in proc.stdout, (proc.stdout, proc.stderr)
+    errors = [line for line in proc.stderr.splitlines()
+              if line.startswith("heap")]
+    for line in errors:
+        assert "\n" not in line and len(line) < 400, line
+    return errors
+
+
+def test_no_inferior():
+    proc = gdb_batch([], ALL_COMMANDS + [STILL_WORKS])
+    errors = assert_gdb_survives(proc, ALL_COMMANDS)
+    # Every command refused, each with one line that says why.
+    no_process = [e for e in errors if ": no process" in e]
+    unavailable = [e for e in errors if "not available in this build" in e]
+    assert len(no_process) + len(unavailable) == len(ALL_COMMANDS), \
+        proc.stderr
+    assert no_process, proc.stderr
+
+
+def test_bad_arguments():
+    bad = ["heap summary --by colour", "heap summary --top", "heap bogus",
+           "heap used --limit x", "heap summary --nope", "heap describe",
+           "heap describe no_such_symbol_anywhere"]
+    proc = gdb_batch([], bad + [STILL_WORKS])
+    errors = assert_gdb_survives(proc, bad)
+    assert len(errors) == len(bad), proc.stderr
+    assert "type|size|region|allocator" in errors[0]
+    assert "needs a value" in errors[1]
+    assert 'no subcommand "bogus"' in errors[2]
+
+
+C_TARGET = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(void)
+{
+	void *keep[100];
+	for (int i = 0; i < 100; i++)
+		keep[i] = malloc(64 + i * 8);
+	const char *path = getenv("PM_ORACLE_FILE");
+	FILE *f = fopen(path, "w");
+	fprintf(f, "{\"kept\": \"%p\"}\n", (void *)keep);
+	fclose(f);
+	for (;;)
+		raise(SIGSTOP);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def c_program():
+    work = tempfile.mkdtemp(prefix="pm-gdbtest-c-")
+    src = os.path.join(work, "plain.c")
+    exe = os.path.join(work, "plain")
+    with open(src, "w") as f:
+        f.write(C_TARGET)
+    subprocess.run(["cc", "-O0", "-g", "-o", exe, src], check=True)
+    yield exe
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_non_python_program(c_program):
+    with harness.start_stopped([c_program]) as t:
+        proc = gdb_batch(["-p", t.pid], ALL_COMMANDS + [STILL_WORKS])
+        t.ensure_stopped()
+        errors = assert_gdb_survives(proc, ALL_COMMANDS)
+        # The regions report does not need Python: it works and lists the
+        # process's mappings.
+        assert not [e for e in errors if e.startswith("heap regions")]
+        for m in t.maps:
+            assert "0x%x" % m["start"] in proc.stdout
+        python_errors = [e for e in errors if "Python" in e or
+                         "not available" in e]
+        print("\n".join(errors))
+        assert python_errors or "summary" not in library_reports()
+
+
+def corrupt_heap_in_core(core):
+    """Overwrites the saved bytes of the core's writable segments that hold
+    the first chunks of the heap with a pattern (a damaged core)."""
+    segments = [s for s in harness.elf_core_segments(core)
+                if s["perms"].startswith("rw") and s["filesz"] >= 0x10000]
+    with open(core, "r+b") as f:
+        for s in segments[:4]:
+            f.seek(s["offset"] + 0x100)
+            f.write(b"\xa5" * 0x2000)
+
+
+def test_corrupted_core(one_target):
+    t = one_target
+    core = t.gcore("damaged")
+    corrupt_heap_in_core(core)
+    python = dict(harness.PYTHONS)[t.label]
+    proc = gdb_batch([python, core], ALL_COMMANDS + [STILL_WORKS])
+    errors = assert_gdb_survives(proc, ALL_COMMANDS)
+    print("\n".join(errors))
+    truncated = core + ".truncated"
+    with open(core, "rb") as src, open(truncated, "wb") as dst:
+        dst.write(src.read(os.path.getsize(core) // 3))
+    proc = gdb_batch([python, truncated], ALL_COMMANDS + [STILL_WORKS])
+    print("\n".join(assert_gdb_survives(proc, ALL_COMMANDS)))
+
+
+def test_loader_reports_missing_library(tmp_path):
+    """The loader says clearly when the package or binding is missing, and
+    GDB goes on."""
+    loader = tmp_path / "pymortem-gdb.py"
+    shutil.copy(plugin_path(), loader)
+    env = gdb_env()
+    env.pop("PYMORTEM_GDB_DIR", None)
+    run = [GDB, "-nx", "-q", "-batch", "-ex", "source %s" % loader,
+           "-ex", STILL_WORKS]
+    # The installed loader also looks in its install dir; point it nowhere.
+    text = loader.read_text()
+    loader.write_text(text.replace(
+        os.path.join(harness.build_dir(), "gdbplugin"), str(tmp_path)))
+    proc = subprocess.run(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, env=env)
+    if "cannot find the pymortem package" not in proc.stderr:
+        # The install dir holds a package (meson install was run).
+        assert "pymortem" not in proc.stderr or "cannot" not in proc.stderr
+    assert "= 42" in proc.stdout
+    # A package without the compiled binding.
+    package = tmp_path / "pymortem"
+    shutil.copytree(os.path.join(harness.build_dir(), "gdbplugin",
+                                 "pymortem"), package,
+                    ignore=shutil.ignore_patterns("*.so", "*.p"))
+    proc = subprocess.run(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, env=env)
+    assert "pymortem: cannot load the library" in proc.stderr, proc.stderr
+    assert "_pymortem.abi3.so" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "= 42" in proc.stdout
+
+
+# ------------------------------------------------- cache, interrupt, UI
+
+def gdb_python(args, code, setup=(), timeout=300):
+    """Runs Python `code` inside GDB (plugin loaded); code stores what it
+    found in the dict RESULT, returned here with GDB's CompletedProcess."""
+    work = tempfile.mkdtemp(prefix="pm-gdbtest-")
+    out = os.path.join(work, "out.json")
+    script = os.path.join(work, "script.py")
+    with open(script, "w") as f:
+        f.write("import json, os, signal, sys, time\nimport gdb\n"
+                "import pymortem\nsys.path.insert(0, %r)\nimport harness\n"
+                "RESULT = {}\ntry:\n"
+                % os.path.dirname(os.path.abspath(harness.__file__)))
+        f.write("".join("    " + line + "\n" for line in code.splitlines()))
+        f.write("finally:\n    json.dump(RESULT, open(%r, 'w'))\n" % out)
+    proc = gdb_batch(args, list(setup) + ["source " + script, STILL_WORKS],
+                     timeout)
+    try:
+        with open(out) as f:
+            return json.load(f), proc
+    except OSError:
+        raise AssertionError("no result\nstdout:\n%s\nstderr:\n%s"
+                             % (proc.stdout, proc.stderr))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+CACHE_CODE = r'''
+session = pymortem._session
+first = gdb.execute("heap info --json", to_string=True)
+state = session.states[gdb.selected_inferior().num]
+target_id = id(state.target)
+RESULT["cached_keys"] = len(state.results)
+again = gdb.execute("heap info --json", to_string=True)
+RESULT["same_text"] = first == again
+RESULT["same_target"] = id(session.states[gdb.selected_inferior().num].target) == target_id
+gdb.execute("continue")
+RESULT["states_after_continue"] = len(session.states)
+RESULT["info_after"] = gdb.execute("heap info --json", to_string=True)
+RESULT["reopened"] = id(session.states[gdb.selected_inferior().num].target) != target_id
+'''
+
+
+def test_cache_until_inferior_runs(one_target):
+    t = one_target
+    result, proc = gdb_python(["-p", t.pid], CACHE_CODE)
+    t.ensure_stopped()
+    assert result["cached_keys"] == 1
+    assert result["same_text"] and result["same_target"]
+    assert result["states_after_continue"] == 0, proc.stderr
+    assert result["reopened"]
+    # After running, the numbers are still the CLI's (the process is back
+    # in its SIGSTOP loop, its heap unchanged).
+    cli = harness.cli_json("info", "--json", t.pid)
+    assert json.loads(result["info_after"]) == cli
+
+
+INTERRUPT_CODE = r'''
+pymortem._session.state()  # opened first: count only the report's reads
+reads = [0]
+original = pymortem.session.MemoryReader.__call__
+def slow_read(self, address, length):
+    reads[0] += 1
+    if reads[0] == SIGNAL_AT:
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does to GDB
+    time.sleep(SLEEP)
+    return original(self, address, length)
+pymortem.session.MemoryReader.__call__ = slow_read
+try:
+    pymortem._session.report("digest", format="json")
+    RESULT["outcome"] = "finished"
+except KeyboardInterrupt:
+    RESULT["outcome"] = "KeyboardInterrupt"
+RESULT["reads_at_stop"] = reads[0]
+pymortem.session.MemoryReader.__call__ = original
+RESULT["regions_after"] = gdb.execute("heap regions --json", to_string=True)
+RESULT["digest_after"] = pymortem._session.report("digest", format="json")
+RESULT["truth"] = {}
+for r in json.loads(RESULT["digest_after"])["regions"]:
+    try:
+        RESULT["truth"]["%d-%d" % (r["start"], r["end"])] = harness.mem_digest(
+            gdb.selected_inferior().pid, r["start"], r["end"])
+    except OSError:
+        RESULT["truth"]["%d-%d" % (r["start"], r["end"])] = "unreadable"
+'''
+
+
+def test_interrupt_leaves_gdb_usable(one_target):
+    """SIGINT (Ctrl-C) during a long analysis stops it with GDB's Quit;
+    the next commands work and give complete results."""
+    t = one_target
+    code = "SIGNAL_AT = 15\nSLEEP = 0.1\n" + INTERRUPT_CODE
+    result, proc = gdb_python(["-p", t.pid], code,
+                              setup=["set pymortem access callback"])
+    t.ensure_stopped()
+    assert result["outcome"] == "KeyboardInterrupt", (result, proc.stderr)
+    # It stopped soon after the signal, not at the end.
+    assert result["reads_at_stop"] < 20, result
+    # Reads took > 1 s before the signal: the progress line was shown.
+    assert "Ctrl-C stops it" in proc.stderr, proc.stderr
+    assert "= 42" in proc.stdout
+    regions = json.loads(result["regions_after"])["regions"]
+    assert [(r["start"], r["end"]) for r in regions] == \
+        [(m["start"], m["end"]) for m in t.maps]
+    assert_digests_match_memory({"report digest":
+                                 {"output": result["digest_after"]},
+                                 "truth digest": result["truth"]})
+
+
+def test_external_sigint_during_report(one_target):
+    """A real SIGINT from outside (as a terminal's Ctrl-C) while GDB runs a
+    slow analysis."""
+    t = one_target
+    code = "SIGNAL_AT = -1\nSLEEP = 0.2\n" + INTERRUPT_CODE
+    work = tempfile.mkdtemp(prefix="pm-gdbtest-")
+    script = os.path.join(work, "s.py")
+    out = os.path.join(work, "out.json")
+    with open(script, "w") as f:
+        f.write("import json, os, signal, sys, time\nimport gdb\n"
+                "import pymortem\nsys.path.insert(0, %r)\nimport harness\n"
+                % os.path.dirname(os.path.abspath(harness.__file__)) +
+                "RESULT = {}\n" + code +
+                "json.dump(RESULT, open(%r, 'w'))\n" % out)
+    argv = [GDB, "-nx", "-q", "-batch", "-ex", "source " + plugin_path(),
+            "-ex", "set pymortem access callback", "-ex", "source " + script,
+            "-ex", STILL_WORKS, "-p", str(t.pid)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True,
+                            env=gdb_env())
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=120)
+    # The rest (regions, a full digest at full speed) is quick; the slow
+    # digest alone would take about 9 s more.
+    assert time.monotonic() - started < 5
+    t.ensure_stopped()
+    with open(out) as f:
+        result = json.load(f)
+    shutil.rmtree(work, ignore_errors=True)
+    assert result["outcome"] == "KeyboardInterrupt", (result, stderr)
+    assert "= 42" in stdout, stderr
+
+
+def test_completion_and_help():
+    commands = ["complete heap su", "complete heap summary --by r",
+                "complete heap summary --t", "complete heap used --",
+                "help heap", "help heap summary", "help heap select"]
+    proc = gdb_batch([], commands)
+    out = proc.stdout.splitlines()
+    assert "heap summary" in out
+    assert "heap summary --by region" in out
+    assert "heap summary --top" in out
+    for option in ("--json", "--limit", "--min-size", "--type"):
+        assert "heap used " + option in out, proc.stdout
+    for sub in ("summary", "sizes", "regions", "arenas", "pymalloc", "used",
+                "free", "all", "describe", "select", "hexdump", "info"):
+        assert "heap %s -- " % sub in proc.stdout, sub
+    assert "Usage: heap summary [--by type|size|region|allocator]" in \
+        proc.stdout
+    assert 'kind == "str"' in proc.stdout
