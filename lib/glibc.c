@@ -16,7 +16,8 @@
 #define ARENA_MAX 1024              /* arena ring cap */
 #define HEAPS_PER_ARENA_MAX 65536   /* heap_info chain cap */
 #define LIST_MAX (1u << 24)         /* any one free list */
-#define RESYNC_STEPS_MAX (1u << 22)
+#define RESYNC_STEPS_MAX (1u << 22)         /* one resync */
+#define RESYNC_STEPS_TOTAL (1ull << 26)     /* all resyncs of a walk */
 #define PAGE 4096ull
 
 /* Free-list membership: open-addressing hash of chunk address -> state. */
@@ -50,6 +51,7 @@ struct walk {
 	 * chunks; runs are merged by their first address instead of a sort. */
 	size_t *runs;
 	size_t nruns, runs_cap;
+	uint64_t resync_steps;      /* spent so far, capped */
 	struct pm_error *fatal;     /* host allocation failure */
 };
 
@@ -498,12 +500,18 @@ static bool chain_lands(struct walk *w, uint64_t q, uint64_t target,
 static uint64_t resync(struct walk *w, uint64_t p, uint64_t top, uint64_t end)
 {
 	uint64_t target = known_after(w, p, top, end);
-	size_t budget = RESYNC_STEPS_MAX;
-	for (uint64_t q = p + 16; q < target && budget > 0; q += 16) {
-		if (chain_lands(w, q, target, &budget))
-			return q;
+	if (w->resync_steps >= RESYNC_STEPS_TOTAL)
+		return target;      /* heavily damaged: skip to known chunks */
+	size_t budget = RESYNC_STEPS_MAX, q_found = 0;
+	uint64_t q;
+	for (q = p + 16; q < target && budget > 0; q += 16) {
+		if (chain_lands(w, q, target, &budget)) {
+			q_found = 1;
+			break;
+		}
 	}
-	return target;
+	w->resync_steps += RESYNC_STEPS_MAX - budget;
+	return q_found ? q : target;
 }
 
 static void run_begin(struct walk *w)
