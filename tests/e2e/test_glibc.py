@@ -106,6 +106,20 @@ def test_c_target_multi_heap():
             assert max(a["heaps"] for a in report["arenas"]) >= 2
 
 
+def test_c_target_shared_arenas():
+    """More threads than glibc's arena limit (8 per CPU): threads share
+    arenas, so an arena holds several tcache structs, not only at its start."""
+    nthreads = 8 * os.cpu_count() + 1
+    assert nthreads <= 64, "the target runs at most 64 threads"
+    with harness.start_stopped([c_target_path(), "--threads",
+                                str(nthreads)]) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert len(report["arenas"]) == 8 * os.cpu_count()
+            assert report["tcaches"] == nthreads + 1
+
+
 @pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],

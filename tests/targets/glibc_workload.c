@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_THREADS 16
+#define MAX_THREADS 64
 
 static pthread_barrier_t ready;
 static int scale = 1;
