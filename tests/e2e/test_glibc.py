@@ -10,8 +10,8 @@ problems; a preloaded jemalloc/tcmalloc must be named."""
 import json
 import os
 import struct
-import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -72,6 +72,30 @@ def assert_mallinfo_equal(report, oracle):
         assert sum(a[k] for a in report["arenas"]) == report[k], k
 
 
+def assert_arenas_match_malloc_info(report, oracle):
+    """Per arena, against glibc's malloc_info() XML (heaps in the same
+    order as the arena ring from main_arena). Its "rest" count is ordblks
+    (bin chunks + top); its "rest" size includes flag bits, so it is not
+    compared."""
+    root = ET.parse(oracle["malloc_info"]).getroot()
+    heaps = root.findall("heap")
+    assert len(heaps) == len(report["arenas"])
+    for heap, arena in zip(heaps, report["arenas"]):
+        total = {t.get("type"): t for t in heap.findall("total")}
+        system = {t.get("type"): t for t in heap.findall("system")}
+        got = (arena["smblks"], arena["fsmblks"], arena["ordblks"],
+               arena["arena"])
+        want = (int(total["fast"].get("count")),
+                int(total["fast"].get("size")),
+                int(total["rest"].get("count")),
+                int(system["current"].get("size")))
+        assert got == want, "arena 0x%x: %s != malloc_info %s" % (
+            arena["address"], got, want)
+    mmap = next(t for t in root.findall("total") if t.get("type") == "mmap")
+    assert (report["hblks"], report["hblkhd"]) == (
+        int(mmap.get("count")), int(mmap.get("size")))
+
+
 def core_of(target, kind):
     return target.gcore() if kind == "gcore" else target.kernel_core()
 
@@ -88,6 +112,7 @@ def test_c_target_mallinfo(source, no_debuginfo):
         where = t.pid if source == "live" else core_of(t, source)
         report = malloc_stats(where, no_debuginfo)
         assert_mallinfo_equal(report, t.oracle)
+        assert_arenas_match_malloc_info(report, t.oracle)
         # 4 threads, 4 arenas besides main, each thread's tcache found
         assert len(report["arenas"]) == t.oracle["threads"] + 1
         assert report["tcaches"] == t.oracle["threads"] + 1
@@ -103,6 +128,7 @@ def test_c_target_multi_heap():
         for nodebug in DEBUG:
             report = malloc_stats(t.pid, nodebug)
             assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
             assert max(a["heaps"] for a in report["arenas"]) >= 2
 
 
@@ -116,6 +142,7 @@ def test_c_target_shared_arenas():
         for nodebug in DEBUG:
             report = malloc_stats(t.pid, nodebug)
             assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
             assert len(report["arenas"]) == 8 * os.cpu_count()
             assert report["tcaches"] == nthreads + 1
 

@@ -2,9 +2,11 @@
  * exist) leave chunks in every kind of place glibc keeps them: tcache,
  * fastbins, unsorted, small and large bins, mmapped chunks (also from
  * memalign/posix_memalign with large alignments), optionally a second heap
- * in one arena. Then it captures mallinfo2() - with nothing allocating in
- * between - writes it as the oracle JSON to $PM_ORACLE_FILE (atomically)
- * and stops itself with SIGSTOP, forever.
+ * in one arena. Then it captures malloc_info() (per-arena XML, to a FILE
+ * opened at the start with a static buffer, so writing it allocates
+ * nothing) and mallinfo2() - with nothing allocating in between - writes
+ * the oracle JSON to $PM_ORACLE_FILE (atomically) and stops itself with
+ * SIGSTOP, forever.
  *
  * usage: glibc_workload [--threads N] [--multi-heap] [--scale N]
  *                       [--small-chunks N]   (N more 32-byte chunks, kept:
@@ -147,20 +149,37 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+static char xml_path[4096];
+
+/* Opened before the workload so that its FILE is part of the heap state;
+ * fully buffered in static memory. Never closed. */
+static FILE *xml_open(void)
+{
+	static char buf[1 << 20];
+	const char *path = getenv("PM_ORACLE_FILE");
+	if (!path)
+		return NULL;
+	snprintf(xml_path, sizeof(xml_path), "%s.malloc_info.xml", path);
+	FILE *f = fopen(xml_path, "w");
+	if (f)
+		setvbuf(f, buf, _IOFBF, sizeof(buf));
+	return f;
+}
+
 static void write_oracle(const struct mallinfo2 *m, int nthreads)
 {
 	/* No allocation here: static buffer, raw syscalls. */
-	static char json[2048], tmp[4096];
+	static char json[2048 + 4096], tmp[4096];
 	const char *path = getenv("PM_ORACLE_FILE");
 	if (!path)
 		return;
 	int n = snprintf(json, sizeof(json),
-			 "{\"pid\": %d, \"threads\": %d, \"mallinfo2\": {"
+			 "{\"pid\": %d, \"threads\": %d, \"malloc_info\": \"%s\", \"mallinfo2\": {"
 			 "\"arena\": %zu, \"ordblks\": %zu, \"smblks\": %zu, "
 			 "\"hblks\": %zu, \"hblkhd\": %zu, \"usmblks\": %zu, "
 			 "\"fsmblks\": %zu, \"uordblks\": %zu, \"fordblks\": %zu, "
 			 "\"keepcost\": %zu}, \"mmapped_user\": [",
-			 (int)getpid(), nthreads, m->arena, m->ordblks, m->smblks,
+			 (int)getpid(), nthreads, xml_path, m->arena, m->ordblks, m->smblks,
 			 m->hblks, m->hblkhd, m->usmblks, m->fsmblks, m->uordblks,
 			 m->fordblks, m->keepcost);
 	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
@@ -191,6 +210,7 @@ int main(int argc, char **argv)
 	}
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
+	FILE *xml = xml_open();
 	pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
 	pthread_t tids[MAX_THREADS];
 	for (int i = 0; i < nthreads; i++)
@@ -210,6 +230,10 @@ int main(int argc, char **argv)
 		keep[i] = NULL;
 	}
 	pthread_mutex_unlock(&keep_lock);
+	if (xml) {
+		malloc_info(0, xml);
+		fflush(xml);
+	}
 	struct mallinfo2 m = mallinfo2();
 	write_oracle(&m, nthreads);
 	for (;;)
