@@ -452,9 +452,8 @@ static void label_heaps(struct pm_glibc_walk *w)
 				if (r->end <= hs || r->start >= he)
 					continue;
 				bool used = r->perms & PM_PERM_R;
-				snprintf(detail, sizeof(detail), "arena 0x%llx%s",
-					 (unsigned long long)ar->address,
-					 used ? "" : " (reserved)");
+				snprintf(detail, sizeof(detail), "arena 0x%llx",
+					 (unsigned long long)ar->address);
 				r->label = used ? PM_LABEL_GLIBC_ARENA_HEAP
 						: PM_LABEL_GLIBC_ARENA_RESERVED;
 				snprintf(r->label_detail, sizeof(r->label_detail),

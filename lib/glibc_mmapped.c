@@ -110,7 +110,7 @@ void pm_glibc_scan_mmapped(struct pm_glibc_walk *w)
 		size_t found = w->heap->nchunks - before;
 		if (found) {
 			char detail[48];
-			snprintf(detail, sizeof(detail), "%zu mmapped chunk%s",
+			snprintf(detail, sizeof(detail), "%zu chunk%s",
 				 found, found == 1 ? "" : "s");
 			pm_glibc_label_region(w->t, r->start, PM_LABEL_GLIBC_MMAPPED,
 				     detail);

@@ -212,7 +212,7 @@ def test_region_labels():
             assert "%x" % arena["address"] in heap["label"]
             assert heap["start"] % (64 << 20) == 0
             after = [r for r in regions if r["start"] == heap["end"]]
-            assert after and "reserved" in after[0]["label"]
+            assert after and "arena reserve" in after[0]["label"]
         for user in t.oracle["mmapped_user"]:
             assert "mmapped" in region_of(user)["label"]
 
