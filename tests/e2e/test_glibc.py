@@ -148,6 +148,39 @@ def test_c_target_shared_arenas():
             assert report["tcaches"] == nthreads + 1
 
 
+TUNABLES = {
+    "big-tcache": "glibc.malloc.tcache_count=60",
+    "no-tcache": "glibc.malloc.tcache_count=0",
+    "no-fastbins": "glibc.malloc.mxfast=0",
+    "two-arenas": "glibc.malloc.arena_max=2",
+    "low-mmap-threshold": "glibc.malloc.mmap_threshold=4096",
+}
+
+
+@pytest.mark.parametrize("tunable", sorted(TUNABLES))
+def test_c_target_tunables(tunable):
+    """glibc tunables change counts, limits and thresholds, not layouts."""
+    env = dict(os.environ, GLIBC_TUNABLES=TUNABLES[tunable])
+    with harness.start_stopped([c_target_path(), "--threads", "3"],
+                               env=env) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
+
+
+def test_c_target_exited_threads():
+    """Arenas of threads that exited stay in the ring; their tcaches were
+    freed back into them."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--exited-threads", "3"]) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
+            assert report["tcaches"] == 3     # main + 2 live threads
+
+
 @pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],

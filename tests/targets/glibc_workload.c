@@ -10,7 +10,10 @@
  *
  * usage: glibc_workload [--threads N] [--multi-heap] [--scale N]
  *                       [--small-chunks N]   (N more 32-byte chunks, kept:
- *                                             for the benchmark) */
+ *                                             for the benchmark)
+ *                       [--exited-threads N] (N threads that allocate, free
+ *                                             and exit first: their arenas
+ *                                             stay, their tcaches are gone) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -166,6 +169,12 @@ static FILE *xml_open(void)
 	return f;
 }
 
+static void *exiting_thread(void *arg)
+{
+	fill_heap((unsigned)(size_t)arg);
+	return NULL;
+}
+
 static void write_oracle(const struct mallinfo2 *m, int nthreads)
 {
 	/* No allocation here: static buffer, raw syscalls. */
@@ -198,6 +207,7 @@ int main(int argc, char **argv)
 {
 	int nthreads = 3;
 	long small_chunks = 0;
+	int exited = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
@@ -205,12 +215,19 @@ int main(int argc, char **argv)
 			scale = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--small-chunks") && i + 1 < argc)
 			small_chunks = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--exited-threads") && i + 1 < argc)
+			exited = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--multi-heap"))
 			multi_heap = 1;
 	}
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
 	FILE *xml = xml_open();
+	for (int i = 0; i < exited && i < MAX_THREADS; i++) {
+		pthread_t tid;
+		pthread_create(&tid, NULL, exiting_thread, (void *)(size_t)(100 + i));
+		pthread_join(tid, NULL);
+	}
 	pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
 	pthread_t tids[MAX_THREADS];
 	for (int i = 0; i < nthreads; i++)
