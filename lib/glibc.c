@@ -277,6 +277,15 @@ static void walk_main_heap(struct pm_glibc_walk *w, struct pm_glibc_arena *ar)
 			(unsigned long long)ar->system_mem);
 }
 
+static bool heap_seen(const struct pm_glibc_arena *ar, uint64_t h)
+{
+	for (size_t i = 0; i < ar->nheaps; i++) {
+		if (ar->heaps[i] == h)
+			return true;
+	}
+	return false;
+}
+
 static void walk_arena_heaps(struct pm_glibc_walk *w, struct pm_glibc_arena *ar,
 			     uint8_t idx)
 {
@@ -297,6 +306,14 @@ static void walk_arena_heaps(struct pm_glibc_walk *w, struct pm_glibc_arena *ar,
 				(unsigned long long)h, (unsigned long long)ar_ptr,
 				(unsigned long long)size,
 				(unsigned long long)ar->address);
+			return;
+		}
+		if ((h & (w->heap_max - 1)) || heap_seen(ar, h)) {
+			pm_glibc_problem(w, h, "arena 0x%llx: heap_info chain %s at 0x%llx",
+					 (unsigned long long)ar->address,
+					 (h & (w->heap_max - 1)) ? "misaligned"
+								 : "loops",
+					 (unsigned long long)h);
 			return;
 		}
 		uint64_t *heaps = realloc(ar->heaps, (ar->nheaps + 1) * sizeof(*heaps));
