@@ -321,6 +321,18 @@ def test_corrupt_bin_pointer_live():
         assert "0xdead0000" in text and "fastbin" in text
 
 
+def test_corrupt_heap_info_loop_live():
+    """A thread arena's newest heap_info points back at itself."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--multi-heap"]) as t:
+        stats = cli_json("malloc-stats", str(t.pid))
+        arena = max(stats["arenas"], key=lambda a: a["heaps"])
+        heap = arena["top"] & ~((64 << 20) - 1)
+        poke_live(t.pid, heap + 8, struct.pack("<Q", heap))
+        report = check_survives(t.pid)
+        assert any("loops" in w["message"] for w in report["warnings"])
+
+
 def core_segments(path):
     """(vaddr, offset, filesz) of each PT_LOAD of an ELF64 core."""
     with open(path, "rb") as f:
