@@ -312,9 +312,22 @@ def core_pattern_core():
 _LIVE = {}  # pid -> Popen of every started process not yet reaped
 
 
+_WORKDIRS = set()  # temp dirs of started targets (cores are large: remove them)
+
+
+def _remove_workdir(path):
+    """Deletes a target's work dir with its cores, unless PM_KEEP_WORKDIRS
+    is set (to look at a failure)."""
+    if path in _WORKDIRS and not os.environ.get("PM_KEEP_WORKDIRS"):
+        _WORKDIRS.discard(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _kill_all():
     for pid in list(_LIVE):
         _kill(pid)
+    for path in list(_WORKDIRS):
+        _remove_workdir(path)
 
 
 atexit.register(_kill_all)
@@ -359,6 +372,7 @@ class Target:
 
     def __exit__(self, *exc):
         self.kill()
+        _remove_workdir(self.workdir)
         return False
 
     @property
@@ -457,6 +471,7 @@ def start_stopped(argv, env=None, timeout=120):
     after writing that file. Returns a Target (use it as a context manager).
     """
     workdir = tempfile.mkdtemp(prefix="pm-target-")
+    _WORKDIRS.add(workdir)
     oracle_path = os.path.join(workdir, "oracle.json")
     child_env = dict(os.environ if env is None else env)
     if env is None:
