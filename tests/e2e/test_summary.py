@@ -286,3 +286,63 @@ def test_summary_survives_random_corruption(python):
         assert sum(r["bytes"] for r in report["rows"]) == \
             report["total"]["bytes"]
         assert report["warning_count"] >= len(report["warnings"])
+
+
+FAKE_PYTHON_C = r"""
+/* Looks like a CPython to the detector: the symbols it starts from. */
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+struct { char cookie[8]; uint64_t version, free_threaded; char rest[4096]; }
+#ifdef NO_RUNTIME       /* CPython before 3.7 */
+    not_a_runtime;
+#define _PyRuntime not_a_runtime
+#else
+    _PyRuntime;
+#endif
+void Py_Initialize(void) {}
+int main(int argc, char **argv)
+{
+    if (argc > 2) {   /* a 3.13+ _Py_DebugOffsets header */
+        memcpy(_PyRuntime.cookie, "xdebugpy", 8);
+        _PyRuntime.version = strtoull(argv[1], NULL, 16);
+        _PyRuntime.free_threaded = strtoull(argv[2], NULL, 10);
+    }
+    void *keep = malloc(1000);
+    (void)keep;
+    for (;;)
+        raise(SIGSTOP);
+}
+"""
+
+
+@pytest.mark.parametrize("name,args,expect", [
+    ("python3.14", [], "CPython 3.14 is not supported (supported: 3.8 to 3.13)"),
+    ("python3.7", [], "CPython 3.7 is not supported"),
+    ("python2.7", [], "CPython 2.7 is not supported"),
+    ("python3.13t", ["0x030d00f0", "1"],
+     "free-threaded CPython 3.13t (mimalloc, no pymalloc) is not supported"),
+])
+def test_summary_unsupported_python(tmp_path, name, args, expect):
+    """A Python outside 3.8-3.13 or a free-threaded build: said in the
+    output (which version, why), and the summary is glibc only."""
+    src = tmp_path / "fake.c"
+    src.write_text(FAKE_PYTHON_C)
+    exe = tmp_path / name
+    defines = ["-DNO_RUNTIME"] if name.startswith("python2") else []
+    subprocess.run(["cc", "-rdynamic"] + defines + ["-o", str(exe), str(src)],
+                   check=True)
+    proc = subprocess.Popen([str(exe)] + args)
+    try:
+        harness.wait_stopped(proc.pid)
+        r = harness.cli_json("summary", "--json", proc.pid)
+        assert r["python"]["found"] and not r["python"]["supported"]
+        assert expect in r["python"]["unsupported"]
+        assert any(expect in n for n in r["notes"])
+        assert all(x["domain"].startswith("glibc") for x in r["rows"])
+        stats = harness.run_cli("pymalloc-stats", proc.pid).stdout
+        assert expect in stats
+    finally:
+        proc.kill()
+        proc.wait()
