@@ -664,6 +664,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 			if ((err = gc_link_push(a, d.gc, d.next, d.prev)))
 				return err;
 		}
+		alloc->object_offset = (uint8_t)at;
 		if (rc == 0) {
 			alloc->category = ti->cat_free;
 			a->heap->free_list_objects++;

@@ -531,3 +531,93 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	free(s.rows);
 	return err;
 }
+
+/* ---- objects ------------------------------------------------------- */
+
+enum { OBJECTS_DEFAULT_LIMIT = 100 };
+
+static bool object_selected(const struct pm_cpython_heap *heap,
+			    const struct pm_alloc *alloc,
+			    const struct pm_report_args *args)
+{
+	if (alloc->category >= heap->ncategories)
+		return false;
+	const struct pm_category *c = &heap->categories[alloc->category];
+	if (strcmp(c->domain, "python") != 0)
+		return false;
+	if (args->type && strcmp(args->type, c->kind) != 0)
+		return false;
+	return alloc->size >= args->min_size;
+}
+
+static void object_json(const struct pm_cpython_heap *heap,
+			const struct pm_alloc *alloc, bool first,
+			struct pm_strbuf *out)
+{
+	const struct pm_category *c = &heap->categories[alloc->category];
+	pm_strbuf_printf(out, "%s{\"address\": %" PRIu64 ", \"type\": ",
+			 first ? "" : ", ", alloc->addr + alloc->object_offset);
+	pm_strbuf_json_string(out, c->kind);
+	pm_strbuf_printf(out, ", \"state\": \"%s\", \"allocation\": %" PRIu64
+			 ", \"size\": %" PRIu64 ", \"allocator\": ",
+			 strcmp(c->detail, "free list") ? "live" : "free list",
+			 alloc->addr, alloc->size);
+	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
+	pm_strbuf_append(out, "}");
+}
+
+/* Lists recognised objects (--type NAME, --min-size N, --limit N; limit 0
+ * is OBJECTS_DEFAULT_LIMIT, negative is all). */
+struct pm_error *pm_report_objects(struct pm_target *t,
+				   const struct pm_report_args *args,
+				   struct pm_strbuf *out)
+{
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	if (err)
+		return err;
+	uint64_t limit = args->limit < 0 ? UINT64_MAX :
+		args->limit ? (uint64_t)args->limit : OBJECTS_DEFAULT_LIMIT;
+	uint64_t matching = 0;
+	bool json = args->format == PM_FORMAT_JSON;
+	struct pm_table *table = NULL;
+	if (json) {
+		pm_strbuf_append(out, "\"objects\": [");
+	} else {
+		static const char *const headers[] = { "address", "type", "state",
+						       "size", "allocator" };
+		static const bool right[] = { false, false, false, true, false };
+		table = pm_table_create(5, headers, right);
+		if (!table)
+			return &pm_error_no_memory;
+	}
+	for (size_t i = 0; i < heap->nallocs; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		if (!object_selected(heap, alloc, args) || matching++ >= limit)
+			continue;
+		if (json) {
+			object_json(heap, alloc, matching == 1, out);
+			continue;
+		}
+		const struct pm_category *c = &heap->categories[alloc->category];
+		char address[24], size[32];
+		snprintf(address, sizeof(address), "0x%" PRIx64,
+			 alloc->addr + alloc->object_offset);
+		const char *cells[] = { address, c->kind,
+					strcmp(c->detail, "free list") ? "live" : "free list",
+					pm_format_grouped(alloc->size, size),
+					pm_alloc_kind_name(alloc->kind) };
+		pm_table_add_row(table, cells);
+	}
+	uint64_t shown = matching < limit ? matching : limit;
+	if (json) {
+		pm_strbuf_printf(out, "], \"matching\": %" PRIu64 ", \"shown\": %" PRIu64,
+				 matching, shown);
+		return NULL;
+	}
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+	pm_strbuf_printf(out, "%" PRIu64 " of %" PRIu64 " matching objects shown%s\n",
+			 shown, matching, shown < matching ? " (--limit N for more)" : "");
+	return NULL;
+}

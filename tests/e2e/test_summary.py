@@ -346,3 +346,37 @@ def test_summary_unsupported_python(tmp_path, name, args, expect):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("mode", ["pymalloc", "malloc", "dev"])
+@pytest.mark.parametrize("python", python_params())
+def test_objects_at_gc_addresses(python, mode):
+    """Every object on the interpreter's GC lists (gc.get_objects(), with
+    its address and tp_name) is recognised at exactly that address, with
+    that type name."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    flags, extra_env = MODES[mode]
+    env = dict(os.environ, **extra_env)
+    env.pop("MALLOC_PERTURB_", None)
+    argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 300,
+                             "--gc-addresses"]
+    with harness.start_stopped(argv, env=env) as t:
+        try:
+            with open(t.oracle["gc_objects_file"]) as f:
+                expected = {}
+                for line in f:
+                    address, name = line.rstrip("\n").split(" ", 1)
+                    expected[int(address, 16)] = name
+            r = harness.cli_json("objects", "--json", "--limit", 10 ** 9,
+                                 t.pid)
+            assert r["shown"] == r["matching"] == len(r["objects"])
+            ours = {o["address"]: o["type"] for o in r["objects"]
+                    if o["state"] == "live"}
+            missing = {hex(a): n for a, n in expected.items()
+                       if ours.get(a) != n}
+            assert not missing, "%d of %d GC objects not recognised: %s" % (
+                len(missing), len(expected), dict(list(missing.items())[:10]))
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
