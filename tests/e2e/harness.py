@@ -312,7 +312,8 @@ def core_pattern_core():
 _LIVE = {}  # pid -> Popen of every started process not yet reaped
 
 
-_WORKDIRS = set()  # temp dirs of started targets (cores are large: remove them)
+_WORKDIRS = set()  # temp dirs of started targets (cores are large: removed
+                   # when the session ends)
 
 
 def _remove_workdir(path):
@@ -371,8 +372,9 @@ class Target:
         return self
 
     def __exit__(self, *exc):
+        # The work dir (with its cores) outlives the process: tests analyse
+        # cores after the target is gone. It goes at the end of the session.
         self.kill()
-        _remove_workdir(self.workdir)
         return False
 
     @property

@@ -252,6 +252,7 @@ def test_digest_reference_is_fnv1a64():
 
 # ------------------------------------------------------------------ info
 
+@pytest.mark.parametrize("kind", ["live", "gcore", "kernel"])
 def test_info_names_python_version(snap, kind):
     result = snap.live_info if kind == "live" else snap.core_info[kind]
     info = need(result, "pymortem info --json <%s>" % kind)
