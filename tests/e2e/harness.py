@@ -429,8 +429,12 @@ class Target:
     def kernel_core(self, timeout=120):
         """A kernel core: SIGABRT then SIGCONT; the process dies dumping core
         into its cwd (needs core_pattern 'core', see core_pattern_core()).
-        Returns the core's path."""
-        os.kill(self.pid, signal.SIGABRT)
+        Returns the core's path.
+
+        SIGABRT goes to the main thread itself (tgkill): a process-directed
+        one may be taken by another thread after SIGCONT, and meanwhile the
+        main thread would run on and change the heap before the dump."""
+        _tgkill(self.pid, self.pid, signal.SIGABRT)
         os.kill(self.pid, signal.SIGCONT)
         try:
             self.proc.wait(timeout=timeout)
@@ -453,6 +457,13 @@ class Target:
 
     def kill(self):
         _kill(self.pid)
+
+
+def _tgkill(tgid, tid, sig):
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_tgkill = 234  # x86-64
+    if libc.syscall(SYS_tgkill, tgid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill(%d, %d, %d)" % (tgid, tid, sig))
 
 
 def load_oracle(path):
