@@ -9,6 +9,7 @@ except the list of interpreters (once, for the run's record).
 
 import atexit
 import contextlib
+import ctypes
 import glob
 import json
 import os
