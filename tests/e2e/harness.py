@@ -9,6 +9,7 @@ except the list of interpreters (once, for the run's record).
 
 import atexit
 import contextlib
+import ctypes
 import glob
 import json
 import os
@@ -312,7 +313,8 @@ def core_pattern_core():
 _LIVE = {}  # pid -> Popen of every started process not yet reaped
 
 
-_WORKDIRS = set()  # temp dirs of started targets (cores are large: remove them)
+_WORKDIRS = set()  # temp dirs of started targets (cores are large: removed
+                   # when the session ends)
 
 
 def _remove_workdir(path):
@@ -371,8 +373,9 @@ class Target:
         return self
 
     def __exit__(self, *exc):
+        # The work dir (with its cores) outlives the process: tests analyse
+        # cores after the target is gone. It goes at the end of the session.
         self.kill()
-        _remove_workdir(self.workdir)
         return False
 
     @property
@@ -427,8 +430,12 @@ class Target:
     def kernel_core(self, timeout=120):
         """A kernel core: SIGABRT then SIGCONT; the process dies dumping core
         into its cwd (needs core_pattern 'core', see core_pattern_core()).
-        Returns the core's path."""
-        os.kill(self.pid, signal.SIGABRT)
+        Returns the core's path.
+
+        SIGABRT goes to the main thread itself (tgkill): a process-directed
+        one may be taken by another thread after SIGCONT, and meanwhile the
+        main thread would run on and change the heap before the dump."""
+        _tgkill(self.pid, self.pid, signal.SIGABRT)
         os.kill(self.pid, signal.SIGCONT)
         try:
             self.proc.wait(timeout=timeout)
@@ -451,6 +458,13 @@ class Target:
 
     def kill(self):
         _kill(self.pid)
+
+
+def _tgkill(tgid, tid, sig):
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_tgkill = 234  # x86-64
+    if libc.syscall(SYS_tgkill, tgid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill(%d, %d, %d)" % (tgid, tid, sig))
 
 
 def load_oracle(path):
