@@ -78,12 +78,35 @@ static const char *error_code_name(enum pm_error_code code)
 	return "unknown";
 }
 
+/* Raises error_class(text) with .code and .address (a new reference or
+ * NULL for None) set; consumes text and address. Returns NULL. */
+static PyObject *raise_error(PyObject *error_class, enum pm_error_code code,
+			     PyObject *text, PyObject *address)
+{
+	PyObject *code_name = PyUnicode_FromString(error_code_name(code));
+	if (!address) {
+		Py_INCREF(Py_None);
+		address = Py_None;
+	}
+	PyObject *exc = NULL;
+	if (text && code_name)
+		exc = PyObject_CallFunctionObjArgs(error_class, text, NULL);
+	if (exc && PyObject_SetAttrString(exc, "code", code_name) == 0 &&
+	    PyObject_SetAttrString(exc, "address", address) == 0)
+		PyErr_SetObject(error_class, exc);
+	Py_XDECREF(exc);
+	Py_XDECREF(text);
+	Py_XDECREF(code_name);
+	Py_DECREF(address);
+	return NULL;
+}
+
 /* Raises error_class for err (and destroys err). The message gets the
  * address appended unless it already names it. */
 static PyObject *raise_pm_error(PyObject *error_class, struct pm_error *err)
 {
 	char hex[32];
-	PyObject *text;
+	PyObject *text, *address = NULL;
 	if (err->has_address) {
 		snprintf(hex, sizeof(hex), "0x%" PRIx64, err->address);
 		if (strstr(err->message, hex))
@@ -91,25 +114,13 @@ static PyObject *raise_pm_error(PyObject *error_class, struct pm_error *err)
 		else
 			text = PyUnicode_FromFormat("%s (at %s)", err->message,
 						    hex);
+		address = PyLong_FromUnsignedLongLong(err->address);
 	} else {
 		text = PyUnicode_FromString(err->message);
 	}
-	PyObject *code = PyUnicode_FromString(error_code_name(err->code));
-	PyObject *address = err->has_address ?
-		PyLong_FromUnsignedLongLong(err->address) :
-		(Py_INCREF(Py_None), Py_None);
+	enum pm_error_code code = err->code;
 	pm_error_destroy(err);
-	PyObject *exc = NULL;
-	if (text && code && address)
-		exc = PyObject_CallFunctionObjArgs(error_class, text, NULL);
-	if (exc && PyObject_SetAttrString(exc, "code", code) == 0 &&
-	    PyObject_SetAttrString(exc, "address", address) == 0)
-		PyErr_SetObject(error_class, exc);
-	Py_XDECREF(exc);
-	Py_XDECREF(text);
-	Py_XDECREF(code);
-	Py_XDECREF(address);
-	return NULL;
+	return raise_error(error_class, code, text, address);
 }
 
 /* Converts an optional str argument to a C string kept alive by the target. */
@@ -484,8 +495,9 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 					 &progress))
 		return NULL;
 	if (!self->target) {
-		PyErr_SetString(self->error_class, "target is closed");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("target is closed"),
+				   NULL);
 	}
 	if (parse_format(format, &ra.format) < 0) {
 		PyErr_Format(PyExc_ValueError,
@@ -509,8 +521,9 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 		ra.has_address = true;
 	}
 	if (self->busy) {
-		PyErr_SetString(self->error_class, "a report is already running");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("a report is already "
+							"running"), NULL);
 	}
 	if (progress != Py_None) {
 		Py_INCREF(progress);
@@ -542,8 +555,9 @@ static PyObject *target_close(PyObject *obj, PyObject *unused)
 	(void)unused;
 	TargetObject *self = (TargetObject *)obj;
 	if (self->busy) {
-		PyErr_SetString(self->error_class, "a report is running");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("a report is running"),
+				   NULL);
 	}
 	pm_target_destroy(self->target);
 	self->target = NULL;
