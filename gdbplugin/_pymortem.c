@@ -54,6 +54,7 @@ typedef struct {
 	struct pm_options options;
 	struct pm_callback_source source;
 	PyObject *read_fn;          /* callback targets only */
+	PyObject *lookup_fn;        /* lookup_symbol(module_prefix, name) */
 	PyObject *keep_alive;       /* list of bytes objects behind the strings */
 	/* A KeyboardInterrupt caught while the library was running. */
 	PyObject *pending_type, *pending_value, *pending_tb;
@@ -190,6 +191,36 @@ static bool target_interrupted(void *arg)
 	return self->pending_type != NULL;
 }
 
+/* pm_options.lookup_symbol: asks lookup_fn(module_prefix, name) for
+ * (address, size) or None. Its errors mean "not known" (the library then
+ * looks itself), except KeyboardInterrupt. */
+static bool target_lookup_symbol(void *arg, const char *module_prefix,
+				 const char *name, uint64_t *address,
+				 uint64_t *size)
+{
+	TargetObject *self = arg;
+	if (self->pending_type || !self->lookup_fn)
+		return false;
+	PyObject *result = PyObject_CallFunction(self->lookup_fn, "zs",
+						 module_prefix, name);
+	unsigned long long a = 0, n = 0;
+	bool found = false;
+	if (result && result != Py_None)
+		found = PyArg_ParseTuple(result, "KK;lookup_symbol returns "
+					 "(address, size) or None", &a, &n);
+	Py_XDECREF(result);
+	if (PyErr_Occurred()) {
+		if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+			park_interrupt(self);
+		else
+			PyErr_Clear();
+		return false;
+	}
+	*address = a;
+	*size = n;
+	return found;
+}
+
 static int target_read(void *arg, uint64_t addr, void *buf, size_t len)
 {
 	TargetObject *self = arg;
@@ -240,7 +271,8 @@ static bool restore_interrupt(TargetObject *self)
 /* Creates an unopened Target and fills its options from keyword arguments
  * common to all open_* functions. */
 static TargetObject *target_new(PyObject *module, int no_debuginfo,
-				PyObject *debug_dir, PyObject *executable)
+				PyObject *debug_dir, PyObject *executable,
+				PyObject *lookup_symbol)
 {
 	struct module_state *state = module_state_of(module);
 	PyTypeObject *type = (PyTypeObject *)state->target_type;
@@ -262,6 +294,18 @@ static TargetObject *target_new(PyObject *module, int no_debuginfo,
 	self->options.no_debuginfo = no_debuginfo;
 	self->options.interrupted = target_interrupted;
 	self->options.interrupted_arg = self;
+	if (lookup_symbol && lookup_symbol != Py_None) {
+		if (!PyCallable_Check(lookup_symbol)) {
+			PyErr_SetString(PyExc_TypeError,
+					"lookup_symbol must be callable");
+			Py_DECREF(self);
+			return NULL;
+		}
+		Py_INCREF(lookup_symbol);
+		self->lookup_fn = lookup_symbol;
+		self->options.lookup_symbol = target_lookup_symbol;
+		self->options.lookup_symbol_arg = self;
+	}
 	return self;
 }
 
@@ -281,20 +325,21 @@ static PyObject *target_opened(TargetObject *self, struct pm_error *err)
 	return (PyObject *)self;
 }
 
-#define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable"
+#define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable", \
+	"lookup_symbol"
 
 static PyObject *binding_open_pid(PyObject *module, PyObject *args,
 				  PyObject *kwargs)
 {
 	static char *kwlist[] = {"pid", OPEN_KWLIST, NULL};
 	int pid, no_debuginfo = 0;
-	PyObject *debug_dir = NULL, *executable = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOO", kwlist, &pid,
+	PyObject *debug_dir = NULL, *executable = NULL, *lookup = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOO", kwlist, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable))
+					 &executable, &lookup))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	struct pm_error *err = pm_target_open_pid(pid, &self->options,
@@ -307,13 +352,14 @@ static PyObject *binding_open_core(PyObject *module, PyObject *args,
 {
 	static char *kwlist[] = {"path", OPEN_KWLIST, NULL};
 	PyObject *path = NULL, *debug_dir = NULL, *executable = NULL;
+	PyObject *lookup = NULL;
 	int no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOO", kwlist, &path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOO", kwlist, &path,
 					 &no_debuginfo, &debug_dir,
-					 &executable))
+					 &executable, &lookup))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	const char *core_path;
@@ -422,19 +468,20 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 	static char *kwlist[] = {"read", "maps_text", "pid", OPEN_KWLIST,
 				 "auxv", "threads", NULL};
 	PyObject *read_fn, *maps_text, *debug_dir = NULL, *executable = NULL;
-	PyObject *auxv = NULL, *threads = NULL;
+	PyObject *auxv = NULL, *threads = NULL, *lookup = NULL;
 	int pid = 0, no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOO", kwlist,
 					 &read_fn, &maps_text, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &auxv, &threads))
+					 &executable, &lookup, &auxv,
+					 &threads))
 		return NULL;
 	if (!PyCallable_Check(read_fn)) {
 		PyErr_SetString(PyExc_TypeError, "read must be callable");
 		return NULL;
 	}
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	Py_INCREF(read_fn);
@@ -577,6 +624,7 @@ static void target_dealloc(PyObject *obj)
 	pm_target_destroy(self->target);
 	Py_XDECREF(self->error_class);
 	Py_XDECREF(self->read_fn);
+	Py_XDECREF(self->lookup_fn);
 	Py_XDECREF(self->keep_alive);
 	Py_XDECREF(self->pending_type);
 	Py_XDECREF(self->pending_value);
@@ -649,16 +697,21 @@ static PyObject *binding_reports(PyObject *module, PyObject *unused)
 static PyMethodDef module_methods[] = {
 	{"open_pid", (PyCFunction)(void (*)(void))binding_open_pid,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "open_pid(pid, *, no_debuginfo=False, debug_dir=None, executable=None)\n"
-	 "Opens a stopped live process through /proc."},
+	 "open_pid(pid, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
+	 "         lookup_symbol=None)\n"
+	 "Opens a stopped live process through /proc. lookup_symbol(prefix,\n"
+	 "name) -> (address, size) or None is asked before the library's own\n"
+	 "symbol lookup (all open functions take it)."},
 	{"open_core", (PyCFunction)(void (*)(void))binding_open_core,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "open_core(path, *, no_debuginfo=False, debug_dir=None, executable=None)\n"
+	 "open_core(path, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
+	 "          lookup_symbol=None)\n"
 	 "Opens an ELF core file."},
 	{"open_callback", (PyCFunction)(void (*)(void))binding_open_callback,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_callback(read, maps_text, pid=0, *, no_debuginfo=False,\n"
-	 "              debug_dir=None, executable=None, auxv=None, threads=None)\n"
+	 "              debug_dir=None, executable=None, lookup_symbol=None,\n"
+	 "              auxv=None, threads=None)\n"
 	 "Opens a target whose memory comes from read(addr, length) -> bytes\n"
 	 "(raise to say unreadable) and whose mappings are maps_text in\n"
 	 "/proc/PID/maps format. auxv: [(type, value)]; threads:\n"

@@ -162,6 +162,61 @@ def debugger_threads(inferior):
     return threads
 
 
+class SymbolLookup:
+    """lookup_symbol for the library: GDB's symbol tables (full debug info
+    only; the library reads ELF symbol tables itself). Answers are cached:
+    the library may ask for one name many times."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, module_prefix, name):
+        key = (module_prefix, name)
+        if key not in self.cache:
+            self.cache[key] = self._lookup(module_prefix, name)
+        return self.cache[key]
+
+    @staticmethod
+    def _objfiles(module_prefix):
+        for objfile in gdb.objfiles():
+            if not objfile.is_valid() or objfile.owner is not None:
+                continue  # separate debug files answer through their owner
+            base = os.path.basename(objfile.filename or "")
+            if module_prefix is None or base.startswith(module_prefix):
+                yield objfile
+
+    def _lookup(self, module_prefix, name):
+        for objfile in self._objfiles(module_prefix):
+            for find in (objfile.lookup_global_symbol,
+                         objfile.lookup_static_symbol):
+                try:
+                    symbol = find(name)
+                    if symbol is not None:
+                        found = self._address_and_size(symbol)
+                        if found is not None:
+                            return found
+                except gdb.error:
+                    continue
+        return None
+
+    @staticmethod
+    def _address_and_size(symbol):
+        if symbol.addr_class == gdb.SYMBOL_LOC_BLOCK:     # a function
+            block = symbol.value().address
+            start = int(block)
+            body = gdb.block_for_pc(start)
+            while body is not None and body.function is None:
+                body = body.superblock  # from a nested scope to the function
+            size = body.end - body.start if body is not None else 0
+            return start, size
+        if symbol.addr_class != gdb.SYMBOL_LOC_STATIC:     # not in memory
+            return None
+        value = symbol.value()
+        if value.address is None:
+            return None
+        return int(value.address), value.type.sizeof
+
+
 class MemoryReader:
     """The read callback of a callback target: GDB's memory reads."""
 
@@ -269,7 +324,8 @@ class Session:
         return (access, inferior.num, inferior.pid), access, what
 
     def _open(self, inferior, key, access, description):
-        kwargs = {"no_debuginfo": self.settings["no_debuginfo"]}
+        kwargs = {"no_debuginfo": self.settings["no_debuginfo"],
+                  "lookup_symbol": SymbolLookup()}
         executable = inferior.progspace.filename if inferior.progspace else None
         if executable:
             kwargs["executable"] = executable

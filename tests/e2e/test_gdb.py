@@ -181,6 +181,24 @@ def cli_result(report, target_arg):
     return {"output": proc.stdout}
 
 
+def gdb_symbols_agree(gdb_doc, cli_doc):
+    """Symbols GDB supplied (source "debugger") are at the addresses the
+    library finds itself; after checking that, the source is made equal."""
+    symbols = gdb_doc.get("symbols")
+    if not isinstance(symbols, dict):
+        return 0
+    count = 0
+    for name, sym in symbols.items():
+        if isinstance(sym, dict) and sym.get("source") == "debugger":
+            mine = cli_doc["symbols"].get(name)
+            assert mine is not None, "GDB found %s, the library did not" % name
+            assert sym["address"] == mine["address"], name
+            assert sym["size"] == mine["size"], name
+            sym["source"] = mine["source"]
+            count += 1
+    return count
+
+
 def assert_same_as_cli(gdb_results, target_arg, commands, callback=False):
     """Every GDB --json result equals the CLI's on the same target (or both
     fail with the same library message)."""
@@ -196,6 +214,7 @@ def assert_same_as_cli(gdb_results, target_arg, commands, callback=False):
         assert "output" in got, (command, got)
         gdb_doc = json.loads(got["output"])
         cli_doc = json.loads(want["output"])
+        gdb_symbols_agree(gdb_doc, cli_doc)
         if callback:
             # What differs by construction: the kind of source.
             for doc in (gdb_doc, cli_doc):
@@ -264,11 +283,43 @@ def test_live_process_matches_cli(python_target):
     assert [(r["start"], r["end"], r["perms"]) for r in regions] == want
 
 
+def test_gdb_symbols_used(one_target):
+    """With debug info loaded in GDB (libc6-dbg), the library takes GDB's
+    symbols; `set pymortem debuginfo off` uses exported symbols only, as
+    the CLI's --no-debuginfo."""
+    t = one_target
+    results = gdb_drive(["-p", t.pid], [("cmd", "heap info --json")])
+    doc = json.loads(results["heap info --json"]["output"])
+    cli = harness.cli_json("info", "--json", t.pid)
+    assert gdb_symbols_agree(doc, cli) >= 1, doc["symbols"]
+    assert doc == cli
+    results = gdb_drive(["-p", t.pid], [("cmd", "heap info --json")],
+                        setup=["set pymortem debuginfo off"])
+    doc = json.loads(results["heap info --json"]["output"])
+    assert gdb_symbols_agree(doc, {}) == 0
+    assert doc == harness.cli_json("info", "--json", "--no-debuginfo", t.pid)
+    t.ensure_stopped()
+
+
 def test_gcore_matches_cli(python_target):
     t = python_target
     core = t.gcore("gdbtest")
     commands = compared_commands()
     python = dict(harness.PYTHONS)[t.label]
+    results = gdb_drive([python, core], drive_items(commands))
+    assert_same_as_cli(results, core, commands)
+    info = results["heap info --json"]
+    if "error" in info:
+        pytest.skip("cores not supported by this build: " + info["error"])
+
+
+@pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
+                         ids=[label for label, _ in harness.PYTHONS])
+def test_kernel_core_matches_cli(python, kernel_cores):
+    """A core the kernel wrote (SIGABRT) of each interpreter."""
+    with harness.start_python(python) as t:
+        core = t.kernel_core()
+    commands = compared_commands()
     results = gdb_drive([python, core], drive_items(commands))
     assert_same_as_cli(results, core, commands)
     info = results["heap info --json"]
@@ -540,7 +591,9 @@ def test_cache_until_inferior_runs(one_target):
     # After running, the numbers are still the CLI's (the process is back
     # in its SIGSTOP loop, its heap unchanged).
     cli = harness.cli_json("info", "--json", t.pid)
-    assert json.loads(result["info_after"]) == cli
+    doc = json.loads(result["info_after"])
+    gdb_symbols_agree(doc, cli)
+    assert doc == cli
 
 
 INTERRUPT_CODE = r'''
