@@ -831,3 +831,48 @@ def test_binding_standalone(one_target):
         assert unreadable.get("address") is not None, unreadable
     assert "closed" in errors["closed"]["text"]
     assert errors["progress_interrupt"] == "KeyboardInterrupt"
+
+
+# ------------------------------------------------- loading and installing
+
+@pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
+                         ids=[label for label, _ in harness.PYTHONS])
+def test_binding_loads_in_every_python(python):
+    """One build of the stable-ABI binding imports into every CPython 3.8+
+    (as into any GDB embedding one), and the package compiles there."""
+    if sanitizer_runtime():
+        pytest.skip("sanitizer build: the binding needs the ASan runtime "
+                    "preloaded (see test_binding_standalone)")
+    package = os.path.dirname(binding_path())
+    code = ("import sys, glob; sys.path.insert(0, %r)\n"
+            "import _pymortem\n"
+            "for f in glob.glob(%r): compile(open(f).read(), f, 'exec')\n"
+            "print(' '.join(n for n, _ in _pymortem.reports()))\n"
+            % (package, os.path.join(package, "*.py")))
+    proc = subprocess.run([python, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == library_reports()
+
+
+def test_installed_plugin_loads(tmp_path, one_target):
+    """`meson install` puts the loader, package and binding together; the
+    installed loader line works."""
+    destdir = tmp_path / "dest"
+    proc = subprocess.run(["meson", "install", "-C", harness.build_dir(),
+                           "--destdir", str(destdir), "--no-rebuild"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    assert proc.returncode == 0, proc.stdout
+    loaders = list(destdir.rglob("pymortem-gdb.py"))
+    assert len(loaders) == 1, loaders
+    probe = ("python import pymortem, os; "
+             "print('loaded-from', os.path.dirname(pymortem.__file__))")
+    argv = [GDB, "-nx", "-q", "-batch", "-ex", "source %s" % loaders[0],
+            "-ex", probe, "-ex", "heap regions --json",
+            "-p", str(one_target.pid)]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, env=gdb_env())
+    one_target.ensure_stopped()
+    assert "loaded-from %s" % (loaders[0].parent / "pymortem") in proc.stdout
+    assert '"regions"' in proc.stdout, proc.stderr
