@@ -33,8 +33,10 @@ struct pm_glibc_arena {
 	uint64_t address;           /* struct malloc_state */
 	bool is_main;
 	uint64_t top, top_size, system_mem;
+	bool noncontiguous;         /* malloc_state.flags NONCONTIGUOUS */
 	size_t nheaps;
 	uint64_t *heaps;            /* heap_info addresses (non-main) */
+	uint64_t heap_sizes_total;  /* sum of heap_info.size (non-main) */
 	struct pm_mallinfo info;    /* this arena's share (hblks/hblkhd 0) */
 };
 
@@ -42,7 +44,10 @@ struct pm_glibc_heap {
 	int version_major, version_minor;   /* detected glibc version */
 	const char *version_source;         /* how it was found */
 	const char *main_arena_source;      /* "symbol", "signature scan", ... */
-	uint64_t main_arena, mp;
+	uint64_t main_arena, mp;            /* mp is 0 when not found */
+	const char *mp_source;              /* "symbol", "signature scan" */
+	uint64_t mp_n_mmaps, mp_mmapped_mem;    /* mp_'s own counts */
+	size_t ntcaches;                    /* tcache structs identified */
 	size_t narenas;
 	struct pm_glibc_arena *arenas;
 	size_t nchunks;
@@ -53,11 +58,23 @@ struct pm_glibc_heap {
 	/* Set when glibc malloc is not the allocator in use (jemalloc, ...):
 	 * then there are no chunks and this names what was found. */
 	const char *other_allocator;
+	char other_allocator_buf[160];
+	char version_source_buf[64];
 };
 
 /* Walks once per target (cached); *ret stays owned by the target. */
 struct pm_error *pm_glibc_walk(struct pm_target *t,
 			       const struct pm_glibc_heap **ret);
+
+/* "used", "free-bin", "free-fastbin", "free-tcache", "top",
+ * "tcache-struct", "mmapped". */
+const char *pm_chunk_state_name(enum pm_chunk_state state);
+/* True for the program's live allocations: PM_CHUNK_USED and
+ * PM_CHUNK_MMAPPED (not tcache'd chunks, not glibc's tcache struct). */
+bool pm_chunk_state_is_used(enum pm_chunk_state state);
+/* The chunk whose [addr, addr+size) holds addr, or NULL (binary search). */
+const struct pm_chunk *pm_glibc_chunk_containing(const struct pm_glibc_heap *h,
+						 uint64_t addr);
 
 /* The glibc version of the target, and how it was found. */
 struct pm_error *pm_glibc_detect_version(struct pm_target *t, int *major,

@@ -19,6 +19,15 @@ static const struct report_entry reports[] = {
 	 pm_report_info},
 	{{"digest", "a digest of every readable region's bytes (for testing)"},
 	 pm_report_digest},
+	{{"malloc-stats", "glibc malloc totals per arena (mallinfo2's fields)"},
+	 pm_report_malloc_stats},
+	{{"chunks", "glibc malloc chunks (--used/--free, --min-size)"},
+	 pm_report_chunks},
+	{{"sizes", "histogram of in-use glibc chunk sizes"}, pm_report_sizes},
+	{{"pymalloc-stats", "pymalloc arenas, pools and blocks, as sys._debugmallocstats()"},
+	 pm_report_pymalloc_stats},
+	{{"summary", "every in-use allocation by Python type / owner / allocator"},
+	 pm_report_summary},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -17,4 +17,12 @@ pm_report_fn pm_report_regions;
 pm_report_fn pm_report_info;
 pm_report_fn pm_report_digest;
 
+/* report_glibc.c */
+pm_report_fn pm_report_malloc_stats;
+pm_report_fn pm_report_chunks;
+pm_report_fn pm_report_sizes;
+/* report_python.c */
+pm_report_fn pm_report_pymalloc_stats;
+pm_report_fn pm_report_summary;
+
 #endif

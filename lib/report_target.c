@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "elffile.h"
+#include "glibc.h"
 #include "report.h"
 
 static void perms_text(uint32_t perms, char buf[5])
@@ -31,6 +32,10 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 				   const struct pm_report_args *args,
 				   struct pm_strbuf *out)
 {
+	/* The glibc walk labels the heaps and mmapped chunks it finds; a
+	 * failed walk just leaves the regions unlabelled. */
+	const struct pm_glibc_heap *heap;
+	pm_error_destroy(pm_glibc_walk(t, &heap));
 	size_t n = pm_target_region_count(t);
 	if (args->format == PM_FORMAT_JSON) {
 		pm_strbuf_append(out, "\"regions\": [");

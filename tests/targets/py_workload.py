@@ -192,6 +192,7 @@ class Oracle:
         self.mi = Mallinfo2()
         self.blocks = ctypes.c_ssize_t(0)
         self.offsets = (ctypes.c_long * len(NUMBER_FIELDS))()
+        self.names = [sys.intern(f[10:]) for f in NUMBER_FIELDS]
         # tp_name follows PyVarObject's header: sizeof(PyObject) + ob_size.
         self.tp_name_offset = object.__basicsize__ + 8
 
@@ -255,10 +256,15 @@ class Oracle:
         dms = os.open(path + ".dms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                       0o644)
         tmp, final = (path + ".tmp").encode(), path.encode()
+        self.keep = (tmp, final)
         # No cyclic garbage may be freed after the counts: collect it now.
         gc.collect()
         # -- from here on only small temporaries --
         sys.stderr.flush()
+        r = self.mallinfo2()
+        ctypes.memmove(ctypes.addressof(self.mi), ctypes.addressof(r),
+                       ctypes.sizeof(Mallinfo2))
+        del r
         saved = os.dup(2)
         os.dup2(dms, 2)
         sys._debugmallocstats()
@@ -266,13 +272,9 @@ class Oracle:
         os.close(saved)
         os.close(dms)
         self.blocks.value = sys.getallocatedblocks()
-        r = self.mallinfo2()
-        ctypes.memmove(ctypes.addressof(self.mi), ctypes.addressof(r),
-                       ctypes.sizeof(Mallinfo2))
-        del r
         os.pwrite(fd, b"%20d" % self.blocks.value, self.offsets[0])
         for k in range(1, len(NUMBER_FIELDS)):
-            os.pwrite(fd, b"%20d" % getattr(self.mi, NUMBER_FIELDS[k][10:]),
+            os.pwrite(fd, b"%20d" % getattr(self.mi, self.names[k]),
                       self.offsets[k])
         os.close(fd)
         os.rename(tmp, final)
@@ -289,7 +291,21 @@ def capture_and_stop(path, info, gc_addresses, no_stop):
     oracle.finish(path + ".warmup", dict(info), gc_addresses)
     doc = dict(info)
     doc["pid"] = pid
+    # sys._debugmallocstats() once more as the very last act, into
+    # <oracle>.last.dms: finish() still runs a little Python after its own
+    # reading (writing the numbers, renaming the file), which can move a few
+    # pymalloc blocks; between this reading and the stop only C calls with
+    # small cached ints run. Tests that compare pymalloc block for block use
+    # this one. The file and dup are made before finish(), so nothing
+    # allocated for them is in or after any reading.
+    last_dms = os.open(path + ".last.dms",
+                       os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    saved_err = os.dup(2)
+    dup2, debugmallocstats = os.dup2, sys._debugmallocstats
     oracle.finish(path, doc, gc_addresses)
+    dup2(last_dms, 2)
+    debugmallocstats()
+    dup2(saved_err, 2)
     if no_stop:
         return
     while True:

@@ -1,0 +1,852 @@
+/* The CPython heap analysis: list every in-use allocation (pymalloc used
+ * blocks, glibc chunks), recognise the object at the start of each one with
+ * the validation rules of shared/reference/cpython-memory.md, attribute the
+ * buffers that recognised objects point at (dict keys, list items, ...), and
+ * put each allocation into exactly one category. */
+#include "cpython.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "glibc.h"
+#include "pymalloc.h"
+
+enum {
+	TPFLAG_HEAPTYPE = 1 << 9,
+	TPFLAG_READY = 1 << 12,
+	TPFLAG_HAVE_GC = 1 << 14,
+	TPFLAG_MANAGED_DICT = 1 << 4,
+	STR_STATE = 32,             /* PyASCIIObject.state */
+	TYPE_NAME_MAX = 128,
+	TYPE_CHAIN_MAX = 3,         /* ob_type hops from a type to PyType_Type */
+	BASE_CHAIN_MAX = 64,        /* tp_base hops */
+	BASICSIZE_MAX = 1 << 20,
+	WINDOW = 224,               /* bytes of a glibc chunk read for recognition */
+	DEBUG_HOOK_HEADER = 16, DEBUG_HOOK_TRAILER = 8,
+};
+#define REFCNT_MAX (UINT64_C(1) << 40)
+
+/* What a type is, for attribution of the buffers its instances own. */
+enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
+		 TK_BYTEARRAY, TK_TYPE, TK_KINDS };
+
+/* The static types the recogniser needs to know by address (exported). */
+static const char *const kind_symbols[TK_KINDS] = {
+	[TK_LIST] = "PyList_Type", [TK_DICT] = "PyDict_Type",
+	[TK_SET] = "PySet_Type", [TK_STR] = "PyUnicode_Type",
+	[TK_BYTEARRAY] = "PyByteArray_Type", [TK_TYPE] = "PyType_Type",
+};
+
+struct type_info {
+	uint64_t addr;              /* 0 = empty slot */
+	bool valid;
+	uint8_t kind;               /* enum type_kind */
+	uint64_t flags, basicsize;
+	uint32_t cat_live, cat_free;
+	char *name;
+};
+
+struct type_map {
+	size_t cap, n;              /* cap is a power of two */
+	struct type_info *slots;
+};
+
+struct pending {
+	uint64_t ptr;
+	uint32_t category;
+};
+
+/* The analysis in progress. */
+struct analysis {
+	struct pm_target *t;
+	struct pm_cpython_heap *heap;
+	const struct pm_cpython_layout *l;
+	const struct pm_python_info *py;
+	const struct pm_pymalloc *pm;
+	uint64_t kind_types[TK_KINDS];
+	uint64_t frozenset_type;
+	struct type_map types;
+	uint32_t *cat_index;        /* open addressing over heap->categories */
+	size_t cat_index_cap, categories_cap, allocs_cap;
+	struct pending *pending;
+	size_t npending, pending_cap;
+	uint32_t cat_owned[8];      /* "dict keys", ... (enum owned) */
+	/* The pymalloc pool currently in buf. */
+	const struct pm_pymalloc_pool *pool;
+	uint8_t *pool_buf;
+	uint8_t window[WINDOW];
+};
+
+enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
+	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_KINDS };
+static const char *const owned_names[OWN_KINDS] = {
+	"dict keys", "dict values", "list items", "set table", "str utf8",
+	"str wstr", "bytearray buffer",
+};
+
+static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
+	"pymalloc", "glibc", "glibc mmap", "glibc tcache", "glibc",
+};
+
+const char *pm_alloc_kind_name(enum pm_alloc_kind kind)
+{
+	return kind < PM_ALLOC_KINDS ? alloc_kind_names[kind] : "?";
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t hash_u64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= UINT64_C(0xff51afd7ed558ccd);
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+	return h * UINT64_C(0x100000001b3);
+}
+
+/* ---- categories ---------------------------------------------------- */
+
+static uint64_t category_hash(const char *domain, const char *kind,
+			      const char *detail)
+{
+	return hash_str(hash_str(hash_str(UINT64_C(0xcbf29ce484222325), domain),
+				 kind), detail);
+}
+
+static struct pm_error *category_index_grow(struct analysis *a)
+{
+	size_t cap = a->cat_index_cap ? 2 * a->cat_index_cap : 256;
+	uint32_t *index = malloc(cap * sizeof(*index));
+	if (!index)
+		return &pm_error_no_memory;
+	memset(index, 0xff, cap * sizeof(*index));
+	for (size_t i = 0; i < a->heap->ncategories; i++) {
+		const struct pm_category *c = &a->heap->categories[i];
+		size_t h = category_hash(c->domain, c->kind, c->detail) & (cap - 1);
+		while (index[h] != PM_CATEGORY_NONE)
+			h = (h + 1) & (cap - 1);
+		index[h] = (uint32_t)i;
+	}
+	free(a->cat_index);
+	a->cat_index = index;
+	a->cat_index_cap = cap;
+	return NULL;
+}
+
+static struct pm_error *category_add(struct analysis *a, const char *domain,
+				     const char *kind, const char *detail,
+				     uint32_t *ret)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	if (heap->ncategories == a->categories_cap) {
+		size_t cap = a->categories_cap ? 2 * a->categories_cap : 64;
+		void *p = realloc(heap->categories, cap * sizeof(*heap->categories));
+		if (!p)
+			return &pm_error_no_memory;
+		heap->categories = p;
+		a->categories_cap = cap;
+	}
+	struct pm_category *c = &heap->categories[heap->ncategories];
+	memset(c, 0, sizeof(*c));
+	c->domain = strdup(domain);
+	c->kind = strdup(kind);
+	c->detail = strdup(detail);
+	if (!c->domain || !c->kind || !c->detail) {
+		free(c->domain);
+		free(c->kind);
+		free(c->detail);
+		return &pm_error_no_memory;
+	}
+	*ret = (uint32_t)heap->ncategories++;
+	return NULL;
+}
+
+/* The id of category (domain, kind, detail), created on first use. */
+static struct pm_error *category_get(struct analysis *a, const char *domain,
+				     const char *kind, const char *detail,
+				     uint32_t *ret)
+{
+	struct pm_error *err;
+	if (2 * (a->heap->ncategories + 1) > a->cat_index_cap &&
+	    (err = category_index_grow(a)))
+		return err;
+	size_t mask = a->cat_index_cap - 1;
+	size_t h = category_hash(domain, kind, detail) & mask;
+	for (; a->cat_index[h] != PM_CATEGORY_NONE; h = (h + 1) & mask) {
+		const struct pm_category *c = &a->heap->categories[a->cat_index[h]];
+		if (!strcmp(c->domain, domain) && !strcmp(c->kind, kind) &&
+		    !strcmp(c->detail, detail)) {
+			*ret = a->cat_index[h];
+			return NULL;
+		}
+	}
+	err = category_add(a, domain, kind, detail, ret);
+	if (!err)
+		a->cat_index[h] = *ret;
+	return err;
+}
+
+/* ---- types --------------------------------------------------------- */
+
+static struct pm_error *type_map_grow(struct type_map *m)
+{
+	size_t cap = m->cap ? 2 * m->cap : 1024;
+	struct type_info *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return &pm_error_no_memory;
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->slots[i].addr)
+			continue;
+		size_t h = hash_u64(m->slots[i].addr) & (cap - 1);
+		while (slots[h].addr)
+			h = (h + 1) & (cap - 1);
+		slots[h] = m->slots[i];
+	}
+	free(m->slots);
+	m->slots = slots;
+	m->cap = cap;
+	return NULL;
+}
+
+static bool name_printable(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+			return false;
+	return true;
+}
+
+/* Follows ob_type from a candidate type: PyType_Type within a few hops
+ * (type -> metaclass -> type). */
+static bool type_chain_ok(struct analysis *a, uint64_t tp)
+{
+	uint64_t cur = tp;
+	for (int hop = 0; hop <= TYPE_CHAIN_MAX; hop++) {
+		uint64_t meta;
+		if (cur & 7 || !pm_target_is_mapped(a->t, cur + 8, 8))
+			return false;
+		struct pm_error *err = pm_target_read_u64(a->t, cur + 8, &meta);
+		if (err) {
+			pm_error_destroy(err);
+			return false;
+		}
+		if (meta == a->kind_types[TK_TYPE])
+			return true;
+		cur = meta;
+	}
+	return false;
+}
+
+static uint8_t type_kind_of(struct analysis *a, uint64_t tp)
+{
+	uint64_t cur = tp;
+	for (int hop = 0; cur && hop < BASE_CHAIN_MAX; hop++) {
+		for (int k = 1; k < TK_KINDS; k++) {
+			if (!a->kind_types[k] || cur != a->kind_types[k])
+				continue;
+			if (k == TK_STR && hop)
+				return TK_STR_SUB;
+			return (uint8_t)k;
+		}
+		if (cur == a->frozenset_type)
+			return TK_SET;
+		struct pm_error *err = pm_target_read_u64(a->t, cur + a->l->tp_base, &cur);
+		if (err) {
+			pm_error_destroy(err);
+			return TK_OTHER;
+		}
+	}
+	return TK_OTHER;
+}
+
+static struct pm_error *type_categories(struct analysis *a, struct type_info *ti)
+{
+	struct pm_error *err = category_get(a, "python", ti->name, "-", &ti->cat_live);
+	if (!err)
+		err = category_get(a, "python", ti->name, "free list", &ti->cat_free);
+	return err;
+}
+
+/* Validates a candidate type object (rules 1-4 of the reference). */
+static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
+{
+	uint8_t head[264];
+	const struct pm_cpython_layout *l = a->l;
+	if (ti->addr & 7 || !pm_target_is_mapped(a->t, ti->addr, sizeof(head)))
+		return NULL;
+	struct pm_error *err = pm_target_read(a->t, ti->addr, head, sizeof(head));
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	ti->flags = get_u64(head + l->tp_flags);
+	ti->basicsize = get_u64(head + l->tp_basicsize);
+	if (!(ti->flags & TPFLAG_READY) || ti->basicsize < 16 ||
+	    ti->basicsize >= BASICSIZE_MAX || !type_chain_ok(a, ti->addr))
+		return NULL;
+	char name[TYPE_NAME_MAX];
+	err = pm_target_read_cstr(a->t, get_u64(head + l->tp_name), name, sizeof(name));
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	if (!name_printable(name))
+		return NULL;
+	ti->name = strdup(name);
+	if (!ti->name)
+		return &pm_error_no_memory;
+	ti->kind = type_kind_of(a, ti->addr);
+	ti->valid = true;
+	a->heap->types++;
+	return type_categories(a, ti);
+}
+
+/* The cached verdict on a type pointer; *ret NULL when it is not a type. */
+static struct pm_error *type_get(struct analysis *a, uint64_t tp,
+				 const struct type_info **ret)
+{
+	*ret = NULL;
+	if (!tp || tp & 7)
+		return NULL;
+	struct type_map *m = &a->types;
+	struct pm_error *err;
+	if (2 * (m->n + 1) > m->cap && (err = type_map_grow(m)))
+		return err;
+	size_t h = hash_u64(tp) & (m->cap - 1);
+	while (m->slots[h].addr && m->slots[h].addr != tp)
+		h = (h + 1) & (m->cap - 1);
+	struct type_info *ti = &m->slots[h];
+	if (!ti->addr) {
+		ti->addr = tp;
+		m->n++;
+		if ((err = type_inspect(a, ti)))
+			return err;
+	}
+	if (ti->valid)
+		*ret = ti;
+	return NULL;
+}
+
+/* ---- recognition --------------------------------------------------- */
+
+/* A word of target memory, from the current pool buffer when it is there. */
+static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
+{
+	if (a->pool && addr >= a->pool->address &&
+	    addr + 8 <= a->pool->address + a->pm->pool_size) {
+		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
+		return true;
+	}
+	struct pm_error *err = pm_target_read_u64(a->t, addr, ret);
+	pm_error_destroy(err);
+	return !err;
+}
+
+/* Rule 8: an untracked GC head, or one whose list neighbours point back. */
+static bool gc_head_ok(struct analysis *a, uint64_t gc, uint64_t next,
+		       uint64_t prev)
+{
+	if (next == 0)
+		return (prev & ~UINT64_C(3)) == 0;
+	uint64_t p = prev & ~UINT64_C(3), n = next & ~UINT64_C(3), v;
+	if (!read_word(a, p, &v) || (v & ~UINT64_C(1)) != gc)
+		return false;
+	return read_word(a, n + 8, &v) && (v & ~UINT64_C(3)) == gc;
+}
+
+static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
+{
+	if (!ptr)
+		return NULL;
+	if (a->npending == a->pending_cap) {
+		size_t cap = a->pending_cap ? 2 * a->pending_cap : 4096;
+		void *p = realloc(a->pending, cap * sizeof(*a->pending));
+		if (!p)
+			return &pm_error_no_memory;
+		a->pending = p;
+		a->pending_cap = cap;
+	}
+	a->pending[a->npending++] = (struct pending){ ptr, a->cat_owned[what] };
+	return NULL;
+}
+
+/* The pointer field at off of an object whose avail bytes are in b (0 when
+ * the field is not inside them). */
+static uint64_t field(const uint8_t *b, size_t avail, uint32_t off)
+{
+	return off + 8 <= avail ? get_u64(b + off) : 0;
+}
+
+static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
+				  size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	if (STR_STATE + 4 > avail)
+		return NULL;
+	uint32_t state = get_u32(b + STR_STATE);
+	bool compact = state & (1u << 5), ascii = state & (1u << 6);
+	struct pm_error *err = NULL;
+	if (compact && !ascii)
+		err = pend(a, field(b, avail, l->str_utf8), OWN_STR_UTF8);
+	if (!err && l->str_wstr >= 0)
+		err = pend(a, field(b, avail, (uint32_t)l->str_wstr), OWN_STR_WSTR);
+	return err;
+}
+
+/* 3.11/3.12 instances with a managed dict keep their values array apart,
+ * pointed at from the pre-header (pre bytes before the object). */
+static struct pm_error *managed_values_owned(struct analysis *a,
+					     const struct type_info *ti,
+					     const uint8_t *b, size_t pre)
+{
+	const struct pm_cpython_layout *l = a->l;
+	if (!l->managed_values || !(ti->flags & TPFLAG_MANAGED_DICT) ||
+	    pre < (size_t)-l->managed_values)
+		return NULL;
+	uint64_t v = get_u64(b + l->managed_values);
+	if (!l->managed_values_tagged)
+		return pend(a, v, OWN_DICT_VALUES);
+	return v & 1 ? pend(a, v + 1, OWN_DICT_VALUES) : NULL;
+}
+
+/* Buffers owned by a recognised object: obj is its address, b its bytes
+ * (avail of them), pre the bytes before it in the same allocation. */
+static struct pm_error *object_owned(struct analysis *a,
+				     const struct type_info *ti, uint64_t obj,
+				     const uint8_t *b, size_t avail, size_t pre)
+{
+	const struct pm_cpython_layout *l = a->l;
+	struct pm_error *err = managed_values_owned(a, ti, b, pre);
+	if (err)
+		return err;
+	switch (ti->kind) {
+	case TK_LIST:
+		return pend(a, field(b, avail, l->list_items), OWN_LIST_ITEMS);
+	case TK_DICT:
+		err = pend(a, field(b, avail, l->dict_keys), OWN_DICT_KEYS);
+		return err ? err : pend(a, field(b, avail, l->dict_values),
+					OWN_DICT_VALUES);
+	case TK_SET: {
+		uint64_t table = field(b, avail, l->set_table);
+		return table == obj + l->set_smalltable ? NULL :
+			pend(a, table, OWN_SET_TABLE);
+	}
+	case TK_STR:
+		return str_owned(a, b, avail);
+	case TK_BYTEARRAY:
+		return pend(a, field(b, avail, l->bytearray_bytes), OWN_BYTEARRAY);
+	case TK_TYPE: {
+		/* A class: its shared-keys table (instances' split dicts). */
+		uint64_t flags, keys;
+		if (read_word(a, obj + l->tp_flags, &flags) &&
+		    (flags & TPFLAG_HEAPTYPE) &&
+		    read_word(a, obj + l->ht_cached_keys, &keys))
+			return pend(a, keys, OWN_DICT_KEYS);
+		return NULL;
+	}
+	default:
+		return NULL;
+	}
+}
+
+static bool refcnt_ok(const struct analysis *a, uint64_t rc)
+{
+	if (a->l->immortal && (int32_t)(uint32_t)rc < 0)
+		return true;
+	return rc < REFCNT_MAX;
+}
+
+/* Recognises the object at the start of an allocation (rules 5-9): bytes
+ * holds len bytes from alloc->addr; usable is what the allocation can hold. */
+static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
+				  const uint8_t *bytes, size_t len, size_t usable)
+{
+	static const size_t offsets[] = { 0, 16, 32 };
+	/* Debug hooks put {size, api id, 7 x 0xfd} before the data; large
+	 * object allocations go obj -> raw, each wrapped: up to two headers. */
+	size_t base = 0;
+	for (int nested = 0; nested < 2; nested++) {
+		const uint8_t *h = bytes + base;
+		if (base + 16 > len || usable < DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER ||
+		    memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7) != 0)
+			break;
+		base += DEBUG_HOOK_HEADER;
+		usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
+		a->heap->debug_hooks = true;
+	}
+	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		size_t off = offsets[i], at = base + off;
+		if (at + 16 > len)
+			break;
+		const uint8_t *b = bytes + at;
+		uint64_t rc = get_u64(b);
+		const struct type_info *ti;
+		struct pm_error *err = type_get(a, get_u64(b + 8), &ti);
+		if (err)
+			return err;
+		if (!ti)
+			continue;
+		size_t expect = (ti->flags & TPFLAG_HAVE_GC ? 16 : 0) +
+				(ti->flags & a->l->preheader_flags ? 16 : 0);
+		uint64_t need = ti->kind == TK_STR ? a->l->str_ascii_size : ti->basicsize;
+		if (expect != off || off + need > usable || !refcnt_ok(a, rc))
+			continue;
+		uint64_t obj = alloc->addr + at;
+		if ((ti->flags & TPFLAG_HAVE_GC) &&
+		    !gc_head_ok(a, obj - 16, get_u64(b - 16), get_u64(b - 8)))
+			continue;
+		if (rc == 0) {
+			alloc->category = ti->cat_free;
+			a->heap->free_list_objects++;
+			return NULL;
+		}
+		alloc->category = ti->cat_live;
+		a->heap->objects++;
+		return object_owned(a, ti, obj, b, len - at, at);
+	}
+	return NULL;
+}
+
+/* ---- allocations --------------------------------------------------- */
+
+static struct pm_error *alloc_push(struct analysis *a, uint64_t addr,
+				   uint64_t size, enum pm_alloc_kind kind)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	if (heap->nallocs == a->allocs_cap) {
+		size_t cap = a->allocs_cap ? 2 * a->allocs_cap : 65536;
+		void *p = realloc(heap->allocs, cap * sizeof(*heap->allocs));
+		if (!p)
+			return &pm_error_no_memory;
+		heap->allocs = p;
+		a->allocs_cap = cap;
+	}
+	heap->allocs[heap->nallocs++] = (struct pm_alloc){
+		.addr = addr, .size = size, .category = PM_CATEGORY_NONE,
+		.kind = (uint8_t)kind };
+	return NULL;
+}
+
+static struct pm_error *allocs_from_pymalloc(struct analysis *a)
+{
+	const struct pm_pymalloc *pm = a->pm;
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < pm->npools && !err; i++) {
+		const struct pm_pymalloc_pool *pool = &pm->pools[i];
+		uint32_t size = pm_pymalloc_block_size(pool->szidx);
+		for (uint32_t k = 0; k < pool->nblocks && !err; k++)
+			if (pm_pymalloc_block_used(pm, pool, k))
+				err = alloc_push(a, pool->address + PM_PYMALLOC_POOL_OVERHEAD +
+						 (uint64_t)k * size, size, PM_ALLOC_PYMALLOC);
+	}
+	return err;
+}
+
+static struct pm_error *allocs_from_glibc(struct analysis *a,
+					  const struct pm_glibc_heap *g)
+{
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < g->nchunks && !err; i++) {
+		const struct pm_chunk *c = &g->chunks[i];
+		enum pm_alloc_kind kind;
+		switch (c->state) {
+		case PM_CHUNK_USED: kind = PM_ALLOC_GLIBC; break;
+		case PM_CHUNK_MMAPPED: kind = PM_ALLOC_MMAPPED; break;
+		case PM_CHUNK_FREE_TCACHE: kind = PM_ALLOC_TCACHE; break;
+		case PM_CHUNK_TCACHE_STRUCT: kind = PM_ALLOC_GLIBC_META; break;
+		default: continue;
+		}
+		err = alloc_push(a, c->addr + 16, c->size, kind);
+	}
+	return err;
+}
+
+static int alloc_compare(const void *x, const void *y)
+{
+	const struct pm_alloc *p = x, *q = y;
+	return p->addr < q->addr ? -1 : p->addr > q->addr;
+}
+
+static void heap_note(struct pm_cpython_heap *heap, const char *fmt, const char *what)
+{
+	if (heap->nnotes < sizeof(heap->notes) / sizeof(heap->notes[0]))
+		snprintf(heap->notes[heap->nnotes++], sizeof(heap->notes[0]), fmt, what);
+}
+
+static struct pm_error *collect_allocs(struct analysis *a)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	struct pm_error *err = NULL;
+	if (a->py->supported) {
+		err = pm_pymalloc_walk(a->t, &a->pm);
+		if (err)
+			return err;
+		if (a->pm->found) {
+			heap->pymalloc_walked = true;
+			err = allocs_from_pymalloc(a);
+		} else {
+			heap_note(heap, "pymalloc not walked: %s", a->pm->missing);
+		}
+	}
+	if (err)
+		return err;
+	const struct pm_glibc_heap *g;
+	err = pm_glibc_walk(a->t, &g);
+	if (err) {
+		heap_note(heap, "glibc heap not walked: %s", err->message);
+		pm_error_destroy(err);
+	} else if (g->other_allocator) {
+		heap_note(heap, "glibc malloc not in use: %s", g->other_allocator);
+	} else {
+		heap->glibc_walked = true;
+		if ((err = allocs_from_glibc(a, g)))
+			return err;
+	}
+	qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
+	return NULL;
+}
+
+/* Brings the pool holding addr into pool_buf (one view per pool). */
+static bool load_pool(struct analysis *a, uint64_t addr)
+{
+	if (a->pool && addr >= a->pool->address &&
+	    addr < a->pool->address + a->pm->pool_size)
+		return true;
+	a->pool = pm_pymalloc_find_pool(a->pm, addr);
+	if (!a->pool)
+		return false;
+	struct pm_error *err = pm_target_read(a->t, a->pool->address, a->pool_buf,
+					      a->pm->pool_size);
+	if (err) {
+		pm_target_warn(a->t, true, a->pool->address, "pool unreadable: %s",
+			       err->message);
+		pm_error_destroy(err);
+		a->pool = NULL;
+		return false;
+	}
+	return true;
+}
+
+static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *alloc)
+{
+	if (alloc->kind == PM_ALLOC_PYMALLOC) {
+		if (!load_pool(a, alloc->addr))
+			return NULL;
+		const uint8_t *b = a->pool_buf + (alloc->addr - a->pool->address);
+		return recognise(a, alloc, b, alloc->size, alloc->size);
+	}
+	if (alloc->kind != PM_ALLOC_GLIBC && alloc->kind != PM_ALLOC_MMAPPED)
+		return NULL;
+	/* In-use chunk: user data is size - 8 (the next chunk's prev_size is
+	 * ours), mmapped: size - 16. */
+	uint64_t usable = alloc->size - (alloc->kind == PM_ALLOC_MMAPPED ? 16 : 8);
+	size_t len = usable < WINDOW ? (size_t)usable : WINDOW;
+	struct pm_error *err = pm_target_read(a->t, alloc->addr, a->window, len);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	a->pool = NULL;
+	return recognise(a, alloc, a->window, len, usable);
+}
+
+const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
+					     uint64_t addr)
+{
+	size_t lo = 0, hi = heap->nallocs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct pm_alloc *p = &heap->allocs[mid];
+		if (addr < p->addr)
+			hi = mid;
+		else if (addr >= p->addr + p->size)
+			lo = mid + 1;
+		else
+			return p;
+	}
+	return NULL;
+}
+
+static void resolve_pending(struct analysis *a)
+{
+	for (size_t i = 0; i < a->npending; i++) {
+		struct pm_alloc *alloc = (struct pm_alloc *)
+			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
+		if (alloc && alloc->category == PM_CATEGORY_NONE) {
+			alloc->category = a->pending[i].category;
+			a->heap->attributed++;
+		}
+	}
+}
+
+/* "513-1024 B": glibc chunks are grouped by power-of-two size ranges. */
+static void size_range(uint64_t size, char *buf, size_t len)
+{
+	uint64_t hi = 32;
+	while (hi < size && hi < (UINT64_C(1) << 62))
+		hi <<= 1;
+	snprintf(buf, len, "%llu-%llu B", (unsigned long long)(hi / 2 + 1),
+		 (unsigned long long)hi);
+}
+
+static struct pm_error *categorise_rest(struct analysis *a)
+{
+	for (size_t i = 0; i < a->heap->nallocs; i++) {
+		struct pm_alloc *alloc = &a->heap->allocs[i];
+		if (alloc->category != PM_CATEGORY_NONE)
+			continue;
+		char detail[64];
+		const char *domain = "glibc", *kind = "unknown";
+		if (alloc->kind == PM_ALLOC_PYMALLOC) {
+			domain = "pymalloc";
+			snprintf(detail, sizeof(detail), "%llu B",
+				 (unsigned long long)alloc->size);
+		} else if (alloc->kind == PM_ALLOC_TCACHE) {
+			kind = "free (tcache)";
+			snprintf(detail, sizeof(detail), "-");
+		} else if (alloc->kind == PM_ALLOC_GLIBC_META) {
+			kind = "tcache_perthread_struct";
+			snprintf(detail, sizeof(detail), "-");
+		} else {
+			domain = pm_alloc_kind_name(alloc->kind);
+			size_range(alloc->size, detail, sizeof(detail));
+		}
+		/* Consecutive allocations mostly share a category: cache it. */
+		struct pm_error *err = category_get(a, domain, kind, detail,
+						    &alloc->category);
+		if (err)
+			return err;
+	}
+	for (size_t i = 0; i < a->heap->nallocs; i++) {
+		struct pm_category *c = &a->heap->categories[a->heap->allocs[i].category];
+		c->count++;
+		c->bytes += a->heap->allocs[i].size;
+	}
+	return NULL;
+}
+
+static struct pm_error *find_static_types(struct analysis *a)
+{
+	for (int k = 1; k < TK_KINDS; k++) {
+		if (!kind_symbols[k])
+			continue;
+		struct pm_symbol sym;
+		struct pm_error *err = pm_target_symbol(a->t, NULL, kind_symbols[k], &sym);
+		if (err)
+			return pm_error_wrap(err, "CPython static type");
+		a->kind_types[k] = sym.address;
+	}
+	struct pm_symbol sym;
+	struct pm_error *err = pm_target_symbol(a->t, NULL, "PyFrozenSet_Type", &sym);
+	if (!err)
+		a->frozenset_type = sym.address;
+	pm_error_destroy(err);
+	for (int i = 0; i < OWN_KINDS; i++)
+		if ((err = category_get(a, "cpython", owned_names[i], "-", &a->cat_owned[i])))
+			return err;
+	return NULL;
+}
+
+static struct pm_error *recognise_all(struct analysis *a)
+{
+	struct pm_error *err = find_static_types(a);
+	if (err) {
+		heap_note(a->heap, "objects not recognised: %s", err->message);
+		pm_error_destroy(err);
+		return NULL;
+	}
+	a->pool_buf = malloc(a->pm && a->pm->found ? a->pm->pool_size : 1);
+	if (!a->pool_buf)
+		return &pm_error_no_memory;
+	a->heap->python = true;
+	for (size_t i = 0; i < a->heap->nallocs && !err; i++)
+		err = recognise_alloc(a, &a->heap->allocs[i]);
+	if (!err)
+		resolve_pending(a);
+	return err;
+}
+
+static struct pm_error *analyse(struct analysis *a)
+{
+	struct pm_error *err = pm_python_detect(a->t, &a->py);
+	if (err)
+		return err;
+	a->heap->py = a->py;
+	if (!a->py->supported)
+		heap_note(a->heap, "no Python objects: %s", a->py->unsupported);
+	if ((err = collect_allocs(a)))
+		return err;
+	if (a->py->supported) {
+		a->l = pm_cpython_layout_for(a->py->minor);
+		if ((err = recognise_all(a)))
+			return err;
+	}
+	return categorise_rest(a);
+}
+
+static void heap_destroy(void *p)
+{
+	struct pm_cpython_heap *heap = p;
+	if (!heap)
+		return;
+	for (size_t i = 0; i < heap->ncategories; i++) {
+		free(heap->categories[i].domain);
+		free(heap->categories[i].kind);
+		free(heap->categories[i].detail);
+	}
+	free(heap->categories);
+	free(heap->allocs);
+	free(heap);
+}
+
+static void analysis_deinit(struct analysis *a)
+{
+	for (size_t i = 0; i < a->types.cap; i++)
+		free(a->types.slots[i].name);
+	free(a->types.slots);
+	free(a->cat_index);
+	free(a->pending);
+	free(a->pool_buf);
+}
+
+struct pm_error *pm_cpython_analyse(struct pm_target *t,
+				    const struct pm_cpython_heap **ret)
+{
+	struct pm_cpython_heap *heap = pm_target_cache_get(t, PM_CACHE_CPYTHON);
+	if (!heap) {
+		heap = calloc(1, sizeof(*heap));
+		if (!heap)
+			return &pm_error_no_memory;
+		struct analysis a = { .t = t, .heap = heap };
+		struct pm_error *err = analyse(&a);
+		analysis_deinit(&a);
+		if (err) {
+			heap_destroy(heap);
+			return err;
+		}
+		pm_target_cache_set(t, PM_CACHE_CPYTHON, heap, heap_destroy);
+	}
+	*ret = heap;
+	return NULL;
+}

@@ -1,0 +1,93 @@
+/* CPython objects in the heap: per-version layouts, recognition of objects in
+ * every in-use allocation (pymalloc blocks, glibc chunks), attribution of the
+ * buffers objects own (dict keys, list items, ...), and the categories that
+ * the summary report prints. Facts: shared/reference/cpython-memory.md */
+#ifndef PM_CPYTHON_H
+#define PM_CPYTHON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "python_version.h"
+#include "target.h"
+
+/* Offsets and flags of one CPython minor version (x86-64). */
+struct pm_cpython_layout {
+	int minor;
+	/* PyTypeObject */
+	uint32_t tp_name, tp_basicsize, tp_itemsize, tp_flags, tp_base;
+	uint32_t ht_cached_keys;
+	/* tp_flags bits that put a 16-byte pre-header before the GC head */
+	uint64_t preheader_flags;
+	bool immortal;              /* 3.12+: refcnt < 0 as int32 is immortal */
+	/* Owned-buffer pointers inside objects */
+	uint32_t list_items, dict_keys, dict_values, set_table, set_smalltable;
+	uint32_t bytearray_bytes;
+	uint32_t str_ascii_size;    /* sizeof(PyASCIIObject) */
+	uint32_t str_utf8;          /* PyCompactUnicodeObject.utf8 */
+	int32_t str_wstr;           /* PyASCIIObject.wstr, -1 when absent */
+	/* Pre-header words, relative to the object: values and dict pointers of
+	 * a managed dict (0 = none in this version). */
+	int32_t managed_values, managed_dict;
+	bool managed_values_tagged; /* 3.12: values stored as pointer - 1, tag bit 0 */
+};
+
+const struct pm_cpython_layout *pm_cpython_layout_for(int minor);
+
+enum pm_alloc_kind {
+	PM_ALLOC_PYMALLOC = 0,      /* a used pymalloc block */
+	PM_ALLOC_GLIBC,             /* an in-use glibc chunk in an arena */
+	PM_ALLOC_MMAPPED,           /* a glibc mmapped chunk */
+	PM_ALLOC_TCACHE,            /* a chunk in a tcache bin (counted in use by mallinfo2) */
+	PM_ALLOC_GLIBC_META,        /* a tcache_perthread_struct */
+	PM_ALLOC_KINDS
+};
+const char *pm_alloc_kind_name(enum pm_alloc_kind kind);
+
+#define PM_CATEGORY_NONE UINT32_MAX
+
+/* One allocation: addr is where its user data starts (glibc: chunk + 16),
+ * size what it occupies in its allocator (block size, chunk size). */
+struct pm_alloc {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t category;
+	uint8_t kind;               /* enum pm_alloc_kind */
+};
+
+/* A summary row: domain ("python", "cpython", "pymalloc", "glibc"), kind (a
+ * type name, "dict keys", ...) and detail ("-", a size range). */
+struct pm_category {
+	char *domain, *kind, *detail;
+	uint64_t count, bytes;
+};
+
+struct pm_cpython_heap {
+	const struct pm_python_info *py;
+	bool python;                /* objects were recognised (supported CPython) */
+	bool pymalloc_walked;
+	bool glibc_walked;
+	char notes[4][200];         /* what was not analysed and why */
+	size_t nnotes;
+	bool debug_hooks;           /* PYTHONMALLOC=debug / -X dev layout seen */
+	size_t nallocs;
+	struct pm_alloc *allocs;    /* sorted by addr */
+	size_t ncategories;
+	struct pm_category *categories;
+	uint64_t objects;           /* allocations recognised as live objects */
+	uint64_t free_list_objects; /* refcount 0, on a free list */
+	uint64_t attributed;        /* buffers given their owner's category */
+	uint64_t types;             /* distinct valid type objects seen */
+};
+
+/* Runs the whole analysis once per target (cached in PM_CACHE_CPYTHON);
+ * *ret stays owned by the target. Works on non-Python processes too (then
+ * everything is glibc, by size) and says what it could not do in notes. */
+struct pm_error *pm_cpython_analyse(struct pm_target *t,
+				    const struct pm_cpython_heap **ret);
+
+/* The allocation containing addr, or NULL. */
+const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
+					     uint64_t addr);
+
+#endif

@@ -1,0 +1,49 @@
+/* Per-version layouts of the CPython structures the recogniser reads, one
+ * table row per minor version 3.8 to 3.13 (x86-64), checked with gdb
+ * `ptype /o` against the pyenv builds. */
+#include "cpython.h"
+
+#include <stddef.h>
+
+#define PM_TYPE_OFFSETS .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, \
+	.tp_flags = 168, .tp_base = 256
+#define PM_CONTAINER_OFFSETS .list_items = 24, .dict_keys = 32, \
+	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
+	.bytearray_bytes = 32
+#define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
+#define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
+
+enum {
+	MANAGED_WEAKREF = 1 << 3,
+	MANAGED_DICT = 1 << 4,
+};
+
+static const struct pm_cpython_layout layouts[] = {
+	{ .minor = 8, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  .ht_cached_keys = 872 },
+	{ .minor = 9, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  .ht_cached_keys = 864 },
+	{ .minor = 10, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  .ht_cached_keys = 872 },
+	/* 3.11: values pointer at obj-32, dict pointer at obj-24 */
+	{ .minor = 11, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
+	  .managed_values = -32, .managed_dict = -24 },
+	/* 3.12: one word at obj-24, values (tagged) or dict; weakrefs at obj-32 */
+	{ .minor = 12, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
+	  .immortal = true, .managed_values = -24, .managed_dict = -24,
+	  .managed_values_tagged = true },
+	/* 3.13: values are inline in the object; dict pointer at obj-24 */
+	{ .minor = 13, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
+	  .immortal = true, .managed_dict = -24 },
+};
+
+const struct pm_cpython_layout *pm_cpython_layout_for(int minor)
+{
+	for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
+		if (layouts[i].minor == minor)
+			return &layouts[i];
+	return NULL;
+}

@@ -1,0 +1,370 @@
+/* Reports over the glibc walk: "malloc-stats" (mallinfo2's fields per arena
+ * and in total), "chunks" (a chunk listing) and "sizes" (a histogram of
+ * in-use chunk sizes). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "glibc.h"
+#include "report.h"
+
+#define SIZES_TOP_DEFAULT 40
+
+/* A walk, or a report saying glibc malloc is not in use. Returns false
+ * when the report is finished (other allocator). */
+static struct pm_error *glibc_walk_for_report(struct pm_target *t,
+					      const struct pm_report_args *args,
+					      struct pm_strbuf *out,
+					      const struct pm_glibc_heap **ret)
+{
+	struct pm_error *err = pm_glibc_walk(t, ret);
+	if (err)
+		return err;
+	const struct pm_glibc_heap *h = *ret;
+	if (!h->other_allocator)
+		return NULL;
+	if (args->format == PM_FORMAT_JSON) {
+		pm_strbuf_append(out, "\"other_allocator\": ");
+		pm_strbuf_json_string(out, h->other_allocator);
+	} else {
+		pm_strbuf_printf(out, "glibc malloc is not in use: %s\n",
+				 h->other_allocator);
+	}
+	return NULL;
+}
+
+static const char *const mallinfo_names[] = {
+	"arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+	"fsmblks", "uordblks", "fordblks", "keepcost",
+};
+#define NMALLINFO (sizeof(mallinfo_names) / sizeof(mallinfo_names[0]))
+
+static void mallinfo_values(const struct pm_mallinfo *m, uint64_t *v)
+{
+	const uint64_t vals[NMALLINFO] = {
+		m->arena, m->ordblks, m->smblks, m->hblks, m->hblkhd,
+		m->usmblks, m->fsmblks, m->uordblks, m->fordblks, m->keepcost,
+	};
+	memcpy(v, vals, sizeof(vals));
+}
+
+static void mallinfo_json(struct pm_strbuf *out, const struct pm_mallinfo *m,
+			  const char *indent)
+{
+	uint64_t v[NMALLINFO];
+	mallinfo_values(m, v);
+	for (size_t i = 0; i < NMALLINFO; i++)
+		pm_strbuf_printf(out, "%s%s\"%s\": %llu", i ? "," : "", indent,
+				 mallinfo_names[i], (unsigned long long)v[i]);
+}
+
+static void optional_address_json(struct pm_strbuf *out, const char *key,
+				  uint64_t value)
+{
+	if (value)
+		pm_strbuf_printf(out, ",\n\"%s\": %llu", key,
+				 (unsigned long long)value);
+	else
+		pm_strbuf_printf(out, ",\n\"%s\": null", key);
+}
+
+static void malloc_stats_json(const struct pm_glibc_heap *h,
+			      struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "\"glibc_version\": \"%d.%d\",\n\"version_source\": ",
+			 h->version_major, h->version_minor);
+	pm_strbuf_json_string(out, h->version_source);
+	pm_strbuf_printf(out, ",\n\"main_arena\": %llu,\n\"main_arena_source\": ",
+			 (unsigned long long)h->main_arena);
+	pm_strbuf_json_string(out, h->main_arena_source);
+	optional_address_json(out, "mp", h->mp);
+	pm_strbuf_append(out, ",\n\"mp_source\": ");
+	if (h->mp_source)
+		pm_strbuf_json_string(out, h->mp_source);
+	else
+		pm_strbuf_append(out, "null");
+	pm_strbuf_printf(out, ",\n\"partial\": %s,\n\"problems\": %zu,\n\"chunks\": %zu,\n\"tcaches\": %zu,\n",
+			 h->partial ? "true" : "false", h->problems, h->nchunks,
+			 h->ntcaches);
+	mallinfo_json(out, &h->total, "\n");
+	pm_strbuf_append(out, ",\n\"arenas\": [");
+	for (size_t i = 0; i < h->narenas; i++) {
+		const struct pm_glibc_arena *a = &h->arenas[i];
+		pm_strbuf_printf(out, "%s\n  {\"address\": %llu, \"main\": %s, \"heaps\": %zu, \"top\": %llu, ",
+				 i ? "," : "", (unsigned long long)a->address,
+				 a->is_main ? "true" : "false",
+				 a->is_main ? (size_t)1 : a->nheaps,
+				 (unsigned long long)a->top);
+		mallinfo_json(out, &a->info, " ");
+		pm_strbuf_append(out, "}");
+	}
+	pm_strbuf_append(out, h->narenas ? "\n]" : "]");
+}
+
+static void mallinfo_row(struct pm_table *table, const char *name,
+			 const struct pm_mallinfo *m)
+{
+	uint64_t v[NMALLINFO];
+	mallinfo_values(m, v);
+	char buf[NMALLINFO][32];
+	const char *cells[NMALLINFO + 1] = {name};
+	for (size_t i = 0; i < NMALLINFO; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "%llu", (unsigned long long)v[i]);
+		cells[i + 1] = buf[i];
+	}
+	pm_table_add_row(table, cells);
+}
+
+static void malloc_stats_text(const struct pm_glibc_heap *h,
+			      struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "glibc %d.%d (%s); main_arena 0x%llx (%s); ",
+			 h->version_major, h->version_minor, h->version_source,
+			 (unsigned long long)h->main_arena, h->main_arena_source);
+	if (h->mp)
+		pm_strbuf_printf(out, "mp_ 0x%llx (%s)\n",
+				 (unsigned long long)h->mp, h->mp_source);
+	else
+		pm_strbuf_append(out, "mp_ not found\n");
+	const char *headers[NMALLINFO + 1] = {"arena"};
+	bool right[NMALLINFO + 1] = {false};
+	for (size_t i = 0; i < NMALLINFO; i++) {
+		headers[i + 1] = mallinfo_names[i];
+		right[i + 1] = true;
+	}
+	struct pm_table *table = pm_table_create(NMALLINFO + 1, headers, right);
+	if (!table)
+		return;
+	for (size_t i = 0; i < h->narenas; i++) {
+		char name[48];
+		snprintf(name, sizeof(name), "0x%llx%s",
+			 (unsigned long long)h->arenas[i].address,
+			 h->arenas[i].is_main ? " (main)" : "");
+		mallinfo_row(table, name, &h->arenas[i].info);
+	}
+	mallinfo_row(table, "total", &h->total);
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+	pm_strbuf_printf(out, "%zu arenas, %zu chunks, %zu tcaches\n",
+			 h->narenas, h->nchunks, h->ntcaches);
+	if (h->partial)
+		pm_strbuf_printf(out, "totals are PARTIAL: %zu problems found (see warnings)\n",
+				 h->problems);
+}
+
+struct pm_error *pm_report_malloc_stats(struct pm_target *t,
+					const struct pm_report_args *args,
+					struct pm_strbuf *out)
+{
+	const struct pm_glibc_heap *h;
+	struct pm_error *err = glibc_walk_for_report(t, args, out, &h);
+	if (err || h->other_allocator)
+		return err;
+	if (args->format == PM_FORMAT_JSON)
+		malloc_stats_json(h, out);
+	else
+		malloc_stats_text(h, out);
+	return NULL;
+}
+
+static bool chunk_selected(const struct pm_chunk *c,
+			   const struct pm_report_args *args)
+{
+	if (c->size < args->min_size)
+		return false;
+	if (!args->state || strcmp(args->state, "all") == 0)
+		return true;
+	bool used = pm_chunk_state_is_used(c->state);
+	if (strcmp(args->state, "used") == 0)
+		return used;
+	if (strcmp(args->state, "free") == 0)
+		return c->state == PM_CHUNK_FREE_BIN ||
+		       c->state == PM_CHUNK_FREE_FASTBIN ||
+		       c->state == PM_CHUNK_FREE_TCACHE ||
+		       c->state == PM_CHUNK_TOP;
+	return true;
+}
+
+static void chunk_arena_name(const struct pm_glibc_heap *h,
+			     const struct pm_chunk *c, char *buf, size_t size)
+{
+	if (c->arena == 0xff)
+		snprintf(buf, size, "mmapped");
+	else if (c->arena < h->narenas)
+		snprintf(buf, size, "0x%llx",
+			 (unsigned long long)h->arenas[c->arena].address);
+	else
+		snprintf(buf, size, "?");
+}
+
+struct pm_error *pm_report_chunks(struct pm_target *t,
+				  const struct pm_report_args *args,
+				  struct pm_strbuf *out)
+{
+	const struct pm_glibc_heap *h;
+	struct pm_error *err = glibc_walk_for_report(t, args, out, &h);
+	if (err || h->other_allocator)
+		return err;
+	if (args->state && strcmp(args->state, "used") != 0 &&
+	    strcmp(args->state, "free") != 0 && strcmp(args->state, "all") != 0)
+		return pm_error_format(PM_ERR_INVALID, "state must be used, free or all, not '%s'",
+				       args->state);
+	bool json = args->format == PM_FORMAT_JSON;
+	size_t limit = args->limit > 0 ? (size_t)args->limit : SIZE_MAX;
+	size_t matched = 0, listed = 0;
+	static const char *const headers[] = {"address", "size", "state", "arena"};
+	static const bool right[] = {false, true, false, false};
+	struct pm_table *table = json ? NULL : pm_table_create(4, headers, right);
+	if (!json && !table)
+		return &pm_error_no_memory;
+	if (json)
+		pm_strbuf_append(out, "\"chunks\": [");
+	for (size_t i = 0; i < h->nchunks; i++) {
+		const struct pm_chunk *c = &h->chunks[i];
+		if (!chunk_selected(c, args))
+			continue;
+		if (matched++ >= limit)
+			continue;
+		listed++;
+		char arena[32];
+		chunk_arena_name(h, c, arena, sizeof(arena));
+		const char *state = pm_chunk_state_name(c->state);
+		if (json) {
+			pm_strbuf_printf(out, "%s\n  {\"address\": %llu, \"size\": %llu, \"state\": \"%s\", \"arena\": \"%s\"}",
+					 listed > 1 ? "," : "",
+					 (unsigned long long)c->addr,
+					 (unsigned long long)c->size, state, arena);
+			continue;
+		}
+		char addr[32], size[32];
+		snprintf(addr, sizeof(addr), "0x%llx", (unsigned long long)c->addr);
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)c->size);
+		const char *cells[] = {addr, size, state, arena};
+		pm_table_add_row(table, cells);
+	}
+	if (json) {
+		pm_strbuf_printf(out, "%s,\n\"listed\": %zu,\n\"matched\": %zu,\n\"partial\": %s",
+				 listed ? "\n]" : "]", listed, matched,
+				 h->partial ? "true" : "false");
+		return NULL;
+	}
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+	pm_strbuf_printf(out, "%zu chunks listed, %zu matched, %zu in all%s\n",
+			 listed, matched, h->nchunks,
+			 h->partial ? " (walk PARTIAL, see warnings)" : "");
+	return NULL;
+}
+
+struct size_row {
+	uint64_t size, count;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_row_bytes(const void *a, const void *b)
+{
+	const struct size_row *x = a, *y = b;
+	uint64_t bx = x->size * x->count, by = y->size * y->count;
+	if (bx != by)
+		return bx > by ? -1 : 1;
+	return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/* In-use chunk sizes, grouped by exact size, largest total first. */
+static struct pm_error *size_rows(const struct pm_glibc_heap *h,
+				  const struct pm_report_args *args,
+				  struct size_row **ret, size_t *nrows)
+{
+	uint64_t *sizes = malloc((h->nchunks + 1) * sizeof(*sizes));
+	struct size_row *rows = malloc((h->nchunks + 1) * sizeof(*rows));
+	if (!sizes || !rows) {
+		free(sizes);
+		free(rows);
+		return &pm_error_no_memory;
+	}
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < h->nchunks; i++) {
+		const struct pm_chunk *c = &h->chunks[i];
+		if (pm_chunk_state_is_used(c->state) && c->size >= args->min_size)
+			sizes[n++] = c->size;
+	}
+	qsort(sizes, n, sizeof(*sizes), cmp_u64);
+	for (size_t i = 0; i < n; i++) {
+		if (k && rows[k - 1].size == sizes[i])
+			rows[k - 1].count++;
+		else
+			rows[k++] = (struct size_row){sizes[i], 1};
+	}
+	free(sizes);
+	qsort(rows, k, sizeof(*rows), cmp_row_bytes);
+	*ret = rows;
+	*nrows = k;
+	return NULL;
+}
+
+struct pm_error *pm_report_sizes(struct pm_target *t,
+				 const struct pm_report_args *args,
+				 struct pm_strbuf *out)
+{
+	const struct pm_glibc_heap *h;
+	struct pm_error *err = glibc_walk_for_report(t, args, out, &h);
+	if (err || h->other_allocator)
+		return err;
+	struct size_row *rows;
+	size_t nrows;
+	err = size_rows(h, args, &rows, &nrows);
+	if (err)
+		return err;
+	size_t top = args->top > 0 ? (size_t)args->top : SIZES_TOP_DEFAULT;
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		count += rows[i].count;
+		bytes += rows[i].count * rows[i].size;
+	}
+	if (args->format == PM_FORMAT_JSON) {
+		pm_strbuf_printf(out, "\"count\": %llu,\n\"bytes\": %llu,\n\"partial\": %s,\n\"sizes\": [",
+				 (unsigned long long)count,
+				 (unsigned long long)bytes,
+				 h->partial ? "true" : "false");
+		for (size_t i = 0; i < nrows && i < top; i++)
+			pm_strbuf_printf(out, "%s\n  {\"size\": %llu, \"count\": %llu, \"bytes\": %llu}",
+					 i ? "," : "",
+					 (unsigned long long)rows[i].size,
+					 (unsigned long long)rows[i].count,
+					 (unsigned long long)(rows[i].size * rows[i].count));
+		pm_strbuf_append(out, nrows ? "\n]" : "]");
+		free(rows);
+		return NULL;
+	}
+	static const char *const headers[] = {"chunk size", "count", "bytes", "% bytes"};
+	static const bool right[] = {true, true, true, true};
+	struct pm_table *table = pm_table_create(4, headers, right);
+	if (!table) {
+		free(rows);
+		return &pm_error_no_memory;
+	}
+	for (size_t i = 0; i < nrows && i < top; i++) {
+		char s[32], c[32], b[32], pct[16];
+		pm_format_grouped(rows[i].size, s);
+		pm_format_grouped(rows[i].count, c);
+		pm_format_grouped(rows[i].size * rows[i].count, b);
+		snprintf(pct, sizeof(pct), "%.1f",
+			 bytes ? 100.0 * (double)(rows[i].size * rows[i].count) / (double)bytes : 0.0);
+		const char *cells[] = {s, c, b, pct};
+		pm_table_add_row(table, cells);
+	}
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+	char c[32], b[32];
+	pm_strbuf_printf(out, "%s in-use chunks, %s bytes, %zu distinct sizes%s%s\n",
+			 pm_format_grouped(count, c), pm_format_grouped(bytes, b),
+			 nrows, nrows > top ? " (largest shown)" : "",
+			 h->partial ? "; walk PARTIAL, see warnings" : "");
+	free(rows);
+	return NULL;
+}

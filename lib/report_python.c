@@ -1,0 +1,445 @@
+/* Reports of the CPython layer: "pymalloc-stats" (the pymalloc part of
+ * sys._debugmallocstats(), computed from the walk) and "summary" (every
+ * in-use allocation of the process in exactly one category row). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpython.h"
+#include "pymalloc.h"
+#include "python_version.h"
+#include "report.h"
+
+static void python_version_text(const struct pm_python_info *py, char *buf,
+				size_t size)
+{
+	if (py->micro >= 0)
+		snprintf(buf, size, "%d.%d.%d", py->major, py->minor, py->micro);
+	else
+		snprintf(buf, size, "%d.%d", py->major, py->minor);
+}
+
+/* One "label = value" line, laid out as CPython's printone() does. */
+static void stats_line(struct pm_strbuf *out, const char *label, int64_t value)
+{
+	char num[32];
+	if (value < 0)
+		snprintf(num, sizeof(num), "unknown");
+	else
+		pm_format_grouped((uint64_t)value, num);
+	pm_strbuf_printf(out, "%-35s= %20s\n", label, num);
+}
+
+static void pymalloc_state_text(const struct pm_pymalloc *pm,
+				const struct pm_pymalloc_state *s,
+				struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "Small block threshold = 512, in %d size classes.\n\n",
+			 PM_PYMALLOC_NCLASSES);
+	pm_strbuf_append(out, "class   size   num pools   blocks in use  avail blocks\n"
+			      "-----   ----   ---------   -------------  ------------\n");
+	for (uint16_t i = 0; i < PM_PYMALLOC_NCLASSES; i++) {
+		const struct pm_pymalloc_class *c = &s->classes[i];
+		if (!c->pools)
+			continue;
+		pm_strbuf_printf(out, "%5u %6u %11" PRIu64 " %15" PRIu64 " %13" PRIu64 "\n",
+				 i, pm_pymalloc_block_size(i), c->pools,
+				 c->used_blocks, c->avail_blocks);
+	}
+	pm_strbuf_append(out, "\n");
+	int64_t reclaimed = s->ntimes_arena_allocated < 0 ? -1 :
+		s->ntimes_arena_allocated - (int64_t)s->narenas;
+	stats_line(out, "# arenas allocated total", s->ntimes_arena_allocated);
+	stats_line(out, "# arenas reclaimed", reclaimed);
+	stats_line(out, "# arenas highwater mark", s->narenas_highwater);
+	stats_line(out, "# arenas allocated current", (int64_t)s->narenas);
+	char label[64];
+	snprintf(label, sizeof(label), "%" PRIu64 " arenas * %u bytes/arena",
+		 s->narenas, pm->arena_size);
+	stats_line(out, label, (int64_t)(s->narenas * pm->arena_size));
+	pm_strbuf_append(out, "\n");
+	stats_line(out, "# bytes in allocated blocks", (int64_t)s->allocated_bytes);
+	stats_line(out, "# bytes in available blocks", (int64_t)s->available_bytes);
+	snprintf(label, sizeof(label), "%" PRIu64 " unused pools * %u bytes",
+		 s->unused_pools, pm->pool_size);
+	stats_line(out, label, (int64_t)(s->unused_pools * pm->pool_size));
+	stats_line(out, "# bytes lost to pool headers", (int64_t)s->pool_header_bytes);
+	stats_line(out, "# bytes lost to quantization", (int64_t)s->quantization);
+	stats_line(out, "# bytes lost to arena alignment", (int64_t)s->arena_alignment);
+	stats_line(out, "Total", (int64_t)pm_pymalloc_state_total(pm, s));
+}
+
+static void json_count(struct pm_strbuf *out, const char *key, int64_t value)
+{
+	pm_strbuf_json_string(out, key);
+	if (value < 0)
+		pm_strbuf_append(out, ": null, ");
+	else
+		pm_strbuf_printf(out, ": %" PRId64 ", ", value);
+}
+
+static void pymalloc_state_json(const struct pm_pymalloc *pm,
+				const struct pm_pymalloc_state *s,
+				struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "{\"interpreter\": %" PRIu64 ", \"state\": %" PRIu64
+			 ", \"classes\": [", s->interp, s->address);
+	const char *sep = "";
+	for (uint16_t i = 0; i < PM_PYMALLOC_NCLASSES; i++) {
+		const struct pm_pymalloc_class *c = &s->classes[i];
+		if (!c->pools)
+			continue;
+		pm_strbuf_printf(out, "%s{\"class\": %u, \"size\": %u, \"num pools\": %"
+				 PRIu64 ", \"blocks in use\": %" PRIu64
+				 ", \"avail blocks\": %" PRIu64 "}",
+				 sep, i, pm_pymalloc_block_size(i), c->pools,
+				 c->used_blocks, c->avail_blocks);
+		sep = ", ";
+	}
+	pm_strbuf_append(out, "], ");
+	json_count(out, "arenas allocated total", s->ntimes_arena_allocated);
+	json_count(out, "arenas reclaimed", s->ntimes_arena_allocated < 0 ? -1 :
+		   s->ntimes_arena_allocated - (int64_t)s->narenas);
+	json_count(out, "arenas highwater mark", s->narenas_highwater);
+	json_count(out, "arenas allocated current", (int64_t)s->narenas);
+	json_count(out, "bytes in arenas", (int64_t)(s->narenas * pm->arena_size));
+	json_count(out, "bytes in allocated blocks", (int64_t)s->allocated_bytes);
+	json_count(out, "bytes in available blocks", (int64_t)s->available_bytes);
+	json_count(out, "unused pools", (int64_t)s->unused_pools);
+	json_count(out, "bytes in unused pools", (int64_t)(s->unused_pools * pm->pool_size));
+	json_count(out, "bytes lost to pool headers", (int64_t)s->pool_header_bytes);
+	json_count(out, "bytes lost to quantization", (int64_t)s->quantization);
+	json_count(out, "bytes lost to arena alignment", (int64_t)s->arena_alignment);
+	pm_strbuf_printf(out, "\"total\": %" PRIu64 "}", pm_pymalloc_state_total(pm, s));
+}
+
+static void python_json(const struct pm_python_info *py, struct pm_strbuf *out)
+{
+	char version[32];
+	python_version_text(py, version, sizeof(version));
+	pm_strbuf_append(out, "\"python\": {\"found\": ");
+	pm_strbuf_append(out, py->is_python ? "true" : "false");
+	if (py->is_python) {
+		pm_strbuf_append(out, ", \"version\": ");
+		pm_strbuf_json_string(out, version);
+		pm_strbuf_append(out, ", \"version_source\": ");
+		pm_strbuf_json_string(out, py->version_source ? py->version_source : "none");
+		pm_strbuf_printf(out, ", \"free_threaded\": %s",
+				 py->free_threaded ? "true" : "false");
+	}
+	pm_strbuf_printf(out, ", \"supported\": %s", py->supported ? "true" : "false");
+	if (!py->supported) {
+		pm_strbuf_append(out, ", \"unsupported\": ");
+		pm_strbuf_json_string(out, py->unsupported);
+	}
+	pm_strbuf_append(out, "}");
+}
+
+static void pymalloc_stats_json(const struct pm_python_info *py,
+				const struct pm_pymalloc *pm, struct pm_strbuf *out)
+{
+	python_json(py, out);
+	pm_strbuf_printf(out, ", \"found\": %s", pm->found ? "true" : "false");
+	if (!pm->found) {
+		pm_strbuf_append(out, ", \"missing\": ");
+		pm_strbuf_json_string(out, pm->missing);
+		return;
+	}
+	pm_strbuf_printf(out, ", \"in_use\": %s, \"how\": ", pm->in_use ? "true" : "false");
+	pm_strbuf_json_string(out, pm->how);
+	pm_strbuf_printf(out, ", \"arena_size\": %u, \"pool_size\": %u, \"problems\": %"
+			 PRIu64 ", \"states\": [", pm->arena_size, pm->pool_size,
+			 pm->problems);
+	for (size_t i = 0; i < pm->nstates; i++) {
+		if (i)
+			pm_strbuf_append(out, ", ");
+		pymalloc_state_json(pm, &pm->states[i], out);
+	}
+	pm_strbuf_append(out, "]");
+}
+
+static void pymalloc_stats_text(const struct pm_python_info *py,
+				const struct pm_pymalloc *pm, struct pm_strbuf *out)
+{
+	char version[32];
+	if (!pm->found) {
+		pm_strbuf_printf(out, "pymalloc: not analysed: %s\n", pm->missing);
+		return;
+	}
+	python_version_text(py, version, sizeof(version));
+	pm_strbuf_printf(out, "CPython %s (version from %s); pymalloc state found by %s\n",
+			 version, py->version_source, pm->how);
+	if (!pm->in_use) {
+		pm_strbuf_append(out, "pymalloc is not in use (no arena allocated; "
+				      "PYTHONMALLOC=malloc?)\n");
+		return;
+	}
+	for (size_t i = 0; i < pm->nstates; i++) {
+		const struct pm_pymalloc_state *s = &pm->states[i];
+		if (s->interp)
+			pm_strbuf_printf(out, "\n%s interpreter 0x%" PRIx64 ":\n",
+					 i ? "Sub-" : "Main", s->interp);
+		else
+			pm_strbuf_append(out, "\n");
+		pymalloc_state_text(pm, s, out);
+	}
+}
+
+struct pm_error *pm_report_pymalloc_stats(struct pm_target *t,
+					  const struct pm_report_args *args,
+					  struct pm_strbuf *out)
+{
+	const struct pm_python_info *py;
+	const struct pm_pymalloc *pm;
+	struct pm_error *err = pm_python_detect(t, &py);
+	if (!err)
+		err = pm_pymalloc_walk(t, &pm);
+	if (err)
+		return err;
+	if (args->format == PM_FORMAT_JSON)
+		pymalloc_stats_json(py, pm, out);
+	else
+		pymalloc_stats_text(py, pm, out);
+	return NULL;
+}
+
+/* ---- summary ------------------------------------------------------ */
+
+struct summary_row {
+	char domain[32], kind[128], detail[96];
+	uint64_t count, bytes;
+};
+
+struct summary {
+	struct summary_row *rows;
+	size_t nrows, cap;
+	size_t last;                /* consecutive allocations often share a row */
+};
+
+static bool summary_row_is(const struct summary_row *r, const char *domain,
+			   const char *kind, const char *detail)
+{
+	return !strncmp(r->domain, domain, sizeof(r->domain) - 1) &&
+	       !strncmp(r->kind, kind, sizeof(r->kind) - 1) &&
+	       !strncmp(r->detail, detail, sizeof(r->detail) - 1);
+}
+
+static struct summary_row *summary_row_new(struct summary *s, const char *domain,
+					   const char *kind, const char *detail)
+{
+	if (s->nrows == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		void *p = realloc(s->rows, cap * sizeof(*s->rows));
+		if (!p)
+			return NULL;
+		s->rows = p;
+		s->cap = cap;
+	}
+	struct summary_row *r = &s->rows[s->nrows];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->domain, sizeof(r->domain), "%s", domain);
+	snprintf(r->kind, sizeof(r->kind), "%s", kind);
+	snprintf(r->detail, sizeof(r->detail), "%s", detail);
+	s->last = s->nrows++;
+	return r;
+}
+
+/* The row for (domain, kind, detail), created on first use. */
+static struct summary_row *summary_row(struct summary *s, const char *domain,
+				       const char *kind, const char *detail)
+{
+	if (s->last < s->nrows && summary_row_is(&s->rows[s->last], domain,
+						  kind, detail))
+		return &s->rows[s->last];
+	for (size_t i = 0; i < s->nrows; i++) {
+		if (summary_row_is(&s->rows[i], domain, kind, detail)) {
+			s->last = i;
+			return &s->rows[i];
+		}
+	}
+	return summary_row_new(s, domain, kind, detail);
+}
+
+static void alloc_size_detail(const struct pm_alloc *alloc, char *buf, size_t len)
+{
+	if (alloc->kind == PM_ALLOC_PYMALLOC) {
+		snprintf(buf, len, "%" PRIu64 " B", alloc->size);
+		return;
+	}
+	uint64_t hi = 32;
+	while (hi < alloc->size && hi < (UINT64_C(1) << 62))
+		hi <<= 1;
+	snprintf(buf, len, "%" PRIu64 "-%" PRIu64 " B", hi / 2 + 1, hi);
+}
+
+/* Groups every allocation by the key `by` asks for. */
+static struct pm_error *summary_group(struct pm_target *t,
+				      const struct pm_cpython_heap *heap,
+				      const char *by, struct summary *s)
+{
+	for (size_t i = 0; i < heap->nallocs; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		const char *allocator = pm_alloc_kind_name(alloc->kind);
+		char detail[64];
+		struct summary_row *r;
+		if (!strcmp(by, "size")) {
+			alloc_size_detail(alloc, detail, sizeof(detail));
+			r = summary_row(s, allocator, "size", detail);
+		} else if (!strcmp(by, "allocator")) {
+			r = summary_row(s, allocator, "-", "-");
+		} else {
+			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
+			const char *label = region ? pm_region_label_name(region->label) : "unmapped";
+			const char *path = region && region->path ? region->path : "-";
+			r = summary_row(s, "region", label, path);
+		}
+		if (!r)
+			return &pm_error_no_memory;
+		r->count++;
+		r->bytes += alloc->size;
+	}
+	return NULL;
+}
+
+static int summary_row_compare(const void *x, const void *y)
+{
+	const struct summary_row *p = x, *q = y;
+	if (p->bytes != q->bytes)
+		return p->bytes > q->bytes ? -1 : 1;
+	if (p->count != q->count)
+		return p->count > q->count ? -1 : 1;
+	int c = strcmp(p->domain, q->domain);
+	if (!c)
+		c = strcmp(p->kind, q->kind);
+	return c ? c : strcmp(p->detail, q->detail);
+}
+
+static struct pm_error *summary_build(struct pm_target *t,
+				      const struct pm_cpython_heap *heap,
+				      const char *by, struct summary *s)
+{
+	if (strcmp(by, "type") != 0)
+		return summary_group(t, heap, by, s);
+	for (size_t i = 0; i < heap->ncategories; i++) {
+		const struct pm_category *c = &heap->categories[i];
+		if (!c->count)
+			continue;
+		struct summary_row *r = summary_row_new(s, c->domain, c->kind,
+							c->detail);
+		if (!r)
+			return &pm_error_no_memory;
+		r->count = c->count;
+		r->bytes = c->bytes;
+	}
+	return NULL;
+}
+
+static void summary_json(const struct pm_cpython_heap *heap, const struct summary *s,
+			 size_t shown, const char *by, struct pm_strbuf *out)
+{
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < s->nrows; i++) {
+		count += s->rows[i].count;
+		bytes += s->rows[i].bytes;
+	}
+	python_json(heap->py, out);
+	pm_strbuf_append(out, ", \"by\": ");
+	pm_strbuf_json_string(out, by);
+	pm_strbuf_printf(out, ", \"pymalloc_walked\": %s, \"glibc_walked\": %s, "
+			 "\"debug_hooks\": %s, \"objects\": %" PRIu64
+			 ", \"free_list_objects\": %" PRIu64 ", \"attributed\": %"
+			 PRIu64 ", \"notes\": [",
+			 heap->pymalloc_walked ? "true" : "false",
+			 heap->glibc_walked ? "true" : "false",
+			 heap->debug_hooks ? "true" : "false", heap->objects,
+			 heap->free_list_objects, heap->attributed);
+	for (size_t i = 0; i < heap->nnotes; i++) {
+		if (i)
+			pm_strbuf_append(out, ", ");
+		pm_strbuf_json_string(out, heap->notes[i]);
+	}
+	pm_strbuf_append(out, "], \"rows\": [");
+	for (size_t i = 0; i < shown; i++) {
+		const struct summary_row *r = &s->rows[i];
+		pm_strbuf_append(out, i ? ", {\"domain\": " : "{\"domain\": ");
+		pm_strbuf_json_string(out, r->domain);
+		pm_strbuf_append(out, ", \"kind\": ");
+		pm_strbuf_json_string(out, r->kind);
+		pm_strbuf_append(out, ", \"detail\": ");
+		pm_strbuf_json_string(out, r->detail);
+		pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
+				 r->count, r->bytes);
+	}
+	pm_strbuf_printf(out, "], \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
+			 PRIu64 "}", count, bytes);
+}
+
+static void summary_text(const struct pm_cpython_heap *heap, const struct summary *s,
+			 size_t shown, struct pm_strbuf *out)
+{
+	static const char *const headers[] = { "domain", "kind", "detail", "count",
+					       "bytes", "% bytes" };
+	static const bool right[] = { false, false, false, true, true, true };
+	uint64_t count = 0, bytes = 0;
+	for (size_t i = 0; i < s->nrows; i++) {
+		count += s->rows[i].count;
+		bytes += s->rows[i].bytes;
+	}
+	if (heap->py->is_python) {
+		char version[32];
+		python_version_text(heap->py, version, sizeof(version));
+		pm_strbuf_printf(out, "CPython %s: %" PRIu64 " objects recognised, %"
+				 PRIu64 " on free lists, %" PRIu64 " owned buffers attributed%s\n",
+				 version, heap->objects, heap->free_list_objects,
+				 heap->attributed,
+				 heap->debug_hooks ? " (debug allocator hooks)" : "");
+	}
+	for (size_t i = 0; i < heap->nnotes; i++)
+		pm_strbuf_printf(out, "note: %s\n", heap->notes[i]);
+	struct pm_table *table = pm_table_create(6, headers, right);
+	if (!table)
+		return;
+	char c[32], b[32], pct[16];
+	for (size_t i = 0; i < shown; i++) {
+		const struct summary_row *r = &s->rows[i];
+		snprintf(pct, sizeof(pct), "%.1f", bytes ? 100.0 * (double)r->bytes / (double)bytes : 0.0);
+		const char *cells[] = { r->domain, r->kind, r->detail,
+					pm_format_grouped(r->count, c),
+					pm_format_grouped(r->bytes, b), pct };
+		pm_table_add_row(table, cells);
+	}
+	const char *total[] = { "TOTAL", "", "", pm_format_grouped(count, c),
+				pm_format_grouped(bytes, b), "100.0" };
+	pm_table_add_row(table, total);
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+}
+
+struct pm_error *pm_report_summary(struct pm_target *t,
+				   const struct pm_report_args *args,
+				   struct pm_strbuf *out)
+{
+	const char *by = args->by ? args->by : "type";
+	if (strcmp(by, "type") && strcmp(by, "size") && strcmp(by, "region") &&
+	    strcmp(by, "allocator"))
+		return pm_error_format(PM_ERR_INVALID,
+				       "summary --by %s: expected type, size, region or allocator", by);
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	if (err)
+		return err;
+	struct summary s = { 0 };
+	err = summary_build(t, heap, by, &s);
+	if (!err) {
+		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
+		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
+			(size_t)args->top : s.nrows;
+		if (args->format == PM_FORMAT_JSON)
+			summary_json(heap, &s, shown, by, out);
+		else
+			summary_text(heap, &s, shown, out);
+	}
+	free(s.rows);
+	return err;
+}

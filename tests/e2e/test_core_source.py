@@ -1,0 +1,137 @@
+"""End-to-end checks of the core-file source specifically (lib/source_core.c),
+beyond the region/digest comparison of test_regions.py, on a gcore and a
+kernel core of the same frozen CPython process, for every interpreter:
+
+- bytes the core does not hold (read-only file-backed mappings: the kernel
+  saves only their ELF header page, gcore leaves most out) are read from the
+  files on disk: their digests equal /proc/PID/mem's, read by this test;
+- pseudo paths ([heap], [stack], [vdso], [vvar], [vvar_vclock], [vsyscall])
+  given to anonymous regions equal the maps' for the same range, both ways;
+- threads: the core's thread ids are /proc/PID/task's; for gcore (taken
+  while the process stays stopped) each thread's sp and pc equal the last
+  two fields of /proc/PID/task/TID/syscall.
+Truths are captured while the process is stopped, before its cores."""
+
+import os
+
+import pytest
+
+harness = pytest.importorskip("harness")
+from conftest import python_params  # noqa: E402
+
+PSEUDO = ("[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]",
+          "[vsyscall]")
+# The kernel's clock pages change by themselves and /proc/PID/mem refuses
+# them; [vsyscall] is not readable through /proc/PID/mem either.
+UNREADABLE = ("[vvar]", "[vvar_vclock]", "[vsyscall]")
+
+
+def proc_threads(pid):
+    """{tid: (sp, pc)} from /proc/PID/task/TID/syscall (None if the kernel
+    says 'running')."""
+    threads = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+            fields = f.read().split()
+        regs = None
+        if len(fields) >= 3 and fields[0] != "running":
+            regs = (int(fields[-2], 16), int(fields[-1], 16))
+        threads[int(tid)] = regs
+    return threads
+
+
+def file_backed_readonly(maps):
+    return [m for m in maps
+            if m["path"] and m["path"].startswith("/") and
+            m["perms"][0] == "r" and m["perms"][1] != "w"]
+
+
+@pytest.fixture(scope="module", params=python_params())
+def frozen(request):
+    label, python = request.param
+    if python is None:
+        pytest.fail("no CPython interpreter found")
+    with harness.start_python(python, "--threads", "2") as t:
+        truth = {"maps": t.maps, "threads": proc_threads(t.pid)}
+        with open("/proc/%d/comm" % t.pid) as f:
+            truth["comm"] = f.read().strip()
+        truth["file_digests"] = {}
+        for m in file_backed_readonly(t.maps):
+            truth["file_digests"][(m["start"], m["end"])] = \
+                harness.mem_digest(t.pid, m["start"], m["end"])
+        truth["pid"] = t.pid
+        cores = {"gcore": t.gcore(), "kernel": t.kernel_core()}
+        out = {}
+        for kind, path in cores.items():
+            out[kind] = {
+                "regions": harness.cli_json("regions", "--json", path)["regions"],
+                "info": harness.cli_json("info", "--json", path),
+                "digest": harness.cli_json("digest", "--json", path)["regions"],
+            }
+            os.unlink(path)     # cores are big; the JSON is all we need
+        yield label, truth, out
+
+
+KINDS = ("gcore", "kernel")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_file_backed_bytes_from_disk(frozen, kind):
+    label, truth, out = frozen
+    digests = {(d["start"], d["end"]): d for d in out[kind]["digest"]}
+    assert truth["file_digests"], "no read-only file mappings in maps?"
+    bad = []
+    for rng, want in truth["file_digests"].items():
+        got = digests.get(rng)
+        if got is None:
+            bad.append("%x-%x missing from the core's digest" % rng)
+        elif got.get("digest") != want:
+            bad.append("%x-%x: core %s, /proc/PID/mem %s" % (
+                rng + (got.get("digest") or got.get("error"), want)))
+    assert not bad, "%s %s:\n%s" % (label, kind, "\n".join(bad))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pseudo_paths_match_maps(frozen, kind):
+    label, truth, out = frozen
+    maps = {(m["start"], m["end"]): m["path"] for m in truth["maps"]}
+    regions = out[kind]["regions"]
+    bad = []
+    for r in regions:
+        want = maps.get((r["start"], r["end"]))
+        if r["path"] in PSEUDO and want != r["path"]:
+            bad.append("%x-%x named %s, maps says %s" % (
+                r["start"], r["end"], r["path"], want))
+    named = {(r["start"], r["end"]): r["path"] for r in regions}
+    for rng, path in maps.items():
+        if path not in PSEUDO:
+            continue
+        if rng not in named:
+            # gcore does not dump the kernel's clock pages at all.
+            if not (kind == "gcore" and path in ("[vvar]", "[vvar_vclock]")):
+                bad.append("%s %x-%x missing from the core" % ((path,) + rng))
+        elif named[rng] != path:
+            bad.append("%x-%x is %s in maps, %s in the core" % (
+                rng + (path, named[rng])))
+    assert not bad, "%s %s:\n%s" % (label, kind, "\n".join(bad))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_threads_match_proc(frozen, kind):
+    label, truth, out = frozen
+    info = out[kind]["info"]
+    threads = {t["tid"]: t for t in info["threads"]}
+    assert set(threads) == set(truth["threads"]), label
+    assert info["target"]["pid"] == truth["pid"]
+    main = threads[truth["pid"]]
+    assert main["name"] == truth["comm"][:15], (main["name"], truth["comm"])
+    if kind != "gcore":
+        return  # the kernel core is taken after SIGCONT: threads moved
+    moved = []
+    for tid, regs in truth["threads"].items():
+        if regs is None:
+            continue
+        if (threads[tid]["sp"], threads[tid]["pc"]) != regs:
+            moved.append("tid %d: core sp/pc %x/%x, /proc %x/%x" % (
+                tid, threads[tid]["sp"], threads[tid]["pc"], regs[0], regs[1]))
+    assert not moved, "%s:\n%s" % (label, "\n".join(moved))

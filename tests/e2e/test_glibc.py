@@ -1,0 +1,318 @@
+"""End-to-end tests of the glibc malloc walker (`pymortem malloc-stats`,
+`chunks`, `sizes`) on real frozen processes and their cores.
+
+Truth is glibc's own mallinfo2(), captured inside the target right before it
+stopped itself: every field of `malloc-stats --json` must equal it, for the
+multi-threaded C target and every installed CPython, live and from gcore and
+kernel cores, with and without libc's debug file (--no-debuginfo forces the
+signature scan). Corrupted targets must still give a report that counts its
+problems; a preloaded jemalloc/tcmalloc must be named."""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402  (tests/e2e/harness.py)
+
+FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+          "fsmblks", "uordblks", "fordblks", "keepcost")
+PY_TARGET = os.path.join(HERE, "glibc_py_target.py")
+PRELOADS = {
+    "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
+}
+
+
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def build_dir():
+    return os.environ.get("PYMORTEM_BUILD", os.path.join(REPO, "build"))
+
+
+def c_target_path():
+    path = os.path.join(build_dir(), "tests", "targets", "glibc_workload")
+    if not os.path.exists(path):
+        pytest.fail("C target not built: %s" % path)
+    return path
+
+
+def cli_json(report, *args):
+    return harness.cli_json(report, "--json", *args)
+
+
+def malloc_stats(source, no_debuginfo):
+    args = ["malloc-stats", "--json"]
+    if no_debuginfo:
+        args.append("--no-debuginfo")
+    proc = harness.run_cli(*args, str(source), check=False)
+    if proc.returncode != 0 and "not supported yet" in proc.stderr:
+        pytest.skip("CLI: " + proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def assert_mallinfo_equal(report, oracle):
+    want = oracle["mallinfo2"]
+    got = {k: report.get(k) for k in FIELDS}
+    assert got == {k: want[k] for k in FIELDS}, (
+        "malloc-stats differs from mallinfo2():\n got  %s\n want %s\n"
+        "warnings: %s" % (got, want, report.get("warnings")))
+    assert not report["partial"], report.get("warnings")
+    assert report["problems"] == 0, report.get("warnings")
+    # per-arena shares add up to the totals
+    for k in ("arena", "ordblks", "smblks", "fsmblks", "uordblks",
+              "fordblks"):
+        assert sum(a[k] for a in report["arenas"]) == report[k], k
+
+
+def core_of(target, kind):
+    return target.gcore() if kind == "gcore" else target.kernel_core()
+
+
+SOURCES = ["live", "gcore", "kernel"]
+DEBUG = [False, True]
+DEBUG_IDS = ["debuginfo", "no-debuginfo"]
+
+
+@pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
+@pytest.mark.parametrize("source", SOURCES)
+def test_c_target_mallinfo(source, no_debuginfo):
+    with harness.start_stopped([c_target_path(), "--threads", "4"]) as t:
+        where = t.pid if source == "live" else core_of(t, source)
+        report = malloc_stats(where, no_debuginfo)
+        assert_mallinfo_equal(report, t.oracle)
+        # 4 threads, 4 arenas besides main, each thread's tcache found
+        assert len(report["arenas"]) == t.oracle["threads"] + 1
+        assert report["tcaches"] == t.oracle["threads"] + 1
+        assert report["smblks"] > 0 and report["ordblks"] > 5
+        assert report["main_arena_source"] == (
+            "signature scan" if no_debuginfo else "symbol")
+
+
+def test_c_target_multi_heap():
+    """An arena with two heaps (heap_info chain)."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--multi-heap"]) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert max(a["heaps"] for a in report["arenas"]) >= 2
+
+
+@pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
+                         ids=[label for label, _ in harness.PYTHONS])
+def test_python_mallinfo(python, source, no_debuginfo):
+    with harness.start_stopped([python, PY_TARGET, "2"]) as t:
+        where = t.pid if source == "live" else core_of(t, source)
+        report = malloc_stats(where, no_debuginfo)
+        assert_mallinfo_equal(report, t.oracle)
+        assert report["hblks"] >= 3    # the bytearrays are mmapped
+
+
+def test_chunk_listing_agrees_with_totals():
+    """chunks/sizes are views of the same walk: their sums must match
+    mallinfo2's in-use and free bytes."""
+    with harness.start_stopped([c_target_path(), "--threads", "3"]) as t:
+        chunks = cli_json("chunks", str(t.pid))["chunks"]
+        want = t.oracle["mallinfo2"]
+        states = {}
+        for c in chunks:
+            states.setdefault(c["state"], []).append(c["size"])
+        bins = states.get("free-bin", []) + states.get("top", [])
+        assert len(bins) == want["ordblks"]
+        assert sum(bins) + sum(states.get("free-fastbin", [])) == \
+            want["fordblks"]
+        mm = states.get("mmapped", [])
+        assert len(mm) == want["hblks"]
+        # memalign'd mmapped chunks start past their mapping's start
+        assert sum(mm) < want["hblkhd"]
+        assert sorted(c["address"] + 16 for c in chunks
+                      if c["state"] == "mmapped") == \
+            sorted(t.oracle["mmapped_user"])
+        assert len(states.get("free-tcache", [])) > 0
+        addrs = [c["address"] for c in chunks]
+        assert addrs == sorted(addrs)
+        used = cli_json("chunks", "--used", str(t.pid))
+        assert used["matched"] == len(states.get("used", [])) + len(mm)
+        sizes = cli_json("sizes", "--top", "100000", str(t.pid))
+        assert sizes["count"] == used["matched"]
+        assert sizes["bytes"] == sum(c["size"] for c in used["chunks"])
+        big = cli_json("chunks", "--free", "--min-size", "4096",
+                               str(t.pid))
+        assert big["matched"] == sum(
+            1 for c in chunks if c["size"] >= 4096 and
+            c["state"] in ("free-bin", "free-fastbin", "free-tcache", "top"))
+
+
+def test_region_labels():
+    """Regions get labels from the walk; truth from /proc/PID/maps and the
+    target's own pointers."""
+    with harness.start_stopped([c_target_path(), "--threads", "2"]) as t:
+        regions = cli_json("regions", str(t.pid))["regions"]
+        stats = cli_json("malloc-stats", str(t.pid))
+
+        def region_of(addr):
+            return next(r for r in regions if r["start"] <= addr < r["end"])
+        assert "main heap" in region_of(
+            stats["arenas"][0]["top"])["label"]
+        for arena in stats["arenas"][1:]:
+            heap = region_of(arena["address"])
+            assert "arena heap" in heap["label"]
+            assert "%x" % arena["address"] in heap["label"]
+            assert heap["start"] % (64 << 20) == 0
+            after = [r for r in regions if r["start"] == heap["end"]]
+            assert after and "reserved" in after[0]["label"]
+        for user in t.oracle["mmapped_user"]:
+            assert "mmapped" in region_of(user)["label"]
+
+
+# ---- corruption ---------------------------------------------------------
+
+def poke_live(pid, addr, data):
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as f:
+        f.seek(addr)
+        f.write(data)
+
+
+def check_survives(where, no_debuginfo=False):
+    args = ["malloc-stats", "--json"] + (["--no-debuginfo"]
+                                         if no_debuginfo else [])
+    proc = harness.run_cli(*args, str(where), check=False)
+    if proc.returncode != 0 and "not supported yet" in proc.stderr:
+        pytest.skip("CLI: " + proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["partial"] is True
+    assert report["problems"] > 0
+    assert report["warning_count"] > 0
+    assert any("address" in w for w in report["warnings"])
+    # the rest of the heap is still reported
+    assert report["arena"] > 0 and len(report["arenas"]) >= 2
+    return report
+
+
+def used_chunks(pid, n):
+    chunks = cli_json("chunks", "--used", str(pid))["chunks"]
+    heap = [c for c in chunks if c["arena"] != "mmapped"]
+    step = max(1, len(heap) // (n + 1))
+    return heap[step::step][:n]
+
+
+def tcache_chunk(pid):
+    chunks = cli_json("chunks", "--free", str(pid))["chunks"]
+    return next(c for c in chunks if c["state"] == "free-tcache")
+
+
+@pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
+def test_corrupt_sizes_live(no_debuginfo):
+    with harness.start_stopped([c_target_path()]) as t:
+        for c in used_chunks(t.pid, 5):
+            poke_live(t.pid, c["address"] + 8, struct.pack("<Q", 0x7777777))
+        check_survives(t.pid, no_debuginfo)
+
+
+def test_corrupt_tcache_loop_live():
+    with harness.start_stopped([c_target_path()]) as t:
+        c = tcache_chunk(t.pid)
+        user = c["address"] + 16
+        # safe-linked pointer to itself: a one-element loop
+        poke_live(t.pid, user, struct.pack("<Q", (user >> 12) ^ user))
+        report = check_survives(t.pid)
+        assert any("loop" in w["message"] or "tcache" in w["message"]
+                   for w in report["warnings"])
+
+
+def test_corrupt_bin_pointer_live():
+    """A bin's forward pointer into unmapped memory, a fastbin loop."""
+    with harness.start_stopped([c_target_path()]) as t:
+        chunks = cli_json("chunks", "--free", str(t.pid))["chunks"]
+        binned = next(c for c in chunks if c["state"] == "free-bin")
+        fast = next(c for c in chunks if c["state"] == "free-fastbin")
+        poke_live(t.pid, binned["address"] + 16,
+                  struct.pack("<Q", 0xdead0000))
+        fd = fast["address"] + 16
+        poke_live(t.pid, fd, struct.pack("<Q", (fd >> 12) ^ fast["address"]))
+        report = check_survives(t.pid)
+        text = " ".join(w["message"] for w in report["warnings"])
+        assert "0xdead0000" in text and "fastbin" in text
+
+
+def core_segments(path):
+    """(vaddr, offset, filesz) of each PT_LOAD of an ELF64 core."""
+    with open(path, "rb") as f:
+        ehdr = f.read(64)
+        phoff, = struct.unpack_from("<Q", ehdr, 32)
+        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    segs = []
+    for i in range(phnum):
+        p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from(
+            "<IIQQQQ", table, i * phentsize)
+        if p_type == 1:
+            segs.append((p_vaddr, p_offset, p_filesz))
+    return segs
+
+
+def poke_core(path, addr, data):
+    for vaddr, off, size in core_segments(path):
+        if vaddr <= addr and addr + len(data) <= vaddr + size:
+            with open(path, "r+b") as f:
+                f.seek(off + addr - vaddr)
+                f.write(data)
+            return
+    raise AssertionError("0x%x not in the core's segments" % addr)
+
+
+def test_corrupt_core_copies(tmp_path):
+    with harness.start_stopped([c_target_path()]) as t:
+        victims = used_chunks(t.pid, 5)
+        tc = tcache_chunk(t.pid)
+        core = t.gcore()
+        malloc_stats(core, False)   # skips if cores are unsupported
+        data = open(core, "rb").read()
+        segs = core_segments(core)
+    sized = tmp_path / "sizes.core"
+    looped = tmp_path / "loop.core"
+    cut = tmp_path / "truncated.core"
+    for p in (sized, looped):
+        p.write_bytes(data)
+    for c in victims:
+        poke_core(str(sized), c["address"] + 8, struct.pack("<Q", 0x123456))
+    user = tc["address"] + 16
+    poke_core(str(looped), user, struct.pack("<Q", (user >> 12) ^ user))
+    # cut a third into the main heap's segment: the rest of the heap and
+    # everything after it are gone
+    heap = next(s for s in segs if s[0] <= victims[0]["address"] < s[0] + s[2])
+    cut.write_bytes(data[:heap[1] + heap[2] // 3])
+    for p in (sized, looped, cut):
+        for nodebug in DEBUG:
+            check_survives(p, nodebug)
+
+
+# ---- other allocators ---------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PRELOADS))
+def test_preloaded_allocator_is_named(name):
+    lib = PRELOADS[name]
+    if not os.path.exists(lib):
+        pytest.fail("%s is not installed (%s)" % (name, lib))
+    python = harness.PYTHONS[0][1]
+    env = dict(os.environ, LD_PRELOAD=lib)
+    with harness.start_stopped([python, PY_TARGET, "1"], env=env) as t:
+        for nodebug in DEBUG:
+            args = ["malloc-stats"] + (["--no-debuginfo"] if nodebug else [])
+            text = harness.run_cli(*args, str(t.pid)).stdout
+            lines = [ln for ln in text.splitlines() if name in ln]
+            assert len(lines) == 1 and "not in use" in lines[0], text
+            js = cli_json("malloc-stats", str(t.pid))
+            assert name in js["other_allocator"]

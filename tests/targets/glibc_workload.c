@@ -1,0 +1,217 @@
+/* Test target for the glibc walker: several threads (so non-main arenas
+ * exist) leave chunks in every kind of place glibc keeps them: tcache,
+ * fastbins, unsorted, small and large bins, mmapped chunks (also from
+ * memalign/posix_memalign with large alignments), optionally a second heap
+ * in one arena. Then it captures mallinfo2() - with nothing allocating in
+ * between - writes it as the oracle JSON to $PM_ORACLE_FILE (atomically)
+ * and stops itself with SIGSTOP, forever.
+ *
+ * usage: glibc_workload [--threads N] [--multi-heap] [--scale N]
+ *                       [--small-chunks N]   (N more 32-byte chunks, kept:
+ *                                             for the benchmark) */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 16
+
+static pthread_barrier_t ready;
+static int scale = 1;
+static int multi_heap;
+
+/* Kept allocations: never freed, so they stay in use. */
+static void *keep[1 << 16];
+static size_t nkeep;
+static pthread_mutex_t keep_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *kept(size_t n)
+{
+	void *p = malloc(n);
+	memset(p, 0xab, n);
+	pthread_mutex_lock(&keep_lock);
+	if (nkeep < sizeof(keep) / sizeof(keep[0]))
+		keep[nkeep++] = p;
+	pthread_mutex_unlock(&keep_lock);
+	return p;
+}
+
+/* Chunks to free later, each followed by a kept guard so nothing
+ * coalesces. All allocation happens before any of the frees below: a later
+ * malloc would take chunks back out of the bins. */
+struct batch {
+	void *ps[64];
+	int count;
+};
+
+static void batch_alloc(struct batch *b, size_t n, int count)
+{
+	b->count = count > 64 ? 64 : count;
+	for (int i = 0; i < b->count; i++) {
+		b->ps[i] = malloc(n);
+		memset(b->ps[i], i, n);
+		kept(24);
+	}
+}
+
+static void batch_free(struct batch *b)
+{
+	for (int i = 0; i < b->count; i++)
+		free(b->ps[i]);
+}
+
+static void fill_heap(unsigned seed)
+{
+	enum { NFAST = 7, NSMALL = 8, NLARGE = 3, NUNSORTED = 1 };
+	struct batch fast[NFAST], small[NSMALL], large[NLARGE],
+		unsorted[NUNSORTED];
+	/* used chunks of many sizes */
+	for (int i = 0; i < 2000 * scale; i++)
+		kept(16 + (size_t)((seed * 7919u + (unsigned)i * 104729u) % 900));
+	/* a calloc'd and a realloc'd chunk */
+	void *c = calloc(100, 33);
+	void *r = realloc(kept(100), 5000);
+	(void)c;
+	(void)r;
+	if (seed == 1 && multi_heap) {
+		/* more than HEAP_MAX_SIZE (64 MiB) below the mmap threshold:
+		 * the arena grows a second heap */
+		for (int i = 0; i < 800; i++)
+			kept(100000);
+	}
+	/* tcache (7 per size) then fastbins: chunk sizes <= 0x80 */
+	for (int i = 0; i < NFAST; i++)
+		batch_alloc(&fast[i], 24 + 16 * (size_t)i, 7 + 4 + (int)(seed % 4));
+	/* tcache full, the rest to unsorted -> small bins */
+	for (int i = 0; i < NSMALL; i++)
+		batch_alloc(&small[i], 200 + 100 * (size_t)i, 7 + 3);
+	/* beyond tcache -> unsorted -> large bins */
+	batch_alloc(&large[0], 2000, 4);
+	batch_alloc(&large[1], 5000, 3);
+	batch_alloc(&large[2], 20000, 2);
+	batch_alloc(&unsorted[0], 3000, 2);
+	void *sorter = malloc(60000);
+
+	for (int i = 0; i < NSMALL; i++)
+		batch_free(&small[i]);
+	for (int i = 0; i < NLARGE; i++)
+		batch_free(&large[i]);
+	/* a large request sorts the unsorted bin into small/large bins */
+	free(sorter);
+	kept(70000);
+	/* no malloc from here on */
+	for (int i = 0; i < NFAST; i++)
+		batch_free(&fast[i]);
+	batch_free(&unsorted[0]);
+}
+
+/* User pointers of the live mmapped chunks, for the oracle. */
+static void *mmapped[8];
+static int nmmapped;
+
+static void make_mmapped(void)
+{
+	void *p;
+	mmapped[nmmapped++] = kept(200000);
+	mmapped[nmmapped++] = kept(1 << 20);
+	mmapped[nmmapped++] = kept(3 << 20);
+	p = memalign(1 << 16, 300000);
+	memset(p, 1, 300000);
+	mmapped[nmmapped++] = p;
+	if (posix_memalign(&p, 1 << 20, 600000) == 0) {
+		memset(p, 2, 600000);
+		mmapped[nmmapped++] = p;
+	}
+	p = aligned_alloc(4096, 1 << 18);
+	memset(p, 3, 1 << 18);
+	mmapped[nmmapped++] = p;
+	/* one made and freed: must not be counted */
+	free(malloc(5 << 20));
+}
+
+static void *thread_main(void *arg)
+{
+	unsigned seed = (unsigned)(size_t)arg;
+	fill_heap(seed);
+	/* chunks freed by another thread end up in its tcache/arena */
+	pthread_barrier_wait(&ready);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void write_oracle(const struct mallinfo2 *m, int nthreads)
+{
+	/* No allocation here: static buffer, raw syscalls. */
+	static char json[2048], tmp[4096];
+	const char *path = getenv("PM_ORACLE_FILE");
+	if (!path)
+		return;
+	int n = snprintf(json, sizeof(json),
+			 "{\"pid\": %d, \"threads\": %d, \"mallinfo2\": {"
+			 "\"arena\": %zu, \"ordblks\": %zu, \"smblks\": %zu, "
+			 "\"hblks\": %zu, \"hblkhd\": %zu, \"usmblks\": %zu, "
+			 "\"fsmblks\": %zu, \"uordblks\": %zu, \"fordblks\": %zu, "
+			 "\"keepcost\": %zu}, \"mmapped_user\": [",
+			 (int)getpid(), nthreads, m->arena, m->ordblks, m->smblks,
+			 m->hblks, m->hblkhd, m->usmblks, m->fsmblks, m->uordblks,
+			 m->fordblks, m->keepcost);
+	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n, "%s%lu",
+			      i ? ", " : "", (unsigned long)mmapped[i]);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "]}\n");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, json, (size_t)n) != n || close(fd) != 0)
+		_exit(3);
+	if (rename(tmp, path) != 0)
+		_exit(4);
+}
+
+int main(int argc, char **argv)
+{
+	int nthreads = 3;
+	long small_chunks = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+			nthreads = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--scale") && i + 1 < argc)
+			scale = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--small-chunks") && i + 1 < argc)
+			small_chunks = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--multi-heap"))
+			multi_heap = 1;
+	}
+	if (nthreads > MAX_THREADS)
+		nthreads = MAX_THREADS;
+	pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
+	pthread_t tids[MAX_THREADS];
+	for (int i = 0; i < nthreads; i++)
+		pthread_create(&tids[i], NULL, thread_main, (void *)(size_t)(i + 1));
+	/* mmapped first: any malloc would consolidate fastbins and sort the
+	 * unsorted bin that fill_heap leaves */
+	make_mmapped();
+	for (long i = 0; i < small_chunks; i++)
+		*(volatile char *)malloc(24) = 1;
+	fill_heap(0);
+	pthread_barrier_wait(&ready);
+	/* Free a few of the threads' chunks here: they go to this thread's
+	 * tcache although they belong to other arenas. */
+	pthread_mutex_lock(&keep_lock);
+	for (size_t i = nkeep > 64 ? nkeep - 64 : 0; i < nkeep; i += 9) {
+		free(keep[i]);
+		keep[i] = NULL;
+	}
+	pthread_mutex_unlock(&keep_lock);
+	struct mallinfo2 m = mallinfo2();
+	write_oracle(&m, nthreads);
+	for (;;)
+		raise(SIGSTOP);
+}
