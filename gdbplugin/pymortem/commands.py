@@ -71,7 +71,10 @@ class HeapSubcommand(gdb.Command):
         report = self.report_name()
         args = self.report_args(values, positional)
         try:
-            text = self.session.report(report, **args)
+            # Progress lines only for a user at a terminal, not in output
+            # captured by scripts (gdb.execute(..., to_string=True)).
+            text = self.session.report(report, show_progress=from_tty,
+                                       **args)
         except (binding.Error, gdb.GdbError) as e:
             raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
         write(text)

@@ -353,14 +353,17 @@ class Session:
             self.states[inferior.num] = state
         return state
 
-    def report(self, name, **args):
+    def report(self, name, show_progress=True, **args):
         """The text of library report `name` for the selected inferior,
-        from the cache when the inferior has not run since."""
+        from the cache when the inferior has not run since. show_progress:
+        say on stderr when it takes long (for a user at a terminal)."""
         state = self.state()
         cache_key = (name,) + tuple(sorted(args.items()))
         text = state.results.get(cache_key)
         if text is None:
-            progress = Progress("analysing %s" % state.description)
+            progress = None
+            if show_progress:
+                progress = Progress("analysing %s" % state.description)
             text = state.target.report(name, progress=progress, **args)
             state.results[cache_key] = text
         return text
