@@ -288,6 +288,26 @@ def test_live_process_matches_cli(python_target):
     t.ensure_stopped()
     assert_same_as_cli(results, t.pid, commands)
     assert_digests_match_memory(results)
+    # The oracle: glibc's own mallinfo2() captured in the process right
+    # before it stopped equals what `heap arenas` reads.
+    arenas = results.get("heap arenas --json", {})
+    if "output" in arenas:
+        got = json.loads(arenas["output"])
+        want = t.oracle["mallinfo2"]
+        assert {k: got[k] for k in want} == want, arenas["output"]
+    else:
+        print("heap arenas not compared with mallinfo2: %s" % arenas)
+    # The oracle: the workload's sentinel classes, counted by the workload,
+    # are the counts `heap summary` shows for those types.
+    summary = results.get("heap summary --json", {})
+    if "output" in summary:
+        rows = json.loads(summary["output"])["rows"]
+        counts = {r["kind"]: r["count"] for r in rows
+                  if r["domain"] == "python" and r["detail"] == "-"}
+        for name, n in t.oracle["sentinels"].items():
+            assert counts.get(name) == n, name
+    else:
+        print("heap summary not compared with the oracle: %s" % summary)
     # The regions GDB lists are the process's mappings (/proc/PID/maps,
     # captured by the harness when the process stopped).
     regions = json.loads(results["heap regions --json"]["output"])["regions"]
