@@ -284,9 +284,13 @@ def one_target():
 def test_live_process_matches_cli(python_target):
     t = python_target
     commands = compared_commands()
-    results = gdb_drive(["-p", t.pid], drive_items(commands))
+    results = gdb_drive(["-p", t.pid], drive_items(commands) +
+                        [("cmd", "heap --json")])
     t.ensure_stopped()
     assert_same_as_cli(results, t.pid, commands)
+    # `heap` alone is `heap summary`.
+    assert results["heap --json"] == results.get("heap summary --json",
+                                                 results["heap --json"])
     assert_digests_match_memory(results)
     # The oracle: glibc's own mallinfo2() captured in the process right
     # before it stopped equals what `heap arenas` reads.
@@ -910,3 +914,83 @@ def test_installed_plugin_loads(tmp_path, one_target):
     one_target.ensure_stopped()
     assert "loaded-from %s" % (loaders[0].parent / "pymortem") in proc.stdout
     assert '"regions"' in proc.stdout, proc.stderr
+
+
+# ------------------------------------------------------- at a terminal
+
+class Terminal:
+    """GDB on a pseudo-terminal, driven like a user would."""
+
+    def __init__(self, argv, env):
+        import pty
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave,
+                                     stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text, timeout=60):
+        import select
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r in:\n%s" % (text, self.seen))
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError("GDB ended; no %r in:\n%s"
+                                         % (text, self.seen))
+                self.seen += chunk.decode("utf-8", "replace")
+        before, _, self.seen = self.seen.partition(text)
+        return before
+
+    def send(self, line):
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+
+
+def test_pager_and_width_at_a_terminal(one_target):
+    """At a terminal, a long report goes through GDB's pager (q stops it,
+    GDB stays usable), which counts lines wider than `width` as the rows
+    they wrap into."""
+    t = one_target
+    term = Terminal([GDB, "-nx", "-q", "-ex", "source " + plugin_path(),
+                     "-ex", "set height 12", "-ex", "set width 60",
+                     "-p", str(t.pid)], gdb_env())
+    try:
+        term.expect("(gdb) ")
+        term.send("heap regions")
+        page = term.expect("--Type <RET> for more, q to quit")
+        # GDB counts a line longer than the width as the rows the terminal
+        # wraps it into: the page fits the 12-row screen.
+        lines = [l.rstrip() for l in page.splitlines()
+                 if l.strip() and not l.startswith(("heap regions", "\x1b"))]
+        rows = sum(max(1, -(-len(l) // 60)) for l in lines)
+        assert 3 <= rows <= 12, lines
+        assert max(len(l) for l in lines) > 60  # wrapping did happen
+        term.send("q")
+        term.expect("(gdb) ")
+        term.send("print 6*7")
+        term.expect("= 42")
+        term.send("heap info")
+        term.expect("--Type <RET> for more")
+        term.send("q")
+        term.expect("(gdb) ")
+        term.send("detach")
+        term.expect("(gdb) ")
+        term.send("quit")
+        term.proc.wait(timeout=30)
+    finally:
+        term.close()
+        t.ensure_stopped()
