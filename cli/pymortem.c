@@ -111,6 +111,15 @@ static int run_report(struct pm_target *t, const char *report,
 	}
 	fputs(text, stdout);
 	free(text);
+	/* JSON keeps its warnings inside the document; say on stderr that
+	 * there are some, so a script's user does not miss them. */
+	size_t nwarnings = pm_target_warning_count(t);
+	if (args->format == PM_FORMAT_JSON && nwarnings) {
+		const char *first = pm_target_warnings_stored(t) ?
+			pm_target_warning_message(t, 0) : "";
+		fprintf(stderr, "pymortem: warning: %zu problem%s found (\"warnings\" in the JSON), first: %s\n",
+			nwarnings, nwarnings == 1 ? "" : "s", first);
+	}
 	return 0;
 }
 

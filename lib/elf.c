@@ -178,7 +178,7 @@ struct pm_error *pm_elf_open(const char *path, struct pm_elf **ret)
 		err = &pm_error_no_memory;
 		goto fail;
 	}
-	e->fd = open(path, O_RDONLY | O_CLOEXEC);
+	e->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (e->fd < 0) {
 		err = pm_error_errno(errno, "%s", path);
 		goto fail;

@@ -140,6 +140,50 @@ static size_t libc_data_ranges(struct pm_target *t, struct pm_module *libc,
 	return k;
 }
 
+#define SCAN_RANGES_MAX 512
+#define FALLBACK_REGION_MAX (8u << 20)
+
+/* Where main_arena and mp_ may be: libc's data, or - when no mapping is
+ * known to be libc (a truncated core without its file note) - every small
+ * writable mapping. */
+static size_t data_ranges(struct pm_target *t, struct scan_range *out,
+			  size_t max)
+{
+	struct pm_module *libc = find_libc(t);
+	if (libc)
+		return libc_data_ranges(t, libc, out, max);
+	size_t n = pm_target_region_count(t), k = 0;
+	for (size_t i = 0; i < n && k < max; i++) {
+		struct pm_region *r = pm_target_region(t, i);
+		if ((r->perms & (PM_PERM_R | PM_PERM_W)) == (PM_PERM_R | PM_PERM_W) &&
+		    r->end - r->start <= FALLBACK_REGION_MAX &&
+		    r->label != PM_LABEL_MAIN_STACK &&
+		    r->label != PM_LABEL_THREAD_STACK)
+			out[k++] = (struct scan_range){r->start, r->end};
+	}
+	return k;
+}
+
+/* The range's bytes (at most SCAN_MAX_BYTES) in a malloc'd buffer. */
+static uint64_t *range_read(struct pm_target *t, const struct scan_range *r,
+			    size_t *words)
+{
+	size_t len = r->end - r->start;
+	if (len > SCAN_MAX_BYTES)
+		len = SCAN_MAX_BYTES;
+	uint64_t *buf = malloc(len);
+	if (!buf)
+		return NULL;
+	struct pm_error *err = pm_target_read(t, r->start, buf, len);
+	if (err) {
+		pm_error_destroy(err);
+		free(buf);
+		return NULL;
+	}
+	*words = len / 8;
+	return buf;
+}
+
 static bool read_u64(struct pm_target *t, uint64_t addr, uint64_t *v)
 {
 	struct pm_error *err = pm_target_read_u64(t, addr, v);
@@ -185,19 +229,12 @@ static uint64_t scan_main_arena(struct pm_target *t,
 				const struct pm_glibc_layout *l,
 				const struct scan_range *r)
 {
-	size_t len = r->end - r->start;
-	if (len > SCAN_MAX_BYTES)
-		len = SCAN_MAX_BYTES;
-	uint64_t *buf = malloc(len);
-	if (!buf)
-		return 0;
-	struct pm_error *err = pm_target_read(t, r->start, buf, len);
-	if (err) {
-		pm_error_destroy(err);
+	size_t words = 0;
+	uint64_t *buf = range_read(t, r, &words);
+	if (!buf || words < 2) {
 		free(buf);
 		return 0;
 	}
-	size_t words = len / 8;
 	uint64_t found = 0, fallback = 0;
 	/* Backwards, so the first self-referencing pair seen is the highest:
 	 * the end of the bins array. */
@@ -253,28 +290,30 @@ uint64_t pm_glibc_scan_mp(struct pm_target *t,
 			  const struct pm_glibc_layout *l, uint64_t main_arena,
 			  uint64_t sbrk_base)
 {
-	struct pm_module *libc = find_libc(t);
-	if (!libc || !sbrk_base)
+	if (!sbrk_base)
 		return 0;
-	struct scan_range ranges[8];
-	size_t n = libc_data_ranges(t, libc, ranges, 8);
-	for (size_t k = 0; k < n; k++) {
-		uint64_t end = ranges[k].end;
-		if (end - ranges[k].start > SCAN_MAX_BYTES)
-			end = ranges[k].start + SCAN_MAX_BYTES;
-		for (uint64_t a = ranges[k].start + l->mp_sbrk_base;
-		     a + 8 <= end; a += 8) {
-			uint64_t v;
-			if (!read_u64(t, a, &v) || v != sbrk_base)
+	struct scan_range *ranges = malloc(SCAN_RANGES_MAX * sizeof(*ranges));
+	if (!ranges)
+		return 0;
+	size_t n = data_ranges(t, ranges, SCAN_RANGES_MAX);
+	uint64_t found = 0;
+	for (size_t k = 0; k < n && !found; k++) {
+		size_t words = 0;
+		uint64_t *buf = range_read(t, &ranges[k], &words);
+		for (size_t i = l->mp_sbrk_base / 8; buf && i < words && !found;
+		     i++) {
+			if (buf[i] != sbrk_base)
 				continue;
-			uint64_t mp = a - l->mp_sbrk_base;
+			uint64_t mp = ranges[k].start + 8 * i - l->mp_sbrk_base;
 			if (mp >= main_arena && mp < main_arena + l->ms_size)
 				continue;
 			if (mp_candidate_ok(t, l, mp))
-				return mp;
+				found = mp;
 		}
+		free(buf);
 	}
-	return 0;
+	free(ranges);
+	return found;
 }
 
 static uint64_t symbol_address(struct pm_target *t, const char *name)
@@ -389,7 +428,8 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 	struct pm_error *err = pm_glibc_detect_version(
 		t, &ret->major, &ret->minor, &ret->version_source);
 	bool inferred = false;
-	if (err && err->code == PM_ERR_UNSUPPORTED) {
+	if (err && (err->code == PM_ERR_UNSUPPORTED ||
+		    err->code == PM_ERR_NOT_FOUND)) {
 		/* no banner, no versioned name: find the arena with any
 		 * 2.27+ layout (they agree on malloc_state) and infer */
 		pm_error_destroy(err);
@@ -412,12 +452,15 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 	ret->main_arena = symbol_address(t, "main_arena");
 	ret->main_arena_source = "symbol";
 	if (!ret->main_arena) {
-		struct pm_module *libc = find_libc(t);
-		struct scan_range ranges[8];
-		size_t n = libc ? libc_data_ranges(t, libc, ranges, 8) : 0;
+		struct scan_range *ranges = malloc(SCAN_RANGES_MAX * sizeof(*ranges));
+		if (!ranges)
+			return &pm_error_no_memory;
+		size_t n = data_ranges(t, ranges, SCAN_RANGES_MAX);
 		for (size_t k = 0; k < n && !ret->main_arena; k++)
 			ret->main_arena = scan_main_arena(t, l, &ranges[k]);
-		ret->main_arena_source = "signature scan";
+		free(ranges);
+		ret->main_arena_source = find_libc(t)
+			? "signature scan" : "signature scan (libc not identified)";
 	}
 	if (inferred && !arena_uninitialised(t, l, ret->main_arena)) {
 		err = infer_layout(t, ret);

@@ -7,7 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "glibc.h"
+#include "target.h"
 
 #define PM_GLIBC_NBINS 128          /* bins 1..127 are used */
 #define PM_GLIBC_NFASTBINS 10
@@ -70,5 +73,84 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 uint64_t pm_glibc_scan_mp(struct pm_target *t,
 			  const struct pm_glibc_layout *layout,
 			  uint64_t main_arena, uint64_t sbrk_base);
+
+/* ---- the walk's state, shared by glibc.c, glibc_lists.c,
+ * glibc_mmapped.c and glibc_tcache.c ---- */
+
+#define PM_GLIBC_LIST_MAX (1u << 24)        /* any one free list */
+#define PM_GLIBC_PAGE 4096ull
+
+/* Free-list membership: open-addressing hash of chunk address -> state. */
+struct pm_glibc_freeset {
+	uint64_t *keys;
+	uint8_t *states;
+	size_t cap, count;
+};
+
+/* A read-only window of target memory for sequential heap walks; every
+ * other read of target memory invalidates it (pm_target_view's rule). */
+struct pm_glibc_window {
+	uint64_t start, end;
+	const uint8_t *data;
+};
+
+struct pm_glibc_walk {
+	struct pm_target *t;
+	const struct pm_glibc_layout *l;
+	struct pm_glibc_heap *heap;
+	struct pm_glibc_freeset fs;
+	uint64_t *known;            /* sorted free-list chunk addresses */
+	size_t nknown;
+	size_t chunks_cap;
+	struct pm_glibc_window win;
+	uint64_t heap_max;          /* HEAP_MAX_SIZE in effect */
+	uint64_t main_start;        /* first chunk of the main heap */
+	uint64_t *first_chunks;     /* first chunk of each arena's first heap */
+	size_t nfirst;
+	/* Each heap walk and mmapped scan appends an address-sorted run of
+	 * chunks; runs are merged by their first address instead of a sort. */
+	size_t *runs;
+	size_t nruns, runs_cap;
+	uint64_t resync_steps;      /* spent so far, capped */
+	struct pm_error *fatal;     /* host allocation failure */
+};
+
+/* Records a problem at addr: a target warning, and the walk is partial. */
+void pm_glibc_problem(struct pm_glibc_walk *w, uint64_t addr, const char *fmt,
+		      ...) __attribute__((format(printf, 3, 4)));
+/* Reads through the target's block cache; false if unreadable. */
+bool pm_glibc_read(struct pm_glibc_walk *w, uint64_t addr, void *buf,
+		   size_t len);
+bool pm_glibc_read_u64(struct pm_glibc_walk *w, uint64_t addr, uint64_t *v);
+/* Sequential reads through a window of up to PM_VIEW_MAX bytes. */
+bool pm_glibc_window_u64(struct pm_glibc_walk *w, uint64_t addr, uint64_t *v);
+bool pm_glibc_chunk_push(struct pm_glibc_walk *w, uint64_t addr, uint64_t size,
+			 uint8_t state, uint8_t arena);
+/* Starts a new address-sorted run of chunks (see chunks_sort). */
+void pm_glibc_run_begin(struct pm_glibc_walk *w);
+
+/* glibc_lists.c */
+/* 0 when addr is in no free list, else its state + 1. */
+int pm_glibc_freeset_get(const struct pm_glibc_freeset *fs, uint64_t addr);
+void pm_glibc_freeset_deinit(struct pm_glibc_freeset *fs);
+/* The arenas of main_arena's ring into w->heap->arenas. */
+struct pm_error *pm_glibc_arenas_collect(struct pm_glibc_walk *w);
+/* Reads an arena, walks its bins and fastbins, fills its mallinfo share. */
+bool pm_glibc_arena_load(struct pm_glibc_walk *w, struct pm_glibc_arena *ar);
+
+/* glibc_mmapped.c */
+void pm_glibc_scan_mmapped(struct pm_glibc_walk *w);
+void pm_glibc_label_region(struct pm_target *t, uint64_t addr,
+			   enum pm_region_label label, const char *detail);
+
+/* glibc_tcache.c */
+void pm_glibc_find_tcaches(struct pm_glibc_walk *w);
+
+/* Decodes a safe-linked pointer stored at field_addr (2.32+). */
+static inline uint64_t pm_glibc_reveal(const struct pm_glibc_layout *l,
+				       uint64_t field_addr, uint64_t stored)
+{
+	return l->safe_linking ? (field_addr >> 12) ^ stored : stored;
+}
 
 #endif

@@ -80,6 +80,12 @@ struct pm_error *pm_target_open_callback(const struct pm_callback_source *source
 
 void pm_target_destroy(struct pm_target *t);
 
+/* Problems found so far that did not stop the analysis (also in every
+ * report's output): how many, and the text of stored ones (i < stored). */
+size_t pm_target_warning_count(const struct pm_target *t);
+size_t pm_target_warnings_stored(const struct pm_target *t);
+const char *pm_target_warning_message(const struct pm_target *t, size_t i);
+
 /* Freezing a live process for the duration of an analysis (the CLI does this;
  * inside GDB the process is already stopped). pm_process_thaw always resumes
  * what pm_process_freeze stopped. */

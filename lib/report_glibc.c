@@ -118,8 +118,10 @@ static void mallinfo_row(struct pm_table *table, const char *name,
 static void malloc_stats_text(const struct pm_glibc_heap *h,
 			      struct pm_strbuf *out)
 {
-	pm_strbuf_printf(out, "glibc %d.%d (%s); main_arena 0x%llx (%s); ",
-			 h->version_major, h->version_minor, h->version_source,
+	if (h->version_major)
+		pm_strbuf_printf(out, "glibc %d.%d (%s); ", h->version_major,
+				 h->version_minor, h->version_source);
+	pm_strbuf_printf(out, "main_arena 0x%llx (%s); ",
 			 (unsigned long long)h->main_arena, h->main_arena_source);
 	if (h->mp)
 		pm_strbuf_printf(out, "mp_ 0x%llx (%s)\n",
@@ -142,6 +144,8 @@ static void malloc_stats_text(const struct pm_glibc_heap *h,
 			 h->arenas[i].is_main ? " (main)" : "");
 		mallinfo_row(table, name, &h->arenas[i].info);
 	}
+	if (!h->narenas)
+		pm_strbuf_append(out, "no glibc arena could be read (see warnings)\n");
 	mallinfo_row(table, "total", &h->total);
 	pm_table_render(table, out);
 	pm_table_destroy(table);

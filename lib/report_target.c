@@ -5,6 +5,7 @@
 
 #include "elffile.h"
 #include "glibc.h"
+#include "python_version.h"
 #include "report.h"
 
 static void perms_text(uint32_t perms, char buf[5])
@@ -188,6 +189,102 @@ static void info_symbols_text(struct pm_target *t, struct pm_strbuf *out)
 	}
 }
 
+/* What the allocator and interpreter layers detected, for `info`. */
+struct detected {
+	int glibc_major, glibc_minor;
+	const char *glibc_how;
+	char glibc_error[200];
+	const struct pm_python_info *python;
+	char python_error[200];
+};
+
+static void detect_all(struct pm_target *t, struct detected *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	struct pm_error *err = pm_glibc_detect_version(t, &ret->glibc_major,
+						       &ret->glibc_minor,
+						       &ret->glibc_how);
+	if (err) {
+		snprintf(ret->glibc_error, sizeof(ret->glibc_error), "%s", err->message);
+		pm_error_destroy(err);
+	}
+	err = pm_python_detect(t, &ret->python);
+	if (err) {
+		snprintf(ret->python_error, sizeof(ret->python_error), "%s", err->message);
+		pm_error_destroy(err);
+		ret->python = NULL;
+	}
+}
+
+static void detected_json(const struct detected *d, struct pm_strbuf *out)
+{
+	pm_strbuf_append(out, ",\n\"glibc\": ");
+	if (d->glibc_error[0]) {
+		pm_strbuf_append(out, "{\"error\": ");
+		pm_strbuf_json_string(out, d->glibc_error);
+		pm_strbuf_append(out, "}");
+	} else {
+		pm_strbuf_printf(out, "{\"version\": \"%d.%d\", \"source\": ",
+				 d->glibc_major, d->glibc_minor);
+		pm_strbuf_json_string(out, d->glibc_how ? d->glibc_how : "");
+		pm_strbuf_append(out, "}");
+	}
+	pm_strbuf_append(out, ",\n\"python\": ");
+	const struct pm_python_info *py = d->python;
+	if (!py || !py->is_python) {
+		pm_strbuf_append(out, "{\"is_python\": false");
+		if (d->python_error[0]) {
+			pm_strbuf_append(out, ", \"error\": ");
+			pm_strbuf_json_string(out, d->python_error);
+		}
+		pm_strbuf_append(out, "}");
+		return;
+	}
+	char version[32];
+	if (py->micro >= 0)
+		snprintf(version, sizeof(version), "%d.%d.%d", py->major, py->minor, py->micro);
+	else
+		snprintf(version, sizeof(version), "%d.%d", py->major, py->minor);
+	pm_strbuf_printf(out, "{\"is_python\": true, \"version\": \"%s\", \"hexversion\": %u, \"source\": ",
+			 version, (unsigned)py->hexversion);
+	pm_strbuf_json_string(out, py->version_source ? py->version_source : "");
+	pm_strbuf_printf(out, ", \"free_threaded\": %s, \"supported\": %s, \"module\": ",
+			 py->free_threaded ? "true" : "false",
+			 py->supported ? "true" : "false");
+	if (py->module)
+		pm_strbuf_json_string(out, py->module->path);
+	else
+		pm_strbuf_append(out, "null");
+	pm_strbuf_printf(out, ", \"runtime\": %llu, \"unsupported\": ",
+			 (unsigned long long)py->runtime);
+	pm_strbuf_json_string(out, py->unsupported);
+	pm_strbuf_append(out, "}");
+}
+
+static void detected_text(const struct detected *d, struct pm_strbuf *out)
+{
+	if (d->glibc_error[0])
+		pm_strbuf_printf(out, "glibc:       %s\n", d->glibc_error);
+	else
+		pm_strbuf_printf(out, "glibc:       %d.%d (from %s)\n", d->glibc_major,
+				 d->glibc_minor, d->glibc_how ? d->glibc_how : "?");
+	const struct pm_python_info *py = d->python;
+	if (!py || !py->is_python) {
+		pm_strbuf_printf(out, "python:      not a CPython process%s%s\n",
+				 d->python_error[0] ? ": " : "", d->python_error);
+		return;
+	}
+	pm_strbuf_printf(out, "python:      %d.%d", py->major, py->minor);
+	if (py->micro >= 0)
+		pm_strbuf_printf(out, ".%d", py->micro);
+	pm_strbuf_printf(out, "%s (from %s)%s%s\n", py->free_threaded ? " free-threaded" : "",
+			 py->version_source ? py->version_source : "?",
+			 py->supported ? "" : ", NOT SUPPORTED: ", py->unsupported);
+	if (py->module)
+		pm_strbuf_printf(out, "runtime:     _PyRuntime at 0x%llx in %s\n",
+				 (unsigned long long)py->runtime, py->module->path);
+}
+
 static void info_json(struct pm_target *t, struct pm_strbuf *out)
 {
 	struct pm_module *exe = pm_target_executable(t);
@@ -225,6 +322,9 @@ static void info_json(struct pm_target *t, struct pm_strbuf *out)
 		pm_strbuf_append(out, "}");
 	}
 	pm_strbuf_append(out, "]");
+	struct detected d;
+	detect_all(t, &d);
+	detected_json(&d, out);
 	info_symbols_json(t, out);
 }
 
@@ -237,6 +337,9 @@ static void info_text(struct pm_target *t, struct pm_strbuf *out)
 	else
 		pm_strbuf_printf(out, "target:      %s\n", pm_target_kind(t));
 	pm_strbuf_printf(out, "executable:  %s\n", exe ? exe->path : "(unknown)");
+	struct detected d;
+	detect_all(t, &d);
+	detected_text(&d, out);
 	pm_strbuf_printf(out, "debug info:  %s\n",
 			 pm_target_options(t)->no_debuginfo ?
 			 "off (--no-debuginfo: .dynsym only)" : "on");

@@ -2,6 +2,19 @@
  * gcore) mmap'd read-only. Regions come from PT_LOAD and NT_FILE, threads from
  * NT_PRSTATUS; bytes the core lacks are read from the mapped files on disk
  * after a build-id check, so "not saved" and "file missing" stay distinct. */
+/*
+ * What the two kinds of core hold (checked on Linux 6.x, gdb 13):
+ * - kernel: one PT_LOAD per mapping, in address order, PROT_NONE ones too
+ *   (p_flags 0, p_filesz 0), with [vvar], [vvar_vclock] and [vsyscall];
+ *   read-only file mappings are saved only for an ELF file's header page
+ *   (p_filesz 0x1000 < p_memsz) or not at all; notes come first.
+ * - gcore: leaves out read-only file mappings it does not dump (program
+ *   text, r--s files) and [vvar]; writes PROT_NONE mappings as PF_R with
+ *   zero bytes and [vsyscall] as r-x; notes come last, so a truncated gcore
+ *   loses them first (then names come from ld.so's link_map).
+ * Neither records shared-ness ('s'), inode or pseudo paths: [heap],
+ * [stack], [vdso], [vvar] and [vsyscall] are inferred (core_label_pseudo).
+ */
 #include "pymortem.h"
 #include "source.h"
 #include "elffile.h"
@@ -21,6 +34,9 @@
 #define CORE_MAX_THREADS 100000
 #define CORE_MAX_AUXV 512
 #define CORE_MAX_HEADER_NOTES 4096
+#define CORE_MAX_EXE_PHDRS 64
+#define CORE_MAX_DYNAMIC 4096
+#define CORE_MAX_LINK_MAPS 4096
 
 /* x86-64 struct elf_prstatus / elf_prpsinfo and user_regs_struct layout. */
 enum {
@@ -47,6 +63,8 @@ struct core_file {
 	char *path;
 	enum { FILE_UNCHECKED, FILE_OK, FILE_MISSING, FILE_MISMATCH } state;
 	bool is_executable;
+	bool has_header;
+	uint64_t header_addr;       /* where its offset 0 is mapped */
 	const char *why;            /* for FILE_MISSING/MISMATCH messages */
 	const char *open_path;      /* path actually opened (may be options' exe) */
 	int fd;
@@ -103,6 +121,7 @@ struct core_notes {
 struct core_file_entry {
 	uint64_t start, end, offset;
 	const char *name;
+	int32_t file;               /* index in core_source.files */
 };
 
 static uint64_t load_u64(const uint8_t *p)
@@ -457,32 +476,64 @@ static int core_entry_compare(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static int32_t core_file_index(struct core_source *src, const char *name)
+static int core_entry_name_compare(const void *a, const void *b)
 {
-	for (size_t i = 0; i < src->nfiles; i++)
-		if (strcmp(src->files[i].path, name) == 0)
-			return (int32_t)i;
-	return -1;
+	const struct core_file_entry *const *x = a, *const *y = b;
+	return strcmp((*x)->name, (*y)->name);
 }
 
-static struct pm_error *core_file_add(struct core_source *src, const char *name,
-				      int32_t *ret)
+/* One core_file per distinct name, found by sorting (not by searching the
+ * list per entry: a hostile NT_FILE may have a million names). */
+static struct pm_error *core_assign_files(struct core_source *src,
+					  struct core_file_entry *entries,
+					  size_t n)
 {
-	int32_t idx = core_file_index(src, name);
-	if (idx >= 0) {
-		*ret = idx;
+	if (n == 0)
 		return NULL;
+	struct core_file_entry **by_name = malloc(n * sizeof(*by_name));
+	src->files = calloc(n, sizeof(*src->files));
+	if (!by_name || !src->files) {
+		free(by_name);
+		return &pm_error_no_memory;
 	}
-	void *p = realloc(src->files, (src->nfiles + 1) * sizeof(*src->files));
-	if (!p)
-		return &pm_error_no_memory;
-	src->files = p;
-	struct core_file *f = &src->files[src->nfiles];
-	*f = (struct core_file){ .fd = -1, .path = strdup(name) };
-	if (!f->path)
-		return &pm_error_no_memory;
-	*ret = (int32_t)src->nfiles++;
+	for (size_t i = 0; i < n; i++)
+		by_name[i] = &entries[i];
+	qsort(by_name, n, sizeof(*by_name), core_entry_name_compare);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || strcmp(by_name[i]->name, by_name[i - 1]->name)) {
+			struct core_file *f = &src->files[src->nfiles];
+			*f = (struct core_file){ .fd = -1,
+						 .path = strdup(by_name[i]->name) };
+			if (!f->path) {
+				free(by_name);
+				return &pm_error_no_memory;
+			}
+			src->nfiles++;
+		}
+		by_name[i]->file = (int32_t)(src->nfiles - 1);
+	}
+	free(by_name);
 	return NULL;
+}
+
+/* Sorts file entries by address and drops any that overlap an earlier one
+ * (keeping the first); returns the count kept. */
+static size_t core_entries_normalize(struct core_source *src,
+				     struct core_file_entry *entries, size_t n)
+{
+	if (n > 1)
+		qsort(entries, n, sizeof(*entries), core_entry_compare);
+	size_t out = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (out > 0 && entries[i].start < entries[out - 1].end) {
+			pm_target_warn(src->target, true, entries[i].start,
+				       "file mapping of %s overlaps another; ignored",
+				       entries[i].name);
+			continue;
+		}
+		entries[out++] = entries[i];
+	}
+	return out;
 }
 
 /* Parses NT_FILE: count, page size, count (start, end, pgoff) triples, then
@@ -542,21 +593,8 @@ static struct pm_error *core_parse_nt_file(struct core_source *src,
 		}
 		entries[n++] = e;
 	}
-	if (n > 1)
-		qsort(entries, n, sizeof(*entries), core_entry_compare);
-	/* Entries must not overlap each other: keep the first. */
-	size_t out = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (out > 0 && entries[i].start < entries[out - 1].end) {
-			pm_target_warn(src->target, true, entries[i].start,
-				       "NT_FILE entry for %s overlaps another; ignored",
-				       entries[i].name);
-			continue;
-		}
-		entries[out++] = entries[i];
-	}
 	*ret = entries;
-	*count_ret = out;
+	*count_ret = core_entries_normalize(src, entries, n);
 	return NULL;
 }
 
@@ -666,22 +704,15 @@ static const struct core_file_entry *core_find_entry(
 	return NULL;
 }
 
-static struct pm_error *core_apply_nt_file(struct core_source *src,
-					   const struct core_notes *notes)
+/* Gives segments their file and offset from file entries (NT_FILE's, or
+ * those recovered from the link_map), splitting and filling as needed. */
+static struct pm_error *core_apply_entries(struct core_source *src,
+					   struct core_file_entry *entries,
+					   size_t n)
 {
-	if (!notes->nt_file) {
-		pm_target_warn(src->target, false, 0,
-			       "core has no NT_FILE note: file-backed mappings appear anonymous, and bytes missing from the core cannot be read from files");
-		return NULL;
-	}
-	struct core_file_entry *entries;
-	size_t n;
-	struct pm_error *err = core_parse_nt_file(src, notes->nt_file,
-						  notes->nt_file_size,
-						  &entries, &n);
-	if (err)
-		return err;
-	err = core_split_at_entries(src, entries, n);
+	struct pm_error *err = core_assign_files(src, entries, n);
+	if (!err)
+		err = core_split_at_entries(src, entries, n);
 	if (!err)
 		err = core_fill_entry_gaps(src, entries, n);
 	for (size_t i = 0; !err && i < src->nsegs; i++) {
@@ -690,9 +721,27 @@ static struct pm_error *core_apply_nt_file(struct core_source *src,
 								  seg->start);
 		if (!e)
 			continue;
-		err = core_file_add(src, e->name, &seg->file);
+		seg->file = e->file;
 		seg->file_offset = e->offset + (seg->start - e->start);
 	}
+	return err;
+}
+
+static struct pm_error *core_recover_files(struct core_source *src,
+					   const struct core_notes *notes);
+
+static struct pm_error *core_apply_nt_file(struct core_source *src,
+					   const struct core_notes *notes)
+{
+	if (!notes->nt_file)
+		return core_recover_files(src, notes);
+	struct core_file_entry *entries;
+	size_t n;
+	struct pm_error *err = core_parse_nt_file(src, notes->nt_file,
+						  notes->nt_file_size,
+						  &entries, &n);
+	if (!err)
+		err = core_apply_entries(src, entries, n);
 	free(entries);
 	return err;
 }
@@ -761,38 +810,44 @@ static size_t core_memory_build_id(struct core_source *src,
 	return 0;
 }
 
-static bool core_file_header_addr(struct core_source *src, int32_t file,
-				  uint64_t *ret)
+/* Where each file's offset 0 is mapped (its ELF header, whose notes hold
+ * the build-id the process had): the lowest such segment. */
+static void core_find_file_headers(struct core_source *src)
 {
-	for (size_t i = 0; i < src->nsegs; i++) {
-		if (src->segs[i].file == file && src->segs[i].file_offset == 0) {
-			*ret = src->segs[i].start;
-			return true;
+	for (size_t i = src->nsegs; i-- > 0;) {
+		const struct core_segment *seg = &src->segs[i];
+		if (seg->file >= 0 && seg->file_offset == 0) {
+			src->files[seg->file].has_header = true;
+			src->files[seg->file].header_addr = seg->start;
 		}
 	}
-	return false;
 }
 
-static bool core_file_map(struct core_file *f, const char *path)
+/* Maps a file named by the core; returns NULL or why it cannot ("is
+ * missing", ...). O_NONBLOCK: a hostile core may name a FIFO. */
+static const char *core_file_map(struct core_file *f, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return false;
+		return errno == ENOENT || errno == ENOTDIR ? "is missing" :
+		       "cannot be opened";
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-		close(fd);
-		return false;
-	}
-	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	const char *why = NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		why = "is not a regular file";
+	else if (st.st_size == 0)
+		why = "is empty";
+	void *map = why ? MAP_FAILED :
+		    mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED) {
 		close(fd);
-		return false;
+		return why ? why : "cannot be mapped";
 	}
 	f->fd = fd;
 	f->map = map;
 	f->size = (size_t)st.st_size;
 	f->open_path = path;
-	return true;
+	return NULL;
 }
 
 static void core_file_unmap(struct core_file *f)
@@ -811,9 +866,10 @@ static void core_file_try(struct core_source *src, int32_t idx,
 			  const char *path)
 {
 	struct core_file *f = &src->files[idx];
-	if (!core_file_map(f, path)) {
+	const char *why = core_file_map(f, path);
+	if (why) {
 		f->state = FILE_MISSING;
-		f->why = "is missing";
+		f->why = why;
 		return;
 	}
 	if (f->size < SELFMAG || memcmp(f->map, ELFMAG, SELFMAG) != 0) {
@@ -832,10 +888,9 @@ static void core_file_try(struct core_source *src, int32_t idx,
 	size_t file_len;
 	const uint8_t *file_id = pm_elf_build_id(elf, &file_len);
 	uint8_t mem_id[64];
-	uint64_t header;
 	size_t mem_len = 0;
-	if (core_file_header_addr(src, idx, &header))
-		mem_len = core_memory_build_id(src, header, mem_id);
+	if (f->has_header)
+		mem_len = core_memory_build_id(src, f->header_addr, mem_id);
 	if (mem_len && (mem_len != file_len || memcmp(mem_id, file_id, mem_len))) {
 		core_file_unmap(f);
 		f->state = FILE_MISMATCH;
@@ -1089,33 +1144,282 @@ static void core_label_vdso(struct core_source *src,
 	}
 }
 
-/* The end of the executable's image (its bss) from its program headers in
- * memory (AT_PHDR/AT_PHNUM), or 0 if they cannot be read. */
-static uint64_t core_executable_end(struct core_source *src,
-				    const struct core_notes *notes)
+/* The executable's program headers as mapped, and its load bias. */
+struct core_exe {
+	uint64_t bias;
+	Elf64_Phdr ph[CORE_MAX_EXE_PHDRS];
+	unsigned phnum;
+};
+
+/* Through AT_PHDR/AT_PHNUM and PT_PHDR, when the auxv note is there. */
+static bool core_exe_from_auxv(struct core_source *src,
+			       const struct core_notes *notes,
+			       struct core_exe *exe)
 {
 	uint64_t phdr_addr, phnum;
 	if (!core_auxv_value(notes, AT_PHDR, &phdr_addr) ||
-	    !core_auxv_value(notes, AT_PHNUM, &phnum) || phnum > 256)
-		return 0;
-	uint64_t bias = 0, end = 0;
-	bool has_bias = false;
-	Elf64_Phdr ph[256];
-	if (!core_read_saved(src, phdr_addr, ph, phnum * sizeof(ph[0])))
-		return 0;
-	for (uint64_t i = 0; i < phnum; i++) {
-		if (ph[i].p_type == PT_PHDR) {
-			bias = phdr_addr - ph[i].p_vaddr;
-			has_bias = true;
+	    !core_auxv_value(notes, AT_PHNUM, &phnum) ||
+	    phnum == 0 || phnum > CORE_MAX_EXE_PHDRS ||
+	    !core_read_saved(src, phdr_addr, exe->ph, phnum * sizeof(exe->ph[0])))
+		return false;
+	exe->phnum = (unsigned)phnum;
+	for (unsigned i = 0; i < exe->phnum; i++) {
+		if (exe->ph[i].p_type == PT_PHDR) {
+			exe->bias = phdr_addr - exe->ph[i].p_vaddr;
+			return true;
 		}
 	}
-	if (!has_bias)
+	return false;
+}
+
+/* An ELF image whose header is saved at addr: its program headers, and
+ * its bias assuming the header is its first PT_LOAD's first page. */
+static bool core_image_at(struct core_source *src, uint64_t addr,
+			  Elf64_Ehdr *eh, struct core_exe *img)
+{
+	if (!core_read_saved(src, addr, eh, sizeof(*eh)) ||
+	    memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+	    (eh->e_type != ET_EXEC && eh->e_type != ET_DYN) ||
+	    eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 ||
+	    eh->e_phnum > CORE_MAX_EXE_PHDRS ||
+	    !core_read_saved(src, addr + eh->e_phoff, img->ph,
+			     eh->e_phnum * sizeof(img->ph[0])))
+		return false;
+	img->phnum = eh->e_phnum;
+	for (unsigned i = 0; i < img->phnum; i++) {
+		if (img->ph[i].p_type == PT_LOAD) {
+			img->bias = addr - (img->ph[i].p_vaddr & ~(uint64_t)(CORE_PAGE - 1));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Without auxv (e.g. a gcore cut before its notes): the lowest saved ELF
+ * header of a program with an interpreter (PT_INTERP) is the executable. */
+static bool core_exe_from_scan(struct core_source *src, struct core_exe *exe)
+{
+	for (size_t i = 0; i < src->nsegs; i++) {
+		Elf64_Ehdr eh;
+		if (src->segs[i].saved < sizeof(eh) ||
+		    !core_image_at(src, src->segs[i].start, &eh, exe))
+			continue;
+		for (unsigned j = 0; j < exe->phnum; j++)
+			if (exe->ph[j].p_type == PT_INTERP)
+				return true;
+	}
+	return false;
+}
+
+static bool core_find_executable(struct core_source *src,
+				 const struct core_notes *notes,
+				 struct core_exe *exe)
+{
+	return core_exe_from_auxv(src, notes, exe) ||
+	       core_exe_from_scan(src, exe);
+}
+
+/* The end of the executable's image (its bss), or 0 if unknown. */
+static uint64_t core_executable_end(struct core_source *src,
+				    const struct core_notes *notes)
+{
+	struct core_exe exe;
+	if (!core_find_executable(src, notes, &exe))
 		return 0;
-	for (uint64_t i = 0; i < phnum; i++)
-		if (ph[i].p_type == PT_LOAD &&
-		    bias + ph[i].p_vaddr + ph[i].p_memsz > end)
-			end = bias + ph[i].p_vaddr + ph[i].p_memsz;
+	uint64_t end = 0;
+	for (unsigned i = 0; i < exe.phnum; i++)
+		if (exe.ph[i].p_type == PT_LOAD &&
+		    exe.bias + exe.ph[i].p_vaddr + exe.ph[i].p_memsz > end)
+			end = exe.bias + exe.ph[i].p_vaddr + exe.ph[i].p_memsz;
 	return end;
+}
+
+/* ---- Recovering file names from the dynamic linker (no NT_FILE) ---- */
+
+/* A NUL-terminated string from saved core bytes, at most size-1 long. */
+static bool core_read_saved_cstr(struct core_source *src, uint64_t addr,
+				 char *buf, size_t size)
+{
+	for (size_t i = 0; i + 1 < size; i++) {
+		if (!core_read_saved(src, addr + i, &buf[i], 1))
+			return false;
+		if (buf[i] == '\0')
+			return true;
+	}
+	return false;
+}
+
+/* r_debug, from the executable's DT_DEBUG (set by ld.so at start-up). */
+static uint64_t core_r_debug(struct core_source *src, const struct core_exe *exe)
+{
+	for (unsigned i = 0; i < exe->phnum; i++) {
+		if (exe->ph[i].p_type != PT_DYNAMIC)
+			continue;
+		uint64_t addr = exe->bias + exe->ph[i].p_vaddr;
+		uint64_t count = exe->ph[i].p_memsz / sizeof(Elf64_Dyn);
+		for (uint64_t k = 0; k < count && k < CORE_MAX_DYNAMIC; k++) {
+			Elf64_Dyn dyn;
+			if (!core_read_saved(src, addr + k * sizeof(dyn), &dyn,
+					     sizeof(dyn)) || dyn.d_tag == DT_NULL)
+				return 0;
+			if (dyn.d_tag == DT_DEBUG)
+				return dyn.d_un.d_ptr;
+		}
+	}
+	return 0;
+}
+
+struct core_entry_list {
+	struct core_file_entry *entries;
+	size_t n, cap;
+	char **names;
+	size_t nnames;
+};
+
+static struct pm_error *core_list_add(struct core_entry_list *list,
+				      const struct core_file_entry *e)
+{
+	if (list->n == list->cap) {
+		size_t cap = list->cap ? 2 * list->cap : 32;
+		void *p = realloc(list->entries, cap * sizeof(*list->entries));
+		if (!p)
+			return &pm_error_no_memory;
+		list->entries = p;
+		list->cap = cap;
+	}
+	list->entries[list->n++] = *e;
+	return NULL;
+}
+
+/* File entries for one loaded object: each PT_LOAD maps its file pages
+ * [vaddr, vaddr + filesz) rounded out to pages, as ld.so and the kernel map
+ * them (the rest of memsz is anonymous bss). */
+static struct pm_error *core_list_add_image(struct core_entry_list *list,
+					    const struct core_exe *img,
+					    const char *name)
+{
+	const uint64_t mask = CORE_PAGE - 1;
+	for (unsigned i = 0; i < img->phnum; i++) {
+		const Elf64_Phdr *ph = &img->ph[i];
+		if (ph->p_type != PT_LOAD || ph->p_filesz == 0)
+			continue;
+		uint64_t start = img->bias + (ph->p_vaddr & ~mask);
+		uint64_t end = img->bias + ((ph->p_vaddr + ph->p_filesz + mask) & ~mask);
+		if (end <= start)
+			continue;
+		struct core_file_entry e = { .start = start, .end = end,
+					     .offset = ph->p_offset & ~mask,
+					     .name = name };
+		struct pm_error *err = core_list_add(list, &e);
+		if (err)
+			return err;
+	}
+	return NULL;
+}
+
+static char *core_list_keep_name(struct core_entry_list *list, const char *name)
+{
+	void *p = realloc(list->names, (list->nnames + 1) * sizeof(*list->names));
+	if (!p)
+		return NULL;
+	list->names = p;
+	char *copy = strdup(name);
+	if (copy)
+		list->names[list->nnames++] = copy;
+	return copy;
+}
+
+/* Walks r_debug.r_map: each link_map gives a load bias (l_addr) and a path
+ * (l_name; empty for the executable, no '/' for the vdso). The object's
+ * program headers come from its ELF header in the core. */
+static struct pm_error *core_walk_link_map(struct core_source *src,
+					   uint64_t r_debug,
+					   struct core_entry_list *list,
+					   size_t *objects)
+{
+	uint64_t lm;
+	*objects = 0;
+	if (!core_read_saved(src, r_debug + 8, &lm, sizeof(lm)))
+		return NULL;
+	uint64_t *seen = malloc(CORE_MAX_LINK_MAPS * sizeof(*seen));
+	if (!seen)
+		return &pm_error_no_memory;
+	struct pm_error *err = NULL;
+	for (unsigned i = 0; !err && lm && i < CORE_MAX_LINK_MAPS; i++) {
+		uint64_t link[4];   /* l_addr, l_name, l_ld, l_next */
+		char path[4096];
+		bool looped = false;
+		for (unsigned k = 0; k < i && !looped; k++)
+			looped = seen[k] == lm;
+		if (looped) {
+			pm_target_warn(src->target, true, lm,
+				       "the dynamic linker's link_map list loops at 0x%llx",
+				       (unsigned long long)lm);
+			break;
+		}
+		seen[i] = lm;
+		if (!core_read_saved(src, lm, link, sizeof(link)))
+			break;
+		lm = link[3];
+		if (!core_read_saved_cstr(src, link[1], path, sizeof(path)) ||
+		    path[0] != '/')
+			continue;
+		struct core_exe img;
+		Elf64_Ehdr eh;
+		/* Shared objects link at 0: their header is at l_addr. */
+		if (!core_image_at(src, link[0], &eh, &img) ||
+		    img.bias != link[0])
+			continue;
+		/* ld.so's spelling (/lib/.../libz.so.1) is a symlink of what
+		 * the kernel would name (/usr/lib/.../libz.so.1.2.13). */
+		char *real = realpath(path, NULL);
+		const char *name = core_list_keep_name(list, real ? real : path);
+		free(real);
+		err = name ? core_list_add_image(list, &img, name) :
+			     &pm_error_no_memory;
+		if (!err)
+			(*objects)++;
+	}
+	free(seen);
+	return err;
+}
+
+/* No NT_FILE (an old kernel, or a gcore cut short: gcore writes its notes
+ * last): the file names come from the dynamic linker's link_map, and the
+ * executable's from options->executable. */
+static struct pm_error *core_recover_files(struct core_source *src,
+					   const struct core_notes *notes)
+{
+	struct core_exe exe;
+	struct core_entry_list list = {0};
+	size_t objects = 0;
+	struct pm_error *err = NULL;
+	uint64_t r_debug = 0;
+	if (core_find_executable(src, notes, &exe)) {
+		if (src->executable)
+			err = core_list_add_image(&list, &exe, src->executable);
+		r_debug = core_r_debug(src, &exe);
+		if (!err && r_debug)
+			err = core_walk_link_map(src, r_debug, &list, &objects);
+	}
+	if (!err && list.n)
+		list.n = core_entries_normalize(src, list.entries, list.n);
+	if (!err && list.n)
+		err = core_apply_entries(src, list.entries, list.n);
+	if (!err && objects)
+		pm_target_warn(src->target, false, 0,
+			       "core has no NT_FILE note: names of %zu shared objects recovered from the dynamic linker's link_map%s",
+			       objects, src->executable ? "" :
+			       "; the executable's mappings are anonymous (name it with the executable option)");
+	else if (!err)
+		pm_target_warn(src->target, false, 0,
+			       "core has no NT_FILE note: file-backed mappings appear anonymous, and bytes missing from the core cannot be read from files");
+	for (size_t i = 0; i < list.nnames; i++)
+		free(list.names[i]);
+	free(list.names);
+	free(list.entries);
+	return err;
 }
 
 /* [heap] heuristic: the brk area starts at most BRK_RANDOM_RANGE after the
@@ -1229,7 +1533,7 @@ static struct pm_error *core_add_regions(struct core_source *src)
 
 static struct pm_error *core_map(const char *path, struct core_source *src)
 {
-	src->fd = open(path, O_RDONLY | O_CLOEXEC);
+	src->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (src->fd < 0)
 		return pm_error_errno(errno, "%s", path);
 	struct stat st;
@@ -1299,6 +1603,7 @@ static struct pm_error *core_describe(struct core_source *src,
 	err = core_apply_nt_file(src, notes);
 	if (err)
 		return err;
+	core_find_file_headers(src);
 	core_mark_executable(src, notes);
 	for (size_t i = 0; i < src->nsegs; i++)
 		if (src->segs[i].gap && src->segs[i].file >= 0)

@@ -319,7 +319,7 @@ static void target_label_regions(struct pm_target *t)
 			r->label = PM_LABEL_MAIN_STACK;
 		else if (p && strcmp(p, "[vdso]") == 0)
 			r->label = PM_LABEL_VDSO;
-		else if (p && strcmp(p, "[vvar]") == 0)
+		else if (p && strncmp(p, "[vvar", 5) == 0)   /* also [vvar_vclock] */
 			r->label = PM_LABEL_VVAR;
 		else if (p && strcmp(p, "[vsyscall]") == 0)
 			r->label = PM_LABEL_VSYSCALL;
@@ -359,6 +359,8 @@ static void target_label_regions(struct pm_target *t)
 
 struct pm_error *pm_target_finish(struct pm_target *t)
 {
+	if (t->nregions == 0)
+		return pm_error_format(PM_ERR_FORMAT, "the target has no memory regions");
 	qsort(t->regions, t->nregions, sizeof(*t->regions), region_compare);
 	/* Regions must not overlap: binary search and labels rely on it. */
 	size_t kept = 0;
@@ -818,6 +820,11 @@ size_t pm_target_warnings_stored(const struct pm_target *t)
 const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i)
 {
 	return i < t->nwarnings_stored ? &t->warnings[i] : NULL;
+}
+
+const char *pm_target_warning_message(const struct pm_target *t, size_t i)
+{
+	return i < t->nwarnings_stored ? t->warnings[i].message : NULL;
 }
 
 void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot)

@@ -9,6 +9,7 @@ except the list of interpreters (once, for the run's record).
 
 import atexit
 import contextlib
+import ctypes
 import glob
 import json
 import os
@@ -312,9 +313,23 @@ def core_pattern_core():
 _LIVE = {}  # pid -> Popen of every started process not yet reaped
 
 
+_WORKDIRS = set()  # temp dirs of started targets (cores are large: removed
+                   # when the session ends)
+
+
+def _remove_workdir(path):
+    """Deletes a target's work dir with its cores, unless PM_KEEP_WORKDIRS
+    is set (to look at a failure)."""
+    if path in _WORKDIRS and not os.environ.get("PM_KEEP_WORKDIRS"):
+        _WORKDIRS.discard(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _kill_all():
     for pid in list(_LIVE):
         _kill(pid)
+    for path in list(_WORKDIRS):
+        _remove_workdir(path)
 
 
 atexit.register(_kill_all)
@@ -358,6 +373,8 @@ class Target:
         return self
 
     def __exit__(self, *exc):
+        # The work dir (with its cores) outlives the process: tests analyse
+        # cores after the target is gone. It goes at the end of the session.
         self.kill()
         return False
 
@@ -413,8 +430,12 @@ class Target:
     def kernel_core(self, timeout=120):
         """A kernel core: SIGABRT then SIGCONT; the process dies dumping core
         into its cwd (needs core_pattern 'core', see core_pattern_core()).
-        Returns the core's path."""
-        os.kill(self.pid, signal.SIGABRT)
+        Returns the core's path.
+
+        SIGABRT goes to the main thread itself (tgkill): a process-directed
+        one may be taken by another thread after SIGCONT, and meanwhile the
+        main thread would run on and change the heap before the dump."""
+        _tgkill(self.pid, self.pid, signal.SIGABRT)
         os.kill(self.pid, signal.SIGCONT)
         try:
             self.proc.wait(timeout=timeout)
@@ -439,6 +460,13 @@ class Target:
         _kill(self.pid)
 
 
+def _tgkill(tgid, tid, sig):
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_tgkill = 234  # x86-64
+    if libc.syscall(SYS_tgkill, tgid, tid, int(sig)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill(%d, %d, %d)" % (tgid, tid, sig))
+
+
 def load_oracle(path):
     """The oracle JSON, with files it names inlined: debugmallocstats_file
     -> 'debugmallocstats' (text)."""
@@ -457,6 +485,7 @@ def start_stopped(argv, env=None, timeout=120):
     after writing that file. Returns a Target (use it as a context manager).
     """
     workdir = tempfile.mkdtemp(prefix="pm-target-")
+    _WORKDIRS.add(workdir)
     oracle_path = os.path.join(workdir, "oracle.json")
     child_env = dict(os.environ if env is None else env)
     if env is None:

@@ -13,6 +13,7 @@ kernel core of the same frozen CPython process, for every interpreter:
 Truths are captured while the process is stopped, before its cores."""
 
 import os
+import struct
 
 import pytest
 
@@ -46,6 +47,23 @@ def file_backed_readonly(maps):
             m["perms"][0] == "r" and m["perms"][1] != "w"]
 
 
+def cut_before_notes(core):
+    """A copy of a gcore core cut where its notes start (gcore writes them
+    last, so a full disk loses them first)."""
+    with open(core, "rb") as f:
+        data = f.read()
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phnum, = struct.unpack_from("<H", data, 56)
+    notes = [struct.unpack_from("<Q", data, phoff + 56 * i + 8)[0]
+             for i in range(phnum)
+             if struct.unpack_from("<I", data, phoff + 56 * i)[0] == 4]
+    assert notes and max(notes) > len(data) // 2, "gcore's notes are not last"
+    path = core + ".cut"
+    with open(path, "wb") as f:
+        f.write(data[:min(notes)])
+    return path
+
+
 @pytest.fixture(scope="module", params=python_params())
 def frozen(request):
     label, python = request.param
@@ -60,7 +78,9 @@ def frozen(request):
             truth["file_digests"][(m["start"], m["end"])] = \
                 harness.mem_digest(t.pid, m["start"], m["end"])
         truth["pid"] = t.pid
-        cores = {"gcore": t.gcore(), "kernel": t.kernel_core()}
+        gcore = t.gcore()
+        cores = {"gcore": gcore, "cut": cut_before_notes(gcore),
+                 "kernel": t.kernel_core()}
         out = {}
         for kind, path in cores.items():
             out[kind] = {
@@ -73,6 +93,32 @@ def frozen(request):
 
 
 KINDS = ("gcore", "kernel")
+
+
+def test_cut_core_names_shared_objects(frozen):
+    """Without NT_FILE (cut off), shared objects are named from ld.so's
+    link_map: the same path (canonical) and offset as maps, and their bytes
+    (read from the files) equal /proc/PID/mem's."""
+    label, truth, out = frozen
+    maps = {(m["start"], m["end"]): m for m in truth["maps"]}
+    regions = out["cut"]["regions"]
+    named = [r for r in regions if r["path"] and r["path"].startswith("/")]
+    wrong = ["%x-%x %s+%x, maps: %s" % (
+        r["start"], r["end"], r["path"], r["offset"],
+        maps.get((r["start"], r["end"]))) for r in named
+        if (r["start"], r["end"]) not in maps or
+        maps[(r["start"], r["end"])]["path"] != r["path"] or
+        maps[(r["start"], r["end"])]["offset"] != r["offset"]]
+    assert not wrong, "%s:\n%s" % (label, "\n".join(wrong))
+    libs = [m for m in truth["maps"] if m["path"] and ".so" in m["path"]]
+    assert libs and len(named) >= len(libs), (
+        "%s: %d of %d shared-object mappings named" % (
+            label, len(named), len(libs)))
+    digests = {(d["start"], d["end"]): d for d in out["cut"]["digest"]}
+    bad = ["%x-%x" % rng for rng, want in truth["file_digests"].items()
+           if maps[rng]["path"] and ".so" in maps[rng]["path"] and
+           digests.get(rng, {}).get("digest") != want]
+    assert not bad, "%s: bytes differ in %s" % (label, bad)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -144,11 +144,9 @@ def test_32bit_core(scratch):
 
 @pytest.fixture(scope="module")
 def real_core(scratch):
-    with harness.start_python(harness.PYTHONS[0][1], "--sentinels", "50") as t:
-        path = t.gcore()
     dest = os.path.join(scratch, "whole-core")
-    shutil.move(path, dest)
-    shutil.rmtree(t.workdir, ignore_errors=True)
+    with harness.start_python(harness.PYTHONS[0][1], "--sentinels", "50") as t:
+        shutil.move(t.gcore(), dest)
     return dest
 
 

@@ -10,8 +10,8 @@ problems; a preloaded jemalloc/tcmalloc must be named."""
 import json
 import os
 import struct
-import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -26,6 +26,7 @@ PY_TARGET = os.path.join(HERE, "glibc_py_target.py")
 PRELOADS = {
     "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
     "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4",
+    "mimalloc": "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
 }
 
 
@@ -72,6 +73,30 @@ def assert_mallinfo_equal(report, oracle):
         assert sum(a[k] for a in report["arenas"]) == report[k], k
 
 
+def assert_arenas_match_malloc_info(report, oracle):
+    """Per arena, against glibc's malloc_info() XML (heaps in the same
+    order as the arena ring from main_arena). Its "rest" count is ordblks
+    (bin chunks + top); its "rest" size includes flag bits, so it is not
+    compared."""
+    root = ET.parse(oracle["malloc_info"]).getroot()
+    heaps = root.findall("heap")
+    assert len(heaps) == len(report["arenas"])
+    for heap, arena in zip(heaps, report["arenas"]):
+        total = {t.get("type"): t for t in heap.findall("total")}
+        system = {t.get("type"): t for t in heap.findall("system")}
+        got = (arena["smblks"], arena["fsmblks"], arena["ordblks"],
+               arena["arena"])
+        want = (int(total["fast"].get("count")),
+                int(total["fast"].get("size")),
+                int(total["rest"].get("count")),
+                int(system["current"].get("size")))
+        assert got == want, "arena 0x%x: %s != malloc_info %s" % (
+            arena["address"], got, want)
+    mmap = next(t for t in root.findall("total") if t.get("type") == "mmap")
+    assert (report["hblks"], report["hblkhd"]) == (
+        int(mmap.get("count")), int(mmap.get("size")))
+
+
 def core_of(target, kind):
     return target.gcore() if kind == "gcore" else target.kernel_core()
 
@@ -88,6 +113,7 @@ def test_c_target_mallinfo(source, no_debuginfo):
         where = t.pid if source == "live" else core_of(t, source)
         report = malloc_stats(where, no_debuginfo)
         assert_mallinfo_equal(report, t.oracle)
+        assert_arenas_match_malloc_info(report, t.oracle)
         # 4 threads, 4 arenas besides main, each thread's tcache found
         assert len(report["arenas"]) == t.oracle["threads"] + 1
         assert report["tcaches"] == t.oracle["threads"] + 1
@@ -103,7 +129,56 @@ def test_c_target_multi_heap():
         for nodebug in DEBUG:
             report = malloc_stats(t.pid, nodebug)
             assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
             assert max(a["heaps"] for a in report["arenas"]) >= 2
+
+
+def test_c_target_shared_arenas():
+    """More threads than glibc's arena limit (8 per CPU): threads share
+    arenas, so an arena holds several tcache structs, not only at its start."""
+    nthreads = 8 * os.cpu_count() + 1
+    assert nthreads <= 64, "the target runs at most 64 threads"
+    with harness.start_stopped([c_target_path(), "--threads",
+                                str(nthreads)]) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
+            assert len(report["arenas"]) == 8 * os.cpu_count()
+            assert report["tcaches"] == nthreads + 1
+
+
+TUNABLES = {
+    "big-tcache": "glibc.malloc.tcache_count=60",
+    "no-tcache": "glibc.malloc.tcache_count=0",
+    "no-fastbins": "glibc.malloc.mxfast=0",
+    "two-arenas": "glibc.malloc.arena_max=2",
+    "low-mmap-threshold": "glibc.malloc.mmap_threshold=4096",
+}
+
+
+@pytest.mark.parametrize("tunable", sorted(TUNABLES))
+def test_c_target_tunables(tunable):
+    """glibc tunables change counts, limits and thresholds, not layouts."""
+    env = dict(os.environ, GLIBC_TUNABLES=TUNABLES[tunable])
+    with harness.start_stopped([c_target_path(), "--threads", "3"],
+                               env=env) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
+
+
+def test_c_target_exited_threads():
+    """Arenas of threads that exited stay in the ring; their tcaches were
+    freed back into them."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--exited-threads", "3"]) as t:
+        for nodebug in DEBUG:
+            report = malloc_stats(t.pid, nodebug)
+            assert_mallinfo_equal(report, t.oracle)
+            assert_arenas_match_malloc_info(report, t.oracle)
+            assert report["tcaches"] == 3     # main + 2 live threads
 
 
 @pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
@@ -170,7 +245,7 @@ def test_region_labels():
             assert "%x" % arena["address"] in heap["label"]
             assert heap["start"] % (64 << 20) == 0
             after = [r for r in regions if r["start"] == heap["end"]]
-            assert after and "reserved" in after[0]["label"]
+            assert after and "arena reserve" in after[0]["label"]
         for user in t.oracle["mmapped_user"]:
             assert "mmapped" in region_of(user)["label"]
 
@@ -183,7 +258,7 @@ def poke_live(pid, addr, data):
         f.write(data)
 
 
-def check_survives(where, no_debuginfo=False):
+def check_survives(where, no_debuginfo=False, heap_readable=True):
     args = ["malloc-stats", "--json"] + (["--no-debuginfo"]
                                          if no_debuginfo else [])
     proc = harness.run_cli(*args, str(where), check=False)
@@ -194,9 +269,9 @@ def check_survives(where, no_debuginfo=False):
     assert report["partial"] is True
     assert report["problems"] > 0
     assert report["warning_count"] > 0
-    assert any("address" in w for w in report["warnings"])
-    # the rest of the heap is still reported
-    assert report["arena"] > 0 and len(report["arenas"]) >= 2
+    if heap_readable:   # the damage is located; the rest is reported
+        assert any("address" in w for w in report["warnings"])
+        assert report["arena"] > 0 and len(report["arenas"]) >= 2
     return report
 
 
@@ -244,6 +319,18 @@ def test_corrupt_bin_pointer_live():
         report = check_survives(t.pid)
         text = " ".join(w["message"] for w in report["warnings"])
         assert "0xdead0000" in text and "fastbin" in text
+
+
+def test_corrupt_heap_info_loop_live():
+    """A thread arena's newest heap_info points back at itself."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--multi-heap"]) as t:
+        stats = cli_json("malloc-stats", str(t.pid))
+        arena = max(stats["arenas"], key=lambda a: a["heaps"])
+        heap = arena["top"] & ~((64 << 20) - 1)
+        poke_live(t.pid, heap + 8, struct.pack("<Q", heap))
+        report = check_survives(t.pid)
+        assert any("loops" in w["message"] for w in report["warnings"])
 
 
 def core_segments(path):
@@ -294,9 +381,14 @@ def test_corrupt_core_copies(tmp_path):
     # everything after it are gone
     heap = next(s for s in segs if s[0] <= victims[0]["address"] < s[0] + s[2])
     cut.write_bytes(data[:heap[1] + heap[2] // 3])
-    for p in (sized, looped, cut):
+    for p in (sized, looped):
         for nodebug in DEBUG:
             check_survives(p, nodebug)
+    # libc's data lies beyond the cut (mappings are dumped in address
+    # order): the report must say that main_arena is missing
+    for nodebug in DEBUG:
+        report = check_survives(cut, nodebug, heap_readable=False)
+        assert any("main_arena" in w["message"] for w in report["warnings"])
 
 
 # ---- other allocators ---------------------------------------------------

@@ -2,13 +2,18 @@
  * exist) leave chunks in every kind of place glibc keeps them: tcache,
  * fastbins, unsorted, small and large bins, mmapped chunks (also from
  * memalign/posix_memalign with large alignments), optionally a second heap
- * in one arena. Then it captures mallinfo2() - with nothing allocating in
- * between - writes it as the oracle JSON to $PM_ORACLE_FILE (atomically)
- * and stops itself with SIGSTOP, forever.
+ * in one arena. Then it captures malloc_info() (per-arena XML, to a FILE
+ * opened at the start with a static buffer, so writing it allocates
+ * nothing) and mallinfo2() - with nothing allocating in between - writes
+ * the oracle JSON to $PM_ORACLE_FILE (atomically) and stops itself with
+ * SIGSTOP, forever.
  *
  * usage: glibc_workload [--threads N] [--multi-heap] [--scale N]
  *                       [--small-chunks N]   (N more 32-byte chunks, kept:
- *                                             for the benchmark) */
+ *                                             for the benchmark)
+ *                       [--exited-threads N] (N threads that allocate, free
+ *                                             and exit first: their arenas
+ *                                             stay, their tcaches are gone) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -21,7 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_THREADS 16
+#define MAX_THREADS 64
 
 static pthread_barrier_t ready;
 static int scale = 1;
@@ -147,20 +152,43 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+static char xml_path[4096];
+
+/* Opened before the workload so that its FILE is part of the heap state;
+ * fully buffered in static memory. Never closed. */
+static FILE *xml_open(void)
+{
+	static char buf[1 << 20];
+	const char *path = getenv("PM_ORACLE_FILE");
+	if (!path)
+		return NULL;
+	snprintf(xml_path, sizeof(xml_path), "%s.malloc_info.xml", path);
+	FILE *f = fopen(xml_path, "w");
+	if (f)
+		setvbuf(f, buf, _IOFBF, sizeof(buf));
+	return f;
+}
+
+static void *exiting_thread(void *arg)
+{
+	fill_heap((unsigned)(size_t)arg);
+	return NULL;
+}
+
 static void write_oracle(const struct mallinfo2 *m, int nthreads)
 {
 	/* No allocation here: static buffer, raw syscalls. */
-	static char json[2048], tmp[4096];
+	static char json[2048 + 4096], tmp[4096];
 	const char *path = getenv("PM_ORACLE_FILE");
 	if (!path)
 		return;
 	int n = snprintf(json, sizeof(json),
-			 "{\"pid\": %d, \"threads\": %d, \"mallinfo2\": {"
+			 "{\"pid\": %d, \"threads\": %d, \"malloc_info\": \"%s\", \"mallinfo2\": {"
 			 "\"arena\": %zu, \"ordblks\": %zu, \"smblks\": %zu, "
 			 "\"hblks\": %zu, \"hblkhd\": %zu, \"usmblks\": %zu, "
 			 "\"fsmblks\": %zu, \"uordblks\": %zu, \"fordblks\": %zu, "
 			 "\"keepcost\": %zu}, \"mmapped_user\": [",
-			 (int)getpid(), nthreads, m->arena, m->ordblks, m->smblks,
+			 (int)getpid(), nthreads, xml_path, m->arena, m->ordblks, m->smblks,
 			 m->hblks, m->hblkhd, m->usmblks, m->fsmblks, m->uordblks,
 			 m->fordblks, m->keepcost);
 	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
@@ -179,6 +207,7 @@ int main(int argc, char **argv)
 {
 	int nthreads = 3;
 	long small_chunks = 0;
+	int exited = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
@@ -186,11 +215,19 @@ int main(int argc, char **argv)
 			scale = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--small-chunks") && i + 1 < argc)
 			small_chunks = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--exited-threads") && i + 1 < argc)
+			exited = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--multi-heap"))
 			multi_heap = 1;
 	}
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
+	FILE *xml = xml_open();
+	for (int i = 0; i < exited && i < MAX_THREADS; i++) {
+		pthread_t tid;
+		pthread_create(&tid, NULL, exiting_thread, (void *)(size_t)(100 + i));
+		pthread_join(tid, NULL);
+	}
 	pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
 	pthread_t tids[MAX_THREADS];
 	for (int i = 0; i < nthreads; i++)
@@ -210,6 +247,10 @@ int main(int argc, char **argv)
 		keep[i] = NULL;
 	}
 	pthread_mutex_unlock(&keep_lock);
+	if (xml) {
+		malloc_info(0, xml);
+		fflush(xml);
+	}
 	struct mallinfo2 m = mallinfo2();
 	write_oracle(&m, nthreads);
 	for (;;)

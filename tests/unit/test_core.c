@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int failures;
@@ -581,6 +582,106 @@ static void test_executable_option(void)
 	free(exe);
 }
 
+/* A core naming a FIFO must not block the reader (open without
+ * O_NONBLOCK would wait for a writer forever). */
+static void test_fifo(void)
+{
+	char dir[] = "/tmp/pm_fifoXXXXXX";
+	if (!mkdtemp(dir))
+		return;
+	char fifo[64];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	if (mkfifo(fifo, 0600) != 0) {
+		printf("SKIP  cannot make a FIFO\n");
+		rmdir(dir);
+		return;
+	}
+	struct synth_core *sc = synth_core_create();
+	struct synth_file_entry files[] = { { 0x70000, 0x71000, 0, fifo } };
+	synth_add_nt_file(sc, 4096, files, 1);
+	synth_add_load(sc, 0x70000, 0x1000, 0, PF_R, NULL);
+	struct pm_target *t;
+	struct pm_error *err = open_synth(sc, &t);
+	synth_core_destroy(sc);
+	if (!err) {
+		uint8_t buf[8];
+		struct pm_error *rerr = pm_target_read(t, 0x70000, buf, 8);
+		CHECK(rerr && rerr->code == PM_ERR_FILE_MISSING &&
+		      strstr(rerr->message, "not a regular file"),
+		      "a FIFO named by NT_FILE: FILE_MISSING, no hang (%s)",
+		      err_msg(rerr));
+		pm_error_destroy(rerr);
+		pm_target_destroy(t);
+	} else {
+		CHECK(false, "core naming a FIFO opens (%s)", err_msg(err));
+		pm_error_destroy(err);
+	}
+	unlink(fifo);
+	rmdir(dir);
+}
+
+/* No NT_FILE and no auxv: the executable is found by its PT_INTERP, and
+ * shared objects by walking DT_DEBUG -> r_debug -> link_map (here a list
+ * that loops back on itself, which must end the walk). */
+static void test_link_map_recovery(const uint8_t *libc_page)
+{
+	uint8_t exe[0x2000] = {0};
+	Elf64_Ehdr eh = { .e_ident = { ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3,
+				       ELFCLASS64, ELFDATA2LSB, EV_CURRENT },
+			  .e_type = ET_EXEC, .e_machine = EM_X86_64,
+			  .e_phoff = 64, .e_phentsize = 56, .e_phnum = 3 };
+	Elf64_Phdr ph[3] = {
+		{ .p_type = PT_LOAD, .p_vaddr = EXE_BASE, .p_filesz = 0x2000,
+		  .p_memsz = 0x2000, .p_flags = PF_R | PF_W },
+		{ .p_type = PT_INTERP, .p_vaddr = EXE_BASE + 0x200, .p_filesz = 28 },
+		{ .p_type = PT_DYNAMIC, .p_vaddr = EXE_BASE + 0x1000,
+		  .p_filesz = 0x40, .p_memsz = 0x40 },
+	};
+	memcpy(exe, &eh, sizeof(eh));
+	memcpy(exe + 64, ph, sizeof(ph));
+	uint64_t dyn[4] = { DT_DEBUG, EXE_BASE + 0x1800, DT_NULL, 0 };
+	memcpy(exe + 0x1000, dyn, sizeof(dyn));
+	uint64_t r_debug[2] = { 1, EXE_BASE + 0x1900 };
+	memcpy(exe + 0x1800, r_debug, sizeof(r_debug));
+	/* struct link_map prefix: l_addr, l_name, l_ld, l_next, l_prev. */
+	uint64_t maps[3][5] = {
+		{ 0, EXE_BASE + 0x1a00, 0, EXE_BASE + 0x1928, 0 },
+		{ LIBC_BASE, EXE_BASE + 0x1a10, 0, EXE_BASE + 0x1950, 0 },
+		{ VDSO_BASE, EXE_BASE + 0x1a50, 0, EXE_BASE + 0x1900, 0 },
+	};
+	memcpy(exe + 0x1900, maps, sizeof(maps));
+	strcpy((char *)exe + 0x1a10, LIBC);
+	strcpy((char *)exe + 0x1a50, "linux-vdso.so.1");
+
+	struct synth_core *sc = synth_core_create();
+	synth_add_load(sc, EXE_BASE, 0x2000, 0x2000, PF_R | PF_W, exe);
+	synth_add_load(sc, LIBC_BASE, 0x26000, 0x1000, PF_R, libc_page);
+	struct pm_target *t;
+	struct pm_error *err = open_synth(sc, &t);
+	synth_core_destroy(sc);
+	CHECK(!err, "core without notes opens (%s)", err_msg(err));
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	print_warnings(t);
+	char *real = realpath(LIBC, NULL);
+	CHECK(real && strcmp(region_path(t, LIBC_BASE), real) == 0,
+	      "libc named from the link_map, canonical path %s",
+	      region_path(t, LIBC_BASE));
+	CHECK(has_warning(t, "recovered from the dynamic linker's link_map") &&
+	      has_warning(t, "link_map list loops"),
+	      "warns about the recovery and the looping list");
+	uint8_t buf[64], truth[64];
+	err = pm_target_read(t, LIBC_BASE + 0x5000, buf, sizeof(buf));
+	CHECK(!err && read_file(LIBC, 0x5000, truth, sizeof(truth)) &&
+	      memcmp(buf, truth, sizeof(buf)) == 0,
+	      "libc bytes not in the core come from the file (%s)", err_msg(err));
+	pm_error_destroy(err);
+	free(real);
+	pm_target_destroy(t);
+}
+
 /* Cores that must be refused with a clear error. */
 static void expect_error(const uint8_t *bytes, size_t len,
 			 enum pm_error_code code, const char *needle,
@@ -727,6 +828,7 @@ int main(void)
 	if (have_libc) {
 		test_well_formed(libc_page);
 		test_file_checks(libc_page);
+		test_link_map_recovery(libc_page);
 	} else {
 		printf("SKIP  %s not readable: file-backed tests not run\n", LIBC);
 	}
@@ -736,6 +838,7 @@ int main(void)
 	test_file_end();
 	test_pn_xnum();
 	test_executable_option();
+	test_fifo();
 	test_refused();
 	test_bad_nt_file();
 	printf("%d failure(s)\n", failures);
