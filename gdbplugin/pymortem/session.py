@@ -9,7 +9,6 @@ objfiles or core change."""
 import os
 import re
 import tempfile
-import time
 
 import gdb
 
@@ -29,11 +28,9 @@ class Access:
 def _connection_type(inferior):
     """GDB 12+ names the target of the inferior's connection; older GDBs
     tell it only in `info target`."""
-    connection = getattr(inferior, "connection", None)
-    if connection is not None:
-        return connection.type
-    if getattr(inferior, "connection_num", None) is None and inferior.pid == 0:
-        return None
+    if hasattr(inferior, "connection"):
+        connection = inferior.connection
+        return connection.type if connection is not None else None
     text = gdb.execute("info target", to_string=True)
     if "Local core dump file" in text:
         return "core"
@@ -241,14 +238,11 @@ class Progress:
 
     def __init__(self, what):
         self.what = what
-        self.started = time.monotonic()
-        self.shown = False
 
     def __call__(self, seconds):
         gdb.write("pymortem: %s: %.0fs so far (Ctrl-C stops it)\n" % (
             self.what, seconds), gdb.STDERR)
         gdb.flush(gdb.STDERR)
-        self.shown = True
 
 
 class TargetState:
