@@ -160,7 +160,16 @@ class ListingCommand(HeapSubcommand):
     options = (Option("--type", "str"), Option("--min-size", "size"), LIMIT,
                JSON)
 
+    # The glibc chunk listing ("chunks") knows no categories: refuse --type
+    # rather than print an unfiltered list as if it were filtered.
+    typed_reports = ("allocations",)
+
     def report_args(self, values, positional):
+        if values.get("type") is not None and \
+                self.report_name() not in self.typed_reports:
+            raise gdb.GdbError(
+                "%s: --type is not available in this build (the library "
+                "lists glibc chunks without categories)" % self.full_name)
         args = super().report_args(values, positional)
         args["state"] = self.name
         return args

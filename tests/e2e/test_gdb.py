@@ -470,6 +470,38 @@ def test_bad_arguments():
     assert 'no subcommand "bogus"' in errors[2]
 
 
+def test_listing_filters(one_target):
+    """heap used|free|all give the library's chunk listing with the filters
+    applied (compared with the CLI), and refuse a filter they cannot apply
+    instead of printing an unfiltered list."""
+    t = one_target
+    if "chunks" not in library_reports():
+        pytest.skip("no chunk listing in this build")
+    items = [("cmd", "heap used --min-size 1000 --limit 7 --json"),
+             ("cmd", "heap free --limit 5 --json"),
+             ("cmd", "heap all --min-size 0x100 --json"),
+             ("cmd", "heap used --type str")]
+    results = gdb_drive(["-p", t.pid], items)
+    t.ensure_stopped()
+    for (cmd, cli_args) in [
+            ("heap used --min-size 1000 --limit 7 --json",
+             ["--used", "--min-size", "1000", "--limit", "7"]),
+            ("heap free --limit 5 --json", ["--free", "--limit", "5"]),
+            ("heap all --min-size 0x100 --json",
+             ["--all", "--min-size", "256"])]:
+        got = json.loads(results[cmd]["output"])
+        assert got == harness.cli_json("chunks", "--json", *cli_args, t.pid)
+    used = json.loads(results["heap used --min-size 1000 --limit 7 --json"]
+                      ["output"])["chunks"]
+    assert 0 < len(used) <= 7
+    assert all(c["size"] >= 1000 and c["state"] == "used" for c in used)
+    free = json.loads(results["heap free --limit 5 --json"]["output"])
+    assert all(c["state"].startswith("free") for c in free["chunks"])
+    typed = results["heap used --type str"]
+    if "allocations" not in library_reports():
+        assert "--type is not available" in typed.get("error", ""), typed
+
+
 C_TARGET = r"""
 #include <signal.h>
 #include <stdio.h>
