@@ -379,6 +379,38 @@ def test_gdbserver_callback_matches_cli(python_target):
     assert_digests_match_memory(results)
 
 
+def test_remote_maps_both_ways(one_target):
+    """Over gdbserver the mappings come from `info proc mappings` (or, when
+    that fails, `remote get /proc/PID/maps`): both equal the process's
+    /proc/PID/maps (devices and inodes aside, which the first lacks)."""
+    if GDBSERVER is None:
+        pytest.skip("gdbserver is not installed")
+    t = one_target
+    code = (
+        "inf = gdb.selected_inferior()\n"
+        "RESULT['info_proc'] = pymortem.session._maps_from_info_proc(\n"
+        "    gdb.execute('info proc mappings', to_string=True))\n"
+        "RESULT['remote_get'] = pymortem.session._maps_from_remote_get(inf.pid)\n"
+        "RESULT['auxv'] = pymortem.session.debugger_auxv()\n")
+    with gdbserver(t.pid) as port:
+        result, proc = gdb_python(
+            [dict(harness.PYTHONS)[t.label]], code,
+            setup=["target remote localhost:%d" % port])
+    t.ensure_stopped()
+    assert result["remote_get"] == t.maps_text, proc.stderr
+    got = harness.parse_maps(result["info_proc"])
+    strip = ("dev", "inode")
+    assert [{k: v for k, v in m.items() if k not in strip} for m in got] == \
+        [{k: v for k, v in m.items() if k not in strip} for m in t.maps]
+    with open("/proc/%d/auxv" % t.pid, "rb") as f:
+        raw = f.read()
+    pairs = [[int.from_bytes(raw[i:i + 8], "little"),
+              int.from_bytes(raw[i + 8:i + 16], "little")]
+             for i in range(0, len(raw) - 15, 16)]
+    pairs = pairs[:[p[0] for p in pairs].index(0) + 1]  # to AT_NULL
+    assert result["auxv"] == pairs
+
+
 def test_native_forced_callback_matches_memory(python_target):
     """`set pymortem access callback` reads through GDB on a native
     inferior too: the same bytes as /proc/PID/mem."""
