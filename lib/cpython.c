@@ -54,7 +54,23 @@ struct type_map {
 
 struct pending {
 	uint64_t ptr;
-	uint32_t category;
+	uint32_t category;          /* PM_CATEGORY_NONE: owner was rejected */
+};
+
+/* A GC head of an accepted object: its list links. Pushed in address order,
+ * so the array is sorted and neighbours are found by binary search. */
+struct gc_link {
+	uint64_t gc, next, prev;
+};
+
+/* A GC object accepted before its list neighbours could be checked (they
+ * were not in memory at hand); checked after the pass, undone if wrong. */
+struct gc_deferred {
+	size_t alloc;               /* index in heap->allocs */
+	uint64_t gc, next, prev;
+	size_t pending_start, pending_end;
+	uint8_t offset_index;       /* which of the offsets was accepted */
+	bool free_list;
 };
 
 /* The analysis in progress. */
@@ -71,6 +87,15 @@ struct analysis {
 	size_t cat_index_cap, categories_cap, allocs_cap;
 	struct pending *pending;
 	size_t npending, pending_cap;
+	struct gc_link *links;
+	size_t nlinks, links_cap;
+	struct gc_deferred *deferred;
+	size_t ndeferred, deferred_cap;
+	struct pending *str_entries;    /* ptr = the chunk, category unused */
+	uint64_t *str_entry_keys;
+	size_t nstr_entries, str_entries_cap;
+	bool no_defer;              /* check GC neighbours at once */
+	bool no_defer_pass;         /* re-recognising after a failed check */
 	uint32_t cat_owned[8];      /* "dict keys", ... (enum owned) */
 	/* The pymalloc pool currently in buf. */
 	const struct pm_pymalloc_pool *pool;
@@ -79,10 +104,12 @@ struct analysis {
 };
 
 enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
-	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_KINDS };
+	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
+	     OWN_RADIX_NODE, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
-	"str wstr", "bytearray buffer",
+	"str wstr", "bytearray buffer", "str hashtable entry",
+	"pymalloc radix tree node",
 };
 
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
@@ -322,6 +349,22 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 	return type_categories(a, ti);
 }
 
+/* Cheap rule before any read or cache entry (most candidate words are GC
+ * links and data, not types): a type object is static (module data) or a
+ * heap type (> 512 bytes, so a glibc chunk, at the chunk's user start plus
+ * its GC head and up to two debug-hook headers); never in a pymalloc pool. */
+static bool type_address_possible(const struct analysis *a, uint64_t tp)
+{
+	if (a->pm && a->pm->found && pm_pymalloc_find_pool(a->pm, tp))
+		return false;
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(a->heap, tp);
+	if (!alloc)
+		return true;
+	uint64_t off = tp - alloc->addr;
+	return alloc->kind != PM_ALLOC_PYMALLOC &&
+	       (off == 16 || off == 32 || off == 48);
+}
+
 /* The cached verdict on a type pointer; *ret NULL when it is not a type. */
 static struct pm_error *type_get(struct analysis *a, uint64_t tp,
 				 const struct type_info **ret)
@@ -338,6 +381,8 @@ static struct pm_error *type_get(struct analysis *a, uint64_t tp,
 		h = (h + 1) & (m->cap - 1);
 	struct type_info *ti = &m->slots[h];
 	if (!ti->addr) {
+		if (!type_address_possible(a, tp))
+			return NULL;
 		ti->addr = tp;
 		m->n++;
 		if ((err = type_inspect(a, ti)))
@@ -354,7 +399,7 @@ static struct pm_error *type_get(struct analysis *a, uint64_t tp,
 static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 {
 	if (a->pool && addr >= a->pool->address &&
-	    addr + 8 <= a->pool->address + a->pm->pool_size) {
+	    addr - a->pool->address <= a->pm->pool_size - 8) {
 		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
 		return true;
 	}
@@ -363,16 +408,107 @@ static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 	return !err;
 }
 
-/* Rule 8: an untracked GC head, or one whose list neighbours point back. */
-static bool gc_head_ok(struct analysis *a, uint64_t gc, uint64_t next,
-		       uint64_t prev)
+/* A word of current memory at hand (the pool buffer), without a read. */
+static bool local_word(const struct analysis *a, uint64_t addr, uint64_t *ret)
+{
+	if (a->pool && addr >= a->pool->address &&
+	    addr - a->pool->address <= a->pm->pool_size - 8) {
+		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
+		return true;
+	}
+	return false;
+}
+
+enum gc_verdict { GC_BAD, GC_OK, GC_UNKNOWN };
+
+/* Rule 8 with what is at hand: an untracked GC head, or one whose list
+ * neighbours point back. GC_UNKNOWN when a neighbour is elsewhere (then
+ * the check is deferred, see gc_verify_deferred: reading it now would cost a
+ * system call per object on a live process). */
+static enum gc_verdict gc_head_check(struct analysis *a, uint64_t gc,
+				     uint64_t next, uint64_t prev)
 {
 	if (next == 0)
-		return (prev & ~UINT64_C(3)) == 0;
+		return (prev & ~UINT64_C(3)) == 0 ? GC_OK : GC_BAD;
 	uint64_t p = prev & ~UINT64_C(3), n = next & ~UINT64_C(3), v;
-	if (!read_word(a, p, &v) || (v & ~UINT64_C(1)) != gc)
-		return false;
-	return read_word(a, n + 8, &v) && (v & ~UINT64_C(3)) == gc;
+	enum gc_verdict verdict = GC_OK;
+	if (local_word(a, p, &v)) {
+		if ((v & ~UINT64_C(1)) != gc)
+			return GC_BAD;
+	} else {
+		verdict = GC_UNKNOWN;
+	}
+	if (local_word(a, n + 8, &v)) {
+		if ((v & ~UINT64_C(3)) != gc)
+			return GC_BAD;
+	} else {
+		verdict = GC_UNKNOWN;
+	}
+	if (verdict == GC_UNKNOWN && a->no_defer)
+		return read_word(a, p, &v) && (v & ~UINT64_C(1)) == gc &&
+		       read_word(a, n + 8, &v) && (v & ~UINT64_C(3)) == gc ?
+			GC_OK : GC_BAD;
+	return verdict;
+}
+
+static struct pm_error *gc_link_push(struct analysis *a, uint64_t gc,
+				     uint64_t next, uint64_t prev)
+{
+	if (a->no_defer)
+		return NULL;    /* out of address order; neighbours are checked */
+	if (a->nlinks == a->links_cap) {
+		size_t cap = a->links_cap ? 2 * a->links_cap : 65536;
+		void *p = realloc(a->links, cap * sizeof(*a->links));
+		if (!p)
+			return &pm_error_no_memory;
+		a->links = p;
+		a->links_cap = cap;
+	}
+	a->links[a->nlinks++] = (struct gc_link){ gc, next, prev };
+	return NULL;
+}
+
+static struct pm_error *gc_defer(struct analysis *a, const struct gc_deferred *d)
+{
+	if (a->ndeferred == a->deferred_cap) {
+		size_t cap = a->deferred_cap ? 2 * a->deferred_cap : 4096;
+		void *p = realloc(a->deferred, cap * sizeof(*a->deferred));
+		if (!p)
+			return &pm_error_no_memory;
+		a->deferred = p;
+		a->deferred_cap = cap;
+	}
+	a->deferred[a->ndeferred++] = *d;
+	return NULL;
+}
+
+static const struct gc_link *gc_link_find(const struct analysis *a, uint64_t gc)
+{
+	size_t lo = 0, hi = a->nlinks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (a->links[mid].gc == gc)
+			return &a->links[mid];
+		if (a->links[mid].gc < gc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* The _gc_next (word 0) or _gc_prev (word 1) of the GC head at addr: from
+ * the accepted objects, else (list heads in the interpreter state, static
+ * objects) read from the target. */
+static bool gc_neighbour_word(struct analysis *a, uint64_t addr, int word,
+			      uint64_t *ret)
+{
+	const struct gc_link *l = gc_link_find(a, addr);
+	if (l) {
+		*ret = word ? l->prev : l->next;
+		return true;
+	}
+	return read_word(a, addr + 8 * (uint64_t)word, ret);
 }
 
 static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
@@ -478,9 +614,11 @@ static bool refcnt_ok(const struct analysis *a, uint64_t rc)
 }
 
 /* Recognises the object at the start of an allocation (rules 5-9): bytes
- * holds len bytes from alloc->addr; usable is what the allocation can hold. */
+ * holds len bytes from alloc->addr; usable is what the allocation can hold.
+ * Offsets before first_offset are not tried (a deferred check failed). */
 static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
-				  const uint8_t *bytes, size_t len, size_t usable)
+				  const uint8_t *bytes, size_t len, size_t usable,
+				  size_t first_offset)
 {
 	static const size_t offsets[] = { 0, 16, 32 };
 	/* Debug hooks put {size, api id, 7 x 0xfd} before the data; large
@@ -495,7 +633,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 		usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
 		a->heap->debug_hooks = true;
 	}
-	for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+	for (size_t i = first_offset; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
 		size_t off = offsets[i], at = base + off;
 		if (at + 16 > len)
 			break;
@@ -513,17 +651,33 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 		if (expect != off || off + need > usable || !refcnt_ok(a, rc))
 			continue;
 		uint64_t obj = alloc->addr + at;
-		if ((ti->flags & TPFLAG_HAVE_GC) &&
-		    !gc_head_ok(a, obj - 16, get_u64(b - 16), get_u64(b - 8)))
-			continue;
+		struct gc_deferred d = { .alloc = (size_t)(alloc - a->heap->allocs),
+					 .gc = obj - 16, .offset_index = (uint8_t)i,
+					 .free_list = rc == 0 };
+		enum gc_verdict verdict = GC_OK;
+		if (ti->flags & TPFLAG_HAVE_GC) {
+			d.next = get_u64(b - 16);
+			d.prev = get_u64(b - 8);
+			verdict = gc_head_check(a, d.gc, d.next, d.prev);
+			if (verdict == GC_BAD)
+				continue;
+			if ((err = gc_link_push(a, d.gc, d.next, d.prev)))
+				return err;
+		}
+		alloc->object_offset = (uint8_t)at;
 		if (rc == 0) {
 			alloc->category = ti->cat_free;
 			a->heap->free_list_objects++;
-			return NULL;
+		} else {
+			alloc->category = ti->cat_live;
+			a->heap->objects++;
+			d.pending_start = a->npending;
+			err = object_owned(a, ti, obj, b, len - at, at);
+			d.pending_end = a->npending;
 		}
-		alloc->category = ti->cat_live;
-		a->heap->objects++;
-		return object_owned(a, ti, obj, b, len - at, at);
+		if (!err && verdict == GC_UNKNOWN)
+			err = gc_defer(a, &d);
+		return err;
 	}
 	return NULL;
 }
@@ -648,13 +802,60 @@ static bool load_pool(struct analysis *a, uint64_t addr)
 	return true;
 }
 
-static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *alloc)
+static struct pm_error *str_entry_push(struct analysis *a, size_t alloc,
+				       uint64_t key)
+{
+	if (a->nstr_entries == a->str_entries_cap) {
+		size_t cap = a->str_entries_cap ? 2 * a->str_entries_cap : 1024;
+		void *p = realloc(a->str_entries, cap * sizeof(*a->str_entries));
+		if (!p)
+			return &pm_error_no_memory;
+		a->str_entries = p;
+		p = realloc(a->str_entry_keys, cap * sizeof(*a->str_entry_keys));
+		if (!p)
+			return &pm_error_no_memory;
+		a->str_entry_keys = p;
+		a->str_entries_cap = cap;
+	}
+	a->str_entries[a->nstr_entries] = (struct pending){ alloc, 0 };
+	a->str_entry_keys[a->nstr_entries++] = key;
+	return NULL;
+}
+
+/* Hashtable entries whose key is a str (exact type): recognised in the
+ * heap, or a static string in the interpreter's data. */
+static struct pm_error *resolve_str_entries(struct analysis *a)
+{
+	const struct type_info *str;
+	struct pm_error *err = type_get(a, a->kind_types[TK_STR], &str);
+	if (err || !str)
+		return err;
+	for (size_t i = 0; i < a->nstr_entries; i++) {
+		const struct pm_alloc *key = pm_cpython_find_alloc(a->heap,
+								   a->str_entry_keys[i]);
+		struct pm_alloc *entry = &a->heap->allocs[a->str_entries[i].ptr];
+		uint64_t tp = 0;
+		bool is_str = key ? key->addr == a->str_entry_keys[i] &&
+				    key->category == str->cat_live :
+			/* static (statically allocated) strings */
+			read_word(a, a->str_entry_keys[i] + 8, &tp) &&
+			tp == a->kind_types[TK_STR];
+		if (is_str && entry->category == PM_CATEGORY_NONE) {
+			entry->category = a->cat_owned[OWN_STR_TABLE_ENTRY];
+			a->heap->attributed++;
+		}
+	}
+	return NULL;
+}
+
+static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *alloc,
+				       size_t first_offset)
 {
 	if (alloc->kind == PM_ALLOC_PYMALLOC) {
 		if (!load_pool(a, alloc->addr))
 			return NULL;
 		const uint8_t *b = a->pool_buf + (alloc->addr - a->pool->address);
-		return recognise(a, alloc, b, alloc->size, alloc->size);
+		return recognise(a, alloc, b, alloc->size, alloc->size, first_offset);
 	}
 	if (alloc->kind != PM_ALLOC_GLIBC && alloc->kind != PM_ALLOC_MMAPPED)
 		return NULL;
@@ -668,7 +869,17 @@ static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *all
 		return NULL;
 	}
 	a->pool = NULL;
-	return recognise(a, alloc, a->window, len, usable);
+	err = recognise(a, alloc, a->window, len, usable, first_offset);
+	if (err || alloc->category != PM_CATEGORY_NONE || len < 32 ||
+	    a->no_defer_pass)
+		return err;
+	/* _Py_hashtable entries {next, hash, key, value} with key == value:
+	 * the 3.12+ runtime table of interned strings (malloc'd, 48 B). Kept
+	 * if the key turns out to be a str. */
+	uint64_t key = get_u64(a->window + 16);
+	if (key && !(key & 7) && key == get_u64(a->window + 24))
+		return str_entry_push(a, (size_t)(alloc - a->heap->allocs), key);
+	return NULL;
 }
 
 const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
@@ -691,6 +902,8 @@ const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
 static void resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
+		if (a->pending[i].category == PM_CATEGORY_NONE)
+			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
 		if (alloc && alloc->category == PM_CATEGORY_NONE) {
@@ -768,6 +981,38 @@ static struct pm_error *find_static_types(struct analysis *a)
 	return NULL;
 }
 
+/* Rule 8 for the objects accepted with a neighbour out of reach: the
+ * neighbours are now known (accepted objects, or a read). An object that
+ * fails is undone (category, count, the buffers it claimed) and its
+ * allocation recognised again from the next offset, checking at once. */
+static struct pm_error *gc_verify_deferred(struct analysis *a)
+{
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < a->ndeferred && !err; i++) {
+		const struct gc_deferred *d = &a->deferred[i];
+		uint64_t v;
+		bool ok = gc_neighbour_word(a, d->prev & ~UINT64_C(3), 0, &v) &&
+			  (v & ~UINT64_C(1)) == d->gc &&
+			  gc_neighbour_word(a, d->next & ~UINT64_C(3), 1, &v) &&
+			  (v & ~UINT64_C(3)) == d->gc;
+		if (ok)
+			continue;
+		struct pm_alloc *alloc = &a->heap->allocs[d->alloc];
+		alloc->category = PM_CATEGORY_NONE;
+		if (d->free_list)
+			a->heap->free_list_objects--;
+		else
+			a->heap->objects--;
+		for (size_t k = d->pending_start; k < d->pending_end; k++)
+			a->pending[k].category = PM_CATEGORY_NONE;
+		a->no_defer = true;
+		a->pool = NULL;
+		err = recognise_alloc(a, alloc, d->offset_index + 1u);
+		a->no_defer = false;
+	}
+	return err;
+}
+
 static struct pm_error *recognise_all(struct analysis *a)
 {
 	struct pm_error *err = find_static_types(a);
@@ -780,10 +1025,27 @@ static struct pm_error *recognise_all(struct analysis *a)
 	if (!a->pool_buf)
 		return &pm_error_no_memory;
 	a->heap->python = true;
+	/* A core is mapped: a neighbour's word costs a memory access there,
+	 * less than the deferred lookup; a live process pays a system call. */
+	a->no_defer = !strcmp(pm_target_kind(a->t), "core");
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++)
-		err = recognise_alloc(a, &a->heap->allocs[i]);
+		err = recognise_alloc(a, &a->heap->allocs[i], 0);
+	a->no_defer = false;
+	a->no_defer_pass = true;
+	if (!err)
+		err = gc_verify_deferred(a);
+	a->no_defer_pass = false;
+	/* Radix nodes are calloc'd: the pointer is the allocation's start. */
+	for (size_t i = 0; !err && a->pm && i < a->pm->nradix_nodes; i++) {
+		const struct pm_alloc *node = pm_cpython_find_alloc(a->heap,
+								    a->pm->radix_nodes[i]);
+		if (node && node->addr == a->pm->radix_nodes[i])
+			err = pend(a, node->addr, OWN_RADIX_NODE);
+	}
 	if (!err)
 		resolve_pending(a);
+	if (!err)
+		err = resolve_str_entries(a);
 	return err;
 }
 
@@ -827,6 +1089,10 @@ static void analysis_deinit(struct analysis *a)
 	free(a->types.slots);
 	free(a->cat_index);
 	free(a->pending);
+	free(a->links);
+	free(a->deferred);
+	free(a->str_entries);
+	free(a->str_entry_keys);
 	free(a->pool_buf);
 }
 

@@ -53,6 +53,7 @@ struct pm_alloc {
 	uint64_t size;
 	uint32_t category;
 	uint8_t kind;               /* enum pm_alloc_kind */
+	uint8_t object_offset;      /* a recognised object is at addr + this */
 };
 
 /* A summary row: domain ("python", "cpython", "pymalloc", "glibc"), kind (a

@@ -20,11 +20,13 @@ enum {
 	/* struct _obmalloc_state, identical in 3.12 and 3.13 */
 	OBS_ARENAS = 512, OBS_MAXARENAS = 520,
 	OBS_NARENAS_CURRENT = 1064, OBS_NTIMES_ALLOCATED = 1072,
-	OBS_HIGHWATER = 1080,
+	OBS_HIGHWATER = 1080, OBS_ARENA_MAP_ROOT = 1096,
+
 	MAXARENAS_CAP = 1u << 24,   /* 16 TiB of 1 MiB arenas */
 	MAX_INTERPRETERS = 256,
 	GETBLOCKS_CODE_BYTES = 64,
 	USE_MAIN_OBMALLOC = 0x20,   /* interp->feature_flags bit */
+	INTERP_SCAN_MAX = 32u << 10, /* bytes of PyInterpreterState scanned */
 };
 
 /* Where a version keeps its allocator state. */
@@ -32,6 +34,10 @@ struct pymalloc_layout {
 	int minor;
 	uint32_t arena_size, pool_size;
 	bool per_interpreter;       /* 3.12+: _obmalloc_state per interpreter */
+	/* 3.10+: entries of a radix tree interior node (arena_map_root and
+	 * mid nodes): 3.10 ignores the top 16 address bits (10 bits a level),
+	 * 3.11+ none (15 bits a level); 0 = no radix tree. */
+	uint32_t radix_interior_length;
 	bool state_is_pointer;      /* 3.13: interp->obmalloc is a pointer */
 	uint64_t interp_obmalloc;   /* offset of obmalloc in PyInterpreterState */
 	uint64_t main_interp;       /* offset of _main_interpreter in _PyRuntime */
@@ -45,14 +51,18 @@ struct pymalloc_layout {
 static const struct pymalloc_layout pymalloc_layouts[] = {
 	{ .minor = 8, .arena_size = 256u << 10, .pool_size = 4u << 10 },
 	{ .minor = 9, .arena_size = 256u << 10, .pool_size = 4u << 10 },
-	{ .minor = 10, .arena_size = 1u << 20, .pool_size = 16u << 10 },
-	{ .minor = 11, .arena_size = 1u << 20, .pool_size = 16u << 10 },
+	{ .minor = 10, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 10 },
+	{ .minor = 11, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15 },
 	{ .minor = 12, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15,
 	  .per_interpreter = true, .state_is_pointer = false,
 	  .interp_obmalloc = 3960, .main_interp = 0x12a68,
 	  .interpreters_head = 40, .interp_next = 0,
 	  .interp_feature_flags = 1712 },
 	{ .minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	  .radix_interior_length = 1u << 15,
 	  .per_interpreter = true, .state_is_pointer = true,
 	  .interp_obmalloc = 10800, .main_interp = 0x15920,
 	  .interpreters_head = 632, .interp_next = 7264,
@@ -73,6 +83,7 @@ struct walk {
 	const struct pymalloc_layout *layout;
 	struct pm_pymalloc *pm;
 	size_t pools_cap, bits_len, bits_cap, states_cap;
+	uint64_t interp_obmalloc;   /* the layout's, or found by scan */
 };
 
 static uint32_t get_u32(const uint8_t *p)
@@ -103,6 +114,9 @@ static struct pm_error *read_arena_vector(struct pm_target *t, uint64_t arenas,
 					  uint32_t maxarenas, uint8_t **ret)
 {
 	size_t len = (size_t)maxarenas * ARENA_OBJECT_SIZE;
+	if (len && !pm_target_is_mapped(t, arenas, len))
+		return pm_error_at(PM_ERR_UNMAPPED, arenas,
+				   "arena vector of %u entries is not mapped", maxarenas);
 	uint8_t *buf = malloc(len ? len : 1);
 	if (!buf)
 		return &pm_error_no_memory;
@@ -245,7 +259,7 @@ static void pool_mark_free(struct walk *w, struct pm_pymalloc_pool *pool,
 	for (uint32_t steps = 0; b && steps <= pool->nblocks; steps++) {
 		uint64_t off = b - pool->address;
 		if (b < pool->address + PM_PYMALLOC_POOL_OVERHEAD ||
-		    off + size > pool_size ||
+		    off > pool_size - size ||
 		    (off - PM_PYMALLOC_POOL_OVERHEAD) % size) {
 			walk_problem(w, b, "free block pointer outside its pool");
 			return;
@@ -308,6 +322,21 @@ static struct pm_error *walk_pool(struct walk *w, struct pm_pymalloc_state *s,
 	return NULL;
 }
 
+/* Arenas are anonymous mmaps; the kernel may merge neighbours into one
+ * region, so the label says how many arenas the region holds. */
+static void label_arena_region(struct walk *w, uint64_t address)
+{
+	struct pm_region *r = pm_target_find_region(w->t, address);
+	if (!r || (r->label != PM_LABEL_ANON && r->label != PM_LABEL_PYMALLOC_ARENA))
+		return;
+	unsigned long n = 0;
+	if (r->label == PM_LABEL_PYMALLOC_ARENA)
+		n = strtoul(r->label_detail, NULL, 10);
+	r->label = PM_LABEL_PYMALLOC_ARENA;
+	snprintf(r->label_detail, sizeof(r->label_detail), "%lu arena%s", n + 1,
+		 n ? "s" : "");
+}
+
 static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 				   const uint8_t *entry)
 {
@@ -322,6 +351,7 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 	if (address == 0)
 		return NULL;
 	s->narenas++;
+	label_arena_region(w, address);
 	/* nfreepools counts empty pools and those never carved: CPython
 	 * reports both as "unused pools". */
 	s->unused_pools += get_u32(entry + AO_NFREEPOOLS);
@@ -510,6 +540,86 @@ static bool locate_by_code(struct walk *w, struct pm_pymalloc_state *s)
 	return false;
 }
 
+/* Largest 16 * 2^k not above n (0 if n < 16). */
+static uint32_t maxarenas_floor(uint64_t n)
+{
+	uint32_t m = 16;
+	if (n < 16)
+		return 0;
+	while ((uint64_t)m * 2 <= n && m < MAXARENAS_CAP)
+		m *= 2;
+	return m;
+}
+
+/* Is word w of the module's data the `arenas` pointer? The vector is a
+ * glibc chunk (PyMem_RawRealloc'd to maxarenas * 48 bytes), so its chunk
+ * header gives maxarenas; the vector must then validate and hold arenas. */
+static bool arenas_candidate(struct walk *w, uint64_t v, uint32_t *maxarenas)
+{
+	uint64_t size_field, narenas;
+	if (!v || v & 15 || !pm_target_is_mapped(w->t, v - 8, 8))
+		return false;
+	struct pm_error *err = pm_target_read_u64(w->t, v - 8, &size_field);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	uint64_t size = size_field & ~UINT64_C(7);
+	if (size < 16 + 16 * ARENA_OBJECT_SIZE || size > ((uint64_t)MAXARENAS_CAP + 1) * ARENA_OBJECT_SIZE)
+		return false;
+	uint32_t m = maxarenas_floor((size - 8) / ARENA_OBJECT_SIZE);
+	if (!arena_vector_valid(w->t, w->layout, v, m, &narenas) || !narenas)
+		return false;
+	*maxarenas = m;
+	return true;
+}
+
+/* Without symbols or usable code (3.8 --no-debuginfo): scan the writable
+ * data of the interpreter's module (and the .bss mapping after it) for the
+ * `arenas` pointer. */
+static bool locate_by_data_scan(struct walk *w, const struct pm_python_info *py,
+				struct pm_pymalloc_state *s)
+{
+	const struct pm_module *m = py->module;
+	size_t hits = 0;
+	for (size_t i = 0; i < pm_target_region_count(w->t); i++) {
+		struct pm_region *r = pm_target_region(w->t, i);
+		struct pm_region *before = i ? pm_target_region(w->t, i - 1) : NULL;
+		bool own = r->start >= m->start && r->start < m->end;
+		bool bss = !r->path && before && before->end == r->start &&
+			   before->start >= m->start && before->start < m->end;
+		if (!(r->perms & PM_PERM_W) || !(own || bss))
+			continue;
+		for (uint64_t a = r->start; a + 8 <= r->end; a += PM_VIEW_MAX) {
+			size_t len = r->end - a < PM_VIEW_MAX ? (size_t)(r->end - a) : PM_VIEW_MAX;
+			const void *view;
+			struct pm_error *err = pm_target_view(w->t, a, len, &view);
+			if (err) {
+				pm_error_destroy(err);
+				break;
+			}
+			/* Candidates first: the view dies at the next read. */
+			uint64_t *words = malloc(len);
+			if (!words)
+				return false;
+			memcpy(words, view, len);
+			for (size_t k = 0; k < len / 8; k++) {
+				uint32_t maxarenas;
+				if (!arenas_candidate(w, words[k], &maxarenas))
+					continue;
+				if (hits++ == 0) {
+					s->arenas = words[k];
+					s->maxarenas = maxarenas;
+				} else if (words[k] != s->arenas) {
+					hits = 2;   /* two different vectors: ambiguous */
+				}
+			}
+			free(words);
+		}
+	}
+	return hits == 1;
+}
+
 /* 3.12+: reads one _obmalloc_state into s. */
 static bool read_obmalloc_state(struct walk *w, uint64_t address,
 				struct pm_pymalloc_state *s)
@@ -535,10 +645,10 @@ static bool interp_state_address(struct walk *w, uint64_t interp, uint64_t *ret)
 {
 	const struct pymalloc_layout *l = w->layout;
 	if (!l->state_is_pointer) {
-		*ret = interp + l->interp_obmalloc;
+		*ret = interp + w->interp_obmalloc;
 		return true;
 	}
-	struct pm_error *err = pm_target_read_u64(w->t, interp + l->interp_obmalloc, ret);
+	struct pm_error *err = pm_target_read_u64(w->t, interp + w->interp_obmalloc, ret);
 	pm_error_destroy(err);
 	return !err && *ret;
 }
@@ -548,6 +658,27 @@ static bool state_known(const struct pm_pymalloc *pm, uint64_t address)
 	for (size_t i = 0; i < pm->nstates; i++)
 		if (pm->states[i].address == address)
 			return true;
+	return false;
+}
+
+/* Another patch release may move interp->obmalloc: try every offset of
+ * the interpreter state for one whose state validates with arenas in use
+ * (an all-zero state would validate anywhere). */
+static bool scan_interp_obmalloc(struct walk *w, uint64_t interp,
+				 struct pm_pymalloc_state *s)
+{
+	for (uint64_t off = 0; off < INTERP_SCAN_MAX; off += 8) {
+		uint64_t address;
+		w->interp_obmalloc = off;
+		if (interp_state_address(w, interp, &address) &&
+		    read_obmalloc_state(w, address, s) && s->maxarenas) {
+			pm_target_warn(w->t, true, interp,
+				       "interp->obmalloc found at offset %llu, not %llu",
+				       (unsigned long long)off,
+				       (unsigned long long)w->layout->interp_obmalloc);
+			return true;
+		}
+	}
 	return false;
 }
 
@@ -563,10 +694,14 @@ static struct pm_error *locate_interpreters(struct walk *w,
 	if (err)
 		return err;
 	s->interp = main_interp;
+	w->interp_obmalloc = l->interp_obmalloc;
 	if (!interp_state_address(w, main_interp, &address) ||
 	    !read_obmalloc_state(w, address, s)) {
-		w->pm->nstates = 0;
-		return NULL;
+		if (!scan_interp_obmalloc(w, main_interp, s)) {
+			w->pm->nstates = 0;
+			return NULL;
+		}
+		w->pm->how = "_PyRuntime offsets, obmalloc offset by scan";
 	}
 	uint64_t interp;
 	err = pm_target_read_u64(w->t, py->runtime + l->interpreters_head, &interp);
@@ -612,10 +747,55 @@ static struct pm_error *locate_states(struct walk *w,
 		w->pm->how = "symbols";
 	} else if (locate_by_code(w, s)) {
 		w->pm->how = "_Py_GetAllocatedBlocks code";
+	} else if (locate_by_data_scan(w, py, s)) {
+		w->pm->how = "data scan";
 	} else {
 		w->pm->nstates = 0;
 	}
 	return NULL;
+}
+
+/* Reads one interior node of the radix tree (radix_interior_length
+ * pointers at addr) and records its non-null children as heap nodes. */
+static void radix_level(struct walk *w, uint64_t addr, uint64_t *children,
+			size_t *nchildren, size_t max)
+{
+	const void *view;
+	uint32_t length = w->layout->radix_interior_length;
+	struct pm_error *err = pm_target_view(w->t, addr, (size_t)length * 8, &view);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	const uint8_t *p = view;
+	for (size_t i = 0; i < length && *nchildren < max; i++) {
+		uint64_t child = get_u64(p + 8 * i);
+		if (child && !(child & 7))
+			children[(*nchildren)++] = child;
+	}
+}
+
+/* The radix tree's mid and bottom nodes (heap allocations of pymalloc's
+ * own, to be attributed), from each state's root. */
+static void find_radix_nodes(struct walk *w, const struct pm_python_info *py)
+{
+	struct pm_pymalloc *pm = w->pm;
+	if (!w->layout->radix_interior_length)
+		return;
+	for (size_t i = 0; i < pm->nstates; i++) {
+		uint64_t root = 0;
+		if (pm->states[i].address)
+			root = pm->states[i].address + OBS_ARENA_MAP_ROOT;
+		else if (!module_symbol(w->t, py, "arena_map_root", &root))
+			continue;
+		size_t first_mid = pm->nradix_nodes;
+		radix_level(w, root, pm->radix_nodes, &pm->nradix_nodes,
+			    PM_PYMALLOC_RADIX_NODES_MAX);
+		size_t last_mid = pm->nradix_nodes;
+		for (size_t m = first_mid; m < last_mid; m++)
+			radix_level(w, pm->radix_nodes[m], pm->radix_nodes,
+				    &pm->nradix_nodes, PM_PYMALLOC_RADIX_NODES_MAX);
+	}
 }
 
 static int pool_compare(const void *a, const void *b)
@@ -663,6 +843,7 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 	if (err)
 		return err;
 	qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
+	find_radix_nodes(&w, py);
 	return NULL;
 }
 

@@ -13,6 +13,7 @@
 #define PM_PYMALLOC_NCLASSES 32
 #define PM_PYMALLOC_POOL_OVERHEAD 48
 #define PM_PYMALLOC_ALIGNMENT 16
+#define PM_PYMALLOC_RADIX_NODES_MAX 256
 
 struct pm_pymalloc_class {
 	uint64_t pools;             /* pools of this size class in use */
@@ -62,6 +63,10 @@ struct pm_pymalloc {
 	struct pm_pymalloc_pool *pools;     /* sorted by address */
 	uint64_t *used_bits;                /* bit k of a pool: block k used */
 	uint64_t problems;                  /* inconsistencies warned about */
+	/* 3.10+: the radix tree's heap nodes (mid and bottom levels, calloc'd
+	 * by pymalloc to map addresses to arenas). */
+	size_t nradix_nodes;
+	uint64_t radix_nodes[PM_PYMALLOC_RADIX_NODES_MAX];
 	/* Why nothing was walked, when !found (else empty). */
 	char missing[160];
 };

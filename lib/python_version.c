@@ -196,6 +196,30 @@ static void find_runtime(struct pm_target *t, struct pm_python_info *info)
 	pm_error_destroy(err);
 }
 
+/* No _PyRuntime (CPython before 3.7, e.g. 2.7): a CPython all the same if
+ * it exports Py_Initialize from a python-named module; the name gives the
+ * version to name in the "not supported" line. */
+static void detect_runtime_less(struct pm_target *t, struct pm_python_info *info)
+{
+	struct pm_symbol sym;
+	struct pm_error *err = pm_target_symbol(t, NULL, "Py_Initialize", &sym);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	int major = 0, minor = 0;
+	const char *base = sym.module && sym.module->path ?
+		path_basename(sym.module->path) : "";
+	if (sscanf(base, "libpython%d.%d", &major, &minor) != 2 &&
+	    sscanf(base, "python%d.%d", &major, &minor) != 2)
+		return;
+	info->is_python = true;
+	info->module = sym.module;
+	info->major = major;
+	info->minor = minor;
+	info->version_source = "module name";
+}
+
 static void judge_support(struct pm_python_info *info)
 {
 	if (!info->is_python) {
@@ -229,8 +253,10 @@ static void python_detect(struct pm_target *t, struct pm_python_info *info)
 {
 	info->micro = -1;
 	find_runtime(t, info);
-	if (!info->runtime)
+	if (!info->runtime) {
+		detect_runtime_less(t, info);
 		return;
+	}
 	info->is_python = true;
 
 	int minor = -1;

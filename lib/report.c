@@ -28,6 +28,8 @@ static const struct report_entry reports[] = {
 	 pm_report_pymalloc_stats},
 	{{"summary", "every in-use allocation by Python type / owner / allocator"},
 	 pm_report_summary},
+	{{"objects", "recognised Python objects (--type T, --min-size N, --limit N)"},
+	 pm_report_objects},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

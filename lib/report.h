@@ -24,5 +24,6 @@ pm_report_fn pm_report_sizes;
 /* report_python.c */
 pm_report_fn pm_report_pymalloc_stats;
 pm_report_fn pm_report_summary;
+pm_report_fn pm_report_objects;
 
 #endif

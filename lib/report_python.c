@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cpython.h"
+#include "glibc.h"
 #include "pymalloc.h"
 #include "python_version.h"
 #include "report.h"
@@ -289,8 +290,12 @@ static struct pm_error *summary_group(struct pm_target *t,
 		} else if (!strcmp(by, "allocator")) {
 			r = summary_row(s, allocator, "-", "-");
 		} else {
+			/* A pymalloc block is in an arena even when the kernel
+			 * merged the arena's mapping with a neighbour. */
 			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
-			const char *label = region ? pm_region_label_name(region->label) : "unmapped";
+			const char *label = alloc->kind == PM_ALLOC_PYMALLOC ?
+				pm_region_label_name(PM_LABEL_PYMALLOC_ARENA) :
+				region ? pm_region_label_name(region->label) : "unmapped";
 			const char *path = region && region->path ? region->path : "-";
 			r = summary_row(s, "region", label, path);
 		}
@@ -315,9 +320,89 @@ static int summary_row_compare(const void *x, const void *y)
 	return c ? c : strcmp(p->detail, q->detail);
 }
 
+static struct pm_error *summary_used(struct pm_target *t,
+				     const struct pm_cpython_heap *heap,
+				     const char *by, struct summary *s);
+
+static struct pm_error *summary_add(struct summary *s, const char *domain,
+				    const char *kind, uint64_t count,
+				    uint64_t bytes)
+{
+	if (!bytes)
+		return NULL;
+	struct summary_row *r = summary_row(s, domain, kind, "-");
+	if (!r)
+		return &pm_error_no_memory;
+	r->count += count;
+	r->bytes += bytes;
+	return NULL;
+}
+
+/* --all / --free: what the allocators hold that is not in use, so that the
+ * rows add up to their whole footprint (pymalloc: arenas; glibc: heaps and
+ * mmapped chunks). */
+static struct pm_error *summary_free_rows(struct pm_target *t, struct summary *s)
+{
+	const struct pm_pymalloc *pm;
+	const struct pm_glibc_heap *g;
+	struct pm_error *err = pm_pymalloc_walk(t, &pm);
+	for (size_t i = 0; !err && pm->found && i < pm->nstates; i++) {
+		const struct pm_pymalloc_state *st = &pm->states[i];
+		uint64_t avail = 0, pools = 0;
+		for (int c = 0; c < PM_PYMALLOC_NCLASSES; c++) {
+			avail += st->classes[c].avail_blocks;
+			pools += st->classes[c].pools;
+		}
+		err = summary_add(s, "pymalloc", "free blocks", avail, st->available_bytes);
+		if (!err)
+			err = summary_add(s, "pymalloc", "unused pools", st->unused_pools,
+					  st->unused_pools * pm->pool_size);
+		if (!err)
+			err = summary_add(s, "pymalloc", "pool headers", pools,
+					  st->pool_header_bytes);
+		if (!err)
+			err = summary_add(s, "pymalloc", "quantization", pools,
+					  st->quantization);
+		if (!err)
+			err = summary_add(s, "pymalloc", "arena alignment", 0,
+					  st->arena_alignment);
+	}
+	if (err)
+		return err;
+	err = pm_glibc_walk(t, &g);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;    /* the notes already say the glibc heap is missing */
+	}
+	for (size_t i = 0; !err && i < g->nchunks; i++) {
+		const struct pm_chunk *c = &g->chunks[i];
+		const char *kind = c->state == PM_CHUNK_FREE_BIN ? "free (bins)" :
+				   c->state == PM_CHUNK_FREE_FASTBIN ? "free (fastbins)" :
+				   c->state == PM_CHUNK_TOP ? "top" : NULL;
+		if (kind)
+			err = summary_add(s, "glibc", kind, 1, c->size);
+	}
+	return err;
+}
+
 static struct pm_error *summary_build(struct pm_target *t,
 				      const struct pm_cpython_heap *heap,
-				      const char *by, struct summary *s)
+				      const struct pm_report_args *args,
+				      struct summary *s)
+{
+	const char *by = args->by ? args->by : "type";
+	const char *state = args->state ? args->state : "used";
+	struct pm_error *err = NULL;
+	if (strcmp(state, "free") != 0)
+		err = summary_used(t, heap, by, s);
+	if (!err && strcmp(state, "used") != 0)
+		err = summary_free_rows(t, s);
+	return err;
+}
+
+static struct pm_error *summary_used(struct pm_target *t,
+				     const struct pm_cpython_heap *heap,
+				     const char *by, struct summary *s)
 {
 	if (strcmp(by, "type") != 0)
 		return summary_group(t, heap, by, s);
@@ -429,8 +514,11 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	struct pm_error *err = pm_cpython_analyse(t, &heap);
 	if (err)
 		return err;
+	const char *state = args->state ? args->state : "used";
+	if (strcmp(state, "used") && strcmp(state, "free") && strcmp(state, "all"))
+		return pm_error_format(PM_ERR_INVALID, "summary: state %s", state);
 	struct summary s = { 0 };
-	err = summary_build(t, heap, by, &s);
+	err = summary_build(t, heap, args, &s);
 	if (!err) {
 		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
 		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
@@ -442,4 +530,94 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	}
 	free(s.rows);
 	return err;
+}
+
+/* ---- objects ------------------------------------------------------- */
+
+enum { OBJECTS_DEFAULT_LIMIT = 100 };
+
+static bool object_selected(const struct pm_cpython_heap *heap,
+			    const struct pm_alloc *alloc,
+			    const struct pm_report_args *args)
+{
+	if (alloc->category >= heap->ncategories)
+		return false;
+	const struct pm_category *c = &heap->categories[alloc->category];
+	if (strcmp(c->domain, "python") != 0)
+		return false;
+	if (args->type && strcmp(args->type, c->kind) != 0)
+		return false;
+	return alloc->size >= args->min_size;
+}
+
+static void object_json(const struct pm_cpython_heap *heap,
+			const struct pm_alloc *alloc, bool first,
+			struct pm_strbuf *out)
+{
+	const struct pm_category *c = &heap->categories[alloc->category];
+	pm_strbuf_printf(out, "%s{\"address\": %" PRIu64 ", \"type\": ",
+			 first ? "" : ", ", alloc->addr + alloc->object_offset);
+	pm_strbuf_json_string(out, c->kind);
+	pm_strbuf_printf(out, ", \"state\": \"%s\", \"allocation\": %" PRIu64
+			 ", \"size\": %" PRIu64 ", \"allocator\": ",
+			 strcmp(c->detail, "free list") ? "live" : "free list",
+			 alloc->addr, alloc->size);
+	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
+	pm_strbuf_append(out, "}");
+}
+
+/* Lists recognised objects (--type NAME, --min-size N, --limit N; limit 0
+ * is OBJECTS_DEFAULT_LIMIT, negative is all). */
+struct pm_error *pm_report_objects(struct pm_target *t,
+				   const struct pm_report_args *args,
+				   struct pm_strbuf *out)
+{
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	if (err)
+		return err;
+	uint64_t limit = args->limit < 0 ? UINT64_MAX :
+		args->limit ? (uint64_t)args->limit : OBJECTS_DEFAULT_LIMIT;
+	uint64_t matching = 0;
+	bool json = args->format == PM_FORMAT_JSON;
+	struct pm_table *table = NULL;
+	if (json) {
+		pm_strbuf_append(out, "\"objects\": [");
+	} else {
+		static const char *const headers[] = { "address", "type", "state",
+						       "size", "allocator" };
+		static const bool right[] = { false, false, false, true, false };
+		table = pm_table_create(5, headers, right);
+		if (!table)
+			return &pm_error_no_memory;
+	}
+	for (size_t i = 0; i < heap->nallocs; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		if (!object_selected(heap, alloc, args) || matching++ >= limit)
+			continue;
+		if (json) {
+			object_json(heap, alloc, matching == 1, out);
+			continue;
+		}
+		const struct pm_category *c = &heap->categories[alloc->category];
+		char address[24], size[32];
+		snprintf(address, sizeof(address), "0x%" PRIx64,
+			 alloc->addr + alloc->object_offset);
+		const char *cells[] = { address, c->kind,
+					strcmp(c->detail, "free list") ? "live" : "free list",
+					pm_format_grouped(alloc->size, size),
+					pm_alloc_kind_name(alloc->kind) };
+		pm_table_add_row(table, cells);
+	}
+	uint64_t shown = matching < limit ? matching : limit;
+	if (json) {
+		pm_strbuf_printf(out, "], \"matching\": %" PRIu64 ", \"shown\": %" PRIu64,
+				 matching, shown);
+		return NULL;
+	}
+	pm_table_render(table, out);
+	pm_table_destroy(table);
+	pm_strbuf_printf(out, "%" PRIu64 " of %" PRIu64 " matching objects shown%s\n",
+			 shown, matching, shown < matching ? " (--limit N for more)" : "");
+	return NULL;
 }
