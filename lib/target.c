@@ -655,9 +655,37 @@ static bool module_lookup(struct pm_target *t, struct pm_module *m,
 	return false;
 }
 
+/* The front end's lookup (pm_options.lookup_symbol), accepted only when the
+ * address lies in a module that matches module_prefix. */
+static bool frontend_lookup(struct pm_target *t, const char *module_prefix,
+			    const char *name, struct pm_symbol *ret)
+{
+	uint64_t address = 0, size = 0;
+	if (!t->options.lookup_symbol || t->options.no_debuginfo ||
+	    !t->options.lookup_symbol(t->options.lookup_symbol_arg,
+				      module_prefix, name, &address, &size))
+		return false;
+	for (size_t i = 0; i < t->nmodules; i++) {
+		struct pm_module *m = &t->modules[i];
+		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
+					     strlen(module_prefix)) != 0)
+			continue;
+		if (address >= m->start && address < m->end) {
+			ret->address = address;
+			ret->size = size;
+			ret->module = m;
+			ret->source = "debugger";
+			return true;
+		}
+	}
+	return false;
+}
+
 struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
 				  const char *name, struct pm_symbol *ret)
 {
+	if (frontend_lookup(t, module_prefix, name, ret))
+		return NULL;
 	for (size_t i = 0; i < t->nmodules; i++) {
 		struct pm_module *m = &t->modules[i];
 		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
