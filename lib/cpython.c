@@ -777,7 +777,8 @@ static struct pm_error *collect_allocs(struct analysis *a)
 		if ((err = allocs_from_glibc(a, g)))
 			return err;
 	}
-	qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
+	if (heap->nallocs)  /* qsort's array must not be NULL, even when empty */
+		qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
 	return NULL;
 }
 

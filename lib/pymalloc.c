@@ -835,7 +835,8 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 		err = walk_state(&w, &pm->states[i]);
 	if (err)
 		return err;
-	qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
+	if (pm->npools)     /* qsort's array must not be NULL, even when empty */
+		qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
 	find_radix_nodes(&w, py);
 	return NULL;
 }

@@ -524,7 +524,8 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	struct summary s = { 0 };
 	err = summary_build(t, heap, args, &s);
 	if (!err) {
-		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
+		if (s.nrows)
+			qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
 		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
 			(size_t)args->top : s.nrows;
 		if (args->format == PM_FORMAT_JSON)
