@@ -1011,14 +1011,18 @@ static struct alloc_data alloc_data_of(const struct analysis *a,
 	uint64_t usable = alloc->kind == PM_ALLOC_PYMALLOC ? alloc->size :
 		alloc->size - (alloc->kind == PM_ALLOC_MMAPPED ? 16 : 8);
 	struct alloc_data d = { alloc->addr, usable };
-	if (a->heap->debug_hooks && usable >= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER) {
+	/* Up to two nested headers, as in recognise() (PyMem_Malloc of a large
+	 * size: the object hooks around the raw hooks). */
+	for (int nested = 0; nested < 2 && a->heap->debug_hooks &&
+	     d.usable >= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER; nested++) {
 		uint8_t h[16];
-		struct pm_error *err = pm_target_read(a->t, alloc->addr, h, sizeof(h));
-		if (!err && !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7)) {
-			d.start += DEBUG_HOOK_HEADER;
-			d.usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
-		}
+		struct pm_error *err = pm_target_read(a->t, d.start, h, sizeof(h));
+		bool hooked = !err && !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
 		pm_error_destroy(err);
+		if (!hooked)
+			break;
+		d.start += DEBUG_HOOK_HEADER;
+		d.usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
 	}
 	return d;
 }
@@ -1044,9 +1048,13 @@ static bool read_fields(struct analysis *a, uint64_t addr, size_t n,
 	return !err;
 }
 
-static void attribute(struct analysis *a, struct pm_alloc *alloc, enum owned what)
+/* Gives alloc the category `what`; its data (after a debug-hook header)
+ * starts at start, which is where `objects` lists it. */
+static void attribute(struct analysis *a, struct pm_alloc *alloc, enum owned what,
+		      uint64_t start)
 {
 	alloc->category = a->cat_owned[what];
+	alloc->object_offset = (uint8_t)(start - alloc->addr);
 	a->heap->attributed++;
 }
 
@@ -1083,14 +1091,14 @@ static void ast_arena_attribute(struct analysis *a, struct pm_alloc *alloc,
 			    block[0] > bd.usable - l->block_header)
 				return;
 			if (pass)
-				attribute(a, ba, OWN_AST_ARENA_BLOCK);
+				attribute(a, ba, OWN_AST_ARENA_BLOCK, b);
 			last = b;
 			b = block[2];
 		}
 		if (b || last != arena[1])
 			return;
 	}
-	attribute(a, alloc, OWN_AST_ARENA);
+	attribute(a, alloc, OWN_AST_ARENA, d.start);
 }
 
 static bool executable(struct pm_target *t, uint64_t addr)
@@ -1107,15 +1115,16 @@ static bool hashtable_entries(struct analysis *a, const uint64_t *buckets,
 {
 	uint64_t seen = 0;
 	for (uint64_t i = 0; i < nbuckets; i++) {
-		for (uint64_t e = buckets[i]; e; seen++) {
+		uint64_t next;
+		for (uint64_t e = buckets[i]; e; e = next, seen++) {
 			if (seen >= nentries)
 				return false;
 			struct pm_alloc *ea = (struct pm_alloc *)pm_cpython_find_alloc(a->heap, e);
 			if (!ea || alloc_data_of(a, ea).start != e ||
-			    !read_fields(a, e, 1, &e))
+			    !read_fields(a, e, 1, &next))
 				return false;
 			if (mark && ea->category == PM_CATEGORY_NONE)
-				attribute(a, ea, OWN_HASHTABLE_ENTRY);
+				attribute(a, ea, OWN_HASHTABLE_ENTRY, e);
 		}
 	}
 	return seen == nentries;
@@ -1151,8 +1160,8 @@ static struct pm_error *hashtable_attribute(struct analysis *a,
 	if (read_fields(a, buckets, nbuckets, words) &&
 	    hashtable_entries(a, words, nbuckets, nentries, false)) {
 		hashtable_entries(a, words, nbuckets, nentries, true);
-		attribute(a, alloc, OWN_HASHTABLE);
-		attribute(a, ba, OWN_HASHTABLE_BUCKETS);
+		attribute(a, alloc, OWN_HASHTABLE, d.start);
+		attribute(a, ba, OWN_HASHTABLE_BUCKETS, buckets);
 	}
 	free(words);
 	return NULL;
@@ -1165,9 +1174,10 @@ static struct pm_error *structures_attribute(struct analysis *a)
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {
 		struct pm_alloc *alloc = &a->heap->allocs[i];
 		struct alloc_data d;
-		if (!unknown_at(a, alloc->addr, &d) &&
-		    !(alloc->category == PM_CATEGORY_NONE &&
-		      unknown_at(a, alloc->addr + DEBUG_HOOK_HEADER, &d)))
+		if (alloc->category != PM_CATEGORY_NONE)
+			continue;
+		d = alloc_data_of(a, alloc);
+		if (!unknown_at(a, d.start, &d))
 			continue;
 		if (list)
 			ast_arena_attribute(a, alloc, d, list->cat_live);
