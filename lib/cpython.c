@@ -997,6 +997,7 @@ enum {
 	HASHTABLE_BUCKETS_MAX = 1 << 26,
 	HASHTABLE_ENTRIES_MAX = 1 << 22,
 	HASHTABLE_SLACK = 64,               /* allocator rounding of a bucket array */
+	MMAP_SLACK = 4096 + 64,             /* ... mmapped: rounded to a page */
 };
 
 /* Where the data of an allocation starts (after a debug-hook header) and
@@ -1152,7 +1153,8 @@ static struct pm_error *hashtable_attribute(struct analysis *a,
 		return NULL;
 	struct alloc_data bd;
 	struct pm_alloc *ba = unknown_at(a, buckets, &bd);
-	if (!ba || bd.usable < nbuckets * 8 || bd.usable > nbuckets * 8 + HASHTABLE_SLACK)
+	uint64_t slack = ba && ba->kind == PM_ALLOC_MMAPPED ? MMAP_SLACK : HASHTABLE_SLACK;
+	if (!ba || bd.usable < nbuckets * 8 || bd.usable > nbuckets * 8 + slack)
 		return NULL;
 	uint64_t *words = malloc(nbuckets * 8);
 	if (!words)

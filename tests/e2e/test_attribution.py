@@ -84,3 +84,32 @@ def test_ast_arenas(python, mode):
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_hashtables_tracemalloc(python):
+    """With tracemalloc on, its tables (traces, tracebacks, filenames: three
+    _Py_hashtable_t at least) are found with their bucket arrays, and their
+    entries include one per traced block: at least what
+    tracemalloc._get_traces() counted (a few blocks come and go during the
+    capture: 10% slack on a count of thousands)."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, "pymalloc", "--tracemalloc") as t:
+        try:
+            traces = t.oracle["tracemalloc_traces"]
+            assert traces > 1000
+            report = harness.cli_json("summary", "--json", t.pid)
+            rows = {(r["domain"], r["kind"]): r["count"]
+                    for r in report["rows"]}
+            assert rows.get(("cpython", "hashtable"), 0) >= 3
+            assert rows[("cpython", "hashtable buckets")] == \
+                rows[("cpython", "hashtable")]
+            assert rows.get(("cpython", "hashtable entry"), 0) >= \
+                traces * 0.9
+            tables = listed(t.pid, "hashtable")
+            for start_, (alloc, size) in tables.items():
+                assert alloc <= start_ < alloc + size
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)

@@ -74,6 +74,8 @@ def parse_args(argv):
                    help="compiler arenas (PyArena) made through the C API")
     p.add_argument("--arena-allocs", type=int, default=4,
                    help="allocations of ARENA_ALLOC bytes in each arena")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="trace allocations (tracemalloc's hashtables)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -341,6 +343,9 @@ def capture_and_stop(path, info, gc_addresses, no_stop):
 
 def main(argv):
     args = parse_args(argv)
+    if args.tracemalloc:
+        import tracemalloc
+        tracemalloc.start()
     rng = random.Random(args.seed)
     info = {"format": 1, "argv": [sys.executable] + list(argv),
             "version": version_info()}
@@ -351,6 +356,10 @@ def main(argv):
         info["big_bytes"] = {"size": len(big), "address": id(big)}
     info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
     info["threads"] = start_threads(args.threads, args.thread_objects)
+    if args.tracemalloc:
+        # Entries of tracemalloc's traces table(s), one per traced block:
+        # counted again as late as possible, the capture moves a few.
+        info["tracemalloc_traces"] = len(tracemalloc._get_traces())
     capture_and_stop(os.path.abspath(args.oracle), info, args.gc_addresses,
                      args.no_stop)
 
