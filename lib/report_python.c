@@ -290,11 +290,15 @@ static struct pm_error *summary_group(struct pm_target *t,
 		} else if (!strcmp(by, "allocator")) {
 			r = summary_row(s, allocator, "-", "-");
 		} else {
-			/* A pymalloc block is in an arena even when the kernel
-			 * merged the arena's mapping with a neighbour. */
+			/* A pymalloc block is in an arena and an mmapped chunk
+			 * is its own mapping even when the kernel merged them
+			 * with neighbours into one region of another label. */
 			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
-			const char *label = alloc->kind == PM_ALLOC_PYMALLOC ?
+			const char *label =
+				alloc->kind == PM_ALLOC_PYMALLOC ?
 				pm_region_label_name(PM_LABEL_PYMALLOC_ARENA) :
+				alloc->kind == PM_ALLOC_MMAPPED ?
+				pm_region_label_name(PM_LABEL_GLIBC_MMAPPED) :
 				region ? pm_region_label_name(region->label) : "unmapped";
 			const char *path = region && region->path ? region->path : "-";
 			r = summary_row(s, "region", label, path);

@@ -210,7 +210,17 @@ def digest_map(doc):
     return out
 
 
-def compare_digests(snap, doc, source):
+def other_thread_stacks(snap):
+    """Regions holding the stack of a thread other than the main one."""
+    info = need(snap.live_info, "pymortem info --json PID")
+    sps = [t["sp"] for t in info["threads"] if t["tid"] != snap.pid]
+    return {(start, end) for (start, end) in snap.mem_digests
+            if any(start <= sp < end for sp in sps)}
+
+
+def compare_digests(snap, doc, source, volatile=()):
+    """Every selected region's digest from `source` equals the one taken from
+    /proc/PID/mem; regions in `volatile` need only be readable."""
     got = digest_map(doc)
     problems = []
     for (start, end), want in sorted(snap.mem_digests.items()):
@@ -223,7 +233,8 @@ def compare_digests(snap, doc, source):
         elif not re.fullmatch(r"0x[0-9a-fA-F]{1,16}", str(r["digest"])):
             problems.append("%s: %s digest %r is not '0x<hex>'"
                             % (where, source, r["digest"]))
-        elif int(r["digest"], 16) != int(want, 16):
+        elif int(r["digest"], 16) != int(want, 16) and \
+                (start, end) not in volatile:
             problems.append("%s: %s digest %s, /proc/PID/mem %s"
                             % (where, source, r["digest"], want))
     assert snap.mem_digests, "no region selected: the test would be empty"
@@ -239,7 +250,12 @@ def test_live_digest_equals_proc_mem(snap):
 def test_core_digest_equals_proc_mem(snap, kind):
     doc = need(snap.core_digest[kind], "pymortem digest --json <%s core>"
                % kind)
-    compare_digests(snap, doc, "%s core" % kind)
+    # A kernel core is written after SIGCONT: the main thread dumps at once,
+    # but the other threads wake too and may run on their own stacks (a
+    # timed wait recomputing its timeout) until the dump stops them. Their
+    # stacks must be readable from the core, not equal.
+    volatile = other_thread_stacks(snap) if kind == "kernel" else set()
+    compare_digests(snap, doc, "%s core" % kind, volatile)
 
 
 def test_digest_reference_is_fnv1a64():
