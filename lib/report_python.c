@@ -548,9 +548,13 @@ static bool object_selected(const struct pm_cpython_heap *heap,
 	if (alloc->category >= heap->ncategories)
 		return false;
 	const struct pm_category *c = &heap->categories[alloc->category];
-	if (strcmp(c->domain, "python") != 0)
+	/* Attributed buffers and structures ("cpython" rows) are listed when
+	 * asked for by their kind, e.g. --type "AST arena block". */
+	bool named = args->type && !strcmp(args->type, c->kind);
+	if (strcmp(c->domain, "python") != 0 &&
+	    !(named && !strcmp(c->domain, "cpython")))
 		return false;
-	if (args->type && strcmp(args->type, c->kind) != 0)
+	if (args->type && !named)
 		return false;
 	return alloc->size >= args->min_size;
 }
