@@ -3,6 +3,7 @@
  * the validation rules of shared/reference/cpython-memory.md, attribute the
  * buffers that recognised objects point at (dict keys, list items, ...), and
  * put each allocation into exactly one category. */
+#include "bytes.h"
 #include "cpython.h"
 
 #include <stdio.h>
@@ -122,20 +123,6 @@ static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
 const char *pm_alloc_kind_name(enum pm_alloc_kind kind)
 {
 	return kind < PM_ALLOC_KINDS ? alloc_kind_names[kind] : "?";
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
 }
 
 static uint64_t hash_u64(uint64_t x)
@@ -330,13 +317,13 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 		pm_error_destroy(err);
 		return NULL;
 	}
-	ti->flags = get_u64(head + l->tp_flags);
-	ti->basicsize = get_u64(head + l->tp_basicsize);
+	ti->flags = pm_load_u64(head + l->tp_flags);
+	ti->basicsize = pm_load_u64(head + l->tp_basicsize);
 	if (!(ti->flags & TPFLAG_READY) || ti->basicsize < 16 ||
 	    ti->basicsize >= BASICSIZE_MAX || !type_chain_ok(a, ti->addr))
 		return NULL;
 	char name[TYPE_NAME_MAX];
-	err = pm_target_read_cstr(a->t, get_u64(head + l->tp_name), name, sizeof(name));
+	err = pm_target_read_cstr(a->t, pm_load_u64(head + l->tp_name), name, sizeof(name));
 	if (err) {
 		pm_error_destroy(err);
 		return NULL;
@@ -403,7 +390,7 @@ static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 {
 	if (a->pool && addr >= a->pool->address &&
 	    addr - a->pool->address <= a->pm->pool_size - 8) {
-		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
+		*ret = pm_load_u64(a->pool_buf + (addr - a->pool->address));
 		return true;
 	}
 	struct pm_error *err = pm_target_read_u64(a->t, addr, ret);
@@ -416,7 +403,7 @@ static bool local_word(const struct analysis *a, uint64_t addr, uint64_t *ret)
 {
 	if (a->pool && addr >= a->pool->address &&
 	    addr - a->pool->address <= a->pm->pool_size - 8) {
-		*ret = get_u64(a->pool_buf + (addr - a->pool->address));
+		*ret = pm_load_u64(a->pool_buf + (addr - a->pool->address));
 		return true;
 	}
 	return false;
@@ -534,7 +521,7 @@ static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
  * the field is not inside them). */
 static uint64_t field(const uint8_t *b, size_t avail, uint32_t off)
 {
-	return off + 8 <= avail ? get_u64(b + off) : 0;
+	return off + 8 <= avail ? pm_load_u64(b + off) : 0;
 }
 
 static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
@@ -543,7 +530,7 @@ static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
 	const struct pm_cpython_layout *l = a->l;
 	if (STR_STATE + 4 > avail)
 		return NULL;
-	uint32_t state = get_u32(b + STR_STATE);
+	uint32_t state = pm_load_u32(b + STR_STATE);
 	bool compact = state & (1u << 5), ascii = state & (1u << 6);
 	struct pm_error *err = NULL;
 	if (compact && !ascii)
@@ -563,7 +550,7 @@ static struct pm_error *managed_values_owned(struct analysis *a,
 	if (!l->managed_values || !(ti->flags & TPFLAG_MANAGED_DICT) ||
 	    pre < (size_t)-l->managed_values)
 		return NULL;
-	uint64_t v = get_u64(b + l->managed_values);
+	uint64_t v = pm_load_u64(b + l->managed_values);
 	if (!l->managed_values_tagged)
 		return pend(a, v, OWN_DICT_VALUES);
 	return v & 1 ? pend(a, v + 1, OWN_DICT_VALUES) : NULL;
@@ -641,9 +628,9 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 		if (at + 16 > len)
 			break;
 		const uint8_t *b = bytes + at;
-		uint64_t rc = get_u64(b);
+		uint64_t rc = pm_load_u64(b);
 		const struct type_info *ti;
-		struct pm_error *err = type_get(a, get_u64(b + 8), &ti);
+		struct pm_error *err = type_get(a, pm_load_u64(b + 8), &ti);
 		if (err)
 			return err;
 		if (!ti)
@@ -659,8 +646,8 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 					 .free_list = rc == 0 };
 		enum gc_verdict verdict = GC_OK;
 		if (ti->flags & TPFLAG_HAVE_GC) {
-			d.next = get_u64(b - 16);
-			d.prev = get_u64(b - 8);
+			d.next = pm_load_u64(b - 16);
+			d.prev = pm_load_u64(b - 8);
 			verdict = gc_head_check(a, d.gc, d.next, d.prev);
 			if (verdict == GC_BAD)
 				continue;
@@ -880,8 +867,8 @@ static struct pm_error *recognise_alloc(struct analysis *a, struct pm_alloc *all
 	/* _Py_hashtable entries {next, hash, key, value} with key == value:
 	 * the 3.12+ runtime table of interned strings (malloc'd, 48 B). Kept
 	 * if the key turns out to be a str. */
-	uint64_t key = get_u64(a->window + 16);
-	if (key && !(key & 7) && key == get_u64(a->window + 24))
+	uint64_t key = pm_load_u64(a->window + 16);
+	if (key && !(key & 7) && key == pm_load_u64(a->window + 24))
 		return str_entry_push(a, (size_t)(alloc - a->heap->allocs), key);
 	return NULL;
 }

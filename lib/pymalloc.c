@@ -3,6 +3,7 @@
  * it is the same everywhere: arena vector -> carved pools -> blocks, where a
  * block is free when it is on the pool's freeblock chain or in the pool's
  * never-used tail. Every number read from the target is range-checked. */
+#include "bytes.h"
 #include "pymalloc.h"
 
 #include <stdio.h>
@@ -86,20 +87,6 @@ struct walk {
 	uint64_t interp_obmalloc;   /* the layout's, or found by scan */
 };
 
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
 static bool maxarenas_plausible(uint32_t n)
 {
 	if (n == 0)
@@ -131,10 +118,10 @@ static struct pm_error *read_arena_vector(struct pm_target *t, uint64_t arenas,
 
 static bool arena_entry_plausible(const uint8_t *e, const struct pymalloc_layout *l)
 {
-	uint64_t address = get_u64(e + AO_ADDRESS);
-	uint64_t pool_address = get_u64(e + AO_POOL_ADDRESS);
-	uint32_t nfree = get_u32(e + AO_NFREEPOOLS);
-	uint32_t ntotal = get_u32(e + AO_NTOTALPOOLS);
+	uint64_t address = pm_load_u64(e + AO_ADDRESS);
+	uint64_t pool_address = pm_load_u64(e + AO_POOL_ADDRESS);
+	uint32_t nfree = pm_load_u32(e + AO_NFREEPOOLS);
+	uint32_t ntotal = pm_load_u32(e + AO_NTOTALPOOLS);
 	if (address == 0)
 		return true;
 	return (address & 0xfff) == 0 && pool_address >= address &&
@@ -161,7 +148,7 @@ static bool arena_vector_valid(struct pm_target *t, const struct pymalloc_layout
 	for (uint32_t i = 0; i < maxarenas && ok; i++) {
 		const uint8_t *e = buf + (size_t)i * ARENA_OBJECT_SIZE;
 		ok = arena_entry_plausible(e, l);
-		n += get_u64(e + AO_ADDRESS) != 0;
+		n += pm_load_u64(e + AO_ADDRESS) != 0;
 	}
 	free(buf);
 	*narenas = n;
@@ -245,8 +232,8 @@ static void pool_mark_free(struct walk *w, struct pm_pymalloc_pool *pool,
 			   const uint8_t *bytes, uint32_t size)
 {
 	uint64_t *bits = w->pm->used_bits + pool->bits;
-	uint32_t next = get_u32(bytes + POOL_NEXTOFFSET);
-	uint32_t maxnext = get_u32(bytes + POOL_MAXNEXTOFFSET);
+	uint32_t next = pm_load_u32(bytes + POOL_NEXTOFFSET);
+	uint32_t maxnext = pm_load_u32(bytes + POOL_MAXNEXTOFFSET);
 	uint32_t pool_size = w->layout->pool_size;
 	if (maxnext != pool_size - size || next < PM_PYMALLOC_POOL_OVERHEAD ||
 	    next > maxnext + size || (next - PM_PYMALLOC_POOL_OVERHEAD) % size)
@@ -255,7 +242,7 @@ static void pool_mark_free(struct walk *w, struct pm_pymalloc_pool *pool,
 		for (uint32_t off = next; off <= maxnext; off += size)
 			bit_clear(bits, (off - PM_PYMALLOC_POOL_OVERHEAD) / size);
 
-	uint64_t b = get_u64(bytes + POOL_FREEBLOCK);
+	uint64_t b = pm_load_u64(bytes + POOL_FREEBLOCK);
 	for (uint32_t steps = 0; b && steps <= pool->nblocks; steps++) {
 		uint64_t off = b - pool->address;
 		if (b < pool->address + PM_PYMALLOC_POOL_OVERHEAD ||
@@ -270,7 +257,7 @@ static void pool_mark_free(struct walk *w, struct pm_pymalloc_pool *pool,
 			return;
 		}
 		bit_clear(bits, k);
-		b = get_u64(bytes + off);
+		b = pm_load_u64(bytes + off);
 	}
 }
 
@@ -287,8 +274,8 @@ static uint32_t pool_count_used(const struct pm_pymalloc *pm,
 static struct pm_error *walk_pool(struct walk *w, struct pm_pymalloc_state *s,
 				  uint64_t address, const uint8_t *bytes)
 {
-	uint32_t count = get_u32(bytes + POOL_COUNT);
-	uint32_t szidx = get_u32(bytes + POOL_SZIDX);
+	uint32_t count = pm_load_u32(bytes + POOL_COUNT);
+	uint32_t szidx = pm_load_u32(bytes + POOL_SZIDX);
 	if (count == 0) {
 		s->empty_pools++;
 		return NULL;
@@ -334,8 +321,8 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 				   const uint8_t *entry)
 {
 	const struct pymalloc_layout *l = w->layout;
-	uint64_t address = get_u64(entry + AO_ADDRESS);
-	uint64_t pool_address = get_u64(entry + AO_POOL_ADDRESS);
+	uint64_t address = pm_load_u64(entry + AO_ADDRESS);
+	uint64_t pool_address = pm_load_u64(entry + AO_POOL_ADDRESS);
 	if (!arena_entry_plausible(entry, l)) {
 		w->pm->problems++;
 		pm_target_warn(w->t, true, address, "pymalloc arena: bad entry");
@@ -347,7 +334,7 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 	label_arena_region(w, address);
 	/* nfreepools counts empty pools and those never carved: CPython
 	 * reports both as "unused pools". */
-	s->unused_pools += get_u32(entry + AO_NFREEPOOLS);
+	s->unused_pools += pm_load_u32(entry + AO_NFREEPOOLS);
 	uint64_t base = address;
 	if (base & (l->pool_size - 1)) {
 		s->arena_alignment += l->pool_size;
@@ -625,11 +612,11 @@ static bool read_obmalloc_state(struct walk *w, uint64_t address,
 	}
 	uint64_t narenas;
 	s->address = address;
-	s->arenas = get_u64(buf + OBS_ARENAS);
-	s->maxarenas = get_u32(buf + OBS_MAXARENAS);
-	s->narenas_currently_allocated = (int64_t)get_u64(buf + OBS_NARENAS_CURRENT);
-	s->ntimes_arena_allocated = (int64_t)get_u64(buf + OBS_NTIMES_ALLOCATED);
-	s->narenas_highwater = (int64_t)get_u64(buf + OBS_HIGHWATER);
+	s->arenas = pm_load_u64(buf + OBS_ARENAS);
+	s->maxarenas = pm_load_u32(buf + OBS_MAXARENAS);
+	s->narenas_currently_allocated = (int64_t)pm_load_u64(buf + OBS_NARENAS_CURRENT);
+	s->ntimes_arena_allocated = (int64_t)pm_load_u64(buf + OBS_NTIMES_ALLOCATED);
+	s->narenas_highwater = (int64_t)pm_load_u64(buf + OBS_HIGHWATER);
 	return arena_vector_valid(w->t, w->layout, s->arenas, s->maxarenas, &narenas) &&
 	       (uint64_t)s->narenas_currently_allocated == narenas;
 }
@@ -762,7 +749,7 @@ static void radix_level(struct walk *w, uint64_t addr, uint64_t *children,
 	}
 	const uint8_t *p = view;
 	for (size_t i = 0; i < length && *nchildren < max; i++) {
-		uint64_t child = get_u64(p + 8 * i);
+		uint64_t child = pm_load_u64(p + 8 * i);
 		if (child && !(child & 7))
 			children[(*nchildren)++] = child;
 	}

@@ -15,6 +15,7 @@
  * Neither records shared-ness ('s'), inode or pseudo paths: [heap],
  * [stack], [vdso], [vvar] and [vsyscall] are inferred (core_label_pseudo).
  */
+#include "bytes.h"
 #include "pymortem.h"
 #include "source.h"
 #include "elffile.h"
@@ -123,20 +124,6 @@ struct core_file_entry {
 	const char *name;
 	int32_t file;               /* index in core_source.files */
 };
-
-static uint64_t load_u64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static uint32_t load_u32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
 
 /* ---- Header checks ---- */
 
@@ -270,7 +257,7 @@ static struct pm_error *core_note_add_thread(struct core_notes *notes,
 		notes->threads_cap = cap;
 	}
 	notes->threads[notes->nthreads++] = (struct core_thread_note){
-		.tid = (int32_t)load_u32(desc + PRSTATUS_PID),
+		.tid = (int32_t)pm_load_u32(desc + PRSTATUS_PID),
 		.regs = desc + PRSTATUS_REG,
 	};
 	return NULL;
@@ -298,7 +285,7 @@ static struct pm_error *core_note_one(const char *path, struct core_notes *notes
 					       path, (unsigned long long)offset,
 					       descsz, PRPSINFO_MIN_SIZE);
 		notes->has_prpsinfo = true;
-		notes->pid = (int32_t)load_u32(desc + PRPSINFO_PID);
+		notes->pid = (int32_t)pm_load_u32(desc + PRPSINFO_PID);
 		memcpy(notes->fname, desc + PRPSINFO_FNAME, 16);
 		notes->fname[16] = '\0';
 		return NULL;
@@ -322,9 +309,9 @@ static struct pm_error *core_parse_notes(const char *path, const uint8_t *data,
 {
 	size_t off = 0;
 	for (unsigned n = 0; n < CORE_MAX_NOTES && size - off >= 12; n++) {
-		uint32_t namesz = load_u32(data + off);
-		uint32_t descsz = load_u32(data + off + 4);
-		uint32_t type = load_u32(data + off + 8);
+		uint32_t namesz = pm_load_u32(data + off);
+		uint32_t descsz = pm_load_u32(data + off + 4);
+		uint32_t type = pm_load_u32(data + off + 8);
 		uint64_t name_off = off + 12;
 		uint64_t desc_off = name_off + (((uint64_t)namesz + 3) & ~3ull);
 		uint64_t end = desc_off + (((uint64_t)descsz + 3) & ~3ull);
@@ -551,7 +538,7 @@ static struct pm_error *core_parse_nt_file(struct core_source *src,
 			       size);
 		return NULL;
 	}
-	uint64_t count = load_u64(desc), page_size = load_u64(desc + 8);
+	uint64_t count = pm_load_u64(desc), page_size = pm_load_u64(desc + 8);
 	if (count > CORE_MAX_FILE_ENTRIES || count > (size - 16) / 24 ||
 	    page_size == 0 || page_size > (1ull << 30)) {
 		pm_target_warn(src->target, false, 0,
@@ -578,14 +565,14 @@ static struct pm_error *core_parse_nt_file(struct core_source *src,
 			break;
 		}
 		struct core_file_entry e = {
-			.start = load_u64(t),
-			.end = load_u64(t + 8),
-			.offset = load_u64(t + 16) * page_size,
+			.start = pm_load_u64(t),
+			.end = pm_load_u64(t + 8),
+			.offset = pm_load_u64(t + 16) * page_size,
 			.name = names,
 		};
 		names_left -= (size_t)(nul + 1 - names);
 		names = nul + 1;
-		if (e.start >= e.end || load_u64(t + 16) > UINT64_MAX / page_size) {
+		if (e.start >= e.end || pm_load_u64(t + 16) > UINT64_MAX / page_size) {
 			pm_target_warn(src->target, true, e.start,
 				       "NT_FILE entry %llu (%s) has a bad range; ignored",
 				       (unsigned long long)i, e.name);
@@ -1055,9 +1042,9 @@ static struct pm_error *core_add_threads(struct pm_target *t,
 		struct pm_thread th = {
 			.tid = notes->threads[i].tid,
 			.has_regs = true,
-			.pc = load_u64(regs + 8 * REG_RIP),
-			.sp = load_u64(regs + 8 * REG_RSP),
-			.fs_base = load_u64(regs + 8 * REG_FS_BASE),
+			.pc = pm_load_u64(regs + 8 * REG_RIP),
+			.sp = pm_load_u64(regs + 8 * REG_RSP),
+			.fs_base = pm_load_u64(regs + 8 * REG_FS_BASE),
 		};
 		if (i == main) {
 			*main_sp = th.sp;
@@ -1083,8 +1070,8 @@ static struct pm_error *core_set_auxv(struct pm_target *t,
 	uint64_t pairs[2 * CORE_MAX_AUXV];
 	size_t used = 0;
 	for (size_t i = 0; i < n; i++) {
-		pairs[2 * used] = load_u64(notes->auxv + 16 * i);
-		pairs[2 * used + 1] = load_u64(notes->auxv + 16 * i + 8);
+		pairs[2 * used] = pm_load_u64(notes->auxv + 16 * i);
+		pairs[2 * used + 1] = pm_load_u64(notes->auxv + 16 * i + 8);
 		if (pairs[2 * used] == AT_NULL)
 			break;
 		used++;
@@ -1096,8 +1083,8 @@ static bool core_auxv_value(const struct core_notes *notes, uint64_t type,
 			    uint64_t *ret)
 {
 	for (size_t i = 0; i + 1 <= notes->auxv_size / 16 && i < CORE_MAX_AUXV; i++) {
-		if (load_u64(notes->auxv + 16 * i) == type) {
-			*ret = load_u64(notes->auxv + 16 * i + 8);
+		if (pm_load_u64(notes->auxv + 16 * i) == type) {
+			*ret = pm_load_u64(notes->auxv + 16 * i + 8);
 			return true;
 		}
 	}

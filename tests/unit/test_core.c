@@ -4,6 +4,7 @@
  * headers, bad notes, overlaps), which must give a clear error or a working
  * target with warnings. The truth is what the test put into the core, and
  * for file-backed bytes the file itself read with stdio. */
+#include "check.h"
 #include "pymortem.h"
 #include "target.h"
 #include "elffile.h"
@@ -16,19 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			printf("ok    ");                                     \
-		} else {                                                      \
-			printf("FAIL  ");                                     \
-			failures++;                                           \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-	} while (0)
 
 #define LIBC "/lib/x86_64-linux-gnu/libc.so.6"
 
@@ -841,6 +829,5 @@ int main(void)
 	test_fifo();
 	test_refused();
 	test_bad_nt_file();
-	printf("%d failure(s)\n", failures);
-	return failures ? 1 : 0;
+	return check_exit_status();
 }

@@ -1,6 +1,7 @@
 /* Unit tests of lib/elf.c against real files on this machine, with truths
  * taken from binutils (readelf -n, nm, readelf -S) parsed here, never from
  * our own output. A file that is not installed is reported as SKIP, by name. */
+#include "check.h"
 #include "elffile.h"
 
 #include <elf.h>
@@ -9,19 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			printf("ok    ");                                     \
-		} else {                                                      \
-			printf("FAIL  ");                                     \
-			failures++;                                           \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-	} while (0)
 
 #define LIBC "/lib/x86_64-linux-gnu/libc.so.6"
 #define DEBIAN_PYTHON "/usr/bin/python3.11"
@@ -452,6 +440,5 @@ int main(void)
 	test_libpython_statics();
 	test_lto_priv();
 	test_bad_files();
-	printf("%d failure(s)\n", failures);
-	return failures ? 1 : 0;
+	return check_exit_status();
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "glibc.h"
 #include "pymortem.h"
 #include "target.h"
@@ -37,19 +38,6 @@ struct image {
 	bool with_jemalloc;
 };
 
-static int failures;
-
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	printf("%s: ", ok ? "ok" : "FAIL");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	if (!ok)
-		failures++;
-}
 
 static uint8_t *image_at(struct image *im, uint64_t addr, size_t len)
 {
@@ -195,19 +183,19 @@ static void test_clean(struct image *im)
 	struct pm_target *t;
 	struct pm_error *err;
 	const struct pm_glibc_heap *h = walk(im, &t, &err);
-	check(h != NULL, "clean image walks (%s)", err ? err->message : "");
+	CHECK(h != NULL, "clean image walks (%s)", err ? err->message : "");
 	if (h) {
 		uint64_t top = SYSMEM - 0x490;
 		const struct pm_mallinfo *m = &h->total;
-		check(h->main_arena == ARENA && h->mp == MP,
+		CHECK(h->main_arena == ARENA && h->mp == MP,
 		      "signature scan finds main_arena and mp_");
-		check(m->arena == SYSMEM && m->ordblks == 2 && m->smblks == 1 &&
+		CHECK(m->arena == SYSMEM && m->ordblks == 2 && m->smblks == 1 &&
 		      m->fsmblks == 0x20 && m->fordblks == top + 0x100 + 0x20 &&
 		      m->uordblks == SYSMEM - (top + 0x120) &&
 		      m->keepcost == top && m->hblks == 0,
 		      "mallinfo of the hand-built heap");
-		check(h->nchunks == 8, "8 chunks (got %zu)", h->nchunks);
-		check(state_is(h, C_TCACHE, PM_CHUNK_TCACHE_STRUCT) &&
+		CHECK(h->nchunks == 8, "8 chunks (got %zu)", h->nchunks);
+		CHECK(state_is(h, C_TCACHE, PM_CHUNK_TCACHE_STRUCT) &&
 		      state_is(h, C_A, PM_CHUNK_USED) &&
 		      state_is(h, C_B, PM_CHUNK_FREE_BIN) &&
 		      state_is(h, C_C, PM_CHUNK_USED) &&
@@ -215,7 +203,7 @@ static void test_clean(struct image *im)
 		      state_is(h, C_F, PM_CHUNK_FREE_TCACHE) &&
 		      state_is(h, C_E, PM_CHUNK_USED) &&
 		      state_is(h, C_TOP, PM_CHUNK_TOP), "chunk states");
-		check(!h->partial && h->problems == 0, "no problems");
+		CHECK(!h->partial && h->problems == 0, "no problems");
 	}
 	pm_error_destroy(err);
 	pm_target_destroy(t);
@@ -227,7 +215,7 @@ static void test_unsupported_version(struct image *im)
 	struct pm_target *t;
 	struct pm_error *err;
 	walk(im, &t, &err);
-	check(err && err->code == PM_ERR_UNSUPPORTED &&
+	CHECK(err && err->code == PM_ERR_UNSUPPORTED &&
 	      strstr(err->message, "2.25") && strstr(err->message, "2.27"),
 	      "glibc 2.25 is refused clearly (%s)", err ? err->message : "no error");
 	pm_error_destroy(err);
@@ -242,7 +230,7 @@ static void test_inferred_version(struct image *im)
 	struct pm_target *t;
 	struct pm_error *err;
 	const struct pm_glibc_heap *h = walk(im, &t, &err);
-	check(h && h->version_minor >= 35 && h->version_minor <= 41 &&
+	CHECK(h && h->version_minor >= 35 && h->version_minor <= 41 &&
 	      strstr(h->version_source, "inferred") && h->mp == MP &&
 	      h->total.ordblks == 2 && !h->partial,
 	      "version inferred from structure (%s)",
@@ -259,7 +247,7 @@ static void test_other_allocator(struct image *im)
 	struct pm_target *t;
 	struct pm_error *err;
 	const struct pm_glibc_heap *h = walk(im, &t, &err);
-	check(h && h->other_allocator && strstr(h->other_allocator, "jemalloc") &&
+	CHECK(h && h->other_allocator && strstr(h->other_allocator, "jemalloc") &&
 	      h->nchunks == 0, "jemalloc named (%s)",
 	      h && h->other_allocator ? h->other_allocator :
 	      err ? err->message : "nothing");
@@ -278,7 +266,7 @@ static void expect_partial(struct image *im, const char *what,
 	struct pm_target *t;
 	struct pm_error *err;
 	const struct pm_glibc_heap *h = walk(im, &t, &err);
-	check(h && h->partial && h->problems > 0 &&
+	CHECK(h && h->partial && h->problems > 0 &&
 	      pm_target_warning_count(t) >= h->problems,
 	      "%s: partial, %zu problems%s%s", what, h ? h->problems : 0,
 	      err ? ": " : "", err ? err->message : "");
@@ -326,7 +314,7 @@ static void test_flips(struct image *im)
 		pm_error_destroy(err);
 		pm_target_destroy(t);
 	}
-	check(walked > 0 && problems > 0,
+	CHECK(walked > 0 && problems > 0,
 	      "300 randomly damaged images: %zu walked, %zu problems reported",
 	      walked, problems);
 }
@@ -350,6 +338,5 @@ int main(void)
 	expect_partial(im, "tcache count differs from its chain", count_wrong);
 	test_flips(im);
 	free(im);
-	printf("%s\n", failures ? "FAILED" : "all passed");
-	return failures != 0;
+	return check_exit_status();
 }
