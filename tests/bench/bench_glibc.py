@@ -4,14 +4,14 @@ chunks, then `pymortem malloc-stats` timed on the live process and on a
 gcore of it, next to the time it takes just to read the same bytes (the
 process's mappings through /proc/PID/mem, the core file from disk).
 
-usage: bench/bench_glibc.py [--chunks N] [--build DIR]"""
+usage: tests/bench/bench_glibc.py [--chunks N] [--build DIR]"""
 import argparse
 import json
 import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
 
