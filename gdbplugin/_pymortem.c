@@ -528,18 +528,18 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = {"name", "format", "by", "top", "limit",
 				 "min_size", "state", "type", "query",
-				 "address", "length", "progress", NULL};
+				 "address", "length", "progress", "width", NULL};
 	TargetObject *self = (TargetObject *)obj;
 	const char *name, *format = NULL;
 	struct pm_report_args ra = {0};
-	long top = 0, limit = 0;
+	long top = 0, limit = 0, width = 0;
 	unsigned long long min_size = 0, length = 0;
 	PyObject *address = Py_None, *progress = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKOl", kwlist,
 					 &name, &format, &ra.by, &top, &limit,
 					 &min_size, &ra.state, &ra.type,
 					 &ra.query, &address, &length,
-					 &progress))
+					 &progress, &width))
 		return NULL;
 	if (!self->target) {
 		return raise_error(self->error_class, PM_ERR_INVALID,
@@ -552,12 +552,13 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 			     format);
 		return NULL;
 	}
-	if (top < 0 || limit < 0) {
+	if (top < 0 || limit < 0 || width < 0) {
 		PyErr_SetString(PyExc_ValueError,
-				"top and limit must not be negative");
+				"top, limit and width must not be negative");
 		return NULL;
 	}
 	ra.top = top;
+	ra.width = width;
 	ra.limit = limit;
 	ra.min_size = min_size;
 	ra.length = length;

@@ -108,6 +108,7 @@ struct pm_report_args {
 	uint64_t address;           /* describe/hexdump */
 	uint64_t length;            /* hexdump */
 	bool has_address;
+	long width;                 /* text: cut longer lines to this (0 = no limit) */
 };
 
 struct pm_report_desc {

@@ -81,6 +81,27 @@ static void append_warnings(struct pm_target *t, enum pm_output_format format,
 				 total - WARNINGS_SHOWN_TEXT);
 }
 
+/* Cuts every line that would not fit a terminal `width` columns wide (GDB's
+ * `set width`) to width - 1 columns ending in "...": a line filling the last
+ * column makes terminals and GDB's pager wrap on their own. */
+static void cut_lines(struct pm_strbuf *in, size_t width, struct pm_strbuf *out)
+{
+	const char *p = in->data ? in->data : "";
+	width--;
+	while (*p) {
+		size_t len = strcspn(p, "\n");
+		if (len > width && width > 3) {
+			pm_strbuf_appendn(out, p, width - 3);
+			pm_strbuf_append(out, "...");
+		} else {
+			pm_strbuf_appendn(out, p, len);
+		}
+		if (p[len] == '\n')
+			pm_strbuf_append(out, "\n");
+		p += len + (p[len] == '\n');
+	}
+}
+
 struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 			       const struct pm_report_args *args, char **ret)
 {
@@ -105,6 +126,13 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 	append_warnings(t, args->format, &out);
 	if (args->format == PM_FORMAT_JSON)
 		pm_strbuf_append(&out, "\n}\n");
+	else if (args->width > 0) {
+		struct pm_strbuf cut;
+		pm_strbuf_init(&cut);
+		cut_lines(&out, (size_t)args->width, &cut);
+		pm_strbuf_deinit(&out);
+		out = cut;
+	}
 	*ret = pm_strbuf_steal(&out);
 	return *ret ? NULL : &pm_error_no_memory;
 }

@@ -25,6 +25,15 @@ def write(text):
             raise
 
 
+def terminal_width():
+    """GDB's `width` setting; 0 when unlimited (`set width 0`, batch mode)."""
+    try:
+        width = gdb.parameter("width")
+    except RuntimeError:
+        return 0
+    return width if isinstance(width, int) and width > 0 else 0
+
+
 class HeapSubcommand(gdb.Command):
     """Base of `heap NAME`: subclasses set name, reports, options and
     positional, and turn parsed arguments into report arguments."""
@@ -70,6 +79,8 @@ class HeapSubcommand(gdb.Command):
         values, positional = self.parse(arg)
         report = self.report_name()
         args = self.report_args(values, positional)
+        if args.get("format") != "json":
+            args["width"] = terminal_width()
         try:
             # Progress lines only for a user at a terminal, not in output
             # captured by scripts (gdb.execute(..., to_string=True)).
