@@ -18,7 +18,7 @@ static void perms_text(uint32_t perms, char buf[5])
 }
 
 /* "thread stack (LWP 123)", "glibc thread arena heap (arena 0x...)". */
-static void label_text(const struct pm_region *r, char *buf, size_t size)
+void pm_region_label_text(const struct pm_region *r, char *buf, size_t size)
 {
 	const char *name = pm_region_label_name(r->label);
 	if (r->label_detail[0])
@@ -44,7 +44,7 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 			const struct pm_region *r = pm_target_region(t, i);
 			char perms[5], label[128];
 			perms_text(r->perms, perms);
-			label_text(r, label, sizeof(label));
+			pm_region_label_text(r, label, sizeof(label));
 			pm_strbuf_printf(out,
 				"%s\n  {\"start\": %llu, \"end\": %llu, \"size\": %llu, \"perms\": \"%s\", \"offset\": %llu, \"path\": ",
 				i ? "," : "", (unsigned long long)r->start,
@@ -76,7 +76,7 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 		pm_format_grouped(r->end - r->start, size);
 		perms_text(r->perms, perms);
 		snprintf(offset, sizeof(offset), "0x%llx", (unsigned long long)r->offset);
-		label_text(r, label, sizeof(label));
+		pm_region_label_text(r, label, sizeof(label));
 		const char *cells[] = {start, end, size, perms, offset, label,
 				       r->path ? r->path : ""};
 		pm_table_add_row(table, cells);
