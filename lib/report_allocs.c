@@ -237,6 +237,8 @@ struct description {
 	const struct pm_pymalloc_pool *pool;
 	const struct pm_alloc_entry *entry;
 	const struct pm_alloc_entry *owner;
+	const struct pm_alloc_list *list;
+	struct pm_target *t;
 };
 
 /* The address's place in its pool: "pool header", "block N (used)", ... */
@@ -353,12 +355,14 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 	const struct pm_alloc_list *l;
 	memset(d, 0, sizeof(*d));
 	d->address = address;
+	d->t = t;
 	if (!pm_target_find_region(t, address))
 		return pm_error_at(PM_ERR_UNMAPPED, address,
 				   "0x%" PRIx64 " is in no region of the target", address);
 	struct pm_error *err = pm_alloc_list_get(t, &l);
 	if (err)
 		return err;
+	d->list = l;
 	/* Regions again: the walkers refined their labels. */
 	d->region = pm_target_find_region(t, address);
 	if (l->heap->glibc_walked && !pm_glibc_walk(t, &d->glibc))
@@ -412,6 +416,9 @@ static void describe_text(const struct description *d, struct pm_strbuf *out)
 			 " (offset %" PRIu64 ")\n", e->addr, e->size,
 			 pm_alloc_state_name((enum pm_alloc_state)e->state),
 			 e->domain, e->kind, e->detail, d->address - e->addr);
+	pm_strbuf_append(out, "  content:    ");
+	pm_alloc_preview(d->t, d->list, e, out);
+	pm_strbuf_append(out, "\n");
 	if (e->has_object) {
 		uint64_t obj = e->addr + e->object_offset;
 		pm_strbuf_printf(out, "  object:     0x%" PRIx64 " %s%s, address at offset %"
@@ -480,6 +487,12 @@ static void describe_json(const struct description *d, struct pm_strbuf *out)
 		pm_strbuf_json_string(out, e->kind);
 		pm_strbuf_append(out, ", \"detail\": ");
 		pm_strbuf_json_string(out, e->detail);
+		struct pm_strbuf preview;
+		pm_strbuf_init(&preview);
+		pm_alloc_preview(d->t, d->list, e, &preview);
+		pm_strbuf_append(out, ", \"preview\": ");
+		pm_strbuf_json_string(out, preview.data ? preview.data : "");
+		pm_strbuf_deinit(&preview);
 		pm_strbuf_append(out, "}");
 	} else {
 		pm_strbuf_append(out, "null");
