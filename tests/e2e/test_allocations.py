@@ -236,3 +236,38 @@ def test_errors(target, where):
     assert bad.returncode == 1 and "needs an address" in bad.stderr
     bad = harness.run_cli("select", where, check=False)
     assert bad.returncode == 1 and "needs a query" in bad.stderr
+
+
+def glibc_target_path():
+    import os
+    path = os.path.join(harness.build_dir(), "tests", "targets",
+                        "glibc_workload")
+    if not os.path.exists(path):
+        pytest.fail("C target not built: %s" % path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["live", "core"])
+def test_free_chunks_of_c_program(mode):
+    """A multi-threaded C program leaves chunks in tcache, fastbins, bins and
+    several arenas' tops: the free listing adds up to mallinfo2, with
+    fastbins really present, and the program is said to have no Python."""
+    with harness.start_stopped([glibc_target_path(), "--threads", "2"]) as t:
+        where = str(t.pid) if mode == "live" else t.gcore()
+        mi = t.oracle["mallinfo2"]
+        assert mi["smblks"] > 0, "the C workload must leave fastbin chunks"
+        free = select(where, 'domain == "glibc" and state == "free" and '
+                             'detail != "tcache"')
+        assert free["matching_bytes"] == mi["fordblks"]
+        assert free["matching"] == mi["ordblks"] + mi["smblks"]
+        fast = select(where, 'detail == "fastbin"')
+        assert (fast["matching"], fast["matching_bytes"]) == \
+            (mi["smblks"], mi["fsmblks"])
+        tops = select(where, 'detail == "top"')
+        arenas = harness.cli_json("malloc-stats", "--json", where)["arenas"]
+        assert tops["matching"] == len(arenas)
+        assert tops["allocations"][0]["kind"] == "free chunk"
+        used = harness.cli_json("allocations", "--json", "--used", where)
+        assert any("no Python" in n for n in used["notes"]), used["notes"]
+        assert used["matching"] > 0
+        assert all(a["domain"] == "glibc" for a in used["allocations"])
