@@ -54,6 +54,7 @@ typedef struct {
 	struct pm_options options;
 	struct pm_callback_source source;
 	PyObject *read_fn;          /* callback targets only */
+	PyObject *lookup_fn;        /* lookup_symbol(module_prefix, name) */
 	PyObject *keep_alive;       /* list of bytes objects behind the strings */
 	/* A KeyboardInterrupt caught while the library was running. */
 	PyObject *pending_type, *pending_value, *pending_tb;
@@ -78,12 +79,35 @@ static const char *error_code_name(enum pm_error_code code)
 	return "unknown";
 }
 
+/* Raises error_class(text) with .code and .address (a new reference or
+ * NULL for None) set; consumes text and address. Returns NULL. */
+static PyObject *raise_error(PyObject *error_class, enum pm_error_code code,
+			     PyObject *text, PyObject *address)
+{
+	PyObject *code_name = PyUnicode_FromString(error_code_name(code));
+	if (!address) {
+		Py_INCREF(Py_None);
+		address = Py_None;
+	}
+	PyObject *exc = NULL;
+	if (text && code_name)
+		exc = PyObject_CallFunctionObjArgs(error_class, text, NULL);
+	if (exc && PyObject_SetAttrString(exc, "code", code_name) == 0 &&
+	    PyObject_SetAttrString(exc, "address", address) == 0)
+		PyErr_SetObject(error_class, exc);
+	Py_XDECREF(exc);
+	Py_XDECREF(text);
+	Py_XDECREF(code_name);
+	Py_DECREF(address);
+	return NULL;
+}
+
 /* Raises error_class for err (and destroys err). The message gets the
  * address appended unless it already names it. */
 static PyObject *raise_pm_error(PyObject *error_class, struct pm_error *err)
 {
 	char hex[32];
-	PyObject *text;
+	PyObject *text, *address = NULL;
 	if (err->has_address) {
 		snprintf(hex, sizeof(hex), "0x%" PRIx64, err->address);
 		if (strstr(err->message, hex))
@@ -91,25 +115,13 @@ static PyObject *raise_pm_error(PyObject *error_class, struct pm_error *err)
 		else
 			text = PyUnicode_FromFormat("%s (at %s)", err->message,
 						    hex);
+		address = PyLong_FromUnsignedLongLong(err->address);
 	} else {
 		text = PyUnicode_FromString(err->message);
 	}
-	PyObject *code = PyUnicode_FromString(error_code_name(err->code));
-	PyObject *address = err->has_address ?
-		PyLong_FromUnsignedLongLong(err->address) :
-		(Py_INCREF(Py_None), Py_None);
+	enum pm_error_code code = err->code;
 	pm_error_destroy(err);
-	PyObject *exc = NULL;
-	if (text && code && address)
-		exc = PyObject_CallFunctionObjArgs(error_class, text, NULL);
-	if (exc && PyObject_SetAttrString(exc, "code", code) == 0 &&
-	    PyObject_SetAttrString(exc, "address", address) == 0)
-		PyErr_SetObject(error_class, exc);
-	Py_XDECREF(exc);
-	Py_XDECREF(text);
-	Py_XDECREF(code);
-	Py_XDECREF(address);
-	return NULL;
+	return raise_error(error_class, code, text, address);
 }
 
 /* Converts an optional str argument to a C string kept alive by the target. */
@@ -179,6 +191,36 @@ static bool target_interrupted(void *arg)
 	return self->pending_type != NULL;
 }
 
+/* pm_options.lookup_symbol: asks lookup_fn(module_prefix, name) for
+ * (address, size) or None. Its errors mean "not known" (the library then
+ * looks itself), except KeyboardInterrupt. */
+static bool target_lookup_symbol(void *arg, const char *module_prefix,
+				 const char *name, uint64_t *address,
+				 uint64_t *size)
+{
+	TargetObject *self = arg;
+	if (self->pending_type || !self->lookup_fn)
+		return false;
+	PyObject *result = PyObject_CallFunction(self->lookup_fn, "zs",
+						 module_prefix, name);
+	unsigned long long a = 0, n = 0;
+	bool found = false;
+	if (result && result != Py_None)
+		found = PyArg_ParseTuple(result, "KK;lookup_symbol returns "
+					 "(address, size) or None", &a, &n);
+	Py_XDECREF(result);
+	if (PyErr_Occurred()) {
+		if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+			park_interrupt(self);
+		else
+			PyErr_Clear();
+		return false;
+	}
+	*address = a;
+	*size = n;
+	return found;
+}
+
 static int target_read(void *arg, uint64_t addr, void *buf, size_t len)
 {
 	TargetObject *self = arg;
@@ -229,7 +271,8 @@ static bool restore_interrupt(TargetObject *self)
 /* Creates an unopened Target and fills its options from keyword arguments
  * common to all open_* functions. */
 static TargetObject *target_new(PyObject *module, int no_debuginfo,
-				PyObject *debug_dir, PyObject *executable)
+				PyObject *debug_dir, PyObject *executable,
+				PyObject *lookup_symbol)
 {
 	struct module_state *state = module_state_of(module);
 	PyTypeObject *type = (PyTypeObject *)state->target_type;
@@ -251,6 +294,18 @@ static TargetObject *target_new(PyObject *module, int no_debuginfo,
 	self->options.no_debuginfo = no_debuginfo;
 	self->options.interrupted = target_interrupted;
 	self->options.interrupted_arg = self;
+	if (lookup_symbol && lookup_symbol != Py_None) {
+		if (!PyCallable_Check(lookup_symbol)) {
+			PyErr_SetString(PyExc_TypeError,
+					"lookup_symbol must be callable");
+			Py_DECREF(self);
+			return NULL;
+		}
+		Py_INCREF(lookup_symbol);
+		self->lookup_fn = lookup_symbol;
+		self->options.lookup_symbol = target_lookup_symbol;
+		self->options.lookup_symbol_arg = self;
+	}
 	return self;
 }
 
@@ -270,20 +325,21 @@ static PyObject *target_opened(TargetObject *self, struct pm_error *err)
 	return (PyObject *)self;
 }
 
-#define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable"
+#define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable", \
+	"lookup_symbol"
 
 static PyObject *binding_open_pid(PyObject *module, PyObject *args,
 				  PyObject *kwargs)
 {
 	static char *kwlist[] = {"pid", OPEN_KWLIST, NULL};
 	int pid, no_debuginfo = 0;
-	PyObject *debug_dir = NULL, *executable = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOO", kwlist, &pid,
+	PyObject *debug_dir = NULL, *executable = NULL, *lookup = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOO", kwlist, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable))
+					 &executable, &lookup))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	struct pm_error *err = pm_target_open_pid(pid, &self->options,
@@ -296,13 +352,14 @@ static PyObject *binding_open_core(PyObject *module, PyObject *args,
 {
 	static char *kwlist[] = {"path", OPEN_KWLIST, NULL};
 	PyObject *path = NULL, *debug_dir = NULL, *executable = NULL;
+	PyObject *lookup = NULL;
 	int no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOO", kwlist, &path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOO", kwlist, &path,
 					 &no_debuginfo, &debug_dir,
-					 &executable))
+					 &executable, &lookup))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	const char *core_path;
@@ -411,19 +468,20 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 	static char *kwlist[] = {"read", "maps_text", "pid", OPEN_KWLIST,
 				 "auxv", "threads", NULL};
 	PyObject *read_fn, *maps_text, *debug_dir = NULL, *executable = NULL;
-	PyObject *auxv = NULL, *threads = NULL;
+	PyObject *auxv = NULL, *threads = NULL, *lookup = NULL;
 	int pid = 0, no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOO", kwlist,
 					 &read_fn, &maps_text, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &auxv, &threads))
+					 &executable, &lookup, &auxv,
+					 &threads))
 		return NULL;
 	if (!PyCallable_Check(read_fn)) {
 		PyErr_SetString(PyExc_TypeError, "read must be callable");
 		return NULL;
 	}
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable);
+					executable, lookup);
 	if (!self)
 		return NULL;
 	Py_INCREF(read_fn);
@@ -484,8 +542,9 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 					 &progress))
 		return NULL;
 	if (!self->target) {
-		PyErr_SetString(self->error_class, "target is closed");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("target is closed"),
+				   NULL);
 	}
 	if (parse_format(format, &ra.format) < 0) {
 		PyErr_Format(PyExc_ValueError,
@@ -509,8 +568,9 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 		ra.has_address = true;
 	}
 	if (self->busy) {
-		PyErr_SetString(self->error_class, "a report is already running");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("a report is already "
+							"running"), NULL);
 	}
 	if (progress != Py_None) {
 		Py_INCREF(progress);
@@ -542,8 +602,9 @@ static PyObject *target_close(PyObject *obj, PyObject *unused)
 	(void)unused;
 	TargetObject *self = (TargetObject *)obj;
 	if (self->busy) {
-		PyErr_SetString(self->error_class, "a report is running");
-		return NULL;
+		return raise_error(self->error_class, PM_ERR_INVALID,
+				   PyUnicode_FromString("a report is running"),
+				   NULL);
 	}
 	pm_target_destroy(self->target);
 	self->target = NULL;
@@ -563,6 +624,7 @@ static void target_dealloc(PyObject *obj)
 	pm_target_destroy(self->target);
 	Py_XDECREF(self->error_class);
 	Py_XDECREF(self->read_fn);
+	Py_XDECREF(self->lookup_fn);
 	Py_XDECREF(self->keep_alive);
 	Py_XDECREF(self->pending_type);
 	Py_XDECREF(self->pending_value);
@@ -635,16 +697,21 @@ static PyObject *binding_reports(PyObject *module, PyObject *unused)
 static PyMethodDef module_methods[] = {
 	{"open_pid", (PyCFunction)(void (*)(void))binding_open_pid,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "open_pid(pid, *, no_debuginfo=False, debug_dir=None, executable=None)\n"
-	 "Opens a stopped live process through /proc."},
+	 "open_pid(pid, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
+	 "         lookup_symbol=None)\n"
+	 "Opens a stopped live process through /proc. lookup_symbol(prefix,\n"
+	 "name) -> (address, size) or None is asked before the library's own\n"
+	 "symbol lookup (all open functions take it)."},
 	{"open_core", (PyCFunction)(void (*)(void))binding_open_core,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "open_core(path, *, no_debuginfo=False, debug_dir=None, executable=None)\n"
+	 "open_core(path, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
+	 "          lookup_symbol=None)\n"
 	 "Opens an ELF core file."},
 	{"open_callback", (PyCFunction)(void (*)(void))binding_open_callback,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_callback(read, maps_text, pid=0, *, no_debuginfo=False,\n"
-	 "              debug_dir=None, executable=None, auxv=None, threads=None)\n"
+	 "              debug_dir=None, executable=None, lookup_symbol=None,\n"
+	 "              auxv=None, threads=None)\n"
 	 "Opens a target whose memory comes from read(addr, length) -> bytes\n"
 	 "(raise to say unreadable) and whose mappings are maps_text in\n"
 	 "/proc/PID/maps format. auxv: [(type, value)]; threads:\n"

@@ -73,6 +73,18 @@ struct gc_deferred {
 	bool free_list;
 };
 
+/* Buffers and structures attributed to an owner, each a category. */
+enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
+	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
+	     OWN_RADIX_NODE, OWN_AST_ARENA, OWN_AST_ARENA_BLOCK, OWN_HASHTABLE,
+	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_KINDS };
+static const char *const owned_names[OWN_KINDS] = {
+	"dict keys", "dict values", "list items", "set table", "str utf8",
+	"str wstr", "bytearray buffer", "str hashtable entry",
+	"pymalloc radix tree node", "AST arena", "AST arena block",
+	"hashtable", "hashtable buckets", "hashtable entry",
+};
+
 /* The analysis in progress. */
 struct analysis {
 	struct pm_target *t;
@@ -96,20 +108,11 @@ struct analysis {
 	size_t nstr_entries, str_entries_cap;
 	bool no_defer;              /* check GC neighbours at once */
 	bool no_defer_pass;         /* re-recognising after a failed check */
-	uint32_t cat_owned[8];      /* "dict keys", ... (enum owned) */
+	uint32_t cat_owned[OWN_KINDS]; /* "dict keys", ... (enum owned) */
 	/* The pymalloc pool currently in buf. */
 	const struct pm_pymalloc_pool *pool;
 	uint8_t *pool_buf;
 	uint8_t window[WINDOW];
-};
-
-enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
-	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
-	     OWN_RADIX_NODE, OWN_KINDS };
-static const char *const owned_names[OWN_KINDS] = {
-	"dict keys", "dict values", "list items", "set table", "str utf8",
-	"str wstr", "bytearray buffer", "str hashtable entry",
-	"pymalloc radix tree node",
 };
 
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
@@ -777,7 +780,8 @@ static struct pm_error *collect_allocs(struct analysis *a)
 		if ((err = allocs_from_glibc(a, g)))
 			return err;
 	}
-	qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
+	if (heap->nallocs)  /* qsort's array must not be NULL, even when empty */
+		qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
 	return NULL;
 }
 
@@ -981,6 +985,211 @@ static struct pm_error *find_static_types(struct analysis *a)
 	return NULL;
 }
 
+/* ---- runtime structures -------------------------------------------- */
+
+/* Allocations still unknown after object recognition may be interpreter
+ * structures that no object points at: found by their own shape, each
+ * checked against what it points at (exact allocation starts, a chain that
+ * ends where its owner says, a count that matches). */
+
+enum {
+	ARENA_BLOCKS_MAX = 1 << 16,         /* blocks of one AST arena */
+	HASHTABLE_BUCKETS_MIN = 8,
+	HASHTABLE_BUCKETS_MAX = 1 << 26,
+	HASHTABLE_ENTRIES_MAX = 1 << 22,
+	HASHTABLE_SLACK = 64,               /* allocator rounding of a bucket array */
+	MMAP_SLACK = 4096 + 64,             /* ... mmapped: rounded to a page */
+};
+
+/* Where the data of an allocation starts (after a debug-hook header) and
+ * what it can hold. */
+struct alloc_data {
+	uint64_t start, usable;
+};
+
+static struct alloc_data alloc_data_of(const struct analysis *a,
+				       const struct pm_alloc *alloc)
+{
+	uint64_t usable = alloc->kind == PM_ALLOC_PYMALLOC ? alloc->size :
+		alloc->size - (alloc->kind == PM_ALLOC_MMAPPED ? 16 : 8);
+	struct alloc_data d = { alloc->addr, usable };
+	/* Up to two nested headers, as in recognise() (PyMem_Malloc of a large
+	 * size: the object hooks around the raw hooks). */
+	for (int nested = 0; nested < 2 && a->heap->debug_hooks &&
+	     d.usable >= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER; nested++) {
+		uint8_t h[16];
+		struct pm_error *err = pm_target_read(a->t, d.start, h, sizeof(h));
+		bool hooked = !err && !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
+		pm_error_destroy(err);
+		if (!hooked)
+			break;
+		d.start += DEBUG_HOOK_HEADER;
+		d.usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;
+	}
+	return d;
+}
+
+/* The unattributed allocation whose data starts exactly at ptr, or NULL. */
+static struct pm_alloc *unknown_at(struct analysis *a, uint64_t ptr,
+				   struct alloc_data *ret)
+{
+	struct pm_alloc *alloc = (struct pm_alloc *)pm_cpython_find_alloc(a->heap, ptr);
+	if (!alloc || alloc->category != PM_CATEGORY_NONE ||
+	    (alloc->kind != PM_ALLOC_PYMALLOC && alloc->kind != PM_ALLOC_GLIBC &&
+	     alloc->kind != PM_ALLOC_MMAPPED))
+		return NULL;
+	*ret = alloc_data_of(a, alloc);
+	return ret->start == ptr ? alloc : NULL;
+}
+
+static bool read_fields(struct analysis *a, uint64_t addr, size_t n,
+			uint64_t *words)
+{
+	struct pm_error *err = pm_target_read(a->t, addr, words, n * 8);
+	pm_error_destroy(err);
+	return !err;
+}
+
+/* Gives alloc the category `what`; its data (after a debug-hook header)
+ * starts at start, which is where `objects` lists it. */
+static void attribute(struct analysis *a, struct pm_alloc *alloc, enum owned what,
+		      uint64_t start)
+{
+	alloc->category = a->cat_owned[what];
+	alloc->object_offset = (uint8_t)(start - alloc->addr);
+	a->heap->attributed++;
+}
+
+/* A PyArena {a_head, a_cur, a_objects}: a_objects a recognised list, a_head
+ * the first of a chain of blocks {ab_size, ab_offset, ab_next, ab_mem} with
+ * ab_mem right after the header, that ends (ab_next 0) at a_cur. The arena
+ * and its blocks are attributed only when the whole chain checks out. */
+static void ast_arena_attribute(struct analysis *a, struct pm_alloc *alloc,
+				struct alloc_data d, uint32_t list_cat)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t arena[3], block[4];
+	if (d.usable < l->arena_size ||
+	    !read_fields(a, d.start + l->arena_head, 1, &arena[0]) ||
+	    !read_fields(a, d.start + l->arena_cur, 1, &arena[1]) ||
+	    !read_fields(a, d.start + l->arena_objects, 1, &arena[2]))
+		return;
+	const struct pm_alloc *objects = pm_cpython_find_alloc(a->heap, arena[2]);
+	if (!objects || objects->category != list_cat ||
+	    objects->addr + objects->object_offset != arena[2])
+		return;
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t b = arena[0], last = 0;
+		size_t n = 0;
+		for (; b && n < ARENA_BLOCKS_MAX; n++) {
+			struct alloc_data bd;
+			struct pm_alloc *ba = unknown_at(a, b, &bd);
+			if (!ba || bd.usable < l->block_header ||
+			    !read_fields(a, b + l->block_size, 1, &block[0]) ||
+			    !read_fields(a, b + l->block_offset, 1, &block[1]) ||
+			    !read_fields(a, b + l->block_next, 1, &block[2]) ||
+			    !read_fields(a, b + l->block_mem, 1, &block[3]) ||
+			    block[3] != b + l->block_header || block[1] > block[0] ||
+			    block[0] > bd.usable - l->block_header)
+				return;
+			if (pass)
+				attribute(a, ba, OWN_AST_ARENA_BLOCK, b);
+			last = b;
+			b = block[2];
+		}
+		if (b || last != arena[1])
+			return;
+	}
+	attribute(a, alloc, OWN_AST_ARENA, d.start);
+}
+
+static bool executable(struct pm_target *t, uint64_t addr)
+{
+	const struct pm_region *r = pm_target_find_region(t, addr);
+	return r && (r->perms & PM_PERM_X);
+}
+
+/* Walks a _Py_hashtable_t's bucket lists (singly linked entries, next
+ * first); counts them, attributing unknown ones on the second pass. False
+ * when a list is broken or the count is not nentries. */
+static bool hashtable_entries(struct analysis *a, const uint64_t *buckets,
+			      uint64_t nbuckets, uint64_t nentries, bool mark)
+{
+	uint64_t seen = 0;
+	for (uint64_t i = 0; i < nbuckets; i++) {
+		uint64_t next;
+		for (uint64_t e = buckets[i]; e; e = next, seen++) {
+			if (seen >= nentries)
+				return false;
+			struct pm_alloc *ea = (struct pm_alloc *)pm_cpython_find_alloc(a->heap, e);
+			if (!ea || alloc_data_of(a, ea).start != e ||
+			    !read_fields(a, e, 1, &next))
+				return false;
+			if (mark && ea->category == PM_CATEGORY_NONE)
+				attribute(a, ea, OWN_HASHTABLE_ENTRY, e);
+		}
+	}
+	return seen == nentries;
+}
+
+/* A _Py_hashtable_t: a power-of-two bucket count, a bucket array that is an
+ * unknown allocation of that size, hash and compare functions in code, and
+ * exactly nentries entries on its lists. */
+static struct pm_error *hashtable_attribute(struct analysis *a,
+					    struct pm_alloc *alloc,
+					    struct alloc_data d)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t nentries, nbuckets, buckets, hash, compare;
+	if (d.usable < l->hashtable_size ||
+	    !read_fields(a, d.start + l->hashtable_nbuckets, 1, &nbuckets) ||
+	    nbuckets < HASHTABLE_BUCKETS_MIN || nbuckets > HASHTABLE_BUCKETS_MAX ||
+	    (nbuckets & (nbuckets - 1)) ||
+	    !read_fields(a, d.start + l->hashtable_nentries, 1, &nentries) ||
+	    nentries > HASHTABLE_ENTRIES_MAX ||
+	    !read_fields(a, d.start + l->hashtable_buckets, 1, &buckets) ||
+	    !read_fields(a, d.start + l->hashtable_hash_func, 1, &hash) ||
+	    !read_fields(a, d.start + l->hashtable_compare_func, 1, &compare) ||
+	    !executable(a->t, hash) || !executable(a->t, compare))
+		return NULL;
+	struct alloc_data bd;
+	struct pm_alloc *ba = unknown_at(a, buckets, &bd);
+	uint64_t slack = ba && ba->kind == PM_ALLOC_MMAPPED ? MMAP_SLACK : HASHTABLE_SLACK;
+	if (!ba || bd.usable < nbuckets * 8 || bd.usable > nbuckets * 8 + slack)
+		return NULL;
+	uint64_t *words = malloc(nbuckets * 8);
+	if (!words)
+		return &pm_error_no_memory;
+	if (read_fields(a, buckets, nbuckets, words) &&
+	    hashtable_entries(a, words, nbuckets, nentries, false)) {
+		hashtable_entries(a, words, nbuckets, nentries, true);
+		attribute(a, alloc, OWN_HASHTABLE, d.start);
+		attribute(a, ba, OWN_HASHTABLE_BUCKETS, buckets);
+	}
+	free(words);
+	return NULL;
+}
+
+static struct pm_error *structures_attribute(struct analysis *a)
+{
+	const struct type_info *list;
+	struct pm_error *err = type_get(a, a->kind_types[TK_LIST], &list);
+	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {
+		struct pm_alloc *alloc = &a->heap->allocs[i];
+		struct alloc_data d;
+		if (alloc->category != PM_CATEGORY_NONE)
+			continue;
+		d = alloc_data_of(a, alloc);
+		if (!unknown_at(a, d.start, &d))
+			continue;
+		if (list)
+			ast_arena_attribute(a, alloc, d, list->cat_live);
+		if (alloc->category == PM_CATEGORY_NONE)
+			err = hashtable_attribute(a, alloc, d);
+	}
+	return err;
+}
+
 /* Rule 8 for the objects accepted with a neighbour out of reach: the
  * neighbours are now known (accepted objects, or a read). An object that
  * fails is undone (category, count, the buffers it claimed) and its
@@ -1046,6 +1255,8 @@ static struct pm_error *recognise_all(struct analysis *a)
 		resolve_pending(a);
 	if (!err)
 		err = resolve_str_entries(a);
+	if (!err)
+		err = structures_attribute(a);
 	return err;
 }
 

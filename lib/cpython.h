@@ -30,6 +30,13 @@ struct pm_cpython_layout {
 	 * a managed dict (0 = none in this version). */
 	int32_t managed_values, managed_dict;
 	bool managed_values_tagged; /* 3.12: values stored as pointer - 1, tag bit 0 */
+	/* PyArena (Python/pyarena.c: the compiler's AST arena) and its blocks:
+	 * the main script's arena lives as long as the script runs. */
+	uint32_t arena_head, arena_cur, arena_objects, arena_size;
+	uint32_t block_size, block_offset, block_next, block_mem, block_header;
+	/* _Py_hashtable_t (Python/hashtable.c, 3.8: Modules/hashtable.c) */
+	uint32_t hashtable_nentries, hashtable_nbuckets, hashtable_buckets,
+		hashtable_hash_func, hashtable_compare_func, hashtable_size;
 };
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);

@@ -10,6 +10,17 @@
 #define PM_CONTAINER_OFFSETS .list_items = 24, .dict_keys = 32, \
 	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
 	.bytearray_bytes = 32
+/* Same in 3.8-3.13 (ptype /o struct _arena, block) */
+#define PM_ARENA_OFFSETS .arena_head = 0, .arena_cur = 8, .arena_objects = 16, \
+	.arena_size = 24, .block_size = 0, .block_offset = 8, .block_next = 16, \
+	.block_mem = 24, .block_header = 32
+/* ptype /o _Py_hashtable_t: 3.8 has key and data sizes before hash_func */
+#define PM_HASHTABLE_38 .hashtable_nentries = 8, .hashtable_nbuckets = 0, \
+	.hashtable_buckets = 16, .hashtable_hash_func = 40, \
+	.hashtable_compare_func = 48, .hashtable_size = 72
+#define PM_HASHTABLE_FROM_39 .hashtable_nentries = 0, .hashtable_nbuckets = 8, \
+	.hashtable_buckets = 16, .hashtable_hash_func = 32, \
+	.hashtable_compare_func = 40, .hashtable_size = 80
 #define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
 #define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
 
@@ -20,22 +31,28 @@ enum {
 
 static const struct pm_cpython_layout layouts[] = {
 	{ .minor = 8, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_38,
 	  .ht_cached_keys = 872 },
 	{ .minor = 9, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 864 },
 	{ .minor = 10, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872 },
 	/* 3.11: values pointer at obj-32, dict pointer at obj-24 */
 	{ .minor = 11, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
 	  .managed_values = -32, .managed_dict = -24 },
 	/* 3.12: one word at obj-24, values (tagged) or dict; weakrefs at obj-32 */
 	{ .minor = 12, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
 	  .immortal = true, .managed_values = -24, .managed_dict = -24,
 	  .managed_values_tagged = true },
 	/* 3.13: values are inline in the object; dict pointer at obj-24 */
 	{ .minor = 13, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
 	  .immortal = true, .managed_dict = -24 },
 };

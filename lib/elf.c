@@ -400,7 +400,8 @@ static void elf_symtab_index(const struct pm_elf *e, struct pm_elf_symtab *tab)
 		};
 	}
 	tab->count = used;
-	qsort(tab->syms, used, sizeof(*tab->syms), elf_sym_compare);
+	if (used)
+		qsort(tab->syms, used, sizeof(*tab->syms), elf_sym_compare);
 }
 
 /* How well a symbol name matches the wanted name: 3 exact, 2 an LTO

@@ -457,8 +457,9 @@ static void label_heaps(struct pm_glibc_walk *w)
 		if (ar->is_main) {
 			snprintf(detail, sizeof(detail), "main arena 0x%llx",
 				 (unsigned long long)ar->address);
-			pm_glibc_label_region(w->t, w->main_start, PM_LABEL_GLIBC_MAIN_HEAP,
-				     detail);
+			pm_target_label_area(w->t, w->main_start,
+					     ar->top + ar->top_size,
+					     PM_LABEL_GLIBC_MAIN_HEAP, detail);
 			continue;
 		}
 		size_t n = pm_target_region_count(w->t);
@@ -471,10 +472,11 @@ static void label_heaps(struct pm_glibc_walk *w)
 				bool used = r->perms & PM_PERM_R;
 				snprintf(detail, sizeof(detail), "arena 0x%llx",
 					 (unsigned long long)ar->address);
-				r->label = used ? PM_LABEL_GLIBC_ARENA_HEAP
-						: PM_LABEL_GLIBC_ARENA_RESERVED;
-				snprintf(r->label_detail, sizeof(r->label_detail),
-					 "%s", detail);
+				pm_target_label_area(w->t, r->start > hs ? r->start : hs,
+						     r->end < he ? r->end : he,
+						     used ? PM_LABEL_GLIBC_ARENA_HEAP
+							  : PM_LABEL_GLIBC_ARENA_RESERVED,
+						     detail);
 			}
 		}
 	}

@@ -140,8 +140,6 @@ bool pm_glibc_arena_load(struct pm_glibc_walk *w, struct pm_glibc_arena *ar);
 
 /* glibc_mmapped.c */
 void pm_glibc_scan_mmapped(struct pm_glibc_walk *w);
-void pm_glibc_label_region(struct pm_target *t, uint64_t addr,
-			   enum pm_region_label label, const char *detail);
 
 /* glibc_tcache.c */
 void pm_glibc_find_tcaches(struct pm_glibc_walk *w);

@@ -64,16 +64,6 @@ static uint64_t memalign_lead(struct pm_glibc_walk *w, uint64_t a, uint64_t size
 	return 0;
 }
 
-void pm_glibc_label_region(struct pm_target *t, uint64_t addr,
-			 enum pm_region_label label, const char *detail)
-{
-	struct pm_region *r = pm_target_find_region(t, addr);
-	if (!r)
-		return;
-	r->label = label;
-	snprintf(r->label_detail, sizeof(r->label_detail), "%s", detail);
-}
-
 static void scan_mmapped_region(struct pm_glibc_walk *w, const struct pm_region *r)
 {
 	uint64_t a = r->start, end = r->end;
@@ -107,13 +97,10 @@ void pm_glibc_scan_mmapped(struct pm_glibc_walk *w)
 			continue;
 		size_t before = w->heap->nchunks;
 		scan_mmapped_region(w, r);
-		size_t found = w->heap->nchunks - before;
-		if (found) {
-			char detail[48];
-			snprintf(detail, sizeof(detail), "%zu chunk%s",
-				 found, found == 1 ? "" : "s");
-			pm_glibc_label_region(w->t, r->start, PM_LABEL_GLIBC_MMAPPED,
-				     detail);
+		for (size_t k = before; k < w->heap->nchunks; k++) {
+			const struct pm_chunk *c = &w->heap->chunks[k];
+			pm_target_label_area(w->t, c->addr, c->addr + c->size,
+					     PM_LABEL_GLIBC_MMAPPED, NULL);
 		}
 	}
 }

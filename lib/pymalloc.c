@@ -322,19 +322,12 @@ static struct pm_error *walk_pool(struct walk *w, struct pm_pymalloc_state *s,
 	return NULL;
 }
 
-/* Arenas are anonymous mmaps; the kernel may merge neighbours into one
- * region, so the label says how many arenas the region holds. */
+/* Arenas are anonymous mmaps, often merged by the kernel with neighbours
+ * (other arenas, glibc mmapped chunks): count each one in its region. */
 static void label_arena_region(struct walk *w, uint64_t address)
 {
-	struct pm_region *r = pm_target_find_region(w->t, address);
-	if (!r || (r->label != PM_LABEL_ANON && r->label != PM_LABEL_PYMALLOC_ARENA))
-		return;
-	unsigned long n = 0;
-	if (r->label == PM_LABEL_PYMALLOC_ARENA)
-		n = strtoul(r->label_detail, NULL, 10);
-	r->label = PM_LABEL_PYMALLOC_ARENA;
-	snprintf(r->label_detail, sizeof(r->label_detail), "%lu arena%s", n + 1,
-		 n ? "s" : "");
+	pm_target_label_area(w->t, address, address + w->layout->arena_size,
+			     PM_LABEL_PYMALLOC_ARENA, NULL);
 }
 
 static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
@@ -842,7 +835,8 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 		err = walk_state(&w, &pm->states[i]);
 	if (err)
 		return err;
-	qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
+	if (pm->npools)     /* qsort's array must not be NULL, even when empty */
+		qsort(pm->pools, pm->npools, sizeof(*pm->pools), pool_compare);
 	find_radix_nodes(&w, py);
 	return NULL;
 }

@@ -27,6 +27,16 @@ struct pm_options {
 	 * PM_ERR_INTERRUPTED. May be NULL. */
 	bool (*interrupted)(void *arg);
 	void *interrupted_arg;
+	/* Optional symbol lookup by the front end (e.g. GDB's symbol tables,
+	 * which may hold debug info the library cannot find), tried before the
+	 * library's own unless no_debuginfo. Returns true and fills the runtime
+	 * address and size when it knows `name` in a module whose basename
+	 * starts with module_prefix (any module when NULL). An address outside
+	 * such a module is ignored. May be NULL. */
+	bool (*lookup_symbol)(void *arg, const char *module_prefix,
+			      const char *name, uint64_t *address,
+			      uint64_t *size);
+	void *lookup_symbol_arg;
 };
 
 struct pm_error *pm_target_open_core(const char *core_path,

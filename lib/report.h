@@ -16,8 +16,6 @@ typedef struct pm_error *pm_report_fn(struct pm_target *t,
 pm_report_fn pm_report_regions;
 pm_report_fn pm_report_info;
 pm_report_fn pm_report_digest;
-/* "thread stack (LWP 123)", "glibc thread arena heap (arena 0x...)". */
-void pm_region_label_text(const struct pm_region *r, char *buf, size_t size);
 
 /* report_glibc.c */
 pm_report_fn pm_report_malloc_stats;

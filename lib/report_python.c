@@ -290,11 +290,15 @@ static struct pm_error *summary_group(struct pm_target *t,
 		} else if (!strcmp(by, "allocator")) {
 			r = summary_row(s, allocator, "-", "-");
 		} else {
-			/* A pymalloc block is in an arena even when the kernel
-			 * merged the arena's mapping with a neighbour. */
+			/* A pymalloc block is in an arena and an mmapped chunk
+			 * is its own mapping even when the kernel merged them
+			 * with neighbours into one region of another label. */
 			const struct pm_region *region = pm_target_find_region(t, alloc->addr);
-			const char *label = alloc->kind == PM_ALLOC_PYMALLOC ?
+			const char *label =
+				alloc->kind == PM_ALLOC_PYMALLOC ?
 				pm_region_label_name(PM_LABEL_PYMALLOC_ARENA) :
+				alloc->kind == PM_ALLOC_MMAPPED ?
+				pm_region_label_name(PM_LABEL_GLIBC_MMAPPED) :
 				region ? pm_region_label_name(region->label) : "unmapped";
 			const char *path = region && region->path ? region->path : "-";
 			r = summary_row(s, "region", label, path);
@@ -520,7 +524,8 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	struct summary s = { 0 };
 	err = summary_build(t, heap, args, &s);
 	if (!err) {
-		qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
+		if (s.nrows)
+			qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
 		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
 			(size_t)args->top : s.nrows;
 		if (args->format == PM_FORMAT_JSON)
@@ -543,9 +548,13 @@ static bool object_selected(const struct pm_cpython_heap *heap,
 	if (alloc->category >= heap->ncategories)
 		return false;
 	const struct pm_category *c = &heap->categories[alloc->category];
-	if (strcmp(c->domain, "python") != 0)
+	/* Attributed buffers and structures ("cpython" rows) are listed when
+	 * asked for by their kind, e.g. --type "AST arena block". */
+	bool named = args->type && !strcmp(args->type, c->kind);
+	if (strcmp(c->domain, "python") != 0 &&
+	    !(named && !strcmp(c->domain, "cpython")))
 		return false;
-	if (args->type && strcmp(args->type, c->kind) != 0)
+	if (args->type && !named)
 		return false;
 	return alloc->size >= args->min_size;
 }

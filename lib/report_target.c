@@ -5,6 +5,7 @@
 
 #include "elffile.h"
 #include "glibc.h"
+#include "pymalloc.h"
 #include "python_version.h"
 #include "report.h"
 
@@ -17,26 +18,18 @@ static void perms_text(uint32_t perms, char buf[5])
 	buf[4] = '\0';
 }
 
-/* "thread stack (LWP 123)", "glibc thread arena heap (arena 0x...)". */
-void pm_region_label_text(const struct pm_region *r, char *buf, size_t size)
-{
-	const char *name = pm_region_label_name(r->label);
-	if (r->label_detail[0])
-		snprintf(buf, size, "%s (%s)", name, r->label_detail);
-	else if (r->label_tid)
-		snprintf(buf, size, "%s (LWP %d)", name, (int)r->label_tid);
-	else
-		snprintf(buf, size, "%s", name);
-}
 
 struct pm_error *pm_report_regions(struct pm_target *t,
 				   const struct pm_report_args *args,
 				   struct pm_strbuf *out)
 {
-	/* The glibc walk labels the heaps and mmapped chunks it finds; a
-	 * failed walk just leaves the regions unlabelled. */
+	/* The allocator walks label the heaps, arenas and mmapped chunks they
+	 * find; a failed walk (not Python, another allocator) just leaves those
+	 * regions unlabelled, and its reason is in the other reports. */
 	const struct pm_glibc_heap *heap;
 	pm_error_destroy(pm_glibc_walk(t, &heap));
+	const struct pm_pymalloc *pymalloc;
+	pm_error_destroy(pm_pymalloc_walk(t, &pymalloc));
 	size_t n = pm_target_region_count(t);
 	if (args->format == PM_FORMAT_JSON) {
 		pm_strbuf_append(out, "\"regions\": [");
@@ -57,7 +50,14 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 				pm_strbuf_append(out, "null");
 			pm_strbuf_append(out, ", \"label\": ");
 			pm_strbuf_json_string(out, label);
-			pm_strbuf_append(out, "}");
+			pm_strbuf_append(out, ", \"areas\": [");
+			for (size_t k = 0; k < r->nareas; k++)
+				pm_strbuf_printf(out, "%s{\"label\": \"%s\", \"count\": %u, \"bytes\": %llu}",
+						 k ? ", " : "",
+						 pm_region_label_name(r->areas[k].label),
+						 (unsigned)r->areas[k].count,
+						 (unsigned long long)r->areas[k].bytes);
+			pm_strbuf_append(out, "]}");
 		}
 		pm_strbuf_append(out, n ? "\n]" : "]");
 		return NULL;

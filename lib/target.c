@@ -452,6 +452,70 @@ const char *pm_region_label_name(enum pm_region_label label)
 	return names[label];
 }
 
+static bool label_is_allocator(enum pm_region_label label)
+{
+	return label >= PM_LABEL_GLIBC_MAIN_HEAP;
+}
+
+void pm_target_label_area(struct pm_target *t, uint64_t start, uint64_t end,
+			  enum pm_region_label label, const char *detail)
+{
+	struct pm_region *r = pm_target_find_region(t, start);
+	if (!r || end <= start)
+		return;
+	if (r->label != PM_LABEL_ANON && r->label != PM_LABEL_HEAP &&
+	    r->label != PM_LABEL_RESERVED && !label_is_allocator(r->label))
+		return;
+	if (end > r->end)
+		end = r->end;
+	struct pm_region_area *area = NULL;
+	for (size_t i = 0; i < r->nareas; i++)
+		if (r->areas[i].label == label)
+			area = &r->areas[i];
+	if (!area) {
+		if (r->nareas == PM_REGION_AREAS_MAX)
+			return;
+		area = &r->areas[r->nareas++];
+		*area = (struct pm_region_area){.label = (uint8_t)label};
+		if (r->nareas == 1)
+			snprintf(r->label_detail, sizeof(r->label_detail), "%s",
+				 detail ? detail : "");
+	}
+	area->count++;
+	area->bytes += end - start;
+	const struct pm_region_area *most = &r->areas[0];
+	for (size_t i = 1; i < r->nareas; i++)
+		if (r->areas[i].bytes > most->bytes)
+			most = &r->areas[i];
+	r->label = most->label;
+}
+
+void pm_region_label_text(const struct pm_region *r, char *buf, size_t size)
+{
+	const char *name = pm_region_label_name(r->label);
+	if (r->nareas == 1 && r->areas[0].count > 1) {
+		snprintf(buf, size, "%s x%u", name, (unsigned)r->areas[0].count);
+	} else if (r->nareas > 1) {
+		size_t used = 0;
+		buf[0] = '\0';
+		for (size_t i = 0; i < r->nareas && used < size; i++) {
+			int n = snprintf(buf + used, size - used, "%s%s x%u",
+					 i ? " + " : "",
+					 pm_region_label_name(r->areas[i].label),
+					 (unsigned)r->areas[i].count);
+			if (n < 0)
+				break;
+			used += (size_t)n;
+		}
+	} else if (r->label_detail[0]) {
+		snprintf(buf, size, "%s (%s)", name, r->label_detail);
+	} else if (r->label_tid) {
+		snprintf(buf, size, "%s (LWP %d)", name, (int)r->label_tid);
+	} else {
+		snprintf(buf, size, "%s", name);
+	}
+}
+
 size_t pm_target_thread_count(const struct pm_target *t)
 {
 	return t->nthreads;
@@ -591,9 +655,37 @@ static bool module_lookup(struct pm_target *t, struct pm_module *m,
 	return false;
 }
 
+/* The front end's lookup (pm_options.lookup_symbol), accepted only when the
+ * address lies in a module that matches module_prefix. */
+static bool frontend_lookup(struct pm_target *t, const char *module_prefix,
+			    const char *name, struct pm_symbol *ret)
+{
+	uint64_t address = 0, size = 0;
+	if (!t->options.lookup_symbol || t->options.no_debuginfo ||
+	    !t->options.lookup_symbol(t->options.lookup_symbol_arg,
+				      module_prefix, name, &address, &size))
+		return false;
+	for (size_t i = 0; i < t->nmodules; i++) {
+		struct pm_module *m = &t->modules[i];
+		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
+					     strlen(module_prefix)) != 0)
+			continue;
+		if (address >= m->start && address < m->end) {
+			ret->address = address;
+			ret->size = size;
+			ret->module = m;
+			ret->source = "debugger";
+			return true;
+		}
+	}
+	return false;
+}
+
 struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
 				  const char *name, struct pm_symbol *ret)
 {
+	if (frontend_lookup(t, module_prefix, name, ret))
+		return NULL;
 	for (size_t i = 0; i < t->nmodules; i++) {
 		struct pm_module *m = &t->modules[i];
 		if (module_prefix && strncmp(path_basename(m->path), module_prefix,

@@ -45,6 +45,14 @@ enum pm_region_label {
 	PM_LABEL_COUNT
 };
 
+/* What an allocator keeps in part of a region (see pm_target_label_area). */
+struct pm_region_area {
+	uint8_t label;              /* enum pm_region_label */
+	uint32_t count;             /* arenas, heaps or chunks of that kind */
+	uint64_t bytes;
+};
+#define PM_REGION_AREAS_MAX 4
+
 struct pm_region {
 	uint64_t start, end;        /* [start, end) */
 	uint64_t offset;            /* file offset, as the maps offset column */
@@ -54,6 +62,11 @@ struct pm_region {
 	enum pm_region_label label;
 	int32_t label_tid;          /* thread for stack/guard labels, else 0 */
 	char label_detail[48];      /* walker's detail, e.g. arena address */
+	/* Allocator areas found inside, by label: the kernel merges adjacent
+	 * anonymous mmaps, so one region can hold pymalloc arenas and glibc
+	 * mmapped chunks side by side. */
+	uint8_t nareas;
+	struct pm_region_area areas[PM_REGION_AREAS_MAX];
 	/* Core sources: bytes of [start, start+saved) are in the core file. */
 	uint64_t saved;
 };
@@ -120,6 +133,15 @@ struct pm_region *pm_target_region(struct pm_target *t, size_t i);
 /* The region containing addr, or NULL. */
 struct pm_region *pm_target_find_region(struct pm_target *t, uint64_t addr);
 const char *pm_region_label_name(enum pm_region_label label);
+/* The walkers' way to label memory: [start, end) is one arena, heap or
+ * mmapped chunk of kind `label` (detail, e.g. "arena 0x...", may be NULL).
+ * The region containing start counts it; its label becomes the kind holding
+ * the most bytes. Stacks, modules and guards keep their labels. */
+void pm_target_label_area(struct pm_target *t, uint64_t start, uint64_t end,
+			  enum pm_region_label label, const char *detail);
+/* "glibc main heap (main arena 0x...)", "pymalloc arena x9 + glibc mmapped
+ * chunk x1", "thread stack (LWP 12)": the label as reports print it. */
+void pm_region_label_text(const struct pm_region *r, char *buf, size_t size);
 
 size_t pm_target_thread_count(const struct pm_target *t);
 const struct pm_thread *pm_target_thread(const struct pm_target *t, size_t i);

@@ -46,7 +46,7 @@ for d in sys.argv[1:]:
     with open(log) as f:
         for line in f:
             t = json.loads(line)
-            if t["name"] == "e2e":
+            if t["name"].split(" / ")[-1] == "e2e":
                 e2e_result = t["result"]
                 continue
             if t["result"] == "OK":

@@ -2,8 +2,6 @@
 binding. Loaded by pymortem-gdb.py; register() is safe to call again (e.g.
 when the loader is sourced twice)."""
 
-import gdb
-
 from . import binding
 from .commands import SUBCOMMANDS, HeapCommand
 from .session import Session

@@ -71,7 +71,10 @@ class HeapSubcommand(gdb.Command):
         report = self.report_name()
         args = self.report_args(values, positional)
         try:
-            text = self.session.report(report, **args)
+            # Progress lines only for a user at a terminal, not in output
+            # captured by scripts (gdb.execute(..., to_string=True)).
+            text = self.session.report(report, show_progress=from_tty,
+                                       **args)
         except (binding.Error, gdb.GdbError) as e:
             raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
         write(text)
@@ -157,7 +160,16 @@ class ListingCommand(HeapSubcommand):
     options = (Option("--type", "str"), Option("--min-size", "size"), LIMIT,
                JSON)
 
+    # The glibc chunk listing ("chunks") knows no categories: refuse --type
+    # rather than print an unfiltered list as if it were filtered.
+    typed_reports = ("allocations",)
+
     def report_args(self, values, positional):
+        if values.get("type") is not None and \
+                self.report_name() not in self.typed_reports:
+            raise gdb.GdbError(
+                "%s: --type is not available in this build (the library "
+                "lists glibc chunks without categories)" % self.full_name)
         args = super().report_args(values, positional)
         args["state"] = self.name
         return args

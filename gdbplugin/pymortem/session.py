@@ -9,7 +9,6 @@ objfiles or core change."""
 import os
 import re
 import tempfile
-import time
 
 import gdb
 
@@ -29,11 +28,9 @@ class Access:
 def _connection_type(inferior):
     """GDB 12+ names the target of the inferior's connection; older GDBs
     tell it only in `info target`."""
-    connection = getattr(inferior, "connection", None)
-    if connection is not None:
-        return connection.type
-    if getattr(inferior, "connection_num", None) is None and inferior.pid == 0:
-        return None
+    if hasattr(inferior, "connection"):
+        connection = inferior.connection
+        return connection.type if connection is not None else None
     text = gdb.execute("info target", to_string=True)
     if "Local core dump file" in text:
         return "core"
@@ -162,6 +159,61 @@ def debugger_threads(inferior):
     return threads
 
 
+class SymbolLookup:
+    """lookup_symbol for the library: GDB's symbol tables (full debug info
+    only; the library reads ELF symbol tables itself). Answers are cached:
+    the library may ask for one name many times."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, module_prefix, name):
+        key = (module_prefix, name)
+        if key not in self.cache:
+            self.cache[key] = self._lookup(module_prefix, name)
+        return self.cache[key]
+
+    @staticmethod
+    def _objfiles(module_prefix):
+        for objfile in gdb.objfiles():
+            if not objfile.is_valid() or objfile.owner is not None:
+                continue  # separate debug files answer through their owner
+            base = os.path.basename(objfile.filename or "")
+            if module_prefix is None or base.startswith(module_prefix):
+                yield objfile
+
+    def _lookup(self, module_prefix, name):
+        for objfile in self._objfiles(module_prefix):
+            for find in (objfile.lookup_global_symbol,
+                         objfile.lookup_static_symbol):
+                try:
+                    symbol = find(name)
+                    if symbol is not None:
+                        found = self._address_and_size(symbol)
+                        if found is not None:
+                            return found
+                except gdb.error:
+                    continue
+        return None
+
+    @staticmethod
+    def _address_and_size(symbol):
+        if symbol.addr_class == gdb.SYMBOL_LOC_BLOCK:     # a function
+            block = symbol.value().address
+            start = int(block)
+            body = gdb.block_for_pc(start)
+            while body is not None and body.function is None:
+                body = body.superblock  # from a nested scope to the function
+            size = body.end - body.start if body is not None else 0
+            return start, size
+        if symbol.addr_class != gdb.SYMBOL_LOC_STATIC:     # not in memory
+            return None
+        value = symbol.value()
+        if value.address is None:
+            return None
+        return int(value.address), value.type.sizeof
+
+
 class MemoryReader:
     """The read callback of a callback target: GDB's memory reads."""
 
@@ -186,14 +238,11 @@ class Progress:
 
     def __init__(self, what):
         self.what = what
-        self.started = time.monotonic()
-        self.shown = False
 
     def __call__(self, seconds):
         gdb.write("pymortem: %s: %.0fs so far (Ctrl-C stops it)\n" % (
             self.what, seconds), gdb.STDERR)
         gdb.flush(gdb.STDERR)
-        self.shown = True
 
 
 class TargetState:
@@ -269,7 +318,8 @@ class Session:
         return (access, inferior.num, inferior.pid), access, what
 
     def _open(self, inferior, key, access, description):
-        kwargs = {"no_debuginfo": self.settings["no_debuginfo"]}
+        kwargs = {"no_debuginfo": self.settings["no_debuginfo"],
+                  "lookup_symbol": SymbolLookup()}
         executable = inferior.progspace.filename if inferior.progspace else None
         if executable:
             kwargs["executable"] = executable
@@ -297,14 +347,17 @@ class Session:
             self.states[inferior.num] = state
         return state
 
-    def report(self, name, **args):
+    def report(self, name, show_progress=True, **args):
         """The text of library report `name` for the selected inferior,
-        from the cache when the inferior has not run since."""
+        from the cache when the inferior has not run since. show_progress:
+        say on stderr when it takes long (for a user at a terminal)."""
         state = self.state()
         cache_key = (name,) + tuple(sorted(args.items()))
         text = state.results.get(cache_key)
         if text is None:
-            progress = Progress("analysing %s" % state.description)
+            progress = None
+            if show_progress:
+                progress = Progress("analysing %s" % state.description)
             text = state.target.report(name, progress=progress, **args)
             state.results[cache_key] = text
         return text

@@ -70,6 +70,12 @@ def parse_args(argv):
                    help="threads that allocate, then block until the end")
     p.add_argument("--thread-objects", type=int, default=200,
                    help="objects (and large bytes) each thread allocates")
+    p.add_argument("--ast-arenas", type=int, default=0,
+                   help="compiler arenas (PyArena) made through the C API")
+    p.add_argument("--arena-allocs", type=int, default=4,
+                   help="allocations of ARENA_ALLOC bytes in each arena")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="trace allocations (tracemalloc's hashtables)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -142,6 +148,29 @@ def start_threads(n, count):
     KEEP.append((threads, release))
     return [{"name": t.name, "ident": t.ident,
              "native_id": getattr(t, "native_id", None)} for t in threads]
+
+
+ARENA_ALLOC = 20000     # more than an arena block (8 KiB): one block each
+
+
+def build_ast_arenas(n, allocs):
+    """n PyArenas, as the compiler makes them, each with `allocs` large
+    allocations; the addresses the C API returned are the oracle."""
+    api = ctypes.pythonapi
+    new = getattr(api, "_PyArena_New", None) or api.PyArena_New
+    alloc = getattr(api, "_PyArena_Malloc", None) or api.PyArena_Malloc
+    new.restype = ctypes.c_void_p
+    new.argtypes = []
+    alloc.restype = ctypes.c_void_p
+    alloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    arenas = []
+    for _ in range(n):
+        arena = new()
+        arenas.append({"arena": arena,
+                       "allocs": [alloc(arena, ARENA_ALLOC)
+                                  for _ in range(allocs)]})
+    KEEP.append(arenas)     # never freed: they live until the stop
+    return arenas
 
 
 def version_info():
@@ -314,6 +343,9 @@ def capture_and_stop(path, info, gc_addresses, no_stop):
 
 def main(argv):
     args = parse_args(argv)
+    if args.tracemalloc:
+        import tracemalloc
+        tracemalloc.start()
     rng = random.Random(args.seed)
     info = {"format": 1, "argv": [sys.executable] + list(argv),
             "version": version_info()}
@@ -322,7 +354,12 @@ def main(argv):
         big = os.urandom(args.big_bytes)
         KEEP.append(big)
         info["big_bytes"] = {"size": len(big), "address": id(big)}
+    info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
     info["threads"] = start_threads(args.threads, args.thread_objects)
+    if args.tracemalloc:
+        # Entries of tracemalloc's traces table(s), one per traced block:
+        # counted again as late as possible, the capture moves a few.
+        info["tracemalloc_traces"] = len(tracemalloc._get_traces())
     capture_and_stop(os.path.abspath(args.oracle), info, args.gc_addresses,
                      args.no_stop)
 
