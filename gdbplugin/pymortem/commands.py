@@ -82,6 +82,18 @@ class HeapSubcommand(gdb.Command):
     def complete(self, text, word):
         return self.parser.complete(text, word)
 
+    def address_arg(self, text):
+        """parse_address, its error prefixed with the command's name; an
+        expression that fails without a process says there is none."""
+        try:
+            try:
+                return parse_address(text)
+            except gdb.GdbError:
+                self.session._identify(gdb.selected_inferior())
+                raise
+        except gdb.GdbError as e:
+            raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
+
 
 class SummaryCommand(HeapSubcommand):
     """Heap usage by Python type (or size, region, allocator).
@@ -211,7 +223,7 @@ ADDR is a number or any GDB expression (`$rdi`, `&var`)."""
         if not positional:
             raise gdb.GdbError("%s: an address is needed" % self.full_name)
         args = super().report_args(values, positional)
-        args["address"] = parse_address(positional[0])
+        args["address"] = self.address_arg(positional[0])
         return args
 
 
@@ -228,7 +240,7 @@ ADDR is a number or any GDB expression; LEN defaults to the library's."""
         if not positional:
             raise gdb.GdbError("%s: an address is needed" % self.full_name)
         args = super().report_args(values, positional)
-        args["address"] = parse_address(positional[0])
+        args["address"] = self.address_arg(positional[0])
         if len(positional) > 1:
             args["length"] = parse_int(positional[1], self.full_name + " LEN")
         return args
