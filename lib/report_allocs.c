@@ -349,6 +349,12 @@ static const struct pm_alloc_entry *find_owner(struct pm_target *t,
 	return NULL;
 }
 
+static bool chunk_size_field(const struct description *d)
+{
+	return d->chunk && d->address >= d->chunk->addr + 8 &&
+	       d->address < d->chunk->addr + 16;
+}
+
 static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 				      struct description *d)
 {
@@ -370,6 +376,10 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 	if (l->heap->pymalloc_walked && !pm_pymalloc_walk(t, &d->pm))
 		d->pool = pm_pymalloc_find_pool(d->pm, address);
 	d->entry = pm_alloc_list_find(l, address);
+	/* A chunk's size field is its own header; an allocation's range
+	 * (user start + chunk size) reaches over it into the next chunk. */
+	if (chunk_size_field(d))
+		d->entry = NULL;
 	if (d->entry && d->entry->state == PM_ALLOC_STATE_USED &&
 	    !strcmp(d->entry->domain, "cpython"))
 		d->owner = find_owner(t, l, d->entry);
@@ -409,7 +419,9 @@ static void describe_text(const struct description *d, struct pm_strbuf *out)
 	}
 	const struct pm_alloc_entry *e = d->entry;
 	if (!e) {
-		pm_strbuf_append(out, "  allocation: none (in no allocation the walkers found)\n");
+		pm_strbuf_printf(out, "  allocation: none (%s)\n", chunk_size_field(d) ?
+				 "in the chunk's size field" :
+				 "in no allocation the walkers found");
 		return;
 	}
 	pm_strbuf_printf(out, "  allocation: 0x%" PRIx64 " size %" PRIu64 " %s: %s / %s / %s"

@@ -271,3 +271,34 @@ def test_free_chunks_of_c_program(mode):
         assert any("no Python" in n for n in used["notes"]), used["notes"]
         assert used["matching"] > 0
         assert all(a["domain"] == "glibc" for a in used["allocations"])
+
+
+def test_describe_free_places(target, where):
+    """A tcache'd chunk and a free pymalloc block are described as free, in
+    the glibc chunk / pool block that the walkers' own listings give; a pool
+    header is no allocation."""
+    chunks = harness.cli_json("chunks", "--free", "--json", where)["chunks"]
+    tcache = next(c for c in chunks if c["state"] == "free-tcache")
+    d = harness.cli_json("describe", "--json", "--address",
+                         hex(tcache["address"] + 16), where)
+    assert d["chunk"]["address"] == tcache["address"]
+    assert d["chunk"]["state"] == "free-tcache"
+    assert (d["allocation"]["state"], d["allocation"]["kind"],
+            d["allocation"]["detail"]) == ("free", "free chunk", "tcache")
+    assert d["object"] is None and d["owner"] is None
+    header = harness.cli_json("describe", "--json", "--address",
+                              hex(tcache["address"] + 8), where)
+    assert header["chunk"]["address"] == tcache["address"]
+    assert header["allocation"] is None
+    block = harness.cli_json("select", "--json", "--query",
+                             'kind == "free block"', "--limit", "1",
+                             where)["allocations"][0]
+    d = harness.cli_json("describe", "--json", "--address",
+                         hex(block["address"] + 4), where)
+    assert d["pool"]["block"] == block["address"]
+    assert d["pool"]["place"].endswith("(free)")
+    assert d["allocation"]["state"] == "free" and d["object"] is None
+    pool = harness.cli_json("describe", "--json", "--address",
+                            hex(d["pool"]["address"] + 8), where)
+    assert pool["pool"]["place"] == "pool header"
+    assert pool["allocation"] is None
