@@ -302,3 +302,27 @@ def test_describe_free_places(target, where):
                             hex(d["pool"]["address"] + 8), where)
     assert pool["pool"]["place"] == "pool header"
     assert pool["allocation"] is None
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_kernel_core(python, kernel_cores):
+    """From a kernel core (SIGABRT) the same truths hold: sentinel classes
+    counted exactly, sentinel objects described at their ids, free chunks
+    adding up to mallinfo2."""
+    label, path = python
+    if path is None:
+        pytest.fail("no CPython 3.8-3.13 installed: nothing to test")
+    with harness.start_python(path, "--sentinels", 100) as t:
+        oracle = t.oracle
+        core = t.kernel_core()
+        for name in CLASSES:
+            chosen = select(core, 'kind == "%s" and state == "used"' % name)
+            assert chosen["matching"] == oracle["sentinels"][name], name
+            addr = oracle["sentinel_addresses"][name][3]
+            d = harness.cli_json("describe", "--json", "--address", hex(addr),
+                                 core)
+            assert (d["object"]["address"], d["object"]["type"]) == (addr, name)
+        mi = oracle["mallinfo2"]
+        free = select(core, 'domain == "glibc" and state == "free" and '
+                            'detail != "tcache"')
+        assert free["matching_bytes"] == mi["fordblks"]
