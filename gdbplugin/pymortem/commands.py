@@ -249,9 +249,11 @@ ADDR is a number or any GDB expression; LEN defaults to the library's."""
 class SelectCommand(HeapSubcommand):
     """Allocations matching an expression.
 Usage: heap select [--limit N] [--json] QUERY
-QUERY compares the fields domain, kind, detail, addr, size, state with
-== != < <= > >=, combined with and/or/not and parentheses, e.g.
-  heap select kind == "str" and size > 1000"""
+QUERY compares the string fields domain, kind, detail, state ("quoted";
+== != and ~ for contains) and the numbers addr, size (123, 0x7b, 4k, 2M, 1G;
+== != < <= > >=), combined with and/or/not and parentheses, e.g.
+  heap select kind == "str" and size > 1000
+  heap select state == "free" and detail ~ "bin"""
 
     name = "select"
     reports = ("select",)
