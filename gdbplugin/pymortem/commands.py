@@ -253,7 +253,7 @@ QUERY compares the string fields domain, kind, detail, state ("quoted";
 == != and ~ for contains) and the numbers addr, size (123, 0x7b, 4k, 2M, 1G;
 == != < <= > >=), combined with and/or/not and parentheses, e.g.
   heap select kind == "str" and size > 1000
-  heap select state == "free" and detail ~ "bin"""
+  heap select state == "free" and detail ~ "bin\""""
 
     name = "select"
     reports = ("select",)
