@@ -590,10 +590,17 @@ struct pm_error *pm_report_hexdump(struct pm_target *t,
 		return pm_error_format(PM_ERR_INVALID,
 				       "hexdump: 0x%" PRIx64 " + %" PRIu64 " wraps around",
 				       address, len);
-	const struct pm_region *r = pm_target_find_region(t, address);
-	if (!r)
+	if (!pm_target_find_region(t, address))
 		return pm_error_at(PM_ERR_UNMAPPED, address,
 				   "0x%" PRIx64 " is in no region of the target", address);
+	/* The walkers label the regions, in the order the CPython analysis
+	 * runs them (so a label reads the same as after describe); a failed
+	 * walk leaves its regions unlabelled. */
+	const struct pm_pymalloc *pm;
+	pm_error_destroy(pm_pymalloc_walk(t, &pm));
+	const struct pm_glibc_heap *g;
+	pm_error_destroy(pm_glibc_walk(t, &g));
+	const struct pm_region *r = pm_target_find_region(t, address);
 	uint8_t *buf = malloc((size_t)len);
 	if (!buf)
 		return &pm_error_no_memory;

@@ -17,6 +17,7 @@ live and from a gcore of the same stopped process:
 - bad input gives one clear error.
 """
 
+import json
 import re
 import shutil
 import struct
@@ -326,3 +327,31 @@ def test_kernel_core(python, kernel_cores):
         free = select(core, 'domain == "glibc" and state == "free" and '
                             'detail != "tcache"')
         assert free["matching_bytes"] == mi["fordblks"]
+
+
+def test_gdb_commands_equal_cli():
+    """heap describe/select/hexdump/used inside GDB print what the CLI
+    prints for the same stopped process (the GDB layer only maps commands
+    to these reports)."""
+    from test_gdb import gdb_drive
+    label, path = harness.PYTHONS[-1]
+    with harness.start_python(path, "--sentinels", 100) as t:
+        addr = t.oracle["sentinel_addresses"]["PlainSentinel"][0]
+        pairs = [
+            ("heap describe %d --json" % addr,
+             ["describe", "--address", hex(addr)]),
+            ("heap hexdump %d 64 --json" % addr,
+             ["hexdump", "--address", hex(addr), "--length", "64"]),
+            ('heap select --limit 3 --json kind == "PlainSentinel"',
+             ["select", "--query", 'kind == "PlainSentinel"', "--limit", "3"]),
+            ("heap free --limit 4 --json", ["allocations", "--free",
+                                            "--limit", "4"]),
+        ]
+        results = gdb_drive(["-p", t.pid], [("cmd", c) for c, _ in pairs])
+        t.ensure_stopped()
+        for cmd, cli in pairs:
+            assert "output" in results[cmd], results[cmd]
+            got = json.loads(results[cmd]["output"])
+            assert got == harness.cli_json("--json", *cli, t.pid), cmd
+        chosen = json.loads(results[pairs[2][0]]["output"])
+        assert chosen["matching"] == 100
