@@ -188,6 +188,16 @@ def test_previews_equal_proc_mem(target, where):
                                                       addr + 24))
         d = harness.cli_json("describe", "--json", "--address", hex(addr), where)
         assert float(d["allocation"]["preview"]) == value
+    for addr in addresses["int"][:8]:
+        word, = struct.unpack("<q", harness.read_mem(target.pid, addr + 16,
+                                                     addr + 24))
+        ndigits = word >> 3 if minor(target) >= 12 else abs(word)
+        digits = struct.unpack("<%dI" % ndigits, harness.read_mem(
+            target.pid, addr + 24, addr + 24 + 4 * ndigits))
+        value = sum(d << (30 * i) for i, d in enumerate(digits))
+        assert value >> 62 == 1     # the workload's ints: 2^62 | 62 bits
+        d = harness.cli_json("describe", "--json", "--address", hex(addr), where)
+        assert d["allocation"]["preview"] == str(value)
     for addr in addresses["str"][:8]:
         length, = struct.unpack("<q", harness.read_mem(target.pid, addr + 16,
                                                        addr + 24))
