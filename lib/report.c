@@ -30,6 +30,14 @@ static const struct report_entry reports[] = {
 	 pm_report_summary},
 	{{"objects", "recognised Python objects (--type T, --min-size N, --limit N)"},
 	 pm_report_objects},
+	{{"allocations", "every allocation with a preview (--used/--free/--all, --type T, --min-size N, --limit N)"},
+	 pm_report_allocations},
+	{{"select", "allocations matching --query EXPR, e.g. 'kind == \"str\" and size > 1000'"},
+	 pm_report_select},
+	{{"describe", "what contains --address ADDR: region, chunk/pool/block, object, owner"},
+	 pm_report_describe},
+	{{"hexdump", "bytes at --address ADDR (--length N, default 256)"},
+	 pm_report_hexdump},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

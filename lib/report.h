@@ -25,5 +25,10 @@ pm_report_fn pm_report_sizes;
 pm_report_fn pm_report_pymalloc_stats;
 pm_report_fn pm_report_summary;
 pm_report_fn pm_report_objects;
+/* report_allocs.c */
+pm_report_fn pm_report_allocations;
+pm_report_fn pm_report_select;
+pm_report_fn pm_report_describe;
+pm_report_fn pm_report_hexdump;
 
 #endif

@@ -93,6 +93,18 @@ class HeapSubcommand(gdb.Command):
     def complete(self, text, word):
         return self.parser.complete(text, word)
 
+    def address_arg(self, text):
+        """parse_address, its error prefixed with the command's name; an
+        expression that fails without a process says there is none."""
+        try:
+            try:
+                return parse_address(text)
+            except gdb.GdbError:
+                self.session._identify(gdb.selected_inferior())
+                raise
+        except gdb.GdbError as e:
+            raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
+
 
 class SummaryCommand(HeapSubcommand):
     """Heap usage by Python type (or size, region, allocator).
@@ -222,7 +234,7 @@ ADDR is a number or any GDB expression (`$rdi`, `&var`)."""
         if not positional:
             raise gdb.GdbError("%s: an address is needed" % self.full_name)
         args = super().report_args(values, positional)
-        args["address"] = parse_address(positional[0])
+        args["address"] = self.address_arg(positional[0])
         return args
 
 
@@ -239,7 +251,7 @@ ADDR is a number or any GDB expression; LEN defaults to the library's."""
         if not positional:
             raise gdb.GdbError("%s: an address is needed" % self.full_name)
         args = super().report_args(values, positional)
-        args["address"] = parse_address(positional[0])
+        args["address"] = self.address_arg(positional[0])
         if len(positional) > 1:
             args["length"] = parse_int(positional[1], self.full_name + " LEN")
         return args
@@ -248,9 +260,11 @@ ADDR is a number or any GDB expression; LEN defaults to the library's."""
 class SelectCommand(HeapSubcommand):
     """Allocations matching an expression.
 Usage: heap select [--limit N] [--json] QUERY
-QUERY compares the fields domain, kind, detail, addr, size, state with
-== != < <= > >=, combined with and/or/not and parentheses, e.g.
-  heap select kind == "str" and size > 1000"""
+QUERY compares the string fields domain, kind, detail, state ("quoted";
+== != and ~ for contains) and the numbers addr, size (123, 0x7b, 4k, 2M, 1G;
+== != < <= > >=), combined with and/or/not and parentheses, e.g.
+  heap select kind == "str" and size > 1000
+  heap select state == "free" and detail ~ "bin\""""
 
     name = "select"
     reports = ("select",)

@@ -503,16 +503,19 @@ def test_bad_arguments():
 
 
 def test_listing_filters(one_target):
-    """heap used|free|all give the library's chunk listing with the filters
-    applied (compared with the CLI), and refuse a filter they cannot apply
-    instead of printing an unfiltered list."""
+    """heap used|free|all give the library's allocation listing (or, in a
+    build without it, the chunk listing) with the filters applied (compared
+    with the CLI), and refuse a filter they cannot apply instead of printing
+    an unfiltered list."""
     t = one_target
-    if "chunks" not in library_reports():
-        pytest.skip("no chunk listing in this build")
+    available = library_reports()
+    report = "allocations" if "allocations" in available else "chunks"
+    if report not in available:
+        pytest.skip("no allocation listing in this build")
     items = [("cmd", "heap used --min-size 1000 --limit 7 --json"),
              ("cmd", "heap free --limit 5 --json"),
              ("cmd", "heap all --min-size 0x100 --json"),
-             ("cmd", "heap used --type str")]
+             ("cmd", "heap used --type str --json")]
     results = gdb_drive(["-p", t.pid], items)
     t.ensure_stopped()
     for (cmd, cli_args) in [
@@ -522,16 +525,20 @@ def test_listing_filters(one_target):
             ("heap all --min-size 0x100 --json",
              ["--all", "--min-size", "256"])]:
         got = json.loads(results[cmd]["output"])
-        assert got == harness.cli_json("chunks", "--json", *cli_args, t.pid)
+        assert got == harness.cli_json(report, "--json", *cli_args, t.pid)
     used = json.loads(results["heap used --min-size 1000 --limit 7 --json"]
-                      ["output"])["chunks"]
+                      ["output"])[report]
     assert 0 < len(used) <= 7
     assert all(c["size"] >= 1000 and c["state"] == "used" for c in used)
     free = json.loads(results["heap free --limit 5 --json"]["output"])
-    assert all(c["state"].startswith("free") for c in free["chunks"])
-    typed = results["heap used --type str"]
-    if "allocations" not in library_reports():
+    assert all(c["state"].startswith("free") for c in free[report])
+    typed = results["heap used --type str --json"]
+    if report == "chunks":
         assert "--type is not available" in typed.get("error", ""), typed
+    else:
+        strs = json.loads(typed["output"])
+        assert strs["matching"] > 0
+        assert all(a["kind"] == "str" for a in strs["allocations"])
 
 
 C_TARGET = r"""
