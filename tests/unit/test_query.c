@@ -2,25 +2,13 @@
  * against rows whose expected verdicts follow from the grammar's meaning
  * (precedence, numbers, strings), and bad queries whose errors must name
  * the column and the problem. */
+#include "check.h"
 #include "query.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			printf("ok    ");                                     \
-		} else {                                                      \
-			printf("FAIL  ");                                     \
-			failures++;                                           \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-	} while (0)
 
 static const struct pm_query_row str_row = {
 	.domain = "python", .kind = "str", .detail = "-", .state = "used",
@@ -148,6 +136,5 @@ int main(void)
 	CHECK(verdict(chain, &free_row) == 1, "1001-term or-chain matches size 48");
 	free(chain);
 
-	printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
-	return failures ? 1 : 0;
+	return check_exit_status();
 }
