@@ -1224,8 +1224,12 @@ static struct pm_error *recognise_all(struct analysis *a)
 	/* A core is mapped: a neighbour's word costs a memory access there,
 	 * less than the deferred lookup; a live process pays a system call. */
 	a->no_defer = !strcmp(pm_target_kind(a->t), "core");
-	for (size_t i = 0; i < a->heap->nallocs && !err; i++)
-		err = recognise_alloc(a, &a->heap->allocs[i], 0);
+	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {
+		if ((i & 0xffff) == 0xffff && pm_target_interrupted(a->t))
+			err = pm_error_interrupted();
+		else
+			err = recognise_alloc(a, &a->heap->allocs[i], 0);
+	}
 	a->no_defer = false;
 	a->no_defer_pass = true;
 	if (!err)

@@ -833,6 +833,17 @@ bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret)
 	return false;
 }
 
+bool pm_target_interrupted(const struct pm_target *t)
+{
+	return t->options.interrupted &&
+	       t->options.interrupted(t->options.interrupted_arg);
+}
+
+struct pm_error *pm_error_interrupted(void)
+{
+	return pm_error_format(PM_ERR_INTERRUPTED, "interrupted");
+}
+
 const struct pm_options *pm_target_options(const struct pm_target *t)
 {
 	return &t->options;

@@ -166,6 +166,11 @@ struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
 struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
 				  const char *name, struct pm_symbol *ret);
 
+/* Has the front end asked to stop (Ctrl-C)? Long loops call this every few
+ * thousand steps and then return pm_error_interrupted(). */
+bool pm_target_interrupted(const struct pm_target *t);
+struct pm_error *pm_error_interrupted(void);
+
 /* Auxiliary vector entry, or false if absent. */
 bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret);
 const struct pm_options *pm_target_options(const struct pm_target *t);
