@@ -96,7 +96,11 @@ static void malloc_stats_json(const struct pm_glibc_heap *h,
 				 a->is_main ? (size_t)1 : a->nheaps,
 				 (unsigned long long)a->top);
 		mallinfo_json(out, &a->info, " ");
-		pm_strbuf_append(out, "}");
+		pm_strbuf_append(out, ", \"heap_addresses\": [");
+		for (size_t k = 0; !a->is_main && k < a->nheaps; k++)
+			pm_strbuf_printf(out, "%s%llu", k ? ", " : "",
+					 (unsigned long long)a->heaps[k]);
+		pm_strbuf_append(out, "]}");
 	}
 	pm_strbuf_append(out, h->narenas ? "\n]" : "]");
 }
@@ -113,6 +117,31 @@ static void mallinfo_row(struct pm_table *table, const char *name,
 		cells[i + 1] = buf[i];
 	}
 	pm_table_add_row(table, cells);
+}
+
+/* Where each arena's memory is: the main arena's one heap ends with its top
+ * chunk; a thread arena's heaps are 64 MiB-aligned mmaps (heap_info). */
+static void arena_heaps_text(const struct pm_glibc_heap *h, struct pm_strbuf *out)
+{
+	pm_strbuf_append(out, "heaps:\n");
+	for (size_t i = 0; i < h->narenas; i++) {
+		const struct pm_glibc_arena *a = &h->arenas[i];
+		char top[32];
+		pm_format_grouped(a->top_size, top);
+		if (a->is_main) {
+			pm_strbuf_printf(out, "  arena 0x%llx (main): %s heap, top chunk 0x%llx (%s bytes)\n",
+					 (unsigned long long)a->address,
+					 a->noncontiguous ? "non-contiguous" : "brk",
+					 (unsigned long long)a->top, top);
+			continue;
+		}
+		pm_strbuf_printf(out, "  arena 0x%llx: %zu heap%s at", (unsigned long long)a->address,
+				 a->nheaps, a->nheaps == 1 ? "" : "s");
+		for (size_t k = 0; k < a->nheaps; k++)
+			pm_strbuf_printf(out, " 0x%llx", (unsigned long long)a->heaps[k]);
+		pm_strbuf_printf(out, ", top chunk 0x%llx (%s bytes)\n",
+				 (unsigned long long)a->top, top);
+	}
 }
 
 static void malloc_stats_text(const struct pm_glibc_heap *h,
@@ -151,6 +180,7 @@ static void malloc_stats_text(const struct pm_glibc_heap *h,
 	pm_table_destroy(table);
 	pm_strbuf_printf(out, "%zu arenas, %zu chunks, %zu tcaches\n",
 			 h->narenas, h->nchunks, h->ntcaches);
+	arena_heaps_text(h, out);
 	if (h->partial)
 		pm_strbuf_printf(out, "totals are PARTIAL: %zu problems found (see warnings)\n",
 				 h->problems);

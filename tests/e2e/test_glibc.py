@@ -244,6 +244,11 @@ def test_region_labels():
             assert "arena heap" in heap["label"]
             assert "%x" % arena["address"] in heap["label"]
             assert heap["start"] % (64 << 20) == 0
+            # The arena's malloc_state sits in its first heap, right after
+            # the heap_info header that starts the mapping.
+            assert arena["heap_addresses"] == [heap["start"]], arena
+            maps_starts = {m["start"] for m in harness.parse_maps(t.maps_text)}
+            assert heap["start"] in maps_starts
             after = [r for r in regions if r["start"] == heap["end"]]
             assert after and "arena reserve" in after[0]["label"]
         for user in t.oracle["mmapped_user"]:
