@@ -37,6 +37,10 @@ struct pm_cpython_layout {
 	/* _Py_hashtable_t (Python/hashtable.c, 3.8: Modules/hashtable.c) */
 	uint32_t hashtable_nentries, hashtable_nbuckets, hashtable_buckets,
 		hashtable_hash_func, hashtable_compare_func, hashtable_size;
+	/* The `buffered` struct of Modules/_io/bufferedio.c (BufferedReader,
+	 * BufferedWriter, BufferedRandom): its basicsize, the buffer that
+	 * PyMem_Malloc returned and the size it asked for. */
+	uint32_t buffered_size, buffered_buffer, buffered_buffer_size;
 };
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);
