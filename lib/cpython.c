@@ -84,12 +84,14 @@ struct gc_deferred {
 enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
 	     OWN_RADIX_NODE, OWN_AST_ARENA, OWN_AST_ARENA_BLOCK, OWN_HASHTABLE,
-	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER, OWN_KINDS };
+	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
+	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
 	"pymalloc radix tree node", "AST arena", "AST arena block",
 	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
+	"interpreter state", "thread state",
 };
 
 /* The analysis in progress. */
@@ -1049,6 +1051,8 @@ enum {
 	HASHTABLE_BUCKETS_MAX = 1 << 26,
 	HASHTABLE_ENTRIES_MAX = 1 << 22,
 	HASHTABLE_SLACK = ALLOC_SLACK,
+	INTERPRETERS_MAX = 256,
+	THREAD_STATES_MAX = 1 << 16,
 };
 
 /* Where the data of an allocation starts (after a debug-hook header) and
@@ -1217,8 +1221,81 @@ static struct pm_error *hashtable_attribute(struct analysis *a,
 	return NULL;
 }
 
+/* The unknown allocation holding exactly one structure of size bytes at
+ * ptr (its data starts there; allocator rounding aside), or NULL. */
+static struct pm_alloc *unknown_sized(struct analysis *a, uint64_t ptr,
+				      uint64_t size)
+{
+	struct alloc_data d;
+	struct pm_alloc *alloc = unknown_at(a, ptr, &d);
+	uint64_t slack = alloc && alloc->kind == PM_ALLOC_MMAPPED ? MMAP_SLACK : ALLOC_SLACK;
+	return alloc && d.usable >= size && d.usable <= size + slack ? alloc : NULL;
+}
+
+/* The thread states of interp: a list from its head whose every entry
+ * points back at interp and at the previous one. Each is a malloc'd
+ * structure, except one inside interp (3.11+: the main thread's, with the
+ * static main interpreter). Attributed on the second pass, when the whole
+ * list checked out. */
+static bool thread_states_attribute(struct analysis *a, uint64_t interp,
+				    bool mark)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t ts, prev = 0;
+	if (!read_fields(a, interp + l->interp_threads_head, 1, &ts))
+		return false;
+	for (size_t n = 0; ts; n++) {
+		uint64_t back, owner, next;
+		if (n == THREAD_STATES_MAX ||
+		    !read_fields(a, ts + l->tstate_prev, 1, &back) ||
+		    !read_fields(a, ts + l->tstate_interp, 1, &owner) ||
+		    !read_fields(a, ts + l->tstate_next, 1, &next) ||
+		    back != prev || owner != interp)
+			return false;
+		struct pm_alloc *alloc = unknown_sized(a, ts, l->tstate_size);
+		bool embedded = l->interp_initial_thread &&
+				ts == interp + l->interp_initial_thread;
+		if (!alloc && !embedded)
+			return false;
+		if (mark && alloc)
+			attribute(a, alloc, OWN_THREAD_STATE, ts);
+		prev = ts;
+		ts = next;
+	}
+	return true;
+}
+
+/* The interpreters listed in _PyRuntime (3.8-3.10 malloc'd, each exactly
+ * a PyInterpreterState) and their thread states. */
+static void interpreters_attribute(struct analysis *a)
+{
+	const struct pm_cpython_layout *l = a->l;
+	struct pm_symbol sym;
+	struct pm_error *err = pm_target_symbol(a->t, NULL, "_PyRuntime", &sym);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	uint64_t interp;
+	if (!read_fields(a, sym.address + l->runtime_interp_head, 1, &interp))
+		return;
+	for (int n = 0; interp && n < INTERPRETERS_MAX; n++) {
+		struct pm_alloc *alloc = l->interp_size ?
+			unknown_sized(a, interp, l->interp_size) : NULL;
+		if ((alloc || !l->interp_size) &&
+		    thread_states_attribute(a, interp, false)) {
+			thread_states_attribute(a, interp, true);
+			if (alloc)
+				attribute(a, alloc, OWN_INTERP_STATE, interp);
+		}
+		if (!read_fields(a, interp + l->interp_next, 1, &interp))
+			return;
+	}
+}
+
 static struct pm_error *structures_attribute(struct analysis *a)
 {
+	interpreters_attribute(a);
 	const struct type_info *list;
 	struct pm_error *err = type_get(a, a->kind_types[TK_LIST], &list);
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {

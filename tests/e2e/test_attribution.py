@@ -158,3 +158,39 @@ def test_io_buffers(python, mode):
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+THREADS = 4
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("python", python_params())
+def test_interpreter_and_thread_states(python, mode):
+    """The 'thread state' allocations are at the addresses the C API walks
+    (PyInterpreterState_ThreadHead/PyThreadState_Next), one per thread the
+    threading module counts; all but the main thread's from 3.11 on (that
+    one is inside the static main interpreter). Up to 3.10 the main
+    interpreter is malloc'd: one 'interpreter state', at
+    PyInterpreterState_Main(); none after."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, mode, "--threads", THREADS) as t:
+        try:
+            truth = t.oracle["interpreter"]
+            minor = t.oracle["version"]["version_info"][1]
+            api = set(truth["thread_states"])
+            assert len(api) == truth["active_count"] == THREADS + 1
+            states = listed(t.pid, "thread state")
+            assert set(states) <= api
+            assert len(states) == len(api) - (1 if minor >= 11 else 0)
+            interps = listed(t.pid, "interpreter state")
+            assert set(interps) == ({truth["main"]} if minor <= 10 else set())
+            report = harness.cli_json("summary", "--json", t.pid)
+            rows = {(r["domain"], r["kind"]): r["count"]
+                    for r in report["rows"]}
+            assert rows.get(("cpython", "thread state"), 0) == len(states)
+            assert rows.get(("cpython", "interpreter state"), 0) == \
+                len(interps)
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)

@@ -199,6 +199,26 @@ def open_files(n, buffering):
             "marker": IO_MARKER.decode(), "open_buffered": open_buffered}
 
 
+def interpreter_states():
+    """The main interpreter and its thread states, as the C API walks them
+    (PyInterpreterState_ThreadHead / PyThreadState_Next), and how many
+    threads the threading module counts."""
+    api = ctypes.pythonapi
+    for name, args in (("PyInterpreterState_Main", []),
+                       ("PyInterpreterState_ThreadHead", [ctypes.c_void_p]),
+                       ("PyThreadState_Next", [ctypes.c_void_p])):
+        getattr(api, name).restype = ctypes.c_void_p
+        getattr(api, name).argtypes = args
+    interp = api.PyInterpreterState_Main()
+    states = []
+    ts = api.PyInterpreterState_ThreadHead(interp)
+    while ts and len(states) < 10000:
+        states.append(ts)
+        ts = api.PyThreadState_Next(ts)
+    return {"main": interp, "thread_states": states,
+            "active_count": threading.active_count()}
+
+
 def version_info():
     import sysconfig
     return {
@@ -382,6 +402,7 @@ def main(argv):
         info["big_bytes"] = {"size": len(big), "address": id(big)}
     info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
     info["threads"] = start_threads(args.threads, args.thread_objects)
+    info["interpreter"] = interpreter_states()
     info["io_buffers"] = open_files(args.open_files, args.file_buffering)
     if args.tracemalloc:
         # Entries of tracemalloc's traces table(s), one per traced block:
