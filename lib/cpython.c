@@ -25,12 +25,15 @@ enum {
 	BASICSIZE_MAX = 1 << 20,
 	WINDOW = 224,               /* bytes of a glibc chunk read for recognition */
 	DEBUG_HOOK_HEADER = 16, DEBUG_HOOK_TRAILER = 8,
+	ALLOC_SLACK = 64,           /* allocator rounding of a sized buffer */
+	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
+	BUFFERED_SIZE_MAX = 1 << 30, /* an _io buffer_size taken as plausible */
 };
 #define REFCNT_MAX (UINT64_C(1) << 40)
 
 /* What a type is, for attribution of the buffers its instances own. */
 enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
-		 TK_BYTEARRAY, TK_TYPE, TK_KINDS };
+		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_KINDS };
 
 /* The static types the recogniser needs to know by address (exported). */
 static const char *const kind_symbols[TK_KINDS] = {
@@ -55,6 +58,9 @@ struct type_map {
 
 struct pending {
 	uint64_t ptr;
+	/* 0: any allocation containing ptr; else the allocation's data must
+	 * start at ptr and hold at least size bytes, not much more. */
+	uint64_t size;
 	uint32_t category;          /* PM_CATEGORY_NONE: owner was rejected */
 };
 
@@ -78,12 +84,14 @@ struct gc_deferred {
 enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
 	     OWN_RADIX_NODE, OWN_AST_ARENA, OWN_AST_ARENA_BLOCK, OWN_HASHTABLE,
-	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_KINDS };
+	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
+	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
 	"pymalloc radix tree node", "AST arena", "AST arena block",
-	"hashtable", "hashtable buckets", "hashtable entry",
+	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
+	"interpreter state", "thread state",
 };
 
 /* The analysis in progress. */
@@ -305,6 +313,21 @@ static struct pm_error *type_categories(struct analysis *a, struct type_info *ti
 	return err;
 }
 
+/* _io's buffered classes themselves (not subclasses, whose layout may
+ * differ): the name and the struct size both match. */
+static bool buffered_type(const struct analysis *a, const struct type_info *ti)
+{
+	static const char *const names[] = {
+		"_io.BufferedReader", "_io.BufferedWriter", "_io.BufferedRandom",
+	};
+	if (ti->basicsize != a->l->buffered_size)
+		return false;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(ti->name, names[i]))
+			return true;
+	return false;
+}
+
 /* Validates a candidate type object (rules 1-4 of the reference). */
 static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 {
@@ -334,6 +357,8 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 	if (!ti->name)
 		return &pm_error_no_memory;
 	ti->kind = type_kind_of(a, ti->addr);
+	if (ti->kind == TK_OTHER && buffered_type(a, ti))
+		ti->kind = TK_BUFFERED;
 	ti->valid = true;
 	a->heap->types++;
 	return type_categories(a, ti);
@@ -501,7 +526,10 @@ static bool gc_neighbour_word(struct analysis *a, uint64_t addr, int word,
 	return read_word(a, addr + 8 * (uint64_t)word, ret);
 }
 
-static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
+/* Records that the allocation at ptr (exactly, holding size bytes, when
+ * size is not 0) belongs to an object just recognised (undone with it). */
+static struct pm_error *pend_sized(struct analysis *a, uint64_t ptr,
+				   uint64_t size, enum owned what)
 {
 	if (!ptr)
 		return NULL;
@@ -513,8 +541,13 @@ static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
 		a->pending = p;
 		a->pending_cap = cap;
 	}
-	a->pending[a->npending++] = (struct pending){ ptr, a->cat_owned[what] };
+	a->pending[a->npending++] = (struct pending){ ptr, size, a->cat_owned[what] };
 	return NULL;
+}
+
+static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
+{
+	return pend_sized(a, ptr, 0, what);
 }
 
 /* The pointer field at off of an object whose avail bytes are in b (0 when
@@ -590,6 +623,15 @@ static struct pm_error *object_owned(struct analysis *a,
 		    read_word(a, obj + l->ht_cached_keys, &keys))
 			return pend(a, keys, OWN_DICT_KEYS);
 		return NULL;
+	}
+	case TK_BUFFERED: {
+		/* Its read/write buffer: PyMem_Malloc(buffer_size), NULL once
+		 * closed. */
+		uint64_t size = field(b, avail, l->buffered_buffer_size);
+		if (!size || size > BUFFERED_SIZE_MAX)
+			return NULL;
+		return pend_sized(a, field(b, avail, l->buffered_buffer), size,
+				  OWN_IO_BUFFER);
 	}
 	default:
 		return NULL;
@@ -808,7 +850,7 @@ static struct pm_error *str_entry_push(struct analysis *a, size_t alloc,
 		a->str_entry_keys = p;
 		a->str_entries_cap = cap;
 	}
-	a->str_entries[a->nstr_entries] = (struct pending){ alloc, 0 };
+	a->str_entries[a->nstr_entries] = (struct pending){ .ptr = alloc };
 	a->str_entry_keys[a->nstr_entries++] = key;
 	return NULL;
 }
@@ -890,6 +932,25 @@ const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
 	return NULL;
 }
 
+struct alloc_data {
+	uint64_t start, usable;
+};
+static struct alloc_data alloc_data_of(const struct analysis *a,
+				       const struct pm_alloc *alloc);
+
+/* A sized pending buffer is only its allocation when that starts at ptr
+ * and is the size asked for, give or take the allocator's rounding. */
+static bool pending_fits(const struct analysis *a, const struct pending *p,
+			 const struct pm_alloc *alloc)
+{
+	if (!p->size)
+		return true;
+	struct alloc_data d = alloc_data_of(a, alloc);
+	uint64_t slack = alloc->kind == PM_ALLOC_MMAPPED ? MMAP_SLACK : ALLOC_SLACK;
+	return d.start == p->ptr && d.usable >= p->size &&
+		d.usable <= p->size + slack;
+}
+
 static void resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
@@ -897,8 +958,13 @@ static void resolve_pending(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
-		if (alloc && alloc->category == PM_CATEGORY_NONE) {
+		if (alloc && alloc->category == PM_CATEGORY_NONE &&
+		    pending_fits(a, &a->pending[i], alloc)) {
 			alloc->category = a->pending[i].category;
+			/* A sized buffer is listed at its data (after a debug
+			 * header), which pending_fits found at ptr. */
+			if (a->pending[i].size)
+				alloc->object_offset = (uint8_t)(a->pending[i].ptr - alloc->addr);
 			a->heap->attributed++;
 		}
 	}
@@ -984,15 +1050,13 @@ enum {
 	HASHTABLE_BUCKETS_MIN = 8,
 	HASHTABLE_BUCKETS_MAX = 1 << 26,
 	HASHTABLE_ENTRIES_MAX = 1 << 22,
-	HASHTABLE_SLACK = 64,               /* allocator rounding of a bucket array */
-	MMAP_SLACK = 4096 + 64,             /* ... mmapped: rounded to a page */
+	HASHTABLE_SLACK = ALLOC_SLACK,
+	INTERPRETERS_MAX = 256,
+	THREAD_STATES_MAX = 1 << 16,
 };
 
 /* Where the data of an allocation starts (after a debug-hook header) and
  * what it can hold. */
-struct alloc_data {
-	uint64_t start, usable;
-};
 
 static struct alloc_data alloc_data_of(const struct analysis *a,
 				       const struct pm_alloc *alloc)
@@ -1157,8 +1221,81 @@ static struct pm_error *hashtable_attribute(struct analysis *a,
 	return NULL;
 }
 
+/* The unknown allocation holding exactly one structure of size bytes at
+ * ptr (its data starts there; allocator rounding aside), or NULL. */
+static struct pm_alloc *unknown_sized(struct analysis *a, uint64_t ptr,
+				      uint64_t size)
+{
+	struct alloc_data d;
+	struct pm_alloc *alloc = unknown_at(a, ptr, &d);
+	uint64_t slack = alloc && alloc->kind == PM_ALLOC_MMAPPED ? MMAP_SLACK : ALLOC_SLACK;
+	return alloc && d.usable >= size && d.usable <= size + slack ? alloc : NULL;
+}
+
+/* The thread states of interp: a list from its head whose every entry
+ * points back at interp and at the previous one. Each is a malloc'd
+ * structure, except one inside interp (3.11+: the main thread's, with the
+ * static main interpreter). Attributed on the second pass, when the whole
+ * list checked out. */
+static bool thread_states_attribute(struct analysis *a, uint64_t interp,
+				    bool mark)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t ts, prev = 0;
+	if (!read_fields(a, interp + l->interp_threads_head, 1, &ts))
+		return false;
+	for (size_t n = 0; ts; n++) {
+		uint64_t back, owner, next;
+		if (n == THREAD_STATES_MAX ||
+		    !read_fields(a, ts + l->tstate_prev, 1, &back) ||
+		    !read_fields(a, ts + l->tstate_interp, 1, &owner) ||
+		    !read_fields(a, ts + l->tstate_next, 1, &next) ||
+		    back != prev || owner != interp)
+			return false;
+		struct pm_alloc *alloc = unknown_sized(a, ts, l->tstate_size);
+		bool embedded = l->interp_initial_thread &&
+				ts == interp + l->interp_initial_thread;
+		if (!alloc && !embedded)
+			return false;
+		if (mark && alloc)
+			attribute(a, alloc, OWN_THREAD_STATE, ts);
+		prev = ts;
+		ts = next;
+	}
+	return true;
+}
+
+/* The interpreters listed in _PyRuntime (3.8-3.10 malloc'd, each exactly
+ * a PyInterpreterState) and their thread states. */
+static void interpreters_attribute(struct analysis *a)
+{
+	const struct pm_cpython_layout *l = a->l;
+	struct pm_symbol sym;
+	struct pm_error *err = pm_target_symbol(a->t, NULL, "_PyRuntime", &sym);
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	uint64_t interp;
+	if (!read_fields(a, sym.address + l->runtime_interp_head, 1, &interp))
+		return;
+	for (int n = 0; interp && n < INTERPRETERS_MAX; n++) {
+		struct pm_alloc *alloc = l->interp_size ?
+			unknown_sized(a, interp, l->interp_size) : NULL;
+		if ((alloc || !l->interp_size) &&
+		    thread_states_attribute(a, interp, false)) {
+			thread_states_attribute(a, interp, true);
+			if (alloc)
+				attribute(a, alloc, OWN_INTERP_STATE, interp);
+		}
+		if (!read_fields(a, interp + l->interp_next, 1, &interp))
+			return;
+	}
+}
+
 static struct pm_error *structures_attribute(struct analysis *a)
 {
+	interpreters_attribute(a);
 	const struct type_info *list;
 	struct pm_error *err = type_get(a, a->kind_types[TK_LIST], &list);
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {

@@ -37,6 +37,19 @@ struct pm_cpython_layout {
 	/* _Py_hashtable_t (Python/hashtable.c, 3.8: Modules/hashtable.c) */
 	uint32_t hashtable_nentries, hashtable_nbuckets, hashtable_buckets,
 		hashtable_hash_func, hashtable_compare_func, hashtable_size;
+	/* The `buffered` struct of Modules/_io/bufferedio.c (BufferedReader,
+	 * BufferedWriter, BufferedRandom): its basicsize, the buffer that
+	 * PyMem_Malloc returned and the size it asked for. */
+	uint32_t buffered_size, buffered_buffer, buffered_buffer_size;
+	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
+	 * its thread states and its size when malloc'd (0: 3.11+, the main
+	 * one is static in _PyRuntime), where the thread state it embeds is
+	 * (0: none); PyThreadState prev/next/interp and
+	 * the size of its allocation (3.13: _PyThreadStateImpl). */
+	uint32_t runtime_interp_head, interp_next, interp_threads_head,
+		interp_size;
+	uint32_t interp_initial_thread; /* 3.11+: the main thread's, inside */
+	uint32_t tstate_prev, tstate_next, tstate_interp, tstate_size;
 };
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);

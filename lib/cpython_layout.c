@@ -21,6 +21,15 @@
 #define PM_HASHTABLE_FROM_39 .hashtable_nentries = 0, .hashtable_nbuckets = 8, \
 	.hashtable_buckets = 16, .hashtable_hash_func = 32, \
 	.hashtable_compare_func = 40, .hashtable_size = 80
+/* Same in 3.8-3.13 (ptype /o buffered) */
+#define PM_BUFFERED_OFFSETS .buffered_size = 152, .buffered_buffer = 56, \
+	.buffered_buffer_size = 120
+/* Thread-state links, same in 3.8-3.13; the rest per row from gdb on each
+ * libpython: print &((struct pyruntimestate *)0)->interpreters.head,
+ * &((PyInterpreterState *)0)->threads.head (3.8-3.10: tstate_head), ->next,
+ * ->_initial_thread, sizeof(PyInterpreterState), sizeof(PyThreadState)
+ * (3.13: sizeof(_PyThreadStateImpl), what is allocated). */
+#define PM_TSTATE_LINKS .tstate_prev = 0, .tstate_next = 8, .tstate_interp = 16
 #define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
 #define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
 
@@ -30,28 +39,52 @@ enum {
 };
 
 static const struct pm_cpython_layout layouts[] = {
-	{ .minor = 8, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	{ .minor = 8, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 32, .interp_threads_head = 8,
+	  .interp_next = 0, .interp_size = 2720, .interp_initial_thread = 0,
+	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_38,
 	  .ht_cached_keys = 872 },
-	{ .minor = 9, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	{ .minor = 9, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 32, .interp_threads_head = 8,
+	  .interp_next = 0, .interp_size = 5656, .interp_initial_thread = 0,
+	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 864 },
-	{ .minor = 10, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	{ .minor = 10, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 32, .interp_threads_head = 8,
+	  .interp_next = 0, .interp_size = 113528, .interp_initial_thread = 0,
+	  .tstate_size = 280, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872 },
 	/* 3.11: values pointer at obj-32, dict pointer at obj-24 */
-	{ .minor = 11, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_UP_TO_311,
+	{ .minor = 11, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 40, .interp_threads_head = 16,
+	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 107392,
+	  .tstate_size = 360, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
 	  .managed_values = -32, .managed_dict = -24 },
 	/* 3.12: one word at obj-24, values (tagged) or dict; weakrefs at obj-32 */
-	{ .minor = 12, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	{ .minor = 12, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 40, .interp_threads_head = 72,
+	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 383264,
+	  .tstate_size = 288, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_FROM_312,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
 	  .immortal = true, .managed_values = -24, .managed_dict = -24,
 	  .managed_values_tagged = true },
 	/* 3.13: values are inline in the object; dict pointer at obj-24 */
-	{ .minor = 13, PM_TYPE_OFFSETS, PM_CONTAINER_OFFSETS, PM_STR_FROM_312,
+	{ .minor = 13, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	  .runtime_interp_head = 632, .interp_threads_head = 7344,
+	  .interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194624,
+	  .tstate_size = 336, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_STR_FROM_312,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
 	  .immortal = true, .managed_dict = -24 },

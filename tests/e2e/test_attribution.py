@@ -113,3 +113,84 @@ def test_hashtables_tracemalloc(python):
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+FILES = 5
+BUFFERING = 20000       # each file's buffer: a glibc chunk, under mmap's threshold
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("python", python_params())
+def test_io_buffers(python, mode):
+    """One 'io buffer' per _io buffered object that the frozen process
+    counted open (gc.get_objects(), the std streams included), each at the
+    data start of its allocation; exactly FILES of them hold BUFFERING bytes
+    (glibc rounding, a debug-hook header: less than 64 more), and each of
+    those starts, in /proc/PID/mem, with the marker the workload wrote to
+    one of its files and did not flush."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, mode, "--open-files", FILES,
+               "--file-buffering", BUFFERING) as t:
+        try:
+            truth = t.oracle["io_buffers"]
+            assert truth["files"] == FILES
+            assert truth["open_buffered"] >= FILES
+            buffers = listed(t.pid, "io buffer")
+            assert len(buffers) == truth["open_buffered"]
+            report = harness.cli_json("summary", "--json", t.pid)
+            rows = {(r["domain"], r["kind"]): r["count"]
+                    for r in report["rows"]}
+            assert rows[("cpython", "io buffer")] == len(buffers)
+            files = {a: s for a, (alloc, s) in buffers.items()
+                     if BUFFERING < s <= BUFFERING + 64}
+            assert len(files) == FILES
+            marker = truth["marker"].encode()
+            seen = set()
+            for address, (alloc, size) in buffers.items():
+                assert alloc <= address < alloc + size
+            for address in files:
+                head = harness.read_mem(t.pid, address,
+                                        address + len(marker % 0))
+                assert head.startswith(marker.split(b"%")[0]), hex(address)
+                seen.add(head)
+            assert seen == {marker % i for i in range(FILES)}
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+THREADS = 4
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("python", python_params())
+def test_interpreter_and_thread_states(python, mode):
+    """The 'thread state' allocations are at the addresses the C API walks
+    (PyInterpreterState_ThreadHead/PyThreadState_Next), one per thread the
+    threading module counts; all but the main thread's from 3.11 on (that
+    one is inside the static main interpreter). Up to 3.10 the main
+    interpreter is malloc'd: one 'interpreter state', at
+    PyInterpreterState_Main(); none after."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, mode, "--threads", THREADS) as t:
+        try:
+            truth = t.oracle["interpreter"]
+            minor = t.oracle["version"]["version_info"][1]
+            api = set(truth["thread_states"])
+            assert len(api) == truth["active_count"] == THREADS + 1
+            states = listed(t.pid, "thread state")
+            assert set(states) <= api
+            assert len(states) == len(api) - (1 if minor >= 11 else 0)
+            interps = listed(t.pid, "interpreter state")
+            assert set(interps) == ({truth["main"]} if minor <= 10 else set())
+            report = harness.cli_json("summary", "--json", t.pid)
+            rows = {(r["domain"], r["kind"]): r["count"]
+                    for r in report["rows"]}
+            assert rows.get(("cpython", "thread state"), 0) == len(states)
+            assert rows.get(("cpython", "interpreter state"), 0) == \
+                len(interps)
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ Oracle): the numbers describe the heap as it is at the stop.
 import argparse
 import ctypes
 import gc
+import io
 import json
 import os
 import random
@@ -76,6 +77,10 @@ def parse_args(argv):
                    help="allocations of ARENA_ALLOC bytes in each arena")
     p.add_argument("--tracemalloc", action="store_true",
                    help="trace allocations (tracemalloc's hashtables)")
+    p.add_argument("--open-files", type=int, default=0,
+                   help="binary files kept open for writing (BufferedWriter)")
+    p.add_argument("--file-buffering", type=int, default=20000,
+                   help="their buffering= (the size of each _io buffer)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -171,6 +176,47 @@ def build_ast_arenas(n, allocs):
                                   for _ in range(allocs)]})
     KEEP.append(arenas)     # never freed: they live until the stop
     return arenas
+
+
+IO_MARKER = b"PMIOBUF-%08d-"    # 17 bytes, unflushed at each buffer's start
+
+
+def open_files(n, buffering):
+    """n files open for writing, each with IO_MARKER % i written but not
+    flushed, so it sits at the start of the file object's buffer; and the
+    count of _io buffered objects still open (each holds one buffer): the
+    std streams' too, whatever their buffering here is."""
+    files = []
+    for i in range(n):
+        f = open("iofile%d" % i, "wb", buffering=buffering)
+        f.write(IO_MARKER % i)
+        files.append(f)
+    KEEP.append(files)
+    kinds = (io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+    open_buffered = sum(1 for o in gc.get_objects()
+                        if type(o) in kinds and not o.closed)
+    return {"files": n, "buffering": buffering,
+            "marker": IO_MARKER.decode(), "open_buffered": open_buffered}
+
+
+def interpreter_states():
+    """The main interpreter and its thread states, as the C API walks them
+    (PyInterpreterState_ThreadHead / PyThreadState_Next), and how many
+    threads the threading module counts."""
+    api = ctypes.pythonapi
+    for name, args in (("PyInterpreterState_Main", []),
+                       ("PyInterpreterState_ThreadHead", [ctypes.c_void_p]),
+                       ("PyThreadState_Next", [ctypes.c_void_p])):
+        getattr(api, name).restype = ctypes.c_void_p
+        getattr(api, name).argtypes = args
+    interp = api.PyInterpreterState_Main()
+    states = []
+    ts = api.PyInterpreterState_ThreadHead(interp)
+    while ts and len(states) < 10000:
+        states.append(ts)
+        ts = api.PyThreadState_Next(ts)
+    return {"main": interp, "thread_states": states,
+            "active_count": threading.active_count()}
 
 
 def version_info():
@@ -356,6 +402,8 @@ def main(argv):
         info["big_bytes"] = {"size": len(big), "address": id(big)}
     info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
     info["threads"] = start_threads(args.threads, args.thread_objects)
+    info["interpreter"] = interpreter_states()
+    info["io_buffers"] = open_files(args.open_files, args.file_buffering)
     if args.tracemalloc:
         # Entries of tracemalloc's traces table(s), one per traced block:
         # counted again as late as possible, the capture moves a few.
