@@ -122,6 +122,12 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 	struct pm_report_args defaults = {0};
 	if (!args)
 		args = &defaults;
+	/* One check for every report that takes a state filter. */
+	if (args->state && strcmp(args->state, "used") != 0 &&
+	    strcmp(args->state, "free") != 0 && strcmp(args->state, "all") != 0)
+		return pm_error_format(PM_ERR_INVALID,
+				       "state must be used, free or all, not '%s'",
+				       args->state);
 	struct pm_strbuf out;
 	pm_strbuf_init(&out);
 	if (args->format == PM_FORMAT_JSON)

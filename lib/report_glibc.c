@@ -239,10 +239,6 @@ struct pm_error *pm_report_chunks(struct pm_target *t,
 	struct pm_error *err = glibc_walk_for_report(t, args, out, &h);
 	if (err || h->other_allocator)
 		return err;
-	if (args->state && strcmp(args->state, "used") != 0 &&
-	    strcmp(args->state, "free") != 0 && strcmp(args->state, "all") != 0)
-		return pm_error_format(PM_ERR_INVALID, "state must be used, free or all, not '%s'",
-				       args->state);
 	bool json = args->format == PM_FORMAT_JSON;
 	size_t limit = args->limit > 0 ? (size_t)args->limit : SIZE_MAX;
 	size_t matched = 0, listed = 0;

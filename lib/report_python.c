@@ -518,9 +518,6 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	struct pm_error *err = pm_cpython_analyse(t, &heap);
 	if (err)
 		return err;
-	const char *state = args->state ? args->state : "used";
-	if (strcmp(state, "used") && strcmp(state, "free") && strcmp(state, "all"))
-		return pm_error_format(PM_ERR_INVALID, "summary: state %s", state);
 	struct summary s = { 0 };
 	err = summary_build(t, heap, args, &s);
 	if (!err) {
