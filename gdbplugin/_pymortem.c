@@ -108,16 +108,19 @@ static PyObject *raise_pm_error(PyObject *error_class, struct pm_error *err)
 {
 	char hex[32];
 	PyObject *text, *address = NULL;
+	/* Messages may quote target data (paths from a damaged core): decode
+	 * with replacement so a bad byte never turns into a UnicodeError. */
+	text = PyUnicode_DecodeUTF8(err->message, strlen(err->message),
+				    "replace");
 	if (err->has_address) {
 		snprintf(hex, sizeof(hex), "0x%" PRIx64, err->address);
-		if (strstr(err->message, hex))
-			text = PyUnicode_FromString(err->message);
-		else
-			text = PyUnicode_FromFormat("%s (at %s)", err->message,
-						    hex);
+		if (text && !strstr(err->message, hex)) {
+			PyObject *with_address = PyUnicode_FromFormat(
+				"%U (at %s)", text, hex);
+			Py_DECREF(text);
+			text = with_address;
+		}
 		address = PyLong_FromUnsignedLongLong(err->address);
-	} else {
-		text = PyUnicode_FromString(err->message);
 	}
 	enum pm_error_code code = err->code;
 	pm_error_destroy(err);

@@ -84,6 +84,8 @@ def run_cli(*args, check=True, timeout=300, user=None):
     if not os.access(cli_path(), os.X_OK):
         raise CliError("pymortem CLI not built: %s (set PYMORTEM_BUILD or "
                        "PYMORTEM_CLI)" % cli_path())
+    # Strict UTF-8 on purpose: pymortem escapes target bytes it prints, so
+    # undecodable output from it is a bug this makes visible.
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -418,7 +420,8 @@ class Target:
         prefix = os.path.join(self.workdir, name)
         proc = subprocess.run(["gcore", "-o", prefix, str(self.pid)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=300)
+                              universal_newlines=True,
+                              errors="backslashreplace", timeout=300)
         path = "%s.%d" % (prefix, self.pid)
         if proc.returncode != 0 or not os.path.exists(path):
             raise RuntimeError("gcore failed (%d):\n%s" % (proc.returncode,

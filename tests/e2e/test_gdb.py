@@ -97,7 +97,7 @@ def binding_path():
 def sanitizer_runtime():
     """The ASan runtime the binding links (sanitizer builds), or None."""
     ldd = subprocess.run(["ldd", binding_path()], stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
+                         universal_newlines=True, errors="backslashreplace").stdout
     for line in ldd.splitlines():
         if "libasan" in line and "=>" in line:
             return line.split("=>")[1].split()[0]
@@ -123,7 +123,7 @@ def gdb_batch(args, commands, timeout=300):
         argv += ["-ex", c]
     argv += [str(a) for a in args]
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout,
+                          universal_newlines=True, errors="backslashreplace", timeout=timeout,
                           env=gdb_env(), stdin=subprocess.DEVNULL)
 
 
@@ -436,7 +436,7 @@ class gdbserver:
         self.proc = subprocess.Popen(
             [GDBSERVER, "--attach", "localhost:%d" % self.port, str(self.pid)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            universal_newlines=True)
+            universal_newlines=True, errors="backslashreplace")
         # It says "Listening on port N" once it accepts a connection.
         for line in self.proc.stdout:
             if "Listening on port" in line:
@@ -631,7 +631,7 @@ def test_loader_reports_missing_library(tmp_path):
     loader.write_text(text.replace(
         os.path.join(harness.build_dir(), "gdbplugin"), str(tmp_path)))
     proc = subprocess.run(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=env)
+                          universal_newlines=True, errors="backslashreplace", env=env)
     if "cannot find the pymortem package" not in proc.stderr:
         # The install dir holds a package (meson install was run).
         assert "pymortem" not in proc.stderr or "cannot" not in proc.stderr
@@ -642,7 +642,7 @@ def test_loader_reports_missing_library(tmp_path):
                                  "pymortem"), package,
                     ignore=shutil.ignore_patterns("*.so", "*.p"))
     proc = subprocess.run(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=env)
+                          universal_newlines=True, errors="backslashreplace", env=env)
     assert "pymortem: cannot load the library" in proc.stderr, proc.stderr
     assert "_pymortem.abi3.so" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -778,7 +778,7 @@ def test_external_sigint_during_report(one_target):
             "-ex", "set pymortem access callback", "-ex", "source " + script,
             "-ex", STILL_WORKS, "-p", str(t.pid)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True,
+                            stderr=subprocess.PIPE, universal_newlines=True, errors="backslashreplace",
                             env=gdb_env())
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
@@ -910,7 +910,7 @@ def test_binding_standalone(one_target):
         os.path.dirname(os.path.abspath(harness.__file__)))) + BINDING_SCRIPT
     proc = subprocess.run(["/usr/bin/python3", "-c", script],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=env, timeout=600)
+                          universal_newlines=True, errors="backslashreplace", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "ERROR: AddressSanitizer" not in proc.stderr
     assert "runtime error" not in proc.stderr, proc.stderr
@@ -962,7 +962,7 @@ def test_binding_loads_in_every_python(python):
             "print(' '.join(n for n, _ in _pymortem.reports()))\n"
             % (package, os.path.join(package, "*.py")))
     proc = subprocess.run([python, "-c", code], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True)
+                          stderr=subprocess.PIPE, universal_newlines=True, errors="backslashreplace")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == library_reports()
 
@@ -974,7 +974,7 @@ def test_installed_plugin_loads(tmp_path, one_target):
     proc = subprocess.run(["meson", "install", "-C", harness.build_dir(),
                            "--destdir", str(destdir), "--no-rebuild"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
+                          universal_newlines=True, errors="backslashreplace")
     assert proc.returncode == 0, proc.stdout
     loaders = list(destdir.rglob("pymortem-gdb.py"))
     assert len(loaders) == 1, loaders
@@ -984,7 +984,7 @@ def test_installed_plugin_loads(tmp_path, one_target):
             "-ex", probe, "-ex", "heap regions --json",
             "-p", str(one_target.pid)]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, env=gdb_env())
+                          universal_newlines=True, errors="backslashreplace", env=gdb_env())
     one_target.ensure_stopped()
     assert "loaded-from %s" % (loaders[0].parent / "pymortem") in proc.stdout
     assert '"regions"' in proc.stdout, proc.stderr

@@ -31,12 +31,12 @@ def thread_states(pid):
 def test_sigint_stops_analysis_and_resumes_target():
     python = harness.PYTHONS[-1][1]
     target = subprocess.Popen([python, "-c", BUSY_TARGET], stdout=subprocess.PIPE,
-                              universal_newlines=True)
+                              universal_newlines=True, errors="backslashreplace")
     try:
         assert target.stdout.readline().strip() == "ready"
         cli = subprocess.Popen([harness.cli_path(), "summary", str(target.pid)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=True)
+                               universal_newlines=True, errors="backslashreplace")
         time.sleep(0.3)
         # Frozen by ptrace while the analysis runs.
         assert "t" in thread_states(target.pid), thread_states(target.pid)
