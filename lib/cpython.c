@@ -28,12 +28,14 @@ enum {
 	ALLOC_SLACK = 64,           /* allocator rounding of a sized buffer */
 	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
 	BUFFERED_SIZE_MAX = 1 << 30, /* an _io buffer_size taken as plausible */
+	CONTAINER_ITEMS_MAX = 1 << 30, /* array/StringIO/odict sizes taken */
 };
 #define REFCNT_MAX (UINT64_C(1) << 40)
 
 /* What a type is, for attribution of the buffers its instances own. */
 enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
-		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_KINDS };
+		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
+		 TK_STRINGIO, TK_ODICT, TK_KINDS };
 
 /* The static types the recogniser needs to know by address (exported). */
 static const char *const kind_symbols[TK_KINDS] = {
@@ -62,6 +64,9 @@ struct pending {
 	 * start at ptr and hold at least size bytes, not much more. */
 	uint64_t size;
 	uint32_t category;          /* PM_CATEGORY_NONE: owner was rejected */
+	/* Not 0: ptr is an object (this enum type_kind) that owns a chain
+	 * of allocations, walked after recognition (chains_attribute). */
+	uint8_t chain;
 };
 
 /* A GC head of an accepted object: its list links. Pushed in address order,
@@ -85,13 +90,24 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
 	     OWN_RADIX_NODE, OWN_AST_ARENA, OWN_AST_ARENA_BLOCK, OWN_HASHTABLE,
 	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
-	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_KINDS };
+	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
+	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
+	     OWN_ODICT_FAST_NODES, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
 	"pymalloc radix tree node", "AST arena", "AST arena block",
 	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
-	"interpreter state", "thread state",
+	"interpreter state", "thread state", "deque block", "array buffer",
+	"stringio buffer", "odict node", "odict fast nodes",
+};
+
+/* A chain of allocations being walked: each claimed (given its category)
+ * as it is reached, so a cycle finds its own start taken; all released
+ * if the chain turns out wrong. */
+struct chain_link {
+	struct pm_alloc *alloc;
+	uint64_t start;
 };
 
 /* The analysis in progress. */
@@ -103,6 +119,9 @@ struct analysis {
 	const struct pm_pymalloc *pm;
 	uint64_t kind_types[TK_KINDS];
 	uint64_t frozenset_type;
+	uint64_t object_type;       /* PyBaseObject_Type: ends a tp_base walk */
+	struct chain_link *chain;
+	size_t nchain, chain_cap;
 	struct type_map types;
 	uint32_t *cat_index;        /* open addressing over heap->categories */
 	size_t cat_index_cap, categories_cap, allocs_cap;
@@ -283,9 +302,50 @@ static bool type_chain_ok(struct analysis *a, uint64_t tp)
 	return false;
 }
 
-static uint8_t type_kind_of(struct analysis *a, uint64_t tp)
+static bool read_word(struct analysis *a, uint64_t addr, uint64_t *ret);
+
+/* Container types of the standard library that are not exported (static
+ * in an extension module, or heap types since 3.12): known by tp_name and
+ * by the basicsize of the struct whose fields we read. */
+static uint8_t named_kind(const struct analysis *a, const char *name,
+			  uint64_t basicsize)
 {
-	uint64_t cur = tp;
+	const struct pm_cpython_layout *l = a->l;
+	const struct { const char *name; uint8_t kind; uint32_t size; } named[] = {
+		{ "collections.deque", TK_DEQUE, l->deque_size },
+		{ "array.array", TK_ARRAY, l->array_size },
+		{ "_io.StringIO", TK_STRINGIO, l->stringio_size },
+		{ "collections.OrderedDict", TK_ODICT, l->odict_size },
+	};
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (basicsize == named[i].size && !strcmp(name, named[i].name))
+			return named[i].kind;
+	return TK_OTHER;
+}
+
+/* named_kind of a base type (not validated itself: read as untrusted,
+ * its name only when its size is one of the named ones). */
+static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t size, name_ptr;
+	if (!read_word(a, tp + l->tp_basicsize, &size) ||
+	    (size != l->deque_size && size != l->array_size &&
+	     size != l->stringio_size && size != l->odict_size) ||
+	    !read_word(a, tp + l->tp_name, &name_ptr))
+		return TK_OTHER;
+	char name[TYPE_NAME_MAX];
+	struct pm_error *err = pm_target_read_cstr(a->t, name_ptr, name, sizeof(name));
+	if (err) {
+		pm_error_destroy(err);
+		return TK_OTHER;
+	}
+	return named_kind(a, name, size);
+}
+
+static uint8_t type_kind_of(struct analysis *a, const struct type_info *ti)
+{
+	uint64_t cur = ti->addr;
 	for (int hop = 0; cur && hop < BASE_CHAIN_MAX; hop++) {
 		for (int k = 1; k < TK_KINDS; k++) {
 			if (!a->kind_types[k] || cur != a->kind_types[k])
@@ -296,6 +356,12 @@ static uint8_t type_kind_of(struct analysis *a, uint64_t tp)
 		}
 		if (cur == a->frozenset_type)
 			return TK_SET;
+		if (cur == a->object_type)
+			return TK_OTHER;
+		uint8_t named = hop ? base_named_kind(a, cur) :
+			named_kind(a, ti->name, ti->basicsize);
+		if (named != TK_OTHER)
+			return named;
 		struct pm_error *err = pm_target_read_u64(a->t, cur + a->l->tp_base, &cur);
 		if (err) {
 			pm_error_destroy(err);
@@ -356,7 +422,7 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 	ti->name = strdup(name);
 	if (!ti->name)
 		return &pm_error_no_memory;
-	ti->kind = type_kind_of(a, ti->addr);
+	ti->kind = type_kind_of(a, ti);
 	if (ti->kind == TK_OTHER && buffered_type(a, ti))
 		ti->kind = TK_BUFFERED;
 	ti->valid = true;
@@ -541,7 +607,8 @@ static struct pm_error *pend_sized(struct analysis *a, uint64_t ptr,
 		a->pending = p;
 		a->pending_cap = cap;
 	}
-	a->pending[a->npending++] = (struct pending){ ptr, size, a->cat_owned[what] };
+	a->pending[a->npending++] = (struct pending){
+		.ptr = ptr, .size = size, .category = a->cat_owned[what] };
 	return NULL;
 }
 
@@ -555,6 +622,52 @@ static struct pm_error *pend(struct analysis *a, uint64_t ptr, enum owned what)
 static uint64_t field(const uint8_t *b, size_t avail, uint32_t off)
 {
 	return off + 8 <= avail ? pm_load_u64(b + off) : 0;
+}
+
+/* Records that the object at obj (a deque, an OrderedDict) owns a chain
+ * of allocations of category `what`, walked once all objects are known. */
+static struct pm_error *pend_chain(struct analysis *a, uint64_t obj,
+				   enum type_kind kind, enum owned what)
+{
+	struct pm_error *err = pend_sized(a, obj, 0, what);
+	if (!err)
+		a->pending[a->npending - 1].chain = (uint8_t)kind;
+	return err;
+}
+
+/* An array's items: `allocated` items of its descriptor's itemsize (the
+ * descriptor is a static table in the array module: typecode, itemsize). */
+static struct pm_error *array_owned(struct analysis *a, const uint8_t *b,
+				    size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t items = field(b, avail, l->array_items);
+	uint64_t allocated = field(b, avail, l->array_allocated), descr;
+	if (!items || !allocated || allocated > CONTAINER_ITEMS_MAX ||
+	    !read_word(a, field(b, avail, l->array_descr), &descr))
+		return NULL;
+	char typecode = (char)(descr & 0xff);
+	uint64_t itemsize = (uint32_t)(descr >> (8 * l->array_descr_itemsize));
+	if (!typecode || !strchr("bBuwhHiIlLqQfd", typecode) ||
+	    (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8))
+		return NULL;
+	return pend_sized(a, items, allocated * itemsize, OWN_ARRAY_BUFFER);
+}
+
+/* An OrderedDict: its dict's buffers, the fast-nodes index (one node
+ * pointer per slot of the dict's keys) and the chain of nodes. */
+static struct pm_error *odict_owned(struct analysis *a, uint64_t obj,
+				    const uint8_t *b, size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	struct pm_error *err = pend(a, field(b, avail, l->dict_keys), OWN_DICT_KEYS);
+	if (!err)
+		err = pend(a, field(b, avail, l->dict_values), OWN_DICT_VALUES);
+	uint64_t nodes = field(b, avail, l->odict_fast_nodes_size);
+	if (!err && nodes && nodes <= CONTAINER_ITEMS_MAX)
+		err = pend_sized(a, field(b, avail, l->odict_fast_nodes), nodes * 8,
+				 OWN_ODICT_FAST_NODES);
+	return err ? err : pend_chain(a, obj, TK_ODICT, OWN_ODICT_NODE);
 }
 
 static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
@@ -624,6 +737,21 @@ static struct pm_error *object_owned(struct analysis *a,
 			return pend(a, keys, OWN_DICT_KEYS);
 		return NULL;
 	}
+	case TK_DEQUE:
+		return pend_chain(a, obj, TK_DEQUE, OWN_DEQUE_BLOCK);
+	case TK_ARRAY:
+		return array_owned(a, b, avail);
+	case TK_STRINGIO: {
+		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
+		 * open (PyMem_Malloc(0) at first). */
+		uint64_t chars = field(b, avail, l->stringio_buf_size);
+		if (chars > CONTAINER_ITEMS_MAX)
+			return NULL;
+		return pend_sized(a, field(b, avail, l->stringio_buf),
+				  chars ? chars * 4 : 1, OWN_STRINGIO_BUFFER);
+	}
+	case TK_ODICT:
+		return odict_owned(a, obj, b, avail);
 	case TK_BUFFERED: {
 		/* Its read/write buffer: PyMem_Malloc(buffer_size), NULL once
 		 * closed. */
@@ -954,7 +1082,8 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 static void resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
-		if (a->pending[i].category == PM_CATEGORY_NONE)
+		if (a->pending[i].category == PM_CATEGORY_NONE ||
+		    a->pending[i].chain)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
@@ -1031,6 +1160,10 @@ static struct pm_error *find_static_types(struct analysis *a)
 	struct pm_error *err = pm_target_symbol(a->t, NULL, "PyFrozenSet_Type", &sym);
 	if (!err)
 		a->frozenset_type = sym.address;
+	pm_error_destroy(err);
+	err = pm_target_symbol(a->t, NULL, "PyBaseObject_Type", &sym);
+	if (!err)
+		a->object_type = sym.address;
 	pm_error_destroy(err);
 	for (int i = 0; i < OWN_KINDS; i++)
 		if ((err = category_get(a, "cpython", owned_names[i], "-", &a->cat_owned[i])))
@@ -1293,6 +1426,157 @@ static void interpreters_attribute(struct analysis *a)
 	}
 }
 
+/* ---- chains of container storage ----------------------------------- */
+
+enum {
+	DEQUE_ITEMS_MAX = 1 << 30,
+	CHAIN_BLOCK_MAX = 1024,         /* bytes of a deque block read at once */
+};
+
+static struct pm_error *chain_claim(struct analysis *a, struct pm_alloc *alloc,
+				    uint64_t start, enum owned what)
+{
+	if (a->nchain == a->chain_cap) {
+		size_t cap = a->chain_cap ? 2 * a->chain_cap : 1024;
+		void *p = realloc(a->chain, cap * sizeof(*a->chain));
+		if (!p)
+			return &pm_error_no_memory;
+		a->chain = p;
+		a->chain_cap = cap;
+	}
+	alloc->category = a->cat_owned[what];
+	a->chain[a->nchain++] = (struct chain_link){ alloc, start };
+	return NULL;
+}
+
+/* Ends a walk: the claimed allocations are attributed if it checked
+ * out, else given back. */
+static void chain_finish(struct analysis *a, bool ok)
+{
+	for (size_t i = 0; i < a->nchain; i++) {
+		struct pm_alloc *alloc = a->chain[i].alloc;
+		if (!ok) {
+			alloc->category = PM_CATEGORY_NONE;
+			continue;
+		}
+		alloc->object_offset = (uint8_t)(a->chain[i].start - alloc->addr);
+		a->heap->attributed++;
+	}
+	a->nchain = 0;
+}
+
+/* A deque's blocks, leftblock to rightblock by rightlink, each the exact
+ * start of a block-sized allocation whose leftlink is the one before; as
+ * many as its length and indexes say: leftindex + len + (BLOCKLEN - 1 -
+ * rightindex) is a whole number of blocks. The ends' outer links are
+ * stale in CPython, so not checked. */
+static struct pm_error *deque_blocks_walk(struct analysis *a, uint64_t obj,
+					  bool *ret)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t f[7], span, nblocks, b, prev = 0, per = l->deque_block_len;
+	uint8_t block[CHAIN_BLOCK_MAX];
+	*ret = false;
+	if (l->deque_block_size > sizeof(block) ||
+	    !read_fields(a, obj, 7, f))
+		return NULL;
+	int64_t len = (int64_t)f[2];
+	uint64_t left = f[l->deque_leftindex / 8], right = f[l->deque_rightindex / 8];
+	if (len < 0 || len > DEQUE_ITEMS_MAX || left >= per || right >= per)
+		return NULL;
+	span = left + (uint64_t)len + (per - 1 - right);
+	if (span % per)
+		return NULL;
+	nblocks = span / per;
+	b = f[l->deque_leftblock / 8];
+	for (uint64_t i = 0; i < nblocks; i++) {
+		struct pm_alloc *alloc = unknown_sized(a, b, l->deque_block_size);
+		if (!alloc || !read_fields(a, b, l->deque_block_size / 8,
+					   (uint64_t *)(void *)block) ||
+		    (i && pm_load_u64(block + l->deque_block_leftlink) != prev))
+			return NULL;
+		struct pm_error *err = chain_claim(a, alloc, b, OWN_DEQUE_BLOCK);
+		if (err)
+			return err;
+		prev = b;
+		b = pm_load_u64(block + l->deque_block_rightlink);
+	}
+	*ret = prev == f[l->deque_rightblock / 8];
+	return NULL;
+}
+
+/* 3.11+: the blocks a deque keeps for reuse (freeblocks[numfreeblocks]),
+ * each on its own. */
+static struct pm_error *deque_free_blocks(struct analysis *a, uint64_t obj)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t n, blocks[64];
+	if (!l->deque_freeblocks_max ||
+	    !read_fields(a, obj + l->deque_numfreeblocks, 1, &n) ||
+	    n > l->deque_freeblocks_max || n > 64 ||
+	    !read_fields(a, obj + l->deque_freeblocks, n, blocks))
+		return NULL;
+	for (uint64_t i = 0; i < n; i++) {
+		struct pm_alloc *alloc = unknown_sized(a, blocks[i], l->deque_block_size);
+		struct pm_error *err = alloc ?
+			chain_claim(a, alloc, blocks[i], OWN_DEQUE_BLOCK) : NULL;
+		if (err)
+			return err;
+		chain_finish(a, true);
+	}
+	return NULL;
+}
+
+/* An OrderedDict's nodes from od_first by next, each the exact start of a
+ * node-sized allocation whose prev is the one before; exactly ma_used of
+ * them, the last od_last with no next. */
+static struct pm_error *odict_nodes_walk(struct analysis *a, uint64_t obj,
+					 bool *ret)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t used, node, last, prev = 0, n[4];
+	*ret = false;
+	if (l->odict_node_size != sizeof(n) ||
+	    !read_fields(a, obj + l->odict_used, 1, &used) ||
+	    !read_fields(a, obj + l->odict_first, 1, &node) ||
+	    !read_fields(a, obj + l->odict_last, 1, &last) ||
+	    used > CONTAINER_ITEMS_MAX)
+		return NULL;
+	for (uint64_t i = 0; i < used; i++) {
+		struct pm_alloc *alloc = unknown_sized(a, node, l->odict_node_size);
+		if (!alloc || !read_fields(a, node, 4, n) ||
+		    n[l->odict_node_prev / 8] != prev)
+			return NULL;
+		struct pm_error *err = chain_claim(a, alloc, node, OWN_ODICT_NODE);
+		if (err)
+			return err;
+		prev = node;
+		node = n[l->odict_node_next / 8];
+	}
+	*ret = !node && prev == last;
+	return NULL;
+}
+
+/* The chains of the recognised deques and OrderedDicts (pend_chain). */
+static struct pm_error *chains_attribute(struct analysis *a)
+{
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < a->npending && !err; i++) {
+		const struct pending *p = &a->pending[i];
+		bool ok = false;
+		if (!p->chain || p->category == PM_CATEGORY_NONE)
+			continue;
+		if (p->chain == TK_DEQUE)
+			err = deque_blocks_walk(a, p->ptr, &ok);
+		else
+			err = odict_nodes_walk(a, p->ptr, &ok);
+		chain_finish(a, ok && !err);
+		if (!err && p->chain == TK_DEQUE)
+			err = deque_free_blocks(a, p->ptr);
+	}
+	return err;
+}
+
 static struct pm_error *structures_attribute(struct analysis *a)
 {
 	interpreters_attribute(a);
@@ -1382,6 +1666,8 @@ static struct pm_error *recognise_all(struct analysis *a)
 	if (!err)
 		resolve_pending(a);
 	if (!err)
+		err = chains_attribute(a);
+	if (!err)
 		err = resolve_str_entries(a);
 	if (!err)
 		err = structures_attribute(a);
@@ -1433,6 +1719,7 @@ static void analysis_deinit(struct analysis *a)
 	free(a->str_entries);
 	free(a->str_entry_keys);
 	free(a->pool_buf);
+	free(a->chain);
 }
 
 struct pm_error *pm_cpython_analyse(struct pm_target *t,

@@ -41,6 +41,28 @@ struct pm_cpython_layout {
 	 * BufferedWriter, BufferedRandom): its basicsize, the buffer that
 	 * PyMem_Malloc returned and the size it asked for. */
 	uint32_t buffered_size, buffered_buffer, buffered_buffer_size;
+	/* Containers of the standard library whose storage is not an object
+	 * (ptype /o against libpython and lib-dynload/array*.so), each with
+	 * the basicsize that identifies the C type by name:
+	 * collections.deque (dequeobject) and its blocks (struct BLOCK: 64
+	 * item pointers between leftlink and rightlink); 3.11+ keeps up to
+	 * deque_freeblocks_max freed blocks per deque (0: none, 3.8-3.10 use
+	 * a module-wide cache). */
+	uint32_t deque_size, deque_leftblock, deque_rightblock,
+		deque_leftindex, deque_rightindex, deque_numfreeblocks,
+		deque_freeblocks, deque_freeblocks_max;
+	uint32_t deque_block_size, deque_block_leftlink, deque_block_rightlink,
+		deque_block_len;
+	/* array.array (arrayobject) and its descriptor's itemsize */
+	uint32_t array_size, array_items, array_allocated, array_descr,
+		array_descr_itemsize;
+	/* _io.StringIO (stringio): its Py_UCS4 buffer of buf_size chars */
+	uint32_t stringio_size, stringio_buf, stringio_buf_size;
+	/* collections.OrderedDict (PyODictObject): ma_used of its dict, the
+	 * node list and the fast-nodes index; struct _odictnode */
+	uint32_t odict_size, odict_used, odict_first, odict_last,
+		odict_fast_nodes, odict_fast_nodes_size;
+	uint32_t odict_node_size, odict_node_next, odict_node_prev;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is

@@ -29,6 +29,28 @@
  * &((PyInterpreterState *)0)->threads.head (3.8-3.10: tstate_head), ->next,
  * ->_initial_thread, sizeof(PyInterpreterState), sizeof(PyThreadState)
  * (3.13: sizeof(_PyThreadStateImpl), what is allocated). */
+/* ptype /o dequeobject, block, arrayobject, struct arraydescr, stringio,
+ * PyODictObject, struct _odictnode: field offsets are the same in 3.8-3.13;
+ * 3.11 added the deque's own free-block cache, 3.12 reworked stringio's
+ * accumulator (so its size changed, the buffer fields did not). */
+#define PM_CONTAINERS_COMMON .deque_leftblock = 24, .deque_rightblock = 32, \
+	.deque_leftindex = 40, .deque_rightindex = 48, \
+	.deque_block_size = 528, .deque_block_leftlink = 0, \
+	.deque_block_rightlink = 520, .deque_block_len = 64, \
+	.array_size = 64, .array_items = 24, .array_allocated = 32, \
+	.array_descr = 40, .array_descr_itemsize = 4, \
+	.stringio_buf = 16, .stringio_buf_size = 40, \
+	.odict_size = 112, .odict_used = 16, .odict_first = 48, \
+	.odict_last = 56, .odict_fast_nodes = 64, .odict_fast_nodes_size = 72, \
+	.odict_node_size = 32, .odict_node_next = 16, .odict_node_prev = 24
+#define PM_CONTAINERS_UP_TO_310 PM_CONTAINERS_COMMON, .deque_size = 80, \
+	.stringio_size = 120
+#define PM_CONTAINERS_311 PM_CONTAINERS_COMMON, .deque_size = 216, \
+	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
+	.deque_freeblocks_max = 16, .stringio_size = 120
+#define PM_CONTAINERS_FROM_312 PM_CONTAINERS_COMMON, .deque_size = 216, \
+	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
+	.deque_freeblocks_max = 16, .stringio_size = 168
 #define PM_TSTATE_LINKS .tstate_prev = 0, .tstate_next = 8, .tstate_interp = 16
 #define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
 #define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
@@ -43,6 +65,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 2720, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_UP_TO_310,
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_38,
 	  .ht_cached_keys = 872 },
@@ -50,6 +73,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 5656, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_UP_TO_310,
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 864 },
@@ -57,6 +81,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 113528, .interp_initial_thread = 0,
 	  .tstate_size = 280, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_UP_TO_310,
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872 },
@@ -65,6 +90,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 40, .interp_threads_head = 16,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 107392,
 	  .tstate_size = 360, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_311,
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
@@ -74,6 +100,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 40, .interp_threads_head = 72,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 383264,
 	  .tstate_size = 288, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_FROM_312,
 	  PM_STR_FROM_312,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
@@ -84,6 +111,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 632, .interp_threads_head = 7344,
 	  .interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194624,
 	  .tstate_size = 336, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	  PM_CONTAINERS_FROM_312,
 	  PM_STR_FROM_312,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
