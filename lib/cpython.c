@@ -1513,7 +1513,7 @@ static struct pm_error *deque_free_blocks(struct analysis *a, uint64_t obj)
 	uint64_t n, blocks[64];
 	if (!l->deque_freeblocks_max ||
 	    !read_fields(a, obj + l->deque_numfreeblocks, 1, &n) ||
-	    n > l->deque_freeblocks_max || n > 64 ||
+	    !n || n > l->deque_freeblocks_max || n > 64 ||
 	    !read_fields(a, obj + l->deque_freeblocks, n, blocks))
 		return NULL;
 	for (uint64_t i = 0; i < n; i++) {

@@ -194,3 +194,146 @@ def test_interpreter_and_thread_states(python, mode):
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+CONTAINERS = 40
+
+
+def rows_of(pid):
+    report = harness.cli_json("summary", "--json", pid)
+    assert sum(r["bytes"] for r in report["rows"]) == report["total"]["bytes"]
+    return {(r["domain"], r["kind"]): r for r in report["rows"]}
+
+
+def row(rows, kind, what="count"):
+    return rows.get(("cpython", kind), {}).get(what, 0)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("python", python_params())
+def test_containers(python, mode):
+    """Container storage that is not an object, against what the frozen
+    process says of its containers (a quarter of each are subclasses):
+    - every array's buffer_info() address is an 'array buffer' at exactly
+      that address, holding at least len * itemsize bytes;
+    - 'deque block' count == the blocks that every deque's __sizeof__
+      accounts for (basicsize + 528 per block; the workload's deques never
+      pop, so none keeps a cached free block that __sizeof__ leaves out);
+    - 'stringio buffer' count == the StringIOs open in gc.get_objects(),
+      and, read from /proc/PID/mem, the buffers start (UCS-4) with exactly
+      the markers the workload wrote, one each;
+    - 'odict node' count == the keys of every OrderedDict; 'odict fast
+      nodes' count == the OrderedDicts whose __sizeof__ counts an index,
+      each allocation holding at least the bytes __sizeof__ says (at most
+      64 more: allocator rounding, a debug-hook header)."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, mode, "--containers", CONTAINERS) as t:
+        try:
+            truth = t.oracle["containers"]
+            assert truth["n"] == CONTAINERS
+            rows = rows_of(t.pid)
+
+            arrays = listed(t.pid, "array buffer")
+            for address, nbytes in truth["arrays"]:
+                assert address in arrays, hex(address)
+                alloc, size = arrays[address]
+                assert alloc <= address and nbytes <= alloc + size - address
+            assert row(rows, "array buffer") == len(arrays) >= CONTAINERS
+
+            assert truth["deque_blocks"] > CONTAINERS
+            assert row(rows, "deque block") == truth["deque_blocks"]
+
+            buffers = listed(t.pid, "stringio buffer")
+            assert len(buffers) == truth["stringios_open"] >= CONTAINERS
+            assert row(rows, "stringio buffer") == len(buffers)
+            marker = truth["stringio_marker"]
+            width = len(marker % 0) * 4
+            seen = []
+            for address, (alloc, size) in buffers.items():
+                assert alloc <= address < alloc + size
+                if alloc + size - address < width:
+                    continue
+                head = harness.read_mem(t.pid, address, address + width)
+                text = head.decode("utf-32-le", "replace")
+                if text.startswith(marker.split("%")[0]):
+                    seen.append(text)
+            assert sorted(seen) == [marker % i for i in range(CONTAINERS)]
+
+            assert truth["odict_nodes"] > CONTAINERS
+            assert row(rows, "odict node") == truth["odict_nodes"]
+            fast = listed(t.pid, "odict fast nodes")
+            assert len(fast) == truth["odict_fast_nodes"] > 0
+            assert row(rows, "odict fast nodes") == len(fast)
+            room = sum(alloc + size - address
+                       for address, (alloc, size) in fast.items())
+            assert truth["odict_fast_nodes_bytes"] <= room <= \
+                truth["odict_fast_nodes_bytes"] + 64 * len(fast)
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+def write_word(pid, address, value):
+    with open("/proc/%d/mem" % pid, "r+b", buffering=0) as f:
+        f.seek(address)
+        f.write(value.to_bytes(8, "little"))
+
+
+def word(pid, address):
+    return int.from_bytes(harness.read_mem(pid, address, address + 8),
+                          "little")
+
+
+def middle_link(pid, links, back, forward):
+    """A listed chain element whose back and forward links (at those
+    offsets) both point at listed elements: not an end of its chain."""
+    for address in sorted(links):
+        if word(pid, address + back) in links and \
+                word(pid, address + forward) in links:
+            return address
+    return None
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_container_chains_corrupted(python):
+    """Chains broken in the frozen process's memory (through /proc/PID/mem)
+    are left unknown as a whole and nothing else changes: a deque block in
+    the middle of its chain made to link forward to the block before it
+    (a cycle), and an OrderedDict node in the middle of its list given a
+    wrong prev. Each loses at least its own and both neighbours' (same
+    owner) attribution; every other row count is unchanged."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, "pymalloc", "--containers", CONTAINERS) as t:
+        try:
+            before = rows_of(t.pid)
+            blocks = listed(t.pid, "deque block")
+            block = middle_link(t.pid, blocks, 0, 520)
+            assert block, "no deque with 3 blocks"
+            left, right = word(t.pid, block), word(t.pid, block + 520)
+            nodes = listed(t.pid, "odict node")
+            node = middle_link(t.pid, nodes, 24, 16)
+            assert node, "no OrderedDict with 3 nodes"
+            prev, nxt = word(t.pid, node + 24), word(t.pid, node + 16)
+            write_word(t.pid, block + 520, left)
+            write_word(t.pid, node + 24, node)
+            after = rows_of(t.pid)
+            blocks_after = listed(t.pid, "deque block")
+            nodes_after = listed(t.pid, "odict node")
+            assert not {left, block, right} & set(blocks_after)
+            assert not {prev, node, nxt} & set(nodes_after)
+            assert set(blocks_after) < set(blocks)
+            assert set(nodes_after) < set(nodes)
+            assert row(after, "deque block") == len(blocks_after) <= \
+                row(before, "deque block") - 3
+            assert row(after, "odict node") == len(nodes_after) <= \
+                row(before, "odict node") - 3
+            for key, r in before.items():
+                if key[0] == "python" or key[1] in ("array buffer",
+                                                   "stringio buffer",
+                                                   "odict fast nodes"):
+                    assert after[key]["count"] == r["count"], key
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)

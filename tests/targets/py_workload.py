@@ -10,6 +10,8 @@ Oracle): the numbers describe the heap as it is at the stop.
 """
 
 import argparse
+import array
+import collections
 import ctypes
 import gc
 import io
@@ -51,6 +53,22 @@ class IntSentinel(int):
     pass
 
 
+class DequeSentinel(collections.deque):
+    pass
+
+
+class ArraySentinel(array.array):
+    pass
+
+
+class StringIOSentinel(io.StringIO):
+    pass
+
+
+class ODictSentinel(collections.OrderedDict):
+    pass
+
+
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd",
@@ -81,6 +99,9 @@ def parse_args(argv):
                    help="binary files kept open for writing (BufferedWriter)")
     p.add_argument("--file-buffering", type=int, default=20000,
                    help="their buffering= (the size of each _io buffer)")
+    p.add_argument("--containers", type=int, default=0,
+                   help="deques, arrays, StringIOs and OrderedDicts of "
+                        "varied sizes (a quarter of each are subclasses)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -197,6 +218,72 @@ def open_files(n, buffering):
                         if type(o) in kinds and not o.closed)
     return {"files": n, "buffering": buffering,
             "marker": IO_MARKER.decode(), "open_buffered": open_buffered}
+
+
+SIO_MARKER = "PMSIO-%08d-"   # at the start of each StringIO's buffer
+DEQUE_BLOCK = 528            # sizeof(block): 64 item pointers and 2 links
+
+
+def build_containers(n, rng):
+    """n of each container, a quarter of them instances of subclasses.
+    Deques are only appended to (left and right), never popped, so no
+    deque keeps a freed block (3.11+ caches those per deque, outside
+    __sizeof__). What the process says about them: each array's buffer
+    address and byte size (buffer_info()); the StringIO marker; and, from
+    gc.get_objects() (deques, StringIOs and OrderedDicts are GC objects),
+    totals over every instance in the process, computed later by
+    container_truth()."""
+    made = {"deques": [], "arrays": [], "stringios": [], "odicts": []}
+    for i in range(n):
+        sub = i % 4 == 3
+        d = (DequeSentinel if sub else collections.deque)(
+            range(rng.randint(0, 700)), *(() if i % 5 else (1000,)))
+        d.extendleft(range(rng.randint(0, 200)))
+        made["deques"].append(d)
+        code = "bhilqfd"[i % 7]
+        a = (ArraySentinel if sub else array.array)(
+            code, [k % 100 for k in range(rng.randint(1, 2000))])
+        for k in range(i % 3):
+            a.append(k)
+        made["arrays"].append(a)
+        s = (StringIOSentinel if sub else io.StringIO)(
+            SIO_MARKER % i + "y" * rng.randint(0, 5000))
+        made["stringios"].append(s)
+        od = (ODictSentinel if sub else collections.OrderedDict)(
+            (k, k) for k in range(rng.randint(0, 3000) if i % 6 else 0))
+        made["odicts"].append(od)
+    KEEP.append(made)
+    arrays = []
+    for a in made["arrays"]:
+        address, length = a.buffer_info()
+        arrays.append([address, length * a.itemsize])
+    return {"n": n, "arrays": arrays, "stringio_marker": SIO_MARKER}
+
+
+def container_truth():
+    """Totals over every deque, StringIO and OrderedDict (subclasses
+    too) that gc.get_objects() lists, from the objects' own accounting:
+    a deque's blocks from its __sizeof__ (basicsize + blocks * 528), an
+    OrderedDict's nodes (one per key) and its fast-nodes index from its
+    __sizeof__ (dict part + 8 per index slot + 32 per node)."""
+    truth = {"deques": 0, "deque_blocks": 0, "stringios_open": 0,
+             "odicts": 0, "odict_nodes": 0, "odict_fast_nodes": 0,
+             "odict_fast_nodes_bytes": 0}
+    for o in gc.get_objects():
+        if isinstance(o, collections.deque):
+            truth["deques"] += 1
+            truth["deque_blocks"] += \
+                (o.__sizeof__() - type(o).__basicsize__) // DEQUE_BLOCK
+        elif isinstance(o, io.StringIO):
+            truth["stringios_open"] += not o.closed
+        elif isinstance(o, collections.OrderedDict):
+            truth["odicts"] += 1
+            truth["odict_nodes"] += len(o)
+            fast = o.__sizeof__() - dict.__sizeof__(o) - 32 * len(o)
+            truth["odict_fast_nodes"] += fast > 0
+            truth["odict_fast_nodes_bytes"] += fast
+    del o
+    return truth
 
 
 def interpreter_states():
@@ -404,6 +491,9 @@ def main(argv):
     info["threads"] = start_threads(args.threads, args.thread_objects)
     info["interpreter"] = interpreter_states()
     info["io_buffers"] = open_files(args.open_files, args.file_buffering)
+    if args.containers:
+        info["containers"] = build_containers(args.containers, rng)
+        info["containers"].update(container_truth())
     if args.tracemalloc:
         # Entries of tracemalloc's traces table(s), one per traced block:
         # counted again as late as possible, the capture moves a few.
