@@ -36,6 +36,9 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: pymortem REPORT [options] <core-file|pid>\n"
+		"       pymortem select [options] QUERY <core-file|pid>\n"
+		"       pymortem describe ADDR <core-file|pid>\n"
+		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
 		"\nreports:\n");
@@ -88,6 +91,47 @@ static bool parse_pid(const char *text, pid_t *ret)
 	if (v <= 0 || v > 0x3fffffff)
 		return false;
 	*ret = (pid_t)v;
+	return true;
+}
+
+/* The operands between the report's name and the target, as the GDB
+ * commands take them: `select QUERY`, `describe ADDR`, `hexdump ADDR
+ * [LEN]` (the --query/--address/--length options say the same). */
+static bool take_operands(const char *report, char **operands, int count,
+			  struct pm_report_args *args)
+{
+	int max = 0;
+	if (strcmp(report, "select") == 0)
+		max = 1;
+	else if (strcmp(report, "describe") == 0)
+		max = 1;
+	else if (strcmp(report, "hexdump") == 0)
+		max = 2;
+	if (count > max) {
+		fprintf(stderr, "pymortem: error: %s takes %s before the core file or pid, not '%s'\n",
+			report, max == 0 ? "no operand" : max == 1 ?
+			(strcmp(report, "select") == 0 ? "one QUERY" : "one ADDR") :
+			"ADDR [LEN]", operands[max]);
+		return false;
+	}
+	if (count >= 1 && strcmp(report, "select") == 0) {
+		args->query = operands[0];
+		return true;
+	}
+	uint64_t number;
+	for (int i = 0; i < count; i++) {
+		if (!parse_number(operands[i], &number)) {
+			fprintf(stderr, "pymortem: error: %s needs a number for %s, not '%s'\n",
+				report, i == 0 ? "ADDR" : "LEN", operands[i]);
+			return false;
+		}
+		if (i == 0) {
+			args->address = number;
+			args->has_address = true;
+		} else {
+			args->length = number;
+		}
+	}
 	return true;
 }
 
@@ -235,16 +279,21 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc - optind != 2) {
-		usage(stderr);
+	if (argc - optind < 2) {
+		fprintf(stderr, "pymortem: error: %s\n%s",
+			argc == optind ? "which report? and on which core file or pid?" :
+			"on which core file or pid?",
+			"usage: pymortem REPORT [options] <core-file|pid>  (pymortem --help lists the reports)\n");
 		return EXIT_USAGE;
 	}
-	const char *report = argv[optind], *target = argv[optind + 1];
+	const char *report = argv[optind], *target = argv[argc - 1];
 	if (!report_exists(report)) {
 		fprintf(stderr, "pymortem: error: unknown report '%s' (see pymortem --help)\n",
 			report);
 		return EXIT_USAGE;
 	}
+	if (!take_operands(report, argv + optind + 1, argc - optind - 2, &args))
+		return EXIT_USAGE;
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);

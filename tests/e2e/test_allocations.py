@@ -365,3 +365,29 @@ def test_gdb_commands_equal_cli():
             assert got == harness.cli_json("--json", *cli, t.pid), cmd
         chosen = json.loads(results[pairs[2][0]]["output"])
         assert chosen["matching"] == 100
+
+
+def test_positional_operands(target, where):
+    """`select QUERY`, `describe ADDR`, `hexdump ADDR LEN` before the target
+    (as the GDB commands take them) print what the option forms print."""
+    addr = hex(target.oracle["sentinel_addresses"]["str"][0])
+    query = 'kind == "str" and size > 100'
+    pairs = [
+        (["select", "--json", query], ["select", "--json", "--query", query]),
+        (["describe", "--json", addr], ["describe", "--json", "--address", addr]),
+        (["hexdump", "--json", addr, "48"],
+         ["hexdump", "--json", "--address", addr, "--length", "48"]),
+    ]
+    for positional, options in pairs:
+        assert harness.cli_json(*positional, where) == \
+            harness.cli_json(*options, where), positional[0]
+    for argv, says in ((["summary", "extra"], "summary takes no operand"),
+                       (["hexdump", "0xzz"], "needs a number for ADDR, not '0xzz'"),
+                       (["describe", addr, "8"], "takes one ADDR"),
+                       ([], "which report?")):
+        bad = harness.run_cli(*argv, where, check=False)
+        if not argv:
+            bad = harness.run_cli(check=False)
+        assert bad.returncode == 2, (argv, bad.returncode)
+        assert says in bad.stderr, (argv, bad.stderr)
+        assert "Traceback" not in bad.stderr and not bad.stdout
