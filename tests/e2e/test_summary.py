@@ -289,6 +289,62 @@ def test_summary_survives_random_corruption(python):
         assert report["warning_count"] >= len(report["warnings"])
 
 
+@pytest.mark.parametrize("python", python_params())
+def test_summary_survives_random_heap_corruption(python):
+    """With every object in glibc chunks (PYTHONMALLOC=malloc) and the
+    container chains of --containers (deque blocks, odict nodes, array and
+    StringIO buffers): hundreds of random words overwritten over the glibc
+    heap (chunk headers, object headers, chain links, buffer pointers).
+    Every report still answers (exit 0, a JSON document: an ASan/UBSan
+    build turns any bad read into a failure here), accounts for every
+    allocation it walks, and says it found problems when glibc's own
+    chunk headers were hit."""
+    import random
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    rng = random.Random("heap" + label)
+    env = dict(os.environ, PYTHONMALLOC="malloc")
+    env.pop("MALLOC_PERTURB_", None)
+    argv = [path, harness.PY_WORKLOAD, "--sentinels", 200, "--containers", 24]
+    with harness.start_stopped(argv, env=env) as t:
+        try:
+            heap = [r for r in harness.cli_json("regions", "--json", t.pid)
+                    ["regions"] if "glibc main heap" in r.get("label", "")]
+            assert heap, "no main heap region"
+            lo, hi = heap[0]["start"], heap[0]["end"]
+            anchors = [a for a, _ in t.oracle["containers"]["arrays"]] + [
+                a for v in t.oracle["sentinel_addresses"].values() for a in v]
+            with open("/proc/%d/mem" % t.pid, "r+b", buffering=0) as f:
+                for k in range(600):
+                    if k % 3:
+                        a = rng.choice(anchors) + rng.randrange(-4096, 4096)
+                    else:
+                        a = rng.randrange(lo, hi)
+                    a &= ~7
+                    word = struct.pack("<Q", rng.choice(
+                        [0, 1, 0x21, 0xffffffffffffffff, rng.getrandbits(64),
+                         rng.choice(anchors), a + 8, a - 16]))
+                    try:
+                        f.seek(a)
+                        f.write(word)
+                    except OSError:
+                        pass    # not mapped there
+            for report in (["summary"], ["summary", "--by", "allocator"],
+                           ["objects", "--limit", 100],
+                           ["allocations", "--all", "--limit", 100],
+                           ["malloc-stats"], ["pymalloc-stats"]):
+                r = harness.cli_json(*(report + ["--json", t.pid]))
+                if report[0] == "summary":
+                    assert sum(x["bytes"] for x in r["rows"]) == \
+                        r["total"]["bytes"]
+                    assert r["warning_count"] >= len(r["warnings"])
+                    # ~200 random words over the heap hit chunk headers.
+                    assert r["warning_count"] > 0
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
 FAKE_PYTHON_C = r"""
 /* Looks like a CPython to the detector: the symbols it starts from. */
 #include <signal.h>
