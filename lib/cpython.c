@@ -37,7 +37,8 @@ enum {
 /* What a type is, for attribution of the buffers its instances own. */
 enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
-		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_KINDS };
+		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
+		 TK_KINDS };
 
 /* The static types the recogniser needs to know by address (exported). */
 static const char *const kind_symbols[TK_KINDS] = {
@@ -98,7 +99,8 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
 	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
 	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
-	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE, OWN_KINDS };
+	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
+	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
@@ -106,7 +108,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
 	"interpreter state", "thread state", "deque block", "array buffer",
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
-	"module state",
+	"module state", "element extra", "element children",
 };
 
 /* A chain of allocations being walked: each claimed (given its category)
@@ -323,6 +325,7 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "array.array", TK_ARRAY, l->array_size },
 		{ "_io.StringIO", TK_STRINGIO, l->stringio_size },
 		{ "collections.OrderedDict", TK_ODICT, l->odict_size },
+		{ "xml.etree.ElementTree.Element", TK_ELEMENT, l->element_size },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
@@ -745,6 +748,31 @@ static struct pm_error *module_owned(struct analysis *a, const uint8_t *b,
 	return pend_sized(a, state, size, OWN_MODULE_STATE);
 }
 
+/* An ElementTree element's extra (attributes and children; NULL while it
+ * has neither): PyObject_Malloc'd, and so is its children array once it
+ * outgrows the inline one. Both only when the extra is consistent. */
+static struct pm_error *element_owned(struct analysis *a, const uint8_t *b,
+				      size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t extra = field(b, avail, l->element_extra);
+	uint64_t length, allocated, children;
+	if (!extra || extra & 7 ||
+	    !read_word(a, extra + l->element_extra_length, &length) ||
+	    !read_word(a, extra + l->element_extra_allocated, &allocated) ||
+	    !read_word(a, extra + l->element_extra_children, &children) ||
+	    length > allocated || allocated > CONTAINER_ITEMS_MAX)
+		return NULL;
+	bool inline_children = children == extra + l->element_extra_inline;
+	if (inline_children != (allocated <= l->element_static_children))
+		return NULL;
+	struct pm_error *err = pend_sized(a, extra, l->element_extra_size,
+					  OWN_ELEMENT_EXTRA);
+	if (!err && !inline_children)
+		err = pend_sized(a, children, allocated * 8, OWN_ELEMENT_CHILDREN);
+	return err;
+}
+
 static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
 				  size_t avail)
 {
@@ -807,6 +835,8 @@ static struct pm_error *object_owned(struct analysis *a,
 		return type_owned(a, obj);
 	case TK_MODULE:
 		return module_owned(a, b, avail);
+	case TK_ELEMENT:
+		return element_owned(a, b, avail);
 	case TK_DEQUE:
 		return pend_chain(a, obj, TK_DEQUE, OWN_DEQUE_BLOCK);
 	case TK_ARRAY:
@@ -836,10 +866,13 @@ static struct pm_error *object_owned(struct analysis *a,
 	}
 }
 
+/* 3.12+ (64-bit) only ever change the low 32 bits of ob_refcnt (Py_INCREF
+ * stops at UINT32_MAX, immortal objects have (int32)refcnt < 0): a high
+ * half that is not 0 is a pointer, not a reference count. */
 static bool refcnt_ok(const struct analysis *a, uint64_t rc)
 {
-	if (a->l->immortal && (int32_t)(uint32_t)rc < 0)
-		return true;
+	if (a->l->immortal)
+		return rc >> 32 == 0;
 	return rc < REFCNT_MAX;
 }
 
@@ -1143,6 +1176,37 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 		d.usable <= p->size + slack;
 }
 
+/* A module state holds pointers, often a heap type's at word 1, so its
+ * start can pass for a plain object (no GC head, so at offset 0, owning
+ * nothing). The state, of its module's exact size, is the better reading:
+ * that object is given up. */
+static bool plain_object_yields(struct analysis *a, const struct pending *p,
+				struct pm_alloc *alloc)
+{
+	uint64_t tp;
+	const struct type_info *ti;
+	if (p->category != a->cat_owned[OWN_MODULE_STATE] ||
+	    alloc->category == PM_CATEGORY_NONE ||
+	    alloc->addr + alloc->object_offset != p->ptr ||
+	    !pending_fits(a, p, alloc) || !read_word(a, p->ptr + 8, &tp))
+		return false;
+	struct pm_error *err = type_get(a, tp, &ti);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	if (!ti || ti->kind != TK_OTHER ||
+	    ti->flags & (TPFLAG_HAVE_GC | a->l->preheader_flags) ||
+	    (alloc->category != ti->cat_live && alloc->category != ti->cat_free))
+		return false;
+	if (alloc->category == ti->cat_free)
+		a->heap->free_list_objects--;
+	else
+		a->heap->objects--;
+	alloc->category = PM_CATEGORY_NONE;
+	return true;
+}
+
 static void resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
@@ -1151,6 +1215,8 @@ static void resolve_pending(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
+		if (alloc)
+			plain_object_yields(a, &a->pending[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending[i], alloc)) {
 			alloc->category = a->pending[i].category;
