@@ -29,19 +29,26 @@ enum {
 	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
 	BUFFERED_SIZE_MAX = 1 << 30, /* an _io buffer_size taken as plausible */
 	CONTAINER_ITEMS_MAX = 1 << 30, /* array/StringIO/odict sizes taken */
+	TYPE_DOC_MAX = 1 << 20,     /* a docstring's allocation, at most */
+	MODULE_STATE_MAX = 1 << 30, /* a PyModuleDef.m_size taken */
 };
 #define REFCNT_MAX (UINT64_C(1) << 40)
 
 /* What a type is, for attribution of the buffers its instances own. */
 enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
-		 TK_STRINGIO, TK_ODICT, TK_KINDS };
+		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
+		 TK_KINDS };
 
 /* The static types the recogniser needs to know by address (exported). */
 static const char *const kind_symbols[TK_KINDS] = {
 	[TK_LIST] = "PyList_Type", [TK_DICT] = "PyDict_Type",
 	[TK_SET] = "PySet_Type", [TK_STR] = "PyUnicode_Type",
 	[TK_BYTEARRAY] = "PyByteArray_Type", [TK_TYPE] = "PyType_Type",
+};
+/* ... and those whose absence only costs the attribution they give. */
+static const char *const optional_kind_symbols[TK_KINDS] = {
+	[TK_MODULE] = "PyModule_Type",
 };
 
 struct type_info {
@@ -92,14 +99,16 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
 	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
 	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
-	     OWN_ODICT_FAST_NODES, OWN_KINDS };
+	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
+	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
 	"pymalloc radix tree node", "AST arena", "AST arena block",
 	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
 	"interpreter state", "thread state", "deque block", "array buffer",
-	"stringio buffer", "odict node", "odict fast nodes",
+	"stringio buffer", "odict node", "odict fast nodes", "type doc",
+	"module state", "element extra", "element children",
 };
 
 /* A chain of allocations being walked: each claimed (given its category)
@@ -316,6 +325,7 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "array.array", TK_ARRAY, l->array_size },
 		{ "_io.StringIO", TK_STRINGIO, l->stringio_size },
 		{ "collections.OrderedDict", TK_ODICT, l->odict_size },
+		{ "xml.etree.ElementTree.Element", TK_ELEMENT, l->element_size },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
@@ -670,6 +680,99 @@ static struct pm_error *odict_owned(struct analysis *a, uint64_t obj,
 	return err ? err : pend_chain(a, obj, TK_ODICT, OWN_ODICT_NODE);
 }
 
+struct alloc_data {
+	uint64_t start, usable;
+};
+static struct alloc_data alloc_data_of(const struct analysis *a,
+				       const struct pm_alloc *alloc);
+
+/* A heap type's tp_doc: type_new and PyType_FromSpec copy the docstring
+ * into an allocation of strlen + 1 bytes. The string is measured within
+ * the allocation whose data starts at doc (none: not pended); pend_sized
+ * then checks that its size is what was asked for. */
+static struct pm_error *type_doc_owned(struct analysis *a, uint64_t doc)
+{
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(a->heap, doc);
+	if (!alloc || (alloc->kind != PM_ALLOC_PYMALLOC &&
+		       alloc->kind != PM_ALLOC_GLIBC &&
+		       alloc->kind != PM_ALLOC_MMAPPED))
+		return NULL;
+	struct alloc_data d = alloc_data_of(a, alloc);
+	if (d.start != doc || d.usable > TYPE_DOC_MAX)
+		return NULL;
+	uint8_t buf[512];
+	for (uint64_t off = 0; off < d.usable; off += sizeof(buf)) {
+		size_t n = d.usable - off < sizeof(buf) ? (size_t)(d.usable - off) :
+			sizeof(buf);
+		struct pm_error *err = pm_target_read(a->t, doc + off, buf, n);
+		if (err) {
+			pm_error_destroy(err);
+			return NULL;
+		}
+		const uint8_t *nul = memchr(buf, 0, n);
+		if (nul)
+			return pend_sized(a, doc, off + (uint64_t)(nul - buf) + 1,
+					  OWN_TYPE_DOC);
+	}
+	return NULL;
+}
+
+/* A class: its shared-keys table (instances' split dicts) and its doc. */
+static struct pm_error *type_owned(struct analysis *a, uint64_t obj)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t flags, keys, doc;
+	if (!read_word(a, obj + l->tp_flags, &flags) ||
+	    !(flags & TPFLAG_HEAPTYPE))
+		return NULL;
+	struct pm_error *err = NULL;
+	if (read_word(a, obj + l->ht_cached_keys, &keys))
+		err = pend(a, keys, OWN_DICT_KEYS);
+	if (!err && read_word(a, obj + l->tp_doc, &doc) && doc)
+		err = type_doc_owned(a, doc);
+	return err;
+}
+
+/* A module's state: md_def->m_size bytes from PyMem_Malloc (m_size is
+ * read from the definition, static data of the module's library). */
+static struct pm_error *module_owned(struct analysis *a, const uint8_t *b,
+				     size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t def = field(b, avail, l->module_def), size;
+	uint64_t state = field(b, avail, l->module_state);
+	if (!state || !def || def & 7 ||
+	    !read_word(a, def + l->moduledef_size, &size) ||
+	    !size || size > MODULE_STATE_MAX)
+		return NULL;
+	return pend_sized(a, state, size, OWN_MODULE_STATE);
+}
+
+/* An ElementTree element's extra (attributes and children; NULL while it
+ * has neither): PyObject_Malloc'd, and so is its children array once it
+ * outgrows the inline one. Both only when the extra is consistent. */
+static struct pm_error *element_owned(struct analysis *a, const uint8_t *b,
+				      size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	uint64_t extra = field(b, avail, l->element_extra);
+	uint64_t length, allocated, children;
+	if (!extra || extra & 7 ||
+	    !read_word(a, extra + l->element_extra_length, &length) ||
+	    !read_word(a, extra + l->element_extra_allocated, &allocated) ||
+	    !read_word(a, extra + l->element_extra_children, &children) ||
+	    length > allocated || allocated > CONTAINER_ITEMS_MAX)
+		return NULL;
+	bool inline_children = children == extra + l->element_extra_inline;
+	if (inline_children != (allocated <= l->element_static_children))
+		return NULL;
+	struct pm_error *err = pend_sized(a, extra, l->element_extra_size,
+					  OWN_ELEMENT_EXTRA);
+	if (!err && !inline_children)
+		err = pend_sized(a, children, allocated * 8, OWN_ELEMENT_CHILDREN);
+	return err;
+}
+
 static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
 				  size_t avail)
 {
@@ -728,15 +831,12 @@ static struct pm_error *object_owned(struct analysis *a,
 		return str_owned(a, b, avail);
 	case TK_BYTEARRAY:
 		return pend(a, field(b, avail, l->bytearray_bytes), OWN_BYTEARRAY);
-	case TK_TYPE: {
-		/* A class: its shared-keys table (instances' split dicts). */
-		uint64_t flags, keys;
-		if (read_word(a, obj + l->tp_flags, &flags) &&
-		    (flags & TPFLAG_HEAPTYPE) &&
-		    read_word(a, obj + l->ht_cached_keys, &keys))
-			return pend(a, keys, OWN_DICT_KEYS);
-		return NULL;
-	}
+	case TK_TYPE:
+		return type_owned(a, obj);
+	case TK_MODULE:
+		return module_owned(a, b, avail);
+	case TK_ELEMENT:
+		return element_owned(a, b, avail);
 	case TK_DEQUE:
 		return pend_chain(a, obj, TK_DEQUE, OWN_DEQUE_BLOCK);
 	case TK_ARRAY:
@@ -766,10 +866,13 @@ static struct pm_error *object_owned(struct analysis *a,
 	}
 }
 
+/* 3.12+ (64-bit) only ever change the low 32 bits of ob_refcnt (Py_INCREF
+ * stops at UINT32_MAX, immortal objects have (int32)refcnt < 0): a high
+ * half that is not 0 is a pointer, not a reference count. */
 static bool refcnt_ok(const struct analysis *a, uint64_t rc)
 {
-	if (a->l->immortal && (int32_t)(uint32_t)rc < 0)
-		return true;
+	if (a->l->immortal)
+		return rc >> 32 == 0;
 	return rc < REFCNT_MAX;
 }
 
@@ -1060,12 +1163,6 @@ const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
 	return NULL;
 }
 
-struct alloc_data {
-	uint64_t start, usable;
-};
-static struct alloc_data alloc_data_of(const struct analysis *a,
-				       const struct pm_alloc *alloc);
-
 /* A sized pending buffer is only its allocation when that starts at ptr
  * and is the size asked for, give or take the allocator's rounding. */
 static bool pending_fits(const struct analysis *a, const struct pending *p,
@@ -1079,6 +1176,37 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 		d.usable <= p->size + slack;
 }
 
+/* A module state holds pointers, often a heap type's at word 1, so its
+ * start can pass for a plain object (no GC head, so at offset 0, owning
+ * nothing). The state, of its module's exact size, is the better reading:
+ * that object is given up. */
+static bool plain_object_yields(struct analysis *a, const struct pending *p,
+				struct pm_alloc *alloc)
+{
+	uint64_t tp;
+	const struct type_info *ti;
+	if (p->category != a->cat_owned[OWN_MODULE_STATE] ||
+	    alloc->category == PM_CATEGORY_NONE ||
+	    alloc->addr + alloc->object_offset != p->ptr ||
+	    !pending_fits(a, p, alloc) || !read_word(a, p->ptr + 8, &tp))
+		return false;
+	struct pm_error *err = type_get(a, tp, &ti);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	if (!ti || ti->kind != TK_OTHER ||
+	    ti->flags & (TPFLAG_HAVE_GC | a->l->preheader_flags) ||
+	    (alloc->category != ti->cat_live && alloc->category != ti->cat_free))
+		return false;
+	if (alloc->category == ti->cat_free)
+		a->heap->free_list_objects--;
+	else
+		a->heap->objects--;
+	alloc->category = PM_CATEGORY_NONE;
+	return true;
+}
+
 static void resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
@@ -1087,6 +1215,8 @@ static void resolve_pending(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
+		if (alloc)
+			plain_object_yields(a, &a->pending[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending[i], alloc)) {
 			alloc->category = a->pending[i].category;
@@ -1157,7 +1287,16 @@ static struct pm_error *find_static_types(struct analysis *a)
 		a->kind_types[k] = sym.address;
 	}
 	struct pm_symbol sym;
-	struct pm_error *err = pm_target_symbol(a->t, NULL, "PyFrozenSet_Type", &sym);
+	struct pm_error *err;
+	for (int k = 1; k < TK_KINDS; k++) {
+		if (!optional_kind_symbols[k])
+			continue;
+		err = pm_target_symbol(a->t, NULL, optional_kind_symbols[k], &sym);
+		if (!err)
+			a->kind_types[k] = sym.address;
+		pm_error_destroy(err);
+	}
+	err = pm_target_symbol(a->t, NULL, "PyFrozenSet_Type", &sym);
 	if (!err)
 		a->frozenset_type = sym.address;
 	pm_error_destroy(err);

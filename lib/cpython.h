@@ -16,6 +16,7 @@ struct pm_cpython_layout {
 	int minor;
 	/* PyTypeObject */
 	uint32_t tp_name, tp_basicsize, tp_itemsize, tp_flags, tp_base;
+	uint32_t tp_doc;            /* a heap type's: its own allocation */
 	uint32_t ht_cached_keys;
 	/* tp_flags bits that put a 16-byte pre-header before the GC head */
 	uint64_t preheader_flags;
@@ -63,6 +64,16 @@ struct pm_cpython_layout {
 	uint32_t odict_size, odict_used, odict_first, odict_last,
 		odict_fast_nodes, odict_fast_nodes_size;
 	uint32_t odict_node_size, odict_node_next, odict_node_prev;
+	/* _elementtree's ElementObject and its ElementObjectExtra (attrib,
+	 * length, allocated, children: its own _children[] inline until it
+	 * holds more than element_static_children, then a separate array). */
+	uint32_t element_size, element_extra, element_extra_size,
+		element_extra_length, element_extra_allocated,
+		element_extra_children, element_extra_inline,
+		element_static_children;
+	/* PyModuleObject md_def, md_state (PyMem_Malloc'd, md_def->m_size
+	 * bytes) and PyModuleDef m_size. */
+	uint32_t module_def, module_state, moduledef_size;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is

@@ -6,7 +6,10 @@
 #include <stddef.h>
 
 #define PM_TYPE_OFFSETS .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, \
-	.tp_flags = 168, .tp_base = 256
+	.tp_flags = 168, .tp_doc = 176, .tp_base = 256
+/* Same in 3.8-3.13 (ptype /o PyModuleObject, struct PyModuleDef) */
+#define PM_MODULE_OFFSETS .module_def = 24, .module_state = 32, \
+	.moduledef_size = 56
 #define PM_CONTAINER_OFFSETS .list_items = 24, .dict_keys = 32, \
 	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
 	.bytearray_bytes = 32
@@ -51,6 +54,12 @@
 #define PM_CONTAINERS_FROM_312 PM_CONTAINERS_COMMON, .deque_size = 216, \
 	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
 	.deque_freeblocks_max = 16, .stringio_size = 168
+/* ptype /o ElementObject, ElementObjectExtra (lib-dynload/_elementtree*.so):
+ * the same in 3.8-3.13. */
+#define PM_ELEMENT_OFFSETS .element_size = 56, .element_extra = 40, \
+	.element_extra_size = 64, .element_extra_length = 8, \
+	.element_extra_allocated = 16, .element_extra_children = 24, \
+	.element_extra_inline = 32, .element_static_children = 4
 #define PM_TSTATE_LINKS .tstate_prev = 0, .tstate_next = 8, .tstate_interp = 16
 #define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
 #define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
@@ -61,7 +70,7 @@ enum {
 };
 
 static const struct pm_cpython_layout layouts[] = {
-	{ .minor = 8, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 8, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 2720, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -69,7 +78,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_38,
 	  .ht_cached_keys = 872 },
-	{ .minor = 9, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 9, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 5656, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -77,7 +86,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 864 },
-	{ .minor = 10, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 10, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 113528, .interp_initial_thread = 0,
 	  .tstate_size = 280, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -86,7 +95,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872 },
 	/* 3.11: values pointer at obj-32, dict pointer at obj-24 */
-	{ .minor = 11, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 11, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 40, .interp_threads_head = 16,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 107392,
 	  .tstate_size = 360, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -96,7 +105,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
 	  .managed_values = -32, .managed_dict = -24 },
 	/* 3.12: one word at obj-24, values (tagged) or dict; weakrefs at obj-32 */
-	{ .minor = 12, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 12, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 40, .interp_threads_head = 72,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 383264,
 	  .tstate_size = 288, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -107,7 +116,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .immortal = true, .managed_values = -24, .managed_dict = -24,
 	  .managed_values_tagged = true },
 	/* 3.13: values are inline in the object; dict pointer at obj-24 */
-	{ .minor = 13, PM_TYPE_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 13, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 632, .interp_threads_head = 7344,
 	  .interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194624,
 	  .tstate_size = 336, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,

@@ -22,6 +22,7 @@ import signal
 import string
 import sys
 import threading
+import types
 
 # Everything the workload builds stays reachable from here until the end.
 KEEP = []
@@ -102,6 +103,15 @@ def parse_args(argv):
     p.add_argument("--containers", type=int, default=0,
                    help="deques, arrays, StringIOs and OrderedDicts of "
                         "varied sizes (a quarter of each are subclasses)")
+    p.add_argument("--doc-classes", type=int, default=0,
+                   help="classes with docstrings of distinctive lengths "
+                        "(some over 512 bytes) and markers")
+    p.add_argument("--module-states", action="store_true",
+                   help="import extension modules that keep a module "
+                        "state; report PyModule_GetState of every module")
+    p.add_argument("--elements", type=int, default=0,
+                   help="ElementTree elements with 0 to 9 children, some "
+                        "with attributes")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -474,6 +484,86 @@ def capture_and_stop(path, info, gc_addresses, no_stop):
         kill(pid, sig)
 
 
+DOC_MARKER = "pymortem-doc-%d:"
+
+
+def build_doc_classes(n):
+    """n classes made by type_new, each with a docstring that starts
+    with its marker and is 1 + 37 * i bytes longer (up to over 512): its
+    copy is the heap type's tp_doc. Also what the process says of every
+    heap type: how many hold a str __doc__ in their own dict (tp_doc set
+    from it, or it set from tp_doc by PyType_FromSpec) without a NUL."""
+    docs = []
+    for i in range(n):
+        doc = DOC_MARKER % i + "d" * (1 + 37 * i)
+        KEEP.append(type("DocClass%d" % i, (), {"__doc__": doc}))
+        docs.append(doc)
+    heap = 0
+    for t in gc.get_objects():
+        if isinstance(t, type) and t.__flags__ & (1 << 9):
+            doc = t.__dict__.get("__doc__")
+            heap += isinstance(doc, str) and "\0" not in doc
+    return {"marker": DOC_MARKER, "lengths": [len(d) for d in docs],
+            "heap_types_with_doc": heap}
+
+
+def module_states():
+    """Imports extension modules that keep state (m_size > 0) and reports,
+    for every module object in sys.modules, what the C API says:
+    PyModule_GetState and its definition's m_size (PyModuleDef as declared
+    in moduleobject.h)."""
+    for name in ("_decimal", "array", "_json", "_csv", "_struct",
+                 "_pickle", "_random", "_datetime", "_socket", "_queue"):
+        try:
+            KEEP.append(__import__(name))
+        except ImportError:
+            pass
+
+    class ModuleDef(ctypes.Structure):
+        _fields_ = [("ob_refcnt", ctypes.c_ssize_t),
+                    ("ob_type", ctypes.c_void_p),
+                    ("m_init", ctypes.c_void_p),
+                    ("m_index", ctypes.c_ssize_t),
+                    ("m_copy", ctypes.c_void_p),
+                    ("m_name", ctypes.c_char_p),
+                    ("m_doc", ctypes.c_char_p),
+                    ("m_size", ctypes.c_ssize_t)]
+    api = ctypes.pythonapi
+    api.PyModule_GetState.restype = ctypes.c_void_p
+    api.PyModule_GetState.argtypes = [ctypes.py_object]
+    api.PyModule_GetDef.restype = ctypes.POINTER(ModuleDef)
+    api.PyModule_GetDef.argtypes = [ctypes.py_object]
+    states = []
+    for name, m in list(sys.modules.items()):
+        if not isinstance(m, types.ModuleType):
+            continue
+        state = api.PyModule_GetState(m)
+        d = api.PyModule_GetDef(m)
+        if state and d:
+            states.append({"name": name, "address": state,
+                           "size": d.contents.m_size})
+    return states
+
+
+def build_elements(n):
+    """n C ElementTree elements (xml.etree.ElementTree.Element is the
+    _elementtree type), element i with i % 10 children (each child a leaf
+    without extra) and, every third, an attribute. What the process says:
+    how many have an extra (children or attributes: keys() does not create
+    one, .attrib would) and how many outgrew the 4 inline child slots."""
+    from xml.etree import ElementTree as ET
+    made = []
+    for i in range(n):
+        e = ET.Element("pm%d" % i, {"k": str(i)} if i % 3 == 0 else {})
+        for k in range(i % 10):
+            e.append(ET.Element("c"))
+        made.append(e)
+    KEEP.append(made)
+    return {"type": type(made[0]).__module__ + "." + type(made[0]).__name__,
+            "extras": sum(1 for e in made if len(e) or e.keys()),
+            "children_arrays": sum(1 for e in made if len(e) > 4)}
+
+
 def main(argv):
     args = parse_args(argv)
     if args.tracemalloc:
@@ -494,6 +584,13 @@ def main(argv):
     if args.containers:
         info["containers"] = build_containers(args.containers, rng)
         info["containers"].update(container_truth())
+    if args.module_states:
+        info["module_states"] = module_states()
+    if args.elements:
+        info["elements"] = build_elements(args.elements)
+    if args.doc_classes:
+        # Last: its count of documented heap types covers the others'.
+        info["doc_classes"] = build_doc_classes(args.doc_classes)
     if args.tracemalloc:
         # Entries of tracemalloc's traces table(s), one per traced block:
         # counted again as late as possible, the capture moves a few.
