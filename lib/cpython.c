@@ -74,6 +74,7 @@ struct pending {
 	/* Not 0: ptr is an object (this enum type_kind) that owns a chain
 	 * of allocations, walked after recognition (chains_attribute). */
 	uint8_t chain;
+	uint64_t owner;             /* the object whose field points at ptr */
 };
 
 /* A GC head of an accepted object: its list links. Pushed in address order,
@@ -131,6 +132,9 @@ struct analysis {
 	uint64_t object_type;       /* PyBaseObject_Type: ends a tp_base walk */
 	struct chain_link *chain;
 	size_t nchain, chain_cap;
+	uint64_t chain_owner;       /* the deque or OrderedDict being walked */
+	uint64_t owner_now;         /* the object whose buffers are pended */
+	size_t owners_cap;
 	struct type_map types;
 	uint32_t *cat_index;        /* open addressing over heap->categories */
 	size_t cat_index_cap, categories_cap, allocs_cap;
@@ -618,7 +622,8 @@ static struct pm_error *pend_sized(struct analysis *a, uint64_t ptr,
 		a->pending_cap = cap;
 	}
 	a->pending[a->npending++] = (struct pending){
-		.ptr = ptr, .size = size, .category = a->cat_owned[what] };
+		.ptr = ptr, .size = size, .category = a->cat_owned[what],
+		.owner = a->owner_now };
 	return NULL;
 }
 
@@ -812,6 +817,7 @@ static struct pm_error *object_owned(struct analysis *a,
 				     const uint8_t *b, size_t avail, size_t pre)
 {
 	const struct pm_cpython_layout *l = a->l;
+	a->owner_now = obj;
 	struct pm_error *err = managed_values_owned(a, ti, b, pre);
 	if (err)
 		return err;
@@ -936,6 +942,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 			a->heap->objects++;
 			d.pending_start = a->npending;
 			err = object_owned(a, ti, obj, b, len - at, at);
+			a->owner_now = 0;
 			d.pending_end = a->npending;
 		}
 		if (!err && verdict == GC_UNKNOWN)
@@ -1207,7 +1214,48 @@ static bool plain_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
-static void resolve_pending(struct analysis *a)
+/* Records that owner's field points at the allocation starting at
+ * buffer (sorted once the analysis is done). */
+static struct pm_error *owner_record(struct analysis *a, uint64_t buffer,
+				     uint64_t owner)
+{
+	struct pm_cpython_heap *h = a->heap;
+	if (!owner)
+		return NULL;
+	if (h->nowners == a->owners_cap) {
+		size_t cap = a->owners_cap ? 2 * a->owners_cap : 4096;
+		void *p = realloc(h->owners, cap * sizeof(*h->owners));
+		if (!p)
+			return &pm_error_no_memory;
+		h->owners = p;
+		a->owners_cap = cap;
+	}
+	h->owners[h->nowners++] = (struct pm_owner){ buffer, owner };
+	return NULL;
+}
+
+static int owner_compare(const void *x, const void *y)
+{
+	const struct pm_owner *p = x, *q = y;
+	return (p->buffer > q->buffer) - (p->buffer < q->buffer);
+}
+
+uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
+			     uint64_t alloc_addr)
+{
+	size_t lo = 0, hi = heap->nowners;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (heap->owners[mid].buffer < alloc_addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < heap->nowners && heap->owners[lo].buffer == alloc_addr ?
+		heap->owners[lo].owner : 0;
+}
+
+static struct pm_error *resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
 		if (a->pending[i].category == PM_CATEGORY_NONE ||
@@ -1225,8 +1273,13 @@ static void resolve_pending(struct analysis *a)
 			if (a->pending[i].size)
 				alloc->object_offset = (uint8_t)(a->pending[i].ptr - alloc->addr);
 			a->heap->attributed++;
+			struct pm_error *err = owner_record(a, alloc->addr,
+							    a->pending[i].owner);
+			if (err)
+				return err;
 		}
 	}
+	return NULL;
 }
 
 /* "513-1024 B": glibc chunks are grouped by power-of-two size ranges. */
@@ -1590,18 +1643,21 @@ static struct pm_error *chain_claim(struct analysis *a, struct pm_alloc *alloc,
 
 /* Ends a walk: the claimed allocations are attributed if it checked
  * out, else given back. */
-static void chain_finish(struct analysis *a, bool ok)
+static struct pm_error *chain_finish(struct analysis *a, bool ok)
 {
+	struct pm_error *err = NULL;
 	for (size_t i = 0; i < a->nchain; i++) {
 		struct pm_alloc *alloc = a->chain[i].alloc;
-		if (!ok) {
+		if (!ok || err) {
 			alloc->category = PM_CATEGORY_NONE;
 			continue;
 		}
 		alloc->object_offset = (uint8_t)(a->chain[i].start - alloc->addr);
 		a->heap->attributed++;
+		err = owner_record(a, alloc->addr, a->chain_owner);
 	}
 	a->nchain = 0;
+	return err;
 }
 
 /* A deque's blocks, leftblock to rightblock by rightlink, each the exact
@@ -1659,9 +1715,10 @@ static struct pm_error *deque_free_blocks(struct analysis *a, uint64_t obj)
 		struct pm_alloc *alloc = unknown_sized(a, blocks[i], l->deque_block_size);
 		struct pm_error *err = alloc ?
 			chain_claim(a, alloc, blocks[i], OWN_DEQUE_BLOCK) : NULL;
+		if (!err)
+			err = chain_finish(a, true);
 		if (err)
 			return err;
-		chain_finish(a, true);
 	}
 	return NULL;
 }
@@ -1705,11 +1762,14 @@ static struct pm_error *chains_attribute(struct analysis *a)
 		bool ok = false;
 		if (!p->chain || p->category == PM_CATEGORY_NONE)
 			continue;
+		a->chain_owner = p->ptr;
 		if (p->chain == TK_DEQUE)
 			err = deque_blocks_walk(a, p->ptr, &ok);
 		else
 			err = odict_nodes_walk(a, p->ptr, &ok);
-		chain_finish(a, ok && !err);
+		struct pm_error *finish_err = chain_finish(a, ok && !err);
+		if (!err)
+			err = finish_err;
 		if (!err && p->chain == TK_DEQUE)
 			err = deque_free_blocks(a, p->ptr);
 	}
@@ -1803,7 +1863,7 @@ static struct pm_error *recognise_all(struct analysis *a)
 			err = pend(a, node->addr, OWN_RADIX_NODE);
 	}
 	if (!err)
-		resolve_pending(a);
+		err = resolve_pending(a);
 	if (!err)
 		err = chains_attribute(a);
 	if (!err)
@@ -1827,6 +1887,8 @@ static struct pm_error *analyse(struct analysis *a)
 		a->l = pm_cpython_layout_for(a->py->minor);
 		if ((err = recognise_all(a)))
 			return err;
+		qsort(a->heap->owners, a->heap->nowners,
+		      sizeof(*a->heap->owners), owner_compare);
 	}
 	return categorise_rest(a);
 }
@@ -1843,6 +1905,7 @@ static void heap_destroy(void *p)
 	}
 	free(heap->categories);
 	free(heap->allocs);
+	free(heap->owners);
 	free(heap);
 }
 

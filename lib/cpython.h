@@ -131,6 +131,10 @@ struct pm_cpython_heap {
 	uint64_t objects;           /* allocations recognised as live objects */
 	uint64_t free_list_objects; /* refcount 0, on a free list */
 	uint64_t attributed;        /* buffers given their owner's category */
+	/* Which object owns each attributed buffer (recorded when it was
+	 * attributed to a recognised object), sorted by buffer. */
+	size_t nowners;
+	struct pm_owner { uint64_t buffer, owner; } *owners;
 	uint64_t types;             /* distinct valid type objects seen */
 };
 
@@ -139,6 +143,11 @@ struct pm_cpython_heap {
  * everything is glibc, by size) and says what it could not do in notes. */
 struct pm_error *pm_cpython_analyse(struct pm_target *t,
 				    const struct pm_cpython_heap **ret);
+
+/* The object owning the attributed allocation that starts at alloc_addr
+ * (its address, where `objects` lists it), or 0 when none was recorded. */
+uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
+			     uint64_t alloc_addr);
 
 /* The allocation containing addr, or NULL. */
 const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,

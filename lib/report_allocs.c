@@ -263,90 +263,17 @@ static void pool_place(const struct description *d, uint64_t *block,
 		 pm_pymalloc_block_used(d->pm, pool, (uint32_t)k) ? "used" : "free");
 }
 
-/* Where an owner keeps the pointer to a buffer of each attributed kind,
- * relative to the object (0 = no such field in this version). */
-static size_t owner_fields(const struct pm_cpython_layout *l, const char *kind,
-			   int32_t fields[4])
-{
-	size_t n = 0;
-	if (!strcmp(kind, "dict keys")) {
-		fields[n++] = (int32_t)l->dict_keys;
-	} else if (!strcmp(kind, "dict values")) {
-		fields[n++] = (int32_t)l->dict_values;
-		if (l->managed_values)
-			fields[n++] = l->managed_values;
-	} else if (!strcmp(kind, "list items")) {
-		fields[n++] = (int32_t)l->list_items;
-	} else if (!strcmp(kind, "set table")) {
-		fields[n++] = (int32_t)l->set_table;
-	} else if (!strcmp(kind, "str utf8")) {
-		fields[n++] = (int32_t)l->str_utf8;
-	} else if (!strcmp(kind, "str wstr") && l->str_wstr >= 0) {
-		fields[n++] = l->str_wstr;
-	} else if (!strcmp(kind, "bytearray buffer")) {
-		fields[n++] = (int32_t)l->bytearray_bytes;
-	}
-	return n;
-}
-
-/* The buffer's start; for dict values also an interior pointer (3.11/3.12
- * managed values point past a prefix) or 3.12's tagged pointer - 1. */
-static bool points_into(uint64_t w, const struct pm_alloc_entry *target,
-			bool interior)
-{
-	if (!interior)
-		return w == target->addr;
-	return w + 1 >= target->addr && w + 1 - target->addr <= target->size;
-}
-
-/* Objects whose data is inline: stale bytes after their end may look like
- * pointers, and they own no buffer. */
-static bool owns_nothing(const char *kind)
-{
-	return !strcmp(kind, "bytes") || !strcmp(kind, "int") ||
-	       !strcmp(kind, "float") || !strcmp(kind, "tuple");
-}
-
-static bool entry_field(struct pm_target *t, const struct pm_alloc_entry *e,
-			int64_t off, uint64_t *ret)
-{
-	uint64_t obj = e->addr + e->object_offset;
-	uint64_t at = obj + (uint64_t)off;
-	if (at < e->addr || at + 8 > e->addr + e->size)
-		return false;
-	struct pm_error *err = pm_target_read_u64(t, at, ret);
-	pm_error_destroy(err);
-	return !err;
-}
-
-/* The live object whose field for this kind of buffer points at it (a
- * class for its shared dict keys). */
-static const struct pm_alloc_entry *find_owner(struct pm_target *t,
-					       const struct pm_alloc_list *l,
+/* The live object that owns an attributed buffer, as the analysis
+ * recorded it when it followed that object's field to the buffer. */
+static const struct pm_alloc_entry *find_owner(const struct pm_alloc_list *l,
 					       const struct pm_alloc_entry *target)
 {
-	const struct pm_cpython_layout *lay = l->heap->py ?
-		pm_cpython_layout_for(l->heap->py->minor) : NULL;
-	int32_t fields[4];
-	size_t nfields = lay ? owner_fields(lay, target->kind, fields) : 0;
-	bool keys = !strcmp(target->kind, "dict keys");
-	bool interior = !strcmp(target->kind, "dict values");
-	if (!nfields)
+	uint64_t owner = pm_cpython_owner_of(l->heap, target->addr);
+	const struct pm_alloc_entry *e = owner ? pm_alloc_list_find(l, owner) : NULL;
+	if (!e || e == target || !e->has_object ||
+	    e->addr + e->object_offset != owner)
 		return NULL;
-	for (size_t i = 0; i < l->n; i++) {
-		const struct pm_alloc_entry *e = &l->entries[i];
-		if (e == target || !e->has_object || e->state != PM_ALLOC_STATE_USED ||
-		    strcmp(e->detail, "-") != 0 || owns_nothing(e->kind))
-			continue;
-		uint64_t w;
-		for (size_t k = 0; k < nfields; k++)
-			if (entry_field(t, e, fields[k], &w) && points_into(w, target, interior))
-				return e;
-		if (keys && !strcmp(e->kind, "type") &&
-		    entry_field(t, e, lay->ht_cached_keys, &w) && w == target->addr)
-			return e;
-	}
-	return NULL;
+	return e;
 }
 
 static bool chunk_size_field(const struct description *d)
@@ -382,7 +309,7 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 		d->entry = NULL;
 	if (d->entry && d->entry->state == PM_ALLOC_STATE_USED &&
 	    !strcmp(d->entry->domain, "cpython"))
-		d->owner = find_owner(t, l, d->entry);
+		d->owner = find_owner(l, d->entry);
 	return NULL;
 }
 
@@ -441,10 +368,10 @@ static void describe_text(const struct description *d, struct pm_strbuf *out)
 	}
 	if (d->owner) {
 		hex_address(d->owner->addr + d->owner->object_offset, a, sizeof(a));
-		pm_strbuf_printf(out, "  owner:      %s %s (points at this %s)\n", a,
+		pm_strbuf_printf(out, "  owner:      %s %s (holds this %s)\n", a,
 				 d->owner->kind, e->kind);
 	} else if (e->state == PM_ALLOC_STATE_USED && !strcmp(e->domain, "cpython")) {
-		pm_strbuf_append(out, "  owner:      not found (no live object's field points at it)\n");
+		pm_strbuf_append(out, "  owner:      no owning object recorded (a runtime structure's)\n");
 	}
 }
 

@@ -209,6 +209,20 @@ def row(rows, kind, what="count"):
     return rows.get(("cpython", kind), {}).get(what, 0)
 
 
+def owner_of(pid, address):
+    """The owner `describe` names for the buffer at address, or None."""
+    d = harness.cli_json("describe", "--json", hex(address), pid)
+    return d["owner"]["address"] if d["owner"] else None
+
+
+def all_of_kind(pid, words):
+    """Addresses of every live object whose type name has one of `words`
+    (the process's other deques/OrderedDicts, e.g. the stdlib's own)."""
+    r = harness.cli_json("objects", "--json", "--limit", 10 ** 7, pid)
+    return [o["address"] for o in r["objects"] if o["state"] == "live" and
+            any(w in o["type"].lower() for w in words)]
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("python", python_params())
 def test_containers(python, mode):
@@ -269,6 +283,20 @@ def test_containers(python, mode):
                        for address, (alloc, size) in fast.items())
             assert truth["odict_fast_nodes_bytes"] <= room <= \
                 truth["odict_fast_nodes_bytes"] + 64 * len(fast)
+
+            # describe names each buffer's owner: the object the process
+            # made it for (id()), also for blocks deep in a chain.
+            for (address, _), owner in list(zip(truth["arrays"],
+                                                truth["array_ids"]))[:6]:
+                assert owner_of(t.pid, address) == owner, hex(address)
+            for kind, ids, words in (
+                    ("deque block", truth["deque_ids"], ("deque",)),
+                    ("odict node", truth["odict_ids"],
+                     ("ordereddict", "odict"))):
+                owners = set(ids) | set(all_of_kind(t.pid, words))
+                chain = sorted(listed(t.pid, kind))
+                for address in chain[::max(1, len(chain) // 5)][:5]:
+                    assert owner_of(t.pid, address) in owners, hex(address)
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)

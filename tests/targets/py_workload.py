@@ -267,7 +267,10 @@ def build_containers(n, rng):
     for a in made["arrays"]:
         address, length = a.buffer_info()
         arrays.append([address, length * a.itemsize])
-    return {"n": n, "arrays": arrays, "stringio_marker": SIO_MARKER}
+    return {"n": n, "arrays": arrays, "stringio_marker": SIO_MARKER,
+            "array_ids": [id(a) for a in made["arrays"]],
+            "deque_ids": [id(d) for d in made["deques"]],
+            "odict_ids": [id(od) for od in made["odicts"]]}
 
 
 def container_truth():
