@@ -134,7 +134,6 @@ struct analysis {
 	size_t nchain, chain_cap;
 	uint64_t chain_owner;       /* the deque or OrderedDict being walked */
 	uint64_t owner_now;         /* the object whose buffers are pended */
-	size_t owners_cap;
 	struct type_map types;
 	uint32_t *cat_index;        /* open addressing over heap->categories */
 	size_t cat_index_cap, categories_cap, allocs_cap;
@@ -1012,6 +1011,84 @@ static int alloc_compare(const void *x, const void *y)
 	return p->addr < q->addr ? -1 : p->addr > q->addr;
 }
 
+/* A stretch of allocations already in address order: [start, end). */
+struct alloc_run {
+	size_t start, end;
+};
+
+/* Merges the adjacent sorted runs src[r0.start, r0.end) and src[r1.start,
+ * r1.end) (r1.start == r0.end) into dst at the same places. */
+static void allocs_merge(const struct pm_alloc *src, struct pm_alloc *dst,
+			 struct alloc_run r0, struct alloc_run r1)
+{
+	size_t i = r0.start, j = r1.start, k = r0.start;
+	while (i < r0.end && j < r1.end)
+		dst[k++] = src[j].addr < src[i].addr ? src[j++] : src[i++];
+	memcpy(dst + k, src + i, (r0.end - i) * sizeof(*dst));
+	k += r0.end - i;
+	memcpy(dst + k, src + j, (r1.end - j) * sizeof(*dst));
+}
+
+/* Puts the allocations in address order. The walkers emit them in order
+ * within each source (pymalloc's pools, each glibc heap and the mmapped
+ * chunks), so the array is a few sorted runs: merged pairwise, each round
+ * linear (a general sort of millions of entries was the analysis's
+ * biggest cost). No memory for the merge: a general sort. */
+static void allocs_sort(struct analysis *a)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	size_t n = heap->nallocs, nruns = 0, cap = 0;
+	struct alloc_run *runs = NULL;
+	struct pm_alloc *src = heap->allocs, *dst = NULL;
+	bool ok = true;
+	for (size_t i = 0; i < n && ok;) {
+		size_t j = i + 1;
+		while (j < n && src[j - 1].addr <= src[j].addr)
+			j++;
+		if (nruns == cap) {
+			cap = cap ? 2 * cap : 256;
+			void *p = realloc(runs, cap * sizeof(*runs));
+			ok = p != NULL;
+			if (ok)
+				runs = p;
+		}
+		if (ok)
+			runs[nruns++] = (struct alloc_run){ i, j };
+		i = j;
+	}
+	if (ok && nruns > 1)
+		ok = (dst = malloc(n * sizeof(*dst))) != NULL;
+	while (ok && nruns > 1) {
+		size_t merged = 0;
+		for (size_t k = 0; k < nruns; k += 2) {
+			if (k + 1 < nruns) {
+				allocs_merge(src, dst, runs[k], runs[k + 1]);
+				runs[merged++] = (struct alloc_run){ runs[k].start,
+								     runs[k + 1].end };
+			} else {
+				memcpy(dst + runs[k].start, src + runs[k].start,
+				       (runs[k].end - runs[k].start) * sizeof(*dst));
+				runs[merged++] = runs[k];
+			}
+		}
+		nruns = merged;
+		struct pm_alloc *swap = src;
+		src = dst;
+		dst = swap;
+	}
+	if (!ok)
+		qsort(heap->allocs, n, sizeof(*heap->allocs), alloc_compare);
+	else if (src != heap->allocs) {
+		free(heap->allocs);
+		heap->allocs = src;
+		a->allocs_cap = n;
+		dst = NULL;
+	}
+	if (dst != heap->allocs)
+		free(dst);
+	free(runs);
+}
+
 static void heap_note(struct pm_cpython_heap *heap, const char *fmt, const char *what)
 {
 	if (heap->nnotes < sizeof(heap->notes) / sizeof(heap->notes[0]))
@@ -1047,8 +1124,8 @@ static struct pm_error *collect_allocs(struct analysis *a)
 		if ((err = allocs_from_glibc(a, g)))
 			return err;
 	}
-	if (heap->nallocs)  /* qsort's array must not be NULL, even when empty */
-		qsort(heap->allocs, heap->nallocs, sizeof(*heap->allocs), alloc_compare);
+	if (heap->nallocs)
+		allocs_sort(a);
 	return NULL;
 }
 
@@ -1214,45 +1291,29 @@ static bool plain_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
-/* Records that owner's field points at the allocation starting at
- * buffer (sorted once the analysis is done). */
-static struct pm_error *owner_record(struct analysis *a, uint64_t buffer,
-				     uint64_t owner)
+/* Records that owner's field (or chain) leads to the allocation alloc. */
+static struct pm_error *owner_record(struct analysis *a,
+				     const struct pm_alloc *alloc, uint64_t owner)
 {
 	struct pm_cpython_heap *h = a->heap;
 	if (!owner)
 		return NULL;
-	if (h->nowners == a->owners_cap) {
-		size_t cap = a->owners_cap ? 2 * a->owners_cap : 4096;
-		void *p = realloc(h->owners, cap * sizeof(*h->owners));
-		if (!p)
+	if (!h->owners) {
+		h->owners = calloc(h->nallocs, sizeof(*h->owners));
+		if (!h->owners)
 			return &pm_error_no_memory;
-		h->owners = p;
-		a->owners_cap = cap;
 	}
-	h->owners[h->nowners++] = (struct pm_owner){ buffer, owner };
+	h->owners[alloc - h->allocs] = owner;
 	return NULL;
-}
-
-static int owner_compare(const void *x, const void *y)
-{
-	const struct pm_owner *p = x, *q = y;
-	return (p->buffer > q->buffer) - (p->buffer < q->buffer);
 }
 
 uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
 			     uint64_t alloc_addr)
 {
-	size_t lo = 0, hi = heap->nowners;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (heap->owners[mid].buffer < alloc_addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < heap->nowners && heap->owners[lo].buffer == alloc_addr ?
-		heap->owners[lo].owner : 0;
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(heap, alloc_addr);
+	if (!heap->owners || !alloc || alloc->addr != alloc_addr)
+		return 0;
+	return heap->owners[alloc - heap->allocs];
 }
 
 static struct pm_error *resolve_pending(struct analysis *a)
@@ -1273,7 +1334,7 @@ static struct pm_error *resolve_pending(struct analysis *a)
 			if (a->pending[i].size)
 				alloc->object_offset = (uint8_t)(a->pending[i].ptr - alloc->addr);
 			a->heap->attributed++;
-			struct pm_error *err = owner_record(a, alloc->addr,
+			struct pm_error *err = owner_record(a, alloc,
 							    a->pending[i].owner);
 			if (err)
 				return err;
@@ -1654,7 +1715,7 @@ static struct pm_error *chain_finish(struct analysis *a, bool ok)
 		}
 		alloc->object_offset = (uint8_t)(a->chain[i].start - alloc->addr);
 		a->heap->attributed++;
-		err = owner_record(a, alloc->addr, a->chain_owner);
+		err = owner_record(a, alloc, a->chain_owner);
 	}
 	a->nchain = 0;
 	return err;
@@ -1887,8 +1948,6 @@ static struct pm_error *analyse(struct analysis *a)
 		a->l = pm_cpython_layout_for(a->py->minor);
 		if ((err = recognise_all(a)))
 			return err;
-		qsort(a->heap->owners, a->heap->nowners,
-		      sizeof(*a->heap->owners), owner_compare);
 	}
 	return categorise_rest(a);
 }

@@ -131,10 +131,10 @@ struct pm_cpython_heap {
 	uint64_t objects;           /* allocations recognised as live objects */
 	uint64_t free_list_objects; /* refcount 0, on a free list */
 	uint64_t attributed;        /* buffers given their owner's category */
-	/* Which object owns each attributed buffer (recorded when it was
-	 * attributed to a recognised object), sorted by buffer. */
-	size_t nowners;
-	struct pm_owner { uint64_t buffer, owner; } *owners;
+	/* Per allocation (the index in allocs), the object that owns it as
+	 * a buffer, recorded when the analysis followed the owner's field or
+	 * chain to it; 0 for none. NULL when nothing was recorded. */
+	uint64_t *owners;
 	uint64_t types;             /* distinct valid type objects seen */
 };
 
