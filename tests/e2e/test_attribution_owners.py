@@ -5,6 +5,7 @@ ElementTree elements' extras and children arrays — for every installed
 CPython, with pymalloc, PYTHONMALLOC=malloc and -X dev.
 """
 
+import contextlib
 import shutil
 
 import pytest
@@ -16,6 +17,18 @@ from test_attribution import MODES, listed, row, rows_of, start
 DOC_CLASSES = 30        # docstrings of 15 to ~1,100 bytes
 ELEMENTS = 60
 SLACK = 64              # allocator rounding, as the library allows
+
+
+@contextlib.contextmanager
+def running(path, mode, *args):
+    """The stopped workload (see test_attribution.start), killed and its
+    directory removed after."""
+    with start(path, mode, *args) as t:
+        try:
+            yield t
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -30,39 +43,35 @@ def test_type_docs(python, mode):
     2 fewer."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with start(path, mode, "--doc-classes", DOC_CLASSES) as t:
-        try:
-            truth = t.oracle["doc_classes"]
-            lengths = truth["lengths"]
-            prefix = truth["marker"].split("%")[0].encode()
-            docs = listed(t.pid, "type doc")
-            seen = []
-            for address, (alloc, size) in docs.items():
-                room = alloc + size - address
-                head = harness.read_mem(t.pid, address,
-                                        address + min(room, 40))
-                if not head.startswith(prefix):
-                    continue
-                i = int(head[len(prefix):head.index(b":")])
-                n = lengths[i]
-                assert n + 1 <= room <= n + 1 + SLACK, (i, n, room)
-                body = harness.read_mem(t.pid, address, address + n + 1)
-                assert body[-1] == 0 and 0 not in body[:-1], i
-                seen.append(i)
-            assert sorted(seen) == list(range(DOC_CLASSES))
-            assert max(lengths) > 512
-            rows = rows_of(t.pid)
-            assert row(rows, "type doc") == len(docs)
-            # The process may count 1-2 more: a heap type's tp_doc can
-            # dangle. Seen on 3.9: the pure-Python operator.attrgetter
-            # class (replaced by _operator's, still referenced) has a
-            # tp_doc pointing at a block on pymalloc's free list (a freed
-            # glibc chunk in tcache under PYTHONMALLOC=malloc), its old
-            # text still there; a free block is no type's doc.
-            assert 0 <= truth["heap_types_with_doc"] - len(docs) <= 2
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    with running(path, mode, "--doc-classes", DOC_CLASSES) as t:
+        truth = t.oracle["doc_classes"]
+        lengths = truth["lengths"]
+        prefix = truth["marker"].split("%")[0].encode()
+        docs = listed(t.pid, "type doc")
+        seen = []
+        for address, (alloc, size) in docs.items():
+            room = alloc + size - address
+            head = harness.read_mem(t.pid, address,
+                                    address + min(room, 40))
+            if not head.startswith(prefix):
+                continue
+            i = int(head[len(prefix):head.index(b":")])
+            n = lengths[i]
+            assert n + 1 <= room <= n + 1 + SLACK, (i, n, room)
+            body = harness.read_mem(t.pid, address, address + n + 1)
+            assert body[-1] == 0 and 0 not in body[:-1], i
+            seen.append(i)
+        assert sorted(seen) == list(range(DOC_CLASSES))
+        assert max(lengths) > 512
+        rows = rows_of(t.pid)
+        assert row(rows, "type doc") == len(docs)
+        # The process may count 1-2 more: a heap type's tp_doc can
+        # dangle. Seen on 3.9: the pure-Python operator.attrgetter
+        # class (replaced by _operator's, still referenced) has a
+        # tp_doc pointing at a block on pymalloc's free list (a freed
+        # glibc chunk in tcache under PYTHONMALLOC=malloc), its old
+        # text still there; a free block is no type's doc.
+        assert 0 <= truth["heap_types_with_doc"] - len(docs) <= 2
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -74,21 +83,17 @@ def test_module_states(python, mode):
     (+ rounding); modules outside sys.modules may add more."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with start(path, mode, "--module-states") as t:
-        try:
-            truth = [m for m in t.oracle["module_states"] if m["size"] > 0]
-            assert len(truth) >= 3, truth
-            states = listed(t.pid, "module state")
-            for m in truth:
-                assert m["address"] in states, m
-                alloc, size = states[m["address"]]
-                room = alloc + size - m["address"]
-                assert m["size"] <= room <= m["size"] + SLACK, (m, room)
-            assert row(rows_of(t.pid), "module state") == len(states) >= \
-                len(truth)
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    with running(path, mode, "--module-states") as t:
+        truth = [m for m in t.oracle["module_states"] if m["size"] > 0]
+        assert len(truth) >= 3, truth
+        states = listed(t.pid, "module state")
+        for m in truth:
+            assert m["address"] in states, m
+            alloc, size = states[m["address"]]
+            room = alloc + size - m["address"]
+            assert m["size"] <= room <= m["size"] + SLACK, (m, room)
+        assert row(rows_of(t.pid), "module state") == len(states) >= \
+            len(truth)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -99,15 +104,11 @@ def test_elements(python, mode):
     those with more than the 4 inline child slots."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with start(path, mode, "--elements", ELEMENTS) as t:
-        try:
-            truth = t.oracle["elements"]
-            assert truth["type"] == "xml.etree.ElementTree.Element"
-            assert truth["extras"] > truth["children_arrays"] > 0
-            rows = rows_of(t.pid)
-            assert row(rows, "element extra") == truth["extras"]
-            assert row(rows, "element children") == truth["children_arrays"]
-            assert len(listed(t.pid, "element extra")) == truth["extras"]
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    with running(path, mode, "--elements", ELEMENTS) as t:
+        truth = t.oracle["elements"]
+        assert truth["type"] == "xml.etree.ElementTree.Element"
+        assert truth["extras"] > truth["children_arrays"] > 0
+        rows = rows_of(t.pid)
+        assert row(rows, "element extra") == truth["extras"]
+        assert row(rows, "element children") == truth["children_arrays"]
+        assert len(listed(t.pid, "element extra")) == truth["extras"]
