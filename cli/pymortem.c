@@ -50,7 +50,7 @@ static void usage(FILE *out)
 		"  --no-debuginfo      use only .dynsym (ignore .symtab and debug files)\n"
 		"  --debug-dir DIR     where separate debug files live (/usr/lib/debug)\n"
 		"  --exe PATH          the executable, for a core whose notes lack it\n"
-		"  --by KEY            summary grouping: type, size, region, allocator\n"
+		"  --by KEY            summary grouping: type, owner, size, region, allocator\n"
 		"  --top N             show at most N rows\n"
 		"  --limit N           list at most N allocations\n"
 		"  --min-size N        only allocations of at least N bytes\n"

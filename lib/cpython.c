@@ -1316,6 +1316,24 @@ uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
 	return heap->owners[alloc - heap->allocs];
 }
 
+/* A block that once held an object and now holds a buffer keeps the old
+ * header where the buffer does not write (3.12's dict values leave their
+ * first words untouched): it reads as an object on a free list. A live
+ * object pointing at it as its buffer is the better reading (free-list
+ * objects are never owners: only live ones pend buffers). */
+static bool free_object_yields(struct analysis *a, const struct pending *p,
+			       struct pm_alloc *alloc)
+{
+	if (alloc->category >= a->heap->ncategories || !p->owner ||
+	    strcmp(a->heap->categories[alloc->category].detail, "free list") ||
+	    !pending_fits(a, p, alloc))
+		return false;
+	a->heap->free_list_objects--;
+	alloc->category = PM_CATEGORY_NONE;
+	alloc->object_offset = 0;
+	return true;
+}
+
 static struct pm_error *resolve_pending(struct analysis *a)
 {
 	for (size_t i = 0; i < a->npending; i++) {
@@ -1324,8 +1342,8 @@ static struct pm_error *resolve_pending(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending[i].ptr);
-		if (alloc)
-			plain_object_yields(a, &a->pending[i], alloc);
+		if (alloc && !plain_object_yields(a, &a->pending[i], alloc))
+			free_object_yields(a, &a->pending[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending[i], alloc)) {
 			alloc->category = a->pending[i].category;

@@ -404,10 +404,95 @@ static struct pm_error *summary_build(struct pm_target *t,
 	return err;
 }
 
+/* (allocation's category, its owner's category) -> count and bytes, for
+ * --by owner: open addressing on key = the pair's index + 1 (0 = empty). */
+struct owner_cells {
+	struct owner_cell { uint64_t key, count, bytes; } *cells;
+	size_t cap, used;
+};
+
+static struct pm_error *owner_cells_add(struct owner_cells *m, uint64_t key,
+					uint64_t bytes)
+{
+	if (2 * (m->used + 1) > m->cap) {
+		struct owner_cells grown = { calloc(m->cap ? 2 * m->cap : 1024,
+						    sizeof(struct owner_cell)),
+					     m->cap ? 2 * m->cap : 1024, 0 };
+		if (!grown.cells)
+			return &pm_error_no_memory;
+		for (size_t i = 0; i < m->cap; i++)
+			if (m->cells[i].key) {
+				size_t j = m->cells[i].key * 0x9e3779b97f4a7c15u % grown.cap;
+				while (grown.cells[j].key)
+					j = (j + 1) % grown.cap;
+				grown.cells[j] = m->cells[i];
+				grown.used++;
+			}
+		free(m->cells);
+		*m = grown;
+	}
+	size_t j = key * 0x9e3779b97f4a7c15u % m->cap;
+	while (m->cells[j].key && m->cells[j].key != key)
+		j = (j + 1) % m->cap;
+	if (!m->cells[j].key) {
+		m->cells[j].key = key;
+		m->used++;
+	}
+	m->cells[j].count++;
+	m->cells[j].bytes += bytes;
+	return NULL;
+}
+
+/* --by owner: the type rows, with every buffer that an object owns split
+ * by that object's type in the detail column (e.g. "cpython  dict values
+ * Order"): which types the buffers belong to. */
+static struct pm_error *summary_by_owner(const struct pm_cpython_heap *heap,
+					 struct summary *s)
+{
+	const size_t ncat = heap->ncategories;
+	struct owner_cells m = { 0 };
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < heap->nallocs && !err; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		if (alloc->category >= ncat)
+			continue;
+		uint64_t owner_category = ncat;     /* none */
+		if (heap->owners && heap->owners[i]) {
+			const struct pm_alloc *owner =
+				pm_cpython_find_alloc(heap, heap->owners[i]);
+			if (owner && owner->category < ncat)
+				owner_category = owner->category;
+		}
+		err = owner_cells_add(&m, alloc->category * (ncat + 1) +
+				      owner_category + 1, alloc->size);
+	}
+	for (size_t i = 0; i < m.cap && !err; i++) {
+		const struct owner_cell *cell = &m.cells[i];
+		if (!cell->key)
+			continue;
+		const struct pm_category *c =
+			&heap->categories[(cell->key - 1) / (ncat + 1)];
+		size_t owner_category = (cell->key - 1) % (ncat + 1);
+		const char *detail = owner_category == ncat ? c->detail :
+			heap->categories[owner_category].kind;
+		struct summary_row *r = summary_row(s, c->domain, c->kind, detail);
+		if (!r) {
+			err = &pm_error_no_memory;
+			break;
+		}
+		r->count += cell->count;
+		r->bytes += cell->bytes;
+	}
+	free(m.cells);
+	return err;
+}
+
 static struct pm_error *summary_used(struct pm_target *t,
 				     const struct pm_cpython_heap *heap,
 				     const char *by, struct summary *s)
 {
+	if (!strcmp(by, "owner"))
+		return summary_by_owner(heap, s);
 	if (strcmp(by, "type") != 0)
 		return summary_group(t, heap, by, s);
 	for (size_t i = 0; i < heap->ncategories; i++) {
@@ -510,10 +595,10 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 				   struct pm_strbuf *out)
 {
 	const char *by = args->by ? args->by : "type";
-	if (strcmp(by, "type") && strcmp(by, "size") && strcmp(by, "region") &&
-	    strcmp(by, "allocator"))
+	if (strcmp(by, "type") && strcmp(by, "owner") && strcmp(by, "size") &&
+	    strcmp(by, "region") && strcmp(by, "allocator"))
 		return pm_error_format(PM_ERR_INVALID,
-				       "summary --by %s: expected type, size, region or allocator", by);
+				       "summary --by %s: expected type, owner, size, region or allocator", by);
 	const struct pm_cpython_heap *heap;
 	struct pm_error *err = pm_cpython_analyse(t, &heap);
 	if (err)
@@ -569,6 +654,10 @@ static void object_json(const struct pm_cpython_heap *heap,
 			 strcmp(c->detail, "free list") ? "live" : "free list",
 			 alloc->addr, alloc->size);
 	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
+	/* An attributed buffer: the object that owns it. */
+	uint64_t owner = heap->owners ? heap->owners[alloc - heap->allocs] : 0;
+	if (owner)
+		pm_strbuf_printf(out, ", \"owner\": %" PRIu64, owner);
 	pm_strbuf_append(out, "}");
 }
 

@@ -107,14 +107,16 @@ class HeapSubcommand(gdb.Command):
 
 
 class SummaryCommand(HeapSubcommand):
-    """Heap usage by Python type (or size, region, allocator).
-Usage: heap summary [--by type|size|region|allocator] [--top N] [--json]
-One row per group: allocations, bytes, share of the heap."""
+    """Heap usage by Python type (or owner, size, region, allocator).
+Usage: heap summary [--by type|owner|size|region|allocator] [--top N] [--json]
+One row per group: allocations, bytes, share of the heap. --by owner splits
+the buffers objects own (dict values, list items, ...) by the owner's type."""
 
     name = "summary"
     reports = ("summary",)
     options = (Option("--by", "choice",
-                      choices=("type", "size", "region", "allocator")),
+                      choices=("type", "owner", "size", "region",
+                               "allocator")),
                TOP, JSON)
 
 

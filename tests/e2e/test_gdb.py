@@ -458,6 +458,7 @@ class gdbserver:
 # ------------------------------------------------------------- bad cases
 
 ALL_COMMANDS = ["heap", "heap summary", "heap summary --by size --top 3",
+                "heap summary --by owner --top 5",
                 "heap sizes", "heap regions", "heap arenas", "heap pymalloc",
                 "heap used --limit 5", "heap free --limit 5",
                 "heap all --min-size 1k --limit 5", "heap info",
@@ -497,7 +498,7 @@ def test_bad_arguments():
     proc = gdb_batch([], bad + [STILL_WORKS])
     errors = assert_gdb_survives(proc, bad)
     assert len(errors) == len(bad), proc.stderr
-    assert "type|size|region|allocator" in errors[0]
+    assert "type|owner|size|region|allocator" in errors[0]
     assert "needs a value" in errors[1]
     assert 'no subcommand "bogus"' in errors[2]
 
@@ -809,7 +810,7 @@ def test_completion_and_help():
     for sub in ("summary", "sizes", "regions", "arenas", "pymalloc", "used",
                 "free", "all", "describe", "select", "hexdump", "info"):
         assert "heap %s -- " % sub in proc.stdout, sub
-    assert "Usage: heap summary [--by type|size|region|allocator]" in \
+    assert "Usage: heap summary [--by type|owner|size|region|allocator]" in \
         proc.stdout
     assert 'kind == "str"' in proc.stdout
 

@@ -234,6 +234,45 @@ def test_summary_not_python():
         proc.wait()
 
 
+@pytest.mark.parametrize("mode", ["pymalloc", "malloc"])
+@pytest.mark.parametrize("python", python_params())
+def test_summary_by_owner(python, mode):
+    """--by owner splits the buffers objects own by the owner's type: each
+    ListSentinel (made from a 1-tuple) owns one 'list items', each
+    DictSentinel (made with one key) its own 'dict keys', and on 3.11/3.12
+    each PlainSentinel instance its 'dict values' (3.13 keeps them inline,
+    3.8-3.10 in a dict object); counts as the process made them. Every
+    allocation stays in exactly one row: per kind, the owner rows add up to
+    the --by type row, and the totals are equal."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload(path, mode) as t:
+        made = t.oracle["sentinels"]
+        minor = t.oracle["version"]["version_info"][1]
+        by_type = harness.cli_json("summary", "--json", t.pid)
+        by_owner = harness.cli_json("summary", "--json", "--by", "owner",
+                                    t.pid)
+        assert by_owner["by"] == "owner"
+        assert by_owner["total"] == by_type["total"]
+        rows = {(r["domain"], r["kind"], r["detail"]): r
+                for r in by_owner["rows"]}
+
+        def count(kind, owner):
+            return rows.get(("cpython", kind, owner), {}).get("count", 0)
+        assert count("list items", "ListSentinel") == made["ListSentinel"]
+        assert count("dict keys", "DictSentinel") == made["DictSentinel"]
+        if minor in (11, 12):
+            assert count("dict values", "PlainSentinel") == \
+                made["PlainSentinel"]
+        for r in by_type["rows"]:
+            parts = [o for o in by_owner["rows"]
+                     if (o["domain"], o["kind"]) == (r["domain"], r["kind"])
+                     and (r["domain"] == "cpython" or
+                          o["detail"] == r["detail"])]
+            assert sum(o["count"] for o in parts) == r["count"], r
+            assert sum(o["bytes"] for o in parts) == r["bytes"], r
+
+
 @pytest.mark.parametrize("python", python_params())
 def test_summary_corrupt_object(python):
     """An instance whose ob_type is overwritten is no longer counted as its
