@@ -101,7 +101,9 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
 	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
 	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
-	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_KINDS };
+	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN,
+	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
+	     OWN_LINK_MAP, OWN_LINK_MAP_NAME, OWN_KINDS };
 static const char *const owned_names[OWN_KINDS] = {
 	"dict keys", "dict values", "list items", "set table", "str utf8",
 	"str wstr", "bytearray buffer", "str hashtable entry",
@@ -110,6 +112,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"interpreter state", "thread state", "deque block", "array buffer",
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children",
+	"link_map", "link_map name",
 };
 
 /* A chain of allocations being walked: each claimed (given its category)
@@ -1437,7 +1440,8 @@ static struct pm_error *find_static_types(struct analysis *a)
 		a->object_type = sym.address;
 	pm_error_destroy(err);
 	for (int i = 0; i < OWN_KINDS; i++)
-		if ((err = category_get(a, "cpython", owned_names[i], "-", &a->cat_owned[i])))
+		if ((err = category_get(a, i >= OWN_LINK_MAP ? "ld.so" : "cpython",
+					owned_names[i], "-", &a->cat_owned[i])))
 			return err;
 	return NULL;
 }
@@ -1697,6 +1701,65 @@ static void interpreters_attribute(struct analysis *a)
 	}
 }
 
+/* The dynamic loader's list of loaded objects (_r_debug.r_map, linked by
+ * l_next with l_prev back-links). Objects loaded at start-up live in
+ * ld.so's own early memory; those dlopen'ed later (extension modules and
+ * what they need) are glibc allocations: a struct link_map (plus audit
+ * space and the name it was asked for) and its l_name copy. Attributed
+ * only when the whole list checked out. */
+enum {
+	LINK_MAPS_MAX = 1 << 16,
+	LINK_MAP_MIN = 512,                 /* struct link_map is ~1.1 KiB */
+	LINK_MAP_MAX = 1 << 16,
+	LINK_MAP_NAME_MAX = 4096,           /* PATH_MAX */
+	/* struct link_map's public head */
+	LM_NAME = 8, LM_NEXT = 24, LM_PREV = 32,
+	R_DEBUG_MAP = 8,                    /* struct r_debug's r_map */
+};
+
+static bool link_maps_walk(struct analysis *a, uint64_t map, bool mark)
+{
+	uint64_t prev = 0;
+	for (size_t n = 0; map; n++) {
+		uint64_t head[5];
+		if (n == LINK_MAPS_MAX || !read_fields(a, map, 5, head) ||
+		    head[LM_PREV / 8] != prev)
+			return false;
+		struct alloc_data d;
+		struct pm_alloc *alloc = unknown_at(a, map, &d);
+		if (mark && alloc && d.usable >= LINK_MAP_MIN &&
+		    d.usable <= LINK_MAP_MAX) {
+			attribute(a, alloc, OWN_LINK_MAP, map);
+			char name[LINK_MAP_NAME_MAX];
+			struct pm_error *err = pm_target_read_cstr(
+				a->t, head[LM_NAME / 8], name, sizeof(name));
+			struct pm_alloc *name_alloc = err ? NULL :
+				unknown_sized(a, head[LM_NAME / 8], strlen(name) + 1);
+			pm_error_destroy(err);
+			if (name_alloc)
+				attribute(a, name_alloc, OWN_LINK_MAP_NAME,
+					  head[LM_NAME / 8]);
+		}
+		prev = map;
+		map = head[LM_NEXT / 8];
+	}
+	return true;
+}
+
+static void link_maps_attribute(struct analysis *a)
+{
+	struct pm_symbol sym;
+	struct pm_error *err = pm_target_symbol(a->t, NULL, "_r_debug", &sym);
+	uint64_t first;
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	if (read_fields(a, sym.address + R_DEBUG_MAP, 1, &first) &&
+	    link_maps_walk(a, first, false))
+		link_maps_walk(a, first, true);
+}
+
 /* ---- chains of container storage ----------------------------------- */
 
 enum {
@@ -1858,6 +1921,7 @@ static struct pm_error *chains_attribute(struct analysis *a)
 static struct pm_error *structures_attribute(struct analysis *a)
 {
 	interpreters_attribute(a);
+	link_maps_attribute(a);
 	const struct type_info *list;
 	struct pm_error *err = type_get(a, a->kind_types[TK_LIST], &list);
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {

@@ -630,11 +630,12 @@ static bool object_selected(const struct pm_cpython_heap *heap,
 	if (alloc->category >= heap->ncategories)
 		return false;
 	const struct pm_category *c = &heap->categories[alloc->category];
-	/* Attributed buffers and structures ("cpython" rows) are listed when
-	 * asked for by their kind, e.g. --type "AST arena block". */
+	/* Attributed buffers and structures ("cpython" and "ld.so" rows) are
+	 * listed when asked for by their kind, e.g. --type "AST arena block". */
 	bool named = args->type && !strcmp(args->type, c->kind);
 	if (strcmp(c->domain, "python") != 0 &&
-	    !(named && !strcmp(c->domain, "cpython")))
+	    !(named && (!strcmp(c->domain, "cpython") ||
+			!strcmp(c->domain, "ld.so"))))
 		return false;
 	if (args->type && !named)
 		return false;

@@ -6,7 +6,9 @@ CPython, with pymalloc, PYTHONMALLOC=malloc and -X dev.
 """
 
 import contextlib
+import json
 import shutil
+import subprocess
 
 import pytest
 
@@ -112,3 +114,56 @@ def test_elements(python, mode):
         assert row(rows, "element extra") == truth["extras"]
         assert row(rows, "element children") == truth["children_arrays"]
         assert len(listed(t.pid, "element extra")) == truth["extras"]
+
+
+LINK_MAP_SCRIPT = r"""
+import ctypes, json, os, signal, sys
+for name in ("_json", "_decimal", "array", "_struct", "_sqlite3", "_csv",
+             "_socket", "select", "_ctypes", "math"):
+    try:
+        __import__(name)
+    except ImportError:
+        pass
+# The loader's own list, as the process sees it: _r_debug.r_map, l_next.
+r_debug = ctypes.addressof(ctypes.c_int.in_dll(ctypes.CDLL(None), "_r_debug"))
+maps, m = [], ctypes.c_void_p.from_address(r_debug + 8).value
+while m:
+    name_ptr = ctypes.c_void_p.from_address(m + 8).value or 0
+    name = ctypes.c_char_p.from_address(m + 8).value or b""
+    maps.append([m, name_ptr, name.decode("utf-8", "replace")])
+    m = ctypes.c_void_p.from_address(m + 24).value
+sys.stdout.write(json.dumps(maps) + "\n")
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_link_maps(python):
+    """The dynamic loader's link_map of every extension module dlopen'ed
+    from lib-dynload (glibc allocations, unlike start-up objects) is an
+    'ld.so link_map' at exactly the address in the process's own
+    _r_debug.r_map list, its l_name copy a 'link_map name'; nothing else is
+    called a link_map."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    proc = subprocess.Popen([path, "-c", LINK_MAP_SCRIPT],
+                            stdout=subprocess.PIPE)
+    try:
+        maps = json.loads(proc.stdout.readline())
+        harness.wait_stopped(proc.pid, proc=proc)
+        ours = listed(proc.pid, "link_map")
+        names = listed(proc.pid, "link_map name")
+        chain = {m for m, _, _ in maps}
+        assert set(ours) <= chain, sorted(set(ours) - chain)
+        dlopened = [(m, n) for m, n, name in maps if "lib-dynload" in name]
+        if not label.endswith("debian"):
+            assert dlopened, maps   # pyenv builds load these as .so files
+        for m, name_ptr in dlopened:
+            assert m in ours, hex(m)
+            assert name_ptr in names, hex(name_ptr)
+        rows = rows_of(proc.pid)
+        assert rows[("ld.so", "link_map")]["count"] == len(ours)
+    finally:
+        proc.kill()
+        proc.wait()
