@@ -6,6 +6,7 @@ makes with _PyArena_New/_PyArena_Malloc) and _Py_hashtable_t tables
 installed CPython, with pymalloc, PYTHONMALLOC=malloc and -X dev.
 """
 
+import contextlib
 import os
 import shutil
 
@@ -24,13 +25,21 @@ MODES = {
 ALL = 10 ** 9
 
 
+@contextlib.contextmanager
 def start(path, mode, *args):
+    """The workload under path in mode (MODES), stopped; killed and its
+    directory removed after."""
     flags, extra_env = MODES[mode]
     env = dict(os.environ, **extra_env)
     env.pop("MALLOC_PERTURB_", None)
     argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 200] + \
         list(args)
-    return harness.start_stopped(argv, env=env)
+    with harness.start_stopped(argv, env=env) as t:
+        try:
+            yield t
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
 
 
 def listed(pid, kind):
@@ -61,29 +70,25 @@ def test_ast_arenas(python, mode):
     assert path, "no CPython 3.8-3.13 found"
     with start(path, mode, "--ast-arenas", ARENAS,
                "--arena-allocs", ARENA_ALLOCS) as t:
-        try:
-            made = t.oracle["ast_arenas"]
-            assert len(made) == ARENAS
-            arenas = listed(t.pid, "AST arena")
-            blocks = listed(t.pid, "AST arena block")
-            for arena in made:
-                assert arena["arena"] in arenas, hex(arena["arena"])
-            holders = [containing(blocks, p) for arena in made
-                       for p in arena["allocs"]]
-            assert None not in holders, "pointers outside AST arena blocks"
-            assert len(set(holders)) == ARENAS * ARENA_ALLOCS
-            # The running script's AST: one more arena, with more blocks.
-            assert len(arenas) >= ARENAS + 1
-            assert len(blocks) > ARENAS * (ARENA_ALLOCS + 1)
-            report = harness.cli_json("summary", "--json", t.pid)
-            rows = {(r["domain"], r["kind"]): r for r in report["rows"]}
-            assert rows[("cpython", "AST arena block")]["count"] == len(blocks)
-            assert rows[("cpython", "AST arena")]["count"] == len(arenas)
-            assert sum(r["bytes"] for r in report["rows"]) == \
-                report["total"]["bytes"]
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        made = t.oracle["ast_arenas"]
+        assert len(made) == ARENAS
+        arenas = listed(t.pid, "AST arena")
+        blocks = listed(t.pid, "AST arena block")
+        for arena in made:
+            assert arena["arena"] in arenas, hex(arena["arena"])
+        holders = [containing(blocks, p) for arena in made
+                   for p in arena["allocs"]]
+        assert None not in holders, "pointers outside AST arena blocks"
+        assert len(set(holders)) == ARENAS * ARENA_ALLOCS
+        # The running script's AST: one more arena, with more blocks.
+        assert len(arenas) >= ARENAS + 1
+        assert len(blocks) > ARENAS * (ARENA_ALLOCS + 1)
+        report = harness.cli_json("summary", "--json", t.pid)
+        rows = {(r["domain"], r["kind"]): r for r in report["rows"]}
+        assert rows[("cpython", "AST arena block")]["count"] == len(blocks)
+        assert rows[("cpython", "AST arena")]["count"] == len(arenas)
+        assert sum(r["bytes"] for r in report["rows"]) == \
+            report["total"]["bytes"]
 
 
 @pytest.mark.parametrize("python", python_params())
@@ -96,23 +101,19 @@ def test_hashtables_tracemalloc(python):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
     with start(path, "pymalloc", "--tracemalloc") as t:
-        try:
-            traces = t.oracle["tracemalloc_traces"]
-            assert traces > 1000
-            report = harness.cli_json("summary", "--json", t.pid)
-            rows = {(r["domain"], r["kind"]): r["count"]
-                    for r in report["rows"]}
-            assert rows.get(("cpython", "hashtable"), 0) >= 3
-            assert rows[("cpython", "hashtable buckets")] == \
-                rows[("cpython", "hashtable")]
-            assert rows.get(("cpython", "hashtable entry"), 0) >= \
-                traces * 0.9
-            tables = listed(t.pid, "hashtable")
-            for start_, (alloc, size) in tables.items():
-                assert alloc <= start_ < alloc + size
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        traces = t.oracle["tracemalloc_traces"]
+        assert traces > 1000
+        report = harness.cli_json("summary", "--json", t.pid)
+        rows = {(r["domain"], r["kind"]): r["count"]
+                for r in report["rows"]}
+        assert rows.get(("cpython", "hashtable"), 0) >= 3
+        assert rows[("cpython", "hashtable buckets")] == \
+            rows[("cpython", "hashtable")]
+        assert rows.get(("cpython", "hashtable entry"), 0) >= \
+            traces * 0.9
+        tables = listed(t.pid, "hashtable")
+        for start_, (alloc, size) in tables.items():
+            assert alloc <= start_ < alloc + size
 
 
 FILES = 5
@@ -132,32 +133,28 @@ def test_io_buffers(python, mode):
     assert path, "no CPython 3.8-3.13 found"
     with start(path, mode, "--open-files", FILES,
                "--file-buffering", BUFFERING) as t:
-        try:
-            truth = t.oracle["io_buffers"]
-            assert truth["files"] == FILES
-            assert truth["open_buffered"] >= FILES
-            buffers = listed(t.pid, "io buffer")
-            assert len(buffers) == truth["open_buffered"]
-            report = harness.cli_json("summary", "--json", t.pid)
-            rows = {(r["domain"], r["kind"]): r["count"]
-                    for r in report["rows"]}
-            assert rows[("cpython", "io buffer")] == len(buffers)
-            files = {a: s for a, (alloc, s) in buffers.items()
-                     if BUFFERING < s <= BUFFERING + 64}
-            assert len(files) == FILES
-            marker = truth["marker"].encode()
-            seen = set()
-            for address, (alloc, size) in buffers.items():
-                assert alloc <= address < alloc + size
-            for address in files:
-                head = harness.read_mem(t.pid, address,
-                                        address + len(marker % 0))
-                assert head.startswith(marker.split(b"%")[0]), hex(address)
-                seen.add(head)
-            assert seen == {marker % i for i in range(FILES)}
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        truth = t.oracle["io_buffers"]
+        assert truth["files"] == FILES
+        assert truth["open_buffered"] >= FILES
+        buffers = listed(t.pid, "io buffer")
+        assert len(buffers) == truth["open_buffered"]
+        report = harness.cli_json("summary", "--json", t.pid)
+        rows = {(r["domain"], r["kind"]): r["count"]
+                for r in report["rows"]}
+        assert rows[("cpython", "io buffer")] == len(buffers)
+        files = {a: s for a, (alloc, s) in buffers.items()
+                 if BUFFERING < s <= BUFFERING + 64}
+        assert len(files) == FILES
+        marker = truth["marker"].encode()
+        seen = set()
+        for address, (alloc, size) in buffers.items():
+            assert alloc <= address < alloc + size
+        for address in files:
+            head = harness.read_mem(t.pid, address,
+                                    address + len(marker % 0))
+            assert head.startswith(marker.split(b"%")[0]), hex(address)
+            seen.add(head)
+        assert seen == {marker % i for i in range(FILES)}
 
 
 THREADS = 4
@@ -175,25 +172,21 @@ def test_interpreter_and_thread_states(python, mode):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
     with start(path, mode, "--threads", THREADS) as t:
-        try:
-            truth = t.oracle["interpreter"]
-            minor = t.oracle["version"]["version_info"][1]
-            api = set(truth["thread_states"])
-            assert len(api) == truth["active_count"] == THREADS + 1
-            states = listed(t.pid, "thread state")
-            assert set(states) <= api
-            assert len(states) == len(api) - (1 if minor >= 11 else 0)
-            interps = listed(t.pid, "interpreter state")
-            assert set(interps) == ({truth["main"]} if minor <= 10 else set())
-            report = harness.cli_json("summary", "--json", t.pid)
-            rows = {(r["domain"], r["kind"]): r["count"]
-                    for r in report["rows"]}
-            assert rows.get(("cpython", "thread state"), 0) == len(states)
-            assert rows.get(("cpython", "interpreter state"), 0) == \
-                len(interps)
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        truth = t.oracle["interpreter"]
+        minor = t.oracle["version"]["version_info"][1]
+        api = set(truth["thread_states"])
+        assert len(api) == truth["active_count"] == THREADS + 1
+        states = listed(t.pid, "thread state")
+        assert set(states) <= api
+        assert len(states) == len(api) - (1 if minor >= 11 else 0)
+        interps = listed(t.pid, "interpreter state")
+        assert set(interps) == ({truth["main"]} if minor <= 10 else set())
+        report = harness.cli_json("summary", "--json", t.pid)
+        rows = {(r["domain"], r["kind"]): r["count"]
+                for r in report["rows"]}
+        assert rows.get(("cpython", "thread state"), 0) == len(states)
+        assert rows.get(("cpython", "interpreter state"), 0) == \
+            len(interps)
 
 
 CONTAINERS = 40
@@ -243,63 +236,59 @@ def test_containers(python, mode):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
     with start(path, mode, "--containers", CONTAINERS) as t:
-        try:
-            truth = t.oracle["containers"]
-            assert truth["n"] == CONTAINERS
-            rows = rows_of(t.pid)
+        truth = t.oracle["containers"]
+        assert truth["n"] == CONTAINERS
+        rows = rows_of(t.pid)
 
-            arrays = listed(t.pid, "array buffer")
-            for address, nbytes in truth["arrays"]:
-                assert address in arrays, hex(address)
-                alloc, size = arrays[address]
-                assert alloc <= address and nbytes <= alloc + size - address
-            assert row(rows, "array buffer") == len(arrays) >= CONTAINERS
+        arrays = listed(t.pid, "array buffer")
+        for address, nbytes in truth["arrays"]:
+            assert address in arrays, hex(address)
+            alloc, size = arrays[address]
+            assert alloc <= address and nbytes <= alloc + size - address
+        assert row(rows, "array buffer") == len(arrays) >= CONTAINERS
 
-            assert truth["deque_blocks"] > CONTAINERS
-            assert row(rows, "deque block") == truth["deque_blocks"]
+        assert truth["deque_blocks"] > CONTAINERS
+        assert row(rows, "deque block") == truth["deque_blocks"]
 
-            buffers = listed(t.pid, "stringio buffer")
-            assert len(buffers) == truth["stringios_open"] >= CONTAINERS
-            assert row(rows, "stringio buffer") == len(buffers)
-            marker = truth["stringio_marker"]
-            width = len(marker % 0) * 4
-            seen = []
-            for address, (alloc, size) in buffers.items():
-                assert alloc <= address < alloc + size
-                if alloc + size - address < width:
-                    continue
-                head = harness.read_mem(t.pid, address, address + width)
-                text = head.decode("utf-32-le", "replace")
-                if text.startswith(marker.split("%")[0]):
-                    seen.append(text)
-            assert sorted(seen) == [marker % i for i in range(CONTAINERS)]
+        buffers = listed(t.pid, "stringio buffer")
+        assert len(buffers) == truth["stringios_open"] >= CONTAINERS
+        assert row(rows, "stringio buffer") == len(buffers)
+        marker = truth["stringio_marker"]
+        width = len(marker % 0) * 4
+        seen = []
+        for address, (alloc, size) in buffers.items():
+            assert alloc <= address < alloc + size
+            if alloc + size - address < width:
+                continue
+            head = harness.read_mem(t.pid, address, address + width)
+            text = head.decode("utf-32-le", "replace")
+            if text.startswith(marker.split("%")[0]):
+                seen.append(text)
+        assert sorted(seen) == [marker % i for i in range(CONTAINERS)]
 
-            assert truth["odict_nodes"] > CONTAINERS
-            assert row(rows, "odict node") == truth["odict_nodes"]
-            fast = listed(t.pid, "odict fast nodes")
-            assert len(fast) == truth["odict_fast_nodes"] > 0
-            assert row(rows, "odict fast nodes") == len(fast)
-            room = sum(alloc + size - address
-                       for address, (alloc, size) in fast.items())
-            assert truth["odict_fast_nodes_bytes"] <= room <= \
-                truth["odict_fast_nodes_bytes"] + 64 * len(fast)
+        assert truth["odict_nodes"] > CONTAINERS
+        assert row(rows, "odict node") == truth["odict_nodes"]
+        fast = listed(t.pid, "odict fast nodes")
+        assert len(fast) == truth["odict_fast_nodes"] > 0
+        assert row(rows, "odict fast nodes") == len(fast)
+        room = sum(alloc + size - address
+                   for address, (alloc, size) in fast.items())
+        assert truth["odict_fast_nodes_bytes"] <= room <= \
+            truth["odict_fast_nodes_bytes"] + 64 * len(fast)
 
-            # describe names each buffer's owner: the object the process
-            # made it for (id()), also for blocks deep in a chain.
-            for (address, _), owner in list(zip(truth["arrays"],
-                                                truth["array_ids"]))[:6]:
-                assert owner_of(t.pid, address) == owner, hex(address)
-            for kind, ids, words in (
-                    ("deque block", truth["deque_ids"], ("deque",)),
-                    ("odict node", truth["odict_ids"],
-                     ("ordereddict", "odict"))):
-                owners = set(ids) | set(all_of_kind(t.pid, words))
-                chain = sorted(listed(t.pid, kind))
-                for address in chain[::max(1, len(chain) // 5)][:5]:
-                    assert owner_of(t.pid, address) in owners, hex(address)
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        # describe names each buffer's owner: the object the process
+        # made it for (id()), also for blocks deep in a chain.
+        for (address, _), owner in list(zip(truth["arrays"],
+                                            truth["array_ids"]))[:6]:
+            assert owner_of(t.pid, address) == owner, hex(address)
+        for kind, ids, words in (
+                ("deque block", truth["deque_ids"], ("deque",)),
+                ("odict node", truth["odict_ids"],
+                 ("ordereddict", "odict"))):
+            owners = set(ids) | set(all_of_kind(t.pid, words))
+            chain = sorted(listed(t.pid, kind))
+            for address in chain[::max(1, len(chain) // 5)][:5]:
+                assert owner_of(t.pid, address) in owners, hex(address)
 
 
 def write_word(pid, address, value):
@@ -334,34 +323,30 @@ def test_container_chains_corrupted(python):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
     with start(path, "pymalloc", "--containers", CONTAINERS) as t:
-        try:
-            before = rows_of(t.pid)
-            blocks = listed(t.pid, "deque block")
-            block = middle_link(t.pid, blocks, 0, 520)
-            assert block, "no deque with 3 blocks"
-            left, right = word(t.pid, block), word(t.pid, block + 520)
-            nodes = listed(t.pid, "odict node")
-            node = middle_link(t.pid, nodes, 24, 16)
-            assert node, "no OrderedDict with 3 nodes"
-            prev, nxt = word(t.pid, node + 24), word(t.pid, node + 16)
-            write_word(t.pid, block + 520, left)
-            write_word(t.pid, node + 24, node)
-            after = rows_of(t.pid)
-            blocks_after = listed(t.pid, "deque block")
-            nodes_after = listed(t.pid, "odict node")
-            assert not {left, block, right} & set(blocks_after)
-            assert not {prev, node, nxt} & set(nodes_after)
-            assert set(blocks_after) < set(blocks)
-            assert set(nodes_after) < set(nodes)
-            assert row(after, "deque block") == len(blocks_after) <= \
-                row(before, "deque block") - 3
-            assert row(after, "odict node") == len(nodes_after) <= \
-                row(before, "odict node") - 3
-            for key, r in before.items():
-                if key[0] == "python" or key[1] in ("array buffer",
-                                                   "stringio buffer",
-                                                   "odict fast nodes"):
-                    assert after[key]["count"] == r["count"], key
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+        before = rows_of(t.pid)
+        blocks = listed(t.pid, "deque block")
+        block = middle_link(t.pid, blocks, 0, 520)
+        assert block, "no deque with 3 blocks"
+        left, right = word(t.pid, block), word(t.pid, block + 520)
+        nodes = listed(t.pid, "odict node")
+        node = middle_link(t.pid, nodes, 24, 16)
+        assert node, "no OrderedDict with 3 nodes"
+        prev, nxt = word(t.pid, node + 24), word(t.pid, node + 16)
+        write_word(t.pid, block + 520, left)
+        write_word(t.pid, node + 24, node)
+        after = rows_of(t.pid)
+        blocks_after = listed(t.pid, "deque block")
+        nodes_after = listed(t.pid, "odict node")
+        assert not {left, block, right} & set(blocks_after)
+        assert not {prev, node, nxt} & set(nodes_after)
+        assert set(blocks_after) < set(blocks)
+        assert set(nodes_after) < set(nodes)
+        assert row(after, "deque block") == len(blocks_after) <= \
+            row(before, "deque block") - 3
+        assert row(after, "odict node") == len(nodes_after) <= \
+            row(before, "odict node") - 3
+        for key, r in before.items():
+            if key[0] == "python" or key[1] in ("array buffer",
+                                               "stringio buffer",
+                                               "odict fast nodes"):
+                assert after[key]["count"] == r["count"], key

@@ -5,9 +5,7 @@ ElementTree elements' extras and children arrays — for every installed
 CPython, with pymalloc, PYTHONMALLOC=malloc and -X dev.
 """
 
-import contextlib
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -20,17 +18,6 @@ DOC_CLASSES = 30        # docstrings of 15 to ~1,100 bytes
 ELEMENTS = 60
 SLACK = 64              # allocator rounding, as the library allows
 
-
-@contextlib.contextmanager
-def running(path, mode, *args):
-    """The stopped workload (see test_attribution.start), killed and its
-    directory removed after."""
-    with start(path, mode, *args) as t:
-        try:
-            yield t
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -45,7 +32,7 @@ def test_type_docs(python, mode):
     2 fewer."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with running(path, mode, "--doc-classes", DOC_CLASSES) as t:
+    with start(path, mode, "--doc-classes", DOC_CLASSES) as t:
         truth = t.oracle["doc_classes"]
         lengths = truth["lengths"]
         prefix = truth["marker"].split("%")[0].encode()
@@ -85,7 +72,7 @@ def test_module_states(python, mode):
     (+ rounding); modules outside sys.modules may add more."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with running(path, mode, "--module-states") as t:
+    with start(path, mode, "--module-states") as t:
         truth = [m for m in t.oracle["module_states"] if m["size"] > 0]
         assert len(truth) >= 3, truth
         states = listed(t.pid, "module state")
@@ -106,7 +93,7 @@ def test_elements(python, mode):
     those with more than the 4 inline child slots."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with running(path, mode, "--elements", ELEMENTS) as t:
+    with start(path, mode, "--elements", ELEMENTS) as t:
         truth = t.oracle["elements"]
         assert truth["type"] == "xml.etree.ElementTree.Element"
         assert truth["extras"] > truth["children_arrays"] > 0
