@@ -58,7 +58,8 @@ static struct pm_error *add_used(struct list_builder *b,
 			continue;
 		const struct pm_category *c = &heap->categories[a->category];
 		struct pm_alloc_entry e = {
-			.addr = a->addr, .size = a->size, .domain = c->domain,
+			.addr = a->addr, .size = a->size,
+			.header = (uint8_t)pm_alloc_header(a), .domain = c->domain,
 			.kind = c->kind, .detail = c->detail,
 			.state = PM_ALLOC_STATE_USED,
 			.object_offset = a->object_offset,
@@ -94,7 +95,8 @@ static struct pm_error *add_free_chunks(struct list_builder *b,
 		if (!detail)
 			continue;
 		struct pm_alloc_entry e = {
-			.addr = c->addr + 16, .size = c->size, .domain = "glibc",
+			.addr = c->addr + PM_GLIBC_CHUNK_HEADER, .size = c->size,
+			.header = PM_GLIBC_CHUNK_HEADER, .domain = "glibc",
 			.kind = "free chunk", .detail = detail,
 			.state = PM_ALLOC_STATE_FREE,
 		};
@@ -194,7 +196,7 @@ const struct pm_alloc_entry *pm_alloc_list_find(const struct pm_alloc_list *list
 		const struct pm_alloc_entry *e = &list->entries[mid];
 		if (addr < e->addr)
 			hi = mid;
-		else if (addr - e->addr >= e->size)
+		else if (addr >= pm_alloc_entry_end(e))
 			lo = mid + 1;
 		else
 			return e;
@@ -230,12 +232,13 @@ static uint32_t le32(const uint8_t *p)
 	return v;
 }
 
-/* Reads [addr, addr+len) only if it lies inside the allocation. */
+/* Reads [addr, addr+len) only if it lies inside the allocation's data. */
 static bool read_inside(struct pm_target *t, const struct pm_alloc_entry *e,
 			uint64_t addr, void *buf, size_t len)
 {
-	if (addr < e->addr || addr - e->addr > e->size ||
-	    len > e->size - (addr - e->addr))
+	uint64_t room = pm_alloc_entry_end(e) - e->addr;
+	if (addr < e->addr || addr - e->addr > room ||
+	    len > room - (addr - e->addr))
 		return false;
 	struct pm_error *err = pm_target_read(t, addr, buf, len);
 	pm_error_destroy(err);
@@ -264,7 +267,8 @@ static void preview_raw(struct pm_target *t, const struct pm_alloc_entry *e,
 			struct pm_strbuf *out)
 {
 	uint8_t buf[PREVIEW_RAW_BYTES];
-	size_t len = e->size < sizeof(buf) ? (size_t)e->size : sizeof(buf);
+	uint64_t room = pm_alloc_entry_end(e) - e->addr;
+	size_t len = room < sizeof(buf) ? (size_t)room : sizeof(buf);
 	if (!read_inside(t, e, e->addr, buf, len)) {
 		pm_strbuf_append(out, "<unreadable>");
 		return;

@@ -21,9 +21,12 @@ const char *pm_alloc_state_name(enum pm_alloc_state state);
 
 /* One allocation. addr is where user data starts (glibc: chunk + 16, the
  * same convention as struct pm_alloc), size what it occupies in its
- * allocator. The strings belong to the list (or are static). */
+ * allocator, header included: [addr - header, addr - header + size) is its
+ * chunk or block, and [addr, that end) its data. The strings belong to the
+ * list (or are static). */
 struct pm_alloc_entry {
 	uint64_t addr, size;
+	uint8_t header;             /* 16 for a glibc chunk, 0 for a pymalloc block */
 	const char *domain, *kind, *detail;
 	uint8_t state;              /* enum pm_alloc_state */
 	uint8_t object_offset;      /* the recognised object is at addr + this */
@@ -39,10 +42,16 @@ struct pm_alloc_list {
 
 /* Built once per target (cached in PM_CACHE_ALLOCS); *ret stays owned by
  * the target. */
+static inline uint64_t pm_alloc_entry_end(const struct pm_alloc_entry *e)
+{
+	return e->addr - e->header + e->size;
+}
+
 struct pm_error *pm_alloc_list_get(struct pm_target *t,
 				   const struct pm_alloc_list **ret);
 
-/* The entry whose [addr, addr + size) holds addr, or NULL. */
+/* The entry whose data [addr, end of its chunk or block) holds addr, or
+ * NULL. */
 const struct pm_alloc_entry *pm_alloc_list_find(const struct pm_alloc_list *list,
 						uint64_t addr);
 

@@ -100,7 +100,8 @@ const char *pm_alloc_kind_name(enum pm_alloc_kind kind);
 #define PM_CATEGORY_NONE UINT32_MAX
 
 /* One allocation: addr is where its user data starts (glibc: chunk + 16),
- * size what it occupies in its allocator (block size, chunk size). */
+ * size what it occupies in its allocator (block size, chunk size with its
+ * header): [addr - pm_alloc_header, + size) is its block or chunk. */
 struct pm_alloc {
 	uint64_t addr;
 	uint64_t size;
@@ -108,6 +109,22 @@ struct pm_alloc {
 	uint8_t kind;               /* enum pm_alloc_kind */
 	uint8_t object_offset;      /* a recognised object is at addr + this */
 };
+
+/* Bytes before addr that are part of the allocation: a glibc chunk's
+ * header (prev_size, size); none for a pymalloc block. */
+static inline uint64_t pm_alloc_header(const struct pm_alloc *alloc)
+{
+	return alloc->kind == PM_ALLOC_PYMALLOC ? 0 : 16;
+}
+
+/* Where the allocation ends: its chunk's or block's end, so [addr,
+ * pm_alloc_end) is its data and never reaches into the next mapping. (An
+ * in-use chunk's data may also use the next chunk's prev_size word, which
+ * belongs to that chunk's extent.) */
+static inline uint64_t pm_alloc_end(const struct pm_alloc *alloc)
+{
+	return alloc->addr - pm_alloc_header(alloc) + alloc->size;
+}
 
 /* A summary row: domain ("python", "cpython", "pymalloc", "glibc"), kind (a
  * type name, "dict keys", ...) and detail ("-", a size range). */

@@ -16,6 +16,9 @@ enum pm_chunk_state {
 	PM_CHUNK_MMAPPED,           /* in use, mmapped (IS_MMAPPED) */
 };
 
+/* prev_size and size: the user data of a chunk starts this far in. */
+#define PM_GLIBC_CHUNK_HEADER 16
+
 struct pm_chunk {
 	uint64_t addr;              /* chunk header address; user data at +16 */
 	uint64_t size;              /* chunk size without flag bits */

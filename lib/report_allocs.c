@@ -55,8 +55,8 @@ static void entry_json(struct pm_target *t, const struct pm_alloc_list *l,
 		       struct pm_strbuf *out)
 {
 	pm_strbuf_printf(out, "%s\n  {\"address\": %" PRIu64 ", \"size\": %" PRIu64
-			 ", \"state\": \"%s\", \"domain\": ", first ? "" : ",",
-			 e->addr, e->size,
+			 ", \"header\": %u, \"state\": \"%s\", \"domain\": ",
+			 first ? "" : ",", e->addr, e->size, e->header,
 			 pm_alloc_state_name((enum pm_alloc_state)e->state));
 	pm_strbuf_json_string(out, e->domain);
 	pm_strbuf_append(out, ", \"kind\": ");
@@ -276,10 +276,11 @@ static const struct pm_alloc_entry *find_owner(const struct pm_alloc_list *l,
 	return e;
 }
 
-static bool chunk_size_field(const struct description *d)
+/* prev_size and size: no allocation's data (prev_size may hold the last
+ * bytes of the previous chunk's data when that one is in use). */
+static bool in_chunk_header(const struct description *d)
 {
-	return d->chunk && d->address >= d->chunk->addr + 8 &&
-	       d->address < d->chunk->addr + 16;
+	return d->chunk && d->address < d->chunk->addr + PM_GLIBC_CHUNK_HEADER;
 }
 
 static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
@@ -303,10 +304,6 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 	if (l->heap->pymalloc_walked && !pm_pymalloc_walk(t, &d->pm))
 		d->pool = pm_pymalloc_find_pool(d->pm, address);
 	d->entry = pm_alloc_list_find(l, address);
-	/* A chunk's size field is its own header; an allocation's range
-	 * (user start + chunk size) reaches over it into the next chunk. */
-	if (chunk_size_field(d))
-		d->entry = NULL;
 	if (d->entry && d->entry->state == PM_ALLOC_STATE_USED &&
 	    !strcmp(d->entry->domain, "cpython"))
 		d->owner = find_owner(l, d->entry);
@@ -346,8 +343,8 @@ static void describe_text(const struct description *d, struct pm_strbuf *out)
 	}
 	const struct pm_alloc_entry *e = d->entry;
 	if (!e) {
-		pm_strbuf_printf(out, "  allocation: none (%s)\n", chunk_size_field(d) ?
-				 "in the chunk's size field" :
+		pm_strbuf_printf(out, "  allocation: none (%s)\n", in_chunk_header(d) ?
+				 "in the chunk's header: prev_size, size" :
 				 "in no allocation the walkers found");
 		return;
 	}
@@ -419,7 +416,8 @@ static void describe_json(const struct description *d, struct pm_strbuf *out)
 	pm_strbuf_append(out, ",\n\"allocation\": ");
 	if (e) {
 		pm_strbuf_printf(out, "{\"address\": %" PRIu64 ", \"size\": %" PRIu64
-				 ", \"state\": \"%s\", \"domain\": ", e->addr, e->size,
+				 ", \"header\": %u, \"state\": \"%s\", \"domain\": ",
+				 e->addr, e->size, e->header,
 				 pm_alloc_state_name((enum pm_alloc_state)e->state));
 		pm_strbuf_json_string(out, e->domain);
 		pm_strbuf_append(out, ", \"kind\": ");

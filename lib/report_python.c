@@ -651,9 +651,10 @@ static void object_json(const struct pm_cpython_heap *heap,
 			 first ? "" : ", ", alloc->addr + alloc->object_offset);
 	pm_strbuf_json_string(out, c->kind);
 	pm_strbuf_printf(out, ", \"state\": \"%s\", \"allocation\": %" PRIu64
-			 ", \"size\": %" PRIu64 ", \"allocator\": ",
+			 ", \"size\": %" PRIu64 ", \"header\": %" PRIu64
+			 ", \"allocator\": ",
 			 strcmp(c->detail, "free list") ? "live" : "free list",
-			 alloc->addr, alloc->size);
+			 alloc->addr, alloc->size, pm_alloc_header(alloc));
 	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
 	/* An attributed buffer: the object that owns it. */
 	uint64_t owner = heap->owners ? heap->owners[alloc - heap->allocs] : 0;

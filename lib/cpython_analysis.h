@@ -1,0 +1,231 @@
+/* The CPython heap analysis in progress, shared by the files that do its
+ * parts (not part of the library's interface):
+ *   cpython.c             the pipeline: detect, collect, recognise, attribute,
+ *                         categorise; the cached result
+ *   cpython_allocs.c      every in-use allocation of the walkers, in address order
+ *   cpython_types.c       type objects (validated once, cached) and categories
+ *   cpython_recognise.c   the object at the start of each allocation
+ *   cpython_owned.c       buffers that recognised objects point at
+ *   cpython_chains.c      chains of container storage (deque blocks, odict nodes)
+ *   cpython_structures.c  interpreter structures no object points at
+ * Facts: shared/reference/cpython-memory.md */
+#ifndef PM_CPYTHON_ANALYSIS_H
+#define PM_CPYTHON_ANALYSIS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpython.h"
+#include "hash_table.h"
+#include "pymalloc.h"
+#include "vector.h"
+
+enum {
+	TPFLAG_HEAPTYPE = 1 << 9,
+	TPFLAG_READY = 1 << 12,
+	TPFLAG_HAVE_GC = 1 << 14,
+	TPFLAG_MANAGED_DICT = 1 << 4,
+	STR_STATE = 32,             /* PyASCIIObject.state */
+	TYPE_NAME_MAX = 128,
+	WINDOW = 224,               /* bytes of a glibc chunk read for recognition */
+	DEBUG_HOOK_HEADER = 16, DEBUG_HOOK_TRAILER = 8,
+	ALLOC_SLACK = 64,           /* allocator rounding of a sized buffer */
+	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
+	CONTAINER_ITEMS_MAX = 1 << 30, /* array/StringIO/odict sizes taken */
+};
+
+/* What a type is, for attribution of the buffers its instances own. */
+enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
+		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
+		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
+		 TK_KINDS };
+
+/* A type object seen as some object's ob_type: validated once. */
+struct type_info {
+	uint64_t addr;
+	bool valid;
+	uint8_t kind;               /* enum type_kind */
+	uint64_t flags, basicsize;
+	uint32_t cat_live, cat_free;
+	char *name;
+};
+PM_DEFINE_HASH_MAP(type_map, uint64_t, struct type_info, pm_hash_u64_key,
+		   pm_u64_key_eq)
+
+/* A category's three names, as the category index looks them up. */
+struct category_key {
+	const char *domain, *kind, *detail;
+};
+uint64_t category_key_hash(const struct category_key *k);
+bool category_key_eq(const struct category_key *x, const struct category_key *y);
+PM_DEFINE_HASH_MAP(category_index, struct category_key, uint32_t,
+		   category_key_hash, category_key_eq)
+PM_DEFINE_VECTOR(category_vector, struct pm_category)
+
+/* A buffer (or chain) that a recognised object points at, attributed once
+ * every object is known. */
+struct pending {
+	uint64_t ptr;
+	/* 0: any allocation containing ptr; else the allocation's data must
+	 * start at ptr and hold at least size bytes, not much more. */
+	uint64_t size;
+	uint32_t category;          /* PM_CATEGORY_NONE: owner was rejected */
+	/* Not 0: ptr is an object (this enum type_kind) that owns a chain
+	 * of allocations, walked after recognition (chains_attribute). */
+	uint8_t chain;
+	uint64_t owner;             /* the object whose field points at ptr */
+};
+PM_DEFINE_VECTOR(pending_vector, struct pending)
+
+/* A GC head of an accepted object: its list links. Pushed in address order,
+ * so the array is sorted and neighbours are found by binary search. */
+struct gc_link {
+	uint64_t gc, next, prev;
+};
+PM_DEFINE_VECTOR(gc_link_vector, struct gc_link)
+
+/* A GC object accepted before its list neighbours could be checked (they
+ * were not in memory at hand); checked after the pass, undone if wrong. */
+struct gc_deferred {
+	size_t alloc;               /* index in heap->allocs */
+	uint64_t gc, next, prev;
+	size_t pending_start, pending_end;
+	uint8_t offset_index;       /* which of the offsets was accepted */
+	bool free_list;
+};
+PM_DEFINE_VECTOR(gc_deferred_vector, struct gc_deferred)
+
+/* Buffers and structures attributed to an owner, each a category. */
+enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
+	     OWN_STR_UTF8, OWN_STR_WSTR, OWN_BYTEARRAY, OWN_STR_TABLE_ENTRY,
+	     OWN_RADIX_NODE, OWN_AST_ARENA, OWN_AST_ARENA_BLOCK, OWN_HASHTABLE,
+	     OWN_HASHTABLE_BUCKETS, OWN_HASHTABLE_ENTRY, OWN_IO_BUFFER,
+	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
+	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
+	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
+	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN,
+	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
+	     OWN_LINK_MAP, OWN_LINK_MAP_NAME, OWN_KINDS };
+
+/* A chain of allocations being walked: each claimed (given its category)
+ * as it is reached, so a cycle finds its own start taken; all released
+ * if the chain turns out wrong. */
+struct chain_link {
+	struct pm_alloc *alloc;
+	uint64_t start;
+};
+PM_DEFINE_VECTOR(chain_vector, struct chain_link)
+
+/* A hashtable entry candidate (a chunk) whose key must turn out to be a
+ * str (cpython_structures.c). */
+struct str_entry {
+	size_t alloc;               /* index in heap->allocs */
+	uint64_t key;
+};
+PM_DEFINE_VECTOR(str_entry_vector, struct str_entry)
+
+PM_DEFINE_VECTOR(alloc_vector, struct pm_alloc)
+
+/* The analysis in progress. */
+struct analysis {
+	struct pm_target *t;
+	struct pm_cpython_heap *heap;
+	const struct pm_cpython_layout *l;
+	const struct pm_python_info *py;
+	const struct pm_pymalloc *pm;
+	uint64_t kind_types[TK_KINDS];
+	uint64_t frozenset_type;
+	uint64_t object_type;       /* PyBaseObject_Type: ends a tp_base walk */
+	struct chain_vector chain;
+	uint64_t chain_owner;       /* the deque or OrderedDict being walked */
+	uint64_t owner_now;         /* the object whose buffers are pended */
+	struct type_map types;
+	/* heap->categories is this vector's data (category_add keeps them
+	 * equal); the index finds a category by its names. */
+	struct category_vector categories;
+	struct category_index category_index;
+	struct alloc_vector allocs; /* while collecting; then heap->allocs */
+	struct pending_vector pending;
+	struct gc_link_vector links;
+	struct gc_deferred_vector deferred;
+	struct str_entry_vector str_entries;
+	bool no_defer;              /* check GC neighbours at once */
+	bool no_defer_pass;         /* re-recognising after a failed check */
+	uint32_t cat_owned[OWN_KINDS]; /* "dict keys", ... (enum owned) */
+	/* The pymalloc pool currently in buf. */
+	const struct pm_pymalloc_pool *pool;
+	uint8_t *pool_buf;
+	uint8_t window[WINDOW];
+};
+
+/* Where the data of an allocation starts (after debug-hook headers) and
+ * what it can hold. */
+struct alloc_data {
+	uint64_t start, usable;
+};
+
+/* cpython.c */
+void analysis_note(struct pm_cpython_heap *heap, const char *fmt,
+		   const char *what);
+
+/* cpython_allocs.c */
+struct pm_error *allocs_collect(struct analysis *a);
+/* What the program may store from alloc->addr on (debug hooks included). */
+uint64_t alloc_usable(const struct pm_alloc *alloc);
+struct alloc_data alloc_data_of(const struct analysis *a,
+				const struct pm_alloc *alloc);
+/* The unattributed allocation whose data starts exactly at ptr, or NULL. */
+struct pm_alloc *alloc_unknown_at(struct analysis *a, uint64_t ptr,
+				  struct alloc_data *ret);
+/* The unknown allocation holding exactly one structure of size bytes at
+ * ptr (its data starts there; allocator rounding aside), or NULL. */
+struct pm_alloc *alloc_unknown_sized(struct analysis *a, uint64_t ptr,
+				     uint64_t size);
+
+/* cpython_types.c */
+struct pm_error *types_find_static(struct analysis *a);
+/* The cached verdict on a type pointer; *ret NULL when it is not a type. */
+struct pm_error *type_get(struct analysis *a, uint64_t tp,
+			  const struct type_info **ret);
+/* The id of category (domain, kind, detail), created on first use. */
+struct pm_error *category_get(struct analysis *a, const char *domain,
+			      const char *kind, const char *detail,
+			      uint32_t *ret);
+
+/* cpython_recognise.c */
+/* A word of target memory, from the current pool buffer when it is there. */
+bool analysis_read_word(struct analysis *a, uint64_t addr, uint64_t *ret);
+/* n words at addr, false when any is unreadable. */
+bool analysis_read_words(struct analysis *a, uint64_t addr, size_t n,
+			 uint64_t *words);
+/* Recognises the object at the start of every allocation, then checks the
+ * GC neighbours of those accepted with a neighbour out of reach. */
+struct pm_error *recognise_objects(struct analysis *a);
+
+/* cpython_owned.c */
+/* Buffers owned by a recognised object: obj is its address, b its bytes
+ * (avail of them), pre the bytes before it in the same allocation. */
+struct pm_error *owned_pend_object(struct analysis *a,
+				   const struct type_info *ti, uint64_t obj,
+				   const uint8_t *b, size_t avail, size_t pre);
+/* Records that the allocation containing ptr belongs to the object now
+ * being recognised (or to none) as a buffer of kind what. */
+struct pm_error *owned_pend(struct analysis *a, uint64_t ptr, enum owned what);
+/* Gives every pended buffer its owner's category. */
+struct pm_error *owned_resolve(struct analysis *a);
+/* Records that owner's field (or chain) leads to the allocation alloc. */
+struct pm_error *owned_record_owner(struct analysis *a,
+				    const struct pm_alloc *alloc,
+				    uint64_t owner);
+
+/* cpython_chains.c */
+struct pm_error *chains_attribute(struct analysis *a);
+
+/* cpython_structures.c */
+/* A chunk that may be a hashtable entry of interned strs, keyed by key. */
+struct pm_error *structures_str_entry_push(struct analysis *a, size_t alloc,
+					   uint64_t key);
+struct pm_error *structures_resolve_str_entries(struct analysis *a);
+struct pm_error *structures_attribute(struct analysis *a);
+
+#endif
