@@ -70,6 +70,11 @@ def cli_path():
     return os.path.join(build_dir(), "cli", "pymortem")
 
 
+def adjacent_arena_lib():
+    """tests/targets/adjacent_arena.c as built (py_workload --adjacent-arena)."""
+    return os.path.join(build_dir(), "tests", "targets", "libadjacent_arena.so")
+
+
 class CliError(AssertionError):
     pass
 

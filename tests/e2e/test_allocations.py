@@ -14,6 +14,10 @@ live and from a gcore of the same stopped process:
 - previews of floats and strs equal the values read through /proc/PID/mem;
 - the owner of a list's item array / a dict's keys (pointers read through
   /proc/PID/mem) is that list / dict;
+- every allocation's [address - header, + size) is exactly its glibc chunk
+  (the size word read through /proc/PID/mem) or pymalloc block (its pool's
+  size class read there), also where a pymalloc arena is mapped right
+  after a glibc mmapped chunk on purpose;
 - bad input gives one clear error.
 """
 
@@ -282,6 +286,86 @@ def test_free_chunks_of_c_program(mode):
         assert any("no Python" in n for n in used["notes"]), used["notes"]
         assert used["matching"] > 0
         assert all(a["domain"] == "glibc" for a in used["allocations"])
+
+
+def pool_size_of(target):
+    """POOL_SIZE of the workload's CPython (the reference's table)."""
+    return 4096 if minor(target) <= 9 else 16384
+
+
+def check_allocations_in_place(pid, allocations, pool_size):
+    """Every allocation lies in its own chunk or block, as the process's
+    memory says: a glibc chunk's size word (read through /proc/PID/mem)
+    is the allocation's size and its range starts at the chunk's header;
+    a pymalloc block is one slot of its pool's size class (the pool
+    header's szidx). No two allocations overlap."""
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        def word(addr, fmt="<Q"):
+            mem.seek(addr)
+            return struct.unpack(fmt, mem.read(struct.calcsize(fmt)))[0]
+        end = 0
+        for a in allocations:
+            start = a["address"] - a["header"]
+            assert start >= end, ("overlaps the one before", a)
+            end = start + a["size"]
+            if a["header"]:
+                assert a["header"] == 16, a
+                assert word(a["address"] - 8) & ~7 == a["size"], a
+            else:
+                pool = a["address"] & ~(pool_size - 1)
+                szidx = word(pool + 36, "<I")
+                block = (szidx + 1) * 16
+                assert a["size"] == block, (a, szidx)
+                assert (a["address"] - pool - 48) % block == 0, a
+                assert a["address"] + block <= pool + pool_size, a
+
+
+def test_allocations_in_their_chunks(target, where):
+    """The listing's ranges are the chunks and blocks the process's own
+    memory describes, used and free."""
+    listed = harness.cli_json("allocations", "--all", "--json", "--limit",
+                              ALL, where)["allocations"]
+    assert len(listed) > SENTINELS * 5
+    check_allocations_in_place(target.pid, listed, pool_size_of(target))
+
+
+@pytest.mark.parametrize("python", python_params())
+def test_arena_right_after_mmapped_chunk(python):
+    """A pymalloc arena mapped exactly at a glibc mmapped chunk's end (the
+    kernel merges the two into one mapping): the chunk's allocation ends
+    where the process says its chunk ends, and nothing in the arena is
+    described as the chunk's (it was, 16 bytes into the arena: the first
+    pool's header read as "bytes (offset 600016)")."""
+    label, path = python
+    if path is None:
+        pytest.fail("no CPython 3.8-3.13 installed: nothing to test")
+    lib = harness.adjacent_arena_lib()
+    with harness.start_python(path, "--sentinels", 100,
+                              "--adjacent-arena", lib) as t:
+        placed = t.oracle["adjacent_arena"]
+        arena, obj = placed["arena"], placed["object"]
+        assert arena == placed["chunk_end"]
+        pool_size = pool_size_of(t)
+        first_pool = -(-arena // pool_size) * pool_size
+        for where in (str(t.pid), t.gcore()):
+            d = harness.cli_json("describe", "--json", "--address",
+                                 hex(obj), where)
+            a = d["allocation"]
+            assert (d["object"]["address"], d["object"]["type"]) == \
+                (obj, "bytes")
+            assert a["address"] - a["header"] == placed["chunk"]
+            assert a["address"] - a["header"] + a["size"] == arena
+            for addr in (arena, arena + 8, first_pool + 8, first_pool + 40):
+                d = harness.cli_json("describe", "--json", "--address",
+                                     hex(addr), where)
+                assert d["allocation"] is None, (hex(addr), d["allocation"])
+            d = harness.cli_json("describe", "--json", "--address",
+                                 hex(first_pool + 8), where)
+            assert d["pool"]["address"] == first_pool
+            assert d["pool"]["place"] == "pool header"
+            listed = harness.cli_json("allocations", "--all", "--json",
+                                      "--limit", ALL, where)["allocations"]
+            check_allocations_in_place(t.pid, listed, pool_size)
 
 
 def test_describe_free_places(target, where):

@@ -112,6 +112,10 @@ def parse_args(argv):
     p.add_argument("--elements", type=int, default=0,
                    help="ElementTree elements with 0 to 9 children, some "
                         "with attributes")
+    p.add_argument("--adjacent-arena", metavar="LIB",
+                   help="with tests/targets/adjacent_arena.c built as LIB: "
+                        "map a pymalloc arena right after a glibc mmapped "
+                        "chunk (default allocator only)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -567,6 +571,62 @@ def build_elements(n):
             "children_arrays": sum(1 for e in made if len(e) > 4)}
 
 
+class ArenaAllocator(ctypes.Structure):
+    """PyObjectArenaAllocator (Include/cpython/objimpl.h)."""
+    _fields_ = [("ctx", ctypes.c_void_p), ("alloc", ctypes.c_void_p),
+                ("free", ctypes.c_void_p)]
+
+
+def place_adjacent_arena(lib_path):
+    """A glibc mmapped chunk (a bytes object) with a pymalloc arena mapped
+    exactly where the chunk's mapping ends. The kernel maps top-down, so a
+    fresh chunk lands right below the lowest mapping: a spacer mapping is
+    made first, the chunk below it, then the spacer is unmapped and the
+    next pymalloc arena is mapped there (adjacent_arena.c). What the
+    process saw: the chunk (from its own header word), the arena's
+    address, and the bytes object's id."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib = ctypes.CDLL(lib_path)
+    lib.adjacent_arena_place.argtypes = [ctypes.c_size_t]
+    lib.adjacent_arena_placed.restype = ctypes.c_size_t
+    spacer_size = 1 << 20           # >= pymalloc's arena size
+    prot_none, map_private_anonymous = 0, 0x22
+    kept = []
+    for _ in range(50):
+        spacer = libc.mmap(None, spacer_size, prot_none,
+                           map_private_anonymous, -1, 0)
+        big = bytes(600000)         # over the mmap threshold
+        kept.append(big)
+        size_word = ctypes.c_size_t.from_address(id(big) - 8).value
+        chunk = id(big) - 16
+        chunk_end = chunk + (size_word & ~7)
+        if size_word & 2 and chunk_end == spacer:
+            break
+        libc.munmap(spacer, spacer_size)
+    else:
+        raise RuntimeError("no mmapped chunk right below a spacer mapping")
+    libc.munmap(spacer, spacer_size)
+    lib.adjacent_arena_place(chunk_end)
+    allocator = ArenaAllocator(None,
+                               ctypes.cast(lib.adjacent_arena_alloc,
+                                           ctypes.c_void_p),
+                               ctypes.cast(lib.adjacent_arena_free,
+                                           ctypes.c_void_p))
+    ctypes.pythonapi.PyObject_SetArenaAllocator(ctypes.byref(allocator))
+    small = []
+    while not lib.adjacent_arena_placed() and len(small) < 1 << 22:
+        small.extend(b"%d" % i for i in range(4096))
+    KEEP.append((kept, small, lib, allocator))
+    if not lib.adjacent_arena_placed():
+        raise RuntimeError("no pymalloc arena was mapped at the chunk's end")
+    return {"chunk": chunk, "chunk_end": chunk_end, "object": id(big),
+            "arena": lib.adjacent_arena_placed()}
+
+
 def main(argv):
     args = parse_args(argv)
     if args.tracemalloc:
@@ -580,6 +640,8 @@ def main(argv):
         big = os.urandom(args.big_bytes)
         KEEP.append(big)
         info["big_bytes"] = {"size": len(big), "address": id(big)}
+    if args.adjacent_arena:
+        info["adjacent_arena"] = place_adjacent_arena(args.adjacent_arena)
     info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
     info["threads"] = start_threads(args.threads, args.thread_objects)
     info["interpreter"] = interpreter_states()
