@@ -39,6 +39,7 @@ struct pymalloc_layout {
 	 * mid nodes): 3.10 ignores the top 16 address bits (10 bits a level),
 	 * 3.11+ none (15 bits a level); 0 = no radix tree. */
 	uint32_t radix_interior_length;
+	uint32_t radix_bottom_length;   /* arena_coverage_t entries of a bottom node */
 	bool state_is_pointer;      /* 3.13: interp->obmalloc is a pointer */
 	uint64_t interp_obmalloc;   /* offset of obmalloc in PyInterpreterState */
 	uint64_t main_interp;       /* offset of _main_interpreter in _PyRuntime */
@@ -53,17 +54,17 @@ static const struct pymalloc_layout pymalloc_layouts[] = {
 	{ .minor = 8, .arena_size = 256u << 10, .pool_size = 4u << 10 },
 	{ .minor = 9, .arena_size = 256u << 10, .pool_size = 4u << 10 },
 	{ .minor = 10, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	  .radix_interior_length = 1u << 10 },
+	  .radix_interior_length = 1u << 10, .radix_bottom_length = 1u << 8 },
 	{ .minor = 11, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	  .radix_interior_length = 1u << 15 },
+	  .radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14 },
 	{ .minor = 12, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	  .radix_interior_length = 1u << 15,
+	  .radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14,
 	  .per_interpreter = true, .state_is_pointer = false,
 	  .interp_obmalloc = 3960, .main_interp = 0x12a68,
 	  .interpreters_head = 40, .interp_next = 0,
 	  .interp_feature_flags = 1712 },
 	{ .minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	  .radix_interior_length = 1u << 15,
+	  .radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14,
 	  .per_interpreter = true, .state_is_pointer = true,
 	  .interp_obmalloc = 10800, .main_interp = 0x15920,
 	  .interpreters_head = 632, .interp_next = 7264,
@@ -85,6 +86,9 @@ struct walk {
 	struct pm_pymalloc *pm;
 	size_t pools_cap, bits_len, bits_cap, states_cap;
 	uint64_t interp_obmalloc;   /* the layout's, or found by scan */
+	/* The first arenas walked: what a radix tree found by scan must map. */
+	uint64_t arenas_seen[2];
+	size_t narenas_seen;
 };
 
 static bool maxarenas_plausible(uint32_t n)
@@ -330,6 +334,8 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 	}
 	if (address == 0)
 		return NULL;
+	if (w->narenas_seen < 2)
+		w->arenas_seen[w->narenas_seen++] = address;
 	s->narenas++;
 	label_arena_region(w, address);
 	/* nfreepools counts empty pools and those never carved: CPython
@@ -558,14 +564,15 @@ static bool arenas_candidate(struct walk *w, uint64_t v, uint32_t *maxarenas)
 	return true;
 }
 
-/* Without symbols or usable code (3.8 --no-debuginfo): scan the writable
- * data of the interpreter's module (and the .bss mapping after it) for the
- * `arenas` pointer. */
-static bool locate_by_data_scan(struct walk *w, const struct pm_python_info *py,
-				struct pm_pymalloc_state *s)
+/* Calls fn(w, ctx, address, word) for every aligned word of the writable
+ * data of the interpreter's module (and the .bss mapping right after it),
+ * until fn returns false. False when memory ran out. */
+static bool scan_module_data(struct walk *w, const struct pm_python_info *py,
+			     bool (*fn)(struct walk *w, void *ctx, uint64_t addr,
+					uint64_t word),
+			     void *ctx)
 {
 	const struct pm_module *m = py->module;
-	size_t hits = 0;
 	for (size_t i = 0; i < pm_target_region_count(w->t); i++) {
 		struct pm_region *r = pm_target_region(w->t, i);
 		struct pm_region *before = i ? pm_target_region(w->t, i - 1) : NULL;
@@ -582,26 +589,50 @@ static bool locate_by_data_scan(struct walk *w, const struct pm_python_info *py,
 				pm_error_destroy(err);
 				break;
 			}
-			/* Candidates first: the view dies at the next read. */
+			/* A copy: fn may read memory, which ends the view. */
 			uint64_t *words = malloc(len);
 			if (!words)
 				return false;
 			memcpy(words, view, len);
-			for (size_t k = 0; k < len / 8; k++) {
-				uint32_t maxarenas;
-				if (!arenas_candidate(w, words[k], &maxarenas))
-					continue;
-				if (hits++ == 0) {
-					s->arenas = words[k];
-					s->maxarenas = maxarenas;
-				} else if (words[k] != s->arenas) {
-					hits = 2;   /* two different vectors: ambiguous */
-				}
-			}
+			bool more = true;
+			for (size_t k = 0; k < len / 8 && more; k++)
+				more = fn(w, ctx, a + 8 * k, words[k]);
 			free(words);
+			if (!more)
+				return true;
 		}
 	}
-	return hits == 1;
+	return true;
+}
+
+struct arenas_hits {
+	struct pm_pymalloc_state *s;
+	size_t hits;
+};
+
+static bool arenas_word(struct walk *w, void *ctx, uint64_t addr, uint64_t word)
+{
+	struct arenas_hits *h = ctx;
+	uint32_t maxarenas;
+	(void)addr;
+	if (!arenas_candidate(w, word, &maxarenas))
+		return true;
+	if (h->hits++ == 0) {
+		h->s->arenas = word;
+		h->s->maxarenas = maxarenas;
+	} else if (word != h->s->arenas) {
+		h->hits = 2;    /* two different vectors: ambiguous */
+	}
+	return true;
+}
+
+/* Without symbols or usable code (3.8 --no-debuginfo): scan the writable
+ * data of the interpreter's module for the `arenas` pointer. */
+static bool locate_by_data_scan(struct walk *w, const struct pm_python_info *py,
+				struct pm_pymalloc_state *s)
+{
+	struct arenas_hits h = { s, 0 };
+	return scan_module_data(w, py, arenas_word, &h) && h.hits == 1;
 }
 
 /* 3.12+: reads one _obmalloc_state into s. */
@@ -759,6 +790,89 @@ static void radix_level(struct walk *w, uint64_t addr, uint64_t *children,
 	}
 }
 
+enum { ARENA_BITS = 20 };   /* the radix tree's keys: 1 MiB arena slots */
+
+/* Where arena address a is in the radix tree: root index, mid index,
+ * bottom index (Objects/obmalloc.c MAP_TOP_INDEX, MAP_MID_INDEX,
+ * MAP_BOT_INDEX; 3.10 ignores the top 16 address bits, which these masks
+ * do by themselves). */
+static void radix_indexes(const struct pymalloc_layout *l, uint64_t a,
+			  uint64_t idx[3])
+{
+	unsigned bot_bits = (unsigned)__builtin_ctz(l->radix_bottom_length);
+	unsigned int_bits = (unsigned)__builtin_ctz(l->radix_interior_length);
+	idx[2] = (a >> ARENA_BITS) & (l->radix_bottom_length - 1);
+	idx[1] = (a >> (ARENA_BITS + bot_bits)) & (l->radix_interior_length - 1);
+	idx[0] = (a >> (ARENA_BITS + bot_bits + int_bits)) &
+		 (l->radix_interior_length - 1);
+}
+
+/* Whether the radix tree at root maps arena a as pymalloc marks it
+ * (arena_map_mark_used): the bottom entry of a's slot has tail_hi = a's
+ * offset in that slot, or -1 when a is slot-aligned. */
+static bool radix_maps_arena(struct walk *w, uint64_t root, uint64_t a)
+{
+	uint64_t idx[3], mid, bottom;
+	uint32_t tail_hi;
+	radix_indexes(w->layout, a, idx);
+	uint32_t expect = (uint32_t)(a & ((UINT64_C(1) << ARENA_BITS) - 1));
+	if (!expect)
+		expect = UINT32_MAX;
+	struct pm_error *err = pm_target_read_u64(w->t, root + 8 * idx[0], &mid);
+	if (!err && (!mid || mid & 7))
+		return false;
+	if (!err)
+		err = pm_target_read_u64(w->t, mid + 8 * idx[1], &bottom);
+	if (!err && (!bottom || bottom & 7))
+		return false;
+	if (!err)
+		err = pm_target_read_u32(w->t, bottom + 8 * idx[2], &tail_hi);
+	pm_error_destroy(err);
+	return !err && tail_hi == expect;
+}
+
+struct radix_scan {
+	uint64_t root;
+	size_t hits;
+};
+
+/* A word of the module's data that may be root[index of the first arena]:
+ * a pointer into anonymous memory (the nodes are calloc'd) from which
+ * every arena seen is mapped. */
+static bool radix_root_word(struct walk *w, void *ctx, uint64_t addr,
+			    uint64_t word)
+{
+	struct radix_scan *scan = ctx;
+	uint64_t idx[3];
+	if (!word || word & 7)
+		return true;
+	const struct pm_region *r = pm_target_find_region(w->t, word);
+	if (!r || (r->path && strcmp(r->path, "[heap]")))
+		return true;
+	radix_indexes(w->layout, w->arenas_seen[0], idx);
+	uint64_t root = addr - 8 * idx[0];
+	for (size_t i = 0; i < w->narenas_seen; i++)
+		if (!radix_maps_arena(w, root, w->arenas_seen[i]))
+			return true;
+	if (scan->hits++ == 0)
+		scan->root = root;
+	else if (root != scan->root)
+		return false;   /* two candidates: ambiguous, give up */
+	return true;
+}
+
+/* 3.10/3.11 without symbols: arena_map_root is static data of the
+ * interpreter's module, known by the arenas it maps. 0 when not found or
+ * ambiguous. */
+static uint64_t locate_radix_root_by_scan(struct walk *w,
+					  const struct pm_python_info *py)
+{
+	struct radix_scan scan = { 0, 0 };
+	if (!w->narenas_seen || !scan_module_data(w, py, radix_root_word, &scan))
+		return 0;
+	return scan.hits == 1 ? scan.root : 0;
+}
+
 /* The radix tree's mid and bottom nodes (heap allocations of pymalloc's
  * own, to be attributed), from each state's root. */
 static void find_radix_nodes(struct walk *w, const struct pm_python_info *py)
@@ -770,7 +884,8 @@ static void find_radix_nodes(struct walk *w, const struct pm_python_info *py)
 		uint64_t root = 0;
 		if (pm->states[i].address)
 			root = pm->states[i].address + OBS_ARENA_MAP_ROOT;
-		else if (!module_symbol(w->t, py, "arena_map_root", &root))
+		else if (!module_symbol(w->t, py, "arena_map_root", &root) &&
+			 !(root = locate_radix_root_by_scan(w, py)))
 			continue;
 		size_t first_mid = pm->nradix_nodes;
 		radix_level(w, root, pm->radix_nodes, &pm->nradix_nodes,

@@ -123,6 +123,22 @@ def test_pymalloc_stats_equal_debugmallocstats(python, no_debuginfo, source):
         if no_debuginfo:
             assert report["how"] != "symbols"
         check_stats(t, report, is_symbol_free(label, no_debuginfo))
+        check_radix_nodes(t, where, extra)
+
+
+def check_radix_nodes(target, where, extra):
+    """3.10+: summary's "pymalloc radix tree node" row counts the mid and
+    bottom nodes the interpreter says it allocated (with and without
+    symbols: 3.10/3.11 keep the root in a static variable)."""
+    text = last_debugmallocstats(target)
+    counts = [int(n) for n in re.findall(
+        r"^# arena map (?:mid|bot) nodes\s*=\s*(\d+)", text, re.M)]
+    if not counts:
+        assert target.oracle["version"]["version_info"][1] < 10, text[-600:]
+        return
+    rows = harness.cli_json("summary", "--json", *extra, where)["rows"]
+    nodes = [r for r in rows if r["kind"] == "pymalloc radix tree node"]
+    assert sum(r["count"] for r in nodes) == sum(counts), (nodes, counts)
 
 
 @pytest.mark.parametrize("python", python_params())
