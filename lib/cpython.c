@@ -132,9 +132,63 @@ static void heap_destroy(void *p)
 		free(heap->categories[i].detail);
 	}
 	free(heap->categories);
+	for (size_t i = 0; i < heap->ntype_table; i++)
+		free(heap->type_table[i].name);
+	free(heap->type_table);
 	free(heap->allocs);
 	free(heap->owners);
 	free(heap);
+}
+
+static int type_compare(const void *x, const void *y)
+{
+	const struct pm_cpython_type *p = x, *q = y;
+	return p->addr < q->addr ? -1 : p->addr > q->addr;
+}
+
+/* Keeps the validated types with the result (the reference graph reads
+ * objects by their type); the names move there. */
+static struct pm_error *keep_types(struct analysis *a)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	memcpy(heap->kind_types, a->kind_types, sizeof(heap->kind_types));
+	heap->object_type = a->object_type;
+	size_t n = 0;
+	for (size_t i = 0; i < a->types.capacity; i++)
+		n += a->types.ctrl[i] && a->types.entries[i].value.valid;
+	heap->type_table = calloc(n ? n : 1, sizeof(*heap->type_table));
+	if (!heap->type_table)
+		return &pm_error_no_memory;
+	for (size_t i = 0; i < a->types.capacity; i++) {
+		struct type_info *ti = &a->types.entries[i].value;
+		if (!a->types.ctrl[i] || !ti->valid)
+			continue;
+		heap->type_table[heap->ntype_table++] = (struct pm_cpython_type){
+			.addr = ti->addr, .flags = ti->flags,
+			.basicsize = ti->basicsize, .name = ti->name,
+			.kind = ti->kind, .category = ti->cat_live };
+		ti->name = NULL;
+	}
+	if (heap->ntype_table)
+		qsort(heap->type_table, heap->ntype_table,
+		      sizeof(*heap->type_table), type_compare);
+	return NULL;
+}
+
+const struct pm_cpython_type *pm_cpython_find_type(const struct pm_cpython_heap *heap,
+						   uint64_t addr)
+{
+	size_t lo = 0, hi = heap->ntype_table;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (heap->type_table[mid].addr == addr)
+			return &heap->type_table[mid];
+		if (heap->type_table[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 static void analysis_deinit(struct analysis *a)
@@ -164,6 +218,8 @@ struct pm_error *pm_cpython_analyse(struct pm_target *t,
 			return &pm_error_no_memory;
 		struct analysis a = { .t = t, .heap = heap };
 		struct pm_error *err = analyse(&a);
+		if (!err)
+			err = keep_types(&a);
 		analysis_deinit(&a);
 		if (err) {
 			heap_destroy(heap);

@@ -26,6 +26,7 @@ struct pm_cpython_layout {
 	uint32_t bytearray_bytes;
 	uint32_t str_ascii_size;    /* sizeof(PyASCIIObject) */
 	uint32_t str_utf8;          /* PyCompactUnicodeObject.utf8 */
+	uint32_t str_data;          /* PyUnicodeObject.data: a subclass's characters */
 	int32_t str_wstr;           /* PyASCIIObject.wstr, -1 when absent */
 	/* Pre-header words, relative to the object: values and dict pointers of
 	 * a managed dict (0 = none in this version). */
@@ -87,6 +88,23 @@ struct pm_cpython_layout {
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);
 
+/* What a type is, for attribution of the buffers its instances own and
+ * for reading their references: the kind of the nearest base the analysis
+ * knows (a subclass of list is TK_LIST; of str, TK_STR_SUB). */
+enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
+		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
+		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
+		 TK_KINDS };
+
+/* A type object that some recognised object has as its ob_type. */
+struct pm_cpython_type {
+	uint64_t addr;
+	uint64_t flags, basicsize;
+	char *name;                 /* tp_name */
+	uint8_t kind;               /* enum type_kind */
+	uint32_t category;          /* the category of its live instances */
+};
+
 enum pm_alloc_kind {
 	PM_ALLOC_PYMALLOC = 0,      /* a used pymalloc block */
 	PM_ALLOC_GLIBC,             /* an in-use glibc chunk in an arena */
@@ -126,6 +144,13 @@ static inline uint64_t pm_alloc_end(const struct pm_alloc *alloc)
 	return alloc->addr - pm_alloc_header(alloc) + alloc->size;
 }
 
+/* Where the program's data may end: an in-use arena chunk's data uses the
+ * next chunk's prev_size word too (malloc_usable_size is size - 8). */
+static inline uint64_t pm_alloc_data_end(const struct pm_alloc *alloc)
+{
+	return pm_alloc_end(alloc) + (alloc->kind == PM_ALLOC_GLIBC ? 8 : 0);
+}
+
 /* A summary row: domain ("python", "cpython", "pymalloc", "glibc"), kind (a
  * type name, "dict keys", ...) and detail ("-", a size range). */
 struct pm_category {
@@ -153,6 +178,13 @@ struct pm_cpython_heap {
 	 * chain to it; 0 for none. NULL when nothing was recorded. */
 	uint64_t *owners;
 	uint64_t types;             /* distinct valid type objects seen */
+	/* Those types, sorted by address. */
+	size_t ntype_table;
+	struct pm_cpython_type *type_table;
+	/* Where the static types the analysis knows by symbol are (0 when
+	 * not found): PyType_Type, PyList_Type, ... by enum type_kind. */
+	uint64_t kind_types[TK_KINDS];
+	uint64_t object_type;       /* PyBaseObject_Type */
 };
 
 /* Runs the whole analysis once per target (cached in PM_CACHE_CPYTHON);
@@ -165,6 +197,10 @@ struct pm_error *pm_cpython_analyse(struct pm_target *t,
  * (its address, where `objects` lists it), or 0 when none was recorded. */
 uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
 			     uint64_t alloc_addr);
+
+/* The type at addr that the analysis validated, or NULL. */
+const struct pm_cpython_type *pm_cpython_find_type(const struct pm_cpython_heap *heap,
+						   uint64_t addr);
 
 /* The allocation containing addr, or NULL. */
 const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,

@@ -32,13 +32,10 @@ enum {
 	ALLOC_SLACK = 64,           /* allocator rounding of a sized buffer */
 	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
 	CONTAINER_ITEMS_MAX = 1 << 30, /* array/StringIO/odict sizes taken */
+	/* _datetimemodule.c: _PyTZINFO_HEAD's hastzinfo, after ob_type and
+	 * hashcode (the same in 3.8-3.13) */
+	DATETIME_HASTZINFO = 24,
 };
-
-/* What a type is, for attribution of the buffers its instances own. */
-enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
-		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
-		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
-		 TK_KINDS };
 
 /* A type object seen as some object's ob_type: validated once. */
 struct type_info {
@@ -46,6 +43,9 @@ struct type_info {
 	bool valid;
 	uint8_t kind;               /* enum type_kind */
 	uint64_t flags, basicsize;
+	/* Not 0: instances whose hastzinfo byte is 0 are allocated this small
+	 * (datetime.time, datetime.datetime). */
+	uint64_t short_size;
 	uint32_t cat_live, cat_free;
 	char *name;
 };
@@ -73,6 +73,7 @@ struct pending {
 	/* Not 0: ptr is an object (this enum type_kind) that owns a chain
 	 * of allocations, walked after recognition (chains_attribute). */
 	uint8_t chain;
+	bool owner_gc;              /* the owner's GC head was checked */
 	uint64_t owner;             /* the object whose field points at ptr */
 };
 PM_DEFINE_VECTOR(pending_vector, struct pending)
@@ -103,7 +104,7 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_INTERP_STATE, OWN_THREAD_STATE, OWN_DEQUE_BLOCK,
 	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
 	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
-	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN,
+	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_STR_DATA,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME, OWN_KINDS };
 
@@ -139,6 +140,7 @@ struct analysis {
 	struct chain_vector chain;
 	uint64_t chain_owner;       /* the deque or OrderedDict being walked */
 	uint64_t owner_now;         /* the object whose buffers are pended */
+	bool owner_gc_now;          /* ... is a GC object */
 	struct type_map types;
 	/* heap->categories is this vector's data (category_add keeps them
 	 * equal); the index finds a category by its names. */

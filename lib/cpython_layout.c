@@ -61,8 +61,11 @@
 	.element_extra_allocated = 16, .element_extra_children = 24, \
 	.element_extra_inline = 32, .element_static_children = 4
 #define PM_TSTATE_LINKS .tstate_prev = 0, .tstate_next = 8, .tstate_interp = 16
-#define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40
-#define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1
+/* PyASCIIObject, PyCompactUnicodeObject.utf8, PyUnicodeObject.data */
+#define PM_STR_UP_TO_311 .str_ascii_size = 48, .str_utf8 = 56, .str_wstr = 40, \
+	.str_data = 72
+#define PM_STR_FROM_312 .str_ascii_size = 40, .str_utf8 = 48, .str_wstr = -1, \
+	.str_data = 56
 
 enum {
 	MANAGED_WEAKREF = 1 << 3,

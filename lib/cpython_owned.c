@@ -10,6 +10,7 @@
 #include <string.h>
 
 enum {
+	STR_LENGTH = 16,            /* PyASCIIObject.length */
 	BUFFERED_SIZE_MAX = 1 << 30, /* an _io buffer_size taken as plausible */
 	TYPE_DOC_MAX = 1 << 20,     /* a docstring's allocation, at most */
 	MODULE_STATE_MAX = 1 << 30, /* a PyModuleDef.m_size taken */
@@ -23,7 +24,8 @@ static struct pm_error *pend_sized(struct analysis *a, uint64_t ptr,
 	if (!ptr)
 		return NULL;
 	struct pending p = { .ptr = ptr, .size = size,
-			     .category = a->cat_owned[what], .owner = a->owner_now };
+			     .category = a->cat_owned[what], .owner = a->owner_now,
+			     .owner_gc = a->owner_gc_now };
 	return pending_vector_append(&a->pending, &p) ? NULL : &pm_error_no_memory;
 }
 
@@ -190,6 +192,33 @@ static struct pm_error *str_owned(struct analysis *a, const uint8_t *b,
 	return err;
 }
 
+/* A str subclass's instance is never compact: its characters are an
+ * allocation of their own, (length + 1) * kind bytes (unicode_subtype_new),
+ * which the UTF-8 form (and before 3.12 the wchar_t form) shares when the
+ * encodings agree; a separate UTF-8 or wchar_t copy is pended as well. */
+static struct pm_error *str_subclass_owned(struct analysis *a, const uint8_t *b,
+					   size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	if (STR_STATE + 4 > avail || l->str_data + 8 > avail)
+		return NULL;
+	uint32_t state = pm_load_u32(b + STR_STATE);
+	int64_t length = (int64_t)pm_load_u64(b + STR_LENGTH);
+	uint32_t kind = (state >> 2) & 7;
+	if (state & (1u << 5))      /* compact: as an exact str */
+		return str_owned(a, b, avail);
+	if (length < 0 || length >= CONTAINER_ITEMS_MAX ||
+	    (kind != 1 && kind != 2 && kind != 4))
+		return NULL;
+	struct pm_error *err = pend_sized(a, field(b, avail, l->str_data),
+					  ((uint64_t)length + 1) * kind, OWN_STR_DATA);
+	if (!err)
+		err = owned_pend(a, field(b, avail, l->str_utf8), OWN_STR_UTF8);
+	if (!err && l->str_wstr >= 0)
+		err = owned_pend(a, field(b, avail, (uint32_t)l->str_wstr), OWN_STR_WSTR);
+	return err;
+}
+
 /* 3.11/3.12 instances with a managed dict keep their values array apart,
  * pointed at from the pre-header (pre bytes before the object). */
 static struct pm_error *managed_values_owned(struct analysis *a,
@@ -212,6 +241,7 @@ struct pm_error *owned_pend_object(struct analysis *a,
 {
 	const struct pm_cpython_layout *l = a->l;
 	a->owner_now = obj;
+	a->owner_gc_now = ti->flags & TPFLAG_HAVE_GC;
 	struct pm_error *err = managed_values_owned(a, ti, b, pre);
 	if (err)
 		return err;
@@ -229,6 +259,8 @@ struct pm_error *owned_pend_object(struct analysis *a,
 	}
 	case TK_STR:
 		return str_owned(a, b, avail);
+	case TK_STR_SUB:
+		return str_subclass_owned(a, b, avail);
 	case TK_BYTEARRAY:
 		return owned_pend(a, field(b, avail, l->bytearray_bytes), OWN_BYTEARRAY);
 	case TK_TYPE:
@@ -279,17 +311,19 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 		d.usable <= p->size + slack;
 }
 
-/* A module state holds pointers, often a heap type's at word 1, so its
- * start can pass for a plain object (no GC head, so at offset 0, owning
- * nothing). The state, of its module's exact size, is the better reading:
- * that object is given up. */
+/* A buffer's first words can pass for a plain object (no GC head, so at
+ * offset 0, owning nothing): a module state often holds a heap type's
+ * pointer at word 1; a list's item array reuses a block whose old int
+ * header is still there after the first item (an item pointer below 2^40,
+ * as in a non-PIE interpreter, passes for a refcount). A live GC object
+ * (its GC links checked) pointing at exactly that start as its buffer is
+ * the better reading: the plain object is given up. */
 static bool plain_object_yields(struct analysis *a, const struct pending *p,
 				struct pm_alloc *alloc)
 {
 	uint64_t tp;
 	const struct type_info *ti;
-	if (p->category != a->cat_owned[OWN_MODULE_STATE] ||
-	    alloc->category == PM_CATEGORY_NONE ||
+	if (!p->owner_gc || alloc->category == PM_CATEGORY_NONE ||
 	    alloc->addr + alloc->object_offset != p->ptr ||
 	    !pending_fits(a, p, alloc) || !analysis_read_word(a, p->ptr + 8, &tp))
 		return false;
@@ -365,10 +399,11 @@ struct pm_error *owned_resolve(struct analysis *a)
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending.data[i], alloc)) {
 			alloc->category = a->pending.data[i].category;
-			/* A sized buffer is listed at its data (after a debug
-			 * header), which pending_fits found at ptr. */
-			if (a->pending.data[i].size)
-				alloc->object_offset = (uint8_t)(a->pending.data[i].ptr - alloc->addr);
+			/* A buffer is listed at its data (after a debug
+			 * header): a sized one's pending_fits found at ptr. */
+			uint64_t start = a->pending.data[i].size ? a->pending.data[i].ptr :
+				alloc_data_of(a, alloc).start;
+			alloc->object_offset = (uint8_t)(start - alloc->addr);
 			a->heap->attributed++;
 			struct pm_error *err = owned_record_owner(a, alloc,
 							    a->pending.data[i].owner);

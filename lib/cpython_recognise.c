@@ -155,6 +155,14 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 		size_t expect = (ti->flags & TPFLAG_HAVE_GC ? 16 : 0) +
 				(ti->flags & a->l->preheader_flags ? 16 : 0);
 		uint64_t need = ti->kind == TK_STR ? a->l->str_ascii_size : ti->basicsize;
+		/* A naive time or datetime is allocated without its tzinfo
+		 * field (hastzinfo is 0); hastzinfo is a flag, 0 or 1. */
+		if (ti->short_size && at + DATETIME_HASTZINFO < len) {
+			if (b[DATETIME_HASTZINFO] > 1)
+				continue;
+			if (b[DATETIME_HASTZINFO] == 0)
+				need = ti->short_size;
+		}
 		if (expect != off || off + need > usable || !refcnt_ok(a, rc))
 			continue;
 		uint64_t obj = alloc->addr + at;
@@ -181,6 +189,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 			d.pending_start = a->pending.size;
 			err = owned_pend_object(a, ti, obj, b, len - at, at);
 			a->owner_now = 0;
+			a->owner_gc_now = false;
 			d.pending_end = a->pending.size;
 		}
 		if (!err && verdict == GC_UNKNOWN)

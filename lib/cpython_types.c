@@ -33,7 +33,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"hashtable", "hashtable buckets", "hashtable entry", "io buffer",
 	"interpreter state", "thread state", "deque block", "array buffer",
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
-	"module state", "element extra", "element children",
+	"module state", "element extra", "element children", "str data",
 	"link_map", "link_map name",
 };
 
@@ -222,6 +222,24 @@ static bool buffered_type(const struct analysis *a, const struct type_info *ti)
 	return false;
 }
 
+/* Types whose instances may be allocated smaller than tp_basicsize:
+ * _datetime's time_alloc and datetime_alloc leave out the tzinfo pointer
+ * of a naive instance (sizeof(_PyDateTime_BaseTime) and
+ * sizeof(_PyDateTime_BaseDateTime)). Only the exact types: subclasses
+ * allocate through PyType_GenericAlloc, at full size. */
+static uint64_t short_instance_size(const struct type_info *ti)
+{
+	static const struct { const char *name; uint64_t basicsize, naive; } types[] = {
+		{ "datetime.time", 40, 32 },
+		{ "datetime.datetime", 48, 40 },
+	};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (ti->basicsize == types[i].basicsize &&
+		    !strcmp(ti->name, types[i].name))
+			return types[i].naive;
+	return 0;
+}
+
 /* Validates a candidate type object (rules 1-4 of the reference). */
 static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 {
@@ -253,6 +271,7 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 	ti->kind = type_kind_of(a, ti);
 	if (ti->kind == TK_OTHER && buffered_type(a, ti))
 		ti->kind = TK_BUFFERED;
+	ti->short_size = short_instance_size(ti);
 	ti->valid = true;
 	a->heap->types++;
 	return type_categories(a, ti);

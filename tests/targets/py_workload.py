@@ -116,6 +116,25 @@ def parse_args(argv):
                    help="with tests/targets/adjacent_arena.c built as LIB: "
                         "map a pymalloc arena right after a glibc mmapped "
                         "chunk (default allocator only)")
+    p.add_argument("--datetimes", type=int, default=0,
+                   help="naive and aware datetime.time/datetime objects, "
+                        "N of each")
+    p.add_argument("--stale-list-items", type=int, default=0,
+                   help="one-item lists whose item arrays reuse freed int "
+                        "blocks")
+    p.add_argument("--str-subclasses", type=int, default=0,
+                   help="str subclass instances (separate character data)")
+    p.add_argument("--graph", action="store_true",
+                   help="objects of every kind the reference graph reads, "
+                        "with gc.get_referents/get_referrers of them, "
+                        "sentinels on known paths and a thread's local")
+    p.add_argument("--leak-refs", type=int, default=0,
+                   help="objects given an extra reference (Py_IncRef) and "
+                        "dropped")
+    p.add_argument("--garbage", type=int, default=0,
+                   help="reference cycles left for the collector, made "
+                        "right before the stop; gc.collect() runs when "
+                        "'<oracle>.collect' appears after a SIGCONT")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -459,8 +478,11 @@ class Oracle:
         os.rename(tmp, final)
 
 
-def capture_and_stop(path, info, gc_addresses, no_stop):
-    """Captures the oracle and stops at once, forever."""
+def capture_and_stop(path, info, gc_addresses, no_stop, garbage=0):
+    """Captures the oracle and stops at once, forever. With garbage, that
+    many reference cycles are made after the capture (gc is disabled),
+    their count written to <oracle>.garbage; after each resume a
+    <oracle>.collect file makes the process collect them (py_graph)."""
     kill, pid, sig = os.kill, os.getpid(), signal.SIGSTOP
     oracle = Oracle(path)
     gc.collect()
@@ -485,10 +507,17 @@ def capture_and_stop(path, info, gc_addresses, no_stop):
     dup2(last_dms, 2)
     debugmallocstats()
     dup2(saved_err, 2)
+    if garbage:
+        import py_graph
+        made = py_graph.make_garbage(garbage)
+        with open(path + ".garbage", "w") as f:
+            f.write("%d\n" % made)
     if no_stop:
         return
     while True:
         kill(pid, sig)
+        if garbage:
+            py_graph.garbage_service(path + ".collect", path + ".collected")
 
 
 DOC_MARKER = "pymortem-doc-%d:"
@@ -571,6 +600,87 @@ def build_elements(n):
             "children_arrays": sum(1 for e in made if len(e) > 4)}
 
 
+def build_datetimes(n):
+    """n each of naive and aware datetime.time and datetime.datetime (the
+    naive ones are allocated without their tzinfo field), and the ids of
+    every instance of the two exact types that a GC object refers to:
+    those and the classes' constants (min, max, ...), and any others."""
+    import datetime
+    tz = datetime.timezone(datetime.timedelta(hours=2))
+    made = []
+    for i in range(n):
+        made.append(datetime.time(i % 24, i % 60, i % 60, i))
+        made.append(datetime.time(i % 24, i % 60, 1, i, tzinfo=tz))
+        made.append(datetime.datetime(2000 + i % 50, 1 + i % 12, 1, 0, 0, 0, i))
+        made.append(datetime.datetime(2000 + i % 50, 1 + i % 12, 2,
+                                      tzinfo=tz))
+    KEEP.append(made)
+    # Every instance any GC object refers to (the workload's, the classes'
+    # constants in their dicts, module globals anywhere).
+    names = {datetime.time: "datetime.time",
+             datetime.datetime: "datetime.datetime"}
+    ids = {name: set() for name in names.values()}
+    for holder in gc.get_objects():
+        for obj in gc.get_referents(holder):
+            if type(obj) in names:
+                ids[names[type(obj)]].add(id(obj))
+    return {name: sorted(v) for name, v in ids.items()}
+
+
+def build_stale_list_items(n):
+    """n one-item lists whose item arrays (4 slots, 32 bytes) reuse the
+    block of an int just freed: past the item pointer the block still holds
+    the int's header. What the process says: each list's id, its item
+    array's address (ob_item, read with ctypes) and whether word 1 of that
+    array still is &PyLong_Type (the stale header)."""
+    base = 1 << 40
+    lists = []
+    for i in range(n):
+        v = base + i        # a 32-byte int
+        del v               # its block heads the pool's free list
+        lst = []
+        lst.append(None)    # the 4-slot array takes that block
+        lists.append(lst)
+    KEEP.append(lists)
+    int_type = id(int)
+    out = []
+    for lst in lists:
+        items = ctypes.c_size_t.from_address(id(lst) + 24).value
+        stale = ctypes.c_size_t.from_address(items + 8).value == int_type
+        out.append([id(lst), items, stale])
+    return out
+
+
+class StrSubclass(str):
+    pass
+
+
+STR_MARKER = "pmstr-%06d-"
+
+
+def build_str_subclasses(n):
+    """n instances of a str subclass (their characters are an allocation of
+    their own), a quarter each ASCII, Latin-1, UCS-2 and UCS-4, each
+    starting with its marker. What the process says: id, text length,
+    character width, and for the ASCII ones the data's address (their UTF-8
+    form is the data itself: PyUnicode_AsUTF8AndSize)."""
+    utf8 = ctypes.pythonapi.PyUnicode_AsUTF8AndSize
+    utf8.restype = ctypes.c_void_p
+    utf8.argtypes = [ctypes.py_object, ctypes.c_void_p]
+    extra = ("x", "\xe9", "\u20ac", "\U0001f600")
+    made, out = [], []
+    for i in range(n):
+        s = StrSubclass(STR_MARKER % i + extra[i % 4] * (i % 50 + 1))
+        made.append(s)
+        width = max(1 if ord(c) < 256 else 2 if ord(c) < 65536 else 4
+                    for c in s)
+        out.append({"id": id(s), "length": len(s), "width": width,
+                    "ascii": s.isascii(),
+                    "data": utf8(s, None) if s.isascii() else None})
+    KEEP.append(made)
+    return {"marker": STR_MARKER, "strs": out}
+
+
 class ArenaAllocator(ctypes.Structure):
     """PyObjectArenaAllocator (Include/cpython/objimpl.h)."""
     _fields_ = [("ctx", ctypes.c_void_p), ("alloc", ctypes.c_void_p),
@@ -635,6 +745,12 @@ def main(argv):
     rng = random.Random(args.seed)
     info = {"format": 1, "argv": [sys.executable] + list(argv),
             "version": version_info()}
+    if args.graph or args.leak_refs or args.garbage:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if args.leak_refs:
+        # First: the C stack and registers have moved on by the stop.
+        import py_graph
+        info["leak_refs"] = py_graph.leak_refs(args.leak_refs)
     info.update(build_sentinels(args.sentinels, rng))
     if args.big_bytes:
         big = os.urandom(args.big_bytes)
@@ -653,6 +769,21 @@ def main(argv):
         info["module_states"] = module_states()
     if args.elements:
         info["elements"] = build_elements(args.elements)
+    if args.datetimes:
+        info["datetimes"] = build_datetimes(args.datetimes)
+    if args.stale_list_items:
+        info["stale_list_items"] = build_stale_list_items(args.stale_list_items)
+    if args.str_subclasses:
+        info["str_subclasses"] = build_str_subclasses(args.str_subclasses)
+    if args.graph:
+        import py_graph
+        objs = py_graph.sample_objects()
+        info["graph_paths"] = py_graph.plant_paths()
+        info["graph_thread"] = py_graph.thread_local_path()
+        # Last: nothing the samples refer to changes after this.
+        info["graph_referents"] = py_graph.referents_truth(objs)
+        info["graph_referrers"] = py_graph.referrers_truth(objs)
+        del objs
     if args.doc_classes:
         # Last: its count of documented heap types covers the others'.
         info["doc_classes"] = build_doc_classes(args.doc_classes)
@@ -661,7 +792,7 @@ def main(argv):
         # counted again as late as possible, the capture moves a few.
         info["tracemalloc_traces"] = len(tracemalloc._get_traces())
     capture_and_stop(os.path.abspath(args.oracle), info, args.gc_addresses,
-                     args.no_stop)
+                     args.no_stop, args.garbage)
 
 
 if __name__ == "__main__":
