@@ -554,10 +554,25 @@ static bool arenas_candidate(struct walk *w, uint64_t v, uint32_t *maxarenas)
 		pm_error_destroy(err);
 		return false;
 	}
-	uint64_t size = size_field & ~UINT64_C(7);
-	if (size < 16 + 16 * ARENA_OBJECT_SIZE || size > ((uint64_t)MAXARENAS_CAP + 1) * ARENA_OBJECT_SIZE)
+	uint64_t size = size_field & ~UINT64_C(7), entries;
+	/* Under the debug hooks (-X dev) the vector follows a debug header
+	 * {requested size (big-endian), api id, 7 x 0xfd}: the size asked
+	 * for. */
+	uint8_t hook[16];
+	err = v >= 16 ? pm_target_read(w->t, v - 16, hook, sizeof(hook)) : NULL;
+	bool hooked = v >= 16 && !err && !memcmp(hook + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
+	pm_error_destroy(err);
+	if (hooked) {
+		size = __builtin_bswap64(pm_load_u64(hook));
+		entries = size / ARENA_OBJECT_SIZE;
+	} else {
+		if (size < 16 + 16 * ARENA_OBJECT_SIZE)
+			return false;
+		entries = (size - 8) / ARENA_OBJECT_SIZE;
+	}
+	if (entries < 16 || size > ((uint64_t)MAXARENAS_CAP + 1) * ARENA_OBJECT_SIZE)
 		return false;
-	uint32_t m = maxarenas_floor((size - 8) / ARENA_OBJECT_SIZE);
+	uint32_t m = maxarenas_floor(entries);
 	if (!arena_vector_valid(w->t, w->layout, v, m, &narenas) || !narenas)
 		return false;
 	*maxarenas = m;
