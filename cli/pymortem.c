@@ -38,6 +38,7 @@ static void usage(FILE *out)
 		"usage: pymortem REPORT [options] <core-file|pid>\n"
 		"       pymortem select [options] QUERY <core-file|pid>\n"
 		"       pymortem describe ADDR <core-file|pid>\n"
+		"       pymortem referrers|referents|path ADDR <core-file|pid>\n"
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
@@ -103,7 +104,8 @@ static bool take_operands(const char *report, char **operands, int count,
 	int max = 0;
 	if (strcmp(report, "select") == 0)
 		max = 1;
-	else if (strcmp(report, "describe") == 0)
+	else if (strcmp(report, "describe") == 0 || strcmp(report, "referents") == 0 ||
+		 strcmp(report, "referrers") == 0 || strcmp(report, "path") == 0)
 		max = 1;
 	else if (strcmp(report, "hexdump") == 0)
 		max = 2;

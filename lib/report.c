@@ -38,6 +38,18 @@ static const struct report_entry reports[] = {
 	 pm_report_describe},
 	{{"hexdump", "bytes at --address ADDR (--length N, default 256)"},
 	 pm_report_hexdump},
+	{{"referents", "what the object at ADDR refers to, and how (dict key, attribute, index, ...)"},
+	 pm_report_referents},
+	{{"referrers", "every object (and root) that refers to the object at ADDR, and how"},
+	 pm_report_referrers},
+	{{"path", "the shortest chain of references from a root to the object at ADDR"},
+	 pm_report_path},
+	{{"unreachable", "what gc.collect() would free now, by type"},
+	 pm_report_unreachable},
+	{{"outside", "objects held from outside the heap by something no root names"},
+	 pm_report_outside},
+	{{"graph", "the reference graph: its size (text) or every object and edge (--json)"},
+	 pm_report_graph},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -30,5 +30,12 @@ pm_report_fn pm_report_allocations;
 pm_report_fn pm_report_select;
 pm_report_fn pm_report_describe;
 pm_report_fn pm_report_hexdump;
+/* report_graph.c */
+pm_report_fn pm_report_referents;
+pm_report_fn pm_report_referrers;
+pm_report_fn pm_report_path;
+pm_report_fn pm_report_unreachable;
+pm_report_fn pm_report_outside;
+pm_report_fn pm_report_graph;
 
 #endif

@@ -1,0 +1,597 @@
+/* The reference graph: its nodes (every live recognised object, then the
+ * objects outside the heap that one refers to), the edges the per-kind
+ * readers emit (graph_referents.c) kept in compact CSR arrays, the lookups
+ * from an address to a node, and the collector's view of it: which tracked
+ * objects gc.collect() would free now (Python/gc.c's update_refs,
+ * subtract_refs and move_unreachable, over the edges tp_traverse visits). */
+#include "graph_build.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "pymalloc.h"
+
+enum {
+	WARNINGS_MAX = 200,         /* graph warnings stored, the rest counted */
+	GC_HEAD = 16,
+};
+#define REFCNT_MAX_OLD (UINT64_C(1) << 40)
+
+void builder_warn(struct builder *b, uint64_t addr, const char *what)
+{
+	b->g->bad_objects++;
+	if (b->warned++ < WARNINGS_MAX)
+		pm_target_warn(b->t, true, addr, "reference graph: %s (object 0x%llx)",
+			       what, (unsigned long long)b->obj);
+}
+
+/* ---- reading --------------------------------------------------------- */
+
+/* Keeps the pymalloc pool holding addr in pool_buf (objects come in address
+ * order: one read per pool instead of one per object). */
+static bool pool_window(struct builder *b, uint64_t addr, size_t len,
+			const uint8_t **ret)
+{
+	const struct pm_pymalloc *pm;
+	struct pm_error *err = pm_pymalloc_walk(b->t, &pm);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	if (!pm->found || !b->pool_buf)
+		return false;
+	if (!b->pool_valid || addr < b->pool_addr ||
+	    addr - b->pool_addr >= b->pool_size) {
+		const struct pm_pymalloc_pool *pool = pm_pymalloc_find_pool(pm, addr);
+		if (!pool)
+			return false;
+		b->pool_valid = false;
+		err = pm_target_read(b->t, pool->address, b->pool_buf, b->pool_size);
+		if (err) {
+			pm_error_destroy(err);
+			return false;
+		}
+		b->pool_addr = pool->address;
+		b->pool_valid = true;
+	}
+	uint64_t off = addr - b->pool_addr;
+	if (off + len > b->pool_size)
+		return false;
+	*ret = b->pool_buf + off;
+	return true;
+}
+
+bool builder_read(struct builder *b, uint64_t addr, void *buf, size_t len)
+{
+	const uint8_t *p;
+	if (b->pool_valid && addr >= b->pool_addr && addr - b->pool_addr < b->pool_size &&
+	    pool_window(b, addr, len, &p)) {
+		memcpy(buf, p, len);
+		return true;
+	}
+	struct pm_error *err = pm_target_read(b->t, addr, buf, len);
+	pm_error_destroy(err);
+	return !err;
+}
+
+bool builder_word(struct builder *b, uint64_t addr, uint64_t *ret)
+{
+	uint8_t w[8];
+	if (addr & 7 || !builder_read(b, addr, w, 8))
+		return false;
+	*ret = pm_load_u64(w);
+	return true;
+}
+
+/* ---- nodes ------------------------------------------------------------ */
+
+static bool live_bit(const struct pm_graph *g, size_t alloc)
+{
+	return (g->live_bits[alloc / 64] >> (alloc % 64)) & 1;
+}
+
+static uint32_t live_rank_of(const struct pm_graph *g, size_t alloc)
+{
+	uint64_t below = g->live_bits[alloc / 64] & ((UINT64_C(1) << (alloc % 64)) - 1);
+	return g->live_rank[alloc / 64] + (uint32_t)__builtin_popcountll(below);
+}
+
+static uint32_t heap_node(const struct pm_graph *g, uint64_t addr)
+{
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(g->heap, addr);
+	if (!alloc)
+		return PM_NODE_NONE;
+	size_t i = (size_t)(alloc - g->heap->allocs);
+	if (!live_bit(g, i) || alloc->addr + alloc->object_offset != addr)
+		return PM_NODE_NONE;
+	return live_rank_of(g, i);
+}
+
+uint32_t builder_heap_node(const struct builder *b, uint64_t addr)
+{
+	return heap_node(b->g, addr);
+}
+
+uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr)
+{
+	uint32_t n = heap_node(g, addr);
+	if (n != PM_NODE_NONE)
+		return n;
+	const uint32_t *s = pm_static_node_map_search(&g->static_nodes, &addr);
+	return s ? *s : PM_NODE_NONE;
+}
+
+uint32_t pm_graph_node_for(const struct pm_graph *g, uint64_t addr)
+{
+	uint32_t n = pm_graph_node_at(g, addr);
+	if (n != PM_NODE_NONE)
+		return n;
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(g->heap, addr);
+	if (!alloc)
+		return PM_NODE_NONE;
+	size_t i = (size_t)(alloc - g->heap->allocs);
+	if (live_bit(g, i))
+		return live_rank_of(g, i);
+	/* A buffer: its owner, when the analysis recorded one. */
+	uint64_t owner = g->heap->owners ? g->heap->owners[i] : 0;
+	return owner ? heap_node(g, owner) : PM_NODE_NONE;
+}
+
+uint64_t pm_graph_node_addr(const struct pm_graph *g, uint32_t node)
+{
+	if (node >= g->nnodes)
+		return 0;
+	if (node >= g->nheap)
+		return g->static_addr[node - g->nheap];
+	const struct pm_alloc *alloc = &g->heap->allocs[g->node_alloc[node]];
+	return alloc->addr + alloc->object_offset;
+}
+
+uint64_t pm_graph_node_size(const struct pm_graph *g, uint32_t node)
+{
+	if (node >= g->nheap)
+		return 0;
+	return g->heap->allocs[g->node_alloc[node]].size;
+}
+
+const char *pm_graph_node_type(const struct pm_graph *g, uint32_t node)
+{
+	if (node >= g->nnodes)
+		return "?";
+	if (node < g->nheap) {
+		uint32_t c = g->heap->allocs[g->node_alloc[node]].category;
+		return c < g->heap->ncategories ? g->heap->categories[c].kind : "?";
+	}
+	const struct pm_cpython_type *tp =
+		pm_cpython_find_type(g->heap, g->static_type[node - g->nheap]);
+	return tp ? tp->name : "?";
+}
+
+static bool refcnt_plausible(const struct builder *b, uint64_t rc)
+{
+	return b->l->immortal ? rc >> 32 == 0 && rc : rc && rc < REFCNT_MAX_OLD;
+}
+
+/* The node of an object outside the heap at ptr (None, a static type, ...),
+ * made on first sight when ptr holds a plausible refcount and a valid type;
+ * PM_NODE_NONE otherwise. Verdicts are cached. */
+static struct pm_error *static_node(struct builder *b, uint64_t ptr, bool discover,
+				    uint32_t *ret)
+{
+	*ret = PM_NODE_NONE;
+	uint32_t *verdict = static_verdict_map_search(&b->verdicts, &ptr);
+	if (verdict || !discover) {
+		if (verdict)
+			*ret = *verdict;
+		return NULL;
+	}
+	bool fresh;
+	verdict = static_verdict_map_insert(&b->verdicts, &ptr, &fresh);
+	if (!verdict)
+		return &pm_error_no_memory;
+	*verdict = PM_NODE_NONE;
+	uint8_t head[16];
+	/* Objects at the start of heap allocations are heap nodes or not
+	 * objects at all; elsewhere (module data, inside a runtime
+	 * structure) one may be. */
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(b->heap, ptr);
+	if (ptr & 7 || (alloc && alloc->addr + alloc->object_offset == ptr) ||
+	    !builder_read(b, ptr, head, sizeof(head)) ||
+	    !refcnt_plausible(b, pm_load_u64(head)))
+		return NULL;
+	const struct reader_type *rt;
+	struct pm_error *err = reader_type_get(b, pm_load_u64(head + 8), &rt);
+	if (err || !rt->valid)
+		return err;
+	uint32_t node = b->g->nheap + (uint32_t)b->static_addr.size;
+	if (node == PM_NODE_NONE ||
+	    !u64_vector_append(&b->static_addr, &ptr))
+		return &pm_error_no_memory;
+	uint64_t tp = pm_load_u64(head + 8);
+	if (!u64_vector_append(&b->static_type, &tp))
+		return &pm_error_no_memory;
+	/* The insert may have moved the table: search again. */
+	verdict = static_verdict_map_search(&b->verdicts, &ptr);
+	*verdict = node;
+	*ret = node;
+	return NULL;
+}
+
+struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
+			      uint32_t label)
+{
+	if (!ptr)
+		return NULL;
+	bool conservative = PM_EDGE_KIND(kind) == PM_EDGE_CONSERVATIVE;
+	uint32_t target = builder_heap_node(b, ptr);
+	if (target == PM_NODE_NONE) {
+		struct pm_error *err = static_node(b, ptr, !conservative, &target);
+		if (err)
+			return err;
+		if (target == PM_NODE_NONE) {
+			if (!conservative) {
+				b->g->dangling++;
+				if (b->warned++ < WARNINGS_MAX)
+					pm_target_warn(b->t, true, b->obj,
+						       "reference graph: a reference to 0x%llx, "
+						       "which is no live object",
+						       (unsigned long long)ptr);
+			}
+			return NULL;
+		}
+	}
+	if (b->targets.size >= UINT32_MAX)
+		return pm_error_format(PM_ERR_UNSUPPORTED,
+				       "more than 4 billion references: too big a graph");
+	if (!u32_vector_append(&b->targets, &target) ||
+	    !u32_vector_append(&b->labels, &label) ||
+	    !u8_vector_append(&b->kinds, &kind))
+		return &pm_error_no_memory;
+	return NULL;
+}
+
+/* ---- building --------------------------------------------------------- */
+
+static int owned_buffer_compare(const void *x, const void *y)
+{
+	const struct owned_buffer *p = x, *q = y;
+	return p->node < q->node ? -1 : p->node > q->node;
+}
+
+/* The buffers whose words a conservative reader reads with their owner:
+ * C structures that hold references (a module's state, an element's
+ * children); not items that precise readers read, nor plain data. */
+static struct pm_error *owned_buffers_collect(struct builder *b)
+{
+	static const char *const kinds[] = { "module state", "element extra",
+					     "element children" };
+	const struct pm_cpython_heap *heap = b->heap;
+	if (!heap->owners)
+		return NULL;
+	bool *wanted = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	if (!wanted)
+		return &pm_error_no_memory;
+	for (size_t c = 0; c < heap->ncategories; c++)
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+			wanted[c] |= !strcmp(heap->categories[c].kind, kinds[k]) &&
+				     !strcmp(heap->categories[c].domain, "cpython");
+	struct pm_error *err = NULL;
+	for (size_t i = 0; i < heap->nallocs && !err; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		if (!heap->owners[i] || alloc->category >= heap->ncategories ||
+		    !wanted[alloc->category])
+			continue;
+		uint32_t node = heap_node(b->g, heap->owners[i]);
+		struct owned_buffer ob = { node, (uint32_t)i };
+		if (node != PM_NODE_NONE && !owned_buffer_vector_append(&b->owned, &ob))
+			err = &pm_error_no_memory;
+	}
+	free(wanted);
+	if (!err && b->owned.size)
+		qsort(b->owned.data, b->owned.size, sizeof(*b->owned.data),
+		      owned_buffer_compare);
+	return err;
+}
+
+static struct pm_error *nodes_collect(struct builder *b)
+{
+	struct pm_graph *g = b->g;
+	const struct pm_cpython_heap *heap = b->heap;
+	b->live_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	size_t words = heap->nallocs / 64 + 1;
+	g->live_bits = calloc(words, sizeof(*g->live_bits));
+	g->live_rank = calloc(words, sizeof(*g->live_rank));
+	if (!b->live_category || !g->live_bits || !g->live_rank)
+		return &pm_error_no_memory;
+	for (size_t c = 0; c < heap->ncategories; c++)
+		b->live_category[c] = !strcmp(heap->categories[c].domain, "python") &&
+				      strcmp(heap->categories[c].detail, "free list");
+	for (size_t i = 0; i < heap->nallocs; i++) {
+		const struct pm_alloc *alloc = &heap->allocs[i];
+		if (alloc->category >= heap->ncategories ||
+		    !b->live_category[alloc->category])
+			continue;
+		if (b->node_alloc.size >= UINT32_MAX - 1)
+			return pm_error_format(PM_ERR_UNSUPPORTED,
+					       "more than 4 billion objects: too big a graph");
+		uint32_t idx = (uint32_t)i;
+		if (!u32_vector_append(&b->node_alloc, &idx))
+			return &pm_error_no_memory;
+		g->live_bits[i / 64] |= UINT64_C(1) << (i % 64);
+	}
+	uint32_t count = 0;
+	for (size_t w = 0; w < words; w++) {
+		g->live_rank[w] = count;
+		count += (uint32_t)__builtin_popcountll(g->live_bits[w]);
+	}
+	g->nheap = (uint32_t)b->node_alloc.size;
+	g->node_alloc = b->node_alloc.data;
+	return owned_buffers_collect(b);
+}
+
+/* Reads the first bytes of heap node n into the window. */
+static bool object_window(struct builder *b, uint32_t n)
+{
+	const struct pm_alloc *alloc = &b->heap->allocs[b->g->node_alloc[n]];
+	uint64_t end = pm_alloc_data_end(alloc);
+	uint64_t room = end - (alloc->addr + alloc->object_offset);
+	b->alloc = alloc;
+	b->obj = alloc->addr + alloc->object_offset;
+	b->window_len = room < OBJECT_WINDOW ? (size_t)room : OBJECT_WINDOW;
+	return b->window_len >= 16 && builder_read(b, b->obj, b->window, b->window_len);
+}
+
+static struct pm_error *edges_collect(struct builder *b)
+{
+	struct pm_graph *g = b->g;
+	const struct pm_pymalloc *pm;
+	struct pm_error *err = pm_pymalloc_walk(b->t, &pm);
+	if (err)
+		return err;
+	if (pm->found) {
+		b->pool_size = pm->pool_size;
+		b->pool_buf = malloc(pm->pool_size);
+		if (!b->pool_buf)
+			return &pm_error_no_memory;
+	}
+	g->refcnt = calloc(g->nheap ? g->nheap : 1, sizeof(*g->refcnt));
+	g->flags = calloc(g->nheap ? g->nheap : 1, sizeof(*g->flags));
+	if (!g->refcnt || !g->flags)
+		return &pm_error_no_memory;
+	for (uint32_t n = 0; n < g->nheap && !err; n++) {
+		if ((n & 0xffff) == 0xffff && pm_target_interrupted(b->t))
+			return pm_error_interrupted();
+		uint32_t start = (uint32_t)b->targets.size;
+		if (!u32_vector_append(&b->edge_start, &start))
+			return &pm_error_no_memory;
+		b->node = n;
+		if (!object_window(b, n)) {
+			builder_warn(b, b->obj, "object unreadable");
+			continue;
+		}
+		uint64_t rc = pm_load_u64(b->window);
+		g->refcnt[n] = rc > UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
+		if (b->l->immortal && (int32_t)rc < 0)
+			g->flags[n] |= PM_NODE_IMMORTAL;
+		err = reader_type_get(b, pm_load_u64(b->window + 8), &b->type);
+		if (err)
+			return err;
+		if (!b->type->valid) {
+			builder_warn(b, b->obj, "its type is no longer valid");
+			continue;
+		}
+		if (b->type->gc) {
+			uint64_t next;
+			g->flags[n] |= PM_NODE_GC;
+			if (b->obj - b->alloc->addr >= GC_HEAD &&
+			    builder_word(b, b->obj - GC_HEAD, &next) && next)
+				g->flags[n] |= PM_NODE_TRACKED;
+		}
+		if (b->type->reader == READER_CONSERVATIVE)
+			g->flags[n] |= PM_NODE_CONSERVATIVE;
+		err = referents_read(b);
+	}
+	return err ? err : dict_lookups_fix(b);
+}
+
+/* Moves the vectors into the graph; static nodes have no edges. */
+static struct pm_error *graph_finish(struct builder *b)
+{
+	struct pm_graph *g = b->g;
+	size_t nstatic = b->static_addr.size;
+	if ((uint64_t)g->nheap + nstatic >= PM_NODE_NONE)
+		return pm_error_format(PM_ERR_UNSUPPORTED, "too many objects");
+	g->nnodes = g->nheap + (uint32_t)nstatic;
+	uint32_t end = (uint32_t)b->targets.size;
+	for (size_t i = 0; i <= nstatic; i++)
+		if (!u32_vector_append(&b->edge_start, &end))
+			return &pm_error_no_memory;
+	uint32_t *rc = realloc(g->refcnt, (g->nnodes ? g->nnodes : 1) * sizeof(*rc));
+	uint8_t *fl = realloc(g->flags, g->nnodes ? g->nnodes : 1);
+	if (rc)
+		g->refcnt = rc;
+	if (fl)
+		g->flags = fl;
+	if (!rc || !fl)
+		return &pm_error_no_memory;
+	/* Objects outside the heap are never collected: immortal for the
+	 * collector's and the roots' purposes. */
+	for (uint32_t n = g->nheap; n < g->nnodes; n++) {
+		g->refcnt[n] = UINT32_MAX;
+		g->flags[n] = PM_NODE_STATIC | PM_NODE_IMMORTAL;
+	}
+	u32_vector_shrink_to_fit(&b->targets);
+	u32_vector_shrink_to_fit(&b->labels);
+	u8_vector_shrink_to_fit(&b->kinds);
+	g->nedges = b->targets.size;
+	g->edge_target = u32_vector_steal(&b->targets);
+	g->edge_label = u32_vector_steal(&b->labels);
+	g->edge_kind = u8_vector_steal(&b->kinds);
+	g->edge_start = u32_vector_steal(&b->edge_start);
+	g->static_addr = u64_vector_steal(&b->static_addr);
+	g->static_type = u64_vector_steal(&b->static_type);
+	/* Static nodes' addresses, for lookups after the build. */
+	for (size_t i = 0; i < nstatic; i++) {
+		uint32_t *slot = pm_static_node_map_insert(&g->static_nodes,
+							   &g->static_addr[i], NULL);
+		if (!slot)
+			return &pm_error_no_memory;
+		*slot = g->nheap + (uint32_t)i;
+	}
+	return NULL;
+}
+
+static void builder_deinit(struct builder *b)
+{
+	free(b->live_category);
+	free(b->pool_buf);
+	u32_vector_deinit(&b->targets);
+	u32_vector_deinit(&b->labels);
+	u8_vector_deinit(&b->kinds);
+	u32_vector_deinit(&b->edge_start);
+	u64_vector_deinit(&b->static_addr);
+	u64_vector_deinit(&b->static_type);
+	static_verdict_map_deinit(&b->verdicts);
+	dict_lookup_vector_deinit(&b->dict_lookups);
+	owned_buffer_vector_deinit(&b->owned);
+	reader_types_deinit(b);
+}
+
+static void graph_destroy(void *p)
+{
+	struct pm_graph *g = p;
+	if (!g)
+		return;
+	if (g->node_alloc)
+		free(g->node_alloc);
+	free(g->static_addr);
+	free(g->static_type);
+	pm_static_node_map_deinit(&g->static_nodes);
+	free(g->live_bits);
+	free(g->live_rank);
+	free(g->edge_start);
+	free(g->edge_target);
+	free(g->edge_label);
+	free(g->edge_kind);
+	free(g->refcnt);
+	free(g->flags);
+	pm_graph_root_vector_deinit(&g->roots);
+	free(g);
+}
+
+static struct pm_error *graph_build(struct pm_graph *g)
+{
+	struct builder b = { .g = g, .t = g->t, .heap = g->heap, .l = g->l,
+			     .minor = g->heap->py->minor,
+			     .rl = referent_layout_for(g->heap->py->minor) };
+	if (!b.rl || !b.l)
+		return pm_error_format(PM_ERR_UNSUPPORTED,
+				       "no reference graph for CPython 3.%d",
+				       g->heap->py->minor);
+	reader_types_init(&b);
+	struct pm_error *err = nodes_collect(&b);
+	if (!err)
+		err = edges_collect(&b);
+	if (!err)
+		err = graph_finish(&b);
+	/* The node array went to the graph in nodes_collect. */
+	b.node_alloc.data = NULL;
+	builder_deinit(&b);
+	return err ? err : roots_find(g);
+}
+
+struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret)
+{
+	struct pm_graph *g = pm_target_cache_get(t, PM_CACHE_GRAPH);
+	if (!g) {
+		const struct pm_cpython_heap *heap;
+		struct pm_error *err = pm_cpython_analyse(t, &heap);
+		if (err)
+			return err;
+		if (!heap->python)
+			return pm_error_format(PM_ERR_UNSUPPORTED,
+					       "no reference graph: %s",
+					       heap->nnotes ? heap->notes[0] :
+					       "no Python objects were recognised");
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			return &pm_error_no_memory;
+		g->t = t;
+		g->heap = heap;
+		g->l = pm_cpython_layout_for(heap->py->minor);
+		err = graph_build(g);
+		if (err) {
+			graph_destroy(g);
+			return err;
+		}
+		pm_target_cache_set(t, PM_CACHE_GRAPH, g, graph_destroy);
+	}
+	*ret = g;
+	return NULL;
+}
+
+/* ---- the collector's view --------------------------------------------- */
+
+static bool tracked(const struct pm_graph *g, uint32_t n)
+{
+	return (g->flags[n] & (PM_NODE_TRACKED | PM_NODE_STATIC)) == PM_NODE_TRACKED;
+}
+
+struct pm_error *pm_graph_collect(struct pm_graph *g)
+{
+	if (g->collected)
+		return NULL;
+	int64_t *gc_refs = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*gc_refs));
+	uint32_t *queue = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*queue));
+	if (!gc_refs || !queue) {
+		free(gc_refs);
+		free(queue);
+		return &pm_error_no_memory;
+	}
+	/* update_refs: the refcount of every tracked object. */
+	for (uint32_t n = 0; n < g->nnodes; n++)
+		gc_refs[n] = tracked(g, n) ? (int64_t)g->refcnt[n] : 0;
+	/* subtract_refs: minus each reference a tracked object's
+	 * tp_traverse visits. */
+	for (uint32_t n = 0; n < g->nnodes; n++) {
+		if (!tracked(g, n))
+			continue;
+		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
+			if (g->edge_kind[e] & PM_EDGE_TRAVERSED &&
+			    tracked(g, g->edge_target[e]))
+				gc_refs[g->edge_target[e]]--;
+	}
+	/* move_unreachable: what the externally held ones reach. */
+	size_t head = 0, tail = 0;
+	for (uint32_t n = 0; n < g->nnodes; n++) {
+		g->flags[n] &= (uint8_t)~PM_NODE_REACHABLE;
+		if (tracked(g, n) &&
+		    (gc_refs[n] > 0 || g->flags[n] & PM_NODE_IMMORTAL)) {
+			g->flags[n] |= PM_NODE_REACHABLE;
+			queue[tail++] = n;
+		}
+	}
+	while (head < tail) {
+		uint32_t n = queue[head++];
+		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++) {
+			uint32_t m = g->edge_target[e];
+			if (g->edge_kind[e] & PM_EDGE_TRAVERSED && tracked(g, m) &&
+			    !(g->flags[m] & PM_NODE_REACHABLE)) {
+				g->flags[m] |= PM_NODE_REACHABLE;
+				queue[tail++] = m;
+			}
+		}
+	}
+	free(gc_refs);
+	free(queue);
+	g->collected = true;
+	return NULL;
+}
+
+bool pm_graph_unreachable(const struct pm_graph *g, uint32_t node)
+{
+	return g->collected && node < g->nnodes && tracked(g, node) &&
+	       !(g->flags[node] & PM_NODE_REACHABLE);
+}

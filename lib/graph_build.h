@@ -1,0 +1,218 @@
+/* The reference graph being built, shared by the files that build it (not
+ * part of the library's interface):
+ *   graph.c             nodes, the edge arrays, address lookups, the
+ *                       collector's reachability; the cached result
+ *   graph_types.c       which reader a type's instances get, per version
+ *   graph_referents.c   the per-kind readers that emit an object's edges
+ *   graph_roots.c       references from outside the heap, named
+ *   graph_text.c        edges, roots and objects as text
+ *   graph_path.c        shortest chains from a root */
+#ifndef PM_GRAPH_BUILD_H
+#define PM_GRAPH_BUILD_H
+
+#include "graph.h"
+
+PM_DEFINE_VECTOR(u32_vector, uint32_t)
+PM_DEFINE_VECTOR(u64_vector, uint64_t)
+PM_DEFINE_VECTOR(u8_vector, uint8_t)
+
+/* How an object's references are read (graph_referents.c). */
+enum reader {
+	READER_NONE = 0,        /* holds no references (int, str, bytes, ...) */
+	READER_CONSERVATIVE,    /* every word that points at an object's start */
+	READER_TUPLE,
+	READER_LIST,
+	READER_DICT,
+	READER_SET,
+	READER_DEQUE,
+	READER_ODICT,           /* dict + od_inst_dict + nodes' keys */
+	READER_DEFAULTDICT,     /* dict + default_factory */
+	READER_TYPE,            /* a heap type: __dict__, __mro__, ... */
+	READER_MODULE,
+	READER_FIELDS,          /* a fixed list of named fields (graph_types.c) */
+	READER_EXCEPTION,       /* BaseException's fields, then the rest of a
+				 * C subclass conservatively */
+	READER_FRAME,           /* a frame object */
+	READER_GENERATOR,       /* generator, coroutine, async generator */
+	READER_CODE,
+	READER_WEAKREF,         /* the referent is weak, the callback strong */
+	READER_KINDS
+};
+
+/* One field of a READER_FIELDS type: a PyObject * at offset. */
+struct field_def {
+	uint16_t offset;
+	uint8_t field;              /* enum pm_field */
+	bool traversed;             /* tp_traverse visits it */
+};
+#define FIELDS_MAX 10
+
+/* A __slots__ member (PyMemberDef of type T_OBJECT or T_OBJECT_EX). */
+struct slot_def {
+	uint32_t offset;
+};
+PM_DEFINE_VECTOR(slot_vector, struct slot_def)
+
+/* What the builder knows of a type, found once per type address. */
+struct reader_type {
+	bool valid;
+	enum reader reader;         /* for a heap type: its nearest static base's */
+	bool heap_type;             /* instances refer to their class */
+	bool gc;
+	uint64_t flags, basicsize, itemsize;
+	int64_t dictoffset;         /* tp_dictoffset (0: none) */
+	int64_t base_dictoffset;    /* ... of the type whose reader it has */
+	uint64_t base_basicsize;    /* ... and that type's basicsize */
+	/* A C subclass of a container (ctypes' StgDict, say): its own fields
+	 * from this offset to base_basicsize are read conservatively. */
+	uint64_t extra_from;
+	uint64_t weaklistoffset;
+	struct slot_vector slots;   /* of every heap type in the tp_base chain */
+	const struct field_def *fields;
+	size_t nfields;
+	const char *name;           /* the analysis's copy, or owned_name */
+	char *owned_name;
+};
+PM_DEFINE_HASH_MAP(reader_type_map, uint64_t, struct reader_type,
+		   pm_hash_u64_key, pm_u64_key_eq)
+
+/* A cached verdict on an address that is not a heap object's start:
+ * a static object's node, or PM_NODE_NONE. */
+PM_DEFINE_HASH_MAP(static_verdict_map, uint64_t, uint32_t, pm_hash_u64_key,
+		   pm_u64_key_eq)
+
+enum { OBJECT_WINDOW = 1024 };  /* bytes of an object read at once */
+
+/* 3.8-3.10: a combined dict's edges and its keys' lookup function, to
+ * settle at the end whether tp_traverse visits its keys. */
+struct dict_lookup {
+	uint32_t first_edge, end_edge;
+	uint64_t lookup;
+	bool general;               /* it has a key that is not a str */
+};
+PM_DEFINE_VECTOR(dict_lookup_vector, struct dict_lookup)
+
+/* A buffer that a node owns and that may hold references (a module's
+ * state, an ElementTree element's children): read with its owner. */
+struct owned_buffer {
+	uint32_t node, alloc;
+};
+PM_DEFINE_VECTOR(owned_buffer_vector, struct owned_buffer)
+
+/* Per-version offsets the readers need beyond the type table's. */
+struct referent_layout {
+	int minor;
+	/* PyHeapTypeObject and its size */
+	uint32_t ht_name, ht_slots, ht_qualname, ht_cached_keys, ht_module,
+		ht_size;
+	/* BaseException's fields (dict, args, notes, traceback, context,
+	 * cause; notes 0 before 3.11) and its size */
+	uint32_t exc_notes, exc_traceback, exc_context, exc_cause, exc_size;
+	/* PyFrameObject (3.8-3.10) */
+	uint32_t f_back, f_code, f_builtins, f_globals, f_locals, f_valuestack,
+		f_stacktop, f_stackdepth, f_trace, f_localsplus;
+	/* PyCodeObject (3.8-3.10) */
+	uint32_t co_nlocals, co_cellvars, co_freevars;
+	/* PyFrameObject (3.11+): f_back, f_frame, f_trace, its own frame data */
+	uint32_t f11_back, f11_frame, f11_trace, f11_data;
+	/* _PyInterpreterFrame (3.11+) */
+	uint32_t if_func, if_code, if_locals, if_frame_obj, if_stacktop,
+		if_owner, if_localsplus;
+	/* PyGenObject: gi_frame (3.8-3.10), gi_code (3.8-3.11), gi_name,
+	 * gi_qualname, the exc_state's exc_type/value/traceback (type and
+	 * traceback 0 from 3.11), gi_frame_state and gi_iframe (3.11+) and
+	 * the coroutine's / async generator's origin or finalizer */
+	uint32_t gi_frame, gi_code, gi_name, gi_qualname, gi_exc_type,
+		gi_exc_value, gi_exc_traceback, gi_frame_state, gi_iframe,
+		gi_origin;
+	/* 3.11+ dict keys: dk_kind; dk_nentries, first index */
+	bool dict_keys_311;
+	/* 3.13: dict values are {capacity, size, embedded, valid, values[]} */
+	bool dict_values_313;
+};
+
+const struct referent_layout *referent_layout_for(int minor);
+
+/* A dict keys table's geometry, from its first DICT_KEYS_HEAD bytes. */
+enum { DICT_KEYS_HEAD = 40 };
+struct dict_keys {
+	uint64_t nentries;
+	uint64_t entries;           /* address of entry 0 */
+	uint32_t entry_size;        /* 24 {hash, key, value} or 16 {key, value} */
+	uint32_t key_off, value_off;
+	bool keys_traversed;        /* tp_traverse visits the keys */
+	uint64_t lookup;            /* 3.8-3.10: dk_lookup */
+};
+bool dict_keys_geometry(const uint8_t *head, uint64_t keys, bool v311,
+			struct dict_keys *ret);
+
+struct builder {
+	struct pm_graph *g;
+	struct pm_target *t;
+	const struct pm_cpython_heap *heap;
+	const struct pm_cpython_layout *l;
+	int minor;
+	const struct referent_layout *rl;
+	uint64_t subtype_dealloc;   /* tp_dealloc of the classes Python made */
+	uint64_t set_dummy;         /* a set's deleted-entry marker, once seen */
+	struct dict_lookup_vector dict_lookups;
+	struct owned_buffer_vector owned;   /* sorted by node */
+	bool *live_category;        /* per category: a live object's */
+	struct u32_vector node_alloc;
+	struct u32_vector targets, labels;
+	struct u8_vector kinds;
+	struct u32_vector edge_start;
+	struct u64_vector static_addr, static_type;
+	struct reader_type_map types;
+	struct static_verdict_map verdicts;
+	/* The object being read: its node, address, allocation, type. */
+	uint32_t node;
+	uint64_t obj;
+	const struct pm_alloc *alloc;
+	const struct reader_type *type;
+	uint8_t window[OBJECT_WINDOW];  /* its first bytes */
+	size_t window_len;
+	/* The pymalloc pool currently held (objects are read in address
+	 * order, so consecutive ones mostly share a pool). */
+	uint64_t pool_addr;
+	uint8_t *pool_buf;
+	uint32_t pool_size;
+	bool pool_valid;
+	uint64_t warned;            /* warnings given, to cap them */
+};
+
+/* graph.c */
+/* Adds an edge from the object being read to the object at ptr (when
+ * there is one): kind | PM_EDGE_TRAVERSED, label. */
+struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
+			      uint32_t label);
+/* n words at addr (false when unreadable). */
+bool builder_read(struct builder *b, uint64_t addr, void *buf, size_t len);
+bool builder_word(struct builder *b, uint64_t addr, uint64_t *ret);
+/* The heap node whose object starts at addr, PM_NODE_NONE if none. */
+uint32_t builder_heap_node(const struct builder *b, uint64_t addr);
+/* A warning about the object being read, at most a few hundred in all. */
+void builder_warn(struct builder *b, uint64_t addr, const char *what);
+
+/* graph_types.c */
+/* The reader of the type at tp (valid false when tp is no type). */
+struct pm_error *reader_type_get(struct builder *b, uint64_t tp,
+				 const struct reader_type **ret);
+void reader_types_init(struct builder *b);
+void reader_types_deinit(struct builder *b);
+/* Fields of a type beyond its table entry (a function's last ones, a code
+ * object's): n of them. */
+const struct field_def *graph_extra_fields(int minor, const char *name,
+					   size_t *n);
+
+/* graph_referents.c */
+/* Emits every reference of the object being read. */
+struct pm_error *referents_read(struct builder *b);
+/* 3.8-3.10, after every object: which dicts' keys tp_traverse visits. */
+struct pm_error *dict_lookups_fix(struct builder *b);
+
+/* graph_roots.c */
+/* Finds the references from outside the heap into g->roots. */
+struct pm_error *roots_find(struct pm_graph *g);
+
+#endif

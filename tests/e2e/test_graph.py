@@ -1,0 +1,188 @@
+"""The reference graph against what the frozen process itself says, for
+every installed CPython with pymalloc, PYTHONMALLOC=malloc and -X dev, live,
+from a gcore and from a kernel core, with and without debug information:
+
+- referents: for objects of every kind the graph reads precisely, the
+  references it marks as visited by tp_traverse are exactly
+  gc.get_referents(o) (by id); those it reads but CPython's traversal
+  leaves out are kinds documented in lib/graph_referents.c (a dict's str
+  keys, a module's name, a heap type's names and subclasses, a code
+  object's fields: code is no GC object);
+- referrers: the GC objects referring to a sample are gc.get_referrers(o);
+- paths: sentinels planted at known places (a module global, a list in an
+  attribute, a closure cell, a generator's local, a class attribute, a
+  slot) are reached from sys.modules through exactly the objects whose ids
+  the process recorded along the way; a thread's local is named as that
+  thread's frame's local;
+- held from outside: objects given an extra reference with Py_IncRef and
+  dropped are listed as held from outside the heap with no root found,
+  their kept twins are not;
+- unreachable: the garbage cycles the process left (gc disabled) are what
+  gc.collect() frees when asked after the analysis: the same count, type
+  by type (gc.DEBUG_SAVEALL keeps them in gc.garbage to count);
+  afterwards nothing is unreachable.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+import harness
+from conftest import python_params
+
+MODES = {
+    "pymalloc": ([], {}),
+    "malloc": ([], {"PYTHONMALLOC": "malloc"}),
+    "dev": (["-X", "dev"], {}),
+}
+LEAKS = 12
+GARBAGE = 30
+ALL = "1000000000"
+# Objects the interpreter itself leaves held from outside the heap with no
+# root (CPython 3.8 leaks a reference to its _warnings module at start-up).
+BASELINE_OUTSIDE = 2
+
+
+@contextlib.contextmanager
+def start(path, mode):
+    flags, extra_env = MODES[mode]
+    env = dict(os.environ, **extra_env)
+    env.pop("MALLOC_PERTURB_", None)
+    argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 100,
+                             "--graph", "--leak-refs", LEAKS,
+                             "--garbage", GARBAGE]
+    with harness.start_stopped(argv, env=env) as t:
+        try:
+            yield t
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+def graph(where, extra):
+    """{address: node} of `graph --json`, each node with its edges as
+    (target address, kind, traversed)."""
+    doc = harness.cli_json("graph", "--json", *extra, where)
+    objects = doc["objects"]
+    nodes = {}
+    for o in objects:
+        o["out"] = [(objects[t]["address"], kind, traversed)
+                    for t, kind, traversed in o["edges"]]
+        nodes[o["address"]] = o
+    return nodes
+
+
+WEAK = 12
+
+
+def check_referents(truth, nodes, where=None):
+    for name, want in truth.items():
+        node = nodes.get(want["id"])
+        assert node, (name, want["type"], "not a node", where)
+        got = sorted(set(a for a, _, traversed in node["out"] if traversed))
+        if not want["have_gc"]:
+            assert got == [], (name, got)
+            continue
+        assert got == want["referents"], (name, want["type"],
+                                          sorted(set(got) - set(want["referents"])),
+                                          sorted(set(want["referents"]) - set(got)))
+
+
+def check_referrers(truth, oracle, nodes):
+    ids = {name: oracle["graph_referents"][name]["id"] for name in truth}
+    for name, want in truth.items():
+        target = ids[name]
+        got = sorted(a for a, n in nodes.items()
+                     if n["tracked"] and any(t == target and traversed
+                                             for t, _, traversed in n["out"]))
+        assert got == want, (name, sorted(set(got) - set(want)),
+                             sorted(set(want) - set(got)))
+
+
+def check_paths(oracle, where, extra):
+    for name, chain in oracle["graph_paths"].items():
+        p = harness.cli_json("path", "--json", *extra, hex(chain[-1]), where)
+        assert p["held"] == "root" and p["root"] == "sys.modules", (name, p)
+        walked = [p["steps"][0]["from"]] + [s["to"] for s in p["steps"]]
+        assert walked == chain, (name, p["text"])
+    th = oracle["graph_thread"]
+    p = harness.cli_json("path", "--json", *extra, hex(th["sentinel"]), where)
+    assert p["held"] == "root", p
+    assert p["root"].startswith("thread %d frame " % th["native_id"]), p
+    if th["frames"]:
+        # Frames are objects (3.8-3.10): from the thread's top frame down
+        # to the worker's, whose local holds the sentinel.
+        walked = [p["steps"][0]["from"]] + [s["to"] for s in p["steps"]]
+        assert walked == th["frames"] + [th["sentinel"]], p["text"]
+        assert p["steps"][-1]["how"] == " local 'local_sentinel'", p
+    else:
+        assert p["steps"] == [], p["text"]
+        assert p["root"].endswith("local 'local_sentinel'"), p
+
+
+def check_outside(oracle, where, extra):
+    r = harness.cli_json("outside", "--json", "--limit", ALL, *extra, where)
+    listed = {o["address"] for o in r["objects"]}
+    leaks = oracle["leak_refs"]
+    assert set(leaks["leaked"]) <= listed, sorted(set(leaks["leaked"]) - listed)
+    assert not listed & set(leaks["kept"])
+    assert len(listed) - LEAKS <= BASELINE_OUTSIDE, r["objects"]
+    for o in r["objects"]:
+        if o["address"] in leaks["leaked"]:
+            assert (o["refcount"], o["found"]) == (1, 0), o
+
+
+def unreachable(where, extra):
+    r = harness.cli_json("unreachable", "--json", *extra, where)
+    return r["total"]["count"], {row["type"]: row["count"] for row in r["rows"]}
+
+
+def collect_in_process(t):
+    """Makes the stopped workload run gc.collect() once and stop again;
+    returns what it wrote (collected, by_type)."""
+    trigger = t.oracle_path + ".collect"
+    result = t.oracle_path + ".collected"
+    with open(trigger, "w"):
+        pass
+    os.kill(t.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(result):
+        assert time.monotonic() < deadline, "gc.collect() result not written"
+        time.sleep(0.05)
+    t.ensure_stopped()
+    with open(result) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("python", python_params())
+def test_graph(python, mode, kernel_cores):
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, mode) as t:
+        oracle = t.oracle
+        with open(t.oracle_path + ".garbage") as f:
+            assert int(f.read()) == GARBAGE
+        core = t.gcore()
+        seen = {}
+        for where in (str(t.pid), core):
+            for extra in ([], ["--no-debuginfo"]):
+                nodes = graph(where, extra)
+                check_referents(oracle["graph_referents"], nodes, (where, extra))
+                check_referrers(oracle["graph_referrers"], oracle, nodes)
+                check_paths(oracle, where, extra)
+                check_outside(oracle, where, extra)
+                seen[(where, tuple(extra))] = unreachable(where, extra)
+        truth = collect_in_process(t)
+        assert truth["collected"] > GARBAGE
+        for key, (count, by_type) in seen.items():
+            assert count == truth["collected"], key
+            assert by_type == truth["by_type"], key
+        # Collected (and kept in gc.garbage): nothing unreachable now.
+        after = t.kernel_core()
+        assert unreachable(after, [])[0] == 0
