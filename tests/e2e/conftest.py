@@ -43,7 +43,13 @@ class FileProgress:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
             return
-        reporter.write_line(line, bold=True)   # after the line being written
+        # On a line of its own: write_line ends the line pytest is writing
+        # when it knows of one (currentfspath), not -q's progress dots.
+        writer = getattr(reporter, "_tw", None)
+        if getattr(writer, "width_of_current_line", 0) and \
+                not reporter.currentfspath:
+            writer.line()
+        reporter.write_line(line, bold=True)
         reporter.flush()
 
     def start(self, path):
