@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
 # The main job on a built-in example: start a Python service that leaks
 # memory, attach GDB to it, and ask pymortem where the memory went.
+#   PYTHON     the interpreter (default: Debian's stripped /usr/bin/python3.11)
+#   REQUESTS   requests the service serves before it idles (default 200000)
+#   PYMORTEM_BUILD  an existing build directory to use; without it the demo
+#              installs what is missing and builds build/ (tests/setup-debian.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tests/setup-debian.sh
+if [ -n "${PYMORTEM_BUILD:-}" ]; then
+  build=$PYMORTEM_BUILD
+else
+  bash tests/setup-debian.sh
+  build=build
+fi
 PYTHON=${PYTHON:-/usr/bin/python3.11}
+REQUESTS=${REQUESTS:-200000}
 log=$(mktemp)
-"$PYTHON" examples/leaky_service.py 200000 >"$log" &
+"$PYTHON" examples/leaky_service.py "$REQUESTS" >"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 600); do grep -q ready "$log" && break; sleep 0.1; done
 grep -q ready "$log" || { echo "demo: the service did not start" >&2; exit 1; }
-echo "== gdb -p $pid -ex 'heap summary'   (service: $PYTHON examples/leaky_service.py)"
-gdb -q -p "$pid" -batch -ex "source build/gdbplugin/pymortem-gdb.py" -ex "heap summary --top 15"
+echo "== gdb -p $pid -ex 'heap summary --top 15'   (service: $PYTHON examples/leaky_service.py $REQUESTS)"
+# What a user types is `gdb -p PID` and `heap summary`. Here GDB's own
+# messages about attaching (thread debugging, the frame the process stopped
+# in and its missing source file, "detached" at the end) are kept out so that
+# the report is all there is: the attach's output is captured and dropped,
+# the stop is not announced, and inferior events are not printed.
+gdb -nx -q -batch \
+  -iex "set suppress-cli-notifications on" -iex "set print inferior-events off" \
+  -ex "python gdb.execute('attach $pid', to_string=True)" \
+  -ex "source $build/gdbplugin/pymortem-gdb.py" \
+  -ex "heap summary --top 15"

@@ -531,18 +531,20 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
 	static char *kwlist[] = {"name", "format", "by", "top", "limit",
 				 "min_size", "state", "type", "query",
-				 "address", "length", "progress", "width", NULL};
+				 "address", "length", "progress", "width",
+				 "all_rows_option", NULL};
 	TargetObject *self = (TargetObject *)obj;
 	const char *name, *format = NULL;
 	struct pm_report_args ra = {0};
 	long top = 0, limit = 0, width = 0;
 	unsigned long long min_size = 0, length = 0;
 	PyObject *address = Py_None, *progress = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKOl", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKOlz", kwlist,
 					 &name, &format, &ra.by, &top, &limit,
 					 &min_size, &ra.state, &ra.type,
 					 &ra.query, &address, &length,
-					 &progress, &width))
+					 &progress, &width,
+					 &ra.all_rows_option))
 		return NULL;
 	if (!self->target) {
 		return raise_error(self->error_class, PM_ERR_INVALID,
@@ -643,7 +645,7 @@ static PyMethodDef target_methods[] = {
 	 METH_VARARGS | METH_KEYWORDS,
 	 "report(name, *, format='text', by=None, top=0, limit=0, min_size=0,\n"
 	 "       state=None, type=None, query=None, address=None, length=0,\n"
-	 "       progress=None)\n"
+	 "       progress=None, width=0, all_rows_option=None)\n"
 	 "Runs library report `name` and returns its text (or JSON text).\n"
 	 "progress(seconds) is called about once a second after the first."},
 	{"close", target_close, METH_NOARGS,

@@ -109,6 +109,9 @@ struct pm_report_args {
 	uint64_t length;            /* hexdump */
 	bool has_address;
 	long width;                 /* text: cut longer lines to this (0 = no limit) */
+	/* summary text: the front end's way to ask for every row, named in the
+	 * "N more rows" line (GDB: "--all"); NULL: "--top 0". */
+	const char *all_rows_option;
 };
 
 struct pm_report_desc {

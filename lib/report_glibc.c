@@ -1,12 +1,15 @@
 /* Reports over the glibc walk: "malloc-stats" (mallinfo2's fields per arena
  * and in total), "chunks" (a chunk listing) and "sizes" (a histogram of
- * in-use chunk sizes). */
+ * in-use allocation sizes: glibc chunks, and pymalloc's blocks by size class
+ * in a CPython process). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "glibc.h"
+#include "pymalloc.h"
 #include "report.h"
+#include "vector.h"
 
 #define SIZES_TOP_DEFAULT 40
 
@@ -286,8 +289,22 @@ struct pm_error *pm_report_chunks(struct pm_target *t,
 	return NULL;
 }
 
+/* One row of "sizes": in-use allocations of one allocator and one size
+ * (a glibc chunk size, or a pymalloc block size class). */
 struct size_row {
+	const char *allocator;
 	uint64_t size, count;
+};
+
+PM_DEFINE_VECTOR(size_row_vector, struct size_row)
+
+/* Totals of one allocator's rows, and the pymalloc walk's state: glibc is
+ * always walked (or the report fails); pymalloc only in a CPython. */
+struct size_totals {
+	uint64_t glibc_count, glibc_bytes, pymalloc_count, pymalloc_bytes;
+	bool pymalloc_found, pymalloc_in_use;
+	uint64_t pymalloc_problems;
+	char pymalloc_missing[200];
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -302,41 +319,182 @@ static int cmp_row_bytes(const void *a, const void *b)
 	uint64_t bx = x->size * x->count, by = y->size * y->count;
 	if (bx != by)
 		return bx > by ? -1 : 1;
-	return x->size < y->size ? -1 : x->size > y->size;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	return strcmp(x->allocator, y->allocator);
 }
 
-/* In-use chunk sizes, grouped by exact size, largest total first. */
-static struct pm_error *size_rows(const struct pm_glibc_heap *h,
-				  const struct pm_report_args *args,
-				  struct size_row **ret, size_t *nrows)
+/* In-use glibc chunks grouped by exact chunk size. */
+static struct pm_error *glibc_size_rows(const struct pm_glibc_heap *h,
+					const struct pm_report_args *args,
+					struct size_row_vector *rows,
+					struct size_totals *totals)
 {
 	uint64_t *sizes = malloc((h->nchunks + 1) * sizeof(*sizes));
-	struct size_row *rows = malloc((h->nchunks + 1) * sizeof(*rows));
-	if (!sizes || !rows) {
-		free(sizes);
-		free(rows);
+	if (!sizes)
 		return &pm_error_no_memory;
-	}
-	size_t n = 0, k = 0;
+	size_t n = 0;
 	for (size_t i = 0; i < h->nchunks; i++) {
 		const struct pm_chunk *c = &h->chunks[i];
 		if (pm_chunk_state_is_used(c->state) && c->size >= args->min_size)
 			sizes[n++] = c->size;
 	}
 	qsort(sizes, n, sizeof(*sizes), cmp_u64);
+	size_t first = rows->size;
 	for (size_t i = 0; i < n; i++) {
-		if (k && rows[k - 1].size == sizes[i])
-			rows[k - 1].count++;
-		else
-			rows[k++] = (struct size_row){sizes[i], 1};
+		totals->glibc_count++;
+		totals->glibc_bytes += sizes[i];
+		if (rows->size > first && rows->data[rows->size - 1].size == sizes[i]) {
+			rows->data[rows->size - 1].count++;
+			continue;
+		}
+		struct size_row *r = size_row_vector_append_entry(rows);
+		if (!r) {
+			free(sizes);
+			return &pm_error_no_memory;
+		}
+		*r = (struct size_row){"glibc", sizes[i], 1};
 	}
 	free(sizes);
-	qsort(rows, k, sizeof(*rows), cmp_row_bytes);
-	*ret = rows;
-	*nrows = k;
 	return NULL;
 }
 
+/* Blocks in use per pymalloc size class, over every interpreter's state:
+ * the "blocks in use" column of sys._debugmallocstats(). A process without
+ * pymalloc (not a CPython, PYTHONMALLOC=malloc) has none and says why. */
+static struct pm_error *pymalloc_size_rows(struct pm_target *t,
+					   const struct pm_report_args *args,
+					   struct size_row_vector *rows,
+					   struct size_totals *totals)
+{
+	const struct pm_pymalloc *pm;
+	struct pm_error *err = pm_pymalloc_walk(t, &pm);
+	if (err) {
+		snprintf(totals->pymalloc_missing, sizeof(totals->pymalloc_missing),
+			 "%s", err->message);
+		pm_error_destroy(err);
+		return NULL;
+	}
+	if (!pm->found) {
+		snprintf(totals->pymalloc_missing, sizeof(totals->pymalloc_missing),
+			 "%s", pm->missing);
+		return NULL;
+	}
+	totals->pymalloc_found = true;
+	totals->pymalloc_in_use = pm->in_use;
+	totals->pymalloc_problems = pm->problems;
+	for (uint16_t k = 0; k < PM_PYMALLOC_NCLASSES; k++) {
+		uint64_t used = 0, size = pm_pymalloc_block_size(k);
+		for (size_t i = 0; i < pm->nstates; i++)
+			used += pm->states[i].classes[k].used_blocks;
+		if (!used || size < args->min_size)
+			continue;
+		struct size_row *r = size_row_vector_append_entry(rows);
+		if (!r)
+			return &pm_error_no_memory;
+		*r = (struct size_row){"pymalloc", size, used};
+		totals->pymalloc_count += used;
+		totals->pymalloc_bytes += used * size;
+	}
+	return NULL;
+}
+
+static void sizes_json(const struct pm_glibc_heap *h,
+		       const struct size_row_vector *rows,
+		       const struct size_totals *totals, size_t top,
+		       struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "\"count\": %llu,\n\"bytes\": %llu,\n\"partial\": %s,\n"
+			 "\"glibc\": {\"count\": %llu, \"bytes\": %llu},\n"
+			 "\"pymalloc\": {\"found\": %s",
+			 (unsigned long long)(totals->glibc_count + totals->pymalloc_count),
+			 (unsigned long long)(totals->glibc_bytes + totals->pymalloc_bytes),
+			 h->partial ? "true" : "false",
+			 (unsigned long long)totals->glibc_count,
+			 (unsigned long long)totals->glibc_bytes,
+			 totals->pymalloc_found ? "true" : "false");
+	if (totals->pymalloc_found) {
+		pm_strbuf_printf(out, ", \"in_use\": %s, \"problems\": %llu",
+				 totals->pymalloc_in_use ? "true" : "false",
+				 (unsigned long long)totals->pymalloc_problems);
+	} else {
+		pm_strbuf_append(out, ", \"missing\": ");
+		pm_strbuf_json_string(out, totals->pymalloc_missing);
+	}
+	pm_strbuf_printf(out, ", \"count\": %llu, \"bytes\": %llu},\n\"sizes\": [",
+			 (unsigned long long)totals->pymalloc_count,
+			 (unsigned long long)totals->pymalloc_bytes);
+	uint64_t hidden_count = 0, hidden_bytes = 0;
+	for (size_t i = 0; i < rows->size; i++) {
+		const struct size_row *r = &rows->data[i];
+		if (i >= top) {
+			hidden_count += r->count;
+			hidden_bytes += r->count * r->size;
+			continue;
+		}
+		pm_strbuf_printf(out, "%s\n  {\"allocator\": \"%s\", \"size\": %llu, \"count\": %llu, \"bytes\": %llu}",
+				 i ? "," : "", r->allocator,
+				 (unsigned long long)r->size,
+				 (unsigned long long)r->count,
+				 (unsigned long long)(r->size * r->count));
+	}
+	pm_strbuf_append(out, rows->size ? "\n]" : "]");
+	pm_strbuf_printf(out, ",\n\"rows_not_shown\": {\"rows\": %zu, \"count\": %llu, \"bytes\": %llu}",
+			 rows->size > top ? rows->size - top : 0,
+			 (unsigned long long)hidden_count,
+			 (unsigned long long)hidden_bytes);
+}
+
+static void sizes_text(const struct pm_glibc_heap *h,
+		       const struct size_row_vector *rows,
+		       const struct size_totals *totals, size_t top,
+		       struct pm_table *table, struct pm_strbuf *out)
+{
+	uint64_t bytes = totals->glibc_bytes + totals->pymalloc_bytes;
+	uint64_t hidden_count = 0, hidden_bytes = 0;
+	for (size_t i = 0; i < rows->size; i++) {
+		const struct size_row *r = &rows->data[i];
+		if (i >= top) {
+			hidden_count += r->count;
+			hidden_bytes += r->count * r->size;
+			continue;
+		}
+		char s[32], c[32], b[32], pct[16];
+		pm_format_grouped(r->size, s);
+		pm_format_grouped(r->count, c);
+		pm_format_grouped(r->size * r->count, b);
+		snprintf(pct, sizeof(pct), "%.1f",
+			 bytes ? 100.0 * (double)(r->size * r->count) / (double)bytes : 0.0);
+		const char *cells[] = {r->allocator, s, c, b, pct};
+		pm_table_add_row(table, cells);
+	}
+	pm_table_render(table, out);
+	char c[32], b[32];
+	pm_strbuf_printf(out, "glibc: %s in-use chunks, %s bytes%s; ",
+			 pm_format_grouped(totals->glibc_count, c),
+			 pm_format_grouped(totals->glibc_bytes, b),
+			 h->partial ? " (walk PARTIAL, see warnings)" : "");
+	if (!totals->pymalloc_found)
+		pm_strbuf_printf(out, "pymalloc: not analysed: %s\n",
+				 totals->pymalloc_missing);
+	else if (!totals->pymalloc_in_use)
+		pm_strbuf_append(out, "pymalloc: not in use (no arena allocated)\n");
+	else
+		pm_strbuf_printf(out, "pymalloc: %s blocks in use, %s bytes%s\n",
+				 pm_format_grouped(totals->pymalloc_count, c),
+				 pm_format_grouped(totals->pymalloc_bytes, b),
+				 totals->pymalloc_problems ? " (problems found, see warnings)" : "");
+	if (rows->size > top) {
+		size_t more = rows->size - top;
+		pm_strbuf_printf(out, "%zu more row%s: %s allocations, %s bytes (--top N to show more)\n",
+				 more, more == 1 ? "" : "s",
+				 pm_format_grouped(hidden_count, c),
+				 pm_format_grouped(hidden_bytes, b));
+	}
+}
+
+/* In-use allocations by size, largest total first: glibc chunks by chunk
+ * size and pymalloc blocks by size class, each allocator its own rows. */
 struct pm_error *pm_report_sizes(struct pm_target *t,
 				 const struct pm_report_args *args,
 				 struct pm_strbuf *out)
@@ -345,56 +503,31 @@ struct pm_error *pm_report_sizes(struct pm_target *t,
 	struct pm_error *err = glibc_walk_for_report(t, args, out, &h);
 	if (err || h->other_allocator)
 		return err;
-	struct size_row *rows;
-	size_t nrows;
-	err = size_rows(h, args, &rows, &nrows);
-	if (err)
+	struct size_row_vector rows = PM_VECTOR_INIT;
+	struct size_totals totals = {0};
+	err = glibc_size_rows(h, args, &rows, &totals);
+	if (!err)
+		err = pymalloc_size_rows(t, args, &rows, &totals);
+	if (err) {
+		size_row_vector_deinit(&rows);
 		return err;
+	}
+	if (rows.size)
+		qsort(rows.data, rows.size, sizeof(*rows.data), cmp_row_bytes);
 	size_t top = args->top > 0 ? (size_t)args->top : SIZES_TOP_DEFAULT;
-	uint64_t count = 0, bytes = 0;
-	for (size_t i = 0; i < nrows; i++) {
-		count += rows[i].count;
-		bytes += rows[i].count * rows[i].size;
-	}
 	if (args->format == PM_FORMAT_JSON) {
-		pm_strbuf_printf(out, "\"count\": %llu,\n\"bytes\": %llu,\n\"partial\": %s,\n\"sizes\": [",
-				 (unsigned long long)count,
-				 (unsigned long long)bytes,
-				 h->partial ? "true" : "false");
-		for (size_t i = 0; i < nrows && i < top; i++)
-			pm_strbuf_printf(out, "%s\n  {\"size\": %llu, \"count\": %llu, \"bytes\": %llu}",
-					 i ? "," : "",
-					 (unsigned long long)rows[i].size,
-					 (unsigned long long)rows[i].count,
-					 (unsigned long long)(rows[i].size * rows[i].count));
-		pm_strbuf_append(out, nrows ? "\n]" : "]");
-		free(rows);
-		return NULL;
+		sizes_json(h, &rows, &totals, top, out);
+	} else {
+		static const char *const headers[] = {"allocator", "size", "count",
+						      "bytes", "% bytes"};
+		static const bool right[] = {false, true, true, true, true};
+		struct pm_table *table = pm_table_create(5, headers, right);
+		if (!table)
+			err = &pm_error_no_memory;
+		else
+			sizes_text(h, &rows, &totals, top, table, out);
+		pm_table_destroy(table);
 	}
-	static const char *const headers[] = {"chunk size", "count", "bytes", "% bytes"};
-	static const bool right[] = {true, true, true, true};
-	struct pm_table *table = pm_table_create(4, headers, right);
-	if (!table) {
-		free(rows);
-		return &pm_error_no_memory;
-	}
-	for (size_t i = 0; i < nrows && i < top; i++) {
-		char s[32], c[32], b[32], pct[16];
-		pm_format_grouped(rows[i].size, s);
-		pm_format_grouped(rows[i].count, c);
-		pm_format_grouped(rows[i].size * rows[i].count, b);
-		snprintf(pct, sizeof(pct), "%.1f",
-			 bytes ? 100.0 * (double)(rows[i].size * rows[i].count) / (double)bytes : 0.0);
-		const char *cells[] = {s, c, b, pct};
-		pm_table_add_row(table, cells);
-	}
-	pm_table_render(table, out);
-	pm_table_destroy(table);
-	char c[32], b[32];
-	pm_strbuf_printf(out, "%s in-use chunks, %s bytes, %zu distinct sizes%s%s\n",
-			 pm_format_grouped(count, c), pm_format_grouped(bytes, b),
-			 nrows, nrows > top ? " (largest shown)" : "",
-			 h->partial ? "; walk PARTIAL, see warnings" : "");
-	free(rows);
-	return NULL;
+	size_row_vector_deinit(&rows);
+	return err;
 }

@@ -509,6 +509,18 @@ static struct pm_error *summary_used(struct pm_target *t,
 	return NULL;
 }
 
+/* The rows past --top, added up: with the rows shown they make TOTAL. */
+static struct summary_row summary_rows_not_shown(const struct summary *s,
+						  size_t shown)
+{
+	struct summary_row hidden = { .count = 0 };
+	for (size_t i = shown; i < s->nrows; i++) {
+		hidden.count += s->rows[i].count;
+		hidden.bytes += s->rows[i].bytes;
+	}
+	return hidden;
+}
+
 static void summary_json(const struct pm_cpython_heap *heap, const struct summary *s,
 			 size_t shown, const char *by, struct pm_strbuf *out)
 {
@@ -545,12 +557,17 @@ static void summary_json(const struct pm_cpython_heap *heap, const struct summar
 		pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
 				 r->count, r->bytes);
 	}
-	pm_strbuf_printf(out, "], \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
+	struct summary_row hidden = summary_rows_not_shown(s, shown);
+	pm_strbuf_printf(out, "], \"rows_not_shown\": {\"rows\": %zu, \"count\": %"
+			 PRIu64 ", \"bytes\": %" PRIu64 "}", s->nrows - shown,
+			 hidden.count, hidden.bytes);
+	pm_strbuf_printf(out, ", \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
 			 PRIu64 "}", count, bytes);
 }
 
 static void summary_text(const struct pm_cpython_heap *heap, const struct summary *s,
-			 size_t shown, struct pm_strbuf *out)
+			 size_t shown, const char *all_rows_option,
+			 struct pm_strbuf *out)
 {
 	static const char *const headers[] = { "domain", "kind", "detail", "count",
 					       "bytes", "% bytes" };
@@ -588,6 +605,15 @@ static void summary_text(const struct pm_cpython_heap *heap, const struct summar
 	pm_table_add_row(table, total);
 	pm_table_render(table, out);
 	pm_table_destroy(table);
+	if (shown < s->nrows) {
+		struct summary_row hidden = summary_rows_not_shown(s, shown);
+		size_t more = s->nrows - shown;
+		pm_strbuf_printf(out, "%zu more row%s: %s allocations, %s bytes (%s to show them)\n",
+				 more, more == 1 ? "" : "s",
+				 pm_format_grouped(hidden.count, c),
+				 pm_format_grouped(hidden.bytes, b),
+				 all_rows_option ? all_rows_option : "--top 0");
+	}
 }
 
 struct pm_error *pm_report_summary(struct pm_target *t,
@@ -613,7 +639,7 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 		if (args->format == PM_FORMAT_JSON)
 			summary_json(heap, &s, shown, by, out);
 		else
-			summary_text(heap, &s, shown, out);
+			summary_text(heap, &s, shown, args->all_rows_option, out);
 	}
 	free(s.rows);
 	return err;

@@ -5,7 +5,7 @@ analyses anything itself."""
 import gdb
 
 from . import binding
-from .options import Option, Parser, parse_address, parse_int
+from .options import Option, Parser, parse_address, parse_int, split_words
 
 JSON = Option("--json", "flag", help="print the report as JSON")
 TOP = Option("--top", "int", help="show only the N largest rows")
@@ -106,18 +106,43 @@ class HeapSubcommand(gdb.Command):
             raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
 
 
+SUMMARY_TOP_DEFAULT = 25      # the help below says it too
+
+
 class SummaryCommand(HeapSubcommand):
     """Heap usage by Python type (or owner, size, region, allocator).
-Usage: heap summary [--by type|owner|size|region|allocator] [--top N] [--json]
-One row per group: allocations, bytes, share of the heap. --by owner splits
-the buffers objects own (dict values, list items, ...) by the owner's type."""
+Usage: heap summary [--by type|owner|size|region|allocator] [--top N | --all]
+                    [--json]
+One row per group: allocations, bytes, share of the heap; largest first.
+Shows the 25 largest rows and a last line with what the others add up to
+("N more rows: A allocations, B bytes"); --top N shows N rows, --all (or
+--top 0) every row. (The CLI's `pymortem summary` shows every row, and its
+--all means used and free memory; here --all means every row.)
+--by owner splits the buffers objects own (dict values, list items, ...) by
+the owner's type."""
 
     name = "summary"
     reports = ("summary",)
     options = (Option("--by", "choice",
                       choices=("type", "owner", "size", "region",
                                "allocator")),
-               TOP, JSON)
+               Option("--top", "int", help="show only the N largest rows "
+                      "(default %d; 0: all)" % SUMMARY_TOP_DEFAULT),
+               Option("--all", "flag", help="show every row"),
+               JSON)
+
+    def report_args(self, values, positional):
+        if values.get("all") and values.get("top") is not None:
+            raise gdb.GdbError("%s: --all shows every row; give it or "
+                               "--top N, not both" % self.full_name)
+        args = super().report_args(values, positional)
+        if values.get("all"):
+            args["top"] = 0
+        elif values.get("top") is None:
+            args["top"] = SUMMARY_TOP_DEFAULT
+        if args.get("format") != "json":
+            args["all_rows_option"] = "--all"
+        return args
 
 
 class HeapCommand(SummaryCommand):
@@ -144,12 +169,17 @@ Type `help heap SUBCOMMAND` for each command; `--json` prints JSON."""
 
 
 class SizesCommand(HeapSubcommand):
-    """Allocations by size class.
-Usage: heap sizes [--top N] [--json]"""
+    """In-use allocations by size: glibc chunks and pymalloc blocks.
+Usage: heap sizes [--top N] [--min-size N] [--json]
+One row per allocator and size: glibc chunks by chunk size (header
+included), pymalloc blocks by size class (as the "blocks in use" of
+sys._debugmallocstats()); largest total first. Shows the 40 largest rows
+(--top N: N rows) and a last line with what the others add up to."""
 
     name = "sizes"
     reports = ("sizes",)
-    options = (TOP, JSON)
+    options = (TOP, Option("--min-size", "size",
+                           help="only allocations of at least N bytes"), JSON)
 
 
 class RegionsCommand(HeapSubcommand):
@@ -259,14 +289,22 @@ ADDR is a number or any GDB expression; LEN defaults to the library's."""
         return args
 
 
+QUERY_WORDS = ("domain", "kind", "detail", "state", "addr", "size", "and",
+               "or", "not")
+
+
 class SelectCommand(HeapSubcommand):
     """Allocations matching an expression.
-Usage: heap select [--limit N] [--json] QUERY
+Usage: heap select QUERY [--limit N] [--json]
 QUERY compares the string fields domain, kind, detail, state ("quoted";
 == != and ~ for contains) and the numbers addr, size (123, 0x7b, 4k, 2M, 1G;
 == != < <= > >=), combined with and/or/not and parentheses, e.g.
   heap select kind == "str" and size > 1000
-  heap select state == "free" and detail ~ "bin\""""
+  heap select state == "free" and detail ~ "bin" --limit 20
+  heap select 'kind == "str"' --json
+Options may come before or after the query; a query may be quoted as a
+whole ('...' or "..." with \\" inside); after `--` everything is the query.
+Shows at most 100 allocations unless --limit says otherwise."""
 
     name = "select"
     reports = ("select",)
@@ -274,23 +312,39 @@ QUERY compares the string fields domain, kind, detail, state ("quoted";
     positional = ("QUERY",)
 
     def parse(self, arg):
-        """Options first, then the query verbatim (its quotes matter)."""
-        words = arg.split(None, 1) if arg else []
-        leading = []
-        rest = arg.strip()
-        while words and words[0].startswith("--"):
-            option = self.parser.options.get(words[0].split("=")[0])
-            leading.append(words[0])
-            tail = words[1] if len(words) > 1 else ""
-            if option and option.kind != "flag" and "=" not in words[0]:
-                value_words = tail.split(None, 1)
-                if value_words:
-                    leading.append(value_words[0])
-                    tail = value_words[1] if len(value_words) > 1 else ""
-            rest = tail.strip()
-            words = tail.split(None, 1) if tail else []
-        values, _ = self.parser.parse(" ".join(leading))
-        return values, [rest] if rest else []
+        """Options anywhere outside quotes (the query language has no word
+        that starts with "--"); the query's own text verbatim, its quotes
+        kept, unless the whole query is one quoted string."""
+        words = split_words(arg or "", self.full_name)
+        option_words, runs = [], []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            raw = arg[word.start:word.end]
+            if raw == "--":
+                if i + 1 < len(words):
+                    runs.append([words[i + 1], words[-1]])
+                break
+            if raw.startswith("--"):
+                option_words.append(word.text)
+                option = self.parser.options.get(raw.split("=", 1)[0])
+                if option is not None and option.kind != "flag" and \
+                        "=" not in raw and i + 1 < len(words):
+                    i += 1
+                    option_words.append(words[i].text)
+                i += 1
+                continue
+            if runs and runs[-1][1] is words[i - 1]:
+                runs[-1][1] = word          # continues the query's text
+            else:
+                runs.append([word, word])
+            i += 1
+        values, _ = self.parser.parse_words(option_words)
+        if len(runs) == 1 and runs[0][0] is runs[0][1] and \
+                runs[0][0].whole_quoted:
+            return values, [runs[0][0].text]
+        query = " ".join(arg[first.start:last.end] for first, last in runs)
+        return values, [query] if query else []
 
     def report_args(self, values, positional):
         if not positional:
@@ -299,6 +353,25 @@ QUERY compares the string fields domain, kind, detail, state ("quoted";
         args = super().report_args(values, positional)
         args["query"] = positional[0]
         return args
+
+    def complete(self, text, word):
+        """Option names after "-", the query's field names and operators
+        words elsewhere; nothing inside a string literal."""
+        try:
+            words = split_words(text, self.full_name)
+        except gdb.GdbError:
+            return []               # inside an open quote
+        current = words[-1].text if words and text and \
+            not text[-1].isspace() else ""
+        previous = text[:words[-1].start] if current else text
+        before = previous.split()
+        if before and before[-1] in self.parser.options and \
+                self.parser.options[before[-1]].kind != "flag":
+            return []
+        if current.startswith("-"):
+            return self.parser.complete(text, word)
+        return self.parser._trim([w for w in QUERY_WORDS
+                                  if w.startswith(current)], current, word)
 
 
 class InfoCommand(HeapSubcommand):

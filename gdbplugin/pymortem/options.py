@@ -45,6 +45,61 @@ def parse_address(text):
         raise gdb.GdbError("cannot evaluate address %r: %s" % (text, e)) from None
 
 
+class Word:
+    """One word of a command line: where it is in the line (start, end),
+    its text with the quotes taken out, and whether it is a single quoted
+    string as a whole ('...' or "...")."""
+
+    def __init__(self, start, end, text, whole_quoted):
+        self.start = start
+        self.end = end
+        self.text = text
+        self.whole_quoted = whole_quoted
+
+
+def split_words(line, command):
+    """Splits a command line as a shell does: words end at unquoted blanks;
+    '...' is literal, "..." and a bare backslash escape the next character.
+    Positions are kept so that a caller can take part of the line verbatim
+    (a select query keeps its own quotes). An unterminated quote is an
+    error naming its column."""
+    words = []
+    i, n = 0, len(line)
+    while i < n:
+        if line[i].isspace():
+            i += 1
+            continue
+        start, text, first_quote_end = i, [], None
+        while i < n and not line[i].isspace():
+            c = line[i]
+            if c in "'\"":
+                end = i + 1
+                while end < n and line[end] != c:
+                    if c == '"' and line[end] == "\\" and end + 1 < n:
+                        end += 1
+                    text.append(line[end])
+                    end += 1
+                if end >= n:
+                    raise gdb.GdbError(
+                        "%s: unterminated %s quote at column %d" % (
+                            command, "single" if c == "'" else "double",
+                            i + 1))
+                if i == start:
+                    first_quote_end = end + 1
+                i = end + 1
+            elif c == "\\" and i + 1 < n:
+                text.append(line[i + 1])
+                i += 2
+            else:
+                text.append(c)
+                i += 1
+        # A word that is one quoted string: its first quote opened at the
+        # word's start and closed at its end.
+        whole = line[start] in "'\"" and first_quote_end == i
+        words.append(Word(start, i, "".join(text), whole))
+    return words
+
+
 class Parser:
     """Parses `argv` into (options dict, positional list)."""
 
@@ -62,8 +117,11 @@ class Parser:
         return values
 
     def parse(self, arg):
+        return self.parse_words(gdb.string_to_argv(arg))
+
+    def parse_words(self, words):
+        """parse() of words already split (and unquoted)."""
         values = self.defaults()
-        words = gdb.string_to_argv(arg)
         rest = []
         i = 0
         while i < len(words):

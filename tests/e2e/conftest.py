@@ -1,10 +1,13 @@
 """pytest glue for the end-to-end tests: says which interpreters and which CLI
-a run covered, gives the kernel-core setting as a fixture, and kills every
-process the harness started when the session ends."""
+a run covered, prints a progress line as each test file starts and ends
+(meson streams it: the e2e test is verbose), gives the kernel-core setting
+as a fixture, and kills every process the harness started when the session
+ends."""
 
 import collections
 import os
 import sys
+import time
 
 import pytest
 
@@ -19,7 +22,89 @@ def pytest_report_header(config):
     return [harness.covered_summary(), "pymortem CLI: " + harness.cli_path()]
 
 
+class FileProgress:
+    """One line as each test file starts and one as it ends, with its
+    outcomes and seconds: `meson test` (and CI's log) shows them as they
+    happen, so a 15-minute run is never silent for long."""
+
+    OUTCOMES = ("passed", "failed", "error", "skipped")
+
+    def __init__(self):
+        self.files = []         # in the order they run
+        self.current = None
+        self.started = 0.0
+        self.counts = collections.Counter()
+        self.config = None
+
+    def say(self, line):
+        reporter = self.config and \
+            self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+            return
+        # On a line of its own: write_line ends the line pytest is writing
+        # when it knows of one (currentfspath), not -q's progress dots.
+        writer = getattr(reporter, "_tw", None)
+        if getattr(writer, "width_of_current_line", 0) and \
+                not reporter.currentfspath:
+            writer.line()
+        reporter.write_line(line, bold=True)
+        reporter.flush()
+
+    def start(self, path):
+        self.end()
+        self.current, self.started = path, time.monotonic()
+        self.counts = collections.Counter()
+        number = self.files.index(path) + 1 if path in self.files else 0
+        self.say("=== e2e [%d/%d] %s: started" % (number, len(self.files),
+                                                  path))
+
+    def end(self):
+        if self.current is None:
+            return
+        counts = ", ".join("%d %s" % (self.counts[k], k) for k in
+                           self.OUTCOMES if self.counts[k] or
+                           k in ("passed", "failed"))
+        self.say("=== e2e %s: %s in %.0f s" % (
+            self.current, counts, time.monotonic() - self.started))
+        self.current = None
+
+    def count(self, report):
+        if report.when == "call":
+            self.counts[report.outcome] += 1
+        elif report.when == "setup" and report.outcome != "passed":
+            self.counts["error" if report.failed else "skipped"] += 1
+        elif report.when == "teardown" and report.failed:
+            self.counts["error"] += 1
+
+
+_PROGRESS = FileProgress()
+
+
+def _test_file(nodeid):
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+
+
+def pytest_configure(config):
+    _PROGRESS.config = config
+
+
+def pytest_collection_finish(session):
+    for item in session.items:
+        name = _test_file(item.nodeid)
+        if name not in _PROGRESS.files:
+            _PROGRESS.files.append(name)
+
+
+@pytest.hookimpl(tryfirst=True)     # before pytest writes the test's name
+def pytest_runtest_logstart(nodeid, location):
+    if _test_file(nodeid) != _PROGRESS.current:
+        _PROGRESS.start(_test_file(nodeid))
+
+
 def pytest_runtest_logreport(report):
+    _PROGRESS.count(report)
     if report.when != "call" and not (report.when == "setup" and
                                       report.outcome != "passed"):
         return
@@ -42,7 +127,9 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line("NO CPython 3.8-3.13 FOUND: nothing was covered")
 
 
+@pytest.hookimpl(tryfirst=True)     # before pytest's own summary
 def pytest_sessionfinish(session, exitstatus):
+    _PROGRESS.end()
     harness._kill_all()
 
 

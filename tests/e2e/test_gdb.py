@@ -11,6 +11,7 @@ what a user sees on stderr.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 # (heap command, report name); `digest` has no command, the driver asks the
 # session for it directly.
 COMPARED = [("heap regions", "regions"), ("heap info", "info"),
-            ("heap summary", "summary"), ("heap sizes", "sizes"),
+            ("heap summary --all", "summary"), ("heap sizes", "sizes"),
             ("heap pymalloc", "pymalloc-stats"),
             ("heap arenas", "malloc-stats")]
 
@@ -285,12 +286,12 @@ def test_live_process_matches_cli(python_target):
     t = python_target
     commands = compared_commands()
     results = gdb_drive(["-p", t.pid], drive_items(commands) +
-                        [("cmd", "heap --json")])
+                        [("cmd", "heap --json"),
+                         ("cmd", "heap summary --json")])
     t.ensure_stopped()
     assert_same_as_cli(results, t.pid, commands)
     # `heap` alone is `heap summary`.
-    assert results["heap --json"] == results.get("heap summary --json",
-                                                 results["heap --json"])
+    assert results["heap --json"] == results["heap summary --json"]
     assert_digests_match_memory(results)
     # The oracle: glibc's own mallinfo2() captured in the process right
     # before it stopped equals what `heap arenas` reads.
@@ -303,7 +304,7 @@ def test_live_process_matches_cli(python_target):
         print("heap arenas not compared with mallinfo2: %s" % arenas)
     # The oracle: the workload's sentinel classes, counted by the workload,
     # are the counts `heap summary` shows for those types.
-    summary = results.get("heap summary --json", {})
+    summary = results.get("heap summary --all --json", {})
     if "output" in summary:
         rows = json.loads(summary["output"])["rows"]
         counts = {r["kind"]: r["count"] for r in rows
@@ -538,6 +539,240 @@ def test_listing_filters(one_target):
         strs = json.loads(typed["output"])
         assert strs["matching"] > 0
         assert all(a["kind"] == "str" for a in strs["allocations"])
+
+
+# ------------------------------------- summary's rows, select's query forms
+
+def pymalloc_allocated_bytes(target):
+    """'# bytes in allocated blocks' of the workload's last
+    sys._debugmallocstats() (0 when pymalloc is off)."""
+    with open(target.oracle_path + ".last.dms") as f:
+        m = re.search(r"^# bytes in allocated blocks\s*=\s*([\d,]+)",
+                      f.read(), re.M)
+    return int(m.group(1).replace(",", "")) if m else 0
+
+
+def summary_text_parts(text):
+    """(data rows, lines after TOTAL) of a summary's text table."""
+    lines = text.rstrip("\n").splitlines()
+    head = next(i for i, line in enumerate(lines)
+                if line.startswith("domain "))
+    total = next(i for i, line in enumerate(lines) if line.startswith("TOTAL"))
+    return lines[head + 1:total], lines[total + 1:]
+
+
+@pytest.fixture(scope="module")
+def fresh_target():
+    """A process no other test has attached to or let run: its heap is
+    exactly as its oracle describes it."""
+    if not harness.PYTHONS:
+        pytest.fail("no CPython 3.8-3.13 installed")
+    label, python = harness.PYTHONS[-1]
+    with harness.start_python(python) as target:
+        target.label = label
+        yield target
+
+
+def test_summary_top_rows(fresh_target):
+    """`heap summary` shows the 25 largest rows and a last line adding up
+    the others; --top N shows N with the same line; --all (or --top 0)
+    every row. The JSON is the CLI's for the same --top; the rows shown
+    plus the line make TOTAL, which is the allocators' own in-use bytes
+    (mallinfo2 uordblks + hblkhd, pymalloc's allocated blocks), and the
+    sentinel classes have the counts the process made."""
+    t = fresh_target
+    commands = ["heap summary", "heap summary --json", "heap summary --top 5",
+                "heap summary --top 5 --json", "heap summary --all",
+                "heap summary --all --json", "heap summary --top 0 --json",
+                "heap", "heap summary --all --top 3"]
+    results = gdb_drive(["-p", t.pid], [("cmd", c) for c in commands])
+    t.ensure_stopped()
+    every = json.loads(results["heap summary --all --json"]["output"])
+    assert every == harness.cli_json("summary", "--json", t.pid)
+    assert json.loads(results["heap summary --top 0 --json"]["output"]) == \
+        every
+    nrows = len(every["rows"])
+    assert nrows > 25, nrows
+    assert every["rows_not_shown"] == {"rows": 0, "count": 0, "bytes": 0}
+    mi = t.oracle["mallinfo2"]
+    assert every["total"]["bytes"] == \
+        mi["uordblks"] + mi["hblkhd"] + pymalloc_allocated_bytes(t)
+    counts = {r["kind"]: r["count"] for r in every["rows"]
+              if r["domain"] == "python" and r["detail"] == "-"}
+    for name, n in t.oracle["sentinels"].items():
+        assert counts.get(name) == n, name
+    for command, shown in (("heap summary", 25), ("heap summary --top 5", 5)):
+        doc = json.loads(results[command + " --json"]["output"])
+        assert doc == harness.cli_json("summary", "--json", "--top", shown,
+                                       t.pid)
+        assert doc["rows"] == every["rows"][:shown]
+        hidden = {"rows": nrows - shown,
+                  "count": sum(r["count"] for r in every["rows"][shown:]),
+                  "bytes": sum(r["bytes"] for r in every["rows"][shown:])}
+        assert doc["rows_not_shown"] == hidden
+        assert sum(r["bytes"] for r in doc["rows"]) + hidden["bytes"] == \
+            every["total"]["bytes"]
+        rows, after = summary_text_parts(results[command]["output"])
+        assert len(rows) == shown, command
+        assert after[0] == "%d more rows: %s allocations, %s bytes (--all to " \
+            "show them)" % (hidden["rows"], format(hidden["count"], ","),
+                            format(hidden["bytes"], ",")), command
+    rows, after = summary_text_parts(results["heap summary --all"]["output"])
+    assert len(rows) == nrows and not any("more row" in a for a in after)
+    assert results["heap"] == results["heap summary"]
+    assert "not both" in results["heap summary --all --top 3"]["error"]
+
+
+SENTINEL_QUERY = 'kind == "SlotsSentinel"'
+EITHER_QUERY = 'kind == "PlainSentinel" or kind == "SlotsSentinel"'
+# (what follows `heap select`, the CLI's options, the query the CLI gets)
+SELECT_FORMS = [
+    ('kind == "SlotsSentinel" --json', [], SENTINEL_QUERY),
+    ("'kind == \"SlotsSentinel\"' --json", [], SENTINEL_QUERY),
+    ('"kind == \\"SlotsSentinel\\"" --json', [], SENTINEL_QUERY),
+    ('--json kind == "SlotsSentinel"', [], SENTINEL_QUERY),
+    ('kind == "SlotsSentinel" --limit 3 --json', ["--limit", "3"],
+     SENTINEL_QUERY),
+    ("--limit 3 'kind == \"SlotsSentinel\"' --json", ["--limit", "3"],
+     SENTINEL_QUERY),
+    ('--limit=3 --json -- kind == "SlotsSentinel"', ["--limit", "3"],
+     SENTINEL_QUERY),
+    (EITHER_QUERY + " --limit 100000 --json", ["--limit", "100000"],
+     EITHER_QUERY),
+    ("'%s' --json" % EITHER_QUERY, [], EITHER_QUERY),
+    ('kind == "--json" --json', [], 'kind == "--json"'),
+    ('kind == "it\'s" --json', [], 'kind == "it\'s"'),
+]
+
+
+def test_select_query_forms(one_target):
+    """A query as typed (its own double quotes), quoted as a whole ('...'
+    or "..."), with options before or after it: each gives exactly the
+    CLI's select --json for that query, and the matches are the sentinel
+    instances the process made (its oracle's counts)."""
+    t = one_target
+    made = t.oracle["sentinels"]
+    bad = ["heap select 'kind == \"str\"", "heap select --limit 3",
+           'heap select kind == "str" --nope']
+    results = gdb_drive(["-p", t.pid],
+                        [("cmd", "heap select " + f) for f, _, _ in
+                         SELECT_FORMS] + [("cmd", b) for b in bad])
+    t.ensure_stopped()
+    for form, cli_options, query in SELECT_FORMS:
+        got = results["heap select " + form]
+        assert "output" in got, (form, got)
+        doc = json.loads(got["output"])
+        assert doc == harness.cli_json("select", "--json", *cli_options,
+                                       query, t.pid), form
+        assert doc["query"] == query
+        kinds = {k for k in ("SlotsSentinel", "PlainSentinel")
+                 if '"%s"' % k in query}
+        assert doc["matching"] == sum(made[k] for k in kinds), form
+        limit = int(cli_options[1]) if cli_options else 100
+        assert doc["shown"] == len(doc["allocations"]) == \
+            min(limit, doc["matching"])
+        assert all(a["kind"] in kinds for a in doc["allocations"])
+    errors = [results[b].get("error", "") for b in bad]
+    assert "unterminated single quote at column 1" in errors[0], errors
+    assert "a query is needed" in errors[1], errors
+    assert "unknown option --nope" in errors[2], errors
+
+
+def gdb_merged(args, commands, setup=(), timeout=300):
+    """`gdb -batch` with the plugin and `-ex` commands, stderr merged into
+    stdout so that the order of everything GDB printed is kept."""
+    argv = [GDB, "-nx", "-q", "-batch", "-ex", "set sysroot /"]
+    for c in list(setup) + ["source " + plugin_path()] + list(commands):
+        argv += ["-ex", c]
+    argv += [str(a) for a in args]
+    return subprocess.run(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True,
+                          errors="backslashreplace", timeout=timeout,
+                          env=gdb_env(), stdin=subprocess.DEVNULL).stdout
+
+
+# (command in GDB, the CLI's report and options for the same text)
+QUIET_REPORTS = [("heap summary", ["summary", "--top", "25"]),
+                 ("heap sizes", ["sizes"]),
+                 ("heap pymalloc", ["pymalloc-stats"]),
+                 ("heap arenas", ["malloc-stats"])]
+
+
+def assert_only_reports(output, cli_texts):
+    """Between the markers around each command GDB printed exactly the
+    library's text (the CLI's for the same target): no message of GDB's,
+    on stdout or stderr, that the plugin's work set off."""
+    for k, (command, _) in enumerate(QUIET_REPORTS):
+        begin, end = "==%d==\n" % k, "==%d==\n" % (k + 1)
+        assert begin in output and end in output, output
+        got = output.split(begin, 1)[1].split(end, 1)[0]
+        want = cli_texts[command]
+        if command == "heap summary":   # the option each front end names
+            want = want.replace("(--top 0 to show them)",
+                                "(--all to show them)")
+        assert got == want, "%s printed more than its report:\n%s" % (
+            command, got)
+
+
+def quiet_commands():
+    commands = []
+    for k, (command, _) in enumerate(QUIET_REPORTS):
+        commands += ["echo ==%d==\\n" % k, command]
+    return commands + ["echo ==%d==\\n" % len(QUIET_REPORTS)]
+
+
+def test_no_gdb_messages_around_reports():
+    """A multi-threaded process live, as a core and through gdbserver (the
+    plugin then switches threads and asks GDB for mappings and the
+    auxiliary vector): each command's output is its report alone."""
+    label, python = harness.PYTHONS[-1]
+    with harness.start_python(python, "--threads", 3) as t:
+        cli_texts = {c: harness.run_cli(*(args + [t.pid])).stdout
+                     for c, args in QUIET_REPORTS}
+        assert_only_reports(gdb_merged(["-p", t.pid], quiet_commands()),
+                            cli_texts)
+        t.ensure_stopped()
+        core = t.gcore("quiet")
+        core_texts = {c: harness.run_cli(*(args + [core])).stdout
+                      for c, args in QUIET_REPORTS}
+        assert_only_reports(gdb_merged([python, core], quiet_commands()),
+                            core_texts)
+        if GDBSERVER is None:
+            pytest.fail("gdbserver is not installed")
+        with gdbserver(t.pid) as port:
+            output = gdb_merged([python], quiet_commands(),
+                                setup=["target remote localhost:%d" % port])
+        t.ensure_stopped()
+        assert_only_reports(output, cli_texts)
+
+
+def test_demo_prints_clean_summary():
+    """examples/demo.sh prints its command line and then `heap summary`
+    alone (none of GDB's attach messages); the Order row counts the
+    requests the service served."""
+    requests = 20000
+    env = dict(gdb_env(), PYMORTEM_BUILD=harness.build_dir(),
+               REQUESTS=str(requests), PYTHON=harness.PYTHONS[-1][1])
+    proc = subprocess.run(
+        ["bash", os.path.join(harness.SOURCE_ROOT, "examples", "demo.sh")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        universal_newlines=True, errors="backslashreplace", env=env,
+        timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.rstrip("\n").splitlines()
+    assert lines[0].startswith("== gdb -p "), proc.stdout
+    assert re.fullmatch(r"CPython 3\.\d+\.\d+: \d+ objects recognised, \d+ "
+                        r"on free lists, \d+ owned buffers attributed",
+                        lines[1]), proc.stdout
+    assert lines[2].split() == ["domain", "kind", "detail", "count", "bytes",
+                                "%", "bytes"], proc.stdout
+    rows = lines[3:18]
+    assert lines[18].startswith("TOTAL"), proc.stdout
+    assert re.fullmatch(r"\d+ more rows: [\d,]+ allocations, [\d,]+ bytes "
+                        r"\(--all to show them\)", lines[19]), proc.stdout
+    assert len(lines) == 20, proc.stdout
+    orders = [r.split() for r in rows if r.split()[:2] == ["python", "Order"]]
+    assert orders and orders[0][3] == format(requests, ","), proc.stdout
 
 
 C_TARGET = r"""
@@ -797,12 +1032,32 @@ def test_external_sigint_during_report(one_target):
 def test_completion_and_help():
     commands = ["complete heap su", "complete heap summary --by r",
                 "complete heap summary --t", "complete heap used --",
-                "help heap", "help heap summary", "help heap select"]
+                "complete heap summary --a", "complete heap --a",
+                "complete heap sizes --m",
+                'complete heap select kind == "str" --l',
+                "complete heap select k", 'complete heap select size > 1 a',
+                'complete heap select detail ~ "a',
+                "help heap", "help heap summary", "help heap select",
+                "help heap sizes"]
     proc = gdb_batch([], commands)
     out = proc.stdout.splitlines()
     assert "heap summary" in out
     assert "heap summary --by region" in out
     assert "heap summary --top" in out
+    assert "heap summary --all" in out and "heap --all" in out
+    assert "heap sizes --min-size" in out
+    assert 'heap select kind == "str" --limit' in out
+    assert "heap select kind" in out
+    assert "heap select size > 1 addr" in out
+    assert "heap select size > 1 and" in out
+    assert not [line for line in out if line.startswith(
+        "heap select detail")], proc.stdout   # inside a string
+    assert "This command is not documented" not in proc.stdout
+    assert "Usage: heap summary [--by type|owner|size|region|allocator] " \
+        "[--top N | --all]" in proc.stdout
+    assert "here --all means every row" in proc.stdout
+    assert "Options may come before or after the query" in proc.stdout
+    assert "pymalloc blocks by size class" in proc.stdout
     for option in ("--json", "--limit", "--min-size", "--type"):
         assert "heap used " + option in out, proc.stdout
     for sub in ("summary", "sizes", "regions", "arenas", "pymalloc", "used",

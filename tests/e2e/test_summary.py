@@ -212,8 +212,110 @@ def test_summary_groupings():
         assert top["rows"] == base["rows"][:5]
         text = harness.run_cli("summary", "--top", 5, t.pid).stdout
         assert re.search(r"^TOTAL\s", text, re.M)
+        assert_rows_not_shown(t, top, text, len(base["rows"]), "--top 0")
+        # Without --top (or with --top 0): every row, nothing left out.
+        assert base["rows_not_shown"] == {"rows": 0, "count": 0, "bytes": 0}
+        assert harness.cli_json("summary", "--json", "--top", 0, t.pid) == base
+        assert "more row" not in harness.run_cli("summary", t.pid).stdout
         bad = harness.run_cli("summary", "--by", "colour", t.pid, check=False)
         assert bad.returncode != 0 and "colour" in bad.stderr
+
+
+def parse_grouped(text):
+    return int(text.replace(",", ""))
+
+
+def assert_rows_not_shown(target, report, text, nrows, all_rows_option):
+    """The rows a --top left out are added up in rows_not_shown and in the
+    text's last line, so that with the rows shown they make TOTAL; and
+    TOTAL is the allocators' own in-use bytes (mallinfo2's uordblks +
+    hblkhd and pymalloc's allocated blocks, read in the process)."""
+    shown = report["rows"]
+    hidden = report["rows_not_shown"]
+    total = report["total"]
+    assert hidden["rows"] == nrows - len(shown) > 0
+    assert sum(r["count"] for r in shown) + hidden["count"] == total["count"]
+    assert sum(r["bytes"] for r in shown) + hidden["bytes"] == total["bytes"]
+    mi = target.oracle["mallinfo2"]
+    assert total["bytes"] == mi["uordblks"] + mi["hblkhd"] + \
+        (last_allocated_bytes(target) or 0)
+    lines = text.rstrip("\n").splitlines()
+    m = re.fullmatch(r"(\d+) more rows: ([\d,]+) allocations, ([\d,]+) bytes "
+                     r"\((\S+(?: \d+)?) to show them\)", lines[-1])
+    assert m, lines[-1]
+    assert (int(m.group(1)), parse_grouped(m.group(2)),
+            parse_grouped(m.group(3))) == (hidden["rows"], hidden["count"],
+                                           hidden["bytes"])
+    assert m.group(4) == all_rows_option
+    assert lines[-2].startswith("TOTAL")
+    return m
+
+
+def size_class_rows(target):
+    """{block size: blocks in use} of the class rows of the workload's last
+    sys._debugmallocstats()."""
+    with open(target.oracle_path + ".last.dms") as f:
+        text = f.read()
+    return {int(size): int(used) for _, size, _, used, _ in re.findall(
+        r"^\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.M)
+        if int(used)}
+
+
+@pytest.mark.parametrize("mode", ["pymalloc", "malloc"])
+@pytest.mark.parametrize("python", python_params())
+def test_sizes_by_allocator(python, mode):
+    """`sizes` has a row per glibc chunk size and per pymalloc size class:
+    the pymalloc rows are sys._debugmallocstats()'s classes (blocks in use
+    per block size, the process's own numbers), and the glibc rows add up,
+    with the chunks glibc keeps for itself (tcache entries and structs,
+    which mallinfo2 counts as in use), to mallinfo2's uordblks + hblkhd.
+    With PYTHONMALLOC=malloc there are no pymalloc rows and it says so. A
+    --top leaves out rows that its last line adds up."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with workload(path, mode, sentinels=500) as t:
+        r = harness.cli_json("sizes", "--json", "--top", 10 ** 6, t.pid)
+        rows = r["sizes"]
+        assert r["rows_not_shown"] == {"rows": 0, "count": 0, "bytes": 0}
+        assert [x["bytes"] for x in rows] == \
+            sorted((x["bytes"] for x in rows), reverse=True)
+        pymalloc = {x["size"]: x["count"] for x in rows
+                    if x["allocator"] == "pymalloc"}
+        text = harness.run_cli("sizes", t.pid).stdout
+        if mode == "pymalloc":
+            assert pymalloc == size_class_rows(t)
+            assert r["pymalloc"]["bytes"] == last_allocated_bytes(t)
+            assert "pymalloc: %s blocks in use" % format(
+                r["pymalloc"]["count"], ",") in text
+        else:
+            assert pymalloc == {}
+            assert not r["pymalloc"].get("in_use"), r["pymalloc"]
+            assert "pymalloc: not in use" in text
+        glibc = [x for x in rows if x["allocator"] == "glibc"]
+        assert sum(x["bytes"] for x in glibc) == r["glibc"]["bytes"]
+        assert sum(x["count"] for x in glibc) == r["glibc"]["count"]
+        chunks = harness.cli_json("chunks", "--json", t.pid)["chunks"]
+        kept = sum(c["size"] for c in chunks
+                   if c["state"] in ("free-tcache", "tcache-struct"))
+        mi = t.oracle["mallinfo2"]
+        mine = r["glibc"]["bytes"] + kept
+        if mode == "malloc":
+            # (see check_summary: the oracle's last lines move a chunk)
+            assert abs(mine - (mi["uordblks"] + mi["hblkhd"])) <= GLIBC_SLACK
+        else:
+            assert mine == mi["uordblks"] + mi["hblkhd"]
+        top = harness.cli_json("sizes", "--json", "--top", 5, t.pid)
+        assert top["sizes"] == rows[:5]
+        assert top["rows_not_shown"] == {
+            "rows": len(rows) - 5,
+            "count": sum(x["count"] for x in rows[5:]),
+            "bytes": sum(x["bytes"] for x in rows[5:])}
+        last = harness.run_cli("sizes", "--top", 5, t.pid).stdout \
+            .rstrip("\n").splitlines()[-1]
+        assert last == "%d more rows: %s allocations, %s bytes (--top N to " \
+            "show more)" % (len(rows) - 5,
+                            format(top["rows_not_shown"]["count"], ","),
+                            format(top["rows_not_shown"]["bytes"], ","))
 
 
 def test_summary_not_python():
@@ -229,6 +331,14 @@ def test_summary_not_python():
         assert any("not a CPython process" in n for n in r["notes"])
         assert r["rows"] and all(x["domain"].startswith("glibc")
                                  for x in r["rows"])
+        # `sizes` says that it has no pymalloc part, and why.
+        sizes = harness.cli_json("sizes", "--json", proc.pid)
+        assert not sizes["pymalloc"]["found"]
+        assert "not a CPython process" in sizes["pymalloc"]["missing"]
+        assert sizes["sizes"] and all(x["allocator"] == "glibc"
+                                      for x in sizes["sizes"])
+        assert "pymalloc: not analysed: not a CPython process" in \
+            harness.run_cli("sizes", proc.pid).stdout
     finally:
         proc.kill()
         proc.wait()
