@@ -82,6 +82,8 @@ static void scan_mmapped_region(struct pm_glibc_walk *w, const struct pm_region 
 		}
 		uint64_t lead = memalign_lead(w, a, size);
 		pm_glibc_chunk_push(w, a + lead, size - lead, PM_CHUNK_MMAPPED, 0xff);
+		if (lead)
+			pm_glibc_overhead_push(w, a, lead, PM_OVERHEAD_MMAP_LEAD, 0xff);
 		w->heap->total.hblks++;
 		w->heap->total.hblkhd += size;
 		a += size;

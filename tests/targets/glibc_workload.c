@@ -21,6 +21,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,9 +142,24 @@ static void make_mmapped(void)
 	free(malloc(5 << 20));
 }
 
+/* Per thread (seed - 1), the arena its chunks came from, found by
+ * glibc's own rule (arena_for_chunk): a chunk with NON_MAIN_ARENA set lies
+ * in a heap aligned to HEAP_MAX_SIZE (64 MiB on x86-64) whose heap_info
+ * starts with the arena's address. */
+#define HEAP_MAX (64ul << 20)
+static struct {
+	uintptr_t heap, arena;
+} thread_arenas[MAX_THREADS];
+
 static void *thread_main(void *arg)
 {
 	unsigned seed = (unsigned)(size_t)arg;
+	size_t *first = kept(32);
+	if (first[-1] & 4) {
+		uintptr_t heap = (uintptr_t)first & ~(HEAP_MAX - 1);
+		thread_arenas[seed - 1].heap = heap;
+		thread_arenas[seed - 1].arena = *(uintptr_t *)heap;
+	}
 	fill_heap(seed);
 	/* chunks freed by another thread end up in its tcache/arena */
 	pthread_barrier_wait(&ready);
@@ -178,7 +194,7 @@ static void *exiting_thread(void *arg)
 static void write_oracle(const struct mallinfo2 *m, int nthreads)
 {
 	/* No allocation here: static buffer, raw syscalls. */
-	static char json[2048 + 4096], tmp[4096];
+	static char json[4096 + 8192], tmp[4096];
 	const char *path = getenv("PM_ORACLE_FILE");
 	if (!path)
 		return;
@@ -194,6 +210,12 @@ static void write_oracle(const struct mallinfo2 *m, int nthreads)
 	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
 		n += snprintf(json + n, sizeof(json) - (size_t)n, "%s%lu",
 			      i ? ", " : "", (unsigned long)mmapped[i]);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "], \"thread_arenas\": [");
+	for (int i = 0; i < nthreads && n < (int)sizeof(json) - 80; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n,
+			      "%s{\"heap\": %lu, \"arena\": %lu}", i ? ", " : "",
+			      (unsigned long)thread_arenas[i].heap,
+			      (unsigned long)thread_arenas[i].arena);
 	n += snprintf(json + n, sizeof(json) - (size_t)n, "]}\n");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
