@@ -284,6 +284,67 @@ def test_c_target_describe_arena_header():
             assert "malloc_state of arena 0x%x" % a["arena"] in text, text
 
 
+def mapping_pieces(maps, start, end):
+    """The /proc/PID/maps entries [start, end) reaches into, clipped."""
+    return [(max(m["start"], start), min(m["end"], end)) for m in maps
+            if m["start"] < end and m["end"] > start]
+
+
+def check_split_mmapped(where, oracle, maps, blocks, min_pieces):
+    """Mmapped chunks whose mapping the kernel split (blocks: the process's
+    pointers and malloc_usable_size: an mmapped chunk is usable + 16
+    bytes from user - 16): every one is found at that address with that
+    size, hblks/hblkhd are mallinfo2's, and every piece of each mapping is
+    labelled an mmapped chunk in `regions`."""
+    assert blocks, "the workload made no split blocks: the test is empty"
+    for b in blocks:
+        # the workload did split each mapping (the kernel's own record)
+        start, end = b["user"] - 16, b["user"] + b["usable"]
+        assert len(mapping_pieces(maps, start, end)) >= min_pieces, b
+    stats = cli_json("malloc-stats", str(where))
+    mi = oracle["mallinfo2"]
+    assert (stats["hblks"], stats["hblkhd"]) == (mi["hblks"], mi["hblkhd"]), \
+        stats["warnings"] if "warnings" in stats else stats
+    assert not stats["partial"] and stats["problems"] == 0
+    chunks = {c["address"]: c["size"] for c in
+              cli_json("chunks", str(where))["chunks"]
+              if c["state"] == "mmapped"}
+    for b in blocks:
+        assert chunks.get(b["user"] - 16) == b["usable"] + 16, b
+    regions = cli_json("regions", str(where))["regions"]
+    for b in blocks:
+        start, end = b["user"] - 16, b["user"] + b["usable"]
+        for lo, hi in mapping_pieces(maps, start, end):
+            r = next(r for r in regions if r["start"] <= lo < r["end"])
+            assert "glibc mmapped chunk" in r["label"], r
+            area = [x for x in r["areas"] if x["label"] ==
+                    "glibc mmapped chunk"]
+            assert area and area[0]["bytes"] >= hi - lo, r
+    labelled = sum(x["bytes"] for r in regions for x in r["areas"]
+                   if x["label"] == "glibc mmapped chunk")
+    assert labelled == mi["hblkhd"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_c_target_split_mmapped(source):
+    """madvise(MADV_HUGEPAGE) on most of a block (what numpy does for
+    arrays over 4 MiB) splits its chunk's mapping in two; mprotect'd guard
+    pages (PROT_NONE, PROT_READ) split it in five."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--split-mmapped", "5",
+                                "--guard-mmapped", "3"]) as t:
+        where = t.pid if source == "live" else core_of(t, source)
+        blocks = t.oracle["split_mmapped"]
+        huge = [b for b in blocks if not b["guards"]]
+        guarded = [b for b in blocks if b["guards"]]
+        assert len(huge) == 5 and len(guarded) == 3
+        check_split_mmapped(where, t.oracle, t.maps, huge, 2)
+        check_split_mmapped(where, t.oracle, t.maps, guarded, 5)
+        total, glibc, _ = summary_totals(where)
+        mi = t.oracle["mallinfo2"]
+        assert total == glibc == mi["uordblks"] + mi["hblkhd"]
+
+
 @pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
