@@ -72,15 +72,15 @@ static uint64_t memalign_lead(struct pm_glibc_walk *w, uint64_t a, uint64_t size
 	return 0;
 }
 
-/* Labels every region that [start, end), one chunk's mapping, reaches
- * into, from region i on; a region holding no header of it says whose
- * part it holds. */
+/* Labels every region that [start, end), the mapping of the chunk at
+ * chunk, reaches into, from region i on; a region where the mapping does
+ * not start says whose part it holds. */
 static void label_pieces(struct pm_glibc_walk *w, size_t i, uint64_t start,
-			 uint64_t end)
+			 uint64_t end, uint64_t chunk)
 {
 	char detail[48];
 	snprintf(detail, sizeof(detail), "part of the chunk at 0x%llx",
-		 (unsigned long long)start);
+		 (unsigned long long)chunk);
 	size_t n = pm_target_region_count(w->t);
 	for (; i < n; i++) {
 		struct pm_region *r = pm_target_region(w->t, i);
@@ -130,7 +130,7 @@ static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, size_t last
 		pm_glibc_chunk_push(w, a + lead, size - lead, PM_CHUNK_MMAPPED, 0xff);
 		if (lead)
 			pm_glibc_overhead_push(w, a, lead, PM_OVERHEAD_MMAP_LEAD, 0xff);
-		label_pieces(w, i, a, a + size);
+		label_pieces(w, i, a, a + size, a + lead);
 		w->heap->total.hblks++;
 		w->heap->total.hblkhd += size;
 		a += size;

@@ -181,18 +181,26 @@ def test_c_target_exited_threads():
             assert report["tcaches"] == 3     # main + 2 live threads
 
 
+def glibc_minor():
+    """This machine's glibc (the targets run on it): 2.<minor>."""
+    major, minor = map(int, os.confstr("CS_GNU_LIBC_VERSION").split()[1]
+                       .split(".")[:2])
+    assert major == 2 and 27 <= minor <= 42, (major, minor)
+    return minor
+
+
+def heap_info_size():
+    """sizeof(heap_info), arena.c: four words up to 2.34; 2.35 adds
+    pagesize and 8 bytes of pad (sizeof + 2 * SIZE_SZ is 16-aligned)."""
+    return 0x30 if glibc_minor() >= 35 else 0x20
+
+
 def arena_header_size():
     """Bytes from a thread arena's first heap to its first chunk, from
     glibc's sources (arena.c _int_new_arena: heap_info, then malloc_state,
-    then the top chunk placed so that its user data is 16-aligned):
-    heap_info is 0x20 bytes up to 2.34 and 0x30 (+pagesize, +pad) from
-    2.35; malloc_state 0x898 from 2.27 to 2.42. The targets run on this
-    machine's glibc."""
-    major, minor = map(int, os.confstr("CS_GNU_LIBC_VERSION").split()[1]
-                       .split(".")[:2])
-    assert (major, 27) <= (major, minor) <= (2, 42), (major, minor)
-    heap_info = 0x30 if minor >= 35 else 0x20
-    return (heap_info + 0x898 + 15) & ~15
+    0x898 bytes on 2.27-2.42, then the top chunk placed so that its user
+    data is 16-aligned): 2,256 on 2.35+, 2,240 before."""
+    return (heap_info_size() + 0x898 + 15) & ~15
 
 
 def summary_totals(where):
@@ -246,6 +254,11 @@ def test_c_target_multi_heap_total():
         later_heaps = sum(a["heaps"] - 1 for a in stats["arenas"]
                           if not a["main"])
         assert later_heaps >= 1
+        for a in stats["arenas"]:
+            assert a["header_bytes"] == (0 if a["main"] else
+                                         arena_header_size() +
+                                         heap_info_size() *
+                                         (a["heaps"] - 1)), a
         for where in (t.pid, t.gcore()):
             total, glibc, rows = summary_totals(where)
             mi = t.oracle["mallinfo2"]
