@@ -26,7 +26,8 @@ const char *pm_alloc_state_name(enum pm_alloc_state state);
  * list (or are static). */
 struct pm_alloc_entry {
 	uint64_t addr, size;
-	uint8_t header;             /* 16 for a glibc chunk, 0 for a pymalloc block */
+	uint8_t header;             /* 16 for a glibc chunk, 0 for a pymalloc block
+				     * or glibc overhead outside chunks (heap_info ...) */
 	const char *domain, *kind, *detail;
 	uint8_t state;              /* enum pm_alloc_state */
 	uint8_t object_offset;      /* the recognised object is at addr + this */

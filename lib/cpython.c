@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glibc.h"
+
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
 	"pymalloc", "glibc", "glibc mmap", "glibc tcache", "glibc",
 };
@@ -38,6 +40,13 @@ static void size_range(uint64_t size, char *buf, size_t len)
 
 static struct pm_error *categorise_rest(struct analysis *a)
 {
+	/* glibc's own allocations are named by the walk (cached by now). */
+	const struct pm_glibc_heap *g = NULL;
+	if (a->heap->glibc_walked) {
+		struct pm_error *err = pm_glibc_walk(a->t, &g);
+		if (err)
+			return err;
+	}
 	for (size_t i = 0; i < a->heap->nallocs; i++) {
 		struct pm_alloc *alloc = &a->heap->allocs[i];
 		if (alloc->category != PM_CATEGORY_NONE)
@@ -52,8 +61,11 @@ static struct pm_error *categorise_rest(struct analysis *a)
 			kind = "free (tcache)";
 			snprintf(detail, sizeof(detail), "-");
 		} else if (alloc->kind == PM_ALLOC_GLIBC_META) {
-			kind = "tcache_perthread_struct";
-			snprintf(detail, sizeof(detail), "-");
+			const char *what = "-";
+			if (!g || !pm_glibc_own_memory_name(g, alloc->addr - pm_alloc_header(alloc),
+							    &kind, &what))
+				kind = "glibc structure";
+			snprintf(detail, sizeof(detail), "%s", what);
 		} else {
 			domain = pm_alloc_kind_name(alloc->kind);
 			size_range(alloc->size, detail, sizeof(detail));

@@ -35,22 +35,37 @@ static struct pm_error *allocs_from_pymalloc(struct analysis *a)
 	return err;
 }
 
+/* glibc's in-use chunks (program, mmapped, tcache'd, glibc's own tcache
+ * structs and fenceposts) and glibc's overheads outside chunks (heap
+ * headers of non-main arenas, memalign'd mmapped chunks' leads), which
+ * mallinfo2 counts in use too: each in address order, so the two merge
+ * into one sorted run. An overhead's allocation keeps the chunk convention
+ * (addr 16 bytes in): it covers exactly the overhead. */
 static struct pm_error *allocs_from_glibc(struct analysis *a,
 					  const struct pm_glibc_heap *g)
 {
 	struct pm_error *err = NULL;
+	size_t k = 0;   /* the next overhead */
 	for (size_t i = 0; i < g->nchunks && !err; i++) {
 		const struct pm_chunk *c = &g->chunks[i];
+		for (; k < g->noverheads && g->overheads[k].addr < c->addr && !err; k++)
+			err = alloc_push(a, g->overheads[k].addr + PM_GLIBC_CHUNK_HEADER,
+					 g->overheads[k].size, PM_ALLOC_GLIBC_META);
 		enum pm_alloc_kind kind;
 		switch (c->state) {
 		case PM_CHUNK_USED: kind = PM_ALLOC_GLIBC; break;
 		case PM_CHUNK_MMAPPED: kind = PM_ALLOC_MMAPPED; break;
 		case PM_CHUNK_FREE_TCACHE: kind = PM_ALLOC_TCACHE; break;
-		case PM_CHUNK_TCACHE_STRUCT: kind = PM_ALLOC_GLIBC_META; break;
+		case PM_CHUNK_TCACHE_STRUCT:
+		case PM_CHUNK_FENCEPOST: kind = PM_ALLOC_GLIBC_META; break;
 		default: continue;
 		}
-		err = alloc_push(a, c->addr + PM_GLIBC_CHUNK_HEADER, c->size, kind);
+		if (!err)
+			err = alloc_push(a, c->addr + PM_GLIBC_CHUNK_HEADER, c->size, kind);
 	}
+	for (; k < g->noverheads && !err; k++)
+		err = alloc_push(a, g->overheads[k].addr + PM_GLIBC_CHUNK_HEADER,
+				 g->overheads[k].size, PM_ALLOC_GLIBC_META);
 	return err;
 }
 

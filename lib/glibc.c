@@ -201,6 +201,25 @@ void pm_glibc_run_begin(struct pm_glibc_walk *w)
 	w->runs[w->nruns++] = w->heap->nchunks;
 }
 
+/* The fencepost pair at p that ends an older heap of a non-main arena
+ * (sysmalloc puts it in the old top's last 32 bytes when the arena grows
+ * a new heap): one chunk of its own, in use as mallinfo2 counts it.
+ * Returns the bytes it covers. */
+static uint64_t fencepost_push(struct pm_glibc_walk *w, uint8_t arena_idx,
+			       uint64_t p, uint64_t end)
+{
+	uint64_t size = end - p < PM_GLIBC_FENCEPOST_SIZE ? end - p
+							   : PM_GLIBC_FENCEPOST_SIZE;
+	if (end - p != PM_GLIBC_FENCEPOST_SIZE)
+		pm_glibc_problem(w, p, "fencepost 0x%llx is 0x%llx bytes before its heap's end 0x%llx, not 0x%x",
+				 (unsigned long long)p,
+				 (unsigned long long)(end - p),
+				 (unsigned long long)end,
+				 PM_GLIBC_FENCEPOST_SIZE);
+	pm_glibc_chunk_push(w, p, size, PM_CHUNK_FENCEPOST, arena_idx);
+	return size;
+}
+
 /* Walks chunks in [start, end) of one heap. top is the arena's top when it
  * lies in this heap (the walk ends there), else 0 (the walk ends at the
  * fencepost). Returns the bytes covered by the chunks seen. */
@@ -231,7 +250,7 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 		}
 		uint64_t size = raw & ~(uint64_t)PM_GLIBC_FLAGS;
 		if (!top && size == 0x10)
-			return covered;     /* fencepost ending an old heap */
+			return covered + fencepost_push(w, arena_idx, p, end);
 		uint64_t limit = top ? top : end;
 		if (size < PM_GLIBC_MINSIZE || (size & 15) || size > limit - p) {
 			pm_glibc_problem(w, p, "chunk 0x%llx has bad size 0x%llx",
@@ -281,27 +300,41 @@ static void walk_main_heap(struct pm_glibc_walk *w, struct pm_glibc_arena *ar)
 			(unsigned long long)ar->system_mem);
 }
 
-static bool heap_seen(const struct pm_glibc_arena *ar, uint64_t h)
+static bool heap_seen(const struct pm_glibc_u64_vector *heaps, uint64_t h)
 {
-	for (size_t i = 0; i < ar->nheaps; i++) {
-		if (ar->heaps[i] == h)
+	for (size_t i = 0; i < heaps->size; i++) {
+		if (heaps->data[i] == h)
 			return true;
 	}
 	return false;
 }
 
+void pm_glibc_overhead_push(struct pm_glibc_walk *w, uint64_t addr,
+			    uint64_t size, uint8_t kind, uint8_t arena)
+{
+	struct pm_glibc_overhead o = {addr, size, kind, arena};
+	if (!pm_glibc_overhead_vector_append(&w->overheads, &o))
+		w->fatal = &pm_error_no_memory;
+}
+
+/* The heaps of a non-main arena, newest first (heap_info.prev chain from
+ * the heap holding top). Each starts with its heap_info, the first one
+ * also with the arena's malloc_state; each but the newest ends with a
+ * fencepost. Headers, chunks and fenceposts cover heap_info.size bytes. */
 static void walk_arena_heaps(struct pm_glibc_walk *w, struct pm_glibc_arena *ar,
 			     uint8_t idx)
 {
 	const struct pm_glibc_layout *l = w->l;
 	uint64_t h = ar->top & ~(w->heap_max - 1);
-	uint64_t total = 0;
+	struct pm_glibc_u64_vector heaps = PM_VECTOR_INIT;
+	bool damaged = false;       /* the chain ended at a bad heap_info */
 	for (size_t n = 0; h && n < HEAPS_PER_ARENA_MAX && !w->fatal; n++) {
 		uint64_t hi[3];
 		if (!pm_glibc_read(w, h, hi, sizeof(hi))) {
 			pm_glibc_problem(w, h, "heap_info 0x%llx unreadable",
 				(unsigned long long)h);
-			return;
+			damaged = true;
+			break;
 		}
 		uint64_t ar_ptr = hi[l->hi_ar_ptr / 8], prev = hi[l->hi_prev / 8],
 			 size = hi[l->hi_size / 8];
@@ -310,41 +343,54 @@ static void walk_arena_heaps(struct pm_glibc_walk *w, struct pm_glibc_arena *ar,
 				(unsigned long long)h, (unsigned long long)ar_ptr,
 				(unsigned long long)size,
 				(unsigned long long)ar->address);
-			return;
+			damaged = true;
+			break;
 		}
-		if ((h & (w->heap_max - 1)) || heap_seen(ar, h)) {
+		if ((h & (w->heap_max - 1)) || heap_seen(&heaps, h)) {
 			pm_glibc_problem(w, h, "arena 0x%llx: heap_info chain %s at 0x%llx",
 					 (unsigned long long)ar->address,
 					 (h & (w->heap_max - 1)) ? "misaligned"
 								 : "loops",
 					 (unsigned long long)h);
-			return;
+			damaged = true;
+			break;
 		}
-		uint64_t *heaps = realloc(ar->heaps, (ar->nheaps + 1) * sizeof(*heaps));
-		if (!heaps) {
+		if (!pm_glibc_u64_vector_append(&heaps, &h)) {
 			w->fatal = &pm_error_no_memory;
-			return;
+			break;
 		}
-		ar->heaps = heaps;
-		ar->heaps[ar->nheaps++] = h;
 		ar->heap_sizes_total += size;
-		uint64_t first = h + l->hi_sizeof;
-		if (ar->address == first) {
-			first = align16(ar->address + l->ms_size);
+		/* _int_new_arena puts malloc_state right after heap_info and
+		 * the first chunk where its user data is 16-aligned. */
+		bool has_arena = ar->address == h + l->hi_sizeof;
+		uint64_t first = has_arena ? align16(ar->address + l->ms_size)
+					   : align16(h + l->hi_sizeof);
+		if (has_arena)
 			w->first_chunks[w->nfirst++] = first;
-		}
+		pm_glibc_overhead_push(w, h, first - h, has_arena ?
+				       PM_OVERHEAD_ARENA_HEADER :
+				       PM_OVERHEAD_HEAP_HEADER, idx);
 		bool has_top = ar->top >= h && ar->top < h + size;
 		uint64_t end = has_top ? ar->top + ar->top_size : h + size;
-		total += walk_range(w, idx, align16(first), end,
-				    has_top ? ar->top : 0, ar->top_size);
+		bool partial_before = w->heap->partial;
+		uint64_t covered = walk_range(w, idx, first, end,
+					      has_top ? ar->top : 0, ar->top_size);
+		if (!partial_before && !w->heap->partial &&
+		    (first - h) + covered != size)
+			pm_glibc_problem(w, h, "heap 0x%llx of arena 0x%llx: header and chunks cover 0x%llx bytes, heap_info.size is 0x%llx",
+				(unsigned long long)h,
+				(unsigned long long)ar->address,
+				(unsigned long long)((first - h) + covered),
+				(unsigned long long)size);
 		h = prev;
 	}
-	if (ar->heap_sizes_total != ar->system_mem)
+	ar->nheaps = heaps.size;
+	ar->heaps = pm_glibc_u64_vector_steal(&heaps);
+	if (!damaged && !w->fatal && ar->heap_sizes_total != ar->system_mem)
 		pm_glibc_problem(w, ar->address, "arena 0x%llx: heaps hold 0x%llx bytes, system_mem is 0x%llx",
 			(unsigned long long)ar->address,
 			(unsigned long long)ar->heap_sizes_total,
 			(unsigned long long)ar->system_mem);
-	(void)total;
 }
 
 /* ---- results ---- */
@@ -486,6 +532,22 @@ static void label_heaps(struct pm_glibc_walk *w)
 	}
 }
 
+static int cmp_overhead(const void *a, const void *b)
+{
+	const struct pm_glibc_overhead *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* The overheads, in address order, to the heap. */
+static void overheads_finish(struct pm_glibc_walk *w)
+{
+	struct pm_glibc_overhead_vector *v = &w->overheads;
+	if (v->size)
+		qsort(v->data, v->size, sizeof(*v->data), cmp_overhead);
+	w->heap->noverheads = v->size;
+	w->heap->overheads = pm_glibc_overhead_vector_steal(v);
+}
+
 static void heap_destroy(void *p)
 {
 	struct pm_glibc_heap *h = p;
@@ -495,6 +557,7 @@ static void heap_destroy(void *p)
 		free(h->arenas[i].heaps);
 	free(h->arenas);
 	free(h->chunks);
+	free(h->overheads);
 	free(h);
 }
 
@@ -559,6 +622,7 @@ static struct pm_error *walk_run(struct pm_glibc_walk *w,
 	sum_totals(w);
 	check_mp(w);
 	label_heaps(w);
+	overheads_finish(w);
 	return w->fatal;
 }
 
@@ -624,6 +688,7 @@ struct pm_error *pm_glibc_walk(struct pm_target *t,
 		free(w.known);
 		free(w.first_chunks);
 		free(w.runs);
+		pm_glibc_overhead_vector_deinit(&w.overheads);
 		if (err) {
 			heap_destroy(h);
 			return err;
@@ -644,6 +709,7 @@ const char *pm_chunk_state_name(enum pm_chunk_state state)
 		[PM_CHUNK_TOP] = "top",
 		[PM_CHUNK_TCACHE_STRUCT] = "tcache-struct",
 		[PM_CHUNK_MMAPPED] = "mmapped",
+		[PM_CHUNK_FENCEPOST] = "fencepost",
 	};
 	if ((unsigned)state < sizeof(names) / sizeof(names[0]))
 		return names[state];
@@ -670,4 +736,56 @@ const struct pm_chunk *pm_glibc_chunk_containing(const struct pm_glibc_heap *h,
 		return NULL;
 	const struct pm_chunk *c = &h->chunks[lo - 1];
 	return addr < c->addr + c->size ? c : NULL;
+}
+
+const struct pm_glibc_overhead *pm_glibc_overhead_containing(
+	const struct pm_glibc_heap *h, uint64_t addr)
+{
+	size_t lo = 0, hi = h->noverheads;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (h->overheads[mid].addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	const struct pm_glibc_overhead *o = &h->overheads[lo - 1];
+	return addr - o->addr < o->size ? o : NULL;
+}
+
+bool pm_glibc_own_memory_name(const struct pm_glibc_heap *h, uint64_t addr,
+			      const char **kind, const char **detail)
+{
+	*detail = "-";
+	const struct pm_glibc_overhead *o = pm_glibc_overhead_containing(h, addr);
+	if (o && o->addr == addr) {
+		switch (o->kind) {
+		case PM_OVERHEAD_ARENA_HEADER:
+			*kind = "arena header";
+			*detail = "heap_info + malloc_state";
+			return true;
+		case PM_OVERHEAD_HEAP_HEADER:
+			*kind = "arena header";
+			*detail = "heap_info";
+			return true;
+		case PM_OVERHEAD_MMAP_LEAD:
+			*kind = "memalign padding";
+			*detail = "mmapped chunk";
+			return true;
+		default:
+			return false;
+		}
+	}
+	const struct pm_chunk *c = pm_glibc_chunk_containing(h, addr);
+	if (!c || c->addr != addr)
+		return false;
+	if (c->state == PM_CHUNK_TCACHE_STRUCT)
+		*kind = "tcache_perthread_struct";
+	else if (c->state == PM_CHUNK_FENCEPOST)
+		*kind = "heap fencepost";
+	else
+		return false;
+	return true;
 }

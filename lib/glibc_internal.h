@@ -11,6 +11,7 @@
 
 #include "glibc.h"
 #include "target.h"
+#include "vector.h"
 
 #define PM_GLIBC_NBINS 128          /* bins 1..127 are used */
 #define PM_GLIBC_NFASTBINS 10
@@ -21,6 +22,9 @@
 #define PM_GLIBC_FLAGS 7
 #define PM_GLIBC_NONCONTIGUOUS 2    /* malloc_state.flags bit */
 #define PM_GLIBC_HEAP_MAX_SIZE (64ull << 20)
+/* The fencepost pair ending an older heap: a 16-byte chunk (size 0x10|P)
+ * and a size-0 header (0|P) filling the heap's last 16 bytes. */
+#define PM_GLIBC_FENCEPOST_SIZE 0x20
 
 /* Offsets of the fields the walker reads, for one range of glibc versions. */
 struct pm_glibc_layout {
@@ -94,6 +98,9 @@ struct pm_glibc_window {
 	const uint8_t *data;
 };
 
+PM_DEFINE_VECTOR(pm_glibc_overhead_vector, struct pm_glibc_overhead)
+PM_DEFINE_VECTOR(pm_glibc_u64_vector, uint64_t)
+
 struct pm_glibc_walk {
 	struct pm_target *t;
 	const struct pm_glibc_layout *l;
@@ -107,6 +114,7 @@ struct pm_glibc_walk {
 	uint64_t main_start;        /* first chunk of the main heap */
 	uint64_t *first_chunks;     /* first chunk of each arena's first heap */
 	size_t nfirst;
+	struct pm_glibc_overhead_vector overheads;      /* in walk order */
 	/* Each heap walk and mmapped scan appends an address-sorted run of
 	 * chunks; runs are merged by their first address instead of a sort. */
 	size_t *runs;
@@ -137,6 +145,10 @@ void pm_glibc_freeset_deinit(struct pm_glibc_freeset *fs);
 struct pm_error *pm_glibc_arenas_collect(struct pm_glibc_walk *w);
 /* Reads an arena, walks its bins and fastbins, fills its mallinfo share. */
 bool pm_glibc_arena_load(struct pm_glibc_walk *w, struct pm_glibc_arena *ar);
+
+/* Records [addr, addr + size) as glibc's overhead of that kind. */
+void pm_glibc_overhead_push(struct pm_glibc_walk *w, uint64_t addr,
+			    uint64_t size, uint8_t kind, uint8_t arena);
 
 /* glibc_mmapped.c */
 void pm_glibc_scan_mmapped(struct pm_glibc_walk *w);

@@ -1,6 +1,8 @@
-/* mmapped chunks: a page scan of the anonymous writable mappings outside
- * the arenas' heaps, including memalign'd chunks whose header lies past
- * their mapping's start; and region labelling. */
+/* mmapped chunks: a page scan of the anonymous private mappings outside
+ * the arenas' heaps, taking adjacent mappings together (a chunk's mapping
+ * may be split into several), including memalign'd chunks whose header
+ * lies past their mapping's start; and the labels of the regions they
+ * cover. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +30,16 @@ static bool in_arena_heaps(const struct pm_glibc_walk *w, uint64_t start, uint64
 	return false;
 }
 
+/* May an mmapped chunk's mapping take in r? Private anonymous memory of
+ * any permissions outside the arenas' heaps, stacks, guards and modules:
+ * the kernel splits a chunk's mapping into several regions where the
+ * program changes part of it (madvise(MADV_HUGEPAGE), as numpy does for
+ * big arrays; mprotect of guard pages), and merges adjacent chunks'
+ * mappings into one. */
 static bool region_may_hold_mmapped(const struct pm_glibc_walk *w,
 				    const struct pm_region *r)
 {
-	if ((r->perms & (PM_PERM_R | PM_PERM_W)) != (PM_PERM_R | PM_PERM_W))
+	if (r->perms & PM_PERM_SHARED)
 		return false;
 	if (r->path && strcmp(r->path, "[heap]") != 0)
 		return false;
@@ -64,11 +72,49 @@ static uint64_t memalign_lead(struct pm_glibc_walk *w, uint64_t a, uint64_t size
 	return 0;
 }
 
-static void scan_mmapped_region(struct pm_glibc_walk *w, const struct pm_region *r)
+/* Labels every region that [start, end), the mapping of the chunk at
+ * chunk, reaches into, from region i on; a region where the mapping does
+ * not start says whose part it holds. */
+static void label_pieces(struct pm_glibc_walk *w, size_t i, uint64_t start,
+			 uint64_t end, uint64_t chunk)
 {
-	uint64_t a = r->start, end = r->end;
+	char detail[48];
+	snprintf(detail, sizeof(detail), "part of the chunk at 0x%llx",
+		 (unsigned long long)chunk);
+	size_t n = pm_target_region_count(w->t);
+	for (; i < n; i++) {
+		struct pm_region *r = pm_target_region(w->t, i);
+		if (r->start >= end)
+			break;
+		if (r->end <= start)
+			continue;
+		pm_target_label_area(w->t, r->start > start ? r->start : start,
+				     r->end < end ? r->end : end,
+				     PM_LABEL_GLIBC_MMAPPED,
+				     r->start > start ? detail : NULL);
+	}
+}
+
+/* Scans the adjacent regions [first, last] (see region_may_hold_mmapped)
+ * for mmapped chunks: at each page start of a readable region, a header
+ * (prev_size 0, size|IS_MMAPPED, page-multiple) whose mapping fits in the
+ * span; then on past the mapping. */
+static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, size_t last)
+{
+	uint64_t a = pm_target_region(w->t, first)->start;
+	uint64_t end = pm_target_region(w->t, last)->end;
+	size_t i = first;
 	pm_glibc_run_begin(w);
 	while (a + 16 <= end && !w->fatal) {
+		const struct pm_region *r = pm_target_region(w->t, i);
+		if (a >= r->end) {
+			i++;
+			continue;
+		}
+		if (!(r->perms & PM_PERM_R)) {
+			a = r->end;         /* unreadable: no header here */
+			continue;
+		}
 		uint64_t prev, raw;
 		if (!pm_glibc_window_u64(w, a, &prev) || !pm_glibc_window_u64(w, a + 8, &raw)) {
 			a += PM_GLIBC_PAGE;
@@ -76,12 +122,15 @@ static void scan_mmapped_region(struct pm_glibc_walk *w, const struct pm_region 
 		}
 		uint64_t size = raw & ~(uint64_t)PM_GLIBC_FLAGS;
 		if (prev != 0 || (raw & 0xfff) != PM_GLIBC_IS_MMAPPED ||
-		    size < PM_GLIBC_PAGE || size > r->end - a) {
+		    size < PM_GLIBC_PAGE || size > end - a) {
 			a += PM_GLIBC_PAGE;
 			continue;
 		}
 		uint64_t lead = memalign_lead(w, a, size);
 		pm_glibc_chunk_push(w, a + lead, size - lead, PM_CHUNK_MMAPPED, 0xff);
+		if (lead)
+			pm_glibc_overhead_push(w, a, lead, PM_OVERHEAD_MMAP_LEAD, 0xff);
+		label_pieces(w, i, a, a + size, a + lead);
 		w->heap->total.hblks++;
 		w->heap->total.hblkhd += size;
 		a += size;
@@ -91,16 +140,18 @@ static void scan_mmapped_region(struct pm_glibc_walk *w, const struct pm_region 
 void pm_glibc_scan_mmapped(struct pm_glibc_walk *w)
 {
 	size_t n = pm_target_region_count(w->t);
-	for (size_t i = 0; i < n && !w->fatal; i++) {
-		struct pm_region *r = pm_target_region(w->t, i);
-		if (!region_may_hold_mmapped(w, r))
+	for (size_t i = 0; i < n && !w->fatal;) {
+		if (!region_may_hold_mmapped(w, pm_target_region(w->t, i))) {
+			i++;
 			continue;
-		size_t before = w->heap->nchunks;
-		scan_mmapped_region(w, r);
-		for (size_t k = before; k < w->heap->nchunks; k++) {
-			const struct pm_chunk *c = &w->heap->chunks[k];
-			pm_target_label_area(w->t, c->addr, c->addr + c->size,
-					     PM_LABEL_GLIBC_MMAPPED, NULL);
 		}
+		size_t last = i;
+		while (last + 1 < n &&
+		       pm_target_region(w->t, last + 1)->start ==
+		       pm_target_region(w->t, last)->end &&
+		       region_may_hold_mmapped(w, pm_target_region(w->t, last + 1)))
+			last++;
+		scan_mmapped_span(w, i, last);
+		i = last + 1;
 	}
 }

@@ -233,6 +233,7 @@ struct description {
 	const struct pm_region *region;
 	const struct pm_glibc_heap *glibc;
 	const struct pm_chunk *chunk;
+	const struct pm_glibc_overhead *overhead;  /* glibc's, outside chunks */
 	const struct pm_pymalloc *pm;
 	const struct pm_pymalloc_pool *pool;
 	const struct pm_alloc_entry *entry;
@@ -299,8 +300,10 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 	d->list = l;
 	/* Regions again: the walkers refined their labels. */
 	d->region = pm_target_find_region(t, address);
-	if (l->heap->glibc_walked && !pm_glibc_walk(t, &d->glibc))
+	if (l->heap->glibc_walked && !pm_glibc_walk(t, &d->glibc)) {
 		d->chunk = pm_glibc_chunk_containing(d->glibc, address);
+		d->overhead = pm_glibc_overhead_containing(d->glibc, address);
+	}
 	if (l->heap->pymalloc_walked && !pm_pymalloc_walk(t, &d->pm))
 		d->pool = pm_pymalloc_find_pool(d->pm, address);
 	d->entry = pm_alloc_list_find(l, address);
@@ -308,6 +311,46 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 	    !strcmp(d->entry->domain, "cpython"))
 		d->owner = find_owner(l, d->entry);
 	return NULL;
+}
+
+/* The arena an overhead belongs to, or 0 (mmapped). */
+static uint64_t overhead_arena(const struct description *d)
+{
+	const struct pm_glibc_overhead *o = d->overhead;
+	return o->arena < d->glibc->narenas ? d->glibc->arenas[o->arena].address : 0;
+}
+
+/* glibc's own bytes outside chunks: which structure the address is in. */
+static void overhead_text(const struct description *d, struct pm_strbuf *out)
+{
+	const struct pm_glibc_overhead *o = d->overhead;
+	uint64_t end = o->addr + o->size, arena = overhead_arena(d);
+	switch (o->kind) {
+	case PM_OVERHEAD_ARENA_HEADER:
+		pm_strbuf_printf(out, "  overhead:   glibc arena header: heap_info at 0x%" PRIx64
+				 ", then the malloc_state of arena 0x%" PRIx64
+				 "; first chunk at 0x%" PRIx64 "\n", o->addr, arena, end);
+		break;
+	case PM_OVERHEAD_HEAP_HEADER:
+		pm_strbuf_printf(out, "  overhead:   glibc arena header: heap_info at 0x%" PRIx64
+				 " of a later heap of arena 0x%" PRIx64
+				 "; first chunk at 0x%" PRIx64 "\n", o->addr, arena, end);
+		break;
+	default:
+		pm_strbuf_printf(out, "  overhead:   glibc memalign padding: the mapping at 0x%" PRIx64
+				 " starts %" PRIu64 " bytes before its mmapped chunk at 0x%" PRIx64
+				 "\n", o->addr, o->size, end);
+		break;
+	}
+}
+
+static const char *overhead_kind_name(uint8_t kind)
+{
+	switch (kind) {
+	case PM_OVERHEAD_ARENA_HEADER: return "arena header";
+	case PM_OVERHEAD_HEAP_HEADER: return "heap header";
+	default: return "memalign padding";
+	}
 }
 
 static void describe_text(const struct description *d, struct pm_strbuf *out)
@@ -328,6 +371,8 @@ static void describe_text(const struct description *d, struct pm_strbuf *out)
 					 d->glibc->arenas[c->arena].address);
 		pm_strbuf_printf(out, ", user data at 0x%" PRIx64 "\n", c->addr + 16);
 	}
+	if (d->overhead)
+		overhead_text(d, out);
 	if (d->pool) {
 		uint64_t block;
 		char place[64];
@@ -394,6 +439,20 @@ static void describe_json(const struct description *d, struct pm_strbuf *out)
 				 pm_chunk_state_name((enum pm_chunk_state)c->state),
 				 c->arena < d->glibc->narenas ?
 				 d->glibc->arenas[c->arena].address : 0);
+	} else {
+		pm_strbuf_append(out, "null");
+	}
+	pm_strbuf_append(out, ",\n\"overhead\": ");
+	if (d->overhead) {
+		const struct pm_glibc_overhead *o = d->overhead;
+		pm_strbuf_printf(out, "{\"kind\": \"%s\", \"address\": %" PRIu64
+				 ", \"size\": %" PRIu64 ", \"arena\": ",
+				 overhead_kind_name(o->kind), o->addr, o->size);
+		uint64_t arena = overhead_arena(d);
+		if (arena)
+			pm_strbuf_printf(out, "%" PRIu64 "}", arena);
+		else
+			pm_strbuf_append(out, "null}");
 	} else {
 		pm_strbuf_append(out, "null");
 	}

@@ -71,6 +71,20 @@ static void optional_address_json(struct pm_strbuf *out, const char *key,
 		pm_strbuf_printf(out, ",\n\"%s\": null", key);
 }
 
+/* Bytes of glibc's own heap headers (heap_info, malloc_state) in arena i:
+ * in its uordblks, in no chunk. */
+static uint64_t arena_header_bytes(const struct pm_glibc_heap *h, size_t i)
+{
+	uint64_t bytes = 0;
+	for (size_t k = 0; k < h->noverheads; k++) {
+		const struct pm_glibc_overhead *o = &h->overheads[k];
+		if (o->arena == i && (o->kind == PM_OVERHEAD_ARENA_HEADER ||
+				      o->kind == PM_OVERHEAD_HEAP_HEADER))
+			bytes += o->size;
+	}
+	return bytes;
+}
+
 static void malloc_stats_json(const struct pm_glibc_heap *h,
 			      struct pm_strbuf *out)
 {
@@ -99,6 +113,8 @@ static void malloc_stats_json(const struct pm_glibc_heap *h,
 				 a->is_main ? (size_t)1 : a->nheaps,
 				 (unsigned long long)a->top);
 		mallinfo_json(out, &a->info, " ");
+		pm_strbuf_printf(out, ", \"header_bytes\": %llu",
+				 (unsigned long long)arena_header_bytes(h, i));
 		pm_strbuf_append(out, ", \"heap_addresses\": [");
 		for (size_t k = 0; !a->is_main && k < a->nheaps; k++)
 			pm_strbuf_printf(out, "%s%llu", k ? ", " : "",
@@ -142,8 +158,10 @@ static void arena_heaps_text(const struct pm_glibc_heap *h, struct pm_strbuf *ou
 				 a->nheaps, a->nheaps == 1 ? "" : "s");
 		for (size_t k = 0; k < a->nheaps; k++)
 			pm_strbuf_printf(out, " 0x%llx", (unsigned long long)a->heaps[k]);
-		pm_strbuf_printf(out, ", top chunk 0x%llx (%s bytes)\n",
-				 (unsigned long long)a->top, top);
+		char headers[32];
+		pm_format_grouped(arena_header_bytes(h, i), headers);
+		pm_strbuf_printf(out, ", top chunk 0x%llx (%s bytes), headers %s bytes\n",
+				 (unsigned long long)a->top, top, headers);
 	}
 }
 

@@ -181,6 +181,183 @@ def test_c_target_exited_threads():
             assert report["tcaches"] == 3     # main + 2 live threads
 
 
+def glibc_minor():
+    """This machine's glibc (the targets run on it): 2.<minor>."""
+    major, minor = map(int, os.confstr("CS_GNU_LIBC_VERSION").split()[1]
+                       .split(".")[:2])
+    assert major == 2 and 27 <= minor <= 42, (major, minor)
+    return minor
+
+
+def heap_info_size():
+    """sizeof(heap_info), arena.c: four words up to 2.34; 2.35 adds
+    pagesize and 8 bytes of pad (sizeof + 2 * SIZE_SZ is 16-aligned)."""
+    return 0x30 if glibc_minor() >= 35 else 0x20
+
+
+def arena_header_size():
+    """Bytes from a thread arena's first heap to its first chunk, from
+    glibc's sources (arena.c _int_new_arena: heap_info, then malloc_state,
+    0x898 bytes on 2.27-2.42, then the top chunk placed so that its user
+    data is 16-aligned): 2,256 on 2.35+, 2,240 before."""
+    return (heap_info_size() + 0x898 + 15) & ~15
+
+
+def summary_totals(where):
+    """summary --by allocator: (its TOTAL bytes, the bytes of every glibc
+    allocator row); and the plain summary's rows."""
+    by = cli_json("summary", "--by", "allocator", str(where))
+    rows = cli_json("summary", str(where))["rows"]
+    glibc = sum(r["bytes"] for r in by["rows"]
+                if r["domain"].startswith("glibc"))
+    return by["total"]["bytes"], glibc, rows
+
+
+def glibc_rows(rows, kind, detail=None):
+    """(count, bytes) of the summary's glibc rows of that kind (and detail)."""
+    picked = [r for r in rows if r["domain"] == "glibc" and r["kind"] == kind
+              and (detail is None or r["detail"] == detail)]
+    return (sum(r["count"] for r in picked), sum(r["bytes"] for r in picked))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_c_target_summary_total(threads, source):
+    """Every byte mallinfo2 counts in use is in one summary row: TOTAL ==
+    uordblks + hblkhd, with 0, 1 and 3 thread arenas, whose headers
+    (heap_info + malloc_state, not chunks, but inside the arena's
+    system_mem) are rows of their own, one per thread arena (each thread's
+    first malloc made one: threads < 8 * cores), as big as glibc's sources
+    say. The memalign'd mmapped chunks' leads count in hblkhd too."""
+    with harness.start_stopped([c_target_path(), "--threads",
+                                str(threads)]) as t:
+        where = t.pid if source == "live" else core_of(t, source)
+        total, glibc, rows = summary_totals(where)
+        mi = t.oracle["mallinfo2"]
+        assert total == glibc == mi["uordblks"] + mi["hblkhd"], (
+            total, mi["uordblks"] + mi["hblkhd"])
+        arenas = {a["arena"] for a in t.oracle["thread_arenas"]}
+        assert len(arenas) == threads and 0 not in arenas
+        assert glibc_rows(rows, "arena header", "heap_info + malloc_state") \
+            == (threads, threads * arena_header_size())
+        assert glibc_rows(rows, "memalign padding")[0] > 0
+
+
+def test_c_target_multi_heap_total():
+    """A thread arena with a second heap: the older heap ends with a
+    fencepost (32 bytes, sysmalloc), the newer starts with a heap_info;
+    both are in use for mallinfo2, and in the summary."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--multi-heap"]) as t:
+        stats = malloc_stats(t.pid, False)
+        assert_mallinfo_equal(stats, t.oracle)
+        later_heaps = sum(a["heaps"] - 1 for a in stats["arenas"]
+                          if not a["main"])
+        assert later_heaps >= 1
+        for a in stats["arenas"]:
+            assert a["header_bytes"] == (0 if a["main"] else
+                                         arena_header_size() +
+                                         heap_info_size() *
+                                         (a["heaps"] - 1)), a
+        for where in (t.pid, t.gcore()):
+            total, glibc, rows = summary_totals(where)
+            mi = t.oracle["mallinfo2"]
+            assert total == glibc == mi["uordblks"] + mi["hblkhd"]
+            assert glibc_rows(rows, "arena header", "heap_info")[0] == \
+                later_heaps
+            assert glibc_rows(rows, "heap fencepost") == \
+                (later_heaps, 32 * later_heaps)
+
+
+def test_c_target_describe_arena_header():
+    """An address inside a thread arena's malloc_state (the arena address
+    the thread's own chunk leads to by glibc's arena_for_chunk rule) is in
+    the allocation 'glibc arena header' that starts at that heap's start
+    (listed in `allocations` too), not in a chunk."""
+    with harness.start_stopped([c_target_path(), "--threads", "3"]) as t:
+        size = arena_header_size()
+        listed = cli_json("select", "--query", 'kind == "arena header"',
+                          str(t.pid))["allocations"]
+        assert sorted((a["address"], a["size"], a["header"]) for a in
+                      listed) == sorted((a["heap"], size, 0) for a in
+                                        t.oracle["thread_arenas"])
+        for a in t.oracle["thread_arenas"]:
+            assert a["heap"] < a["arena"] < a["heap"] + size
+            for inside in (a["arena"] + 0x100, a["heap"] + 8,
+                           a["heap"] + size - 8):
+                d = cli_json("describe", "--address", inside, str(t.pid))
+                assert d["chunk"] is None, d
+                alloc = d["allocation"]
+                assert (alloc["domain"], alloc["kind"], alloc["address"],
+                        alloc["size"], alloc["state"]) == (
+                    "glibc", "arena header", a["heap"], size, "used"), d
+            text = harness.run_cli("describe", "--address", a["arena"] + 0x100,
+                                   str(t.pid)).stdout
+            assert "glibc arena header" in text, text
+            assert "malloc_state of arena 0x%x" % a["arena"] in text, text
+
+
+def mapping_pieces(maps, start, end):
+    """The /proc/PID/maps entries [start, end) reaches into, clipped."""
+    return [(max(m["start"], start), min(m["end"], end)) for m in maps
+            if m["start"] < end and m["end"] > start]
+
+
+def check_split_mmapped(where, oracle, maps, blocks, min_pieces):
+    """Mmapped chunks whose mapping the kernel split (blocks: the process's
+    pointers and malloc_usable_size: an mmapped chunk is usable + 16
+    bytes from user - 16): every one is found at that address with that
+    size, hblks/hblkhd are mallinfo2's, and every piece of each mapping is
+    labelled an mmapped chunk in `regions`."""
+    assert blocks, "the workload made no split blocks: the test is empty"
+    for b in blocks:
+        # the workload did split each mapping (the kernel's own record)
+        start, end = b["user"] - 16, b["user"] + b["usable"]
+        assert len(mapping_pieces(maps, start, end)) >= min_pieces, b
+    stats = cli_json("malloc-stats", str(where))
+    mi = oracle["mallinfo2"]
+    assert (stats["hblks"], stats["hblkhd"]) == (mi["hblks"], mi["hblkhd"]), \
+        stats["warnings"] if "warnings" in stats else stats
+    assert not stats["partial"] and stats["problems"] == 0
+    chunks = {c["address"]: c["size"] for c in
+              cli_json("chunks", str(where))["chunks"]
+              if c["state"] == "mmapped"}
+    for b in blocks:
+        assert chunks.get(b["user"] - 16) == b["usable"] + 16, b
+    regions = cli_json("regions", str(where))["regions"]
+    for b in blocks:
+        start, end = b["user"] - 16, b["user"] + b["usable"]
+        for lo, hi in mapping_pieces(maps, start, end):
+            r = next(r for r in regions if r["start"] <= lo < r["end"])
+            assert "glibc mmapped chunk" in r["label"], r
+            area = [x for x in r["areas"] if x["label"] ==
+                    "glibc mmapped chunk"]
+            assert area and area[0]["bytes"] >= hi - lo, r
+    labelled = sum(x["bytes"] for r in regions for x in r["areas"]
+                   if x["label"] == "glibc mmapped chunk")
+    assert labelled == mi["hblkhd"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_c_target_split_mmapped(source):
+    """madvise(MADV_HUGEPAGE) on most of a block (what numpy does for
+    arrays over 4 MiB) splits its chunk's mapping in two; mprotect'd guard
+    pages (PROT_NONE, PROT_READ) split it in five."""
+    with harness.start_stopped([c_target_path(), "--threads", "2",
+                                "--split-mmapped", "5",
+                                "--guard-mmapped", "3"]) as t:
+        where = t.pid if source == "live" else core_of(t, source)
+        blocks = t.oracle["split_mmapped"]
+        huge = [b for b in blocks if not b["guards"]]
+        guarded = [b for b in blocks if b["guards"]]
+        assert len(huge) == 5 and len(guarded) == 3
+        check_split_mmapped(where, t.oracle, t.maps, huge, 2)
+        check_split_mmapped(where, t.oracle, t.maps, guarded, 5)
+        total, glibc, _ = summary_totals(where)
+        mi = t.oracle["mallinfo2"]
+        assert total == glibc == mi["uordblks"] + mi["hblkhd"]
+
+
 @pytest.mark.parametrize("no_debuginfo", DEBUG, ids=DEBUG_IDS)
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],

@@ -2,7 +2,10 @@
 counts in the same frozen process: the pymalloc arenas that `regions` finds
 number "# arenas allocated current" of sys._debugmallocstats(), and the glibc
 mmapped chunks number mallinfo2().hblks with hblkhd bytes. The kernel merges
-neighbouring anonymous mmaps, so one region may hold both kinds."""
+neighbouring anonymous mmaps, so one region may hold both kinds; and splits a
+chunk's mapping where the program madvises part of it (numpy's big arrays):
+every piece is labelled, and every chunk counted in the reports."""
+import os
 import re
 
 import pytest
@@ -60,3 +63,75 @@ def test_mixed_regions_name_every_kind(labelled):
     for region in doc["regions"]:
         for area in region["areas"]:
             assert area["label"] in region["label"], region
+
+
+HUGEPAGE_BLOCKS = 6
+NUMPY_ARRAYS = 8
+NUMPY_PYTHON = "/usr/bin/python3.11"    # Debian's, with Debian's python3-numpy
+
+
+def maps_pieces(maps, start, end):
+    """The /proc/PID/maps entries that [start, end) reaches into, clipped."""
+    return [(max(m["start"], start), min(m["end"], end)) for m in maps
+            if m["start"] < end and m["end"] > start]
+
+
+def check_split_chunks(t, blocks, where):
+    """blocks: the process's pointers with malloc_usable_size (an mmapped
+    chunk is usable + 16 bytes from the pointer - 16), each split by the
+    kernel into several /proc/PID/maps entries. Every one of them is an
+    mmapped chunk there, every piece of it a region labelled so;
+    malloc-stats' and summary's mmapped totals are mallinfo2's."""
+    assert blocks, "the workload made no split blocks: the test is empty"
+    maps = t.maps
+    for b in blocks:
+        pieces = maps_pieces(maps, b["user"] - 16, b["user"] + b["usable"])
+        assert len(pieces) >= 2, ("not split by the kernel", b, pieces)
+    mi = t.oracle["mallinfo2"]
+    stats = harness.cli_json("malloc-stats", "--json", where)
+    assert (stats["hblks"], stats["hblkhd"]) == (mi["hblks"], mi["hblkhd"]), \
+        stats.get("warnings")
+    by = harness.cli_json("summary", "--json", "--by", "allocator", where)
+    glibc = sum(r["bytes"] for r in by["rows"]
+                if r["domain"].startswith("glibc"))
+    assert glibc == mi["uordblks"] + mi["hblkhd"]
+    mmapped = harness.cli_json("select", "--json", "--limit", 10 ** 6,
+                               "--query", 'domain == "glibc mmap"', where)
+    starts = {a["address"]: a["size"] for a in mmapped["allocations"]}
+    for b in blocks:
+        assert starts.get(b["user"]) == b["usable"] + 16, b
+    doc = harness.cli_json("regions", "--json", where)
+    for b in blocks:
+        for lo, hi in maps_pieces(maps, b["user"] - 16, b["user"] + b["usable"]):
+            region = next(r for r in doc["regions"] if r["start"] <= lo < r["end"])
+            areas = [a for a in region["areas"]
+                     if a["label"] == "glibc mmapped chunk"]
+            assert areas and areas[0]["bytes"] >= hi - lo, region
+    assert area_totals(doc, "glibc mmapped chunk")[1] == mi["hblkhd"]
+
+
+@pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
+                         ids=[label for label, _ in harness.PYTHONS])
+def test_hugepage_blocks_labelled(python):
+    """glibc blocks over 4 MiB madvised for huge pages (through ctypes, as
+    numpy does), live and from a gcore core."""
+    with harness.start_python(python, "--sentinels", "200",
+                              "--hugepage-blocks", HUGEPAGE_BLOCKS) as t:
+        blocks = t.oracle["hugepage_blocks"]
+        assert len(blocks) == HUGEPAGE_BLOCKS
+        check_split_chunks(t, blocks, t.pid)
+        check_split_chunks(t, blocks, t.gcore())
+
+
+def test_numpy_arrays_labelled():
+    """numpy's own arrays over 4 MiB (Debian's python3-numpy: tests/
+    setup-debian.sh installs it), live and from a kernel core."""
+    if not os.access(NUMPY_PYTHON, os.X_OK):
+        pytest.fail("%s is not installed" % NUMPY_PYTHON)
+    with harness.start_python(NUMPY_PYTHON, "--sentinels", "200",
+                              "--numpy-arrays", NUMPY_ARRAYS) as t:
+        arrays = t.oracle["numpy_arrays"]
+        assert len(arrays) == NUMPY_ARRAYS
+        assert all(a["usable"] >= a["nbytes"] for a in arrays)
+        check_split_chunks(t, arrays, t.pid)
+        check_split_chunks(t, arrays, t.kernel_core())

@@ -191,6 +191,63 @@ def test_summary_all(python):
             r["total"]["bytes"]
 
 
+def arena_header_size():
+    """Bytes from a thread arena's first heap to its first chunk, from
+    glibc's sources (arena.c _int_new_arena): heap_info (0x20 bytes up to
+    2.34, 0x30 from 2.35), malloc_state (0x898 on 2.27-2.42), rounded up so
+    that the first chunk's user data is 16-aligned. The targets run on this
+    machine's glibc."""
+    major, minor = map(int, os.confstr("CS_GNU_LIBC_VERSION").split()[1]
+                       .split(".")[:2])
+    assert (2, 27) <= (major, minor) <= (2, 42), (major, minor)
+    return ((0x30 if minor >= 35 else 0x20) + 0x898 + 15) & ~15
+
+
+def check_totals(target, where, threads):
+    """TOTAL is the allocators' own in-use total, exactly: mallinfo2's
+    uordblks + hblkhd (which count each thread arena's header: heap_info
+    and malloc_state, inside its system_mem) plus pymalloc's allocated
+    bytes; the headers are a row of their own, one per thread (each
+    thread's first malloc made its arena: threads < 8 * cores)."""
+    by = harness.cli_json("summary", "--json", "--by", "allocator", where)
+    rows = harness.cli_json("summary", "--json", where)["rows"]
+    mi = target.oracle["mallinfo2"]
+    glibc = sum(r["bytes"] for r in by["rows"]
+                if r["domain"].startswith("glibc"))
+    pymalloc = last_allocated_bytes(target) or 0
+    assert glibc == mi["uordblks"] + mi["hblkhd"], (
+        glibc - mi["uordblks"] - mi["hblkhd"], by["rows"])
+    assert by["total"]["bytes"] == mi["uordblks"] + mi["hblkhd"] + pymalloc
+    headers = [r for r in rows if (r["domain"], r["kind"], r["detail"]) ==
+               ("glibc", "arena header", "heap_info + malloc_state")]
+    assert (sum(r["count"] for r in headers),
+            sum(r["bytes"] for r in headers)) == (
+        threads, threads * arena_header_size())
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+@pytest.mark.parametrize("python", python_params())
+def test_summary_threads_total(python, threads, kernel_cores):
+    """With 0, 1 and 3 threads that allocate (each in its own glibc
+    arena), live, from a gcore core and (3 threads) from a kernel core."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    env = dict(os.environ)
+    env.pop("MALLOC_PERTURB_", None)
+    argv = [path, harness.PY_WORKLOAD, "--sentinels", 300, "--threads",
+            threads]
+    with harness.start_stopped(argv, env=env) as t:
+        try:
+            assert len(t.oracle["threads"]) == threads
+            check_totals(t, t.pid, threads)
+            check_totals(t, t.gcore(), threads)
+            if threads == 3:
+                check_totals(t, t.kernel_core(), threads)
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
 def test_summary_groupings():
     """--by and --top change the rows, never the total."""
     label, path = harness.PYTHONS[-1] if harness.PYTHONS else (None, None)

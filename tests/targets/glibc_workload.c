@@ -13,7 +13,11 @@
  *                                             for the benchmark)
  *                       [--exited-threads N] (N threads that allocate, free
  *                                             and exit first: their arenas
- *                                             stay, their tcaches are gone) */
+ *                                             stay, their tcaches are gone)
+ *                       [--split-mmapped N]  (N mmapped blocks whose mapping
+ *                                             madvise(MADV_HUGEPAGE) splits)
+ *                       [--guard-mmapped N]  (N mmapped blocks with guard
+ *                                             pages made by mprotect) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -21,9 +25,11 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define MAX_THREADS 64
@@ -141,9 +147,62 @@ static void make_mmapped(void)
 	free(malloc(5 << 20));
 }
 
+/* Mmapped blocks whose chunk's mapping the kernel splits into several
+ * regions, with what malloc_usable_size says of each (an mmapped chunk's
+ * size is that + 16), for the oracle. */
+#define SPLIT_MAX 16
+static struct {
+	char *user;
+	size_t usable;
+	int guards;
+} split[SPLIT_MAX];
+static int nsplit;
+
+/* n blocks of 5 MiB and some. With guards == 0, as numpy does for its big
+ * arrays: madvise(MADV_HUGEPAGE) from the first page boundary after the
+ * user pointer to the block's end (a VMA flag: the kernel splits the
+ * mapping there). With guards: a PROT_NONE page 1 MiB in and two
+ * PROT_READ pages 2 MiB in (mprotect splits it in five). Every page is
+ * written first, so a kernel core dumps them all. */
+static void make_split_mmapped(int n, int guards)
+{
+	for (int i = 0; i < n && nsplit < SPLIT_MAX; i++) {
+		size_t len = (5u << 20) + (size_t)nsplit * 12345;
+		char *p = malloc(len);
+		if (!p)
+			exit(5);
+		memset(p, 0x5a, len);
+		char *first = (char *)(((uintptr_t)p + 4095) & ~(uintptr_t)4095);
+		int rc = guards ?
+			mprotect(first + (1 << 20), 4096, PROT_NONE) |
+			mprotect(first + (2 << 20), 8192, PROT_READ) :
+			madvise(first, (size_t)(p + len - first), MADV_HUGEPAGE);
+		if (rc != 0)
+			exit(6);
+		split[nsplit].user = p;
+		split[nsplit].usable = malloc_usable_size(p);
+		split[nsplit++].guards = guards;
+	}
+}
+
+/* Per thread (seed - 1), the arena its chunks came from, found by
+ * glibc's own rule (arena_for_chunk): a chunk with NON_MAIN_ARENA set lies
+ * in a heap aligned to HEAP_MAX_SIZE (64 MiB on x86-64) whose heap_info
+ * starts with the arena's address. */
+#define HEAP_MAX (64ul << 20)
+static struct {
+	uintptr_t heap, arena;
+} thread_arenas[MAX_THREADS];
+
 static void *thread_main(void *arg)
 {
 	unsigned seed = (unsigned)(size_t)arg;
+	size_t *first = kept(32);
+	if (first[-1] & 4) {
+		uintptr_t heap = (uintptr_t)first & ~(HEAP_MAX - 1);
+		thread_arenas[seed - 1].heap = heap;
+		thread_arenas[seed - 1].arena = *(uintptr_t *)heap;
+	}
 	fill_heap(seed);
 	/* chunks freed by another thread end up in its tcache/arena */
 	pthread_barrier_wait(&ready);
@@ -178,7 +237,7 @@ static void *exiting_thread(void *arg)
 static void write_oracle(const struct mallinfo2 *m, int nthreads)
 {
 	/* No allocation here: static buffer, raw syscalls. */
-	static char json[2048 + 4096], tmp[4096];
+	static char json[4096 + 8192], tmp[4096];
 	const char *path = getenv("PM_ORACLE_FILE");
 	if (!path)
 		return;
@@ -194,6 +253,18 @@ static void write_oracle(const struct mallinfo2 *m, int nthreads)
 	for (int i = 0; i < nmmapped && n < (int)sizeof(json) - 64; i++)
 		n += snprintf(json + n, sizeof(json) - (size_t)n, "%s%lu",
 			      i ? ", " : "", (unsigned long)mmapped[i]);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "], \"split_mmapped\": [");
+	for (int i = 0; i < nsplit && n < (int)sizeof(json) - 80; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n,
+			      "%s{\"user\": %lu, \"usable\": %zu, \"guards\": %d}",
+			      i ? ", " : "", (unsigned long)split[i].user,
+			      split[i].usable, split[i].guards);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "], \"thread_arenas\": [");
+	for (int i = 0; i < nthreads && n < (int)sizeof(json) - 80; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n,
+			      "%s{\"heap\": %lu, \"arena\": %lu}", i ? ", " : "",
+			      (unsigned long)thread_arenas[i].heap,
+			      (unsigned long)thread_arenas[i].arena);
 	n += snprintf(json + n, sizeof(json) - (size_t)n, "]}\n");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -208,6 +279,7 @@ int main(int argc, char **argv)
 	int nthreads = 3;
 	long small_chunks = 0;
 	int exited = 0;
+	int split_blocks = 0, guard_blocks = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
@@ -219,6 +291,10 @@ int main(int argc, char **argv)
 			exited = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--multi-heap"))
 			multi_heap = 1;
+		else if (!strcmp(argv[i], "--split-mmapped") && i + 1 < argc)
+			split_blocks = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--guard-mmapped") && i + 1 < argc)
+			guard_blocks = atoi(argv[++i]);
 	}
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
@@ -235,6 +311,8 @@ int main(int argc, char **argv)
 	/* mmapped first: any malloc would consolidate fastbins and sort the
 	 * unsorted bin that fill_heap leaves */
 	make_mmapped();
+	make_split_mmapped(split_blocks, 0);
+	make_split_mmapped(guard_blocks, 1);
 	for (long i = 0; i < small_chunks; i++)
 		*(volatile char *)malloc(24) = 1;
 	fill_heap(0);

@@ -135,6 +135,12 @@ def parse_args(argv):
                    help="reference cycles left for the collector, made "
                         "right before the stop; gc.collect() runs when "
                         "'<oracle>.collect' appears after a SIGCONT")
+    p.add_argument("--hugepage-blocks", type=int, default=0,
+                   help="blocks of 5 MiB and some from glibc malloc (ctypes),"
+                        " each madvise(MADV_HUGEPAGE)'d as numpy does")
+    p.add_argument("--numpy-arrays", type=int, default=0,
+                   help="numpy float64 arrays of 5 MiB and some (needs "
+                        "numpy; numpy madvises them for huge pages)")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -737,6 +743,55 @@ def place_adjacent_arena(lib_path):
             "arena": lib.adjacent_arena_placed()}
 
 
+MADV_HUGEPAGE = 14
+HUGEPAGE_BLOCK = (5 << 20) + 4321   # over numpy's 4 MiB madvise threshold
+
+
+def libc_functions():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.malloc_usable_size.restype = ctypes.c_size_t
+    libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+def build_hugepage_blocks(n):
+    """n glibc blocks (mmapped chunks: over the mmap threshold), written
+    through and then, as numpy does for arrays over 4 MiB, madvised for huge
+    pages from the first page boundary after the pointer to the block's
+    end: the kernel splits each chunk's mapping there. What the process
+    says: each pointer and its malloc_usable_size()."""
+    libc = libc_functions()
+    blocks = []
+    for i in range(n):
+        size = HUGEPAGE_BLOCK + i * 4096
+        p = libc.malloc(size)
+        if not p:
+            sys.exit("malloc(%d) failed" % size)
+        ctypes.memset(p, 0x5a, size)
+        first = (p + 4095) & ~4095
+        if libc.madvise(first, p + size - first, MADV_HUGEPAGE) != 0:
+            sys.exit("madvise: errno %d" % ctypes.get_errno())
+        blocks.append({"user": p, "usable": libc.malloc_usable_size(p)})
+    KEEP.append(blocks)     # never freed
+    return blocks
+
+
+def build_numpy_arrays(n):
+    """n numpy arrays over 4 MiB (numpy mallocs their data and madvises it
+    for huge pages); what the process says: each data pointer, its size and
+    its malloc_usable_size()."""
+    import numpy
+    libc = libc_functions()
+    arrays = [numpy.ones(HUGEPAGE_BLOCK // 8 + 1000 * i) for i in range(n)]
+    KEEP.append(arrays)
+    return [{"user": a.ctypes.data, "nbytes": a.nbytes,
+             "usable": libc.malloc_usable_size(a.ctypes.data)}
+            for a in arrays]
+
+
 def main(argv):
     args = parse_args(argv)
     if args.tracemalloc:
@@ -759,6 +814,9 @@ def main(argv):
     if args.adjacent_arena:
         info["adjacent_arena"] = place_adjacent_arena(args.adjacent_arena)
     info["ast_arenas"] = build_ast_arenas(args.ast_arenas, args.arena_allocs)
+    info["hugepage_blocks"] = build_hugepage_blocks(args.hugepage_blocks)
+    if args.numpy_arrays:
+        info["numpy_arrays"] = build_numpy_arrays(args.numpy_arrays)
     info["threads"] = start_threads(args.threads, args.thread_objects)
     info["interpreter"] = interpreter_states()
     info["io_buffers"] = open_files(args.open_files, args.file_buffering)
