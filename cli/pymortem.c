@@ -38,7 +38,7 @@ static void usage(FILE *out)
 		"usage: pymortem REPORT [options] <core-file|pid>\n"
 		"       pymortem select [options] QUERY <core-file|pid>\n"
 		"       pymortem describe ADDR <core-file|pid>\n"
-		"       pymortem referrers|referents|path ADDR <core-file|pid>\n"
+		"       pymortem referrers|referents|path|retained ADDR <core-file|pid>\n"
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
@@ -51,7 +51,8 @@ static void usage(FILE *out)
 		"  --no-debuginfo      use only .dynsym (ignore .symtab and debug files)\n"
 		"  --debug-dir DIR     where separate debug files live (/usr/lib/debug)\n"
 		"  --exe PATH          the executable, for a core whose notes lack it\n"
-		"  --by KEY            summary grouping: type, owner, size, region, allocator\n"
+		"  --by KEY            summary grouping: type, owner, retainer, size, region,\n"
+		"                      allocator\n"
 		"  --top N             show the N largest rows and what the rest add up to\n"
 		"                      (summary: every row without it or with --top 0;\n"
 		"                      sizes: 40 rows without it)\n"
@@ -64,6 +65,7 @@ static void usage(FILE *out)
 		"  --query EXPR        select expression\n"
 		"  --address ADDR      address for describe/hexdump\n"
 		"  --length N          length for hexdump\n"
+		"  --threshold PCT     suspects: the share of the heap one must retain (10)\n"
 		"  -h, --help          this help;  --version  the version\n");
 }
 
@@ -109,7 +111,8 @@ static bool take_operands(const char *report, char **operands, int count,
 	if (strcmp(report, "select") == 0)
 		max = 1;
 	else if (strcmp(report, "describe") == 0 || strcmp(report, "referents") == 0 ||
-		 strcmp(report, "referrers") == 0 || strcmp(report, "path") == 0)
+		 strcmp(report, "referrers") == 0 || strcmp(report, "path") == 0 ||
+		 strcmp(report, "retained") == 0)
 		max = 1;
 	else if (strcmp(report, "hexdump") == 0)
 		max = 2;
@@ -223,7 +226,8 @@ int main(int argc, char **argv)
 {
 	enum { OPT_JSON = 256, OPT_NO_DEBUGINFO, OPT_DEBUG_DIR, OPT_EXE, OPT_BY,
 	       OPT_TOP, OPT_LIMIT, OPT_MIN_SIZE, OPT_USED, OPT_FREE, OPT_ALL,
-	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_VERSION };
+	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_THRESHOLD,
+	       OPT_VERSION };
 	static const struct option long_options[] = {
 		{"json", no_argument, NULL, OPT_JSON},
 		{"no-debuginfo", no_argument, NULL, OPT_NO_DEBUGINFO},
@@ -240,6 +244,7 @@ int main(int argc, char **argv)
 		{"query", required_argument, NULL, OPT_QUERY},
 		{"address", required_argument, NULL, OPT_ADDRESS},
 		{"length", required_argument, NULL, OPT_LENGTH},
+		{"threshold", required_argument, NULL, OPT_THRESHOLD},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
@@ -276,6 +281,17 @@ int main(int argc, char **argv)
 			}
 			if (opt == OPT_LENGTH) args.length = number;
 			break;
+		case OPT_THRESHOLD: {
+			char *end;
+			args.threshold = strtod(optarg, &end);
+			if (end == optarg || *end || !(args.threshold > 0) ||
+			    args.threshold > 100) {
+				fprintf(stderr, "pymortem: error: --threshold needs a share of "
+					"the heap in percent (0 to 100), not '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case OPT_VERSION: printf("pymortem %s\n", PM_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;

@@ -47,12 +47,9 @@ static struct pm_error *entry_push(struct list_builder *b,
 }
 
 /* The analysis's allocations, except tcache'd chunks: those are free and
- * come from the glibc walk (g, NULL when not walked) with the other free
- * chunks. glibc's overheads outside chunks (heap headers, memalign
- * leads) have no chunk header: their entries start where they do. */
+ * come from the glibc walk with the other free chunks. */
 static struct pm_error *add_used(struct list_builder *b,
-				 const struct pm_cpython_heap *heap,
-				 const struct pm_glibc_heap *g)
+				 const struct pm_cpython_heap *heap)
 {
 	struct pm_error *err = NULL;
 	for (size_t i = 0; i < heap->nallocs && !err; i++) {
@@ -60,15 +57,9 @@ static struct pm_error *add_used(struct list_builder *b,
 		if (a->kind == PM_ALLOC_TCACHE || a->category >= heap->ncategories)
 			continue;
 		const struct pm_category *c = &heap->categories[a->category];
-		uint64_t header = pm_alloc_header(a);
-		const struct pm_glibc_overhead *o =
-			g && a->kind == PM_ALLOC_GLIBC_META ?
-			pm_glibc_overhead_containing(g, a->addr - header) : NULL;
-		if (o && o->addr == a->addr - header)
-			header = 0;
 		struct pm_alloc_entry e = {
-			.addr = a->addr - pm_alloc_header(a) + header, .size = a->size,
-			.header = (uint8_t)header, .domain = c->domain,
+			.addr = a->addr, .size = a->size,
+			.header = (uint8_t)pm_alloc_header(a), .domain = c->domain,
 			.kind = c->kind, .detail = c->detail,
 			.state = PM_ALLOC_STATE_USED,
 			.object_offset = a->object_offset,
@@ -167,7 +158,7 @@ static struct pm_error *list_build(struct pm_target *t, struct pm_alloc_list *l)
 	const struct pm_glibc_heap *g = NULL;
 	if (heap->glibc_walked && (err = pm_glibc_walk(t, &g)))
 		return err;
-	err = add_used(&b, heap, g);
+	err = add_used(&b, heap);
 	if (!err && g)
 		err = add_free_chunks(&b, g);
 	if (!err && heap->pymalloc_walked)

@@ -14,7 +14,7 @@
 #include "glibc.h"
 
 static const char *const alloc_kind_names[PM_ALLOC_KINDS] = {
-	"pymalloc", "glibc", "glibc mmap", "glibc tcache", "glibc",
+	"pymalloc", "glibc", "glibc mmap", "glibc tcache", "glibc", "glibc",
 };
 
 const char *pm_alloc_kind_name(enum pm_alloc_kind kind)
@@ -60,7 +60,8 @@ static struct pm_error *categorise_rest(struct analysis *a)
 		} else if (alloc->kind == PM_ALLOC_TCACHE) {
 			kind = "free (tcache)";
 			snprintf(detail, sizeof(detail), "-");
-		} else if (alloc->kind == PM_ALLOC_GLIBC_META) {
+		} else if (alloc->kind == PM_ALLOC_GLIBC_META ||
+			   alloc->kind == PM_ALLOC_GLIBC_OVERHEAD) {
 			const char *what = "-";
 			if (!g || !pm_glibc_own_memory_name(g, alloc->addr - pm_alloc_header(alloc),
 							    &kind, &what))

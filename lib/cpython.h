@@ -110,7 +110,10 @@ enum pm_alloc_kind {
 	PM_ALLOC_GLIBC,             /* an in-use glibc chunk in an arena */
 	PM_ALLOC_MMAPPED,           /* a glibc mmapped chunk */
 	PM_ALLOC_TCACHE,            /* a chunk in a tcache bin (counted in use by mallinfo2) */
-	PM_ALLOC_GLIBC_META,        /* a tcache_perthread_struct */
+	PM_ALLOC_GLIBC_META,        /* glibc's own chunk: a tcache_perthread_struct,
+				 * a heap's fencepost */
+	PM_ALLOC_GLIBC_OVERHEAD,    /* glibc's own bytes outside any chunk: a heap's
+				 * header, a memalign'd mmapped chunk's lead */
 	PM_ALLOC_KINDS
 };
 const char *pm_alloc_kind_name(enum pm_alloc_kind kind);
@@ -132,7 +135,8 @@ struct pm_alloc {
  * header (prev_size, size); none for a pymalloc block. */
 static inline uint64_t pm_alloc_header(const struct pm_alloc *alloc)
 {
-	return alloc->kind == PM_ALLOC_PYMALLOC ? 0 : 16;
+	return alloc->kind == PM_ALLOC_PYMALLOC ||
+	       alloc->kind == PM_ALLOC_GLIBC_OVERHEAD ? 0 : 16;
 }
 
 /* Where the allocation ends: its chunk's or block's end, so [addr,

@@ -39,8 +39,8 @@ static struct pm_error *allocs_from_pymalloc(struct analysis *a)
  * structs and fenceposts) and glibc's overheads outside chunks (heap
  * headers of non-main arenas, memalign'd mmapped chunks' leads), which
  * mallinfo2 counts in use too: each in address order, so the two merge
- * into one sorted run. An overhead's allocation keeps the chunk convention
- * (addr 16 bytes in): it covers exactly the overhead. */
+ * into one sorted run. An overhead has no chunk header: its allocation
+ * starts where it does. */
 static struct pm_error *allocs_from_glibc(struct analysis *a,
 					  const struct pm_glibc_heap *g)
 {
@@ -49,8 +49,8 @@ static struct pm_error *allocs_from_glibc(struct analysis *a,
 	for (size_t i = 0; i < g->nchunks && !err; i++) {
 		const struct pm_chunk *c = &g->chunks[i];
 		for (; k < g->noverheads && g->overheads[k].addr < c->addr && !err; k++)
-			err = alloc_push(a, g->overheads[k].addr + PM_GLIBC_CHUNK_HEADER,
-					 g->overheads[k].size, PM_ALLOC_GLIBC_META);
+			err = alloc_push(a, g->overheads[k].addr, g->overheads[k].size,
+					 PM_ALLOC_GLIBC_OVERHEAD);
 		enum pm_alloc_kind kind;
 		switch (c->state) {
 		case PM_CHUNK_USED: kind = PM_ALLOC_GLIBC; break;
@@ -64,8 +64,8 @@ static struct pm_error *allocs_from_glibc(struct analysis *a,
 			err = alloc_push(a, c->addr + PM_GLIBC_CHUNK_HEADER, c->size, kind);
 	}
 	for (; k < g->noverheads && !err; k++)
-		err = alloc_push(a, g->overheads[k].addr + PM_GLIBC_CHUNK_HEADER,
-				 g->overheads[k].size, PM_ALLOC_GLIBC_META);
+		err = alloc_push(a, g->overheads[k].addr, g->overheads[k].size,
+				 PM_ALLOC_GLIBC_OVERHEAD);
 	return err;
 }
 

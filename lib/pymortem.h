@@ -112,6 +112,7 @@ struct pm_report_args {
 	/* summary text: the front end's way to ask for every row, named in the
 	 * "N more rows" line (GDB: "--all"); NULL: "--top 0". */
 	const char *all_rows_option;
+	double threshold;           /* suspects: share of the heap, percent */
 };
 
 struct pm_report_desc {

@@ -51,6 +51,10 @@ static const struct report_entry reports[] = {
 	 pm_report_outside},
 	{{"graph", "the reference graph: its size (text) or every object and edge (--json)"},
 	 pm_report_graph},
+	{{"retained", "objects retaining the most (dominator tree), with paths; retained ADDR: one object"},
+	 pm_report_retained},
+	{{"suspects", "leak suspects: objects retaining over --threshold % (default 10) of the heap"},
+	 pm_report_suspects},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -37,5 +37,8 @@ pm_report_fn pm_report_path;
 pm_report_fn pm_report_unreachable;
 pm_report_fn pm_report_outside;
 pm_report_fn pm_report_graph;
+/* report_retained.c */
+pm_report_fn pm_report_retained;
+pm_report_fn pm_report_suspects;
 
 #endif

@@ -12,6 +12,7 @@
 #include "pymalloc.h"
 #include "query.h"
 #include "report.h"
+#include "report_graph.h"
 
 enum {
 	LIST_DEFAULT_LIMIT = 100,
@@ -55,8 +56,9 @@ static void entry_json(struct pm_target *t, const struct pm_alloc_list *l,
 		       struct pm_strbuf *out)
 {
 	pm_strbuf_printf(out, "%s\n  {\"address\": %" PRIu64 ", \"size\": %" PRIu64
-			 ", \"header\": %u, \"state\": \"%s\", \"domain\": ",
-			 first ? "" : ",", e->addr, e->size, e->header,
+			 ", \"header\": %u, \"allocator\": \"%s\", \"state\": \"%s\", "
+			 "\"domain\": ", first ? "" : ",", e->addr, e->size, e->header,
+			 e->pymalloc ? "pymalloc" : "glibc",
 			 pm_alloc_state_name((enum pm_alloc_state)e->state));
 	pm_strbuf_json_string(out, e->domain);
 	pm_strbuf_append(out, ", \"kind\": ");
@@ -531,6 +533,14 @@ struct pm_error *pm_report_describe(struct pm_target *t,
 		describe_json(&d, out);
 	else
 		describe_text(&d, out);
+	/* What holds it, when the address is a live object's or one of its
+	 * buffers' (the graph is not built for anything else). */
+	const struct pm_alloc_entry *e = d.entry;
+	if (e && e->state == PM_ALLOC_STATE_USED &&
+	    ((e->has_object && strcmp(e->detail, "free list")) || d.owner))
+		return pm_graph_describe(t, args->address, args->format, out);
+	if (args->format == PM_FORMAT_JSON)
+		pm_strbuf_append(out, ",\n\"graph\": null");
 	return NULL;
 }
 

@@ -12,6 +12,7 @@
 #include "graph.h"
 #include "graph_path.h"
 #include "report.h"
+#include "report_graph.h"
 
 enum { LIST_DEFAULT_LIMIT = 100 };
 
@@ -280,6 +281,60 @@ struct pm_error *pm_report_path(struct pm_target *t, const struct pm_report_args
 	pm_graph_step_vector_deinit(&steps);
 	pm_strbuf_deinit(&line);
 	return NULL;
+}
+
+struct pm_error *pm_graph_describe(struct pm_target *t, uint64_t addr,
+				   enum pm_output_format format, struct pm_strbuf *out)
+{
+	const struct pm_graph *g;
+	const struct pm_graph_paths *p;
+	bool json = format == PM_FORMAT_JSON;
+	/* No graph (no Python objects, say): describe says the rest. */
+	struct pm_error *err = pm_graph_get(t, &g);
+	if (err && err->code != PM_ERR_NO_MEMORY && err->code != PM_ERR_INTERRUPTED) {
+		pm_error_destroy(err);
+		if (json)
+			pm_strbuf_append(out, ",\n\"graph\": null");
+		return NULL;
+	}
+	if (!err)
+		err = pm_graph_paths_get(t, g, &p);
+	if (err)
+		return err;
+	uint32_t node = pm_graph_node_for(g, addr);
+	if (node == PM_NODE_NONE) {
+		if (json)
+			pm_strbuf_append(out, ",\n\"graph\": null");
+		return NULL;
+	}
+	uint64_t referrers = 0;
+	for (uint64_t e = 0; e < g->nedges; e++)
+		referrers += g->edge_target[e] == node;
+	struct pm_graph_step_vector steps = PM_VECTOR_INIT;
+	enum pm_path_start start;
+	uint32_t start_root = 0;
+	struct pm_strbuf line;
+	pm_strbuf_init(&line);
+	err = pm_graph_path(g, p, node, &steps, &start, &start_root);
+	if (!err && start == PM_PATH_NONE)
+		err = unheld_text(g, node, &line);
+	else if (!err)
+		path_text(g, &steps, start, start_root, p, node, &line);
+	pm_graph_step_vector_deinit(&steps);
+	if (!err && json) {
+		pm_strbuf_printf(out, ",\n\"graph\": {\"object\": %" PRIu64
+				 ", \"referrers\": %" PRIu64 ", \"refcount\": %u, \"path\": ",
+				 pm_graph_node_addr(g, node), referrers, g->refcnt[node]);
+		pm_strbuf_json_string(out, line.data ? line.data : "");
+		pm_strbuf_append(out, "}");
+	} else if (!err) {
+		pm_strbuf_printf(out, "  referrers:  %" PRIu64 " (heap referrers 0x%" PRIx64
+				 "), refcount %u\n  path:       %s\n", referrers,
+				 pm_graph_node_addr(g, node), g->refcnt[node],
+				 line.data ? line.data : "");
+	}
+	pm_strbuf_deinit(&line);
+	return err;
 }
 
 /* ---- unreachable / outside -------------------------------------------- */

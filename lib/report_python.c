@@ -8,7 +8,10 @@
 
 #include "cpython.h"
 #include "glibc.h"
+#include "hash_table.h"
+#include "graph.h"
 #include "pymalloc.h"
+#include "report_retained.h"
 #include "python_version.h"
 #include "report.h"
 
@@ -212,11 +215,33 @@ struct summary_row {
 	uint64_t count, bytes;
 };
 
+/* Rows by the hash of their (cut) names: a grouping may make many rows
+ * (one per retainer). */
+PM_DEFINE_HASH_MAP(summary_row_index, uint64_t, size_t, pm_hash_u64_key, pm_u64_key_eq)
+
 struct summary {
 	struct summary_row *rows;
 	size_t nrows, cap;
 	size_t last;                /* consecutive allocations often share a row */
+	struct summary_row_index index;
 };
+
+/* The hash of a row's names as the row keeps them (cut to its fields). */
+static uint64_t summary_row_hash(const char *domain, const char *kind, const char *detail)
+{
+	const struct { const char *s; size_t max; } parts[] = {
+		{ domain, sizeof(((struct summary_row *)0)->domain) - 1 },
+		{ kind, sizeof(((struct summary_row *)0)->kind) - 1 },
+		{ detail, sizeof(((struct summary_row *)0)->detail) - 1 },
+	};
+	uint64_t h = PM_HASH_STRING_SEED;
+	for (size_t p = 0; p < 3; p++) {
+		for (size_t i = 0; i < parts[p].max && parts[p].s[i]; i++)
+			h = (h ^ (unsigned char)parts[p].s[i]) * UINT64_C(0x100000001b3);
+		h = (h ^ 0xff) * UINT64_C(0x100000001b3);
+	}
+	return pm_hash_u64(h);
+}
 
 static bool summary_row_is(const struct summary_row *r, const char *domain,
 			   const char *kind, const char *detail)
@@ -243,7 +268,11 @@ static struct summary_row *summary_row_new(struct summary *s, const char *domain
 	snprintf(r->kind, sizeof(r->kind), "%s", kind);
 	snprintf(r->detail, sizeof(r->detail), "%s", detail);
 	s->last = s->nrows++;
-	return r;
+	uint64_t h = summary_row_hash(domain, kind, detail);
+	size_t *slot = summary_row_index_insert(&s->index, &h, NULL);
+	if (slot)
+		*slot = s->last;
+	return slot ? r : NULL;
 }
 
 /* The row for (domain, kind, detail), created on first use. */
@@ -253,7 +282,14 @@ static struct summary_row *summary_row(struct summary *s, const char *domain,
 	if (s->last < s->nrows && summary_row_is(&s->rows[s->last], domain,
 						  kind, detail))
 		return &s->rows[s->last];
-	for (size_t i = 0; i < s->nrows; i++) {
+	uint64_t h = summary_row_hash(domain, kind, detail);
+	const size_t *found = summary_row_index_search(&s->index, &h);
+	if (found && summary_row_is(&s->rows[*found], domain, kind, detail)) {
+		s->last = *found;
+		return &s->rows[*found];
+	}
+	/* Two names with one 64-bit hash: look them all through. */
+	for (size_t i = 0; found && i < s->nrows; i++) {
 		if (summary_row_is(&s->rows[i], domain, kind, detail)) {
 			s->last = i;
 			return &s->rows[i];
@@ -446,35 +482,77 @@ static struct pm_error *owner_cells_add(struct owner_cells *m, uint64_t key,
 /* --by owner: the type rows, with every buffer that an object owns split
  * by that object's type in the detail column (e.g. "cpython  dict values
  * Order"): which types the buffers belong to. */
-static struct pm_error *summary_by_owner(const struct pm_cpython_heap *heap,
+/* The instance whose __dict__ each dict is (graph edges of that kind): by
+ * the dict's node, the instance's category, or UINT32_MAX. NULL when
+ * there is no graph (or no memory): owners are then named by type only. */
+static uint32_t *instance_dict_owners(struct pm_target *t, const struct pm_graph **ret)
+{
+	const struct pm_graph *g;
+	struct pm_error *err = pm_graph_get(t, &g);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	uint32_t *owner = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*owner));
+	if (!owner)
+		return NULL;
+	memset(owner, 0xff, (g->nnodes ? g->nnodes : 1) * sizeof(*owner));
+	for (uint32_t n = 0; n < g->nheap; n++)
+		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
+			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_DICT &&
+			    g->edge_target[e] < g->nheap)
+				owner[g->edge_target[e]] =
+					g->heap->allocs[g->node_alloc[n]].category;
+	*ret = g;
+	return owner;
+}
+
+static struct pm_error *summary_by_owner(struct pm_target *t,
+					 const struct pm_cpython_heap *heap,
 					 struct summary *s)
 {
-	const size_t ncat = heap->ncategories;
+	/* An owner key is the owner's category, that plus ncat for "the
+	 * __dict__ of an instance of" that category, or 2 * ncat for none. */
+	const size_t ncat = heap->ncategories, nkeys = 2 * ncat + 1;
 	struct owner_cells m = { 0 };
 	struct pm_error *err = NULL;
+	const struct pm_graph *g = NULL;
+	uint32_t *dict_owner = instance_dict_owners(t, &g);
 	for (size_t i = 0; i < heap->nallocs && !err; i++) {
 		const struct pm_alloc *alloc = &heap->allocs[i];
 		if (alloc->category >= ncat)
 			continue;
-		uint64_t owner_category = ncat;     /* none */
+		uint64_t owner_key = 2 * ncat;      /* none */
 		if (heap->owners && heap->owners[i]) {
 			const struct pm_alloc *owner =
 				pm_cpython_find_alloc(heap, heap->owners[i]);
 			if (owner && owner->category < ncat)
-				owner_category = owner->category;
+				owner_key = owner->category;
+			uint32_t node = dict_owner ? pm_graph_node_at(g, heap->owners[i]) :
+				PM_NODE_NONE;
+			if (node != PM_NODE_NONE && node < g->nheap &&
+			    dict_owner[node] < ncat)
+				owner_key = ncat + dict_owner[node];
 		}
-		err = owner_cells_add(&m, alloc->category * (ncat + 1) +
-				      owner_category + 1, alloc->size);
+		err = owner_cells_add(&m, alloc->category * nkeys + owner_key + 1,
+				      alloc->size);
 	}
+	free(dict_owner);
 	for (size_t i = 0; i < m.cap && !err; i++) {
 		const struct owner_cell *cell = &m.cells[i];
 		if (!cell->key)
 			continue;
-		const struct pm_category *c =
-			&heap->categories[(cell->key - 1) / (ncat + 1)];
-		size_t owner_category = (cell->key - 1) % (ncat + 1);
-		const char *detail = owner_category == ncat ? c->detail :
-			heap->categories[owner_category].kind;
+		const struct pm_category *c = &heap->categories[(cell->key - 1) / nkeys];
+		size_t owner_key = (cell->key - 1) % nkeys;
+		char detail[sizeof(((struct summary_row *)0)->detail)];
+		if (owner_key == 2 * ncat)
+			snprintf(detail, sizeof(detail), "%s", c->detail);
+		else if (owner_key >= ncat)
+			snprintf(detail, sizeof(detail), "__dict__ of %s",
+				 heap->categories[owner_key - ncat].kind);
+		else
+			snprintf(detail, sizeof(detail), "%s",
+				 heap->categories[owner_key].kind);
 		struct summary_row *r = summary_row(s, c->domain, c->kind, detail);
 		if (!r) {
 			err = &pm_error_no_memory;
@@ -487,12 +565,26 @@ static struct pm_error *summary_by_owner(const struct pm_cpython_heap *heap,
 	return err;
 }
 
+/* A row from another layer (pm_retainer_rows). */
+static bool summary_row_sink(void *arg, const char *domain, const char *kind,
+			     const char *detail, uint64_t count, uint64_t bytes)
+{
+	struct summary_row *r = summary_row(arg, domain, kind, detail);
+	if (r) {
+		r->count += count;
+		r->bytes += bytes;
+	}
+	return r != NULL;
+}
+
 static struct pm_error *summary_used(struct pm_target *t,
 				     const struct pm_cpython_heap *heap,
 				     const char *by, struct summary *s)
 {
 	if (!strcmp(by, "owner"))
-		return summary_by_owner(heap, s);
+		return summary_by_owner(t, heap, s);
+	if (!strcmp(by, "retainer"))
+		return pm_retainer_rows(t, summary_row_sink, s);
 	if (strcmp(by, "type") != 0)
 		return summary_group(t, heap, by, s);
 	for (size_t i = 0; i < heap->ncategories; i++) {
@@ -621,10 +713,11 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 				   struct pm_strbuf *out)
 {
 	const char *by = args->by ? args->by : "type";
-	if (strcmp(by, "type") && strcmp(by, "owner") && strcmp(by, "size") &&
+	if (strcmp(by, "type") && strcmp(by, "owner") && strcmp(by, "retainer") &&
+	    strcmp(by, "size") &&
 	    strcmp(by, "region") && strcmp(by, "allocator"))
 		return pm_error_format(PM_ERR_INVALID,
-				       "summary --by %s: expected type, owner, size, region or allocator", by);
+				       "summary --by %s: expected type, owner, retainer, size, region or allocator", by);
 	const struct pm_cpython_heap *heap;
 	struct pm_error *err = pm_cpython_analyse(t, &heap);
 	if (err)
@@ -642,6 +735,7 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 			summary_text(heap, &s, shown, args->all_rows_option, out);
 	}
 	free(s.rows);
+	summary_row_index_deinit(&s.index);
 	return err;
 }
 

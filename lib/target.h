@@ -195,7 +195,7 @@ const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i);
  * each analysis runs once per target; destroy callbacks run at target destroy. */
 enum pm_cache_slot { PM_CACHE_DETECT, PM_CACHE_GLIBC, PM_CACHE_PYMALLOC,
 		     PM_CACHE_CPYTHON, PM_CACHE_ALLOCS, PM_CACHE_GRAPH,
-		     PM_CACHE_PATHS, PM_CACHE_SLOTS };
+		     PM_CACHE_PATHS, PM_CACHE_DOMINATORS, PM_CACHE_SLOTS };
 void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot);
 void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
 			 void *value, void (*destroy)(void *));

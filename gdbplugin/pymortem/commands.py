@@ -384,6 +384,84 @@ Usage: heap info [--json]"""
     reports = ("info",)
 
 
+class AddressCommand(HeapSubcommand):
+    """Base of the reference graph's commands on one object."""
+
+    positional = ("ADDR",)
+
+    def report_args(self, values, positional):
+        if not positional:
+            raise gdb.GdbError("%s: an address is needed (an object's, or "
+                               "any address in its buffers)" % self.full_name)
+        args = super().report_args(values, positional)
+        args["address"] = self.address_arg(positional[0])
+        return args
+
+
+class ReferrersCommand(AddressCommand):
+    """Every object that refers to the object at ADDR, and how.
+Usage: heap referrers ADDR [--json]
+Each line names the referring object and the reference: the dict key, the
+attribute or slot name, the list or tuple index; roots (sys.modules, a
+thread's frame, a module's static data) too. ADDR may also be inside a
+buffer of the object (a list's item array stands for its list)."""
+
+    name = "referrers"
+    reports = ("referrers",)
+
+
+class ReferentsCommand(AddressCommand):
+    """What the object at ADDR refers to, and how.
+Usage: heap referents ADDR [--json]
+Read as CPython's tp_traverse of its type visits them; types without a
+precise reader (C extensions) are read conservatively, and say so."""
+
+    name = "referents"
+    reports = ("referents",)
+
+
+class PathCommand(AddressCommand):
+    """The shortest chain of references from a root to the object at ADDR.
+Usage: heap path ADDR [--json]
+e.g. sys.modules['app'].__dict__['cache']['k'] -> bytes 0x7f...; or why
+there is none: unreachable garbage, or held only from outside the heap."""
+
+    name = "path"
+    reports = ("path",)
+
+
+class UnreachableCommand(HeapSubcommand):
+    """What gc.collect() would free now, by type.
+Usage: heap unreachable [--limit N] [--json]
+The GC-tracked objects that no externally held object reaches, computed
+as CPython's collector does: refcount minus the references found."""
+
+    name = "unreachable"
+    reports = ("unreachable",)
+    options = (LIMIT, JSON)
+
+
+class OutsideCommand(HeapSubcommand):
+    """Objects held from outside the heap by something no root names.
+Usage: heap outside [--limit N] [--json]
+Their refcount exceeds every reference found (from objects, frames, static
+data, stacks, other allocations): a C extension's reference, or a leak."""
+
+    name = "outside"
+    reports = ("outside",)
+    options = (LIMIT, JSON)
+
+
+class GraphCommand(HeapSubcommand):
+    """The reference graph: its size, or every object and reference.
+Usage: heap graph [--json]"""
+
+    name = "graph"
+    reports = ("graph",)
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
-               DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand)
+               DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
+               ReferrersCommand, ReferentsCommand, PathCommand,
+               UnreachableCommand, OutsideCommand, GraphCommand)

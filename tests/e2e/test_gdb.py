@@ -462,7 +462,9 @@ ALL_COMMANDS = ["heap", "heap summary", "heap summary --by size --top 3",
                 "heap used --limit 5", "heap free --limit 5",
                 "heap all --min-size 1k --limit 5", "heap info",
                 "heap describe $sp", "heap select size > 100",
-                "heap hexdump $sp 64"]
+                "heap hexdump $sp 64", "heap referrers $sp",
+                "heap referents $sp", "heap path $sp", "heap unreachable",
+                "heap outside --limit 3", "heap graph"]
 STILL_WORKS = "print 6*7"
 
 

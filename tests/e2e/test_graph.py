@@ -17,6 +17,11 @@ from a gcore and from a kernel core, with and without debug information:
 - held from outside: objects given an extra reference with Py_IncRef and
   dropped are listed as held from outside the heap with no root found,
   their kept twins are not;
+- retained: the objects a cache dict, a tree of slotted nodes, a subtree
+  and two lists sharing an object dominate are those the process finds by
+  its own dominator computation over gc.get_referents (and dict keys); the
+  trees retain exactly their objects' allocations (by the allocators'
+  size rules from sys.getsizeof);
 - unreachable: the garbage cycles the process left (gc disabled) are what
   gc.collect() frees when asked after the analysis: the same count, type
   by type (gc.DEBUG_SAVEALL keeps them in gc.garbage to count);
@@ -88,7 +93,7 @@ def check_referents(truth, nodes, where=None):
         if not want["have_gc"]:
             assert got == [], (name, got)
             continue
-        assert got == want["referents"], (name, want["type"],
+        assert got == want["referents"], (name, want["type"], where,
                                           sorted(set(got) - set(want["referents"])),
                                           sorted(set(want["referents"]) - set(got)))
 
@@ -137,6 +142,38 @@ def check_outside(oracle, where, extra):
             assert (o["refcount"], o["found"]) == (1, 0), o
 
 
+def alloc_bytes(size, mode):
+    """What an object of sys.getsizeof() == size occupies in its allocator
+    (shared/reference/cpython-memory.md): the debug hooks add a 16-byte
+    header and 8-byte trailer; pymalloc serves up to 512 bytes in
+    16-byte steps; glibc takes the size plus 8, in 16-byte steps, 32 at
+    least."""
+    if mode == "dev":
+        size += 24
+    if mode != "malloc" and size <= 512:
+        return (size + 15) & ~15
+    return max(32, (size + 8 + 15) & ~15)
+
+
+def check_retained(oracle, where, extra, mode):
+    """Retained sets equal the process's own dominator computation; a
+    tree of slotted nodes retains exactly its objects' allocations; an
+    object held by two lists is retained by neither."""
+    truth = oracle["graph_retention"]
+    for name, dominated in truth["dominated"].items():
+        r = harness.cli_json("retained", "--json", "--limit", ALL, *extra,
+                             hex(truth[name]), where)
+        got = set(r["dominated"]) | {r["object"]["address"]}
+        assert got == set(dominated), (name, sorted(got - set(dominated)),
+                                       sorted(set(dominated) - got))
+        assert r["object"]["count"] == len(dominated), name
+        if name in ("tree", "subtree"):
+            want = sum(alloc_bytes(size, mode) for size in truth[name + "_sizes"])
+            assert r["object"]["retained"] == want, name
+    for holder in ("a", "b"):
+        assert truth["shared"] not in truth["dominated"][holder]
+
+
 def unreachable(where, extra):
     r = harness.cli_json("unreachable", "--json", *extra, where)
     return r["total"]["count"], {row["type"]: row["count"] for row in r["rows"]}
@@ -177,6 +214,7 @@ def test_graph(python, mode, kernel_cores):
                 check_referrers(oracle["graph_referrers"], oracle, nodes)
                 check_paths(oracle, where, extra)
                 check_outside(oracle, where, extra)
+                check_retained(oracle, where, extra, mode)
                 seen[(where, tuple(extra))] = unreachable(where, extra)
         truth = collect_in_process(t)
         assert truth["collected"] > GARBAGE
@@ -186,3 +224,30 @@ def test_graph(python, mode, kernel_cores):
         # Collected (and kept in gc.garbage): nothing unreachable now.
         after = t.kernel_core()
         assert unreachable(after, [])[0] == 0
+
+
+def test_gdb_graph_commands_equal_cli():
+    """heap referrers/referents/path/unreachable/outside in GDB print what
+    the CLI prints for the same stopped process (the GDB layer only maps
+    commands to these reports); the path is the planted one."""
+    from test_gdb import gdb_drive
+    label, path = harness.PYTHONS[-1]
+    with start(path, "pymalloc") as t:
+        chain = t.oracle["graph_paths"]["global"]
+        target, holder = hex(chain[-1]), hex(chain[-2])
+        pairs = [
+            ("heap path %s --json" % target, ["path", target]),
+            ("heap referrers %s --json" % target, ["referrers", target]),
+            ("heap referents %s --json" % holder, ["referents", holder]),
+            ("heap unreachable --json", ["unreachable"]),
+            ("heap outside --limit 5 --json", ["outside", "--limit", "5"]),
+        ]
+        results = gdb_drive(["-p", t.pid], [("cmd", c) for c, _ in pairs])
+        t.ensure_stopped()
+        for cmd, cli in pairs:
+            assert "output" in results[cmd], results[cmd]
+            got = json.loads(results[cmd]["output"])
+            assert got == harness.cli_json("--json", *cli, t.pid), cmd
+        walked = json.loads(results[pairs[0][0]]["output"])
+        assert [walked["steps"][0]["from"]] + \
+            [s["to"] for s in walked["steps"]] == chain

@@ -408,7 +408,8 @@ def test_summary_by_owner(python, mode):
     ListSentinel (made from a 1-tuple) owns one 'list items', each
     DictSentinel (made with one key) its own 'dict keys', and on 3.11/3.12
     each PlainSentinel instance its 'dict values' (3.13 keeps them inline,
-    3.8-3.10 in a dict object); counts as the process made them. Every
+    3.8-3.10 in their __dict__, whose buffers are named "__dict__ of
+    PlainSentinel"); counts as the process made them. Every
     allocation stays in exactly one row: per kind, the owner rows add up to
     the --by type row, and the totals are equal."""
     label, path = python
@@ -430,6 +431,11 @@ def test_summary_by_owner(python, mode):
         assert count("dict keys", "DictSentinel") == made["DictSentinel"]
         if minor in (11, 12):
             assert count("dict values", "PlainSentinel") == \
+                made["PlainSentinel"]
+        if minor <= 10:
+            # Each instance's __dict__ is a split dict whose values array
+            # the dict owns: named by the instance's class.
+            assert count("dict values", "__dict__ of PlainSentinel") == \
                 made["PlainSentinel"]
         for r in by_type["rows"]:
             parts = [o for o in by_owner["rows"]

@@ -170,6 +170,9 @@ def referrers_truth(objs):
     """gc.get_referrers() of some samples (frames left out: this one's
     holds the sample while it asks)."""
     names = ("list", "set", "slotted", "cell", "deque", "instance")
+    # Garbage the work so far left (cycles of temporaries) would still
+    # be found referring; it is gone at the stop.
+    gc.collect()
     truth = {}
     for name in names:
         target = objs[name]
@@ -337,3 +340,116 @@ def garbage_service(trigger, result):
     del by_type, f
     gc.collect()
     os.rename(result + ".tmp", result)
+
+
+class TreeNode:
+    __slots__ = ("left", "right", "value")
+
+    def __init__(self, left, right, value):
+        self.left = left
+        self.right = right
+        self.value = value
+
+
+def build_tree(depth, seed):
+    if depth == 0:
+        return None
+    return TreeNode(build_tree(depth - 1, seed * 2), build_tree(depth - 1, seed * 2 + 1),
+                    float(seed) + 0.5)
+
+
+def retention_structures():
+    """Structures whose dominated sets are known by construction, kept as
+    globals of __main__: a cache dict whose str keys and bytes values
+    nothing else holds, a tree of slotted nodes (each subtree its node's),
+    and an object held by two lists (neither dominates it)."""
+    main = sys.modules["__main__"]
+    tag = "%d" % os.getpid()
+    cache = {}
+    for i in range(300):
+        cache["rk-%d-%s" % (i, tag)] = b"v" * (i % 97 + 1) + tag.encode()
+    shared = bytearray(b"shared-" + tag.encode())
+    a_list = [shared, bytearray(b"only-a")]
+    b_list = [shared, bytearray(b"only-b")]
+    tree = build_tree(7, 1)
+    vars(main).update(RETAINED_CACHE=cache, RETAINED_TREE=tree,
+                      RETAINED_A=a_list, RETAINED_B=b_list)
+    subtree = tree.left.right
+    return {"cache": id(cache), "tree": id(tree), "subtree": id(subtree),
+            "a": id(a_list), "b": id(b_list), "shared": id(shared),
+            # sizes the allocator rules apply to (tests/e2e/test_graph.py)
+            "tree_sizes": tree_sizes(tree), "subtree_sizes": tree_sizes(subtree)}
+
+
+def tree_sizes(node):
+    """sys.getsizeof of every node of a tree and of its values."""
+    sizes, todo = [], [node]
+    while todo:
+        n = todo.pop()
+        if n is None:
+            continue
+        sizes.append(sys.getsizeof(n))
+        sizes.append(sys.getsizeof(n.value))
+        todo.extend((n.left, n.right))
+    return sizes
+
+
+def references(o):
+    """What o refers to: gc.get_referents(o), and a dict's keys (dict's
+    tp_traverse leaves str keys out: they cannot form cycles)."""
+    refs = gc.get_referents(o)
+    if type(o) is dict:
+        refs.extend(o.keys())
+    return refs
+
+
+def dominated_in_process(entries):
+    """For each entry id, the ids of the objects it dominates, by the
+    interpreter's own references (gc.get_referents): starting from the
+    entry, an object it reaches joins when every object that refers to it
+    has joined, to a fixed point (a straightforward dominator computation;
+    these structures' objects are referred to only by objects)."""
+    this = sys._getframe()
+    # Every object the tracked ones reach: untracked containers (a dict
+    # of only strs and bytes is untracked) refer to things too.
+    by_id = {}
+    referrers = {}
+    todo = [o for o in gc.get_objects() if o is not this]
+    # This function's own frame and tables refer to everything: not part
+    # of the heap being measured.
+    mine = {id(this), id(by_id), id(referrers), id(todo)}
+    for o in todo:
+        by_id[id(o)] = o
+    while todo:
+        o = todo.pop()
+        if id(o) in mine:
+            continue
+        for r in references(o):
+            if id(r) in mine:
+                continue
+            referrers.setdefault(id(r), set()).add(id(o))
+            if id(r) not in by_id:
+                by_id[id(r)] = r
+                todo.append(r)
+    objs = None
+    result = {}
+    for name, entry in entries.items():
+        reach, todo = {entry}, [entry]
+        while todo:
+            o = by_id.get(todo.pop())
+            for r in (references(o) if o is not None else ()):
+                if id(r) not in reach:
+                    reach.add(id(r))
+                    todo.append(id(r))
+        dom = {entry}
+        grew = True
+        while grew:
+            grew = False
+            for x in reach - dom:
+                refs = referrers.get(x)
+                if refs and refs <= dom:
+                    dom.add(x)
+                    grew = True
+        result[name] = sorted(dom)
+    del objs, by_id, referrers, o, this
+    return result

@@ -838,6 +838,10 @@ def main(argv):
         objs = py_graph.sample_objects()
         info["graph_paths"] = py_graph.plant_paths()
         info["graph_thread"] = py_graph.thread_local_path()
+        retention = py_graph.retention_structures()
+        entries = {k: retention[k] for k in ("cache", "tree", "subtree", "a", "b")}
+        retention["dominated"] = py_graph.dominated_in_process(entries)
+        info["graph_retention"] = retention
         # Last: nothing the samples refer to changes after this.
         info["graph_referents"] = py_graph.referents_truth(objs)
         info["graph_referrers"] = py_graph.referrers_truth(objs)

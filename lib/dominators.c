@@ -1,0 +1,358 @@
+/* Retained sizes: the dominator tree of the reference graph (strong edges
+ * only) from a virtual root whose successors are every root and every
+ * object held from outside the heap, by the iterative algorithm of Cooper,
+ * Harvey and Kennedy ("A Simple, Fast Dominance Algorithm") over a reverse
+ * postorder from an iterative depth-first search: no recursion over target
+ * data, and every loop bounded. Then each node's retained bytes and count,
+ * summed up the tree in one reverse pass.
+ *
+ * Kept per node: its reverse-postorder index, the node at each index, and
+ * in index space the immediate dominator, retained bytes and count (24
+ * bytes). The predecessor lists the algorithm needs (4 bytes per edge) live
+ * only while it runs. */
+#include "dominators.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_path.h"
+#include "vector.h"
+
+enum { PASSES_MAX = 1000 };
+#define UNDEF UINT32_MAX
+
+/* In index space (reverse postorder; the virtual root is 0): what
+ * pm_dominators keeps behind its node-space view. */
+struct dominators {
+	struct pm_dominators pub;
+	uint32_t *rpo;              /* node -> index, UNDEF when unreached */
+	uint32_t *node_at;          /* index -> node (index 0: none) */
+	uint32_t reached;           /* indexes 1..reached are nodes */
+};
+
+/* A node being searched and its next edge. */
+struct dfs_frame {
+	uint32_t node, edge;
+};
+PM_DEFINE_VECTOR(dfs_stack, struct dfs_frame)
+PM_DEFINE_VECTOR(u32_list, uint32_t)
+
+static bool strong(const struct pm_graph *g, uint64_t e)
+{
+	return PM_EDGE_KIND(g->edge_kind[e]) != PM_EDGE_WEAK;
+}
+
+/* The virtual root's successors: the roots, then what is held from
+ * outside the heap. */
+static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph *g,
+				      struct u32_list *seeds)
+{
+	const struct pm_graph_paths *p;
+	struct pm_error *err = pm_graph_paths_get(t, g, &p);
+	if (err)
+		return err;
+	for (size_t i = 0; i < g->roots.size; i++)
+		if (!u32_list_append(seeds, &g->roots.data[i].node))
+			return &pm_error_no_memory;
+	for (uint32_t n = 0; n < g->nnodes; n++)
+		if (pm_graph_outside(g, p, n) > 0 && !u32_list_append(seeds, &n))
+			return &pm_error_no_memory;
+	return NULL;
+}
+
+/* Postorder of what the seeds reach, by an explicit stack. */
+static struct pm_error *postorder(struct pm_target *t, const struct pm_graph *g,
+				  const struct u32_list *seeds, struct u32_list *post)
+{
+	uint64_t *seen = calloc(g->nnodes / 64 + 1, sizeof(*seen));
+	struct dfs_stack stack = PM_VECTOR_INIT;
+	struct pm_error *err = seen ? NULL : &pm_error_no_memory;
+	uint64_t steps = 0;
+#define SEEN(n) ((seen[(n) / 64] >> ((n) % 64)) & 1)
+#define MARK(n) (seen[(n) / 64] |= UINT64_C(1) << ((n) % 64))
+	for (size_t s = 0; s < seeds->size && !err; s++) {
+		uint32_t n = seeds->data[s];
+		if (SEEN(n))
+			continue;
+		MARK(n);
+		struct dfs_frame f = { n, g->edge_start[n] };
+		if (!dfs_stack_append(&stack, &f)) {
+			err = &pm_error_no_memory;
+			break;
+		}
+		while (stack.size && !err) {
+			if ((++steps & 0xfffff) == 0 && pm_target_interrupted(t)) {
+				err = pm_error_interrupted();
+				break;
+			}
+			struct dfs_frame *top = &stack.data[stack.size - 1];
+			uint32_t end = g->edge_start[top->node + 1];
+			while (top->edge < end && (!strong(g, top->edge) ||
+						   SEEN(g->edge_target[top->edge])))
+				top->edge++;
+			if (top->edge == end) {
+				if (!u32_list_append(post, &top->node))
+					err = &pm_error_no_memory;
+				stack.size--;
+				continue;
+			}
+			uint32_t next = g->edge_target[top->edge++];
+			MARK(next);
+			f = (struct dfs_frame){ next, g->edge_start[next] };
+			if (!dfs_stack_append(&stack, &f))
+				err = &pm_error_no_memory;
+		}
+	}
+#undef SEEN
+#undef MARK
+	free(seen);
+	dfs_stack_deinit(&stack);
+	return err;
+}
+
+/* Predecessors of each index (index space), as CSR. */
+static struct pm_error *predecessors(const struct pm_graph *g, const struct dominators *d,
+				     const struct u32_list *seeds, uint32_t **ret_start,
+				     uint32_t **ret_list)
+{
+	uint32_t n = d->reached + 1;
+	uint32_t *start = calloc((size_t)n + 1, sizeof(*start));
+	if (!start)
+		return &pm_error_no_memory;
+	uint64_t total = 0;
+	for (size_t s = 0; s < seeds->size; s++)
+		start[d->rpo[seeds->data[s]] + 1]++;
+	for (uint32_t u = 0; u < g->nnodes; u++) {
+		if (d->rpo[u] == UNDEF)
+			continue;
+		for (uint32_t e = g->edge_start[u]; e < g->edge_start[u + 1]; e++)
+			if (strong(g, e) && d->rpo[g->edge_target[e]] != UNDEF)
+				start[d->rpo[g->edge_target[e]] + 1]++;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		total += start[i + 1];
+		start[i + 1] = (uint32_t)total;
+	}
+	uint32_t *list = malloc((total ? total : 1) * sizeof(*list));
+	uint32_t *fill = malloc((size_t)n * sizeof(*fill));
+	if (!list || !fill) {
+		free(start);
+		free(list);
+		free(fill);
+		return &pm_error_no_memory;
+	}
+	memcpy(fill, start, (size_t)n * sizeof(*fill));
+	for (size_t s = 0; s < seeds->size; s++)
+		list[fill[d->rpo[seeds->data[s]]]++] = 0;
+	for (uint32_t u = 0; u < g->nnodes; u++) {
+		if (d->rpo[u] == UNDEF)
+			continue;
+		for (uint32_t e = g->edge_start[u]; e < g->edge_start[u + 1]; e++) {
+			uint32_t v = g->edge_target[e];
+			if (strong(g, e) && d->rpo[v] != UNDEF)
+				list[fill[d->rpo[v]]++] = d->rpo[u];
+		}
+	}
+	free(fill);
+	*ret_start = start;
+	*ret_list = list;
+	return NULL;
+}
+
+static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
+{
+	while (a != b) {
+		while (a > b)
+			a = idom[a];
+		while (b > a)
+			b = idom[b];
+	}
+	return a;
+}
+
+/* Cooper-Harvey-Kennedy: in reverse postorder, each index's immediate
+ * dominator is the intersection of its processed predecessors, until no
+ * index changes. */
+static struct pm_error *immediate_dominators(struct pm_target *t, struct dominators *d,
+					     const uint32_t *start, const uint32_t *list,
+					     uint32_t *idom)
+{
+	uint32_t n = d->reached + 1;
+	for (uint32_t i = 0; i < n; i++)
+		idom[i] = UNDEF;
+	idom[0] = 0;
+	bool changed = true;
+	while (changed) {
+		if (d->pub.passes++ == PASSES_MAX)
+			return pm_error_format(PM_ERR_CORRUPT, "the dominator tree did not "
+					       "settle in %d passes", PASSES_MAX);
+		if (pm_target_interrupted(t))
+			return pm_error_interrupted();
+		changed = false;
+		for (uint32_t i = 1; i < n; i++) {
+			uint32_t best = UNDEF;
+			for (uint32_t k = start[i]; k < start[i + 1]; k++) {
+				uint32_t p = list[k];
+				if (idom[p] == UNDEF)
+					continue;
+				best = best == UNDEF ? p : intersect(idom, p, best);
+			}
+			if (best != idom[i]) {
+				idom[i] = best;
+				changed = true;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Own bytes (allocation and owned buffers) of every index, then summed
+ * up the tree: retained bytes and counts. */
+static void retained_sums(const struct pm_graph *g, struct dominators *d, const uint32_t *idom)
+{
+	const struct pm_cpython_heap *heap = g->heap;
+	uint32_t n = d->reached + 1;
+	uint64_t *r = d->pub.retained;
+	uint32_t *c = d->pub.retained_count;
+	memset(r, 0, (size_t)n * sizeof(*r));
+	for (uint32_t i = 1; i < n; i++) {
+		r[i] = pm_graph_node_size(g, d->node_at[i]);
+		c[i] = 1;
+	}
+	c[0] = 0;
+	for (size_t a = 0; heap->owners && a < heap->nallocs; a++) {
+		if (!heap->owners[a])
+			continue;
+		uint32_t owner = pm_graph_node_at(g, heap->owners[a]);
+		if (owner != PM_NODE_NONE && d->rpo[owner] != UNDEF)
+			r[d->rpo[owner]] += heap->allocs[a].size;
+	}
+	for (uint32_t i = n; i-- > 1;) {
+		r[idom[i]] += r[i];
+		c[idom[i]] += c[i];
+	}
+	d->pub.reached_bytes = r[0];
+}
+
+static void dominators_destroy(void *p)
+{
+	struct dominators *d = p;
+	if (!d)
+		return;
+	free(d->rpo);
+	free(d->node_at);
+	free(d->pub.idom);
+	free(d->pub.retained);
+	free(d->pub.retained_count);
+	free(d);
+}
+
+static struct pm_error *dominators_build(struct pm_target *t, const struct pm_graph *g,
+					 struct dominators *d)
+{
+	struct u32_list seeds = PM_VECTOR_INIT, post = PM_VECTOR_INIT;
+	struct pm_error *err = seeds_collect(t, g, &seeds);
+	if (!err)
+		err = postorder(t, g, &seeds, &post);
+	d->rpo = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*d->rpo));
+	if (!err && !d->rpo)
+		err = &pm_error_no_memory;
+	if (err) {
+		u32_list_deinit(&seeds);
+		u32_list_deinit(&post);
+		return err;
+	}
+	/* Reverse postorder: the last finished comes first, after the root. */
+	d->reached = (uint32_t)post.size;
+	memset(d->rpo, 0xff, (g->nnodes ? g->nnodes : 1) * sizeof(*d->rpo));
+	for (uint32_t k = 0; k < d->reached; k++)
+		d->rpo[post.data[k]] = d->reached - k;
+	u32_list_deinit(&post);
+	uint32_t n = d->reached + 1;
+	uint32_t *start = NULL, *list = NULL;
+	d->pub.idom = malloc((size_t)n * sizeof(*d->pub.idom));
+	err = d->pub.idom ? predecessors(g, d, &seeds, &start, &list) : &pm_error_no_memory;
+	u32_list_deinit(&seeds);
+	if (!err)
+		err = immediate_dominators(t, d, start, list, d->pub.idom);
+	free(start);
+	free(list);
+	if (err)
+		return err;
+	d->node_at = malloc((size_t)n * sizeof(*d->node_at));
+	d->pub.retained = malloc((size_t)n * sizeof(*d->pub.retained));
+	d->pub.retained_count = malloc((size_t)n * sizeof(*d->pub.retained_count));
+	if (!d->node_at || !d->pub.retained || !d->pub.retained_count)
+		return &pm_error_no_memory;
+	d->node_at[0] = PM_NODE_NONE;
+	for (uint32_t v = 0; v < g->nnodes; v++)
+		if (d->rpo[v] != UNDEF)
+			d->node_at[d->rpo[v]] = v;
+	retained_sums(g, d, d->pub.idom);
+	d->pub.reached = d->reached;
+	d->pub.rpo = d->rpo;
+	d->pub.node_at = d->node_at;
+	for (uint32_t v = 0; v < g->nnodes; v++) {
+		if (d->rpo[v] != UNDEF)
+			continue;
+		d->pub.unreached++;
+		d->pub.unreached_bytes += pm_graph_node_size(g, v);
+	}
+	return NULL;
+}
+
+struct pm_error *pm_dominators_get(struct pm_target *t,
+				   const struct pm_dominators **ret)
+{
+	struct dominators *d = pm_target_cache_get(t, PM_CACHE_DOMINATORS);
+	if (!d) {
+		const struct pm_graph *g;
+		struct pm_error *err = pm_graph_get(t, &g);
+		if (err)
+			return err;
+		d = calloc(1, sizeof(*d));
+		if (!d)
+			return &pm_error_no_memory;
+		err = dominators_build(t, g, d);
+		if (err) {
+			dominators_destroy(d);
+			return err;
+		}
+		pm_target_cache_set(t, PM_CACHE_DOMINATORS, d, dominators_destroy);
+	}
+	*ret = &d->pub;
+	return NULL;
+}
+
+uint32_t pm_idom(const struct pm_dominators *d, uint32_t node)
+{
+	uint32_t i = d->rpo[node];
+	if (i == UNDEF)
+		return PM_IDOM_UNREACHED;
+	return d->idom[i] ? d->node_at[d->idom[i]] : PM_IDOM_ROOT;
+}
+
+uint64_t pm_retained_bytes(const struct pm_dominators *d, const struct pm_graph *g,
+			   uint32_t node)
+{
+	uint32_t i = d->rpo[node];
+	return i == UNDEF ? pm_graph_node_size(g, node) : d->retained[i];
+}
+
+uint32_t pm_retained_count(const struct pm_dominators *d, uint32_t node)
+{
+	uint32_t i = d->rpo[node];
+	return i == UNDEF ? 1 : d->retained_count[i];
+}
+
+bool pm_dominates(const struct pm_dominators *d, uint32_t a, uint32_t b)
+{
+	uint32_t ia = d->rpo[a], ib = d->rpo[b];
+	if (ia == UNDEF || ib == UNDEF)
+		return a == b;
+	/* Dominators come first in reverse postorder: walk up from b while
+	 * its index is above a's. */
+	while (ib > ia)
+		ib = d->idom[ib];
+	return ib == ia;
+}

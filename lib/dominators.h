@@ -1,0 +1,44 @@
+/* Retained sizes (dominators.c): the dominator tree of the reference graph
+ * from one virtual root that points at every root and at every object held
+ * from outside the heap; an object's retained size is its own allocation,
+ * the buffers it owns, and everything it dominates (what would be freed if
+ * it went away). Objects no root reaches (garbage, or held only weakly)
+ * form their own group. */
+#ifndef PM_DOMINATORS_H
+#define PM_DOMINATORS_H
+
+#include "graph.h"
+
+/* pm_idom() of a node the virtual root dominates directly, and of a node
+ * no root reaches. */
+#define PM_IDOM_ROOT (UINT32_MAX - 1)
+#define PM_IDOM_UNREACHED UINT32_MAX
+
+/* Arrays are in reverse-postorder index space; index 0 is the virtual
+ * root, 1..reached the nodes it reaches. Use the functions below. */
+struct pm_dominators {
+	uint32_t *idom;             /* by index: the immediate dominator's index */
+	uint64_t *retained;         /* by index: own bytes + what it dominates */
+	uint32_t *retained_count;   /* by index: objects retained, itself too */
+	uint64_t reached_bytes, unreached_bytes;
+	uint32_t reached, unreached;
+	uint32_t passes;            /* iterations until the tree was stable */
+	const uint32_t *rpo;        /* node -> index, UINT32_MAX if unreached */
+	const uint32_t *node_at;    /* index -> node */
+};
+
+/* Computed once per target (cached in PM_CACHE_DOMINATORS). */
+struct pm_error *pm_dominators_get(struct pm_target *t,
+				   const struct pm_dominators **ret);
+
+/* The node's immediate dominator: a node, PM_IDOM_ROOT or PM_IDOM_UNREACHED. */
+uint32_t pm_idom(const struct pm_dominators *d, uint32_t node);
+/* Bytes that would be freed with the node (its own when unreached). */
+uint64_t pm_retained_bytes(const struct pm_dominators *d, const struct pm_graph *g,
+			   uint32_t node);
+/* Objects that would be freed with it (itself included). */
+uint32_t pm_retained_count(const struct pm_dominators *d, uint32_t node);
+/* Does a dominate b (a == b included)? */
+bool pm_dominates(const struct pm_dominators *d, uint32_t a, uint32_t b);
+
+#endif

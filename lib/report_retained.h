@@ -1,0 +1,19 @@
+/* What retained sizes add to other reports (report_retained.c). */
+#ifndef PM_REPORT_RETAINED_H
+#define PM_REPORT_RETAINED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "target.h"
+
+/* Takes one summary row; false when memory ran out. */
+typedef bool pm_row_sink(void *arg, const char *domain, const char *kind,
+			 const char *detail, uint64_t count, uint64_t bytes);
+
+/* summary --by retainer: every allocation in one row, under the object
+ * that retains it (the first below the interpreter's namespaces), named by
+ * its path; allocations of no object in their categories' rows. */
+struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *arg);
+
+#endif
