@@ -1,6 +1,6 @@
 /* Retained sizes: the dominator tree of the reference graph (strong edges
- * only) from a virtual root whose successors are every root and every
- * object held from outside the heap, by the iterative algorithm of Cooper,
+ * only) from a virtual root whose successors are the objects held from
+ * outside the heap (by their refcounts), by the iterative algorithm of Cooper,
  * Harvey and Kennedy ("A Simple, Fast Dominance Algorithm") over a reverse
  * postorder from an iterative depth-first search: no recursion over target
  * data, and every loop bounded. Then each node's retained bytes and count,
@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph_path.h"
 #include "vector.h"
 
 enum { PASSES_MAX = 1000 };
@@ -42,22 +41,29 @@ static bool strong(const struct pm_graph *g, uint64_t e)
 	return PM_EDGE_KIND(g->edge_kind[e]) != PM_EDGE_WEAK;
 }
 
-/* The virtual root's successors: the roots, then what is held from
- * outside the heap. */
+/* The virtual root's successors: every object something outside the heap
+ * holds, known by its refcount: more references than the objects of the
+ * heap hold (so the C stack's stale words, which the roots' conservative
+ * scans find, make nothing a root); and the objects that are never freed
+ * (immortal, or outside the heap). */
 static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph *g,
 				      struct u32_list *seeds)
 {
-	const struct pm_graph_paths *p;
-	struct pm_error *err = pm_graph_paths_get(t, g, &p);
-	if (err)
-		return err;
-	for (size_t i = 0; i < g->roots.size; i++)
-		if (!u32_list_append(seeds, &g->roots.data[i].node))
-			return &pm_error_no_memory;
-	for (uint32_t n = 0; n < g->nnodes; n++)
-		if (pm_graph_outside(g, p, n) > 0 && !u32_list_append(seeds, &n))
-			return &pm_error_no_memory;
-	return NULL;
+	(void)t;
+	uint32_t *incoming = calloc(g->nnodes ? g->nnodes : 1, sizeof(*incoming));
+	if (!incoming)
+		return &pm_error_no_memory;
+	for (uint32_t n = 0; n < g->nheap; n++)
+		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
+			if (strong(g, e) && incoming[g->edge_target[e]] < UINT32_MAX)
+				incoming[g->edge_target[e]]++;
+	struct pm_error *err = NULL;
+	for (uint32_t n = 0; n < g->nnodes && !err; n++)
+		if ((g->flags[n] & (PM_NODE_IMMORTAL | PM_NODE_STATIC) ||
+		     g->refcnt[n] > incoming[n]) && !u32_list_append(seeds, &n))
+			err = &pm_error_no_memory;
+	free(incoming);
+	return err;
 }
 
 /* Postorder of what the seeds reach, by an explicit stack. */

@@ -1,6 +1,7 @@
 /* Retained sizes (dominators.c): the dominator tree of the reference graph
- * from one virtual root that points at every root and at every object held
- * from outside the heap; an object's retained size is its own allocation,
+ * from one virtual root that points at every object held from outside the
+ * heap (more references than heap objects hold); an object's retained size
+ * is its own allocation,
  * the buffers it owns, and everything it dominates (what would be freed if
  * it went away). Objects no root reaches (garbage, or held only weakly)
  * form their own group. */

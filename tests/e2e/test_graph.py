@@ -168,7 +168,8 @@ def check_retained(oracle, where, extra, mode):
                                        sorted(set(dominated) - got))
         assert r["object"]["count"] == len(dominated), name
         if name in ("tree", "subtree"):
-            want = sum(alloc_bytes(size, mode) for size in truth[name + "_sizes"])
+            want = sum(a["chunk"] if "chunk" in a else alloc_bytes(a["size"], mode)
+                           for a in truth[name + "_sizes"])
             assert r["object"]["retained"] == want, name
     for holder in ("a", "b"):
         assert truth["shared"] not in truth["dominated"][holder]

@@ -377,19 +377,38 @@ def retention_structures():
     subtree = tree.left.right
     return {"cache": id(cache), "tree": id(tree), "subtree": id(subtree),
             "a": id(a_list), "b": id(b_list), "shared": id(shared),
-            # sizes the allocator rules apply to (tests/e2e/test_graph.py)
+            # their allocations (tests/e2e/test_graph.py)
             "tree_sizes": tree_sizes(tree), "subtree_sizes": tree_sizes(subtree)}
 
 
+GC_HEADER = 16  # sizeof(PyGC_Head), 3.8-3.13: a tracked object's allocation starts there
+
+
+def glibc_chunk_size(start):
+    """The glibc chunk an allocation starting at `start` occupies, by
+    glibc's own malloc_usable_size (a chunk's size less its 8-byte size
+    word): exact even where malloc handed out a larger free chunk than the
+    request needed, which allocator rules cannot know."""
+    usable = ctypes.CDLL(None).malloc_usable_size
+    usable.restype, usable.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+    return usable(start) + 8
+
+
 def tree_sizes(node):
-    """sys.getsizeof of every node of a tree and of its values."""
+    """The allocations of every node of a tree and of its values: under
+    PYTHONMALLOC=malloc their glibc chunks' sizes ("chunk", exact), else
+    sys.getsizeof ("size") for the allocator rules of the test."""
+    in_glibc = os.environ.get("PYTHONMALLOC") == "malloc"
     sizes, todo = [], [node]
     while todo:
         n = todo.pop()
         if n is None:
             continue
-        sizes.append(sys.getsizeof(n))
-        sizes.append(sys.getsizeof(n.value))
+        for obj, start in ((n, id(n) - GC_HEADER), (n.value, id(n.value))):
+            if in_glibc:
+                sizes.append({"chunk": glibc_chunk_size(start)})
+            else:
+                sizes.append({"size": sys.getsizeof(obj)})
         todo.extend((n.left, n.right))
     return sizes
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Times the reference graph and retained sizes next to `summary` on gcore
+cores of processes holding 1M and 8M objects (bench_summary.py's mixed
+workload), and measures each run's peak memory: the time ratios graph /
+summary and retained / summary, and the extra bytes per object the graph
+and the dominator tree take on top of the analysis, in one run.
+
+usage: bench_graph.py [--python PATH] [--sizes 1000000,8000000] [--repeat 2]
+                      (PYMORTEM_BUILD / PYMORTEM_CLI as the e2e harness)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+from bench_summary import WORKLOAD  # noqa: E402
+
+
+def run(report, where):
+    """Wall seconds and peak RSS (bytes) of one CLI run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([harness.cli_path(), report, where],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    dt = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError("pymortem %s failed: %s" % (report, proc.stderr.read()))
+    return dt, usage.ru_maxrss * 1024
+
+
+def best(report, where, repeat):
+    runs = [run(report, where) for _ in range(repeat)]
+    return min(t for t, _ in runs), max(m for _, m in runs)
+
+
+def bench_one(python, n, repeat):
+    workdir = harness.tempfile.mkdtemp(prefix="pm-bench-")
+    script = os.path.join(workdir, "bench_workload.py")
+    with open(script, "w") as f:
+        f.write(WORKLOAD)
+    row = {"objects_requested": n}
+    with harness.start_stopped([python, script, n], timeout=3600) as t:
+        try:
+            core = t.gcore()
+            t.kill()
+            graph = harness.cli_json("graph", "--json", core, timeout=7200)
+            nodes, edges = graph["nodes"], graph["edges"]
+            del graph
+            summary_t, summary_m = best("summary", core, repeat)
+            graph_t, graph_m = best("graph", core, repeat)
+            retained_t, retained_m = best("retained", core, repeat)
+            row.update({
+                "objects": nodes, "references": edges,
+                "summary_s": round(summary_t, 2),
+                "graph_s": round(graph_t, 2),
+                "retained_s": round(retained_t, 2),
+                "graph_over_summary": round(graph_t / summary_t, 2),
+                "retained_over_summary": round(retained_t / summary_t, 2),
+                "summary_mb": summary_m >> 20,
+                "graph_extra_b_per_object": round((graph_m - summary_m) / nodes, 1),
+                "retained_extra_b_per_object":
+                    round((retained_m - graph_m) / nodes, 1),
+            })
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--python", default=harness.PYTHONS[-2][1]
+                   if len(harness.PYTHONS) > 1 else sys.executable)
+    p.add_argument("--sizes", default="1000000,8000000")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    rows = [bench_one(args.python, int(n), args.repeat)
+            for n in args.sizes.split(",")]
+    if args.json:
+        print(json.dumps({"python": args.python, "runs": rows}, indent=1))
+        return
+    cols = list(rows[0])
+    print("python %s, cli %s, from gcore cores, best of %d"
+          % (args.python, harness.cli_path(), args.repeat))
+    print("  ".join(cols))
+    for r in rows:
+        print("  ".join(str(r[c]).rjust(len(c)) for c in cols))
+    print("graph: build the reference graph (and its roots); retained: the "
+          "graph, the dominator tree and the list; extra bytes per object: "
+          "peak RSS over the run before it, per graph node")
+
+
+if __name__ == "__main__":
+    main()
