@@ -794,6 +794,68 @@ def test_external_sigint_during_report(one_target):
     assert "= 42" in stdout, stderr
 
 
+# A running process with a million objects: `heap summary` takes about a
+# second on it, so a kill once the library has opened it lands mid-way.
+BIG_HEAP_TARGET = r"""
+import time
+objects = [[i, str(i)] for i in range(1_000_000)]
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def opened_by(holder, path):
+    try:
+        fds = os.listdir("/proc/%d/fd" % holder)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (holder, fd)) == path:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_target_killed_during_heap_command():
+    """The inferior is SIGKILLed while `heap summary` analyses it: GDB says
+    "process N exited during the analysis" as the command's error, prints
+    no report, and exits non-zero. Deterministic: the kill is sent once the
+    library has opened the process's /proc/PID/mem (GDB itself reads
+    /proc/PID/task/TID/mem), with GDB still in the command."""
+    env = gdb_env()
+    python = harness.PYTHONS[-1][1]
+    target = subprocess.Popen([python, "-c", BIG_HEAP_TARGET],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        argv = [GDB, "-nx", "-q", "-batch", "-ex", "set sysroot /",
+                "-ex", "source " + plugin_path(), "-ex", "heap summary",
+                "-p", str(target.pid)]
+        gdb = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True,
+                               errors="backslashreplace", env=env,
+                               stdin=subprocess.DEVNULL)
+        mem = "/proc/%d/mem" % target.pid
+        deadline = time.monotonic() + 120
+        while not opened_by(gdb.pid, mem) and gdb.poll() is None and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
+        running = gdb.poll() is None
+        target.kill()
+        out, err = gdb.communicate(timeout=120)
+        assert running, "GDB finished before the kill:\n%s\n%s" % (out, err)
+        assert "heap summary: process %d exited during the analysis" \
+            % target.pid in err, err
+        assert "TOTAL" not in out and "objects recognised" not in out, out
+        assert gdb.returncode != 0
+    finally:
+        target.kill()
+        target.wait()
+
+
 def test_completion_and_help():
     commands = ["complete heap su", "complete heap summary --by r",
                 "complete heap summary --t", "complete heap used --",

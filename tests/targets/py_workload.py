@@ -112,6 +112,10 @@ def parse_args(argv):
     p.add_argument("--elements", type=int, default=0,
                    help="ElementTree elements with 0 to 9 children, some "
                         "with attributes")
+    p.add_argument("--iconv", action="store_true",
+                   help="open an iconv converter, as locale and codec code "
+                        "in C libraries does: glibc maps its gconv modules "
+                        "and the shared (r--s) gconv-modules.cache")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -548,6 +552,21 @@ def module_states():
     return states
 
 
+def open_iconv():
+    """An iconv converter kept open (glibc's iconv_open maps the gconv
+    modules and its cache file, MAP_SHARED). What the process says: the
+    maps lines of that cache."""
+    libc = ctypes.CDLL(None)
+    libc.iconv_open.restype = ctypes.c_void_p
+    libc.iconv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    handle = libc.iconv_open(b"UTF-16", b"ISO-8859-1")
+    if handle in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "iconv_open failed")
+    KEEP.append(handle)
+    with open("/proc/self/maps") as f:
+        return [line.rstrip("\n") for line in f if "gconv-modules" in line]
+
+
 def build_elements(n):
     """n C ElementTree elements (xml.etree.ElementTree.Element is the
     _elementtree type), element i with i % 10 children (each child a leaf
@@ -591,6 +610,8 @@ def main(argv):
         info["module_states"] = module_states()
     if args.elements:
         info["elements"] = build_elements(args.elements)
+    if args.iconv:
+        info["iconv_maps"] = open_iconv()
     if args.doc_classes:
         # Last: its count of documented heap types covers the others'.
         info["doc_classes"] = build_doc_classes(args.doc_classes)
