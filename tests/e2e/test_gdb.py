@@ -1006,6 +1006,63 @@ def test_binding_standalone(one_target):
     assert errors["progress_interrupt"] == "KeyboardInterrupt"
 
 
+KILLED_SCRIPT = r'''
+import json, sys
+sys.path.insert(0, PACKAGE_DIR)
+import _pymortem as pm
+out = {}
+try:
+    pm.open_pid(PID).report("summary")
+    out["outcome"] = "report"
+except pm.Error as e:
+    out.update(outcome="error", code=e.code, text=str(e))
+print(json.dumps(out))
+'''
+
+
+def test_binding_target_killed_mid_report():
+    """The binding in a plain Python (under ASan in a sanitizer build, where
+    GDB cannot run): the stopped target is SIGKILLed once the library has
+    opened its /proc/PID/mem; open_pid or the report raises Error with code
+    "exited" and the message, never a report."""
+    env = dict(os.environ)
+    runtime = sanitizer_runtime()
+    if runtime:
+        env["LD_PRELOAD"] = runtime
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    python = harness.PYTHONS[-1][1]
+    target = subprocess.Popen([python, "-c", BIG_HEAP_TARGET],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        os.kill(target.pid, signal.SIGSTOP)
+        harness.wait_stopped(target.pid)
+        script = "PACKAGE_DIR = %r\nPID = %d\n" % (
+            os.path.dirname(binding_path()), target.pid) + KILLED_SCRIPT
+        proc = subprocess.Popen(["/usr/bin/python3", "-c", script],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, env=env)
+        mem = "/proc/%d/mem" % target.pid
+        deadline = time.monotonic() + 120
+        while not opened_by(proc.pid, mem) and proc.poll() is None and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
+        running = proc.poll() is None
+        target.kill()
+        stdout, stderr = proc.communicate(timeout=300)
+        assert running, "the report ended before the kill:\n" + stderr
+        assert proc.returncode == 0, stderr
+        assert "AddressSanitizer" not in stderr and \
+            "runtime error" not in stderr, stderr
+        out = json.loads(stdout)
+        assert out["outcome"] == "error" and out["code"] == "exited", out
+        assert "process %d exited during the analysis" % target.pid \
+            in out["text"], out
+    finally:
+        target.kill()
+        target.wait()
+
+
 # ------------------------------------------------- loading and installing
 
 @pytest.mark.parametrize("python", [p for _, p in harness.PYTHONS],
