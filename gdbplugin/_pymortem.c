@@ -39,6 +39,7 @@ static const char *const error_code_names[] = {
 	[PM_ERR_FILE_MISSING] = "file-missing",
 	[PM_ERR_CORRUPT] = "corrupt",
 	[PM_ERR_INTERRUPTED] = "interrupted",
+	[PM_ERR_EXITED] = "exited",
 };
 
 struct module_state {

@@ -11,6 +11,7 @@
 
 #include "glibc.h"
 #include "pymalloc.h"
+#include "vector.h"
 
 /* Size-class names of pymalloc free blocks ("detail"), class i = (i+1)*16. */
 static const char *const block_size_names[PM_PYMALLOC_NCLASSES] = {
@@ -25,30 +26,17 @@ const char *pm_alloc_state_name(enum pm_alloc_state state)
 	return state == PM_ALLOC_STATE_FREE ? "free" : "used";
 }
 
-struct list_builder {
-	struct pm_alloc_list *list;
-	size_t cap;
-};
+PM_DEFINE_VECTOR(alloc_entry_vector, struct pm_alloc_entry)
 
-static struct pm_error *entry_push(struct list_builder *b,
+static struct pm_error *entry_push(struct alloc_entry_vector *v,
 				   const struct pm_alloc_entry *e)
 {
-	struct pm_alloc_list *l = b->list;
-	if (l->n == b->cap) {
-		size_t cap = b->cap ? 2 * b->cap : 65536;
-		void *p = realloc(l->entries, cap * sizeof(*l->entries));
-		if (!p)
-			return &pm_error_no_memory;
-		l->entries = p;
-		b->cap = cap;
-	}
-	l->entries[l->n++] = *e;
-	return NULL;
+	return alloc_entry_vector_append(v, e) ? NULL : &pm_error_no_memory;
 }
 
 /* The analysis's allocations, except tcache'd chunks: those are free and
  * come from the glibc walk with the other free chunks. */
-static struct pm_error *add_used(struct list_builder *b,
+static struct pm_error *add_used(struct alloc_entry_vector *b,
 				 const struct pm_cpython_heap *heap)
 {
 	struct pm_error *err = NULL;
@@ -82,7 +70,7 @@ static const char *free_chunk_detail(enum pm_chunk_state state)
 	}
 }
 
-static struct pm_error *add_free_chunks(struct list_builder *b,
+static struct pm_error *add_free_chunks(struct alloc_entry_vector *b,
 					const struct pm_glibc_heap *g)
 {
 	struct pm_error *err = NULL;
@@ -104,7 +92,7 @@ static struct pm_error *add_free_chunks(struct list_builder *b,
 
 /* Free blocks of the pools that hold used ones (the free chain and the
  * never-used tail alike). Empty pools are not blocks: not listed. */
-static struct pm_error *add_free_blocks(struct list_builder *b,
+static struct pm_error *add_free_blocks(struct alloc_entry_vector *b,
 					struct pm_target *t)
 {
 	const struct pm_pymalloc *pm;
@@ -154,18 +142,27 @@ static struct pm_error *list_build(struct pm_target *t, struct pm_alloc_list *l)
 	if (err)
 		return err;
 	l->heap = heap;
-	struct list_builder b = { .list = l };
 	const struct pm_glibc_heap *g = NULL;
 	if (heap->glibc_walked && (err = pm_glibc_walk(t, &g)))
 		return err;
+	struct alloc_entry_vector b = PM_VECTOR_INIT;
 	err = add_used(&b, heap);
 	if (!err && g)
 		err = add_free_chunks(&b, g);
 	if (!err && heap->pymalloc_walked)
 		err = add_free_blocks(&b, t);
-	if (!err)
-		qsort(l->entries, l->n, sizeof(*l->entries), entry_compare);
-	return err;
+	/* No allocation at all (a truncated core, a heap whose files are
+	 * missing) leaves the array NULL, which qsort must not be given. */
+	if (!err && b.size > 1)
+		qsort(b.data, b.size, sizeof(*b.data), entry_compare);
+	if (err) {
+		alloc_entry_vector_deinit(&b);
+		return err;
+	}
+	alloc_entry_vector_shrink_to_fit(&b);
+	l->n = b.size;
+	l->entries = alloc_entry_vector_steal(&b);
+	return NULL;
 }
 
 struct pm_error *pm_alloc_list_get(struct pm_target *t,

@@ -19,6 +19,7 @@ enum pm_error_code {
 	PM_ERR_FILE_MISSING,    /* bytes must come from a mapped file that is missing/mismatched */
 	PM_ERR_CORRUPT,         /* target data structures are inconsistent */
 	PM_ERR_INTERRUPTED,     /* the caller asked us to stop */
+	PM_ERR_EXITED,          /* the live process exited (a zombie, or died mid-analysis) */
 };
 
 struct pm_error {

@@ -11,15 +11,18 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
+#include "proc_state.h"
 #include "pymortem.h"
+#include "vector.h"
 
 #define FREEZE_ROUNDS_MAX 100
 #define FREEZE_THREADS_MAX 100000
 
+PM_DEFINE_VECTOR(tid_vector, pid_t)
+
 struct pm_frozen_process {
 	pid_t pid;
-	size_t ntids, cap;
-	pid_t *tids;            /* threads we seized */
+	struct tid_vector tids;     /* threads we seized */
 };
 
 static char thread_state(pid_t pid, pid_t tid)
@@ -39,8 +42,8 @@ static char thread_state(pid_t pid, pid_t tid)
 
 static bool frozen_has(const struct pm_frozen_process *f, pid_t tid)
 {
-	for (size_t i = 0; i < f->ntids; i++)
-		if (f->tids[i] == tid)
+	for (size_t i = 0; i < f->tids.size; i++)
+		if (f->tids.data[i] == tid)
 			return true;
 	return false;
 }
@@ -62,10 +65,15 @@ static struct pm_error *seize_new_threads(struct pm_frozen_process *f,
 		long tid = strtol(entry->d_name, &end, 10);
 		if (*end || tid <= 0 || frozen_has(f, (pid_t)tid))
 			continue;
-		if (f->ntids == FREEZE_THREADS_MAX) {
+		if (f->tids.size == FREEZE_THREADS_MAX) {
 			err = pm_error_format(PM_ERR_UNSUPPORTED,
 					      "process %d has too many threads to freeze",
 					      (int)f->pid);
+			break;
+		}
+		/* Room first: a seized thread must be remembered to be let go. */
+		if (!tid_vector_reserve(&f->tids, f->tids.size + 1)) {
+			err = &pm_error_no_memory;
 			break;
 		}
 		if (ptrace(PTRACE_SEIZE, (pid_t)tid, NULL, NULL) != 0) {
@@ -75,18 +83,8 @@ static struct pm_error *seize_new_threads(struct pm_frozen_process *f,
 					     (int)f->pid);
 			break;
 		}
-		if (f->ntids == f->cap) {
-			size_t cap = f->cap ? f->cap * 2 : 16;
-			pid_t *grown = realloc(f->tids, cap * sizeof(*grown));
-			if (!grown) {
-				ptrace(PTRACE_DETACH, (pid_t)tid, NULL, NULL);
-				err = &pm_error_no_memory;
-				break;
-			}
-			f->tids = grown;
-			f->cap = cap;
-		}
-		f->tids[f->ntids++] = (pid_t)tid;
+		pid_t seized = (pid_t)tid;
+		(void)tid_vector_append(&f->tids, &seized);
 		ptrace(PTRACE_INTERRUPT, (pid_t)tid, NULL, NULL);
 		int status;
 		while (waitpid((pid_t)tid, &status, __WALL) < 0 && errno == EINTR)
@@ -127,15 +125,14 @@ struct pm_error *pm_process_freeze(pid_t pid, struct pm_frozen_process **ret)
 	if (!f)
 		return &pm_error_no_memory;
 	f->pid = pid;
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	DIR *probe = opendir(path);
-	if (!probe) {
+	/* ptrace refuses a zombie with EPERM, which would read as "permission
+	 * denied" even to root: say what it is instead. */
+	pid_t parent = 0;
+	enum pm_proc_life life = pm_proc_life(pid, &parent);
+	if (life != PM_PROC_ALIVE) {
 		free(f);
-		return pm_error_format(PM_ERR_NOT_FOUND, "no process with pid %d",
-				       (int)pid);
+		return pm_proc_exited_error(pid, life, parent, false);
 	}
-	closedir(probe);
 	if (process_already_stopped(pid)) {
 		*ret = f;       /* nothing seized: thaw does nothing */
 		return NULL;
@@ -147,6 +144,12 @@ struct pm_error *pm_process_freeze(pid_t pid, struct pm_frozen_process **ret)
 		struct pm_error *err = seize_new_threads(f, &added);
 		if (err) {
 			pm_process_thaw(f);
+			/* It may have exited while we seized it. */
+			life = pm_proc_life(pid, &parent);
+			if (life != PM_PROC_ALIVE) {
+				pm_error_destroy(err);
+				return pm_proc_exited_error(pid, life, parent, false);
+			}
 			if (err->code == PM_ERR_PERMISSION)
 				err = pm_error_wrap(err,
 					"permission denied (run as the process owner or root; is a debugger already attached?)");
@@ -167,8 +170,8 @@ void pm_process_thaw(struct pm_frozen_process *f)
 {
 	if (!f)
 		return;
-	for (size_t i = 0; i < f->ntids; i++)
-		ptrace(PTRACE_DETACH, f->tids[i], NULL, NULL);
-	free(f->tids);
+	for (size_t i = 0; i < f->tids.size; i++)
+		ptrace(PTRACE_DETACH, f->tids.data[i], NULL, NULL);
+	tid_vector_deinit(&f->tids);
 	free(f);
 }

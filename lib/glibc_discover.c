@@ -331,6 +331,24 @@ static uint64_t symbol_address(struct pm_target *t, const char *name)
 	return sym.address;
 }
 
+/* Memory another allocator holds is in no walker's figures: every report
+ * says so first. */
+static struct pm_error *note_other_allocator(struct pm_target *t,
+					     const char *name)
+{
+	char message[256], figure[96];
+	snprintf(message, sizeof(message),
+		 "malloc is served by %s, which pymortem does not walk (glibc malloc was never initialised): the memory it holds is in no figure",
+		 name);
+	snprintf(figure, sizeof(figure), "%s's memory not walked", name);
+	struct pm_partial partial = {
+		.reason = "other-allocator",
+		.message = message,
+		.figure = figure,
+	};
+	return pm_target_add_partial(t, &partial);
+}
+
 static void set_other(struct pm_glibc_roots *ret, const char *what)
 {
 	snprintf(ret->other_allocator_buf, sizeof(ret->other_allocator_buf),
@@ -338,14 +356,23 @@ static void set_other(struct pm_glibc_roots *ret, const char *what)
 	ret->other_allocator = ret->other_allocator_buf;
 }
 
-/* main_arena exists but malloc never ran through it. */
-static bool arena_uninitialised(struct pm_target *t,
-				const struct pm_glibc_layout *l, uint64_t arena)
+/* Whether malloc ever ran through main_arena (its top and system_mem are
+ * set by the first allocation). An arena whose bytes cannot be read (a
+ * truncated core, a process that died) is an error saying so, never "not
+ * initialised". */
+static struct pm_error *arena_uninitialised(struct pm_target *t,
+					    const struct pm_glibc_layout *l,
+					    uint64_t arena, bool *ret)
 {
 	uint64_t top = 0, system_mem = 0;
-	read_u64(t, arena + l->ms_top, &top);
-	read_u64(t, arena + l->ms_system_mem, &system_mem);
-	return top == 0 || system_mem == 0;
+	struct pm_error *err = pm_target_read_u64(t, arena + l->ms_top, &top);
+	if (!err)
+		err = pm_target_read_u64(t, arena + l->ms_system_mem, &system_mem);
+	if (err)
+		return pm_error_wrap(err, "glibc main_arena at 0x%llx cannot be read",
+				     (unsigned long long)arena);
+	*ret = top == 0 || system_mem == 0;
+	return NULL;
 }
 
 /* Without libc's banner or a versioned file name (a core analysed on
@@ -462,7 +489,13 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 		ret->main_arena_source = find_libc(t)
 			? "signature scan" : "signature scan (libc not identified)";
 	}
-	if (inferred && !arena_uninitialised(t, l, ret->main_arena)) {
+	bool uninitialised = false;
+	if (ret->main_arena) {
+		err = arena_uninitialised(t, l, ret->main_arena, &uninitialised);
+		if (err)
+			return err;
+	}
+	if (inferred && ret->main_arena && !uninitialised) {
 		err = infer_layout(t, ret);
 		if (err)
 			return err;
@@ -474,7 +507,7 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 	}
 
 	char what[160];
-	if (ret->main_arena && !arena_uninitialised(t, l, ret->main_arena)) {
+	if (ret->main_arena && !uninitialised) {
 		if (other)
 			pm_target_warn(t, false, 0,
 				       "%s (%s) is loaded, but glibc malloc is in use too; walking glibc's heap",
@@ -486,11 +519,11 @@ struct pm_error *pm_glibc_find_roots(struct pm_target *t,
 			 "%s (%s) is the allocator; glibc malloc was never initialised",
 			 other, other_path);
 		set_other(ret, what);
-		return NULL;
+		return note_other_allocator(t, other);
 	}
 	if (ret->main_arena) {
 		set_other(ret, "an unknown allocator: glibc malloc was never initialised");
-		return NULL;
+		return note_other_allocator(t, "an unknown allocator");
 	}
 	return pm_error_format(PM_ERR_NOT_FOUND,
 			       "glibc main_arena not found (no debug symbols and no signature match in libc's data)");

@@ -1,9 +1,14 @@
-/* The report registry and runner: finds a report by name, runs it, and adds
- * the warnings collected on the target (problems that did not stop it).
+/* The report registry and runner: finds a report by name, runs it, puts
+ * first what makes its figures partial (a truncated core, memory no walker
+ * reads) and adds the warnings collected on the target (problems that did
+ * not stop it).
  *
  * Convention: in JSON mode a report function writes the *members* of the
- * top-level object (`"regions": [...]`); this file adds the braces and a
- * "warnings" member, so every JSON document has the same envelope. */
+ * top-level object (`"regions": [...]`); this file adds the braces, a
+ * "partial_reasons" member before them and a "warnings" member after, so
+ * every JSON document has the same envelope. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "report.h"
@@ -106,6 +111,124 @@ static void append_warnings(struct pm_target *t, enum pm_output_format format,
 				 total - WARNINGS_SHOWN_TEXT);
 }
 
+#define PARTIAL_RANGES_SHOWN_TEXT 3
+
+static void append_partial_json(struct pm_target *t, struct pm_strbuf *out)
+{
+	size_t n = pm_target_partial_count(t);
+	pm_strbuf_append(out, "\"partial_reasons\": [");
+	for (size_t i = 0; i < n; i++) {
+		const struct pm_partial *p = pm_target_partial(t, i);
+		pm_strbuf_append(out, i ? ",\n  {\"reason\": " : "\n  {\"reason\": ");
+		pm_strbuf_json_string(out, p->reason);
+		pm_strbuf_append(out, ", \"message\": ");
+		pm_strbuf_json_string(out, p->message);
+		pm_strbuf_append(out, ", \"figure\": ");
+		if (p->figure)
+			pm_strbuf_json_string(out, p->figure);
+		else
+			pm_strbuf_append(out, "null");
+		pm_strbuf_printf(out, ", \"missing_bytes\": %" PRIu64 ", \"ranges\": [",
+				 p->missing_bytes);
+		for (size_t k = 0; k < p->nranges; k++)
+			pm_strbuf_printf(out, "%s{\"start\": %" PRIu64 ", \"end\": %"
+					 PRIu64 ", \"missing\": %" PRIu64 "}",
+					 k ? ", " : "", p->ranges[k].start,
+					 p->ranges[k].end, p->ranges[k].missing);
+		pm_strbuf_append(out, "]}");
+	}
+	pm_strbuf_append(out, n ? "\n]" : "]");
+}
+
+static void append_partial_text(struct pm_target *t, struct pm_strbuf *out)
+{
+	for (size_t i = 0; i < pm_target_partial_count(t); i++) {
+		const struct pm_partial *p = pm_target_partial(t, i);
+		pm_strbuf_printf(out, "partial: %s\n", p->message);
+		size_t shown = p->nranges < PARTIAL_RANGES_SHOWN_TEXT ?
+			p->nranges : PARTIAL_RANGES_SHOWN_TEXT;
+		for (size_t k = 0; k < shown; k++) {
+			char missing[32], size[32];
+			const struct pm_partial_range *r = &p->ranges[k];
+			pm_strbuf_printf(out, "partial:   0x%" PRIx64 "-0x%" PRIx64
+					 ": %s of %s bytes missing\n", r->start,
+					 r->end, pm_format_grouped(r->missing, missing),
+					 pm_format_grouped(r->end - r->start, size));
+		}
+		if (p->nranges > shown)
+			pm_strbuf_printf(out, "partial:   ... and %zu more (see --json)\n",
+					 p->nranges - shown);
+	}
+}
+
+/* The figures of the partial facts, "; "-separated; false if none. */
+static bool partial_figures(struct pm_target *t, struct pm_strbuf *out)
+{
+	const char *sep = "";
+	for (size_t i = 0; i < pm_target_partial_count(t); i++) {
+		const struct pm_partial *p = pm_target_partial(t, i);
+		if (!p->figure)
+			continue;
+		pm_strbuf_printf(out, "%s%s", sep, p->figure);
+		sep = "; ";
+	}
+	return *sep != '\0';
+}
+
+void pm_report_mark_total_partial(struct pm_target *t, struct pm_strbuf *out)
+{
+	struct pm_strbuf figures;
+	pm_strbuf_init(&figures);
+	if (partial_figures(t, &figures) && out->len && figures.data &&
+	    out->data[out->len - 1] == '\n') {
+		out->len--;     /* onto the total's own line */
+		pm_strbuf_printf(out, "  partial: %s\n", figures.data);
+	}
+	pm_strbuf_deinit(&figures);
+}
+
+void pm_report_partial_figure_json(struct pm_target *t, struct pm_strbuf *out)
+{
+	struct pm_strbuf figures;
+	pm_strbuf_init(&figures);
+	if (partial_figures(t, &figures) && figures.data)
+		pm_strbuf_json_string(out, figures.data);
+	else
+		pm_strbuf_append(out, "null");
+	pm_strbuf_deinit(&figures);
+}
+
+struct pm_error *pm_report_note_unaccounted(struct pm_target *t,
+					    uint64_t attributed)
+{
+	bool other_allocator = false;
+	for (size_t i = 0; i < pm_target_partial_count(t); i++)
+		if (!strcmp(pm_target_partial(t, i)->reason, "other-allocator"))
+			other_allocator = true;
+	uint64_t writable = pm_target_writable_bytes(t);
+	if (!other_allocator || writable <= attributed)
+		return NULL;
+	uint64_t unaccounted = writable - attributed;
+	char a[32], w[32], u[32], message[320], figure[160];
+	double pct = 100.0 * (double)unaccounted / (double)writable;
+	pm_format_grouped(attributed, a);
+	pm_format_grouped(writable, w);
+	pm_format_grouped(unaccounted, u);
+	snprintf(message, sizeof(message),
+		 "this report accounts for %s of the process's %s writable bytes: %s (%.1f%%) are not accounted for, and %% bytes is of the accounted part only",
+		 a, w, u, pct);
+	snprintf(figure, sizeof(figure),
+		 "%s of %s writable bytes (%.1f%%) not accounted for", u, w, pct);
+	struct pm_partial partial = {
+		.reason = "unaccounted",
+		.message = message,
+		.figure = figure,
+		.missing_bytes = unaccounted,
+		.this_report = true,
+	};
+	return pm_target_add_partial(t, &partial);
+}
+
 /* Cuts every line that would not fit a terminal `width` columns wide (GDB's
  * `set width`) to width - 1 columns ending in "...": a line filling the last
  * column makes terminals and GDB's pager wrap on their own. */
@@ -145,15 +268,41 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 		return pm_error_format(PM_ERR_INVALID,
 				       "state must be used, free or all, not '%s'",
 				       args->state);
-	struct pm_strbuf out;
-	pm_strbuf_init(&out);
-	if (args->format == PM_FORMAT_JSON)
-		pm_strbuf_append(&out, "{\n");
-	struct pm_error *err = entry->fn(t, args, &out);
+	/* A process that exited mid-analysis left nothing true to report. */
+	struct pm_error *err = pm_target_exited(t);
+	if (err)
+		return err;
+	pm_target_drop_report_partials(t);
+	struct pm_strbuf body;
+	pm_strbuf_init(&body);
+	err = entry->fn(t, args, &body);
+	struct pm_error *exited = pm_target_exited(t);
+	if (exited) {
+		pm_error_destroy(err);
+		err = exited;
+	}
 	if (err) {
-		pm_strbuf_deinit(&out);
+		pm_strbuf_deinit(&body);
+		pm_target_drop_report_partials(t);
 		return err;
 	}
+	/* The partial facts are known once the report has run (the walks it
+	 * started found them), but go first. */
+	struct pm_strbuf out;
+	pm_strbuf_init(&out);
+	if (args->format == PM_FORMAT_JSON) {
+		pm_strbuf_append(&out, "{\n");
+		append_partial_json(t, &out);
+		if (body.len)
+			pm_strbuf_append(&out, ",\n");
+	} else {
+		append_partial_text(t, &out);
+	}
+	pm_strbuf_appendn(&out, body.data ? body.data : "", body.len);
+	if (body.failed)
+		out.failed = true;
+	pm_strbuf_deinit(&body);
+	pm_target_drop_report_partials(t);
 	append_warnings(t, args->format, &out);
 	if (args->format == PM_FORMAT_JSON)
 		pm_strbuf_append(&out, "\n}\n");

@@ -12,6 +12,17 @@ typedef struct pm_error *pm_report_fn(struct pm_target *t,
 				      const struct pm_report_args *args,
 				      struct pm_strbuf *out);
 
+/* Marks a total as partial, for the reports that give one: appends
+ * "  partial: <figures>" to the last line of out (the total's), or in JSON
+ * writes the figures as a string (null when complete). */
+void pm_report_mark_total_partial(struct pm_target *t, struct pm_strbuf *out);
+void pm_report_partial_figure_json(struct pm_target *t, struct pm_strbuf *out);
+/* When another allocator holds memory no walker reads: says first how much
+ * of the process's writable memory this report does not account for
+ * (writable regions' total minus `attributed`, the report's total). */
+struct pm_error *pm_report_note_unaccounted(struct pm_target *t,
+					    uint64_t attributed);
+
 /* report_target.c */
 pm_report_fn pm_report_regions;
 pm_report_fn pm_report_info;

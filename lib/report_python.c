@@ -613,8 +613,17 @@ static struct summary_row summary_rows_not_shown(const struct summary *s,
 	return hidden;
 }
 
-static void summary_json(const struct pm_cpython_heap *heap, const struct summary *s,
-			 size_t shown, const char *by, struct pm_strbuf *out)
+static uint64_t summary_bytes(const struct summary *s)
+{
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < s->nrows; i++)
+		bytes += s->rows[i].bytes;
+	return bytes;
+}
+
+static void summary_json(struct pm_target *t, const struct pm_cpython_heap *heap,
+			 const struct summary *s, size_t shown, const char *by,
+			 struct pm_strbuf *out)
 {
 	uint64_t count = 0, bytes = 0;
 	for (size_t i = 0; i < s->nrows; i++) {
@@ -654,11 +663,16 @@ static void summary_json(const struct pm_cpython_heap *heap, const struct summar
 			 PRIu64 ", \"bytes\": %" PRIu64 "}", s->nrows - shown,
 			 hidden.count, hidden.bytes);
 	pm_strbuf_printf(out, ", \"total\": {\"count\": %" PRIu64 ", \"bytes\": %"
-			 PRIu64 "}", count, bytes);
+			 PRIu64 ", \"partial\": ", count, bytes);
+	pm_report_partial_figure_json(t, out);
+	uint64_t writable = pm_target_writable_bytes(t);
+	pm_strbuf_printf(out, "}, \"writable_bytes\": %" PRIu64
+			 ", \"unaccounted_bytes\": %" PRIu64, writable,
+			 writable > bytes ? writable - bytes : 0);
 }
 
-static void summary_text(const struct pm_cpython_heap *heap, const struct summary *s,
-			 size_t shown, const char *all_rows_option,
+static void summary_text(struct pm_target *t, const struct pm_cpython_heap *heap,
+			 const struct summary *s, size_t shown, const char *all_rows_option,
 			 struct pm_strbuf *out)
 {
 	static const char *const headers[] = { "domain", "kind", "detail", "count",
@@ -697,6 +711,7 @@ static void summary_text(const struct pm_cpython_heap *heap, const struct summar
 	pm_table_add_row(table, total);
 	pm_table_render(table, out);
 	pm_table_destroy(table);
+	pm_report_mark_total_partial(t, out);
 	if (shown < s->nrows) {
 		struct summary_row hidden = summary_rows_not_shown(s, shown);
 		size_t more = s->nrows - shown;
@@ -724,15 +739,19 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 		return err;
 	struct summary s = { 0 };
 	err = summary_build(t, heap, args, &s);
+	size_t shown = 0;
 	if (!err) {
 		if (s.nrows)
 			qsort(s.rows, s.nrows, sizeof(*s.rows), summary_row_compare);
-		size_t shown = args->top > 0 && (size_t)args->top < s.nrows ?
+		shown = args->top > 0 && (size_t)args->top < s.nrows ?
 			(size_t)args->top : s.nrows;
+		err = pm_report_note_unaccounted(t, summary_bytes(&s));
+	}
+	if (!err) {
 		if (args->format == PM_FORMAT_JSON)
-			summary_json(heap, &s, shown, by, out);
+			summary_json(t, heap, &s, shown, by, out);
 		else
-			summary_text(heap, &s, shown, args->all_rows_option, out);
+			summary_text(t, heap, &s, shown, args->all_rows_option, out);
 	}
 	free(s.rows);
 	summary_row_index_deinit(&s.index);

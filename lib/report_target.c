@@ -94,6 +94,7 @@ static const char *file_status_name(const struct pm_module *m)
 	case PM_FILE_MISSING: return "missing";
 	case PM_FILE_MISMATCH: return "build-id mismatch";
 	case PM_FILE_NOT_ELF: return "not ELF";
+	case PM_FILE_UNREADABLE: return "unreadable";
 	default: return "unchecked";
 	}
 }

@@ -19,10 +19,13 @@
 #include "pymortem.h"
 #include "source.h"
 #include "elffile.h"
+#include "strbuf.h"
+#include "vector.h"
 
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -67,6 +70,7 @@ struct core_file {
 	bool has_header;
 	uint64_t header_addr;       /* where its offset 0 is mapped */
 	const char *why;            /* for FILE_MISSING/MISMATCH messages */
+	char why_buf[160];          /* a why with the system's reason in it */
 	const char *open_path;      /* path actually opened (may be options' exe) */
 	int fd;
 	const uint8_t *map;
@@ -810,6 +814,16 @@ static void core_find_file_headers(struct core_source *src)
 	}
 }
 
+/* Why a file cannot be used, with the system's reason (ENOMEM is not a
+ * missing file): "cannot be mapped (Cannot allocate memory)". */
+static const char *core_file_why_errno(struct core_file *f, const char *what,
+				       int errnum)
+{
+	snprintf(f->why_buf, sizeof(f->why_buf), "%s (%s)", what,
+		 strerror(errnum));
+	return f->why_buf;
+}
+
 /* Maps a file named by the core; returns NULL or why it cannot ("is
  * missing", ...). O_NONBLOCK: a hostile core may name a FIFO. */
 static const char *core_file_map(struct core_file *f, const char *path)
@@ -817,7 +831,7 @@ static const char *core_file_map(struct core_file *f, const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return errno == ENOENT || errno == ENOTDIR ? "is missing" :
-		       "cannot be opened";
+		       core_file_why_errno(f, "cannot be opened", errno);
 	struct stat st;
 	const char *why = NULL;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
@@ -827,8 +841,10 @@ static const char *core_file_map(struct core_file *f, const char *path)
 	void *map = why ? MAP_FAILED :
 		    mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED) {
+		int errnum = errno;
 		close(fd);
-		return why ? why : "cannot be mapped";
+		return why ? why : core_file_why_errno(f, "cannot be mapped",
+						       errnum);
 	}
 	f->fd = fd;
 	f->map = map;
@@ -866,10 +882,23 @@ static void core_file_try(struct core_source *src, int32_t idx,
 	struct pm_elf *elf;
 	struct pm_error *err = pm_elf_open(path, &elf);
 	if (err) {
+		/* Only a format error means the file is not usable ELF; the
+		 * rest (ENOMEM mapping it) say their own reason. */
+		bool format = err->code == PM_ERR_FORMAT;
+		if (format) {
+			f->why = "is not a usable ELF file";
+		} else {
+			size_t len = strlen(path);
+			const char *reason = err->message;
+			if (!strncmp(reason, path, len) && reason[len] == ':')
+				reason += len + 1 + (reason[len + 1] == ' ');
+			snprintf(f->why_buf, sizeof(f->why_buf),
+				 "cannot be opened as an ELF file: %s", reason);
+			f->why = f->why_buf;
+		}
 		pm_error_destroy(err);
 		core_file_unmap(f);
-		f->state = FILE_MISMATCH;
-		f->why = "is not a usable ELF file";
+		f->state = format ? FILE_MISMATCH : FILE_MISSING;
 		return;
 	}
 	size_t file_len;
@@ -1562,6 +1591,79 @@ static struct pm_error *core_read_notes(const char *path,
 	return NULL;
 }
 
+PM_DEFINE_VECTOR(range_vector, struct pm_partial_range)
+
+/* "4.8 MiB", "12.0 KiB", "1.2 GiB": one decimal in the largest unit
+ * that keeps the number at least 1 (KiB at least). */
+static void core_size_text(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+	double value = (double)bytes / 1024.0;
+	size_t unit = 0;
+	while (value >= 1024.0 && unit + 1 < sizeof(units) / sizeof(units[0])) {
+		value /= 1024.0;
+		unit++;
+	}
+	snprintf(buf, size, "%.1f %s", value, units[unit]);
+}
+
+/* A truncated core: which PT_LOADs lack how many of the bytes their
+ * p_filesz promises, and whether the notes are cut, as the partial fact
+ * every report starts with. */
+static struct pm_error *core_note_truncation(struct core_source *src,
+					     const Elf64_Ehdr *ehdr,
+					     size_t phnum, uint64_t claimed)
+{
+	struct range_vector ranges = PM_VECTOR_INIT;
+	uint64_t missing = 0, with_bytes = 0, notes_missing = 0;
+	for (size_t i = 0; i < phnum; i++) {
+		Elf64_Phdr ph = core_phdr(src->map, ehdr, i);
+		uint64_t declared = ph.p_filesz < ph.p_memsz ? ph.p_filesz :
+							       ph.p_memsz;
+		uint64_t present = ph.p_offset >= src->size ? 0 :
+				   src->size - ph.p_offset;
+		if (present > ph.p_filesz)
+			present = ph.p_filesz;
+		if (ph.p_type == PT_NOTE && present < ph.p_filesz)
+			notes_missing += ph.p_filesz - present;
+		if (ph.p_type != PT_LOAD || declared == 0 ||
+		    ph.p_vaddr + ph.p_memsz < ph.p_vaddr)
+			continue;
+		with_bytes++;
+		if (present >= declared)
+			continue;
+		struct pm_partial_range r = { ph.p_vaddr, ph.p_vaddr + ph.p_memsz,
+					      declared - present };
+		if (!range_vector_append(&ranges, &r)) {
+			range_vector_deinit(&ranges);
+			return &pm_error_no_memory;
+		}
+		missing += r.missing;
+	}
+	char have[32], want[32], lost[32], amount[32], message[512], figure[128];
+	core_size_text(missing, amount, sizeof(amount));
+	snprintf(message, sizeof(message),
+		 "core file truncated: %s of %s bytes; %zu of %llu memory segments (%s, %s bytes) are missing from the core%s",
+		 pm_format_grouped(src->size, have),
+		 pm_format_grouped(claimed, want), ranges.size,
+		 (unsigned long long)with_bytes, amount,
+		 pm_format_grouped(missing, lost),
+		 notes_missing ? ", and so are its notes (threads, mapped files, auxv)" : "");
+	snprintf(figure, sizeof(figure), "%zu segment%s (%s) missing from the core",
+		 ranges.size, ranges.size == 1 ? "" : "s", amount);
+	struct pm_partial partial = {
+		.reason = "core-truncated",
+		.message = message,
+		.figure = figure,
+		.missing_bytes = missing,
+		.ranges = ranges.data,
+		.nranges = ranges.size,
+	};
+	struct pm_error *err = pm_target_add_partial(src->target, &partial);
+	range_vector_deinit(&ranges);
+	return err;
+}
+
 /* Everything after the target exists: warnings can be recorded. */
 static struct pm_error *core_describe(struct core_source *src,
 				      const Elf64_Ehdr *ehdr, size_t phnum,
@@ -1576,10 +1678,14 @@ static struct pm_error *core_describe(struct core_source *src,
 		if (ph.p_type == PT_NOTE && ph.p_offset + ph.p_filesz > claimed)
 			claimed = ph.p_offset + ph.p_filesz;
 	}
-	if (claimed > src->size)
+	if (claimed > src->size) {
 		pm_target_warn(src->target, false, 0,
 			       "core file truncated: %zu of %llu bytes",
 			       src->size, (unsigned long long)claimed);
+		err = core_note_truncation(src, ehdr, phnum, claimed);
+		if (err)
+			return err;
+	}
 	if (notes->nthreads == 0)
 		pm_target_warn(src->target, false, 0,
 			       "core has no NT_PRSTATUS note: no threads");

@@ -1,6 +1,8 @@
 /* A live process as a memory source: regions from /proc/PID/maps, memory by
  * pread on /proc/PID/mem, threads from /proc/PID/task. The process should be
- * stopped (pm_process_freeze, or a debugger) while it is analysed. */
+ * stopped (pm_process_freeze, or a debugger) while it is analysed; if it
+ * dies anyway (SIGKILL), reads fail with PM_ERR_EXITED, which stops the
+ * analysis instead of turning every read into a warning. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proc_state.h"
 #include "source.h"
 
 #define LIVE_THREADS_MAX 100000
@@ -17,7 +20,28 @@ struct live_source {
 	struct pm_source base;
 	pid_t pid;
 	int mem_fd;
+	int proc_fd;        /* /proc/PID: stays with this process, not the pid */
 };
+
+/* A read that failed: EOF from /proc/PID/mem means the process's memory
+ * is gone (an unmapped address gives EIO instead), even before /proc shows
+ * the process as a zombie; ESRCH, confirmed by /proc, that it is. */
+static bool live_process_exited(struct live_source *live, ssize_t n, int errnum)
+{
+	if (n == 0)
+		return true;
+	return errnum == ESRCH &&
+	       pm_proc_life_at(live->proc_fd, NULL) != PM_PROC_ALIVE;
+}
+
+/* Whether the process's memory is gone, asked without a known address:
+ * page 0 is never mapped, so a live process answers EIO, a dead one EOF. */
+static bool live_memory_gone(struct live_source *live)
+{
+	char byte;
+	return pread(live->mem_fd, &byte, 1, 0) == 0 ||
+	       pm_proc_life_at(live->proc_fd, NULL) != PM_PROC_ALIVE;
+}
 
 static struct pm_error *live_read(struct pm_source *source, uint64_t addr,
 				  void *buf, size_t len)
@@ -34,6 +58,10 @@ static struct pm_error *live_read(struct pm_source *source, uint64_t addr,
 		if (n < 0 && errno == EINTR)
 			continue;
 		uint64_t at = addr + done;
+		int errnum = n < 0 ? errno : 0;
+		if (live_process_exited(live, n, errnum))
+			return pm_proc_exited_error(live->pid, PM_PROC_GONE, 0, true);
+		errno = errnum;
 		if (n == 0 || errno == EIO || errno == EFAULT)
 			return pm_error_at(PM_ERR_UNMAPPED, at,
 					   "cannot read 0x%llx in process %d (not mapped or not readable)",
@@ -49,6 +77,8 @@ static void live_destroy(struct pm_source *source)
 	struct live_source *live = (struct live_source *)source;
 	if (live->mem_fd >= 0)
 		close(live->mem_fd);
+	if (live->proc_fd >= 0)
+		close(live->proc_fd);
 	free(live);
 }
 
@@ -171,21 +201,28 @@ struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
 {
 	if (pid <= 0)
 		return pm_error_format(PM_ERR_INVALID, "invalid pid %d", (int)pid);
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	if (access(path, F_OK) != 0)
-		return pm_error_format(PM_ERR_NOT_FOUND, "no process with pid %d",
-				       (int)pid);
+	pid_t parent = 0;
+	enum pm_proc_life life = pm_proc_life(pid, &parent);
+	if (life != PM_PROC_ALIVE)
+		return pm_proc_exited_error(pid, life, parent, false);
 	struct live_source *live = calloc(1, sizeof(*live));
 	if (!live)
 		return &pm_error_no_memory;
 	live->base.ops = &live_ops;
 	live->pid = pid;
+	live->mem_fd = -1;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	live->proc_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
-	live->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (live->proc_fd >= 0)
+		live->mem_fd = openat(live->proc_fd, "mem", O_RDONLY | O_CLOEXEC);
 	if (live->mem_fd < 0) {
 		int e = errno;
-		free(live);
+		live_destroy(&live->base);
+		life = pm_proc_life(pid, &parent);
+		if (life != PM_PROC_ALIVE)
+			return pm_proc_exited_error(pid, life, parent, false);
 		if (e == EACCES || e == EPERM)
 			return pm_error_format(PM_ERR_PERMISSION,
 					       "permission denied reading the memory of process %d (run as its owner or root; check /proc/sys/kernel/yama/ptrace_scope)",
@@ -212,8 +249,16 @@ struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
 	if (!err)
 		err = pm_target_finish(t);
 	if (err) {
+		/* A process that dies while it is opened leaves an empty map
+		 * and unreadable files: say that, not what broke first. */
+		if (live_memory_gone(live)) {
+			pm_error_destroy(err);
+			err = pm_proc_exited_error(pid, PM_PROC_GONE, 0, true);
+		} else if (err->code != PM_ERR_EXITED) {
+			err = pm_error_wrap(err, "process %d", (int)pid);
+		}
 		pm_target_destroy(t);
-		return pm_error_wrap(err, "process %d", (int)pid);
+		return err;
 	}
 	*ret = t;
 	return NULL;

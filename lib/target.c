@@ -11,6 +11,7 @@
 
 #include "elffile.h"
 #include "source.h"
+#include "vector.h"
 
 #define WARNINGS_STORED_MAX 1000
 #define AUXV_MAX 64
@@ -25,6 +26,9 @@ struct cache_block {
 	uint64_t valid_start, valid_end;
 	uint8_t *data;          /* BLOCK_SIZE bytes, data[0] = base */
 };
+
+PM_DEFINE_VECTOR(partial_vector, struct pm_partial)
+PM_DEFINE_VECTOR(module_vector, struct pm_module)
 
 struct cache_slot_entry {
 	void *value;
@@ -42,13 +46,17 @@ struct pm_target {
 	size_t nregions, regions_cap;
 	struct pm_thread *threads;
 	size_t nthreads, threads_cap;
-	struct pm_module *modules;
-	size_t nmodules;
+	struct module_vector modules;
 	uint64_t auxv[AUXV_MAX][2];
 	size_t nauxv;
 
 	struct pm_diag *warnings;
 	size_t nwarnings_stored, nwarnings;
+	/* Set once the live process has exited mid-analysis (PM_ERR_EXITED
+	 * from the source): every later read fails at once with it, long
+	 * loops stop as if interrupted, and no report is given. */
+	struct pm_error *exited;
+	struct partial_vector partials;
 
 	struct cache_block blocks[BLOCK_COUNT];
 	uint8_t *scratch;       /* PM_VIEW_MAX bytes for views that span blocks */
@@ -84,6 +92,13 @@ struct pm_error *pm_target_create(struct pm_source *source,
 	return NULL;
 }
 
+static void partial_deinit(struct pm_partial *p)
+{
+	free(p->message);
+	free(p->figure);
+	free(p->ranges);
+}
+
 static void module_deinit(struct pm_module *m)
 {
 	free(m->path);
@@ -107,15 +122,19 @@ void pm_target_destroy(struct pm_target *t)
 		free(t->regions[i].path);
 	free(t->regions);
 	free(t->threads);
-	for (size_t i = 0; i < t->nmodules; i++)
-		module_deinit(&t->modules[i]);
-	free(t->modules);
+	for (size_t i = 0; i < t->modules.size; i++)
+		module_deinit(&t->modules.data[i]);
+	module_vector_deinit(&t->modules);
 	for (size_t i = 0; i < t->nwarnings_stored; i++)
 		free(t->warnings[i].message);
 	free(t->warnings);
 	for (int i = 0; i < BLOCK_COUNT; i++)
 		free(t->blocks[i].data);
 	free(t->scratch);
+	pm_error_destroy(t->exited);
+	for (size_t i = 0; i < t->partials.size; i++)
+		partial_deinit(&t->partials.data[i]);
+	partial_vector_deinit(&t->partials);
 	free(t->debug_dir);
 	free(t->executable);
 	free(t);
@@ -260,24 +279,25 @@ static struct pm_error *target_build_modules(struct pm_target *t)
 		if (!elf) {
 			struct pm_error *err = pm_elf_open(r->path, &file);
 			if (err) {
+				/* Not ELF, or missing (the core source said so):
+				 * not a module. Any other failure (ENOMEM mapping
+				 * it) loses its symbols: say why. */
+				if (err->code != PM_ERR_FORMAT &&
+				    err->code != PM_ERR_NOT_FOUND)
+					pm_target_warn(t, false, 0,
+						       "%s: not used as a module: %s",
+						       r->path, err->message);
 				pm_error_destroy(err);
 				continue;
 			}
 		}
-		struct pm_module *grown = realloc(t->modules,
-			(t->nmodules + 1) * sizeof(*grown));
-		if (!grown) {
+		struct pm_module *m = module_vector_append_zeroed(&t->modules, 1);
+		if (!m || !(m->path = strdup(r->path))) {
+			if (m)
+				t->modules.size--;
 			pm_elf_close(file);
 			return &pm_error_no_memory;
 		}
-		t->modules = grown;
-		struct pm_module *m = &t->modules[t->nmodules];
-		memset(m, 0, sizeof(*m));
-		if (!(m->path = strdup(r->path))) {
-			pm_elf_close(file);
-			return &pm_error_no_memory;
-		}
-		t->nmodules++;
 		m->start = r->start;
 		m->end = r->end;
 		/* A library's segments follow each other; stop at another path. */
@@ -347,12 +367,12 @@ static void target_label_regions(struct pm_target *t)
 			}
 		}
 	}
-	for (size_t i = 0; i < t->nmodules; i++)
+	for (size_t i = 0; i < t->modules.size; i++)
 		for (size_t j = 0; j < t->nregions; j++) {
 			struct pm_region *r = &t->regions[j];
-			if (r->start >= t->modules[i].start &&
-			    r->end <= t->modules[i].end && r->path &&
-			    strcmp(r->path, t->modules[i].path) == 0)
+			if (r->start >= t->modules.data[i].start &&
+			    r->end <= t->modules.data[i].end && r->path &&
+			    strcmp(r->path, t->modules.data[i].path) == 0)
 				r->label = PM_LABEL_MODULE;
 		}
 }
@@ -528,12 +548,12 @@ const struct pm_thread *pm_target_thread(const struct pm_target *t, size_t i)
 
 size_t pm_target_module_count(const struct pm_target *t)
 {
-	return t->nmodules;
+	return t->modules.size;
 }
 
 struct pm_module *pm_target_module(struct pm_target *t, size_t i)
 {
-	return i < t->nmodules ? &t->modules[i] : NULL;
+	return i < t->modules.size ? &t->modules.data[i] : NULL;
 }
 
 static const char *path_basename(const char *path)
@@ -544,18 +564,18 @@ static const char *path_basename(const char *path)
 
 struct pm_module *pm_target_find_module(struct pm_target *t, const char *prefix)
 {
-	for (size_t i = 0; i < t->nmodules; i++)
-		if (strncmp(path_basename(t->modules[i].path), prefix,
+	for (size_t i = 0; i < t->modules.size; i++)
+		if (strncmp(path_basename(t->modules.data[i].path), prefix,
 			    strlen(prefix)) == 0)
-			return &t->modules[i];
+			return &t->modules.data[i];
 	return NULL;
 }
 
 struct pm_module *pm_target_executable(struct pm_target *t)
 {
-	for (size_t i = 0; i < t->nmodules; i++)
-		if (t->modules[i].is_executable)
-			return &t->modules[i];
+	for (size_t i = 0; i < t->modules.size; i++)
+		if (t->modules.data[i].is_executable)
+			return &t->modules.data[i];
 	return NULL;
 }
 
@@ -570,7 +590,8 @@ struct pm_elf *pm_target_module_file(struct pm_target *t, struct pm_module *m)
 		struct pm_error *err = pm_elf_open(m->path, &m->file);
 		if (err) {
 			m->file_status = err->code == PM_ERR_FORMAT ?
-				PM_FILE_NOT_ELF : PM_FILE_MISSING;
+				PM_FILE_NOT_ELF : err->code == PM_ERR_NOT_FOUND ?
+				PM_FILE_MISSING : PM_FILE_UNREADABLE;
 			pm_target_warn(t, false, 0, "%s", err->message);
 			pm_error_destroy(err);
 			m->file = NULL;
@@ -615,6 +636,10 @@ struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
 		return NULL;
 	struct pm_error *err = pm_elf_open(m->debug_path, &m->debug_file);
 	if (err) {
+		if (err->code != PM_ERR_NOT_FOUND)
+			pm_target_warn(t, false, 0,
+				       "debug file of %s not used: %s", m->path,
+				       err->message);
 		pm_error_destroy(err);
 		m->debug_file = NULL;
 		free(m->debug_path);
@@ -665,8 +690,8 @@ static bool frontend_lookup(struct pm_target *t, const char *module_prefix,
 	    !t->options.lookup_symbol(t->options.lookup_symbol_arg,
 				      module_prefix, name, &address, &size))
 		return false;
-	for (size_t i = 0; i < t->nmodules; i++) {
-		struct pm_module *m = &t->modules[i];
+	for (size_t i = 0; i < t->modules.size; i++) {
+		struct pm_module *m = &t->modules.data[i];
 		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
 					     strlen(module_prefix)) != 0)
 			continue;
@@ -686,8 +711,8 @@ struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix
 {
 	if (frontend_lookup(t, module_prefix, name, ret))
 		return NULL;
-	for (size_t i = 0; i < t->nmodules; i++) {
-		struct pm_module *m = &t->modules[i];
+	for (size_t i = 0; i < t->modules.size; i++) {
+		struct pm_module *m = &t->modules.data[i];
 		if (module_prefix && strncmp(path_basename(m->path), module_prefix,
 					     strlen(module_prefix)) != 0)
 			continue;
@@ -701,6 +726,32 @@ struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix
 }
 
 /* ---- memory ------------------------------------------------------------- */
+
+/* A copy of the sticky exited error, for each caller to own. */
+static struct pm_error *exited_error(const struct pm_target *t)
+{
+	return pm_error_format(t->exited->code, "%s", t->exited->message);
+}
+
+/* Every read of the source goes through here, to notice that the live
+ * process has exited (and remember it). */
+static struct pm_error *source_read(struct pm_target *t, uint64_t addr,
+				    void *buf, size_t len)
+{
+	if (t->exited)
+		return exited_error(t);
+	struct pm_error *err = t->source->ops->read(t->source, addr, buf, len);
+	if (err && err->code == PM_ERR_EXITED && !t->exited) {
+		t->exited = err;
+		return exited_error(t);
+	}
+	return err;
+}
+
+struct pm_error *pm_target_exited(const struct pm_target *t)
+{
+	return t->exited ? exited_error(t) : NULL;
+}
 
 struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
 				size_t len)
@@ -718,7 +769,7 @@ struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
 			return NULL;
 		}
 	}
-	return t->source->ops->read(t->source, addr, buf, len);
+	return source_read(t, addr, buf, len);
 }
 
 struct pm_error *pm_target_read_u64(struct pm_target *t, uint64_t addr,
@@ -772,9 +823,10 @@ static struct pm_error *block_fill(struct pm_target *t, struct cache_block *b,
 	uint64_t end = r->end < base + BLOCK_SIZE ? r->end : base + BLOCK_SIZE;
 	b->base = base;
 	b->valid_start = b->valid_end = 0;
-	struct pm_error *err = t->source->ops->read(t->source, start,
-						    b->data + (start - base),
-						    end - start);
+	struct pm_error *err = source_read(t, start, b->data + (start - base),
+					   end - start);
+	if (err && err->code == PM_ERR_EXITED)
+		return err;
 	if (err) {
 		/* A region can be partly unreadable (truncated core): fall back
 		 * to exactly what was asked for, so the error names addr. */
@@ -814,7 +866,7 @@ struct pm_error *pm_target_view(struct pm_target *t, uint64_t addr, size_t len,
 	}
 	if (!t->scratch && !(t->scratch = malloc(PM_VIEW_MAX)))
 		return &pm_error_no_memory;
-	struct pm_error *err = t->source->ops->read(t->source, addr, t->scratch, len);
+	struct pm_error *err = source_read(t, addr, t->scratch, len);
 	if (err)
 		return err;
 	*ret = t->scratch;
@@ -835,8 +887,8 @@ bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret)
 
 bool pm_target_interrupted(const struct pm_target *t)
 {
-	return t->options.interrupted &&
-	       t->options.interrupted(t->options.interrupted_arg);
+	return t->exited || (t->options.interrupted &&
+			     t->options.interrupted(t->options.interrupted_arg));
 }
 
 struct pm_error *pm_error_interrupted(void)
@@ -914,4 +966,63 @@ void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
 		t->cache[slot].destroy(t->cache[slot].value);
 	t->cache[slot].value = value;
 	t->cache[slot].destroy = destroy;
+}
+
+struct pm_error *pm_target_add_partial(struct pm_target *t,
+				       const struct pm_partial *partial)
+{
+	for (size_t i = 0; i < t->partials.size; i++) {
+		const struct pm_partial *p = &t->partials.data[i];
+		if (!strcmp(p->reason, partial->reason) &&
+		    !strcmp(p->message, partial->message))
+			return NULL;
+	}
+	struct pm_partial copy = *partial;
+	copy.message = strdup(partial->message);
+	copy.figure = partial->figure ? strdup(partial->figure) : NULL;
+	copy.ranges = NULL;
+	if (partial->nranges) {
+		copy.ranges = malloc(partial->nranges * sizeof(*copy.ranges));
+		if (copy.ranges)
+			memcpy(copy.ranges, partial->ranges,
+			       partial->nranges * sizeof(*copy.ranges));
+	}
+	if (!copy.message || (partial->figure && !copy.figure) ||
+	    (partial->nranges && !copy.ranges) ||
+	    !partial_vector_append(&t->partials, &copy)) {
+		partial_deinit(&copy);
+		return &pm_error_no_memory;
+	}
+	return NULL;
+}
+
+size_t pm_target_partial_count(const struct pm_target *t)
+{
+	return t->partials.size;
+}
+
+const struct pm_partial *pm_target_partial(const struct pm_target *t, size_t i)
+{
+	return i < t->partials.size ? &t->partials.data[i] : NULL;
+}
+
+void pm_target_drop_report_partials(struct pm_target *t)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < t->partials.size; i++) {
+		if (t->partials.data[i].this_report)
+			partial_deinit(&t->partials.data[i]);
+		else
+			t->partials.data[kept++] = t->partials.data[i];
+	}
+	t->partials.size = kept;
+}
+
+uint64_t pm_target_writable_bytes(const struct pm_target *t)
+{
+	uint64_t total = 0;
+	for (size_t i = 0; i < t->nregions; i++)
+		if (t->regions[i].perms & PM_PERM_W)
+			total += t->regions[i].end - t->regions[i].start;
+	return total;
 }

@@ -98,6 +98,7 @@ struct pm_module {
 		PM_FILE_MISSING,
 		PM_FILE_MISMATCH,       /* build-id differs from the one in memory */
 		PM_FILE_NOT_ELF,
+		PM_FILE_UNREADABLE,     /* there, but opening failed (e.g. ENOMEM) */
 	} file_status;
 };
 
@@ -166,10 +167,15 @@ struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
 struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix,
 				  const char *name, struct pm_symbol *ret);
 
-/* Has the front end asked to stop (Ctrl-C)? Long loops call this every few
- * thousand steps and then return pm_error_interrupted(). */
+/* Has the front end asked to stop (Ctrl-C), or has the live process exited?
+ * Long loops call this every few thousand steps and then return
+ * pm_error_interrupted(); pm_report_run turns that into the right error. */
 bool pm_target_interrupted(const struct pm_target *t);
 struct pm_error *pm_error_interrupted(void);
+/* PM_ERR_EXITED "process N exited during the analysis" (a new error) once a
+ * read found the live process gone, else NULL. What was analysed after that
+ * moment is not the process: reports give this error instead. */
+struct pm_error *pm_target_exited(const struct pm_target *t);
 
 /* Auxiliary vector entry, or false if absent. */
 bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret);
@@ -190,6 +196,40 @@ void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
 size_t pm_target_warning_count(const struct pm_target *t);
 size_t pm_target_warnings_stored(const struct pm_target *t);
 const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i);
+
+/* Why the figures of a report are partial: the input lacks part of the
+ * process (a truncated core) or the process holds memory no walker reads
+ * (another allocator). Every report says these FIRST, before any table
+ * ("partial: <message>" lines; JSON "partial_reasons"), and marks its totals
+ * with each `figure`. */
+struct pm_partial_range {
+	uint64_t start, end;        /* the region [start, end) */
+	uint64_t missing;           /* bytes of it that are missing */
+};
+
+struct pm_partial {
+	const char *reason;         /* "core-truncated", "other-allocator", ... */
+	char *message;              /* what is missing and what it means */
+	char *figure;               /* short, for a total: "3 segments (1.2 MiB) missing from the core" */
+	uint64_t missing_bytes;     /* bytes the figures lack, 0 if not known */
+	struct pm_partial_range *ranges;    /* where, when known (may be NULL) */
+	size_t nranges;
+	bool this_report;           /* about the running report only */
+};
+
+/* Adds a partial fact (strings and ranges copied; reason must be static).
+ * A fact with the same reason and message is kept once. this_report facts
+ * (a report's own figures, e.g. the share of memory it does not account
+ * for) are dropped when the running report ends. */
+struct pm_error *pm_target_add_partial(struct pm_target *t,
+				       const struct pm_partial *partial);
+size_t pm_target_partial_count(const struct pm_target *t);
+const struct pm_partial *pm_target_partial(const struct pm_target *t, size_t i);
+/* Drops the this_report facts (pm_report_run, around each report). */
+void pm_target_drop_report_partials(struct pm_target *t);
+/* The total size of the regions that are writable: the memory a process's
+ * allocators can hand out, and what a full account would attribute. */
+uint64_t pm_target_writable_bytes(const struct pm_target *t);
 
 /* Per-target cache slots for the layers above (glibc, pymalloc, cpython), so
  * each analysis runs once per target; destroy callbacks run at target destroy. */

@@ -3,8 +3,9 @@ beyond the region/digest comparison of test_regions.py, on a gcore and a
 kernel core of the same frozen CPython process, for every interpreter:
 
 - bytes the core does not hold (read-only file-backed mappings: the kernel
-  saves only their ELF header page, gcore leaves most out) are read from the
-  files on disk: their digests equal /proc/PID/mem's, read by this test;
+  saves only their ELF header page, gcore leaves most out; among them the
+  shared r--s gconv-modules.cache) are read from the files on disk: their
+  digests equal /proc/PID/mem's, read by this test;
 - pseudo paths ([heap], [stack], [vdso], [vvar], [vvar_vclock], [vsyscall])
   given to anonymous regions equal the maps' for the same range, both ways;
 - threads: the core's thread ids are /proc/PID/task's; for gcore (taken
@@ -69,7 +70,9 @@ def frozen(request):
     label, python = request.param
     if python is None:
         pytest.fail("no CPython interpreter found")
-    with harness.start_python(python, "--threads", "2") as t:
+    # --iconv: glibc's gconv modules and its shared (r--s) cache file are
+    # mapped too, file-backed bytes no core holds.
+    with harness.start_python(python, "--threads", "2", "--iconv") as t:
         truth = {"maps": t.maps, "threads": proc_threads(t.pid)}
         with open("/proc/%d/comm" % t.pid) as f:
             truth["comm"] = f.read().strip()
@@ -126,6 +129,9 @@ def test_file_backed_bytes_from_disk(frozen, kind):
     label, truth, out = frozen
     digests = {(d["start"], d["end"]): d for d in out[kind]["digest"]}
     assert truth["file_digests"], "no read-only file mappings in maps?"
+    shared = [m for m in truth["maps"] if m["perms"][3] == "s" and
+              (m["start"], m["end"]) in truth["file_digests"]]
+    assert shared, "no r--s file mapping (gconv-modules.cache) to check"
     bad = []
     for rng, want in truth["file_digests"].items():
         got = digests.get(rng)

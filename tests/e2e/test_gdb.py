@@ -1031,6 +1031,68 @@ def test_external_sigint_during_report(one_target):
     assert "= 42" in stdout, stderr
 
 
+# A running process with a million objects: `heap summary` takes about a
+# second on it, so a kill once the library has opened it lands mid-way.
+BIG_HEAP_TARGET = r"""
+import time
+objects = [[i, str(i)] for i in range(1_000_000)]
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def opened_by(holder, path):
+    try:
+        fds = os.listdir("/proc/%d/fd" % holder)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (holder, fd)) == path:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_target_killed_during_heap_command():
+    """The inferior is SIGKILLed while `heap summary` analyses it: GDB says
+    "process N exited during the analysis" as the command's error, prints
+    no report, and exits non-zero. Deterministic: the kill is sent once the
+    library has opened the process's /proc/PID/mem (GDB itself reads
+    /proc/PID/task/TID/mem), with GDB still in the command."""
+    env = gdb_env()
+    python = harness.PYTHONS[-1][1]
+    target = subprocess.Popen([python, "-c", BIG_HEAP_TARGET],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        argv = [GDB, "-nx", "-q", "-batch", "-ex", "set sysroot /",
+                "-ex", "source " + plugin_path(), "-ex", "heap summary",
+                "-p", str(target.pid)]
+        gdb = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, universal_newlines=True,
+                               errors="backslashreplace", env=env,
+                               stdin=subprocess.DEVNULL)
+        mem = "/proc/%d/mem" % target.pid
+        deadline = time.monotonic() + 120
+        while not opened_by(gdb.pid, mem) and gdb.poll() is None and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
+        running = gdb.poll() is None
+        target.kill()
+        out, err = gdb.communicate(timeout=120)
+        assert running, "GDB finished before the kill:\n%s\n%s" % (out, err)
+        assert "heap summary: process %d exited during the analysis" \
+            % target.pid in err, err
+        assert "TOTAL" not in out and "objects recognised" not in out, out
+        assert gdb.returncode != 0
+    finally:
+        target.kill()
+        target.wait()
+
+
 def test_completion_and_help():
     commands = ["complete heap su", "complete heap summary --by r",
                 "complete heap summary --t", "complete heap used --",
@@ -1199,6 +1261,63 @@ def test_binding_standalone(one_target):
         assert unreadable.get("address") is not None, unreadable
     assert "closed" in errors["closed"]["text"]
     assert errors["progress_interrupt"] == "KeyboardInterrupt"
+
+
+KILLED_SCRIPT = r'''
+import json, sys
+sys.path.insert(0, PACKAGE_DIR)
+import _pymortem as pm
+out = {}
+try:
+    pm.open_pid(PID).report("summary")
+    out["outcome"] = "report"
+except pm.Error as e:
+    out.update(outcome="error", code=e.code, text=str(e))
+print(json.dumps(out))
+'''
+
+
+def test_binding_target_killed_mid_report():
+    """The binding in a plain Python (under ASan in a sanitizer build, where
+    GDB cannot run): the stopped target is SIGKILLed once the library has
+    opened its /proc/PID/mem; open_pid or the report raises Error with code
+    "exited" and the message, never a report."""
+    env = dict(os.environ)
+    runtime = sanitizer_runtime()
+    if runtime:
+        env["LD_PRELOAD"] = runtime
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    python = harness.PYTHONS[-1][1]
+    target = subprocess.Popen([python, "-c", BIG_HEAP_TARGET],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert target.stdout.readline().strip() == "ready"
+        os.kill(target.pid, signal.SIGSTOP)
+        harness.wait_stopped(target.pid)
+        script = "PACKAGE_DIR = %r\nPID = %d\n" % (
+            os.path.dirname(binding_path()), target.pid) + KILLED_SCRIPT
+        proc = subprocess.Popen(["/usr/bin/python3", "-c", script],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, env=env)
+        mem = "/proc/%d/mem" % target.pid
+        deadline = time.monotonic() + 120
+        while not opened_by(proc.pid, mem) and proc.poll() is None and \
+                time.monotonic() < deadline:
+            time.sleep(0.001)
+        running = proc.poll() is None
+        target.kill()
+        stdout, stderr = proc.communicate(timeout=300)
+        assert running, "the report ended before the kill:\n" + stderr
+        assert proc.returncode == 0, stderr
+        assert "AddressSanitizer" not in stderr and \
+            "runtime error" not in stderr, stderr
+        out = json.loads(stdout)
+        assert out["outcome"] == "error" and out["code"] == "exited", out
+        assert "process %d exited during the analysis" % target.pid \
+            in out["text"], out
+    finally:
+        target.kill()
+        target.wait()
 
 
 # ------------------------------------------------- loading and installing

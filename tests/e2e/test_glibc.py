@@ -7,6 +7,7 @@ multi-threaded C target and every installed CPython, live and from gcore and
 kernel cores, with and without libc's debug file (--no-debuginfo forces the
 signature scan). Corrupted targets must still give a report that counts its
 problems; a preloaded jemalloc/tcmalloc must be named."""
+import collections
 import json
 import os
 import struct
@@ -587,6 +588,53 @@ def test_preloaded_allocator_is_named(name):
             args = ["malloc-stats"] + (["--no-debuginfo"] if nodebug else [])
             text = harness.run_cli(*args, str(t.pid)).stdout
             lines = [ln for ln in text.splitlines() if name in ln]
-            assert len(lines) == 1 and "not in use" in lines[0], text
+            # Said first (its memory is in no figure), then where glibc's
+            # figures would be.
+            assert len(lines) == 2 and text.startswith("partial: ") and \
+                lines[0] in text.splitlines()[0] and \
+                "not in use" in lines[1], text
             js = cli_json("malloc-stats", str(t.pid))
             assert name in js["other_allocator"]
+
+
+def writable_total(maps):
+    return sum(m["size"] for m in maps if m["perms"][1] == "w")
+
+
+@pytest.mark.parametrize("name", sorted(PRELOADS))
+def test_preloaded_allocator_unaccounted_memory(name):
+    """With another allocator, summary says FIRST (text and JSON) how much
+    of the process's writable memory it does not account for: the writable
+    mappings' total, which must be /proc/PID/maps' own, minus its TOTAL;
+    TOTAL is marked with it. Live, and (jemalloc) from a gcore."""
+    lib = PRELOADS[name]
+    if not os.path.exists(lib):
+        pytest.fail("%s is not installed (%s)" % (name, lib))
+    python = harness.PYTHONS[0][1]
+    env = dict(os.environ, LD_PRELOAD=lib)
+    with harness.start_stopped([python, PY_TARGET, "1"], env=env) as t:
+        writable = writable_total(t.maps)
+        sources = [str(t.pid)] + ([t.gcore()] if name == "jemalloc" else [])
+        for source in sources:
+            doc = json.loads(harness.run_cli("summary", "--json",
+                                             source).stdout,
+                             object_pairs_hook=collections.OrderedDict)
+            assert list(doc)[0] == "partial_reasons", list(doc)[:3]
+            reasons = {p["reason"]: p for p in doc["partial_reasons"]}
+            assert name in reasons["other-allocator"]["message"], reasons
+            total = doc["total"]["bytes"]
+            assert doc["writable_bytes"] == writable, (source, writable)
+            assert doc["unaccounted_bytes"] == writable - total
+            assert reasons["unaccounted"]["missing_bytes"] == writable - total
+            assert total < writable
+            text = harness.run_cli("summary", source).stdout.splitlines()
+            figure = "{:,} of {:,} writable bytes ({:.1f}%) not accounted " \
+                     "for".format(writable - total, writable,
+                                  100.0 * (writable - total) / writable)
+            head = [ln for ln in text if ln.startswith("partial: ")]
+            assert text[:len(head)] == head and len(head) == 2, text[:4]
+            assert "accounts for {:,} of the process's {:,} writable " \
+                "bytes".format(total, writable) in head[1], head
+            tot = [ln for ln in text if ln.startswith("TOTAL")]
+            assert len(tot) == 1 and tot[0].endswith(figure), (tot, figure)
+            assert doc["total"]["partial"].endswith(figure)

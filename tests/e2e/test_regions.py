@@ -8,11 +8,13 @@ is checked, not skipped):
 - Shared-ness ('s'/'p') is not recorded in cores: only r, w, x are compared.
 - Anonymous pseudo paths ([heap], [stack], [vvar], ...) are not in cores:
   a core region's path is null or the same pseudo path.
-- gcore (gdb 13) leaves out mappings it does not dump: file-backed mappings
-  that are not writable (program text, read-only data, r--s files) and the
-  [vvar]/[vvar_vclock] pages. A core-derived region list may still show them
-  (from NT_FILE): then they must match maps too. Every anonymous or writable
-  mapping must be present.
+- gcore (gdb 13) has no PT_LOAD for mappings it does not dump: file-backed
+  mappings that are not writable (program text, read-only data, r--s files
+  such as glibc's gconv-modules.cache) and the [vvar]/[vvar_vclock] pages.
+  Its NT_FILE note lists every file-backed mapping, so each of those must be
+  a region all the same, matching maps; only [vvar]/[vvar_vclock] (neither
+  dumped nor a file) may be absent. The workload opens an iconv converter
+  (--iconv) so that a shared file mapping is there to check, in both cores.
 - gcore writes PROT_NONE mappings as readable segments (PF_R, zero-filled)
   and [vsyscall] as r-x: those two perms differences are accepted for gcore.
 - Kernel cores contain every mapping (PT_LOAD with p_filesz 0 when not
@@ -32,7 +34,7 @@ from conftest import python_params
 
 PSEUDO_VOLATILE = ("[vvar]", "[vvar_vclock]")
 WORKLOAD_ARGS = ("--sentinels", "300", "--threads", "2",
-                 "--big-bytes", str(1 << 20))
+                 "--big-bytes", str(1 << 20), "--iconv")
 
 
 def cli_try(*args):
@@ -50,6 +52,12 @@ def selected_for_digest(region):
     return (perms[0] == "r" and (perms[1] == "w" or path is None or
                                  (path.startswith("[")))
             and path not in PSEUDO_VOLATILE)
+
+
+def shared_file_maps(maps):
+    """Shared mappings of files (r--s), e.g. gconv-modules.cache."""
+    return [r for r in maps if r["perms"][3] == "s" and r["path"] and
+            r["path"].startswith("/")]
 
 
 def proc_digests(pid, maps):
@@ -81,6 +89,8 @@ def snap(request, kernel_cores):
         s.live_digest = cli_try("digest", "--json", t.pid)
         s.live_info = cli_try("info", "--json", t.pid)
         s.mem_digests = proc_digests(t.pid, s.maps)
+        s.shared_digests = {(r["start"], r["end"]): harness.mem_digest(
+            t.pid, r["start"], r["end"]) for r in shared_file_maps(s.maps)}
         s.gcore = t.gcore()
         s.mem_digests_after_gcore = proc_digests(t.pid, s.maps)
         s.maps_after_gcore = harness.parse_maps(harness.read_maps(t.pid))
@@ -158,9 +168,8 @@ def gcore_perms_ok(maps_perms, core_perms, path):
 
 
 def gcore_may_omit(region):
-    path = region["path"]
-    return path is not None and region["perms"][1] != "w" and (
-        not path.startswith("[") or path in PSEUDO_VOLATILE)
+    """Only what gcore neither dumps nor names in NT_FILE."""
+    return region["path"] in PSEUDO_VOLATILE
 
 
 @pytest.mark.parametrize("kind", ["gcore", "kernel"])
@@ -197,6 +206,43 @@ def test_core_regions_match_maps(snap, kind):
             continue
         problems.append("maps entry missing from the %s core: %s"
                         % (kind, fmt(m)))
+    assert not problems, "\n".join(problems)
+
+
+def test_workload_has_shared_file_mapping(snap):
+    """The premise of the shared-mapping checks: the process itself says it
+    mapped gconv-modules.cache shared, and maps agrees."""
+    said = [line for line in snap.oracle.get("iconv_maps", [])
+            if line.split()[1] == "r--s"]
+    assert said, snap.oracle.get("iconv_maps")
+    assert shared_file_maps(snap.maps), "no r--s file mapping in maps"
+
+
+@pytest.mark.parametrize("kind", ["gcore", "kernel"])
+def test_core_keeps_shared_file_mapping(snap, kind):
+    """Every r--s file mapping of maps (none has a PT_LOAD in a gcore; the
+    kernel's has no bytes) is a region of the core with its path and
+    offset, and its bytes, read from the file, equal /proc/PID/mem's."""
+    regions = need(snap.core_regions[kind], "regions --json <%s core>" % kind)
+    digests = digest_map(need(snap.core_digest[kind],
+                              "digest --json <%s core>" % kind))
+    by_range = {(r["start"], r["end"]): r for r in regions["regions"]}
+    problems = []
+    for m in shared_file_maps(snap.maps):
+        rng = (m["start"], m["end"])
+        r = by_range.get(rng)
+        if r is None:
+            problems.append("missing from the %s core: %s" % (kind, fmt(m)))
+            continue
+        if (r["path"], r["offset"], r["perms"][:3]) != \
+                (m["path"], m["offset"], m["perms"][:3]):
+            problems.append("differs: core %s, maps %s" % (fmt(r), fmt(m)))
+        got = digests.get(rng, {})
+        if got.get("digest") != snap.shared_digests[rng]:
+            problems.append("%s: bytes %s, /proc/PID/mem %s" % (
+                fmt(m), got.get("digest") or got.get("error"),
+                snap.shared_digests[rng]))
+    assert shared_file_maps(snap.maps), "no r--s file mapping to check"
     assert not problems, "\n".join(problems)
 
 

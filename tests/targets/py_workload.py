@@ -141,6 +141,10 @@ def parse_args(argv):
     p.add_argument("--numpy-arrays", type=int, default=0,
                    help="numpy float64 arrays of 5 MiB and some (needs "
                         "numpy; numpy madvises them for huge pages)")
+    p.add_argument("--iconv", action="store_true",
+                   help="open an iconv converter, as locale and codec code "
+                        "in C libraries does: glibc maps its gconv modules "
+                        "and the shared (r--s) gconv-modules.cache")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--gc-addresses", action="store_true",
                    help="also write '<oracle>.gc' with 'address tp_name' of "
@@ -587,6 +591,21 @@ def module_states():
     return states
 
 
+def open_iconv():
+    """An iconv converter kept open (glibc's iconv_open maps the gconv
+    modules and its cache file, MAP_SHARED). What the process says: the
+    maps lines of that cache."""
+    libc = ctypes.CDLL(None)
+    libc.iconv_open.restype = ctypes.c_void_p
+    libc.iconv_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    handle = libc.iconv_open(b"UTF-16", b"ISO-8859-1")
+    if handle in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "iconv_open failed")
+    KEEP.append(handle)
+    with open("/proc/self/maps") as f:
+        return [line.rstrip("\n") for line in f if "gconv-modules" in line]
+
+
 def build_elements(n):
     """n C ElementTree elements (xml.etree.ElementTree.Element is the
     _elementtree type), element i with i % 10 children (each child a leaf
@@ -846,6 +865,8 @@ def main(argv):
         info["graph_referents"] = py_graph.referents_truth(objs)
         info["graph_referrers"] = py_graph.referrers_truth(objs)
         del objs
+    if args.iconv:
+        info["iconv_maps"] = open_iconv()
     if args.doc_classes:
         # Last: its count of documented heap types covers the others'.
         info["doc_classes"] = build_doc_classes(args.doc_classes)

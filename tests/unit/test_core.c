@@ -9,6 +9,7 @@
 #include "target.h"
 #include "elffile.h"
 #include "synth_core.h"
+#include "strbuf.h"
 
 #include <elf.h>
 #include <stdio.h>
@@ -344,12 +345,56 @@ static void test_file_checks(const uint8_t *libc_page)
 	pm_target_destroy(t);
 }
 
+/* What test_truncated's cut removes, as the partial fact every report
+ * starts with: load 1 loses 0x2800 of its 0x4000 bytes, load 3 all 0x1000;
+ * load 2 promises none (p_filesz 0) and is not counted. */
+static void check_truncation_partial(struct pm_target *t, uint64_t cut,
+				     size_t len)
+{
+	const struct pm_partial *p = pm_target_partial(t, 0);
+	CHECK(pm_target_partial_count(t) == 1 && p &&
+	      !strcmp(p->reason, "core-truncated"), "one partial fact: truncated");
+	if (!p)
+		return;
+	CHECK(p->missing_bytes == 0x3800 && p->nranges == 2 &&
+	      p->ranges[0].start == 0x20000 && p->ranges[0].end == 0x24000 &&
+	      p->ranges[0].missing == 0x2800 && p->ranges[1].start == 0x30000 &&
+	      p->ranges[1].end == 0x31000 && p->ranges[1].missing == 0x1000,
+	      "missing: 0x2800 of load 1, all of load 3 (%llu bytes, %zu ranges)",
+	      (unsigned long long)p->missing_bytes, p->nranges);
+	char have[32], want[32], expect[256];
+	snprintf(expect, sizeof(expect),
+		 "core file truncated: %s of %s bytes; 2 of 3 memory segments (14.0 KiB, 14,336 bytes) are missing from the core",
+		 pm_format_grouped(cut, have), pm_format_grouped(len, want));
+	CHECK(!strcmp(p->message, expect), "says \"%s\" (%s)", expect, p->message);
+	CHECK(p->figure && !strcmp(p->figure, "2 segments (14.0 KiB) missing from the core"),
+	      "figure for totals (%s)", p->figure ? p->figure : "none");
+	/* First in every report, before anything else. */
+	char *text = NULL, *json = NULL;
+	struct pm_report_args args = {0};
+	struct pm_error *err = pm_report_run(t, "regions", &args, &text);
+	pm_error_destroy(err);
+	char line[300];
+	snprintf(line, sizeof(line), "partial: %s\n", expect);
+	CHECK(text && !strncmp(text, line, strlen(line)),
+	      "regions text starts with the partial line");
+	args.format = PM_FORMAT_JSON;
+	err = pm_report_run(t, "regions", &args, &json);
+	pm_error_destroy(err);
+	CHECK(json && !strncmp(json, "{\n\"partial_reasons\": [\n  {\"reason\": \"core-truncated\"", 50),
+	      "regions JSON starts with partial_reasons");
+	free(text);
+	free(json);
+}
+
 static void test_truncated(void)
 {
 	struct synth_core *sc = synth_core_create();
 	synth_add_prstatus(sc, 7, 0, 0x1000, 0);
 	synth_add_load(sc, 0x10000, 0x1000, 0x1000, PF_R | PF_W, NULL);
 	synth_add_load(sc, 0x20000, 0x4000, 0x4000, PF_R | PF_W, NULL);
+	synth_add_load(sc, 0x28000, 0x2000, 0, PF_R, NULL);  /* no bytes promised */
+	synth_add_load(sc, 0x30000, 0x1000, 0x1000, PF_R | PF_W, NULL);
 	size_t len;
 	uint8_t *bytes = synth_core_build(sc, &len);
 	uint64_t cut = synth_load_offset(sc, 1) + 0x1800;
@@ -375,6 +420,7 @@ static void test_truncated(void)
 	CHECK(!err && pattern_ok(buf, 0x217e0, 16), "bytes before the cut read");
 	pm_error_destroy(err);
 	CHECK(pm_target_thread_count(t) == 1, "thread from the intact notes");
+	check_truncation_partial(t, cut, len);
 	pm_target_destroy(t);
 }
 
