@@ -533,19 +533,19 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 	static char *kwlist[] = {"name", "format", "by", "top", "limit",
 				 "min_size", "state", "type", "query",
 				 "address", "length", "progress", "width",
-				 "all_rows_option", NULL};
+				 "all_rows_option", "threshold", NULL};
 	TargetObject *self = (TargetObject *)obj;
 	const char *name, *format = NULL;
 	struct pm_report_args ra = {0};
 	long top = 0, limit = 0, width = 0;
 	unsigned long long min_size = 0, length = 0;
 	PyObject *address = Py_None, *progress = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKOlz", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzllKzzzOKOlzd", kwlist,
 					 &name, &format, &ra.by, &top, &limit,
 					 &min_size, &ra.state, &ra.type,
 					 &ra.query, &address, &length,
 					 &progress, &width,
-					 &ra.all_rows_option))
+					 &ra.all_rows_option, &ra.threshold))
 		return NULL;
 	if (!self->target) {
 		return raise_error(self->error_class, PM_ERR_INVALID,

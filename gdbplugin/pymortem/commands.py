@@ -56,7 +56,7 @@ class HeapSubcommand(gdb.Command):
         args = {}
         if values.get("json"):
             args["format"] = "json"
-        for key in ("top", "limit", "min_size", "by", "type"):
+        for key in ("top", "limit", "min_size", "by", "type", "threshold"):
             if values.get(key) is not None:
                 args[key] = values[key]
         return args
@@ -111,7 +111,8 @@ SUMMARY_TOP_DEFAULT = 25      # the help below says it too
 
 class SummaryCommand(HeapSubcommand):
     """Heap usage by Python type (or owner, size, region, allocator).
-Usage: heap summary [--by type|owner|size|region|allocator] [--top N | --all]
+Usage: heap summary [--by type|owner|retainer|size|region|allocator]
+                    [--top N | --all]
                     [--json]
 One row per group: allocations, bytes, share of the heap; largest first.
 Shows the 25 largest rows and a last line with what the others add up to
@@ -119,13 +120,15 @@ Shows the 25 largest rows and a last line with what the others add up to
 --top 0) every row. (The CLI's `pymortem summary` shows every row, and its
 --all means used and free memory; here --all means every row.)
 --by owner splits the buffers objects own (dict values, list items, ...) by
-the owner's type."""
+the owner's type and names instance dicts ("__dict__ of T"); --by retainer
+puts every allocation under the object that retains it (the first object
+below the module namespaces in the dominator tree, see `heap retained`)."""
 
     name = "summary"
     reports = ("summary",)
     options = (Option("--by", "choice",
-                      choices=("type", "owner", "size", "region",
-                               "allocator")),
+                      choices=("type", "owner", "retainer", "size",
+                               "region", "allocator")),
                Option("--top", "int", help="show only the N largest rows "
                       "(default %d; 0: all)" % SUMMARY_TOP_DEFAULT),
                Option("--all", "flag", help="show every row"),
@@ -460,8 +463,46 @@ Usage: heap graph [--json]"""
     reports = ("graph",)
 
 
+class RetainedCommand(HeapSubcommand):
+    """What each object keeps alive: retained sizes (the dominator tree).
+Usage: heap retained [ADDR] [--top N] [--type T] [--limit N] [--json]
+Without ADDR: the objects retaining the most bytes, largest first, each with
+its path from a root; the module namespaces that hold them are left out for
+what they hold. An object's retained size is what freeing it would free: its
+own allocation, its buffers and every object only it leads to.
+With ADDR: that object's retained bytes and count, and what it dominates."""
+
+    name = "retained"
+    reports = ("retained",)
+    positional = ("ADDR",)
+    max_positional = 1
+    options = (TOP, Option("--type", "str", help="only objects of this type"),
+               LIMIT, JSON)
+
+    def report_args(self, values, positional):
+        args = super().report_args(values, positional)
+        if positional:
+            args["address"] = self.address_arg(positional[0])
+        return args
+
+
+class SuspectsCommand(HeapSubcommand):
+    """Leak suspects: objects that retain a large share of the heap.
+Usage: heap suspects [--threshold PCT] [--json]
+Each object (below the module namespaces) retaining more than PCT percent
+(default 10) of the heap's bytes, with its path from a root and the types
+of what it retains."""
+
+    name = "suspects"
+    reports = ("suspects",)
+    options = (Option("--threshold", "percent",
+                      help="the share of the heap one must retain (10)"),
+               JSON)
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
                DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
                ReferrersCommand, ReferentsCommand, PathCommand,
-               UnreachableCommand, OutsideCommand, GraphCommand)
+               UnreachableCommand, OutsideCommand, GraphCommand,
+               RetainedCommand, SuspectsCommand)

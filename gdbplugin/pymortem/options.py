@@ -6,7 +6,8 @@ import gdb
 
 
 class Option:
-    """One --name option: `kind` is "flag", "int", "size", "choice" or "str"."""
+    """One --name option: `kind` is "flag", "int", "size", "percent", "choice"
+    or "str"."""
 
     def __init__(self, name, kind, dest=None, choices=(), help=""):
         self.name = name
@@ -29,6 +30,19 @@ def parse_int(text, what):
         raise gdb.GdbError("%s: not a number: %r" % (what, text)) from None
     if value < 0:
         raise gdb.GdbError("%s: must not be negative" % what)
+    return value
+
+
+def parse_percent(text, what):
+    """A share of the heap in percent: more than 0, at most 100 ("12.5",
+    "12.5%")."""
+    try:
+        value = float(text[:-1] if text.endswith("%") else text)
+    except ValueError:
+        raise gdb.GdbError("%s: not a percentage: %r" % (what, text)) from None
+    if not 0 < value <= 100:
+        raise gdb.GdbError("%s: must be more than 0 and at most 100, not %r"
+                           % (what, text))
     return value
 
 
@@ -160,6 +174,8 @@ class Parser:
         what = "%s %s" % (self.command, option.name)
         if option.kind in ("int", "size"):
             return parse_int(text, what)
+        if option.kind == "percent":
+            return parse_percent(text, what)
         if option.kind == "choice" and text not in option.choices:
             raise gdb.GdbError("%s: must be one of %s, not %r" % (
                 what, "|".join(option.choices), text))

@@ -464,7 +464,10 @@ ALL_COMMANDS = ["heap", "heap summary", "heap summary --by size --top 3",
                 "heap describe $sp", "heap select size > 100",
                 "heap hexdump $sp 64", "heap referrers $sp",
                 "heap referents $sp", "heap path $sp", "heap unreachable",
-                "heap outside --limit 3", "heap graph"]
+                "heap outside --limit 3", "heap graph",
+                "heap retained --top 3", "heap retained $sp",
+                "heap suspects --threshold 5",
+                "heap summary --by retainer --top 3"]
 STILL_WORKS = "print 6*7"
 
 
@@ -499,7 +502,7 @@ def test_bad_arguments():
     proc = gdb_batch([], bad + [STILL_WORKS])
     errors = assert_gdb_survives(proc, bad)
     assert len(errors) == len(bad), proc.stderr
-    assert "type|owner|size|region|allocator" in errors[0]
+    assert "type|owner|retainer|size|region|allocator" in errors[0]
     assert "needs a value" in errors[1]
     assert 'no subcommand "bogus"' in errors[2]
 
@@ -1107,6 +1110,7 @@ def test_completion_and_help():
     out = proc.stdout.splitlines()
     assert "heap summary" in out
     assert "heap summary --by region" in out
+    assert "heap summary --by retainer" in out
     assert "heap summary --top" in out
     assert "heap summary --all" in out and "heap --all" in out
     assert "heap sizes --min-size" in out
@@ -1117,18 +1121,18 @@ def test_completion_and_help():
     assert not [line for line in out if line.startswith(
         "heap select detail")], proc.stdout   # inside a string
     assert "This command is not documented" not in proc.stdout
-    assert "Usage: heap summary [--by type|owner|size|region|allocator] " \
-        "[--top N | --all]" in proc.stdout
+    assert "Usage: heap summary [--by type|owner|retainer|size|region|" \
+        "allocator]\n                    [--top N | --all]" in proc.stdout
     assert "here --all means every row" in proc.stdout
     assert "Options may come before or after the query" in proc.stdout
     assert "pymalloc blocks by size class" in proc.stdout
     for option in ("--json", "--limit", "--min-size", "--type"):
         assert "heap used " + option in out, proc.stdout
     for sub in ("summary", "sizes", "regions", "arenas", "pymalloc", "used",
-                "free", "all", "describe", "select", "hexdump", "info"):
+                "free", "all", "describe", "select", "hexdump", "info",
+                "referrers", "referents", "path", "unreachable", "outside",
+                "graph", "retained", "suspects"):
         assert "heap %s -- " % sub in proc.stdout, sub
-    assert "Usage: heap summary [--by type|owner|size|region|allocator]" in \
-        proc.stdout
     assert 'kind == "str"' in proc.stdout
 
 

@@ -228,20 +228,28 @@ def test_graph(python, mode, kernel_cores):
 
 
 def test_gdb_graph_commands_equal_cli():
-    """heap referrers/referents/path/unreachable/outside in GDB print what
-    the CLI prints for the same stopped process (the GDB layer only maps
-    commands to these reports); the path is the planted one."""
+    """heap referrers/referents/path/unreachable/outside/retained/suspects
+    and summary --by retainer in GDB print what the CLI prints for the same
+    stopped process (the GDB layer only maps commands to these reports);
+    the path is the planted one."""
     from test_gdb import gdb_drive
     label, path = harness.PYTHONS[-1]
     with start(path, "pymalloc") as t:
         chain = t.oracle["graph_paths"]["global"]
         target, holder = hex(chain[-1]), hex(chain[-2])
+        cache = hex(t.oracle["graph_retention"]["cache"])
         pairs = [
             ("heap path %s --json" % target, ["path", target]),
             ("heap referrers %s --json" % target, ["referrers", target]),
             ("heap referents %s --json" % holder, ["referents", holder]),
             ("heap unreachable --json", ["unreachable"]),
             ("heap outside --limit 5 --json", ["outside", "--limit", "5"]),
+            ("heap retained --top 5 --json", ["retained", "--top", "5"]),
+            ("heap retained %s --json" % cache, ["retained", cache]),
+            ("heap suspects --threshold 0.5 --json",
+             ["suspects", "--threshold", "0.5"]),
+            ("heap summary --by retainer --top 10 --json",
+             ["summary", "--by", "retainer", "--top", "10"]),
         ]
         results = gdb_drive(["-p", t.pid], [("cmd", c) for c, _ in pairs])
         t.ensure_stopped()
