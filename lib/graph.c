@@ -231,7 +231,7 @@ struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
 		if (err)
 			return err;
 		if (target == PM_NODE_NONE) {
-			if (!conservative) {
+			if (!conservative && !b->stale_words) {
 				b->g->dangling++;
 				if (b->warned++ < WARNINGS_MAX)
 					pm_target_warn(b->t, true, b->obj,

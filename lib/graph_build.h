@@ -179,6 +179,9 @@ struct builder {
 	uint32_t pool_size;
 	bool pool_valid;
 	uint64_t warned;            /* warnings given, to cap them */
+	/* Reading words that may be stale (a running frame's value stack
+	 * past its unknown depth): one that is no object is no news. */
+	bool stale_words;
 };
 
 /* graph.c */

@@ -766,7 +766,10 @@ static struct pm_error *read_frame(struct builder *b)
 	if (valuestack < b->obj || depth > ITEMS_MAX ||
 	    valuestack - b->obj + 8 * depth > room)
 		return NULL;
-	return emit_array(b, valuestack, depth, PM_EDGE_STACK, 0, !running);
+	b->stale_words = running;
+	err = emit_array(b, valuestack, depth, PM_EDGE_STACK, 0, !running);
+	b->stale_words = false;
+	return err;
 }
 
 static struct pm_error *read_generator(struct builder *b)
