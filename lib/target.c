@@ -21,6 +21,21 @@
 #define BLOCK_SIZE ((uint64_t)1 << BLOCK_SHIFT)
 #define BLOCK_COUNT 32
 
+/* Line cache for small reads (pm_target_read) from sources without direct
+ * access (a live process's /proc/PID/mem, a debugger's callback): each
+ * read there is a system call, and the walkers read objects a few words at
+ * a time, mostly in address order, so one LINE_SIZE read serves the many
+ * small ones that follow it. Direct-mapped by line number, allocated on
+ * first use. */
+#define LINE_SHIFT 15
+#define LINE_SIZE ((uint64_t)1 << LINE_SHIFT)
+#define LINE_COUNT 512
+
+struct line_cache {
+	uint64_t *base;         /* LINE_COUNT line addresses; UINT64_MAX: empty */
+	uint8_t *data;          /* LINE_COUNT * LINE_SIZE bytes */
+};
+
 struct cache_block {
 	uint64_t base;          /* BLOCK_SIZE-aligned; valid if valid_end > valid_start */
 	uint64_t valid_start, valid_end;
@@ -59,6 +74,7 @@ struct pm_target {
 	struct partial_vector partials;
 
 	struct cache_block blocks[BLOCK_COUNT];
+	struct line_cache lines;
 	uint8_t *scratch;       /* PM_VIEW_MAX bytes for views that span blocks */
 
 	struct cache_slot_entry cache[PM_CACHE_SLOTS];
@@ -131,6 +147,8 @@ void pm_target_destroy(struct pm_target *t)
 	for (int i = 0; i < BLOCK_COUNT; i++)
 		free(t->blocks[i].data);
 	free(t->scratch);
+	free(t->lines.base);
+	free(t->lines.data);
 	pm_error_destroy(t->exited);
 	for (size_t i = 0; i < t->partials.size; i++)
 		partial_deinit(&t->partials.data[i]);
@@ -753,6 +771,43 @@ struct pm_error *pm_target_exited(const struct pm_target *t)
 	return t->exited ? exited_error(t) : NULL;
 }
 
+/* The cached line holding addr, filled if needed; NULL when the line is
+ * not wholly inside one readable region (then the caller reads exactly
+ * what it wants, so that an error names its address), or on no memory. */
+static const uint8_t *line_get(struct pm_target *t, uint64_t addr)
+{
+	struct line_cache *c = &t->lines;
+	if (!c->base) {
+		c->base = malloc(LINE_COUNT * sizeof(*c->base));
+		c->data = malloc(LINE_COUNT * LINE_SIZE);
+		if (!c->base || !c->data) {
+			free(c->base);
+			free(c->data);
+			c->base = NULL;
+			c->data = NULL;
+			return NULL;
+		}
+		for (size_t i = 0; i < LINE_COUNT; i++)
+			c->base[i] = UINT64_MAX;
+	}
+	uint64_t base = addr & ~(LINE_SIZE - 1);
+	size_t slot = (size_t)((addr >> LINE_SHIFT) % LINE_COUNT);
+	uint8_t *data = c->data + slot * LINE_SIZE;
+	if (c->base[slot] == base)
+		return data;
+	const struct pm_region *r = pm_target_find_region(t, base);
+	if (!r || r->end - base < LINE_SIZE)
+		return NULL;
+	c->base[slot] = UINT64_MAX;
+	struct pm_error *err = source_read(t, base, data, LINE_SIZE);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	c->base[slot] = base;
+	return data;
+}
+
 struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
 				size_t len)
 {
@@ -766,6 +821,15 @@ struct pm_error *pm_target_read(struct pm_target *t, uint64_t addr, void *buf,
 		const void *p = t->source->ops->direct(t->source, addr, len);
 		if (p) {
 			memcpy(buf, p, len);
+			return NULL;
+		}
+	}
+	/* Small reads within one line come from the line cache. */
+	if (len <= LINE_SIZE / 4 && (addr & (LINE_SIZE - 1)) + len <= LINE_SIZE &&
+	    !t->exited) {
+		const uint8_t *line = line_get(t, addr);
+		if (line) {
+			memcpy(buf, line + (addr & (LINE_SIZE - 1)), len);
 			return NULL;
 		}
 	}
