@@ -417,9 +417,29 @@ static const char *module_of(const struct pm_graph *g, uint64_t addr)
 	return NULL;
 }
 
-/* A static type object holding addr (one of its fields), or 0. */
+enum { TP_NAME_OFFSET = 24 };   /* PyTypeObject.tp_name, after its PyVarObject head */
+
+/* The PyTypeObject fields that hold objects, at their offsets (the same in
+ * 3.8-3.13). */
+static const char *type_field_name(uint64_t offset)
+{
+	switch (offset) {
+	case 176: return "tp_doc";
+	case 256: return "tp_base";
+	case 264: return "tp_dict";
+	case 336: return "tp_bases";
+	case 344: return "tp_mro";
+	case 352: return "tp_cache";
+	case 360: return "tp_subclasses";
+	case 368: return "tp_weaklist";
+	default: return NULL;
+	}
+}
+
+/* A static type object holding addr (one of its fields), or 0; its name in
+ * name (size bytes), "?" if unreadable. */
 static uint64_t static_type_at(const struct pm_graph *g, uint64_t addr,
-			       const char **name)
+			       char *name, size_t size)
 {
 	for (uint32_t n = g->nheap; n < g->nnodes; n++) {
 		uint64_t t = g->static_addr[n - g->nheap];
@@ -428,7 +448,15 @@ static uint64_t static_type_at(const struct pm_graph *g, uint64_t addr,
 										   g->static_type[n - g->nheap]);
 			if (tp && tp->kind == TK_TYPE) {
 				const struct pm_cpython_type *self = pm_cpython_find_type(g->heap, t);
-				*name = self ? self->name : NULL;
+				uint64_t tp_name;
+				struct pm_error *err = NULL;
+				if (self)
+					snprintf(name, size, "%s", self->name);
+				else if ((err = pm_target_read_u64(g->t, t + TP_NAME_OFFSET,
+								   &tp_name)) ||
+					 (err = pm_target_read_cstr(g->t, tp_name, name, size)))
+					snprintf(name, size, "?");
+				pm_error_destroy(err);
 				return t;
 			}
 		}
@@ -465,11 +493,15 @@ void pm_graph_root_text(const struct pm_graph *g, const struct pm_graph_root *r,
 		return;
 	}
 	case PM_ROOT_STATIC_DATA: {
-		const char *type_name = NULL;
-		uint64_t t = static_type_at(g, r->where, &type_name);
+		char type_name[80];
+		uint64_t t = static_type_at(g, r->where, type_name, sizeof(type_name));
 		if (t) {
-			pm_strbuf_printf(out, "static type %s (field at +%" PRIu64 ")",
-					 type_name ? type_name : "?", r->where - t);
+			const char *field = type_field_name(r->where - t);
+			if (field)
+				pm_strbuf_printf(out, "static type %s's %s", type_name, field);
+			else
+				pm_strbuf_printf(out, "static type %s (field at +%" PRIu64 ")",
+						 type_name, r->where - t);
 			return;
 		}
 		const char *m = module_of(g, r->where);

@@ -32,12 +32,54 @@ struct retained_view {
 	uint64_t *own;              /* by index: bytes of its own (+ buffers) */
 	uint32_t *biggest_child;    /* by index: the child retaining most */
 	uint64_t heap_bytes;        /* every in-use allocation (summary's TOTAL) */
+	uint8_t *ns;                /* by node: 1 for a namespace (namespaces()) */
 };
+
+/* The interpreter's namespaces: modules, classes, their dicts and the
+ * root dicts (sys.modules, sys's and builtins'). A retainer is the first
+ * object below them. */
+static uint8_t *namespaces(const struct pm_graph *g)
+{
+	const struct pm_cpython_heap *heap = g->heap;
+	uint8_t *ns = calloc(g->nnodes ? g->nnodes : 1, 1);
+	/* The categories of classes: the instances of metatypes (type,
+	 * ABCMeta, EnumMeta, ...: their kind is TK_TYPE). */
+	uint8_t *class_category = calloc(heap->ncategories + 1, 1);
+	if (!ns || !class_category) {
+		free(ns);
+		free(class_category);
+		return NULL;
+	}
+	for (size_t i = 0; i < heap->ntype_table; i++)
+		if (heap->type_table[i].kind == TK_TYPE &&
+		    heap->type_table[i].category < heap->ncategories)
+			class_category[heap->type_table[i].category] = 1;
+	for (uint32_t n = 0; n < g->nheap; n++) {
+		uint32_t c = heap->allocs[g->node_alloc[n]].category;
+		if ((c < heap->ncategories && class_category[c]) ||
+		    !strcmp(pm_graph_node_type(g, n), "module") ||
+		    pm_cpython_find_type(heap, pm_graph_node_addr(g, n)))
+			ns[n] = 1;
+	}
+	free(class_category);
+	for (uint32_t n = 0; n < g->nheap; n++) {
+		if (!ns[n])
+			continue;
+		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
+			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_DICT)
+				ns[g->edge_target[e]] = 1;
+	}
+	for (size_t i = 0; i < g->roots.size; i++)
+		if (g->roots.data[i].kind <= PM_ROOT_BUILTINS)
+			ns[g->roots.data[i].node] = 1;
+	return ns;
+}
 
 static void view_deinit(struct retained_view *v)
 {
 	free(v->own);
 	free(v->biggest_child);
+	free(v->ns);
 }
 
 static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
@@ -54,7 +96,8 @@ static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
 	uint32_t n = d->reached + 1;
 	v->own = malloc((size_t)n * sizeof(*v->own));
 	v->biggest_child = malloc((size_t)n * sizeof(*v->biggest_child));
-	if (!v->own || !v->biggest_child) {
+	v->ns = namespaces(v->g);
+	if (!v->own || !v->biggest_child || !v->ns) {
 		view_deinit(v);
 		return &pm_error_no_memory;
 	}
@@ -107,15 +150,17 @@ static double percent(uint64_t part, uint64_t whole)
 	return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
-/* The largest candidates (accumulation points, of the type asked for),
- * selected without sorting every node: a small array kept in order. */
+/* The largest candidates (accumulation points below the namespaces, of the
+ * type asked for; with all, every object), selected without sorting every
+ * node: a small array kept in order. A module or its dict holds what its
+ * code keeps, which is not an answer: the cache in it is. */
 static size_t top_candidates(const struct retained_view *v, const char *type, bool all,
 			     uint32_t *best, size_t want)
 {
 	size_t have = 0;
 	const struct pm_dominators *d = v->d;
 	for (uint32_t i = 1; i <= d->reached; i++) {
-		if ((!all && !accumulates(v, i)) ||
+		if ((!all && (!accumulates(v, i) || v->ns[d->node_at[i]])) ||
 		    (type && strcmp(pm_graph_node_type(v->g, d->node_at[i]), type)))
 			continue;
 		if (have == want && d->retained[i] <= d->retained[best[want - 1]])
@@ -420,33 +465,6 @@ struct pm_error *pm_report_suspects(struct pm_target *t, const struct pm_report_
 
 /* ---- summary --by retainer -------------------------------------------- */
 
-/* The interpreter's namespaces: modules, classes, their dicts and the
- * root dicts (sys.modules, sys's and builtins'). A retainer is the first
- * object below them. */
-static uint8_t *namespaces(const struct pm_graph *g)
-{
-	uint8_t *ns = calloc(g->nnodes ? g->nnodes : 1, 1);
-	if (!ns)
-		return NULL;
-	for (uint32_t n = 0; n < g->nheap; n++) {
-		const char *type = pm_graph_node_type(g, n);
-		if (!strcmp(type, "module") || !strcmp(type, "type") ||
-		    pm_cpython_find_type(g->heap, pm_graph_node_addr(g, n)))
-			ns[n] = 1;
-	}
-	for (uint32_t n = 0; n < g->nheap; n++) {
-		if (!ns[n])
-			continue;
-		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
-			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_DICT)
-				ns[g->edge_target[e]] = 1;
-	}
-	for (size_t i = 0; i < g->roots.size; i++)
-		if (g->roots.data[i].kind <= PM_ROOT_BUILTINS)
-			ns[g->roots.data[i].node] = 1;
-	return ns;
-}
-
 struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *arg)
 {
 	struct retained_view v;
@@ -457,7 +475,7 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 	const struct pm_dominators *d = v.d;
 	const struct pm_cpython_heap *heap = g->heap;
 	uint32_t n = d->reached + 1;
-	uint8_t *ns = namespaces(g);
+	const uint8_t *ns = v.ns;
 	/* By index: the retainer (highest non-namespace ancestor), else the
 	 * top namespace below the virtual root (marked with a high bit). */
 	uint32_t *holder = malloc((size_t)n * sizeof(*holder));
@@ -535,7 +553,6 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 out:
 	free(cat_bytes);
 	free(cat_count);
-	free(ns);
 	free(holder);
 	free(bytes);
 	free(count);

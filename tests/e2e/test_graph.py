@@ -175,6 +175,33 @@ def check_retained(oracle, where, extra, mode):
         assert truth["shared"] not in truth["dominated"][holder]
 
 
+def check_retained_lists(oracle, where, extra):
+    """The retained list puts the planted leak first, named by its path,
+    and shows no namespace (module, class, their dicts); the first leak
+    suspect is the leak; summary --by retainer gives it its retained bytes
+    and count, and its rows add up to summary's TOTAL."""
+    truth = oracle["graph_retention"]
+    namespaces = set(truth["namespaces"])
+    top = harness.cli_json("retained", "--json", "--top", "25", *extra, where)["objects"]
+    assert top[0]["address"] == truth["leak"], top[0]
+    assert top[0]["path"] == truth["leak_path"], top[0]
+    assert not [o for o in top if o["address"] in namespaces], top
+    leak = harness.cli_json("retained", "--json", *extra, hex(truth["leak"]), where)["object"]
+    suspects = harness.cli_json("suspects", "--json", *extra, where)["suspects"]
+    assert suspects and suspects[0]["object"] == leak, suspects[:1]
+    assert suspects[0]["text"].startswith(
+        "a dict at %s retains " % truth["leak_path"]), suspects[0]["text"]
+    by_retainer = harness.cli_json("summary", "--json", "--by", "retainer", *extra, where)
+    rows = [r for r in by_retainer["rows"] if r["kind"] == truth["leak_path"]]
+    assert len(rows) == 1 and rows[0]["bytes"] == leak["retained"], rows
+    # its allocations: the objects it dominates (the dict, each key and
+    # value) and the dict's keys table
+    assert rows[0]["count"] == len(truth["dominated"]["leak"]) + 1, rows
+    by_type = harness.cli_json("summary", "--json", *extra, where)
+    assert sum(r["bytes"] for r in by_retainer["rows"]) == by_type["total"]["bytes"]
+    assert by_retainer["total"] == by_type["total"]
+
+
 def unreachable(where, extra):
     r = harness.cli_json("unreachable", "--json", *extra, where)
     return r["total"]["count"], {row["type"]: row["count"] for row in r["rows"]}
@@ -216,6 +243,7 @@ def test_graph(python, mode, kernel_cores):
                 check_paths(oracle, where, extra)
                 check_outside(oracle, where, extra)
                 check_retained(oracle, where, extra, mode)
+                check_retained_lists(oracle, where, extra)
                 seen[(where, tuple(extra))] = unreachable(where, extra)
         truth = collect_in_process(t)
         assert truth["collected"] > GARBAGE

@@ -372,11 +372,16 @@ def retention_structures():
     a_list = [shared, bytearray(b"only-a")]
     b_list = [shared, bytearray(b"only-b")]
     tree = build_tree(7, 1)
+    # The leak: most of the heap, held by one dict (the retained list's
+    # first row and the first leak suspect).
+    leak = {"leak-%d-%s" % (i, tag): bytes(LEAK_VALUE_BYTES + i) for i in range(LEAK_VALUES)}
     vars(main).update(RETAINED_CACHE=cache, RETAINED_TREE=tree,
-                      RETAINED_A=a_list, RETAINED_B=b_list)
+                      RETAINED_A=a_list, RETAINED_B=b_list, RETAINED_LEAK=leak)
     subtree = tree.left.right
     return {"cache": id(cache), "tree": id(tree), "subtree": id(subtree),
             "a": id(a_list), "b": id(b_list), "shared": id(shared),
+            "leak": id(leak), "leak_path": "sys.modules['__main__'].__dict__['RETAINED_LEAK']",
+            "namespaces": namespace_ids(),
             # their allocations (tests/e2e/test_graph.py)
             "tree_sizes": tree_sizes(tree), "subtree_sizes": tree_sizes(subtree)}
 
@@ -392,6 +397,28 @@ def glibc_chunk_size(start):
     usable = ctypes.CDLL(None).malloc_usable_size
     usable.restype, usable.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
     return usable(start) + 8
+
+
+LEAK_VALUES = 1500
+LEAK_VALUE_BYTES = 4000
+
+
+def namespace_ids():
+    """The interpreter's namespaces: every module, its dict, sys.modules,
+    and every class with its dict (mappingproxy's underlying dict found
+    through gc.get_referents), which hold what code keeps: never a
+    retained-list row of their own."""
+    ids = {id(sys.modules)}
+    for m in list(sys.modules.values()):
+        ids.add(id(m))
+        d = getattr(m, "__dict__", None)
+        if isinstance(d, dict):
+            ids.add(id(d))
+    for o in gc.get_objects():
+        if isinstance(o, type):
+            ids.add(id(o))
+            ids.update(id(r) for r in gc.get_referents(o.__dict__) if type(r) is dict)
+    return sorted(ids)
 
 
 def tree_sizes(node):

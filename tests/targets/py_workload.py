@@ -858,7 +858,7 @@ def main(argv):
         info["graph_paths"] = py_graph.plant_paths()
         info["graph_thread"] = py_graph.thread_local_path()
         retention = py_graph.retention_structures()
-        entries = {k: retention[k] for k in ("cache", "tree", "subtree", "a", "b")}
+        entries = {k: retention[k] for k in ("cache", "tree", "subtree", "a", "b", "leak")}
         retention["dominated"] = py_graph.dominated_in_process(entries)
         info["graph_retention"] = retention
         # Last: nothing the samples refer to changes after this.
