@@ -21,14 +21,37 @@ pid=$!
 trap 'kill $pid 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 600); do grep -q ready "$log" && break; sleep 0.1; done
 grep -q ready "$log" || { echo "demo: the service did not start" >&2; exit 1; }
-echo "== gdb -p $pid -ex 'heap summary --top 15'   (service: $PYTHON examples/leaky_service.py $REQUESTS)"
-# What a user types is `gdb -p PID` and `heap summary`. Here GDB's own
-# messages about attaching (thread debugging, the frame the process stopped
-# in and its missing source file, "detached" at the end) are kept out so that
-# the report is all there is: the attach's output is captured and dropped,
-# the stop is not announced, and inferior events are not printed.
+echo "== gdb -p $pid   (service: $PYTHON examples/leaky_service.py $REQUESTS)"
+# What a user types is `gdb -p PID`, then the commands below at the (gdb)
+# prompt. Here GDB's own messages about attaching (thread debugging, the
+# frame the process stopped in and its missing source file, "detached" at
+# the end) are kept out so that the reports are all there is: the attach's
+# output is captured and dropped, the stop is not announced, and inferior
+# events are not printed. Each command is echoed as typed.
+commands=$(mktemp)
+trap 'kill $pid 2>/dev/null; rm -f "$log" "$commands"' EXIT
+cat >"$commands" <<'GDB'
+echo (gdb) heap summary --top 12\n
+heap summary --top 12
+echo \n(gdb) heap retained --top 3\n
+heap retained --top 3
+echo \n(gdb) heap suspects\n
+heap suspects
+python
+# One receipt and what keeps it alive: the address comes from the select
+# (as a user would copy it), then `heap path` names the chain from a root.
+import json
+select = 'heap select kind == "bytes" and size > 1000 --limit 1'
+print("\n(gdb) " + select)
+gdb.execute(select)
+found = json.loads(gdb.execute(select + " --json", to_string=True))
+receipt = found["allocations"][0]["object"]
+print("\n(gdb) heap path 0x%x" % receipt)
+gdb.execute("heap path 0x%x" % receipt)
+end
+GDB
 gdb -nx -q -batch \
   -iex "set suppress-cli-notifications on" -iex "set print inferior-events off" \
   -ex "python gdb.execute('attach $pid', to_string=True)" \
   -ex "source $build/gdbplugin/pymortem-gdb.py" \
-  -ex "heap summary --top 15"
+  -x "$commands"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dominators.h"
 #include "graph.h"
 #include "graph_path.h"
 #include "report.h"
@@ -321,17 +322,28 @@ struct pm_error *pm_graph_describe(struct pm_target *t, uint64_t addr,
 	else if (!err)
 		path_text(g, &steps, start, start_root, p, node, &line);
 	pm_graph_step_vector_deinit(&steps);
+	const struct pm_dominators *d = NULL;
+	if (!err)
+		err = pm_dominators_get(t, &d);
+	uint64_t retained = d ? pm_retained_bytes(d, g, node) : 0;
+	uint32_t retained_count = d ? pm_retained_count(d, node) : 0;
+	uint64_t addr_of_node = pm_graph_node_addr(g, node);
 	if (!err && json) {
 		pm_strbuf_printf(out, ",\n\"graph\": {\"object\": %" PRIu64
 				 ", \"referrers\": %" PRIu64 ", \"refcount\": %u, \"path\": ",
-				 pm_graph_node_addr(g, node), referrers, g->refcnt[node]);
+				 addr_of_node, referrers, g->refcnt[node]);
 		pm_strbuf_json_string(out, line.data ? line.data : "");
-		pm_strbuf_append(out, "}");
+		pm_strbuf_printf(out, ", \"retained\": %" PRIu64 ", \"retained_count\": %u}",
+				 retained, retained_count);
 	} else if (!err) {
+		char bytes[32], count[32];
 		pm_strbuf_printf(out, "  referrers:  %" PRIu64 " (heap referrers 0x%" PRIx64
 				 "), refcount %u\n  path:       %s\n", referrers,
-				 pm_graph_node_addr(g, node), g->refcnt[node],
-				 line.data ? line.data : "");
+				 addr_of_node, g->refcnt[node], line.data ? line.data : "");
+		pm_strbuf_printf(out, "  retained:   %s bytes, %s object%s (heap retained 0x%"
+				 PRIx64 ")\n", pm_format_grouped(retained, bytes),
+				 pm_format_grouped(retained_count, count),
+				 retained_count == 1 ? "" : "s", addr_of_node);
 	}
 	pm_strbuf_deinit(&line);
 	return err;

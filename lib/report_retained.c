@@ -425,30 +425,21 @@ static size_t suspects_find(const struct retained_view *v, double share, uint32_
 	return kept;
 }
 
-/* suspects [--threshold PCT] */
-struct pm_error *pm_report_suspects(struct pm_target *t, const struct pm_report_args *args,
-				    struct pm_strbuf *out)
+/* The suspects over share% as text lines or as a JSON array. */
+static void suspects_write(const struct retained_view *v, double share, bool json,
+			   struct pm_strbuf *out)
 {
-	struct retained_view v;
-	struct pm_error *err = view_init(t, &v);
-	if (err)
-		return err;
-	double share = args->threshold > 0 ? args->threshold : SUSPECT_SHARE_DEFAULT;
 	uint32_t best[LIST_DEFAULT];
-	size_t n = suspects_find(&v, share, best, LIST_DEFAULT);
-	bool json = args->format == PM_FORMAT_JSON;
+	size_t n = suspects_find(v, share, best, LIST_DEFAULT);
 	if (json)
-		pm_strbuf_printf(out, "\"threshold\": %.1f, \"suspects\": [", share);
-	else if (!n)
-		pm_strbuf_printf(out, "no leak suspect: no object retains %.0f%% of the heap "
-				 "or more\n", share);
+		pm_strbuf_append(out, "[");
 	for (size_t k = 0; k < n; k++) {
 		struct pm_strbuf line;
 		pm_strbuf_init(&line);
-		suspect_text(&v, best[k], &line);
+		suspect_text(v, best[k], &line);
 		if (json) {
 			pm_strbuf_append(out, k ? ",\n  {\"object\": " : "\n  {\"object\": ");
-			object_json(&v, best[k], out);
+			object_json(v, best[k], out);
 			pm_strbuf_append(out, ", \"text\": ");
 			pm_strbuf_json_string(out, line.data ? line.data : "");
 			pm_strbuf_append(out, "}");
@@ -459,6 +450,50 @@ struct pm_error *pm_report_suspects(struct pm_target *t, const struct pm_report_
 	}
 	if (json)
 		pm_strbuf_append(out, n ? "\n]" : "]");
+	else if (!n)
+		pm_strbuf_printf(out, "no leak suspect: no object retains %.0f%% of the heap "
+				 "or more\n", share);
+}
+
+/* suspects [--threshold PCT] */
+struct pm_error *pm_report_suspects(struct pm_target *t, const struct pm_report_args *args,
+				    struct pm_strbuf *out)
+{
+	struct retained_view v;
+	struct pm_error *err = view_init(t, &v);
+	if (err)
+		return err;
+	double share = args->threshold > 0 ? args->threshold : SUSPECT_SHARE_DEFAULT;
+	bool json = args->format == PM_FORMAT_JSON;
+	if (json)
+		pm_strbuf_printf(out, "\"threshold\": %.1f, \"suspects\": ", share);
+	suspects_write(&v, share, json, out);
+	view_deinit(&v);
+	return NULL;
+}
+
+struct pm_error *pm_summary_suspects(struct pm_target *t, bool json, struct pm_strbuf *out)
+{
+	struct retained_view v;
+	struct pm_error *err = view_init(t, &v);
+	if (err && err->code != PM_ERR_NO_MEMORY && err->code != PM_ERR_INTERRUPTED &&
+	    err->code != PM_ERR_EXITED) {
+		/* No graph (say, an unsupported object layout): summary stands
+		 * without its suspects, and says why. */
+		if (json) {
+			pm_strbuf_append(out, ", \"suspects\": null, \"suspects_error\": ");
+			pm_strbuf_json_string(out, err->message);
+		} else {
+			pm_strbuf_printf(out, "leak suspects not computed: %s\n", err->message);
+		}
+		pm_error_destroy(err);
+		return NULL;
+	}
+	if (err)
+		return err;
+	if (json)
+		pm_strbuf_append(out, ", \"suspects\": ");
+	suspects_write(&v, SUSPECT_SHARE_DEFAULT, json, out);
 	view_deinit(&v);
 	return NULL;
 }

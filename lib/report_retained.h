@@ -16,4 +16,9 @@ typedef bool pm_row_sink(void *arg, const char *domain, const char *kind,
  * its path; allocations of no object in their categories' rows. */
 struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *arg);
 
+/* summary's leak suspects (over the default share) after its table: text
+ * lines, or JSON `, "suspects": [...]`; without a graph, a line (member)
+ * that says why. */
+struct pm_error *pm_summary_suspects(struct pm_target *t, bool json, struct pm_strbuf *out);
+
 #endif

@@ -751,11 +751,25 @@ def test_no_gdb_messages_around_reports():
         assert_only_reports(output, cli_texts)
 
 
-def test_demo_prints_clean_summary():
-    """examples/demo.sh prints its command line and then `heap summary`
-    alone (none of GDB's attach messages); the Order row counts the
-    requests the service served."""
-    requests = 20000
+def demo_sections(output):
+    """{command: its output lines} of the demo's `(gdb) COMMAND` sections."""
+    sections, current = {}, None
+    for line in output.rstrip("\n").splitlines()[1:]:
+        if line.startswith("(gdb) "):
+            current = sections[line[len("(gdb) "):]] = []
+        elif current is not None and line:
+            current.append(line)
+    return sections
+
+
+def test_demo_names_the_leak():
+    """examples/demo.sh prints its command line, then each command and its
+    report alone (none of GDB's attach messages): the summary's Order row
+    counts the requests served; the summary's leak suspects and `heap
+    retained` name receipt_cache first, holding every receipt (one per
+    request) and 75% of the heap or more; the path of a receipt goes through
+    receipt_cache under the request id its text carries."""
+    requests = 100000
     env = dict(gdb_env(), PYMORTEM_BUILD=harness.build_dir(),
                REQUESTS=str(requests), PYTHON=harness.PYTHONS[-1][1])
     proc = subprocess.run(
@@ -764,20 +778,38 @@ def test_demo_prints_clean_summary():
         universal_newlines=True, errors="backslashreplace", env=env,
         timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout
-    lines = proc.stdout.rstrip("\n").splitlines()
-    assert lines[0].startswith("== gdb -p "), proc.stdout
+    assert proc.stdout.startswith("== gdb -p "), proc.stdout
+    sections = demo_sections(proc.stdout)
+    cache = "sys.modules['__main__'].__dict__['receipt_cache']"
+
+    summary = sections["heap summary --top 12"]
     assert re.fullmatch(r"CPython 3\.\d+\.\d+: \d+ objects recognised, \d+ "
                         r"on free lists, \d+ owned buffers attributed",
-                        lines[1]), proc.stdout
-    assert lines[2].split() == ["domain", "kind", "detail", "count", "bytes",
-                                "%", "bytes"], proc.stdout
-    rows = lines[3:18]
-    assert lines[18].startswith("TOTAL"), proc.stdout
+                        summary[0]), proc.stdout
+    assert summary[1].split() == ["domain", "kind", "detail", "count", "bytes",
+                                  "%", "bytes"], proc.stdout
+    assert summary[14].startswith("TOTAL"), proc.stdout
     assert re.fullmatch(r"\d+ more rows: [\d,]+ allocations, [\d,]+ bytes "
-                        r"\(--all to show them\)", lines[19]), proc.stdout
-    assert len(lines) == 20, proc.stdout
-    orders = [r.split() for r in rows if r.split()[:2] == ["python", "Order"]]
+                        r"\(--all to show them\)", summary[15]), proc.stdout
+    orders = [r.split() for r in summary[2:14] if r.split()[:2] == ["python", "Order"]]
     assert orders and orders[0][3] == format(requests, ","), proc.stdout
+    suspects = summary[16:]
+    assert suspects and suspects[0].startswith(
+        "leak suspect: a dict at %s retains " % cache), proc.stdout
+
+    retained = sections["heap retained --top 3"]
+    assert retained[0].split() == ["type", "own", "retained", "%", "objects",
+                                   "held", "by"], proc.stdout
+    first = retained[1].split(None, 5)
+    assert first[0] == "dict" and first[5] == cache, proc.stdout
+    assert float(first[3]) >= 75, proc.stdout
+    assert first[4] == format(requests + 1, ","), proc.stdout   # and itself
+
+    select = sections['heap select kind == "bytes" and size > 1000 --limit 1']
+    address, preview = select[1].split()[0], select[1]
+    request = re.search(r'b"Receipt (\d+) for ', preview).group(1)
+    path = sections["heap path %s" % address]
+    assert path == ["%s[%s] -> bytes %s" % (cache, request, address)], proc.stdout
 
 
 C_TARGET = r"""

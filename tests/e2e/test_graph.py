@@ -171,6 +171,10 @@ def check_retained(oracle, where, extra, mode):
             want = sum(a["chunk"] if "chunk" in a else alloc_bytes(a["size"], mode)
                            for a in truth[name + "_sizes"])
             assert r["object"]["retained"] == want, name
+            described = harness.cli_json("describe", "--json", *extra, hex(truth[name]),
+                                         where)["graph"]
+            assert (described["retained"], described["retained_count"]) == \
+                (want, len(dominated)), name
     for holder in ("a", "b"):
         assert truth["shared"] not in truth["dominated"][holder]
 
