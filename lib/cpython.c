@@ -149,6 +149,7 @@ static void heap_destroy(void *p)
 		free(heap->type_table[i].name);
 	free(heap->type_table);
 	free(heap->allocs);
+	pm_alloc_index_destroy(heap->alloc_index);
 	free(heap->owners);
 	free(heap);
 }

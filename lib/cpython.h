@@ -189,6 +189,9 @@ struct pm_cpython_heap {
 	 * not found): PyType_Type, PyList_Type, ... by enum type_kind. */
 	uint64_t kind_types[TK_KINDS];
 	uint64_t object_type;       /* PyBaseObject_Type */
+	/* Address -> allocation in one probe (pm_cpython_find_alloc): the
+	 * allocations of each 64 KiB of address space (cpython_allocs.c). */
+	struct pm_alloc_index *alloc_index;
 };
 
 /* Runs the whole analysis once per target (cached in PM_CACHE_CPYTHON);
@@ -209,5 +212,10 @@ const struct pm_cpython_type *pm_cpython_find_type(const struct pm_cpython_heap 
 /* The allocation containing addr, or NULL. */
 const struct pm_alloc *pm_cpython_find_alloc(const struct pm_cpython_heap *heap,
 					     uint64_t addr);
+/* The same, starting from *hint (an index in allocs, any value), which it
+ * sets to the allocation found: a few steps when addr is near the last
+ * answer. */
+const struct pm_alloc *pm_cpython_find_alloc_near(const struct pm_cpython_heap *heap,
+						  uint64_t addr, size_t *hint);
 
 #endif

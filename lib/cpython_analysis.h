@@ -230,4 +230,9 @@ struct pm_error *structures_str_entry_push(struct analysis *a, size_t alloc,
 struct pm_error *structures_resolve_str_entries(struct analysis *a);
 struct pm_error *structures_attribute(struct analysis *a);
 
+/* The address index of heap->allocs (NULL on no memory: then lookups
+ * search the whole array); destroy takes NULL. */
+struct pm_alloc_index *pm_alloc_index_build(const struct pm_cpython_heap *heap);
+void pm_alloc_index_destroy(struct pm_alloc_index *index);
+
 #endif

@@ -140,26 +140,25 @@ static struct pm_error *predecessors(const struct pm_graph *g, const struct domi
 		start[i + 1] = (uint32_t)total;
 	}
 	uint32_t *list = malloc((total ? total : 1) * sizeof(*list));
-	uint32_t *fill = malloc((size_t)n * sizeof(*fill));
-	if (!list || !fill) {
+	if (!list) {
 		free(start);
-		free(list);
-		free(fill);
 		return &pm_error_no_memory;
 	}
-	memcpy(fill, start, (size_t)n * sizeof(*fill));
+	/* Filled through start[] itself (each entry advances to its index's
+	 * end), then shifted back: no second array of n. */
 	for (size_t s = 0; s < seeds->size; s++)
-		list[fill[d->rpo[seeds->data[s]]]++] = 0;
+		list[start[d->rpo[seeds->data[s]]]++] = 0;
 	for (uint32_t u = 0; u < g->nnodes; u++) {
 		if (d->rpo[u] == UNDEF)
 			continue;
 		for (uint32_t e = g->edge_start[u]; e < g->edge_start[u + 1]; e++) {
 			uint32_t v = g->edge_target[e];
 			if (strong(g, e) && d->rpo[v] != UNDEF)
-				list[fill[d->rpo[v]]++] = d->rpo[u];
+				list[start[d->rpo[v]]++] = d->rpo[u];
 		}
 	}
-	free(fill);
+	memmove(start + 1, start, (size_t)n * sizeof(*start));
+	start[0] = 0;
 	*ret_start = start;
 	*ret_list = list;
 	return NULL;
@@ -226,10 +225,11 @@ static void retained_sums(const struct pm_graph *g, struct dominators *d, const 
 		c[i] = 1;
 	}
 	c[0] = 0;
+	size_t hint = 0;
 	for (size_t a = 0; heap->owners && a < heap->nallocs; a++) {
 		if (!heap->owners[a])
 			continue;
-		uint32_t owner = pm_graph_node_at(g, heap->owners[a]);
+		uint32_t owner = pm_graph_heap_node_near(g, heap->owners[a], &hint);
 		if (owner != PM_NODE_NONE && d->rpo[owner] != UNDEF)
 			r[d->rpo[owner]] += heap->allocs[a].size;
 	}
@@ -258,6 +258,9 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 {
 	struct u32_list seeds = PM_VECTOR_INIT, post = PM_VECTOR_INIT;
 	struct pm_error *err = seeds_collect(t, g, &seeds);
+	/* Every node at most once: no growth (and no doubling's peak). */
+	if (!err && !u32_list_reserve(&post, g->nnodes ? g->nnodes : 1))
+		err = &pm_error_no_memory;
 	if (!err)
 		err = postorder(t, g, &seeds, &post);
 	d->rpo = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*d->rpo));

@@ -109,9 +109,20 @@ static uint32_t heap_node(const struct pm_graph *g, uint64_t addr)
 	return live_rank_of(g, i);
 }
 
-uint32_t builder_heap_node(const struct builder *b, uint64_t addr)
+uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t *hint)
 {
-	return heap_node(b->g, addr);
+	const struct pm_alloc *alloc = pm_cpython_find_alloc_near(g->heap, addr, hint);
+	if (!alloc)
+		return PM_NODE_NONE;
+	size_t i = (size_t)(alloc - g->heap->allocs);
+	if (!live_bit(g, i) || alloc->addr + alloc->object_offset != addr)
+		return PM_NODE_NONE;
+	return live_rank_of(g, i);
+}
+
+uint32_t builder_heap_node(struct builder *b, uint64_t addr)
+{
+	return pm_graph_heap_node_near(b->g, addr, &b->alloc_hint);
 }
 
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr)

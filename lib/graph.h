@@ -145,6 +145,9 @@ struct pm_graph {
  * the target. Needs a supported CPython (else PM_ERR_UNSUPPORTED). */
 struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret);
 
+/* The heap node of the object at addr (PM_NODE_NONE if none), searching
+ * from *hint (pm_cpython_find_alloc_near): for lookups in address order. */
+uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t *hint);
 /* The node of the object at exactly addr, or PM_NODE_NONE. */
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr);
 /* The node an address stands for: an object (or any byte of its

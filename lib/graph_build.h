@@ -182,6 +182,7 @@ struct builder {
 	/* Reading words that may be stale (a running frame's value stack
 	 * past its unknown depth): one that is no object is no news. */
 	bool stale_words;
+	size_t alloc_hint;          /* the allocation of the last reference's target */
 };
 
 /* graph.c */
@@ -193,7 +194,7 @@ struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
 bool builder_read(struct builder *b, uint64_t addr, void *buf, size_t len);
 bool builder_word(struct builder *b, uint64_t addr, uint64_t *ret);
 /* The heap node whose object starts at addr, PM_NODE_NONE if none. */
-uint32_t builder_heap_node(const struct builder *b, uint64_t addr);
+uint32_t builder_heap_node(struct builder *b, uint64_t addr);
 /* A warning about the object being read, at most a few hundred in all. */
 void builder_warn(struct builder *b, uint64_t addr, const char *what);
 
