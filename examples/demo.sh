@@ -35,8 +35,6 @@ echo (gdb) heap summary --top 12\n
 heap summary --top 12
 echo \n(gdb) heap retained --top 3\n
 heap retained --top 3
-echo \n(gdb) heap suspects\n
-heap suspects
 python
 # One receipt and what keeps it alive: the address comes from the select
 # (as a user would copy it), then `heap path` names the chain from a root.

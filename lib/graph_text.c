@@ -169,6 +169,12 @@ void pm_graph_object_text(const struct pm_graph *g, uint32_t node,
 	uint64_t addr = pm_graph_node_addr(g, node);
 	if (str_text(g, addr, out) || int_text(g, addr, out))
 		return;
+	/* A class by its name: <class 'Customer' 0x...>. */
+	const struct pm_cpython_type *tp = pm_cpython_find_type(g->heap, addr);
+	if (tp && tp->name) {
+		pm_strbuf_printf(out, "<class '%s' 0x%" PRIx64 ">", tp->name, addr);
+		return;
+	}
 	pm_strbuf_printf(out, "<%s 0x%" PRIx64 ">", pm_graph_node_type(g, node), addr);
 }
 

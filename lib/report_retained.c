@@ -537,6 +537,17 @@ struct pm_error *pm_summary_suspects(struct pm_target *t, bool json, struct pm_s
 
 /* ---- summary --by retainer -------------------------------------------- */
 
+/* Does node from hold a reference to node to? */
+static bool refers_to(const struct pm_graph *g, uint32_t from, uint32_t to)
+{
+	if (from >= g->nheap)
+		return true;    /* outside the heap: its references are not read */
+	for (uint32_t e = g->edge_start[from]; e < g->edge_start[from + 1]; e++)
+		if (g->edge_target[e] == to)
+			return true;
+	return false;
+}
+
 struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *arg)
 {
 	struct retained_view v;
@@ -565,9 +576,13 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 		uint32_t up = holder[d->idom[i]];
 		if (d->idom[i] && !(up & NAMESPACE))
 			holder[i] = up;             /* below a retainer already */
-		else if (!ns[d->node_at[i]])
+		else if (!ns[d->node_at[i]] &&
+			 (!d->idom[i] || refers_to(g, d->node_at[d->idom[i]], d->node_at[i])))
 			holder[i] = i;              /* the first below namespaces */
 		else
+			/* A namespace, or an object that several retainers
+			 * share (an int both an Order and a cache hold): with
+			 * its namespace. */
 			holder[i] = d->idom[i] ? up : (i | NAMESPACE);
 	}
 	/* Every allocation: its object's (or buffer owner's) holder; slot
@@ -610,7 +625,7 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 		pm_strbuf_init(&path);
 		path_of(&v, node, &path);
 		if (ns[node])
-			pm_strbuf_append(&path, " (namespaces: modules, classes, their dicts)");
+			pm_strbuf_append(&path, " (namespace, with what objects below it share)");
 		char kind[PATH_TEXT_MAX + 1];
 		size_t len = path.data ? strlen(path.data) : 0;
 		if (len > PATH_TEXT_MAX)
