@@ -100,13 +100,8 @@ static uint32_t live_rank_of(const struct pm_graph *g, size_t alloc)
 
 static uint32_t heap_node(const struct pm_graph *g, uint64_t addr)
 {
-	const struct pm_alloc *alloc = pm_cpython_find_alloc(g->heap, addr);
-	if (!alloc)
-		return PM_NODE_NONE;
-	size_t i = (size_t)(alloc - g->heap->allocs);
-	if (!live_bit(g, i) || alloc->addr + alloc->object_offset != addr)
-		return PM_NODE_NONE;
-	return live_rank_of(g, i);
+	size_t no_hint = SIZE_MAX;
+	return pm_graph_heap_node_near(g, addr, &no_hint);
 }
 
 uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t *hint)

@@ -9,7 +9,6 @@ usage: bench_graph.py [--python PATH] [--sizes 1000000,8000000] [--repeat 2]
                       (PYMORTEM_BUILD / PYMORTEM_CLI as the e2e harness)
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from bench_summary import WORKLOAD  # noqa: E402
+from bench_summary import WORKLOAD, bench_args  # noqa: E402
 
 
 def run(report, where):
@@ -85,14 +84,7 @@ def bench_one(python, n, repeat):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--python", default=harness.PYTHONS[-2][1]
-                   if len(harness.PYTHONS) > 1 else sys.executable)
-    p.add_argument("--sizes", default="1000000,8000000")
-    p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args()
+    args = bench_args(__doc__, "1000000,8000000", 2)
     rows = [bench_one(args.python, int(n), args.repeat)
             for n in args.sizes.split(",")]
     if args.json:

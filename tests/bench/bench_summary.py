@@ -130,15 +130,21 @@ def bench_one(python, n, repeat):
     return row
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__,
+def bench_args(doc, sizes, repeat):
+    """The benchmarks' options: --python, --sizes (objects, comma-separated),
+    --repeat (best of), --json."""
+    p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--python", default=harness.PYTHONS[-2][1]
                    if len(harness.PYTHONS) > 1 else sys.executable)
-    p.add_argument("--sizes", default="100000,1000000,3000000")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--sizes", default=sizes)
+    p.add_argument("--repeat", type=int, default=repeat)
     p.add_argument("--json", action="store_true")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main():
+    args = bench_args(__doc__, "100000,1000000,3000000", 3)
     rows = [bench_one(args.python, int(n), args.repeat)
             for n in args.sizes.split(",")]
     if args.json:
