@@ -381,9 +381,12 @@ static struct pm_error *edges_collect(struct builder *b)
 		g->refcnt[n] = rc > UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
 		if (b->l->immortal && (int32_t)rc < 0)
 			g->flags[n] |= PM_NODE_IMMORTAL;
-		err = reader_type_get(b, pm_load_u64(b->window + 8), &b->type);
+		const struct reader_type *type;
+		err = reader_type_get(b, pm_load_u64(b->window + 8), &type);
 		if (err)
 			return err;
+		b->type_copy = *type;
+		b->type = &b->type_copy;
 		if (!b->type->valid) {
 			builder_warn(b, b->obj, "its type is no longer valid");
 			continue;

@@ -169,7 +169,10 @@ struct builder {
 	uint32_t node;
 	uint64_t obj;
 	const struct pm_alloc *alloc;
-	const struct reader_type *type;
+	const struct reader_type *type;  /* = &type_copy */
+	/* A copy of its type's entry: reading its references may meet new
+	 * types, and an insert can move the table's entries. */
+	struct reader_type type_copy;
 	uint8_t window[OBJECT_WINDOW];  /* its first bytes */
 	size_t window_len;
 	/* The pymalloc pool currently held (objects are read in address

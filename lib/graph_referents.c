@@ -16,7 +16,7 @@
 enum {
 	OB_SIZE = 16,
 	TUPLE_ITEMS = 24, LIST_ITEMS = 24, LIST_ALLOCATED = 32,
-	DICT_KEYS = 32, DICT_VALUES = 40,
+	DICT_USED = 16, DICT_KEYS = 32, DICT_VALUES = 40,
 	SET_MASK = 32, SET_TABLE = 40, SET_ENTRY = 16,
 	DEQUE_LEFTBLOCK = 24, DEQUE_LEFTINDEX = 40, DEQUE_RIGHTINDEX = 48,
 	DEQUE_BLOCK_ITEMS = 8, DEQUE_BLOCK_RIGHTLINK = 520, DEQUE_BLOCKLEN = 64,
@@ -423,11 +423,13 @@ static struct pm_error *read_odict(struct builder *b)
 	struct pm_error *err = read_dict_at(b, b->obj);
 	if (!err)
 		err = emit_field(b, ODICT_INST_DICT, PM_FIELD_INST_DICT, true);
-	uint64_t node;
-	if (err || !field_word(b, ODICT_FIRST, &node))
+	uint64_t node, used;
+	if (err || !field_word(b, ODICT_FIRST, &node) || !field_word(b, DICT_USED, &used))
 		return err;
-	/* The nodes hold references to the keys too (odict_traverse). */
-	for (uint32_t i = 0; node && i < ITEMS_MAX && !err; i++) {
+	/* The nodes hold references to the keys too (odict_traverse): one
+	 * per key of the dict, so a damaged list that loops ends there. */
+	uint64_t i = 0;
+	for (; node && i < used && i < ITEMS_MAX && !err; i++) {
 		uint64_t key;
 		if (!builder_word(b, node, &key) ||
 		    !builder_word(b, node + ODICT_NODE_NEXT, &node)) {
@@ -436,6 +438,8 @@ static struct pm_error *read_odict(struct builder *b)
 		}
 		err = emit(b, key, PM_EDGE_FIELD, PM_FIELD_ODICT_KEY, true);
 	}
+	if (!err && node && i >= used)
+		builder_warn(b, b->obj, "OrderedDict node list longer than its dict (a loop?); cut");
 	return err;
 }
 
