@@ -1,6 +1,6 @@
 #!/bin/sh
 # The one test command: builds pymortem twice (plain, and with ASan+UBSan),
-# runs every test suite (unit + e2e) in both builds, and ends with one line
+# runs every test suite (unit + e2e) in both builds at once, and ends with one line
 # "N passed, N failed" (", N skipped" when any) summed over both. The exit
 # status is non-zero when anything failed.
 set -u
@@ -15,18 +15,34 @@ build() {
 	meson compile -C "$dir"
 }
 
-for dir in build build-asan; do
-	if [ "$dir" = build-asan ]; then
-		build "$dir" -Db_sanitize=address,undefined || status=1
-	else
-		build "$dir" || status=1
-	fi
-	rm -f "$dir/meson-logs/e2e-junit.xml" "$dir/meson-logs/testlog.json"
-	if [ -f "$dir/build.ninja" ]; then
-		echo "=== meson test -C $dir"
+build build || status=1
+build build-asan -Db_sanitize=address,undefined || status=1
+
+# The two builds' suites run at the same time, one per core (each suite
+# runs one test at a time, and an e2e test is mostly one process working:
+# the analyser, or the workload building its heap). Their lines are printed
+# as they come, each after its build's name; each suite's exit status goes
+# to a file, as a pipeline's own is its last command's.
+suite() {
+	dir=$1
+	rm -f "$dir/meson-logs/e2e-junit.xml" "$dir/meson-logs/testlog.json" \
+		"$dir/meson-logs/suite-status"
+	[ -f "$dir/build.ninja" ] || return 0
+	echo "=== meson test -C $dir"
+	{
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-			meson test -C "$dir" --print-errorlogs || status=1
-	fi
+			meson test -C "$dir" --print-errorlogs 2>&1
+		echo $? > "$dir/meson-logs/suite-status"
+	} | sed -u "s|^|[$dir] |"
+}
+suite build &
+plain=$!
+suite build-asan &
+asan=$!
+wait $plain
+wait $asan
+for dir in build build-asan; do
+	[ "$(cat "$dir/meson-logs/suite-status" 2>/dev/null)" = 0 ] || status=1
 done
 
 # Count unit tests from meson's log and e2e tests from pytest's JUnit XML.
