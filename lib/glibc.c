@@ -292,6 +292,16 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 			prev_free = false;
 			continue;
 		}
+		/* A damaged top or heap end lets a size reach past the heap's
+		 * memory: no chunk lies outside mapped memory (and such a size
+		 * would reach the allocation index as a huge allocation). */
+		if (!pm_target_is_mapped(w->t, p, size)) {
+			pm_glibc_problem(w, p, "chunk 0x%llx of size 0x%llx runs past mapped memory",
+				(unsigned long long)p, (unsigned long long)size);
+			p = resync(w, p, top, end);
+			prev_free = false;
+			continue;
+		}
 		bool p_bit = raw & PM_GLIBC_PREV_INUSE;
 		if (p != start && p_bit == prev_free)
 			pm_glibc_problem(w, p, "chunk 0x%llx: PREV_INUSE is %s but the previous chunk is %sin a bin",
