@@ -167,6 +167,27 @@ static bool chain_lands(struct pm_glibc_walk *w, uint64_t q, uint64_t target,
 	return q == target;
 }
 
+static uint64_t align16(uint64_t a)
+{
+	return (a + 15) & ~15ull;
+}
+
+/* Where the next readable header may be after q, whose header is not
+ * readable: the end of q's region (a core's unsaved part), or the start of
+ * the next region. UINT64_MAX when none follows. */
+static uint64_t readable_after(struct pm_glibc_walk *w, uint64_t q)
+{
+	struct pm_region *r = pm_target_find_region(w->t, q + 8);
+	if (r)
+		return r->end;
+	for (size_t i = 0; i < pm_target_region_count(w->t); i++) {
+		struct pm_region *n = pm_target_region(w->t, i);
+		if (n->start > q + 8)
+			return n->start;
+	}
+	return UINT64_MAX;
+}
+
 /* After damage at p: the first 16-aligned address from which chunk sizes
  * chain onto the next known chunk (see chain_lands), else that chunk. */
 static uint64_t resync(struct pm_glibc_walk *w, uint64_t p, uint64_t top, uint64_t end)
@@ -175,8 +196,20 @@ static uint64_t resync(struct pm_glibc_walk *w, uint64_t p, uint64_t top, uint64
 	if (w->resync_steps >= RESYNC_STEPS_TOTAL)
 		return target;      /* heavily damaged: skip to known chunks */
 	size_t budget = RESYNC_STEPS_MAX, q_found = 0;
-	uint64_t q;
+	uint64_t q, sz;
 	for (q = p + 16; q < target && budget > 0; q += 16) {
+		/* A damaged top or end can put target far past the heap: no
+		 * header in unmapped or unsaved memory, so do not probe it
+		 * 16 bytes at a time (millions of failed reads). */
+		if (!pm_glibc_window_u64(w, q + 8, &sz)) {
+			uint64_t next = readable_after(w, q);
+			budget--;
+			if (next >= target)
+				break;
+			if (align16(next) - 16 > q)
+				q = align16(next) - 16;
+			continue;
+		}
 		if (chain_lands(w, q, target, &budget)) {
 			q_found = 1;
 			break;
@@ -259,6 +292,16 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 			prev_free = false;
 			continue;
 		}
+		/* A damaged top or heap end lets a size reach past the heap's
+		 * memory: no chunk lies outside mapped memory (and such a size
+		 * would reach the allocation index as a huge allocation). */
+		if (!pm_target_is_mapped(w->t, p, size)) {
+			pm_glibc_problem(w, p, "chunk 0x%llx of size 0x%llx runs past mapped memory",
+				(unsigned long long)p, (unsigned long long)size);
+			p = resync(w, p, top, end);
+			prev_free = false;
+			continue;
+		}
 		bool p_bit = raw & PM_GLIBC_PREV_INUSE;
 		if (p != start && p_bit == prev_free)
 			pm_glibc_problem(w, p, "chunk 0x%llx: PREV_INUSE is %s but the previous chunk is %sin a bin",
@@ -275,11 +318,6 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 		pm_glibc_problem(w, p, "heap walk from 0x%llx did not reach top 0x%llx",
 			(unsigned long long)start, (unsigned long long)top);
 	return covered;
-}
-
-static uint64_t align16(uint64_t a)
-{
-	return (a + 15) & ~15ull;
 }
 
 static void walk_main_heap(struct pm_glibc_walk *w, struct pm_glibc_arena *ar)

@@ -335,6 +335,7 @@ struct pm_error *pm_report_retained(struct pm_target *t, const struct pm_report_
 				 "weakly): %s bytes\n", v.d->unreached,
 				 pm_format_grouped(v.d->unreached_bytes, b));
 	}
+	free(own);
 	free(best);
 	view_deinit(&v);
 	return NULL;

@@ -1,7 +1,9 @@
 #!/bin/sh
 # The one test command: builds pymortem twice (plain, and with ASan+UBSan),
-# runs every test suite (unit + e2e) in both builds at once, and ends with one line
-# "N passed, N failed" (", N skipped" when any) summed over both. The exit
+# runs every test suite (unit + e2e) in both builds at once, then with clang
+# each libFuzzer target for 20 s (tests/fuzz/run_fuzz.sh, about 2 minutes
+# with its build), and ends with one line "N passed, N failed" (", N
+# skipped" when any) summed over all of them. The exit
 # status is non-zero when anything failed.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -45,7 +47,21 @@ for dir in build build-asan; do
 	[ "$(cat "$dir/meson-logs/suite-status" 2>/dev/null)" = 0 ] || status=1
 done
 
-# Count unit tests from meson's log and e2e tests from pytest's JUnit XML.
+# libFuzzer (needs clang): each target for 20 s, one test each.
+fuzz_results=$(mktemp) || exit 2
+if command -v clang >/dev/null 2>&1; then
+	echo "=== tests/fuzz/run_fuzz.sh"
+	tests/fuzz/run_fuzz.sh "$fuzz_results" || status=1
+else
+	echo "=== fuzz: clang not found, libFuzzer runs skipped"
+	for t in fuzz_core fuzz_glibc fuzz_pymalloc fuzz_objects; do
+		echo "SKIP $t" >> "$fuzz_results"
+	done
+fi
+
+# Count unit tests from meson's log, e2e tests from pytest's JUnit XML and
+# libFuzzer runs from run_fuzz.sh's results.
+FUZZ_RESULTS=$fuzz_results \
 /usr/bin/python3 - build build-asan <<'EOF' || status=1
 import json, os, sys
 import xml.etree.ElementTree as ET
@@ -87,10 +103,19 @@ for d in sys.argv[1:]:
                 skipped += 1
             else:
                 passed += 1
+with open(os.environ["FUZZ_RESULTS"]) as f:
+    for result in f:
+        if result.startswith("PASS "):
+            passed += 1
+        elif result.startswith("SKIP "):
+            skipped += 1
+        else:
+            failed += 1
 line = "%d passed, %d failed" % (passed, failed)
 if skipped:
     line += ", %d skipped" % skipped
 print(line)
 sys.exit(1 if failed else 0)
 EOF
+rm -f "$fuzz_results"
 exit $status

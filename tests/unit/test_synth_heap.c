@@ -1,0 +1,182 @@
+/* The synthetic heap image of synth_heap.c, opened as a core: the glibc
+ * walker, the pymalloc walker, the object recogniser and the reference
+ * graph must find exactly what the generator placed (so the fuzz targets
+ * built on it start from an image the walkers understand). With -v, the
+ * reports' text is printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cpython.h"
+#include "glibc.h"
+#include "graph.h"
+#include "pymalloc.h"
+#include "pymortem.h"
+#include "synth_heap.h"
+
+static size_t chunks_in_state(const struct pm_glibc_heap *g, enum pm_chunk_state s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < g->nchunks; i++)
+		n += g->chunks[i].state == s;
+	return n;
+}
+
+static void test_glibc(struct pm_target *t, const struct synth_heap *h)
+{
+	const struct pm_glibc_heap *g;
+	struct pm_error *err = pm_glibc_walk(t, &g);
+	CHECK(!err, "glibc walk (%s)", err ? err->message : "ok");
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	const struct synth_heap_expect *e = &h->expect;
+	CHECK(g->main_arena == h->main_arena && g->mp == h->mp &&
+	      g->version_major == 2 && g->version_minor == 36,
+	      "main_arena, mp_ and glibc 2.36 found (%s, %s)",
+	      g->main_arena_source ? g->main_arena_source : "-",
+	      g->version_source ? g->version_source : "-");
+	CHECK(g->nchunks == e->chunks, "%zu chunks (expected %zu)", g->nchunks,
+	      e->chunks);
+	CHECK(chunks_in_state(g, PM_CHUNK_USED) == e->used_chunks &&
+	      chunks_in_state(g, PM_CHUNK_FREE_BIN) == e->bin_chunks &&
+	      chunks_in_state(g, PM_CHUNK_FREE_FASTBIN) == e->fastbin_chunks &&
+	      chunks_in_state(g, PM_CHUNK_FREE_TCACHE) == e->tcache_chunks &&
+	      chunks_in_state(g, PM_CHUNK_MMAPPED) == e->mmapped_chunks &&
+	      chunks_in_state(g, PM_CHUNK_TOP) == 1 &&
+	      chunks_in_state(g, PM_CHUNK_TCACHE_STRUCT) == 1,
+	      "chunk states: used %zu, bin %zu, fastbin %zu, tcache %zu, mmapped %zu",
+	      chunks_in_state(g, PM_CHUNK_USED), chunks_in_state(g, PM_CHUNK_FREE_BIN),
+	      chunks_in_state(g, PM_CHUNK_FREE_FASTBIN),
+	      chunks_in_state(g, PM_CHUNK_FREE_TCACHE),
+	      chunks_in_state(g, PM_CHUNK_MMAPPED));
+	const struct pm_chunk *mm = pm_glibc_chunk_containing(g, h->mmapped_chunk);
+	CHECK(mm && mm->addr == h->mmapped_chunk && mm->size == e->mmapped_size,
+	      "the mmapped chunk and its size");
+	CHECK(g->narenas == 1 && g->arenas[0].system_mem == e->sysmem &&
+	      g->arenas[0].top_size == e->top_size,
+	      "one arena, system_mem and top size");
+	CHECK(!g->partial && g->problems == 0, "no problems (%zu)", g->problems);
+}
+
+static void test_pymalloc(struct pm_target *t, const struct synth_heap *h)
+{
+	const struct pm_pymalloc *pm;
+	struct pm_error *err = pm_pymalloc_walk(t, &pm);
+	CHECK(!err && pm->found, "pymalloc state found (%s)",
+	      err ? err->message : pm->found ? pm->how : pm->missing);
+	if (err || !pm->found) {
+		pm_error_destroy(err);
+		return;
+	}
+	const struct synth_heap_expect *e = &h->expect;
+	const struct pm_pymalloc_state *s = &pm->states[0];
+	uint64_t used = 0;
+	for (size_t i = 0; i < pm->npools; i++)
+		used += pm->pools[i].nused;
+	CHECK(pm->nstates == 1 && s->narenas == e->arenas, "%llu arena(s)",
+	      (unsigned long long)s->narenas);
+	CHECK(pm->npools == e->pools && s->empty_pools == e->empty_pools,
+	      "%zu pools in use, %llu empty", pm->npools,
+	      (unsigned long long)s->empty_pools);
+	CHECK(used == e->used_blocks, "%llu used blocks (expected %llu)",
+	      (unsigned long long)used, (unsigned long long)e->used_blocks);
+	CHECK(pm->problems == 0, "no problems (%llu)",
+	      (unsigned long long)pm->problems);
+}
+
+static uint64_t objects_of(const struct pm_cpython_heap *heap, const char *kind)
+{
+	for (size_t i = 0; i < heap->ncategories; i++)
+		if (!strcmp(heap->categories[i].domain, "python") &&
+		    !strcmp(heap->categories[i].kind, kind) &&
+		    !strcmp(heap->categories[i].detail, "-"))
+			return heap->categories[i].count;
+	return 0;
+}
+
+static void test_objects(struct pm_target *t, const struct synth_heap *h)
+{
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	CHECK(!err && heap->python, "objects recognised (%s)",
+	      err ? err->message : heap->nnotes ? heap->notes[0] : "ok");
+	if (err || !heap->python) {
+		pm_error_destroy(err);
+		return;
+	}
+	const struct synth_heap_expect *e = &h->expect;
+	CHECK(heap->objects == e->objects, "%llu objects (expected %llu)",
+	      (unsigned long long)heap->objects, (unsigned long long)e->objects);
+	CHECK(objects_of(heap, "str") == e->strs && objects_of(heap, "list") == e->lists &&
+	      objects_of(heap, "dict") == e->dicts &&
+	      objects_of(heap, "Customer") == e->customers &&
+	      objects_of(heap, "type") == e->types,
+	      "by type: str %llu, list %llu, dict %llu, Customer %llu, type %llu",
+	      (unsigned long long)objects_of(heap, "str"),
+	      (unsigned long long)objects_of(heap, "list"),
+	      (unsigned long long)objects_of(heap, "dict"),
+	      (unsigned long long)objects_of(heap, "Customer"),
+	      (unsigned long long)objects_of(heap, "type"));
+
+	const struct pm_graph *g;
+	err = pm_graph_get(t, &g);
+	CHECK(!err, "reference graph (%s)", err ? err->message : "ok");
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	CHECK(g->nheap == e->objects && g->bad_objects == 0 && g->dangling == 0,
+	      "graph: %u heap nodes, %llu edges, %zu roots, %llu bad, %llu dangling",
+	      g->nheap, (unsigned long long)g->nedges, g->roots.size,
+	      (unsigned long long)g->bad_objects, (unsigned long long)g->dangling);
+	uint32_t list = pm_graph_node_at(g, h->list_object);
+	CHECK(list < g->nnodes && g->edge_start[list + 1] - g->edge_start[list] >= 3,
+	      "the list refers to its 3 items");
+}
+
+static void test_reports(struct pm_target *t, bool verbose)
+{
+	static const char *const names[] = { "malloc-stats", "pymalloc-stats",
+					      "summary", "graph", "retained" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct pm_report_args args = { .format = PM_FORMAT_TEXT };
+		char *out = NULL;
+		struct pm_error *err = pm_report_run(t, names[i], &args, &out);
+		CHECK(!err && out, "report %s runs (%s)", names[i],
+		      err ? err->message : "ok");
+		if (verbose && out)
+			printf("%s\n", out);
+		free(out);
+		pm_error_destroy(err);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	bool verbose = argc > 1 && !strcmp(argv[1], "-v");
+	struct synth_heap *h = synth_heap_create();
+	int fd = synth_heap_memfd(h->core, h->len);
+	struct pm_target *t = NULL;
+	struct pm_error *err = fd >= 0 ? synth_heap_open_fd(fd, &t) : NULL;
+	CHECK(fd >= 0 && !err, "synthetic heap core opens (%zu bytes; %s)", h->len,
+	      err ? err->message : "ok");
+	pm_error_destroy(err);
+	if (t) {
+		test_glibc(t, h);
+		test_pymalloc(t, h);
+		test_objects(t, h);
+		test_reports(t, verbose);
+		if (verbose)
+			for (size_t i = 0; i < pm_target_warnings_stored(t); i++)
+				printf("warning: %s\n", pm_target_warning(t, i)->message);
+		pm_target_destroy(t);
+	}
+	if (fd >= 0)
+		close(fd);
+	synth_heap_destroy(h);
+	return check_exit_status();
+}
