@@ -260,6 +260,9 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 			   uint64_t end, uint64_t top, uint64_t top_size)
 {
 	uint64_t p = start, covered = 0;
+	/* [mapped_from, mapped_to): readable memory already checked, so most
+	 * chunks need no region lookup. */
+	uint64_t mapped_from = 0, mapped_to = 0;
 	bool prev_free = false;     /* the previous chunk is in a bin */
 	pm_glibc_run_begin(w);
 	uint64_t steps_max = (end - start) / 16 + 2;
@@ -295,7 +298,14 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 		/* A damaged top or heap end lets a size reach past the heap's
 		 * memory: no chunk lies outside mapped memory (and such a size
 		 * would reach the allocation index as a huge allocation). */
-		if (!pm_target_is_mapped(w->t, p, size)) {
+		bool mapped = p >= mapped_from && p + size <= mapped_to;
+		if (!mapped && pm_target_is_mapped(w->t, p, size)) {
+			const struct pm_region *r = pm_target_find_region(w->t, p + size - 1);
+			mapped_from = p;
+			mapped_to = r ? r->end : p + size;
+			mapped = true;
+		}
+		if (!mapped) {
 			pm_glibc_problem(w, p, "chunk 0x%llx of size 0x%llx runs past mapped memory",
 				(unsigned long long)p, (unsigned long long)size);
 			p = resync(w, p, top, end);
