@@ -230,6 +230,24 @@ bool pm_glibc_arena_load(struct pm_glibc_walk *w, struct pm_glibc_arena *ar)
 			(unsigned long long)ar->top_size,
 			(unsigned long long)ar->system_mem);
 	}
+	/* A damaged size must not make the top chunk reach past its mapping:
+	 * it would overlap other arenas' chunks (and lookups among them).
+	 * Cut it where the mapped memory ends. */
+	uint64_t top_end = ar->top;
+	while (top_end - ar->top < ar->top_size) {
+		struct pm_region *r = pm_target_find_region(w->t, top_end);
+		if (!r || !(r->perms & PM_PERM_R))
+			break;
+		top_end = r->end;
+	}
+	if (top_end - ar->top < ar->top_size) {
+		pm_glibc_problem(w, ar->top, "arena 0x%llx: top chunk 0x%llx of size 0x%llx runs past mapped memory; cut to 0x%llx",
+			(unsigned long long)ar->address,
+			(unsigned long long)ar->top,
+			(unsigned long long)ar->top_size,
+			(unsigned long long)((top_end - ar->top) & ~15ull));
+		ar->top_size = (top_end - ar->top) & ~15ull;
+	}
 	ar->info.arena = ar->system_mem;
 	ar->info.ordblks = 1;
 	ar->info.fordblks = ar->top_size;

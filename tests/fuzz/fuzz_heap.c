@@ -91,6 +91,9 @@ void fuzz_heap_run(const uint8_t *data, size_t size,
 		case 6: word = 0; break;
 		default: word = ~UINT64_C(0) >> (value % 64); break;
 		}
+		if (getenv("FUZZ_HEAP_VERBOSE"))
+			printf("patch 0x%llx := 0x%llx\n", (unsigned long long)addr,
+			       (unsigned long long)word);
 		if (!write_at(offset, &word, len))
 			continue;
 		applied[napplied++] = (struct applied){ offset, len };

@@ -15,6 +15,10 @@
 /* Regions, in address order (the order of the core's loads). */
 #define HEAP       0x10000000ull
 #define HEAP_LEN   0x21000ull
+#define H1         0x7c0000000000ull    /* a thread arena's first heap */
+#define H1_LEN     0x2000ull
+#define H2         0x7c0004000000ull    /* its next heap (64 MiB aligned) */
+#define H2_LEN     0x1000ull
 #define MM         0x7d0000000000ull
 #define MM_LEN     0x5000ull
 #define PYARENA    0x7e0000000000ull
@@ -44,6 +48,12 @@
 #define C_F        (HEAP + 0xb80)   /* tcache bin 0, 0x20 */
 #define C_E        (HEAP + 0xba0)   /* used, 0x50: the list's items */
 #define C_TOP      (HEAP + 0xbf0)
+
+/* The thread arena (2.35+): heap_info, then its malloc_state, the first
+ * chunk at 16-aligned user data after it; the fencepost pair ends H1. */
+#define ARENA2     (H1 + 0x30)
+#define H1_FIRST   (H1 + 0x8d0)
+#define H1_FENCE   (H1 + H1_LEN - 0x20)
 
 /* libpython's data: _PyRuntime (its main interpreter inside, 3.11), the GC
  * list head, static types, Py_Version and obmalloc's static variables. */
@@ -228,12 +238,45 @@ static void build_glibc(struct builder *b)
 	put64(b, C_F + 16, protect(C_F + 16, 0));
 	chunk(b, C_E, 0x50 | 1);
 	chunk(b, C_TOP, (SYSMEM - (C_TOP - HEAP)) | 1);
+	/* The thread arena: main_arena -> ARENA2 -> main_arena. */
+	put64(b, ARENA + 0x870, ARENA2);
+	put64(b, H1, ARENA2);                   /* heap_info.ar_ptr */
+	put64(b, H1 + 0x10, H1_LEN);            /* size */
+	put64(b, H1 + 0x18, H1_LEN);            /* mprotect_size */
+	put64(b, H1 + 0x20, 0x1000);            /* pagesize */
+	for (int i = 1; i < 128; i++) {
+		uint64_t bin = ARENA2 + 0x70 + (uint64_t)(i - 1) * 16;
+		memcpy(at(b, bin, 8), &(uint64_t){ bin - 16 }, 8);
+		memcpy(at(b, bin + 8, 8), &(uint64_t){ bin - 16 }, 8);
+	}
+	put32(b, ARENA2 + 4, 2);                /* flags: NONCONTIGUOUS */
+	put64(b, ARENA2 + 0x60, H2 + 0x30);     /* top, in H2 */
+	put64(b, ARENA2 + 0x870, ARENA);        /* next */
+	put64(b, ARENA2 + 0x880, 1);
+	put64(b, ARENA2 + 0x888, H1_LEN + H2_LEN);
+	put64(b, ARENA2 + 0x890, H1_LEN + H2_LEN);
+	pointer(b, ARENA2);
+	chunk(b, H1_FIRST, 0x100 | 5);          /* used; NON_MAIN_ARENA */
+	chunk(b, H1_FIRST + 0x100, (H1_FENCE - H1_FIRST - 0x100) | 5);
+	chunk(b, H1_FENCE, 0x10 | 1);           /* the fencepost pair */
+	put64(b, H1_FENCE + 0x18, 0 | 1);
+	put64(b, H2, ARENA2);
+	put64(b, H2 + 8, H1);                   /* prev */
+	put64(b, H2 + 0x10, H2_LEN);
+	put64(b, H2 + 0x18, H2_LEN);
+	put64(b, H2 + 0x20, 0x1000);
+	chunk(b, H2 + 0x30, (H2_LEN - 0x30) | 1);   /* its top */
+
 	/* the mmapped chunk (IS_MMAPPED), holding a large str */
 	chunk(b, MM, MM_LEN | 2);
 
 	struct synth_heap_expect *e = &b->h->expect;
-	e->chunks = 10;
-	e->used_chunks = 4;         /* C_AVEC, C_TYPE, C_C, C_E */
+	e->chunks = 14;
+	/* C_AVEC, C_TYPE, C_C, C_E and the thread arena's two */
+	e->used_chunks = 6;
+	e->arenas_glibc = 2;
+	e->top_chunks = 2;
+	e->fenceposts = 1;
 	e->bin_chunks = 1;
 	e->fastbin_chunks = 1;
 	e->tcache_chunks = 1;
@@ -244,6 +287,7 @@ static void build_glibc(struct builder *b)
 	b->h->main_arena = ARENA;
 	b->h->mp = MP;
 	b->h->heap_start = HEAP;
+	b->h->top_chunk = C_TOP;
 	b->h->mmapped_chunk = MM;
 }
 
@@ -440,6 +484,7 @@ static void build_python(struct builder *b)
 	b->h->pymalloc_arena = PYARENA;
 	b->h->list_object = list;
 	b->h->customer_type = TYPE_OBJ;
+	b->h->customer_type_chunk = C_TYPE;
 	b->h->modules_dict = MODS_GC + 16;
 }
 
@@ -450,6 +495,8 @@ struct synth_heap *synth_heap_create(void)
 	if (!h)
 		return NULL;
 	add_region(&b, HEAP, HEAP_LEN, PF_R | PF_W, NULL, 0);
+	add_region(&b, H1, H1_LEN, PF_R | PF_W, NULL, 0);
+	add_region(&b, H2, H2_LEN, PF_R | PF_W, NULL, 0);
 	add_region(&b, MM, MM_LEN, PF_R | PF_W, NULL, 0);
 	add_region(&b, PYARENA, PYARENA_LEN, PF_R | PF_W, NULL, 0);
 	add_region(&b, LIBC_TEXT, 0x1000, PF_R | PF_X, LIBC_PATH, 0);

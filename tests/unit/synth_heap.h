@@ -1,7 +1,8 @@
 /* A synthetic heap image in a synthetic core (synth_core.h), for the unit
  * test of the walkers and for the structure-aware fuzz targets: a fake
  * libc (glibc 2.36 banner, mp_ and main_arena) with an sbrk heap of chunks
- * (used ones, one in the unsorted bin, a fastbin and a tcache'd one) and an
+ * (used ones, one in the unsorted bin, a fastbin and a tcache'd one), a
+ * thread arena of two heaps (the older one ended by its fencepost) and an
  * mmapped chunk; a fake libpython3.11 with _PyRuntime, its interpreter,
  * static types and the obmalloc variables; one pymalloc arena of pools; and
  * CPython 3.11 objects in it (str, list, dict, an instance of a heap type
@@ -17,7 +18,7 @@
 
 #include "pymortem.h"
 
-#define SYNTH_HEAP_MAX_LOADS 8
+#define SYNTH_HEAP_MAX_LOADS 12
 #define SYNTH_HEAP_MAX_FIELDS 512
 #define SYNTH_HEAP_MAX_POINTERS 64
 
@@ -26,6 +27,8 @@ struct synth_heap_expect {
 	/* glibc: chunks of the main heap by state, plus the mmapped one */
 	size_t chunks;              /* all chunks the walk lists */
 	size_t used_chunks;         /* PM_CHUNK_USED */
+	size_t arenas_glibc;        /* main + thread arenas */
+	size_t top_chunks, fenceposts;
 	size_t bin_chunks, fastbin_chunks, tcache_chunks, mmapped_chunks;
 	uint64_t sysmem, top_size, mmapped_size;
 	/* pymalloc */
@@ -54,8 +57,8 @@ struct synth_heap {
 	uint64_t pointers[SYNTH_HEAP_MAX_POINTERS];
 	struct synth_heap_expect expect;
 	/* Some addresses the tests name. */
-	uint64_t main_arena, mp, heap_start, mmapped_chunk, pymalloc_arena;
-	uint64_t list_object, customer_type, modules_dict;
+	uint64_t main_arena, mp, heap_start, top_chunk, mmapped_chunk, pymalloc_arena;
+	uint64_t list_object, customer_type, customer_type_chunk, modules_dict;
 };
 
 struct synth_heap *synth_heap_create(void);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -46,7 +47,8 @@ static void test_glibc(struct pm_target *t, const struct synth_heap *h)
 	      chunks_in_state(g, PM_CHUNK_FREE_FASTBIN) == e->fastbin_chunks &&
 	      chunks_in_state(g, PM_CHUNK_FREE_TCACHE) == e->tcache_chunks &&
 	      chunks_in_state(g, PM_CHUNK_MMAPPED) == e->mmapped_chunks &&
-	      chunks_in_state(g, PM_CHUNK_TOP) == 1 &&
+	      chunks_in_state(g, PM_CHUNK_TOP) == e->top_chunks &&
+	      chunks_in_state(g, PM_CHUNK_FENCEPOST) == e->fenceposts &&
 	      chunks_in_state(g, PM_CHUNK_TCACHE_STRUCT) == 1,
 	      "chunk states: used %zu, bin %zu, fastbin %zu, tcache %zu, mmapped %zu",
 	      chunks_in_state(g, PM_CHUNK_USED), chunks_in_state(g, PM_CHUNK_FREE_BIN),
@@ -56,9 +58,14 @@ static void test_glibc(struct pm_target *t, const struct synth_heap *h)
 	const struct pm_chunk *mm = pm_glibc_chunk_containing(g, h->mmapped_chunk);
 	CHECK(mm && mm->addr == h->mmapped_chunk && mm->size == e->mmapped_size,
 	      "the mmapped chunk and its size");
-	CHECK(g->narenas == 1 && g->arenas[0].system_mem == e->sysmem &&
+	CHECK(g->narenas == e->arenas_glibc && g->arenas[0].is_main &&
+	      g->arenas[0].system_mem == e->sysmem &&
 	      g->arenas[0].top_size == e->top_size,
-	      "one arena, system_mem and top size");
+	      "%zu arenas, the main one's system_mem and top size", g->narenas);
+	CHECK(g->narenas == 2 && g->arenas[1].nheaps == 2 &&
+	      g->noverheads == 2, "the thread arena: 2 heaps, 2 header overheads "
+	      "(%zu heaps, %zu overheads)", g->narenas == 2 ? g->arenas[1].nheaps : 0,
+	      g->noverheads);
 	CHECK(!g->partial && g->problems == 0, "no problems (%zu)", g->problems);
 }
 
@@ -155,6 +162,113 @@ static void test_reports(struct pm_target *t, bool verbose)
 	}
 }
 
+/* ---- corruptions the fuzz targets found (regression tests) ---------- */
+
+struct patch {
+	uint64_t addr, value;
+};
+
+/* Opens a copy of the image with 8-byte patches applied. */
+static struct pm_target *open_patched(const struct synth_heap *h,
+				      const struct patch *patches, size_t n,
+				      int *fd)
+{
+	uint8_t *bytes = malloc(h->len);
+	memcpy(bytes, h->core, h->len);
+	for (size_t i = 0; i < n; i++) {
+		int64_t off = synth_heap_offset(h, patches[i].addr, 8);
+		if (off >= 0)
+			memcpy(bytes + off, &patches[i].value, 8);
+	}
+	*fd = synth_heap_memfd(bytes, h->len);
+	free(bytes);
+	struct pm_target *t = NULL;
+	struct pm_error *err = *fd >= 0 ? synth_heap_open_fd(*fd, &t) : NULL;
+	pm_error_destroy(err);
+	return t;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static bool chunks_disjoint_and_mapped(struct pm_target *t,
+				       const struct pm_glibc_heap *g)
+{
+	for (size_t i = 0; i < g->nchunks; i++) {
+		const struct pm_chunk *c = &g->chunks[i];
+		if (!pm_target_is_mapped(t, c->addr, c->size) ||
+		    (i && g->chunks[i - 1].addr + g->chunks[i - 1].size > c->addr))
+			return false;
+	}
+	return true;
+}
+
+/* main_arena.top far past the heap, in unmapped memory: the walk reaches
+ * the heap's end, then resyncs towards top; it used to probe the unmapped
+ * gap 16 bytes at a time (4M failed reads, 0.4 s, seconds under ASan). */
+static void test_top_unmapped(const struct synth_heap *h)
+{
+	const struct patch p[] = { { h->main_arena + 0x60, 0xc54f4770 } };
+	int fd;
+	struct pm_target *t = open_patched(h, p, 1, &fd);
+	const struct pm_glibc_heap *g = NULL;
+	double t0 = now();
+	struct pm_error *err = t ? pm_glibc_walk(t, &g) : NULL;
+	double took = now() - t0;
+	CHECK(t && !err && g->problems > 0 && took < 0.25,
+	      "top in unmapped memory: problems reported, walked in %.3f s", took);
+	pm_error_destroy(err);
+	pm_target_destroy(t);
+	close(fd);
+}
+
+/* top moved to a mapped address far above the heap, and a used chunk's
+ * size reaching it: the chunk runs over unmapped memory and is damage (it
+ * used to be a 127 TiB allocation: minutes of building the allocation
+ * index and 1 GB). */
+static void test_chunk_past_mapping(const struct synth_heap *h)
+{
+	uint64_t chunk = h->customer_type_chunk, top = h->pymalloc_arena;
+	const struct patch p[] = { { h->main_arena + 0x60, top },
+				   { chunk + 8, (top - chunk) | 1 } };
+	int fd;
+	struct pm_target *t = open_patched(h, p, 2, &fd);
+	const struct pm_glibc_heap *g = NULL;
+	const struct pm_cpython_heap *heap = NULL;
+	double t0 = now();
+	struct pm_error *err = t ? pm_glibc_walk(t, &g) : NULL;
+	if (!err && t)
+		err = pm_cpython_analyse(t, &heap);
+	double took = now() - t0;
+	CHECK(t && !err && g->problems > 0 && chunks_disjoint_and_mapped(t, g) &&
+	      took < 1, "a used chunk past mapped memory is damage (%.3f s)", took);
+	pm_error_destroy(err);
+	pm_target_destroy(t);
+	close(fd);
+}
+
+/* The top chunk's size far past its heap: cut at the heap's end (it used
+ * to overlap the thread arena's chunks and break lookups among them). */
+static void test_top_size_past_mapping(const struct synth_heap *h)
+{
+	const struct patch p[] = { { h->top_chunk + 8, 0x2202020202020201 } };
+	int fd;
+	struct pm_target *t = open_patched(h, p, 1, &fd);
+	const struct pm_glibc_heap *g = NULL;
+	struct pm_error *err = t ? pm_glibc_walk(t, &g) : NULL;
+	CHECK(t && !err && g->problems > 0 && g->narenas >= 1 &&
+	      g->arenas[0].top_size == h->expect.top_size &&
+	      chunks_disjoint_and_mapped(t, g),
+	      "a top size past mapped memory is cut at the heap's end");
+	pm_error_destroy(err);
+	pm_target_destroy(t);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	bool verbose = argc > 1 && !strcmp(argv[1], "-v");
@@ -177,6 +291,9 @@ int main(int argc, char **argv)
 	}
 	if (fd >= 0)
 		close(fd);
+	test_top_unmapped(h);
+	test_chunk_past_mapping(h);
+	test_top_size_past_mapping(h);
 	synth_heap_destroy(h);
 	return check_exit_status();
 }
