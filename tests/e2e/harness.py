@@ -487,6 +487,31 @@ def load_oracle(path):
     return oracle
 
 
+# How the workload's allocators are set up: (interpreter flags, environment).
+ALLOCATOR_MODES = {
+    "pymalloc": ([], {}),
+    "malloc": ([], {"PYTHONMALLOC": "malloc"}),
+    "dev": (["-X", "dev"], {}),
+}
+
+
+@contextlib.contextmanager
+def start_workload(path, mode, sentinels, *args):
+    """py_workload.py under the interpreter at path in mode
+    (ALLOCATOR_MODES), with `sentinels` sentinel objects and args, stopped;
+    killed and its directory removed after."""
+    flags, extra_env = ALLOCATOR_MODES[mode]
+    env = dict(os.environ, **extra_env)
+    env.pop("MALLOC_PERTURB_", None)
+    argv = [path] + flags + [PY_WORKLOAD, "--sentinels", sentinels] + list(args)
+    with start_stopped(argv, env=env) as t:
+        try:
+            yield t
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
 def start_stopped(argv, env=None, timeout=120):
     """Starts argv in a fresh temp dir with core dumps enabled and
     PM_ORACLE_FILE=<dir>/oracle.json; waits until it has stopped itself

@@ -6,9 +6,6 @@ makes with _PyArena_New/_PyArena_Malloc) and _Py_hashtable_t tables
 installed CPython, with pymalloc, PYTHONMALLOC=malloc and -X dev.
 """
 
-import contextlib
-import os
-import shutil
 
 import pytest
 
@@ -17,29 +14,12 @@ from conftest import python_params
 
 ARENAS = 3
 ARENA_ALLOCS = 4
-MODES = {
-    "pymalloc": ([], {}),
-    "malloc": ([], {"PYTHONMALLOC": "malloc"}),
-    "dev": (["-X", "dev"], {}),
-}
+MODES = harness.ALLOCATOR_MODES
 ALL = 10 ** 9
 
 
-@contextlib.contextmanager
 def start(path, mode, *args):
-    """The workload under path in mode (MODES), stopped; killed and its
-    directory removed after."""
-    flags, extra_env = MODES[mode]
-    env = dict(os.environ, **extra_env)
-    env.pop("MALLOC_PERTURB_", None)
-    argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 200] + \
-        list(args)
-    with harness.start_stopped(argv, env=env) as t:
-        try:
-            yield t
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    return harness.start_workload(path, mode, 200, *args)
 
 
 def listed(pid, kind):

@@ -28,10 +28,8 @@ from a gcore and from a kernel core, with and without debug information:
   afterwards nothing is unreachable.
 """
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -40,11 +38,7 @@ import pytest
 import harness
 from conftest import python_params
 
-MODES = {
-    "pymalloc": ([], {}),
-    "malloc": ([], {"PYTHONMALLOC": "malloc"}),
-    "dev": (["-X", "dev"], {}),
-}
+MODES = harness.ALLOCATOR_MODES
 LEAKS = 12
 GARBAGE = 30
 ALL = "1000000000"
@@ -53,20 +47,9 @@ ALL = "1000000000"
 BASELINE_OUTSIDE = 2
 
 
-@contextlib.contextmanager
 def start(path, mode):
-    flags, extra_env = MODES[mode]
-    env = dict(os.environ, **extra_env)
-    env.pop("MALLOC_PERTURB_", None)
-    argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 100,
-                             "--graph", "--leak-refs", LEAKS,
-                             "--garbage", GARBAGE]
-    with harness.start_stopped(argv, env=env) as t:
-        try:
-            yield t
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    return harness.start_workload(path, mode, 100, "--graph", "--leak-refs", LEAKS,
+                                  "--garbage", GARBAGE)
 
 
 def graph(where, extra):

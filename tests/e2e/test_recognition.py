@@ -14,39 +14,21 @@ CPython with pymalloc, PYTHONMALLOC=malloc and -X dev, live and from a gcore:
   starts where PyUnicode_AsUTF8AndSize says.
 """
 
-import contextlib
-import os
-import shutil
 
 import pytest
 
 import harness
 from conftest import python_params
 
-MODES = {
-    "pymalloc": ([], {}),
-    "malloc": ([], {"PYTHONMALLOC": "malloc"}),
-    "dev": (["-X", "dev"], {}),
-}
+MODES = harness.ALLOCATOR_MODES
 ALL = 10 ** 9
 DATETIMES = 300
 LISTS = 2000
 STRS = 200
 
 
-@contextlib.contextmanager
 def start(path, mode, *args):
-    flags, extra_env = MODES[mode]
-    env = dict(os.environ, **extra_env)
-    env.pop("MALLOC_PERTURB_", None)
-    argv = [path] + flags + [harness.PY_WORKLOAD, "--sentinels", 100] + \
-        list(args)
-    with harness.start_stopped(argv, env=env) as t:
-        try:
-            yield t
-        finally:
-            t.kill()
-            shutil.rmtree(t.workdir, ignore_errors=True)
+    return harness.start_workload(path, mode, 100, *args)
 
 
 def objects(where, kind):
