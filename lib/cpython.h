@@ -118,6 +118,10 @@ enum pm_alloc_kind {
 };
 const char *pm_alloc_kind_name(enum pm_alloc_kind kind);
 
+/* A type name as CPython makes them: not empty, no control characters
+ * (a candidate type whose tp_name reads otherwise is no type). */
+bool pm_type_name_printable(const char *name);
+
 #define PM_CATEGORY_NONE UINT32_MAX
 
 /* One allocation: addr is where its user data starts (glibc: chunk + 16),

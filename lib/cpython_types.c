@@ -100,7 +100,7 @@ struct pm_error *category_get(struct analysis *a, const char *domain,
 
 /* ---- types --------------------------------------------------------- */
 
-static bool name_printable(const char *s)
+bool pm_type_name_printable(const char *s)
 {
 	if (!*s)
 		return false;
@@ -263,7 +263,7 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 		pm_error_destroy(err);
 		return NULL;
 	}
-	if (!name_printable(name))
+	if (!pm_type_name_printable(name))
 		return NULL;
 	ti->name = strdup(name);
 	if (!ti->name)

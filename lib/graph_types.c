@@ -216,16 +216,6 @@ const struct field_def *graph_extra_fields(int minor, const char *name,
 	return NULL;
 }
 
-static bool name_printable(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-			return false;
-	return true;
-}
-
 /* The head of a type object, read once: false when unreadable. */
 struct type_head {
 	uint64_t flags, basicsize, itemsize, weaklistoffset, base, name_ptr, meta;
@@ -265,7 +255,7 @@ static bool type_plausible(struct builder *b, const struct type_head *h,
 		pm_error_destroy(err);
 		return false;
 	}
-	return name_printable(name);
+	return pm_type_name_printable(name);
 }
 
 /* The reader of a static (non-heap) type's instances. */

@@ -18,18 +18,9 @@
 
 #include "fuzz_heap.h"
 
+#include "fuzz_rng.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng(void)
-{
-	/* xorshift64*: the same inputs on every machine. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* An input of 1-8 patches; values are often small or all-ones, where
  * counts, sizes and flags break. Returns its length. */

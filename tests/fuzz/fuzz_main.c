@@ -12,18 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_rng.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng(void)
-{
-	/* xorshift64*: reproducible across runs and machines. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* An executable image whose dynamic section leads, through r_debug, to a
  * link_map naming libc (for cores without NT_FILE). */
