@@ -36,9 +36,17 @@ struct dfs_frame {
 PM_DEFINE_VECTOR(dfs_stack, struct dfs_frame)
 PM_DEFINE_VECTOR(u32_list, uint32_t)
 
+/* A reference that keeps its target alive. Not a weak one; nor a word of
+ * a running frame's value stack (3.8-3.10: its depth is unknown, so every
+ * slot is read, and a stale slot can point at an object now in a later
+ * allocation there; CPython's collector leaves those slots out too): an
+ * object that such a slot really holds has a refcount above its heap
+ * references, so it is held from outside, as by a C stack. */
 static bool strong(const struct pm_graph *g, uint64_t e)
 {
-	return PM_EDGE_KIND(g->edge_kind[e]) != PM_EDGE_WEAK;
+	uint8_t kind = g->edge_kind[e];
+	return PM_EDGE_KIND(kind) != PM_EDGE_WEAK &&
+	       !(PM_EDGE_KIND(kind) == PM_EDGE_STACK && !(kind & PM_EDGE_TRAVERSED));
 }
 
 /* The virtual root's successors: every object something outside the heap
