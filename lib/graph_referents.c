@@ -126,6 +126,25 @@ static bool field_word(struct builder *b, uint64_t off, uint64_t *ret)
 	return off + 8 <= object_room(b) && builder_word(b, b->obj + off, ret);
 }
 
+/* Bytes of the object itself, as CPython sizes it (basicsize, plus
+ * itemsize per item of a variable-size one), at most its allocation: the
+ * rest of the allocation is allocator rounding whose stale words point
+ * anywhere, at garbage too (PYTHONMALLOC=malloc's chunks have such tails). */
+static uint64_t object_size(struct builder *b)
+{
+	uint64_t room = object_room(b), size = b->type->basicsize, n;
+	if (size < 16)
+		return room;
+	if (b->type->itemsize && field_word(b, OB_SIZE, &n)) {
+		n = (int64_t)n < 0 ? -n : n;
+		if (n > room / b->type->itemsize)
+			return room;
+		size += n * b->type->itemsize;
+	}
+	size = (size + 7) & ~(uint64_t)7;
+	return size < room ? size : room;
+}
+
 static uint8_t edge_kind(const struct builder *b, enum pm_edge_kind kind,
 			 bool traversed)
 {
@@ -887,7 +906,7 @@ static struct pm_error *read_by_kind(struct builder *b)
 		/* A heap type's instance: the C base's part (its slots and
 		 * dict are read above). */
 		err = read_conservative_range(b, 16, b->type->heap_type ?
-					      b->type->base_basicsize : object_room(b));
+					      b->type->base_basicsize : object_size(b));
 		return err ? err : read_owned_buffers(b);
 	}
 }
