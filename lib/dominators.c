@@ -8,8 +8,8 @@
  *
  * Kept per node: its reverse-postorder index, the node at each index, and
  * in index space the immediate dominator, retained bytes and count (24
- * bytes). The predecessor lists the algorithm needs (4 bytes per edge) live
- * only while it runs. */
+ * bytes, and nothing more at the peak: the algorithm runs along the graph's
+ * own successor lists, so it needs no predecessor lists). */
 #include "dominators.h"
 
 #include <stdlib.h>
@@ -95,7 +95,7 @@ static struct pm_error *postorder(struct pm_target *t, const struct pm_graph *g,
 			break;
 		}
 		while (stack.size && !err) {
-			if ((++steps & 0xfffff) == 0 && pm_target_interrupted(t)) {
+			if ((++steps & 0xfffff) == 0 && t && pm_target_interrupted(t)) {
 				err = pm_error_interrupted();
 				break;
 			}
@@ -124,54 +124,6 @@ static struct pm_error *postorder(struct pm_target *t, const struct pm_graph *g,
 	return err;
 }
 
-/* Predecessors of each index (index space), as CSR. */
-static struct pm_error *predecessors(const struct pm_graph *g, const struct dominators *d,
-				     const struct u32_list *seeds, uint32_t **ret_start,
-				     uint32_t **ret_list)
-{
-	uint32_t n = d->reached + 1;
-	uint32_t *start = calloc((size_t)n + 1, sizeof(*start));
-	if (!start)
-		return &pm_error_no_memory;
-	uint64_t total = 0;
-	for (size_t s = 0; s < seeds->size; s++)
-		start[d->rpo[seeds->data[s]] + 1]++;
-	for (uint32_t u = 0; u < g->nnodes; u++) {
-		if (d->rpo[u] == UNDEF)
-			continue;
-		for (uint32_t e = g->edge_start[u]; e < g->edge_start[u + 1]; e++)
-			if (strong(g, e) && d->rpo[g->edge_target[e]] != UNDEF)
-				start[d->rpo[g->edge_target[e]] + 1]++;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		total += start[i + 1];
-		start[i + 1] = (uint32_t)total;
-	}
-	uint32_t *list = malloc((total ? total : 1) * sizeof(*list));
-	if (!list) {
-		free(start);
-		return &pm_error_no_memory;
-	}
-	/* Filled through start[] itself (each entry advances to its index's
-	 * end), then shifted back: no second array of n. */
-	for (size_t s = 0; s < seeds->size; s++)
-		list[start[d->rpo[seeds->data[s]]]++] = 0;
-	for (uint32_t u = 0; u < g->nnodes; u++) {
-		if (d->rpo[u] == UNDEF)
-			continue;
-		for (uint32_t e = g->edge_start[u]; e < g->edge_start[u + 1]; e++) {
-			uint32_t v = g->edge_target[e];
-			if (strong(g, e) && d->rpo[v] != UNDEF)
-				list[start[d->rpo[v]]++] = d->rpo[u];
-		}
-	}
-	memmove(start + 1, start, (size_t)n * sizeof(*start));
-	start[0] = 0;
-	*ret_start = start;
-	*ret_list = list;
-	return NULL;
-}
-
 static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
 {
 	while (a != b) {
@@ -183,36 +135,49 @@ static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
 	return a;
 }
 
-/* Cooper-Harvey-Kennedy: in reverse postorder, each index's immediate
- * dominator is the intersection of its processed predecessors, until no
- * index changes. */
-static struct pm_error *immediate_dominators(struct pm_target *t, struct dominators *d,
-					     const uint32_t *start, const uint32_t *list,
-					     uint32_t *idom)
+/* Cooper-Harvey-Kennedy, pushed along successors instead of pulled from
+ * predecessors (so no predecessor lists: 4 bytes per reference and per node
+ * saved at the peak). In reverse postorder, each reached index u narrows
+ * the immediate dominator of each index it points at to the intersection
+ * of that dominator and u, until no index changes. Every value only moves
+ * up the tree and always stays at or below the true dominator (it is an
+ * intersection over predecessors whose dominator chains hold their true
+ * ones), so the fixed point reached is the true tree, as with the pulled
+ * form. idom[v] < v holds throughout: v's depth-first parent comes before
+ * it and before any later predecessor, so v's first value is an earlier
+ * index, and intersections only go lower. */
+static struct pm_error *immediate_dominators(struct pm_target *t, const struct pm_graph *g,
+					     struct dominators *d,
+					     const struct u32_list *seeds, uint32_t *idom)
 {
 	uint32_t n = d->reached + 1;
 	for (uint32_t i = 0; i < n; i++)
 		idom[i] = UNDEF;
+	/* The virtual root's successors: dominated by it alone, for good. */
 	idom[0] = 0;
+	for (size_t s = 0; s < seeds->size; s++)
+		idom[d->rpo[seeds->data[s]]] = 0;
 	bool changed = true;
 	while (changed) {
 		if (d->pub.passes++ == PASSES_MAX)
 			return pm_error_format(PM_ERR_CORRUPT, "the dominator tree did not "
 					       "settle in %d passes", PASSES_MAX);
-		if (pm_target_interrupted(t))
+		if (t && pm_target_interrupted(t))
 			return pm_error_interrupted();
 		changed = false;
-		for (uint32_t i = 1; i < n; i++) {
-			uint32_t best = UNDEF;
-			for (uint32_t k = start[i]; k < start[i + 1]; k++) {
-				uint32_t p = list[k];
-				if (idom[p] == UNDEF)
+		for (uint32_t u = 1; u < n; u++) {
+			uint32_t node = d->node_at[u];
+			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
+				if (!strong(g, e))
 					continue;
-				best = best == UNDEF ? p : intersect(idom, p, best);
-			}
-			if (best != idom[i]) {
-				idom[i] = best;
-				changed = true;
+				uint32_t v = d->rpo[g->edge_target[e]];
+				if (v == UNDEF || idom[v] == 0 || v == u)
+					continue;
+				uint32_t meet = idom[v] == UNDEF ? u : intersect(idom, u, idom[v]);
+				if (meet != idom[v]) {
+					idom[v] = meet;
+					changed = true;
+				}
 			}
 		}
 	}
@@ -286,25 +251,24 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 		d->rpo[post.data[k]] = d->reached - k;
 	u32_list_deinit(&post);
 	uint32_t n = d->reached + 1;
-	uint32_t *start = NULL, *list = NULL;
-	d->pub.idom = malloc((size_t)n * sizeof(*d->pub.idom));
-	err = d->pub.idom ? predecessors(g, d, &seeds, &start, &list) : &pm_error_no_memory;
-	u32_list_deinit(&seeds);
-	if (!err)
-		err = immediate_dominators(t, d, start, list, d->pub.idom);
-	free(start);
-	free(list);
-	if (err)
-		return err;
 	d->node_at = malloc((size_t)n * sizeof(*d->node_at));
-	d->pub.retained = malloc((size_t)n * sizeof(*d->pub.retained));
-	d->pub.retained_count = malloc((size_t)n * sizeof(*d->pub.retained_count));
-	if (!d->node_at || !d->pub.retained || !d->pub.retained_count)
+	d->pub.idom = malloc((size_t)n * sizeof(*d->pub.idom));
+	if (!d->node_at || !d->pub.idom) {
+		u32_list_deinit(&seeds);
 		return &pm_error_no_memory;
+	}
 	d->node_at[0] = PM_NODE_NONE;
 	for (uint32_t v = 0; v < g->nnodes; v++)
 		if (d->rpo[v] != UNDEF)
 			d->node_at[d->rpo[v]] = v;
+	err = immediate_dominators(t, g, d, &seeds, d->pub.idom);
+	u32_list_deinit(&seeds);
+	if (err)
+		return err;
+	d->pub.retained = malloc((size_t)n * sizeof(*d->pub.retained));
+	d->pub.retained_count = malloc((size_t)n * sizeof(*d->pub.retained_count));
+	if (!d->pub.retained || !d->pub.retained_count)
+		return &pm_error_no_memory;
 	retained_sums(g, d, d->pub.idom);
 	d->pub.reached = d->reached;
 	d->pub.rpo = d->rpo;
@@ -318,26 +282,40 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 	return NULL;
 }
 
+struct pm_error *pm_dominators_compute(struct pm_target *t, const struct pm_graph *g,
+				       const struct pm_dominators **ret,
+				       void (**ret_destroy)(void *))
+{
+	struct dominators *d = calloc(1, sizeof(*d));
+	if (!d)
+		return &pm_error_no_memory;
+	struct pm_error *err = dominators_build(t, g, d);
+	if (err) {
+		dominators_destroy(d);
+		return err;
+	}
+	*ret = &d->pub;
+	*ret_destroy = dominators_destroy;
+	return NULL;
+}
+
 struct pm_error *pm_dominators_get(struct pm_target *t,
 				   const struct pm_dominators **ret)
 {
-	struct dominators *d = pm_target_cache_get(t, PM_CACHE_DOMINATORS);
+	const struct pm_dominators *d = pm_target_cache_get(t, PM_CACHE_DOMINATORS);
 	if (!d) {
 		const struct pm_graph *g;
 		struct pm_error *err = pm_graph_get(t, &g);
 		if (err)
 			return err;
-		d = calloc(1, sizeof(*d));
-		if (!d)
-			return &pm_error_no_memory;
-		err = dominators_build(t, g, d);
-		if (err) {
-			dominators_destroy(d);
+		void (*destroy)(void *);
+		err = pm_dominators_compute(t, g, &d, &destroy);
+		if (err)
 			return err;
-		}
-		pm_target_cache_set(t, PM_CACHE_DOMINATORS, d, dominators_destroy);
+		/* pub is the first member: the cache frees the whole. */
+		pm_target_cache_set(t, PM_CACHE_DOMINATORS, (void *)d, destroy);
 	}
-	*ret = &d->pub;
+	*ret = d;
 	return NULL;
 }
 

@@ -32,6 +32,12 @@ struct pm_dominators {
 struct pm_error *pm_dominators_get(struct pm_target *t,
 				   const struct pm_dominators **ret);
 
+/* The same for any graph, uncached (t may be NULL: no interruption
+ * checks); *ret is freed by (*ret_destroy)(*ret). For tests. */
+struct pm_error *pm_dominators_compute(struct pm_target *t, const struct pm_graph *g,
+				       const struct pm_dominators **ret,
+				       void (**ret_destroy)(void *));
+
 /* The node's immediate dominator: a node, PM_IDOM_ROOT or PM_IDOM_UNREACHED. */
 uint32_t pm_idom(const struct pm_dominators *d, uint32_t node);
 /* Bytes that would be freed with the node (its own when unreached). */

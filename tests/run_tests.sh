@@ -67,6 +67,7 @@ import json, os, sys
 import xml.etree.ElementTree as ET
 
 passed = failed = skipped = 0
+failures = []  # printed again at the end: the log's tail is what CI shows
 for d in sys.argv[1:]:
     logs = os.path.join(d, "meson-logs")
     log = os.path.join(logs, "testlog.json")
@@ -87,6 +88,7 @@ for d in sys.argv[1:]:
                 skipped += 1
             else:
                 failed += 1
+                failures.append("%s: unit %s %s" % (d, t["name"], t["result"]))
     junit = os.path.join(logs, "e2e-junit.xml")
     if e2e_result is None:
         print("%s: the e2e suite did not run" % d)
@@ -99,6 +101,11 @@ for d in sys.argv[1:]:
             kinds = {child.tag for child in case}
             if kinds & {"failure", "error"}:
                 failed += 1
+                why = next(c for c in case if c.tag in ("failure", "error"))
+                message = (why.get("message") or "").strip().splitlines()
+                failures.append("%s: FAILED %s::%s %s" % (
+                    d, case.get("classname"), case.get("name"),
+                    message[0][:300] if message else ""))
             elif "skipped" in kinds:
                 skipped += 1
             else:
@@ -111,6 +118,9 @@ with open(os.environ["FUZZ_RESULTS"]) as f:
             skipped += 1
         else:
             failed += 1
+            failures.append("fuzz: " + result.strip())
+for failure in failures:
+    print(failure)
 line = "%d passed, %d failed" % (passed, failed)
 if skipped:
     line += ", %d skipped" % skipped
