@@ -7,9 +7,10 @@
  * summed up the tree in one reverse pass.
  *
  * Kept per node: its reverse-postorder index, the node at each index, and
- * in index space the immediate dominator, retained bytes and count (24
- * bytes, and nothing more at the peak: the algorithm runs along the graph's
- * own successor lists, so it needs no predecessor lists). */
+ * in index space the immediate dominator, retained bytes (4 bytes: the
+ * few above 4 GiB in a map) and count: 20 bytes, and nothing more at the
+ * peak (the algorithm runs along the graph's own successor lists, so it
+ * needs no predecessor lists). */
 #include "dominators.h"
 
 #include <stdlib.h>
@@ -184,17 +185,46 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	return NULL;
 }
 
+uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i)
+{
+	if (d->retained_low[i] != PM_RETAINED_WIDE)
+		return d->retained_low[i];
+	uint64_t key = i;
+	const uint64_t *wide = pm_wide_retained_map_search(
+		(struct pm_wide_retained_map *)&d->retained_wide, &key);
+	return wide ? *wide : PM_RETAINED_WIDE;
+}
+
+/* Adds bytes to index i's retained bytes; false when out of memory. */
+static bool retained_add(struct pm_dominators *d, uint32_t i, uint64_t bytes)
+{
+	uint64_t sum = pm_retained_at(d, i) + bytes;
+	if (sum < PM_RETAINED_WIDE) {
+		d->retained_low[i] = (uint32_t)sum;
+		return true;
+	}
+	uint64_t key = i;
+	bool fresh;
+	uint64_t *wide = pm_wide_retained_map_insert(&d->retained_wide, &key, &fresh);
+	if (!wide)
+		return false;
+	*wide = sum;
+	d->retained_low[i] = PM_RETAINED_WIDE;
+	return true;
+}
+
 /* Own bytes (allocation and owned buffers) of every index, then summed
  * up the tree: retained bytes and counts. */
-static void retained_sums(const struct pm_graph *g, struct dominators *d, const uint32_t *idom)
+static struct pm_error *retained_sums(const struct pm_graph *g, struct dominators *d,
+				      const uint32_t *idom)
 {
 	const struct pm_cpython_heap *heap = g->heap;
 	uint32_t n = d->reached + 1;
-	uint64_t *r = d->pub.retained;
 	uint32_t *c = d->pub.retained_count;
-	memset(r, 0, (size_t)n * sizeof(*r));
+	memset(d->pub.retained_low, 0, (size_t)n * sizeof(*d->pub.retained_low));
+	bool ok = true;
 	for (uint32_t i = 1; i < n; i++) {
-		r[i] = pm_graph_node_size(g, d->node_at[i]);
+		ok &= retained_add(&d->pub, i, pm_graph_node_size(g, d->node_at[i]));
 		c[i] = 1;
 	}
 	c[0] = 0;
@@ -204,13 +234,14 @@ static void retained_sums(const struct pm_graph *g, struct dominators *d, const 
 			continue;
 		uint32_t owner = pm_graph_heap_node_near(g, heap->owners[a], &hint);
 		if (owner != PM_NODE_NONE && d->rpo[owner] != UNDEF)
-			r[d->rpo[owner]] += heap->allocs[a].size;
+			ok &= retained_add(&d->pub, d->rpo[owner], heap->allocs[a].size);
 	}
 	for (uint32_t i = n; i-- > 1;) {
-		r[idom[i]] += r[i];
+		ok &= retained_add(&d->pub, idom[i], pm_retained_at(&d->pub, i));
 		c[idom[i]] += c[i];
 	}
-	d->pub.reached_bytes = r[0];
+	d->pub.reached_bytes = pm_retained_at(&d->pub, 0);
+	return ok ? NULL : &pm_error_no_memory;
 }
 
 static void dominators_destroy(void *p)
@@ -221,7 +252,8 @@ static void dominators_destroy(void *p)
 	free(d->rpo);
 	free(d->node_at);
 	free(d->pub.idom);
-	free(d->pub.retained);
+	free(d->pub.retained_low);
+	pm_wide_retained_map_deinit(&d->pub.retained_wide);
 	free(d->pub.retained_count);
 	free(d);
 }
@@ -265,11 +297,13 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 	u32_list_deinit(&seeds);
 	if (err)
 		return err;
-	d->pub.retained = malloc((size_t)n * sizeof(*d->pub.retained));
+	d->pub.retained_low = malloc((size_t)n * sizeof(*d->pub.retained_low));
 	d->pub.retained_count = malloc((size_t)n * sizeof(*d->pub.retained_count));
-	if (!d->pub.retained || !d->pub.retained_count)
+	if (!d->pub.retained_low || !d->pub.retained_count)
 		return &pm_error_no_memory;
-	retained_sums(g, d, d->pub.idom);
+	err = retained_sums(g, d, d->pub.idom);
+	if (err)
+		return err;
 	d->pub.reached = d->reached;
 	d->pub.rpo = d->rpo;
 	d->pub.node_at = d->node_at;
@@ -331,7 +365,7 @@ uint64_t pm_retained_bytes(const struct pm_dominators *d, const struct pm_graph 
 			   uint32_t node)
 {
 	uint32_t i = d->rpo[node];
-	return i == UNDEF ? pm_graph_node_size(g, node) : d->retained[i];
+	return i == UNDEF ? pm_graph_node_size(g, node) : pm_retained_at(d, i);
 }
 
 uint32_t pm_retained_count(const struct pm_dominators *d, uint32_t node)

@@ -17,9 +17,14 @@
 
 /* Arrays are in reverse-postorder index space; index 0 is the virtual
  * root, 1..reached the nodes it reaches. Use the functions below. */
+PM_DEFINE_HASH_MAP(pm_wide_retained_map, uint64_t, uint64_t, pm_hash_u64_key, pm_u64_key_eq)
 struct pm_dominators {
 	uint32_t *idom;             /* by index: the immediate dominator's index */
-	uint64_t *retained;         /* by index: own bytes + what it dominates */
+	/* By index: own bytes + what it dominates (pm_retained_at): below 4
+	 * GiB here, else PM_RETAINED_WIDE here and the value in the map (the
+	 * few objects near the root of a big heap; 4 bytes per object saved). */
+	uint32_t *retained_low;
+	struct pm_wide_retained_map retained_wide;
 	uint32_t *retained_count;   /* by index: objects retained, itself too */
 	uint64_t reached_bytes, unreached_bytes;
 	uint32_t reached, unreached;
@@ -27,6 +32,11 @@ struct pm_dominators {
 	const uint32_t *rpo;        /* node -> index, UINT32_MAX if unreached */
 	const uint32_t *node_at;    /* index -> node */
 };
+
+#define PM_RETAINED_WIDE UINT32_MAX
+
+/* Retained bytes of index i (index space, as the arrays). */
+uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i);
 
 /* Computed once per target (cached in PM_CACHE_DOMINATORS). */
 struct pm_error *pm_dominators_get(struct pm_target *t,

@@ -6,10 +6,9 @@
  * reference found to it (from heap objects and from roots). */
 #include "graph_path.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { HOW_NONE = 0, HOW_EDGE, HOW_ROOT, HOW_OUTSIDE };
 
 static void paths_destroy(void *p)
 {
@@ -17,8 +16,7 @@ static void paths_destroy(void *p)
 	if (!paths)
 		return;
 	free(paths->via);
-	free(paths->how);
-	free(paths->incoming);
+	pm_node_count_map_deinit(&paths->outside_found);
 	free(paths);
 }
 
@@ -38,12 +36,24 @@ struct pm_error *pm_graph_incoming(const struct pm_graph *g, uint32_t **ret)
 	return NULL;
 }
 
-int64_t pm_graph_outside(const struct pm_graph *g, const struct pm_graph_paths *p,
-			 uint32_t node)
+int64_t pm_graph_outside(const struct pm_graph *g, const uint32_t *incoming, uint32_t node)
 {
 	if (g->flags[node] & (PM_NODE_IMMORTAL | PM_NODE_STATIC))
 		return 0;
-	return (int64_t)g->refcnt[node] - (int64_t)p->incoming[node];
+	return (int64_t)g->refcnt[node] - (int64_t)incoming[node];
+}
+
+bool pm_graph_path_starts_outside(const struct pm_graph_paths *p, uint32_t node)
+{
+	return p->via[node] == PM_VIA_OUTSIDE;
+}
+
+uint32_t pm_graph_path_start_found(const struct pm_graph_paths *p, uint32_t node)
+{
+	uint64_t key = node;
+	const uint32_t *found = pm_node_count_map_search(
+		(struct pm_node_count_map *)&p->outside_found, &key);
+	return found ? *found : 0;
 }
 
 /* Returns the new tail of the queue. */
@@ -54,9 +64,9 @@ static size_t bfs(const struct pm_graph *g, struct pm_graph_paths *p, uint32_t *
 		uint32_t n = queue[head++];
 		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++) {
 			uint32_t m = g->edge_target[e];
-			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_WEAK || p->how[m])
+			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_WEAK ||
+			    p->via[m] != PM_VIA_NONE)
 				continue;
-			p->how[m] = HOW_EDGE;
 			p->via[m] = e;
 			queue[tail++] = m;
 		}
@@ -74,14 +84,21 @@ struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *
 	}
 	p = calloc(1, sizeof(*p));
 	size_t n = g->nnodes ? g->nnodes : 1;
-	uint32_t *queue = malloc(n * sizeof(*queue));
-	if (!p || !queue || !(p->via = malloc(n * sizeof(*p->via))) ||
-	    !(p->how = calloc(n, 1))) {
+	if (p && (uint64_t)g->nedges + g->roots.size >= PM_VIA_OUTSIDE) {
+		free(p);
+		return pm_error_format(PM_ERR_UNSUPPORTED, "%" PRIu64 " references and %zu "
+				       "roots: too many to name paths (at most %u)",
+				       g->nedges, g->roots.size, PM_VIA_OUTSIDE - 1);
+	}
+	uint32_t *queue = malloc(n * sizeof(*queue)), *incoming = NULL;
+	if (!p || !queue || !(p->via = malloc(n * sizeof(*p->via)))) {
 		free(queue);
 		paths_destroy(p);
 		return &pm_error_no_memory;
 	}
-	struct pm_error *err = pm_graph_incoming(g, &p->incoming);
+	memset(p->via, 0xff, n * sizeof(*p->via));   /* PM_VIA_NONE */
+	p->roots_base = (uint32_t)g->nedges;
+	struct pm_error *err = pm_graph_incoming(g, &incoming);
 	if (err) {
 		free(queue);
 		paths_destroy(p);
@@ -98,24 +115,36 @@ struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *
 			const struct pm_graph_root *r = &g->roots.data[i];
 			int its_tier = r->kind <= PM_ROOT_BUILTINS ? 0 :
 				r->kind <= PM_ROOT_FRAME_LOCAL ? 1 : 2;
-			if (p->how[r->node] || its_tier != tier)
+			if (p->via[r->node] != PM_VIA_NONE || its_tier != tier)
 				continue;
-			p->how[r->node] = HOW_ROOT;
-			p->via[r->node] = (uint32_t)i;
+			p->via[r->node] = p->roots_base + (uint32_t)i;
 			queue[tail++] = r->node;
 		}
 		tail = bfs(g, p, queue, head, tail);
 		head = tail;
 	}
 	/* What no root reaches but an unexplained outside reference holds. */
-	for (uint32_t m = 0; m < g->nnodes; m++) {
-		if (p->how[m] || pm_graph_outside(g, p, m) <= 0)
+	for (uint32_t m = 0; m < g->nnodes && !err; m++) {
+		if (p->via[m] != PM_VIA_NONE || pm_graph_outside(g, incoming, m) <= 0)
 			continue;
-		p->how[m] = HOW_OUTSIDE;
+		p->via[m] = PM_VIA_OUTSIDE;
 		queue[tail++] = m;
+		uint64_t key = m;
+		bool fresh;
+		uint32_t *found = pm_node_count_map_insert(&p->outside_found, &key, &fresh);
+		if (found)
+			*found = incoming[m];
+		else
+			err = &pm_error_no_memory;
 	}
-	bfs(g, p, queue, head, tail);
+	free(incoming);
+	if (!err)
+		bfs(g, p, queue, head, tail);
 	free(queue);
+	if (err) {
+		paths_destroy(p);
+		return err;
+	}
 	pm_target_cache_set(t, PM_CACHE_PATHS, p, paths_destroy);
 	*ret = p;
 	return NULL;
@@ -145,19 +174,20 @@ struct pm_error *pm_graph_path(const struct pm_graph *g, const struct pm_graph_p
 	*start = PM_PATH_NONE;
 	uint32_t cur = node;
 	for (uint32_t hops = 0; hops <= g->nnodes; hops++) {
-		if (p->how[cur] == HOW_NONE)
+		uint32_t via = p->via[cur];
+		if (via == PM_VIA_NONE)
 			break;
-		if (p->how[cur] == HOW_ROOT) {
-			*start = PM_PATH_ROOT;
-			*start_root = p->via[cur];
-			break;
-		}
-		if (p->how[cur] == HOW_OUTSIDE) {
+		if (via == PM_VIA_OUTSIDE) {
 			*start = PM_PATH_OUTSIDE;
 			*start_root = cur;
 			break;
 		}
-		uint64_t e = p->via[cur];
+		if (via >= p->roots_base) {
+			*start = PM_PATH_ROOT;
+			*start_root = via - p->roots_base;
+			break;
+		}
+		uint64_t e = via;
 		struct pm_graph_step step = { pm_graph_edge_source(g, e), e };
 		if (!pm_graph_step_vector_append(steps, &step))
 			return &pm_error_no_memory;

@@ -7,10 +7,20 @@
 
 #include "graph.h"
 
+/* Per node one word, via: the edge it was reached by (< g->nedges), or
+ * PM_VIA_ROOTS + the index of its root in g->roots, or PM_VIA_OUTSIDE
+ * (held from outside: a path starts there), or PM_VIA_NONE (not held:
+ * unreachable, or only weakly). Use pm_graph_path(). The references found
+ * to each start held from outside are kept for its path's text; the counts
+ * of every node live only while the search runs (pm_graph_incoming for a
+ * report that needs them all). */
+#define PM_VIA_NONE UINT32_MAX
+#define PM_VIA_OUTSIDE (UINT32_MAX - 1)
+PM_DEFINE_HASH_MAP(pm_node_count_map, uint64_t, uint32_t, pm_hash_u64_key, pm_u64_key_eq)
 struct pm_graph_paths {
-	uint32_t *via;              /* the edge it was reached by, or its root */
-	uint8_t *how;               /* none, edge, root, outside */
-	uint32_t *incoming;         /* references found: strong edges + roots */
+	uint32_t *via;
+	uint32_t roots_base;        /* via of root i: roots_base + i (= nedges) */
+	struct pm_node_count_map outside_found;   /* start node -> references found */
 };
 
 /* Computed once per target (cached in PM_CACHE_PATHS). */
@@ -20,10 +30,16 @@ struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *
 /* References found to every node (strong edges and roots): a new array. */
 struct pm_error *pm_graph_incoming(const struct pm_graph *g, uint32_t **ret);
 
-/* Refcount minus the references found: > 0 is held from outside the heap
- * by something no root names (0 for immortal and static objects). */
-int64_t pm_graph_outside(const struct pm_graph *g, const struct pm_graph_paths *p,
-			 uint32_t node);
+/* Refcount minus the references found (incoming[], from pm_graph_incoming):
+ * > 0 is held from outside the heap by something no root names (0 for
+ * immortal and static objects). */
+int64_t pm_graph_outside(const struct pm_graph *g, const uint32_t *incoming, uint32_t node);
+
+/* Is node where a path starts, held from outside (the outside report lists
+ * those: the others it counts are reachable from a root too)? */
+bool pm_graph_path_starts_outside(const struct pm_graph_paths *p, uint32_t node);
+/* References found to such a start (0 for any other node). */
+uint32_t pm_graph_path_start_found(const struct pm_graph_paths *p, uint32_t node);
 
 uint32_t pm_graph_edge_source(const struct pm_graph *g, uint64_t edge);
 

@@ -193,7 +193,8 @@ static void path_text(const struct pm_graph *g, const struct pm_graph_step_vecto
 	} else {
 		pm_strbuf_printf(out, "held from outside the heap (refcount %u, %u "
 				 "references found) %s 0x%" PRIx64, g->refcnt[start_root],
-				 p->incoming[start_root], pm_graph_node_type(g, start_root),
+				 pm_graph_path_start_found(p, start_root),
+				 pm_graph_node_type(g, start_root),
 				 pm_graph_node_addr(g, start_root));
 	}
 	for (size_t i = 0; i < steps->size; i++)
@@ -473,9 +474,12 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 {
 	const struct pm_graph *g;
 	const struct pm_graph_paths *p;
+	uint32_t *incoming = NULL;
 	struct pm_error *err = pm_graph_get(t, &g);
 	if (!err)
 		err = pm_graph_paths_get(t, g, &p);
+	if (!err)
+		err = pm_graph_incoming(g, &incoming);
 	if (err)
 		return err;
 	uint64_t limit = args->limit ? (uint64_t)args->limit : LIST_DEFAULT_LIMIT;
@@ -490,16 +494,18 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 						       "found", "value" };
 		static const bool right[] = { false, false, true, true, false };
 		table = pm_table_create(5, headers, right);
-		if (!table)
+		if (!table) {
+			free(incoming);
 			return &pm_error_no_memory;
+		}
 	}
 	for (uint32_t n = 0; n < g->nnodes; n++) {
-		int64_t extra = pm_graph_outside(g, p, n);
+		int64_t extra = pm_graph_outside(g, incoming, n);
 		if (extra <= 0)
 			continue;
 		/* Held by something unnamed but also reachable from a root:
 		 * counted, not listed. */
-		if (p->how[n] != 3 /* HOW_OUTSIDE */) {
+		if (!pm_graph_path_starts_outside(p, n)) {
 			rooted++;
 			continue;
 		}
@@ -513,7 +519,7 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 			pm_strbuf_append(out, matching > 1 ? ",\n  {" : "\n  {");
 			node_json(g, n, out);
 			pm_strbuf_printf(out, ", \"refcount\": %u, \"found\": %u, \"value\": ",
-					 g->refcnt[n], p->incoming[n]);
+					 g->refcnt[n], incoming[n]);
 			text_of(g, n, out);
 			pm_strbuf_append(out, "}");
 			continue;
@@ -525,7 +531,7 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 		pm_graph_object_text(g, n, &v);
 		const char *cells[] = { a, pm_graph_node_type(g, n),
 					pm_format_grouped(g->refcnt[n], rc),
-					pm_format_grouped(p->incoming[n], found),
+					pm_format_grouped(incoming[n], found),
 					v.data ? v.data : "" };
 		pm_table_add_row(table, cells);
 		pm_strbuf_deinit(&v);
@@ -543,6 +549,7 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 		pm_strbuf_printf(out, "%" PRIu64 " more objects reachable from a root hold "
 				 "more references than were found\n", rooted);
 	}
+	free(incoming);
 	pm_table_destroy(table);
 	type_row_vector_deinit(&rows);
 	return err;

@@ -101,7 +101,7 @@ static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
 	}
 	for (uint32_t i = 1; i < n; i++) {
 		uint32_t parent = d->idom[i];
-		if ((double)d->retained[i] >= DOMINANT_CHILD * (double)d->retained[parent])
+		if ((double)pm_retained_at(d, i) >= DOMINANT_CHILD * (double)pm_retained_at(d, parent))
 			v->has_dominant_child[parent / 64] |= UINT64_C(1) << (parent % 64);
 	}
 	const struct pm_cpython_heap *heap = v->g->heap;
@@ -156,10 +156,10 @@ static size_t top_candidates(const struct retained_view *v, const char *type, bo
 		if ((!all && (!accumulates(v, i) || v->ns[d->node_at[i]])) ||
 		    (type && strcmp(pm_graph_node_type(v->g, d->node_at[i]), type)))
 			continue;
-		if (have == want && d->retained[i] <= d->retained[best[want - 1]])
+		if (have == want && pm_retained_at(d, i) <= pm_retained_at(d, best[want - 1]))
 			continue;
 		size_t k = have < want ? have++ : want - 1;
-		while (k > 0 && d->retained[best[k - 1]] < d->retained[i]) {
+		while (k > 0 && pm_retained_at(d, best[k - 1]) < pm_retained_at(d, i)) {
 			best[k] = best[k - 1];
 			k--;
 		}
@@ -179,7 +179,7 @@ static struct pm_error *own_of_rows(const struct retained_view *v, const uint32_
 	if (!wanted)
 		return &pm_error_no_memory;
 	for (size_t k = 0; k < n; k++) {
-		own[k] = d->retained[rows[k]];
+		own[k] = pm_retained_at(d, rows[k]);
 		wanted[rows[k] / 64] |= UINT64_C(1) << (rows[k] % 64);
 	}
 	for (uint32_t i = 1; i <= d->reached; i++) {
@@ -188,7 +188,7 @@ static struct pm_error *own_of_rows(const struct retained_view *v, const uint32_
 			continue;
 		for (size_t k = 0; k < n; k++)
 			if (rows[k] == p)
-				own[k] -= d->retained[i];
+				own[k] -= pm_retained_at(d, i);
 	}
 	free(wanted);
 	return NULL;
@@ -204,7 +204,7 @@ static void object_json(const struct retained_view *v, uint32_t i, uint64_t own,
 	pm_strbuf_printf(out, "{\"address\": %" PRIu64 ", \"type\": ", pm_graph_node_addr(v->g, node));
 	pm_strbuf_json_string(out, pm_graph_node_type(v->g, node));
 	pm_strbuf_printf(out, ", \"own\": %" PRIu64 ", \"retained\": %" PRIu64
-			 ", \"count\": %u, \"path\": ", own, v->d->retained[i],
+			 ", \"count\": %u, \"path\": ", own, pm_retained_at(v->d, i),
 			 v->d->retained_count[i]);
 	pm_strbuf_json_string(out, path.data ? path.data : "");
 	pm_strbuf_append(out, "}");
@@ -248,8 +248,8 @@ static struct pm_error *retained_one(const struct retained_view *v,
 				 "(%u objects, %.1f%% of the heap)\n  held by: %s\n",
 				 pm_graph_node_addr(v->g, node), pm_graph_node_type(v->g, node),
 				 pm_format_grouped(own, own_text),
-				 pm_format_grouped(d->retained[i], ret), d->retained_count[i],
-				 percent(d->retained[i], v->heap_bytes), path.data ? path.data : "");
+				 pm_format_grouped(pm_retained_at(d, i), ret), d->retained_count[i],
+				 percent(pm_retained_at(d, i), v->heap_bytes), path.data ? path.data : "");
 		pm_strbuf_deinit(&path);
 		return NULL;
 	}
@@ -317,10 +317,10 @@ struct pm_error *pm_report_retained(struct pm_target *t, const struct pm_report_
 			struct pm_strbuf path;
 			pm_strbuf_init(&path);
 			path_of(&v, node, &path);
-			snprintf(pct, sizeof(pct), "%.1f", percent(v.d->retained[i], v.heap_bytes));
+			snprintf(pct, sizeof(pct), "%.1f", percent(pm_retained_at(v.d, i), v.heap_bytes));
 			const char *cells[] = { pm_graph_node_type(v.g, node),
 						pm_format_grouped(own[k], own_text),
-						pm_format_grouped(v.d->retained[i], ret), pct,
+						pm_format_grouped(pm_retained_at(v.d, i), ret), pct,
 						pm_format_grouped(v.d->retained_count[i], cnt),
 						path.data ? path.data : "" };
 			pm_table_add_row(table, cells);
@@ -427,8 +427,8 @@ static void suspect_text(const struct retained_view *v, uint32_t i, struct pm_st
 	path_of(v, node, &path);
 	pm_strbuf_printf(out, "a %s at %s retains %.1f%% of the heap (%s bytes, %s objects)",
 			 type, path.data ? path.data : "?",
-			 percent(v->d->retained[i], v->heap_bytes),
-			 pm_format_grouped(v->d->retained[i], ret),
+			 percent(pm_retained_at(v->d, i), v->heap_bytes),
+			 pm_format_grouped(pm_retained_at(v->d, i), ret),
 			 pm_format_grouped(v->d->retained_count[i], cnt));
 	pm_strbuf_deinit(&path);
 	struct type_share mix[32];
@@ -453,7 +453,7 @@ static size_t suspects_find(const struct retained_view *v, double share, uint32_
 	size_t n = top_candidates(v, NULL, false, best, want);
 	size_t kept = 0;
 	for (size_t k = 0; k < n; k++)
-		if (percent(v->d->retained[best[k]], v->heap_bytes) >= share)
+		if (percent(pm_retained_at(v->d, best[k]), v->heap_bytes) >= share)
 			best[kept++] = best[k];
 	return kept;
 }
