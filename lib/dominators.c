@@ -146,7 +146,16 @@ static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
  * ones), so the fixed point reached is the true tree, as with the pulled
  * form. idom[v] < v holds throughout: v's depth-first parent comes before
  * it and before any later predecessor, so v's first value is an earlier
- * index, and intersections only go lower. */
+ * index, and intersections only go lower.
+ *
+ * A pass in which no reference back (to an index at or before its
+ * source's) changed anything is the last: a change along a forward
+ * reference is to an index not yet processed, so within the pass nothing
+ * has used its old value (chains walked from u only visit indexes below
+ * u), and every index below the one being processed is then final. So each
+ * reference's target dominator is an ancestor of its source at the end: a
+ * fixed point, without a pass to confirm it (a heap whose cycles all are
+ * entered at one object, as most are, takes one pass). */
 static struct pm_error *immediate_dominators(struct pm_target *t, const struct pm_graph *g,
 					     struct dominators *d,
 					     const struct u32_list *seeds, uint32_t *idom)
@@ -158,14 +167,14 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	idom[0] = 0;
 	for (size_t s = 0; s < seeds->size; s++)
 		idom[d->rpo[seeds->data[s]]] = 0;
-	bool changed = true;
-	while (changed) {
+	bool changed_back = true;
+	while (changed_back) {
 		if (d->pub.passes++ == PASSES_MAX)
 			return pm_error_format(PM_ERR_CORRUPT, "the dominator tree did not "
 					       "settle in %d passes", PASSES_MAX);
 		if (t && pm_target_interrupted(t))
 			return pm_error_interrupted();
-		changed = false;
+		changed_back = false;
 		for (uint32_t u = 1; u < n; u++) {
 			uint32_t node = d->node_at[u];
 			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
@@ -177,7 +186,7 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 				uint32_t meet = idom[v] == UNDEF ? u : intersect(idom, u, idom[v]);
 				if (meet != idom[v]) {
 					idom[v] = meet;
-					changed = true;
+					changed_back |= v < u;
 				}
 			}
 		}

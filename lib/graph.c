@@ -117,7 +117,8 @@ uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t
 
 uint32_t builder_heap_node(struct builder *b, uint64_t addr)
 {
-	return pm_graph_heap_node_near(b->g, addr, &b->alloc_hint);
+	return pm_graph_heap_node_near(b->g, addr,
+				       &b->alloc_hints[(addr >> 12) % BUILDER_HINT_PAGES]);
 }
 
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr)

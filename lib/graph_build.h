@@ -146,6 +146,8 @@ struct dict_keys {
 bool dict_keys_geometry(const uint8_t *head, uint64_t keys, bool v311,
 			struct dict_keys *ret);
 
+enum { BUILDER_HINT_PAGES = 256 };
+
 struct builder {
 	struct pm_graph *g;
 	struct pm_target *t;
@@ -185,7 +187,11 @@ struct builder {
 	/* Reading words that may be stale (a running frame's value stack
 	 * past its unknown depth): one that is no object is no news. */
 	bool stale_words;
-	size_t alloc_hint;          /* the allocation of the last reference's target */
+	/* Where the last reference into each of a few pages was found, by
+	 * page number: a container's items alternate between the pools of
+	 * their size classes (an instance, a tuple, an instance...), and the
+	 * next one in each pool is a few allocations after the last. */
+	size_t alloc_hints[BUILDER_HINT_PAGES];
 };
 
 /* graph.c */
