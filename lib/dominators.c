@@ -167,23 +167,45 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	idom[0] = 0;
 	for (size_t s = 0; s < seeds->size; s++)
 		idom[d->rpo[seeds->data[s]]] = 0;
+	/* Targets of more than one strong reference (by node, a bit each):
+	 * after the first pass the others' dominator is their one referrer
+	 * for good, so later passes look only at these. */
+	uint64_t *shared = calloc(g->nnodes / 64 + 1, sizeof(*shared));
+	if (!shared)
+		return &pm_error_no_memory;
 	bool changed_back = true;
+	struct pm_error *err = NULL;
 	while (changed_back) {
-		if (d->pub.passes++ == PASSES_MAX)
-			return pm_error_format(PM_ERR_CORRUPT, "the dominator tree did not "
-					       "settle in %d passes", PASSES_MAX);
-		if (t && pm_target_interrupted(t))
-			return pm_error_interrupted();
+		if (d->pub.passes++ == PASSES_MAX) {
+			err = pm_error_format(PM_ERR_CORRUPT, "the dominator tree did not "
+					      "settle in %d passes", PASSES_MAX);
+			break;
+		}
+		if (t && pm_target_interrupted(t)) {
+			err = pm_error_interrupted();
+			break;
+		}
+		bool first = d->pub.passes == 1;
 		changed_back = false;
 		for (uint32_t u = 1; u < n; u++) {
 			uint32_t node = d->node_at[u];
 			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
+				uint32_t target = g->edge_target[e];
+				if (!first && !((shared[target / 64] >> (target % 64)) & 1))
+					continue;
 				if (!strong(g, e))
 					continue;
-				uint32_t v = d->rpo[g->edge_target[e]];
+				uint32_t v = d->rpo[target];
 				if (v == UNDEF || idom[v] == 0 || v == u)
 					continue;
-				uint32_t meet = idom[v] == UNDEF ? u : intersect(idom, u, idom[v]);
+				uint32_t meet;
+				if (idom[v] == UNDEF) {
+					meet = u;
+				} else {
+					if (first)
+						shared[target / 64] |= UINT64_C(1) << (target % 64);
+					meet = intersect(idom, u, idom[v]);
+				}
 				if (meet != idom[v]) {
 					idom[v] = meet;
 					changed_back |= v < u;
@@ -191,7 +213,8 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 			}
 		}
 	}
-	return NULL;
+	free(shared);
+	return err;
 }
 
 uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i)
