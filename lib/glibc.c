@@ -538,6 +538,21 @@ static void check_mp(struct pm_glibc_walk *w)
 		return;
 	h->mp_n_mmaps = (uint64_t)(int64_t)n_mmaps;
 	h->mp_mmapped_mem = mmapped_mem;
+	uint64_t drift = mmapped_mem - h->total.hblkhd;
+	if (w->l->mmap_tail && h->mp_n_mmaps == h->total.hblks &&
+	    mmapped_mem > h->total.hblkhd && drift % 16 == 0 && drift / 16 <= (1u << 20)) {
+		/* glibc 2.43's mremap_chunk adds 16 bytes too many to
+		 * mmapped_mem each time it resizes an mmapped chunk (it
+		 * subtracts the old chunk's size, not its mapping's). The
+		 * mappings are what is resident: they are the figure. */
+		pm_target_warn(w->t, true, h->mp,
+			       "glibc: mp_.mmapped_mem (mallinfo2's hblkhd) is %llu bytes above "
+			       "the %llu mmapped chunks' mappings: glibc 2.43 counts 16 bytes "
+			       "too many per mremap of an mmapped chunk (%llu here)",
+			       (unsigned long long)drift, (unsigned long long)h->total.hblks,
+			       (unsigned long long)(drift / 16));
+		return;
+	}
 	if (h->mp_n_mmaps != h->total.hblks || mmapped_mem != h->total.hblkhd)
 		pm_glibc_problem(w, h->mp, "mmapped chunks found: %llu (%llu bytes); mp_ says %llu (%llu bytes)",
 			(unsigned long long)h->total.hblks,

@@ -383,7 +383,7 @@ static struct pm_error *arena_uninitialised(struct pm_target *t,
 static bool safe_linking_seen(struct pm_target *t, uint64_t arena,
 			      const struct pm_glibc_layout *l, bool *ret)
 {
-	for (int i = 0; i < PM_GLIBC_NFASTBINS; i++) {
+	for (int i = 0; l->ms_fastbins && i < PM_GLIBC_NFASTBINS; i++) {
 		uint64_t p, stored;
 		if (!read_u64(t, arena + l->ms_fastbins + 8 * (uint64_t)i, &p) ||
 		    !p || !read_u64(t, p + 16, &stored))

@@ -31,7 +31,7 @@ struct pm_glibc_layout {
 	int min_minor, max_minor;   /* 2.<min_minor> .. 2.<max_minor> */
 	/* struct malloc_state */
 	uint32_t ms_flags, ms_fastbins, ms_top, ms_bins, ms_next,
-		ms_system_mem, ms_size;
+		ms_system_mem, ms_size;     /* ms_fastbins 0: none (2.43+) */
 	/* struct malloc_par (mp_) */
 	uint32_t mp_mmap_threshold, mp_n_mmaps, mp_n_mmaps_max,
 		mp_max_n_mmaps, mp_mmapped_mem, mp_sbrk_base, mp_tcache_bins,
@@ -46,11 +46,15 @@ struct pm_glibc_layout {
 	uint32_t tc_chunk_size;     /* size of the chunk holding it */
 	bool tc_counts_down;        /* 2.42: num_slots, not counts */
 	bool safe_linking;          /* 2.32+ */
+	/* mmapped chunks: bytes of the mapping past the chunk's size (2.43:
+	 * a chunk header's worth, CHUNK_HDR_SZ, so the size is the mapping's
+	 * less 16 and prev_size may carry MMAP_HP, bit 0) */
+	uint32_t mmap_tail;
 };
 
 /* The layout for glibc 2.<minor>, or NULL if unsupported. */
 const struct pm_glibc_layout *pm_glibc_layout_find(int major, int minor);
-/* "2.27 to 2.42" */
+/* "2.27 to 2.43" */
 const char *pm_glibc_supported_range(void);
 
 /* Where the walker starts from. */

@@ -76,6 +76,21 @@ static const struct pm_glibc_layout layouts[] = {
 		.tc_chunk_size = 0x300, .tc_counts_down = true,
 		.safe_linking = true,
 	},
+	{	/* no fastbins (malloc_state starts its top at 8); mp_ gains
+		 * thp_mode. Checked with gdb on Debian's 2.43-7 and libc6-dbg. */
+		.min_minor = 43, .max_minor = 43,
+		.ms_flags = 4, .ms_fastbins = 0, .ms_top = 0x08,
+		.ms_bins = 0x18, .ms_next = 0x818, .ms_system_mem = 0x830,
+		.ms_size = 0x840,
+		.mp_mmap_threshold = 0x10, .mp_n_mmaps = 0x44,
+		.mp_n_mmaps_max = 0x48, .mp_max_n_mmaps = 0x4c,
+		.mp_mmapped_mem = 0x58, .mp_sbrk_base = 0x68,
+		.mp_tcache_bins = 0x70, .mp_hp_pagesize = 0x38, .mp_size = 0x90,
+		.hi_ar_ptr = 0, .hi_prev = 8, .hi_size = 0x10, .hi_sizeof = 0x30,
+		.tc_bins = 76, .tc_count_width = 2, .tc_entries = 0x98,
+		.tc_chunk_size = 0x300, .tc_counts_down = true,
+		.safe_linking = true, .mmap_tail = 16,
+	},
 };
 
 const struct pm_glibc_layout *pm_glibc_layout_find(int major, int minor)
@@ -92,5 +107,5 @@ const struct pm_glibc_layout *pm_glibc_layout_find(int major, int minor)
 
 const char *pm_glibc_supported_range(void)
 {
-	return "2.27 to 2.42";
+	return "2.27 to 2.43";
 }

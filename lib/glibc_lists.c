@@ -251,7 +251,7 @@ bool pm_glibc_arena_load(struct pm_glibc_walk *w, struct pm_glibc_arena *ar)
 	ar->info.arena = ar->system_mem;
 	ar->info.ordblks = 1;
 	ar->info.fordblks = ar->top_size;
-	for (int i = 0; i < PM_GLIBC_NFASTBINS && !w->fatal; i++)
+	for (int i = 0; l->ms_fastbins && i < PM_GLIBC_NFASTBINS && !w->fatal; i++)
 		walk_fastbin(w, ar, i, ms);
 	for (int i = 1; i < PM_GLIBC_NBINS && !w->fatal; i++)
 		walk_bin(w, ar, i, ms);

@@ -65,8 +65,9 @@ static uint64_t memalign_lead(struct pm_glibc_walk *w, uint64_t a, uint64_t size
 		uint64_t prev, sz;
 		if (!pm_glibc_window_u64(w, a + lead, &prev) || !pm_glibc_window_u64(w, a + lead + 8, &sz))
 			continue;
-		if (prev == lead && (sz & PM_GLIBC_IS_MMAPPED) &&
-		    (sz & ~(uint64_t)PM_GLIBC_FLAGS) == size - lead)
+		if ((prev & ~(uint64_t)(w->l->mmap_tail ? 1 : 0)) == lead &&
+		    (sz & PM_GLIBC_IS_MMAPPED) &&
+		    (sz & ~(uint64_t)PM_GLIBC_FLAGS) + w->l->mmap_tail == size - lead)
 			return lead;
 	}
 	return 0;
@@ -97,7 +98,8 @@ static void label_pieces(struct pm_glibc_walk *w, size_t i, uint64_t start,
 
 /* Scans the adjacent regions [first, last] (see region_may_hold_mmapped)
  * for mmapped chunks: at each page start of a readable region, a header
- * (prev_size 0, size|IS_MMAPPED, page-multiple) whose mapping fits in the
+ * (prev_size 0, size|IS_MMAPPED, page-multiple with 2.43's tail) whose
+ * mapping fits in the
  * span; then on past the mapping. */
 static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, size_t last)
 {
@@ -120,8 +122,12 @@ static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, size_t last
 			a += PM_GLIBC_PAGE;
 			continue;
 		}
-		uint64_t size = raw & ~(uint64_t)PM_GLIBC_FLAGS;
-		if (prev != 0 || (raw & 0xfff) != PM_GLIBC_IS_MMAPPED ||
+		/* The whole mapping, page-multiple: the chunk, and in 2.43 a
+		 * header's worth after it. */
+		uint64_t tail = w->l->mmap_tail;
+		uint64_t size = (raw & ~(uint64_t)PM_GLIBC_FLAGS) + tail;
+		if ((tail ? (prev & ~UINT64_C(1)) : prev) != 0 ||
+		    (raw & PM_GLIBC_FLAGS) != PM_GLIBC_IS_MMAPPED || (size & 0xfff) ||
 		    size < PM_GLIBC_PAGE || size > end - a) {
 			a += PM_GLIBC_PAGE;
 			continue;

@@ -683,7 +683,14 @@ static void summary_text(struct pm_target *t, const struct pm_cpython_heap *heap
 		count += s->rows[i].count;
 		bytes += s->rows[i].bytes;
 	}
-	if (heap->py->is_python) {
+	if (heap->py->is_python && !heap->python) {
+		/* An interpreter newer (or older) than the tables: said first,
+		 * then the rows the allocators alone can tell. */
+		char version[32];
+		python_version_text(heap->py, version, sizeof(version));
+		pm_strbuf_printf(out, "CPython %s: its objects not recognised (see the "
+				 "note); glibc and mmap rows only\n", version);
+	} else if (heap->py->is_python) {
 		char version[32];
 		python_version_text(heap->py, version, sizeof(version));
 		pm_strbuf_printf(out, "CPython %s: %" PRIu64 " objects recognised, %"

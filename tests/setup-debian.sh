@@ -15,6 +15,7 @@ packages=(
   python3-numpy                  # numpy's huge-page-advised arrays (split mmapped chunks)
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0   # other allocators, to test detection
   clang                          # fuzz targets (libFuzzer)
+  debootstrap                    # the Debian unstable chroot below
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +26,29 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Debian unstable in a chroot, outside the repository and kept there: glibc
+# 2.43 and CPython 3.13-3.15 as a container's process has them, run inside
+# it and analysed from outside (tests/e2e/test_chroot.py). About a minute:
+# debootstrap, then the packages (the archive is a fixed snapshot whose
+# Release file has expired, hence Check-Valid-Until=false).
+SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
+if [ ! -x "$SID/usr/bin/python3.15" ] && [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  $SUDO rm -rf "$SID.new"
+  $SUDO mkdir -p "$(dirname "$SID")"
+  $SUDO debootstrap --variant=minbase sid "$SID.new" "$mirror" >/dev/null
+  $SUDO chroot "$SID.new" apt-get -qq -o Acquire::Check-Valid-Until=false update
+  $SUDO chroot "$SID.new" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends python3.13 python3.14 python3.15 libc6-dbg >/dev/null
+  $SUDO mv "$SID.new" "$SID"
+fi
+if [ -d "$SID" ] && ! mountpoint -q "$SID/proc"; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO mount -t proc proc "$SID/proc"
+fi
+
 [ -d build ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
 echo "pymortem: dependencies installed and build/ compiled"
