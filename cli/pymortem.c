@@ -51,6 +51,9 @@ static void usage(FILE *out)
 		"  --no-debuginfo      use only .dynsym (ignore .symtab and debug files)\n"
 		"  --debug-dir DIR     where separate debug files live (/usr/lib/debug)\n"
 		"  --exe PATH          the executable, for a core whose notes lack it\n"
+		"  --sysroot DIR       read the target's files under DIR (a core of a process\n"
+		"                      in a container or chroot: its root; live processes in\n"
+		"                      another root are read through /proc/PID/root)\n"
 		"  --by KEY            summary grouping: type, owner, retainer, size, region,\n"
 		"                      allocator\n"
 		"  --top N             show the N largest rows and what the rest add up to\n"
@@ -227,12 +230,13 @@ int main(int argc, char **argv)
 	enum { OPT_JSON = 256, OPT_NO_DEBUGINFO, OPT_DEBUG_DIR, OPT_EXE, OPT_BY,
 	       OPT_TOP, OPT_LIMIT, OPT_MIN_SIZE, OPT_USED, OPT_FREE, OPT_ALL,
 	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_THRESHOLD,
-	       OPT_VERSION };
+	       OPT_VERSION, OPT_SYSROOT };
 	static const struct option long_options[] = {
 		{"json", no_argument, NULL, OPT_JSON},
 		{"no-debuginfo", no_argument, NULL, OPT_NO_DEBUGINFO},
 		{"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
 		{"exe", required_argument, NULL, OPT_EXE},
+		{"sysroot", required_argument, NULL, OPT_SYSROOT},
 		{"by", required_argument, NULL, OPT_BY},
 		{"top", required_argument, NULL, OPT_TOP},
 		{"limit", required_argument, NULL, OPT_LIMIT},
@@ -259,6 +263,7 @@ int main(int argc, char **argv)
 		case OPT_NO_DEBUGINFO: options.no_debuginfo = true; break;
 		case OPT_DEBUG_DIR: options.debug_dir = optarg; break;
 		case OPT_EXE: options.executable = optarg; break;
+		case OPT_SYSROOT: options.sysroot = optarg; break;
 		case OPT_BY: args.by = optarg; break;
 		case OPT_USED: args.state = "used"; break;
 		case OPT_FREE: args.state = "free"; break;

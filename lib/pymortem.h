@@ -37,6 +37,13 @@ struct pm_options {
 			      const char *name, uint64_t *address,
 			      uint64_t *size);
 	void *lookup_symbol_arg;
+	/* Where the target's files are: the paths its maps or its core's
+	 * NT_FILE name are read under this directory (a container's root;
+	 * GDB's `set sysroot`). NULL: as they are; a live process in another
+	 * root (a container, a chroot) has its files read through
+	 * /proc/PID/root. Separate debug files are looked for under it first
+	 * (unless debug_dir is given), then in debug_dir. */
+	const char *sysroot;
 };
 
 struct pm_error *pm_target_open_core(const char *core_path,

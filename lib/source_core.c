@@ -72,6 +72,7 @@ struct core_file {
 	const char *why;            /* for FILE_MISSING/MISMATCH messages */
 	char why_buf[160];          /* a why with the system's reason in it */
 	const char *open_path;      /* path actually opened (may be options' exe) */
+	char *sysroot_path;         /* its path under the sysroot, when there is one */
 	int fd;
 	const uint8_t *map;
 	size_t size;
@@ -924,16 +925,35 @@ static void core_file_try(struct core_source *src, int32_t idx,
 static void core_file_check(struct core_source *src, int32_t idx)
 {
 	struct core_file *f = &src->files[idx];
-	core_file_try(src, idx, f->path);
+	const char *root = pm_target_sysroot(src->target);
+	char *where = pm_target_file_path(src->target, f->path);
+	if (!where) {
+		f->state = FILE_MISSING;
+		f->why = "cannot be looked for (out of memory)";
+		return;
+	}
+	core_file_try(src, idx, where);
+	if (f->state == FILE_MISSING && root)
+		core_file_try(src, idx, f->path);   /* as target_elf_open */
 	if (f->state != FILE_OK && f->is_executable && src->executable) {
 		core_file_try(src, idx, src->executable);
 		if (f->state != FILE_OK)
 			f->why = "is missing or differs, and so does the executable given";
 	}
-	if (f->state != FILE_OK)
+	if (f->state != FILE_OK && root)
 		pm_target_warn(src->target, false, 0,
-			       "bytes missing from the core cannot be read: %s %s",
-			       f->path, f->why);
+			       "bytes missing from the core cannot be read: %s (looked for there "
+			       "and at %s, under the sysroot) %s", f->path, where, f->why);
+	else if (f->state != FILE_OK)
+		pm_target_warn(src->target, false, 0,
+			       "bytes missing from the core cannot be read: %s %s%s",
+			       f->path, f->why,
+			       f->state == FILE_MISSING || f->state == FILE_MISMATCH ?
+			       " (a core of a process in another root: give its files with --sysroot)"
+			       : "");
+	/* core_file_map keeps the path it opened: ours lives as long. */
+	free(f->sysroot_path);
+	f->sysroot_path = where;
 }
 
 static struct pm_error *core_read_file(struct core_source *src,
@@ -1028,6 +1048,7 @@ static void core_destroy(struct pm_source *source)
 	for (size_t i = 0; i < src->nfiles; i++) {
 		core_file_unmap(&src->files[i]);
 		free(src->files[i].path);
+		free(src->files[i].sysroot_path);
 	}
 	free(src->files);
 	free(src->segs);

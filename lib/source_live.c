@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -234,6 +235,16 @@ struct pm_error *pm_target_open_pid(pid_t pid, const struct pm_options *options,
 	if (err) {
 		live_destroy(&live->base);
 		return err;
+	}
+	/* A process in another root (a container, a chroot) names files of
+	 * its own: they are read through /proc/PID/root. */
+	struct stat its_root, our_root;
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	if (!pm_target_sysroot(t) && stat(path, &its_root) == 0 && stat("/", &our_root) == 0 &&
+	    (its_root.st_dev != our_root.st_dev || its_root.st_ino != our_root.st_ino) &&
+	    !pm_target_set_sysroot(t, path)) {
+		pm_target_destroy(t);
+		return &pm_error_no_memory;
 	}
 	char *maps;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);

@@ -55,6 +55,7 @@ struct pm_target {
 	struct pm_options options;
 	char *debug_dir;
 	char *executable;
+	char *sysroot;              /* NULL: files at their own paths */
 	pid_t pid;
 
 	struct pm_region *regions;
@@ -95,15 +96,23 @@ struct pm_error *pm_target_create(struct pm_source *source,
 						   : "/usr/lib/debug");
 	t->executable = t->options.executable ? strdup(t->options.executable)
 					      : NULL;
-	if (!t->debug_dir || (t->options.executable && !t->executable)) {
+	/* "/" and "" mean the files are where they say. */
+	const char *root = t->options.sysroot;
+	if (root && (!*root || !strcmp(root, "/")))
+		root = NULL;
+	t->sysroot = root ? strdup(root) : NULL;
+	if (!t->debug_dir || (t->options.executable && !t->executable) ||
+	    (root && !t->sysroot)) {
 		free(t->debug_dir);
 		free(t->executable);
+		free(t->sysroot);
 		free(t);
 		return &pm_error_no_memory;
 	}
 	/* Strings in options belong to the caller: point at our copies. */
 	t->options.debug_dir = t->debug_dir;
 	t->options.executable = t->executable;
+	t->options.sysroot = t->sysroot;
 	*ret = t;
 	return NULL;
 }
@@ -155,7 +164,60 @@ void pm_target_destroy(struct pm_target *t)
 	partial_vector_deinit(&t->partials);
 	free(t->debug_dir);
 	free(t->executable);
+	free(t->sysroot);
 	free(t);
+}
+
+bool pm_target_set_sysroot(struct pm_target *t, const char *root)
+{
+	char *copy = strdup(root);
+	if (!copy)
+		return false;
+	free(t->sysroot);
+	t->sysroot = copy;
+	t->options.sysroot = copy;
+	return true;
+}
+
+const char *pm_target_sysroot(const struct pm_target *t)
+{
+	return t->sysroot;
+}
+
+char *pm_target_file_path(const struct pm_target *t, const char *path)
+{
+	char *joined;
+	if (!t->sysroot || path[0] != '/')
+		return strdup(path);
+	if (asprintf(&joined, "%s%s", t->sysroot, path) < 0)
+		return NULL;
+	return joined;
+}
+
+/* Opens a file the target names: under the sysroot, else at its own path
+ * (a chroot's process has host paths in its maps as we read them; a
+ * container's, paths of its own mount namespace). The build-id check
+ * after decides whether it is the mapped file. A missing one's message
+ * names the target's path and where it was looked for. */
+static struct pm_error *target_elf_open(struct pm_target *t, const char *path,
+					struct pm_elf **ret)
+{
+	char *where = pm_target_file_path(t, path);
+	if (!where)
+		return &pm_error_no_memory;
+	struct pm_error *err = pm_elf_open(where, ret);
+	if (err && t->sysroot && err->code == PM_ERR_NOT_FOUND) {
+		pm_error_destroy(err);
+		err = pm_elf_open(path, ret);
+		if (err && err->code == PM_ERR_NOT_FOUND) {
+			pm_error_destroy(err);
+			err = pm_error_format(PM_ERR_NOT_FOUND, "%s (a path of the target) is "
+					      "missing, at it and under the sysroot (%s)",
+					      path, where);
+		}
+	}
+	free(where);
+	return err;
 }
 
 /* ---- building ---------------------------------------------------------- */
@@ -295,7 +357,7 @@ static struct pm_error *target_build_modules(struct pm_target *t)
 		bool elf = target_memory_is_elf(t, r->start);
 		struct pm_elf *file = NULL;
 		if (!elf) {
-			struct pm_error *err = pm_elf_open(r->path, &file);
+			struct pm_error *err = target_elf_open(t, r->path, &file);
 			if (err) {
 				/* Not ELF, or missing (the core source said so):
 				 * not a module. Any other failure (ENOMEM mapping
@@ -605,7 +667,7 @@ struct pm_module *pm_target_executable(struct pm_target *t)
 struct pm_elf *pm_target_module_file(struct pm_target *t, struct pm_module *m)
 {
 	if (m->file_status == PM_FILE_UNCHECKED) {
-		struct pm_error *err = pm_elf_open(m->path, &m->file);
+		struct pm_error *err = target_elf_open(t, m->path, &m->file);
 		if (err) {
 			m->file_status = err->code == PM_ERR_FORMAT ?
 				PM_FILE_NOT_ELF : err->code == PM_ERR_NOT_FOUND ?
@@ -648,11 +710,25 @@ struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
 		return NULL;
 	if (m->debug_file || m->debug_path || !m->build_id_len)
 		return m->debug_file;
+	struct pm_error *err = NULL;
+	if (t->sysroot && !strcmp(t->debug_dir, "/usr/lib/debug")) {
+		/* The target's own debug files first (a container's packages). */
+		char *dir = pm_target_file_path(t, t->debug_dir);
+		m->debug_path = dir ? pm_elf_debug_path(dir, m->build_id, m->build_id_len) : NULL;
+		free(dir);
+		if (m->debug_path) {
+			err = pm_elf_open(m->debug_path, &m->debug_file);
+			if (!err)
+				return m->debug_file;
+			pm_error_destroy(err);
+			free(m->debug_path);
+		}
+	}
 	m->debug_path = pm_elf_debug_path(t->debug_dir, m->build_id,
 					  m->build_id_len);
 	if (!m->debug_path)
 		return NULL;
-	struct pm_error *err = pm_elf_open(m->debug_path, &m->debug_file);
+	err = pm_elf_open(m->debug_path, &m->debug_file);
 	if (err) {
 		if (err->code != PM_ERR_NOT_FOUND)
 			pm_target_warn(t, false, 0,

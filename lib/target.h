@@ -160,6 +160,12 @@ struct pm_module *pm_target_executable(struct pm_target *t);
  * in memory; NULL if missing or mismatched (a warning says which). */
 struct pm_elf *pm_target_module_file(struct pm_target *t, struct pm_module *m);
 
+/* The sysroot the target's files are read under (NULL: none), and a path
+ * of the target's there (malloc'd; NULL when out of memory). */
+const char *pm_target_sysroot(const struct pm_target *t);
+bool pm_target_set_sysroot(struct pm_target *t, const char *root);
+char *pm_target_file_path(const struct pm_target *t, const char *path);
+
 /* The separate debug file found by build-id, or NULL (also under no_debuginfo). */
 struct pm_elf *pm_target_module_debug_file(struct pm_target *t,
 					   struct pm_module *m);

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -126,10 +127,13 @@ class ChrootTarget:
         env = {"PATH": "/usr/bin:/bin", "PM_ORACLE_FILE": rel + "/oracle.json"}
         self.oracle_path = os.path.join(self.inside, "oracle.json")
         chroot = shutil.which("chroot") or "/usr/sbin/chroot"
-        self.proc = subprocess.Popen([chroot, CHROOT, python, rel + "/workload.py"],
-                                     env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.inside, "stderr"), "w"))
+        # Its cwd is its own dir there: a kernel core lands in it.
+        with open(os.path.join(self.inside, "stderr"), "w") as err:
+            self.proc = subprocess.Popen(
+                [chroot, CHROOT, "/bin/sh", "-c", 'cd "$1" && exec "$2" workload.py',
+                 "sh", rel, python],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=err, preexec_fn=harness._child_setup)
         deadline = time.monotonic() + 120
         while not (os.path.exists(self.oracle_path + ".mallinfo2") and
                    harness.is_stopped(self.proc.pid)):
@@ -154,6 +158,20 @@ class ChrootTarget:
         with open(self.oracle_path + ".dms") as f:
             m = re.search(r"^# arenas allocated current\s*=\s*([\d,]+)", f.read(), re.M)
         return int(m.group(1).replace(",", ""))
+
+    def kernel_core(self):
+        """The kernel's core of it (SIGABRT to the main thread, then
+        SIGCONT), written in its dir inside the chroot: the files it names
+        are paths of the chroot's own."""
+        harness._tgkill(self.pid, self.pid, signal.SIGABRT)
+        os.kill(self.pid, signal.SIGCONT)
+        self.proc.wait(timeout=120)
+        assert self.proc.returncode == -signal.SIGABRT, self.proc.returncode
+        for name in ("core.%d" % self.pid, "core"):
+            path = os.path.join(self.inside, name)
+            if os.path.exists(path):
+                return path
+        raise RuntimeError("no kernel core in %s: %s" % (self.inside, os.listdir(self.inside)))
 
     def __enter__(self):
         return self
@@ -236,3 +254,25 @@ def test_chroot_summary_unsupported(name):
         doc = harness.cli_json("summary", "--json", "--all", t.pid)
         glibc = sum(r["bytes"] for r in doc["rows"] if r["domain"].startswith("glibc"))
         assert glibc == mi["arena"] + mi["hblkhd"] - mmapped_drift(stats)
+
+
+def test_chroot_kernel_core_sysroot():
+    """A kernel core of a chroot's process names the files by its own root:
+    from the host, without --sysroot, the report says which file differs
+    and how to give them; with --sysroot it equals the live report and the
+    process's mallinfo2()."""
+    python = chroot_python("python3.13")
+    with harness.core_pattern_core(), ChrootTarget(python) as t:
+        mi = t.oracle["mallinfo2"]
+        live = harness.cli_json("malloc-stats", "--json", t.pid)
+        core = t.kernel_core()
+        proc = harness.run_cli("summary", core)
+        assert "/usr/lib/x86_64-linux-gnu/libc.so.6 differs from the mapped file " \
+            "(build-id differs) (a core of a process in another root: give its files " \
+            "with --sysroot)" in proc.stdout, proc.stdout[-2000:]
+        report = harness.cli_json("malloc-stats", "--json", "--sysroot", CHROOT, core)
+        assert report["main_arena_source"] == "symbol", report["main_arena_source"]
+        assert {k: report[k] for k in FIELDS + ("hblkhd",)} == \
+            {k: live[k] for k in FIELDS + ("hblkhd",)}
+        assert {k: report[k] for k in FIELDS} == {k: mi[k] for k in FIELDS}
+        assert report["hblkhd"] + mmapped_drift(report) == mi["hblkhd"]
