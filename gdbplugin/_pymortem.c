@@ -276,7 +276,7 @@ static bool restore_interrupt(TargetObject *self)
  * common to all open_* functions. */
 static TargetObject *target_new(PyObject *module, int no_debuginfo,
 				PyObject *debug_dir, PyObject *executable,
-				PyObject *lookup_symbol)
+				PyObject *lookup_symbol, PyObject *sysroot)
 {
 	struct module_state *state = module_state_of(module);
 	PyTypeObject *type = (PyTypeObject *)state->target_type;
@@ -291,7 +291,8 @@ static TargetObject *target_new(PyObject *module, int no_debuginfo,
 	self->error_class = state->error_class;
 	if (!self->keep_alive ||
 	    keep_string(self, debug_dir, &self->options.debug_dir) < 0 ||
-	    keep_string(self, executable, &self->options.executable) < 0) {
+	    keep_string(self, executable, &self->options.executable) < 0 ||
+	    keep_string(self, sysroot, &self->options.sysroot) < 0) {
 		Py_DECREF(self);
 		return NULL;
 	}
@@ -330,7 +331,7 @@ static PyObject *target_opened(TargetObject *self, struct pm_error *err)
 }
 
 #define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable", \
-	"lookup_symbol"
+	"lookup_symbol", "sysroot"
 
 static PyObject *binding_open_pid(PyObject *module, PyObject *args,
 				  PyObject *kwargs)
@@ -338,12 +339,13 @@ static PyObject *binding_open_pid(PyObject *module, PyObject *args,
 	static char *kwlist[] = {"pid", OPEN_KWLIST, NULL};
 	int pid, no_debuginfo = 0;
 	PyObject *debug_dir = NULL, *executable = NULL, *lookup = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOO", kwlist, &pid,
+	PyObject *sysroot = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOOO", kwlist, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup))
+					 &executable, &lookup, &sysroot))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup);
+					executable, lookup, sysroot);
 	if (!self)
 		return NULL;
 	struct pm_error *err = pm_target_open_pid(pid, &self->options,
@@ -356,14 +358,14 @@ static PyObject *binding_open_core(PyObject *module, PyObject *args,
 {
 	static char *kwlist[] = {"path", OPEN_KWLIST, NULL};
 	PyObject *path = NULL, *debug_dir = NULL, *executable = NULL;
-	PyObject *lookup = NULL;
+	PyObject *lookup = NULL, *sysroot = NULL;
 	int no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOO", kwlist, &path,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOO", kwlist, &path,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup))
+					 &executable, &lookup, &sysroot))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup);
+					executable, lookup, sysroot);
 	if (!self)
 		return NULL;
 	const char *core_path;
@@ -472,12 +474,12 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 	static char *kwlist[] = {"read", "maps_text", "pid", OPEN_KWLIST,
 				 "auxv", "threads", NULL};
 	PyObject *read_fn, *maps_text, *debug_dir = NULL, *executable = NULL;
-	PyObject *auxv = NULL, *threads = NULL, *lookup = NULL;
+	PyObject *auxv = NULL, *threads = NULL, *lookup = NULL, *sysroot = NULL;
 	int pid = 0, no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOO", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOOO", kwlist,
 					 &read_fn, &maps_text, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup, &auxv,
+					 &executable, &lookup, &sysroot, &auxv,
 					 &threads))
 		return NULL;
 	if (!PyCallable_Check(read_fn)) {
@@ -485,7 +487,7 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 		return NULL;
 	}
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup);
+					executable, lookup, sysroot);
 	if (!self)
 		return NULL;
 	Py_INCREF(read_fn);
@@ -705,20 +707,21 @@ static PyMethodDef module_methods[] = {
 	{"open_pid", (PyCFunction)(void (*)(void))binding_open_pid,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_pid(pid, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
-	 "         lookup_symbol=None)\n"
+	 "         lookup_symbol=None, sysroot=None)\n"
 	 "Opens a stopped live process through /proc. lookup_symbol(prefix,\n"
 	 "name) -> (address, size) or None is asked before the library's own\n"
 	 "symbol lookup (all open functions take it)."},
 	{"open_core", (PyCFunction)(void (*)(void))binding_open_core,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_core(path, *, no_debuginfo=False, debug_dir=None, executable=None,\n"
-	 "          lookup_symbol=None)\n"
-	 "Opens an ELF core file."},
+	 "          lookup_symbol=None, sysroot=None)\n"
+	 "Opens an ELF core file; sysroot: where the files it names are (the\n"
+	 "root of the container or chroot it came from)."},
 	{"open_callback", (PyCFunction)(void (*)(void))binding_open_callback,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "open_callback(read, maps_text, pid=0, *, no_debuginfo=False,\n"
 	 "              debug_dir=None, executable=None, lookup_symbol=None,\n"
-	 "              auxv=None, threads=None)\n"
+	 "              sysroot=None, auxv=None, threads=None)\n"
 	 "Opens a target whose memory comes from read(addr, length) -> bytes\n"
 	 "(raise to say unreadable) and whose mappings are maps_text in\n"
 	 "/proc/PID/maps format. auxv: [(type, value)]; threads:\n"

@@ -91,6 +91,20 @@ def _maps_from_remote_get(pid):
         os.unlink(local)
 
 
+def local_sysroot():
+    """GDB's `set sysroot` when it names a local directory (a core of a
+    container's or chroot's process): the library reads the target's files
+    under it. None for GDB's default "target:" (the target's own files) and
+    for an empty or "/" root."""
+    try:
+        root = gdb.parameter("sysroot")
+    except RuntimeError:
+        return None
+    if not root or root == "/" or root.startswith("target:") or root.startswith("remote:"):
+        return None
+    return root
+
+
 def remote_maps_text(inferior):
     """The mappings of a process GDB reaches only through its target."""
     text = None
@@ -323,6 +337,9 @@ class Session:
         executable = inferior.progspace.filename if inferior.progspace else None
         if executable:
             kwargs["executable"] = executable
+        root = local_sysroot()
+        if root:
+            kwargs["sysroot"] = root
         if access == Access.CORE:
             target = binding.open_core(key[1], **kwargs)
         elif access == Access.NATIVE:

@@ -276,3 +276,21 @@ def test_chroot_kernel_core_sysroot():
             {k: live[k] for k in FIELDS + ("hblkhd",)}
         assert {k: report[k] for k in FIELDS} == {k: mi[k] for k in FIELDS}
         assert report["hblkhd"] + mmapped_drift(report) == mi["hblkhd"]
+
+
+def test_chroot_kernel_core_gdb_sysroot():
+    """GDB: `set sysroot` to the chroot, then the kernel core of its process
+    with its executable: `heap arenas --json` equals the CLI malloc-stats's with
+    --sysroot (GDB's sysroot is given to the library)."""
+    from test_gdb import gdb_drive, gdb_env
+    gdb_env()   # skips in a sanitizer build, saying why
+    python = chroot_python("python3.13")
+    with harness.core_pattern_core(), ChrootTarget(python) as t:
+        core = t.kernel_core()
+        want = harness.cli_json("malloc-stats", "--json", "--sysroot", CHROOT, core)
+        results = gdb_drive([os.path.join(CHROOT, python.lstrip("/")), core],
+                            [("cmd", "heap arenas --json")],
+                            setup=["set sysroot " + CHROOT])
+        got = results["heap arenas --json"]
+        assert "output" in got, got
+        assert json.loads(got["output"]) == want
