@@ -255,16 +255,20 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 	uint32_t *c = d->pub.retained_count;
 	memset(d->pub.retained_low, 0, (size_t)n * sizeof(*d->pub.retained_low));
 	bool ok = true;
-	for (uint32_t i = 1; i < n; i++) {
-		ok &= retained_add(&d->pub, i, pm_graph_node_size(g, d->node_at[i]));
+	/* In node order: the allocations are read in address order. */
+	for (uint32_t v = 0; v < g->nnodes; v++)
+		if (d->rpo[v] != UNDEF)
+			ok &= retained_add(&d->pub, d->rpo[v], pm_graph_node_size(g, v));
+	for (uint32_t i = 1; i < n; i++)
 		c[i] = 1;
-	}
 	c[0] = 0;
-	size_t hint = 0;
+	struct pm_node_hints *hints = calloc(1, sizeof(*hints));
+	if (!hints)
+		return &pm_error_no_memory;
 	for (size_t a = 0; heap->owners && a < heap->nallocs; a++) {
 		if (!heap->owners[a])
 			continue;
-		uint32_t owner = pm_graph_heap_node_near(g, heap->owners[a], &hint);
+		uint32_t owner = pm_graph_heap_node_hinted(g, heap->owners[a], hints);
 		if (owner != PM_NODE_NONE && d->rpo[owner] != UNDEF)
 			ok &= retained_add(&d->pub, d->rpo[owner], heap->allocs[a].size);
 	}
@@ -272,6 +276,7 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 		ok &= retained_add(&d->pub, idom[i], pm_retained_at(&d->pub, i));
 		c[idom[i]] += c[i];
 	}
+	free(hints);
 	d->pub.reached_bytes = pm_retained_at(&d->pub, 0);
 	return ok ? NULL : &pm_error_no_memory;
 }

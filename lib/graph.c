@@ -117,8 +117,7 @@ uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t
 
 uint32_t builder_heap_node(struct builder *b, uint64_t addr)
 {
-	return pm_graph_heap_node_near(b->g, addr,
-				       &b->alloc_hints[(addr >> 12) % BUILDER_HINT_PAGES]);
+	return pm_graph_heap_node_hinted(b->g, addr, &b->alloc_hints);
 }
 
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr)

@@ -148,6 +148,18 @@ struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret);
 /* The heap node of the object at addr (PM_NODE_NONE if none), searching
  * from *hint (pm_cpython_find_alloc_near): for lookups in address order. */
 uint32_t pm_graph_heap_node_near(const struct pm_graph *g, uint64_t addr, size_t *hint);
+/* Hints for pm_graph_heap_node_near kept per page of the address looked
+ * up: lookups that alternate between a few pools (a container's items of
+ * two size classes, owners of consecutive buffers) each start near their
+ * last answer. Zero-initialise. */
+struct pm_node_hints {
+	size_t by_page[256];
+};
+static inline uint32_t pm_graph_heap_node_hinted(const struct pm_graph *g, uint64_t addr,
+						 struct pm_node_hints *h)
+{
+	return pm_graph_heap_node_near(g, addr, &h->by_page[(addr >> 12) % 256]);
+}
 /* The node of the object at exactly addr, or PM_NODE_NONE. */
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr);
 /* The node an address stands for: an object (or any byte of its

@@ -146,8 +146,6 @@ struct dict_keys {
 bool dict_keys_geometry(const uint8_t *head, uint64_t keys, bool v311,
 			struct dict_keys *ret);
 
-enum { BUILDER_HINT_PAGES = 256 };
-
 struct builder {
 	struct pm_graph *g;
 	struct pm_target *t;
@@ -191,7 +189,7 @@ struct builder {
 	 * page number: a container's items alternate between the pools of
 	 * their size classes (an instance, a tuple, an instance...), and the
 	 * next one in each pool is a few allocations after the last. */
-	size_t alloc_hints[BUILDER_HINT_PAGES];
+	struct pm_node_hints alloc_hints;
 };
 
 /* graph.c */
