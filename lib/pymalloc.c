@@ -718,7 +718,15 @@ static struct pm_error *locate_interpreters(struct walk *w,
 					    const struct pm_python_info *py)
 {
 	const struct pymalloc_layout *l = w->layout;
-	uint64_t main_interp = py->runtime + l->main_interp, address;
+	/* _PyRuntime.interpreters.main, next to .head in 3.12-3.13 (a patch
+	 * release may move _main_interpreter itself: 3.13.18's is 72 bytes
+	 * after 3.13.0's); the embedded one's offset when it is unreadable. */
+	uint64_t main_interp = 0, address;
+	struct pm_error *main_err = pm_target_read_u64(w->t, py->runtime + l->interpreters_head + 8,
+						       &main_interp);
+	pm_error_destroy(main_err);
+	if (main_err || !main_interp || (main_interp & 7))
+		main_interp = py->runtime + l->main_interp;
 	struct pm_pymalloc_state *s;
 	struct pm_error *err = walk_add_state(w, &s);
 	if (err)
