@@ -32,17 +32,22 @@ fi
 # debootstrap, then the packages (the archive is a fixed snapshot whose
 # Release file has expired, hence Check-Valid-Until=false).
 SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
-if [ ! -x "$SID/usr/bin/python3.15" ] && [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
+sid_packages=(python3.13 python3.14 python3.15 libc6-dbg gdb)
+if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
-  mirror=${mirror:-http://deb.debian.org/debian}
-  $SUDO rm -rf "$SID.new"
-  $SUDO mkdir -p "$(dirname "$SID")"
-  $SUDO debootstrap --variant=minbase sid "$SID.new" "$mirror" >/dev/null
-  $SUDO chroot "$SID.new" apt-get -qq -o Acquire::Check-Valid-Until=false update
-  $SUDO chroot "$SID.new" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends python3.13 python3.14 python3.15 libc6-dbg >/dev/null
-  $SUDO mv "$SID.new" "$SID"
+  if [ ! -x "$SID/usr/bin/apt-get" ]; then
+    mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    $SUDO rm -rf "$SID.new"
+    $SUDO mkdir -p "$(dirname "$SID")"
+    $SUDO debootstrap --variant=minbase sid "$SID.new" "$mirror" >/dev/null
+    $SUDO mv "$SID.new" "$SID"
+  fi
+  if [ ! -x "$SID/usr/bin/python3.15" ] || [ ! -x "$SID/usr/bin/gdb" ]; then
+    $SUDO chroot "$SID" apt-get -qq -o Acquire::Check-Valid-Until=false update
+    $SUDO chroot "$SID" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "${sid_packages[@]}" >/dev/null
+  fi
 fi
 if [ -d "$SID" ] && ! mountpoint -q "$SID/proc"; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

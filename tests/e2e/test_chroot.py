@@ -306,3 +306,42 @@ def test_chroot_kernel_core_gdb_sysroot():
         got = results["heap arenas --json"]
         assert "output" in got, got
         assert json.loads(got["output"]) == want
+
+
+def test_chroot_gdb18_plugin():
+    """The plugin loads in Debian unstable's GDB 18 (whose Python is 3.13,
+    newer than Debian 12's: the binding's stable ABI), run in the chroot
+    and attached to a process there; `heap summary --all --json` equals the
+    CLI's summary from outside."""
+    from test_gdb import gdb_env
+    gdb_env()   # skips in a sanitizer build, saying why
+    if not os.path.exists(os.path.join(CHROOT, "usr/bin/gdb")):
+        pytest.skip("no gdb in the chroot %s (tests/setup-debian.sh installs it)" % CHROOT)
+    python = chroot_python("python3.13")
+    plugin = tempfile.mkdtemp(prefix="pm-gdbplugin-", dir=os.path.join(CHROOT, "tmp"))
+    try:
+        built = os.path.join(harness.build_dir(), "gdbplugin")
+        shutil.copy(os.path.join(built, "pymortem-gdb.py"), plugin)
+        os.mkdir(os.path.join(plugin, "pymortem"))
+        for name in os.listdir(os.path.join(built, "pymortem")):
+            if name.endswith(".py") or name.endswith(".so"):
+                shutil.copy(os.path.join(built, "pymortem", name),
+                            os.path.join(plugin, "pymortem"))
+        inside = "/tmp/" + os.path.basename(plugin)
+        with ChrootTarget(python) as t:
+            chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+            proc = subprocess.run(
+                [chroot, CHROOT, "/usr/bin/gdb", "-nx", "-q", "-batch",
+                 "-ex", "source %s/pymortem-gdb.py" % inside,
+                 "-ex", "heap summary --all --json", "-p", str(t.pid)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                universal_newlines=True, errors="backslashreplace")
+            out = proc.stdout
+            assert "\n{" in out, (out[-1500:], proc.stderr[-1500:])
+            got = json.loads(out[out.index("\n{") + 1:out.rindex("}") + 1])
+            assert got == harness.cli_json("summary", "--json", t.pid)
+            assert "GNU gdb (Debian 18" in subprocess.run(
+                [chroot, CHROOT, "/usr/bin/gdb", "--version"], stdout=subprocess.PIPE,
+                universal_newlines=True).stdout
+    finally:
+        shutil.rmtree(plugin, ignore_errors=True)
