@@ -299,7 +299,7 @@ static bool preview_str(struct pm_target *t, const struct pm_alloc_list *l,
 			struct pm_strbuf *out)
 {
 	const struct pm_cpython_layout *lay = l->heap->py ?
-		pm_cpython_layout_for(l->heap->py->minor) : NULL;
+		pm_cpython_layout_of(l->heap->py) : NULL;
 	uint8_t head[STR_STATE + 4];
 	if (!lay || !read_inside(t, e, obj, head, sizeof(head)))
 		return false;

@@ -127,7 +127,7 @@ static struct pm_error *analyse(struct analysis *a)
 	if ((err = allocs_collect(a)))
 		return err;
 	if (a->py->supported) {
-		a->l = pm_cpython_layout_for(a->py->minor);
+		a->l = pm_cpython_layout_of(a->py);
 		if ((err = recognise_all(a)))
 			return err;
 	}

@@ -87,6 +87,10 @@ struct pm_cpython_layout {
 };
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);
+struct pm_python_info;
+/* The same for the detected interpreter: its pydebug build's row where
+ * the tables have one (3.13), else its minor's. */
+const struct pm_cpython_layout *pm_cpython_layout_of(const struct pm_python_info *py);
 
 /* What a type is, for attribution of the buffers its instances own and
  * for reading their references: the kind of the nearest base the analysis

@@ -2,6 +2,7 @@
  * table row per minor version 3.8 to 3.13 (x86-64), checked with gdb
  * `ptype /o` against the pyenv builds. */
 #include "cpython.h"
+#include "python_version.h"
 
 #include <stddef.h>
 
@@ -129,6 +130,26 @@ static const struct pm_cpython_layout layouts[] = {
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
 	  .immortal = true, .managed_dict = -24 },
 };
+
+/* 3.13's pydebug build (Debian's python3.13d, 3.13.18): the interpreter
+ * state's embedded thread state is 16 bytes further in. */
+static const struct pm_cpython_layout layout_313_pydebug = {
+	.minor = 13, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	.runtime_interp_head = 632, .interp_threads_head = 7344,
+	.interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194640,
+	.tstate_size = 344, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
+	PM_CONTAINERS_FROM_312,
+	PM_STR_FROM_312,
+	PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
+	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
+	.immortal = true, .managed_dict = -24 };
+
+const struct pm_cpython_layout *pm_cpython_layout_of(const struct pm_python_info *py)
+{
+	if (py->pydebug && py->minor == 13)
+		return &layout_313_pydebug;
+	return pm_cpython_layout_for(py->minor);
+}
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor)
 {

@@ -529,7 +529,7 @@ struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret)
 			return &pm_error_no_memory;
 		g->t = t;
 		g->heap = heap;
-		g->l = pm_cpython_layout_for(heap->py->minor);
+		g->l = pm_cpython_layout_of(heap->py);
 		err = graph_build(g);
 		if (err) {
 			graph_destroy(g);

@@ -71,6 +71,16 @@ static const struct pymalloc_layout pymalloc_layouts[] = {
 	  .interp_feature_flags = 8440 },
 };
 
+/* 3.13's pydebug build (Debian's python3.13d, 3.13.18): obmalloc and the
+ * feature flags 8 bytes further in the interpreter state. */
+static const struct pymalloc_layout pymalloc_313_pydebug = {
+	.minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
+	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14,
+	.per_interpreter = true, .state_is_pointer = true,
+	.interp_obmalloc = 10808, .main_interp = 0x15920,
+	.interpreters_head = 632, .interp_next = 7264,
+	.interp_feature_flags = 8448 };
+
 static const struct pymalloc_layout *pymalloc_layout_for(int minor)
 {
 	for (size_t i = 0; i < sizeof(pymalloc_layouts) / sizeof(pymalloc_layouts[0]); i++)
@@ -947,7 +957,8 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 		snprintf(pm->missing, sizeof(pm->missing), "%s", py->unsupported);
 		return NULL;
 	}
-	struct walk w = { .t = t, .pm = pm, .layout = pymalloc_layout_for(py->minor) };
+	struct walk w = { .t = t, .pm = pm, .layout = py->pydebug && py->minor == 13 ?
+					  &pymalloc_313_pydebug : pymalloc_layout_for(py->minor) };
 	pm->arena_size = w.layout->arena_size;
 	pm->pool_size = w.layout->pool_size;
 	err = locate_states(&w, py);

@@ -265,6 +265,16 @@ static void python_detect(struct pm_target *t, struct pm_python_info *info)
 		     version_from_module_name(pm_target_executable(t), &minor, &ft);
 	info->free_threaded = ft;
 
+	/* Only the interpreter's own modules: a symbol absent everywhere
+	 * would otherwise load every library's debug file. */
+	for (int k = 0; k < 2 && !info->pydebug; k++) {
+		struct pm_symbol refs;
+		struct pm_error *err = pm_target_symbol(t, k ? "libpython" : "python",
+							"_Py_GetGlobalRefTotal", &refs);
+		info->pydebug = !err;
+		pm_error_destroy(err);
+	}
+
 	detect_from_py_version(t, info);
 	detect_from_debug_offsets(t, info);
 	if (!info->version_source && named) {

@@ -18,6 +18,10 @@ struct pm_python_info {
 	int major, minor, micro;    /* micro -1 when unknown */
 	uint32_t hexversion;        /* PY_VERSION_HEX, 0 when unknown */
 	bool free_threaded;         /* a 't' build (mimalloc, no GC head) */
+	/* A --with-pydebug build (Py_DEBUG, the "d" ABI: Debian's python3.X-dbg):
+	 * its interpreter state has more fields. Told by a function only
+	 * Py_REF_DEBUG builds have, when the module's symbols are readable. */
+	bool pydebug;
 	bool supported;             /* 3.8..3.13 and not free-threaded */
 	/* How the version was found: "Py_Version", "_Py_DebugOffsets",
 	 * "version banner", "module name". */

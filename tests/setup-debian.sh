@@ -32,7 +32,7 @@ fi
 # debootstrap, then the packages (the archive is a fixed snapshot whose
 # Release file has expired, hence Check-Valid-Until=false).
 SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
-sid_packages=(python3.13 python3.14 python3.15 libc6-dbg gdb)
+sid_packages=(python3.13 python3.13-dbg python3.14 python3.15 libc6-dbg gdb)
 if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   if [ ! -x "$SID/usr/bin/apt-get" ]; then
@@ -43,7 +43,8 @@ if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
     $SUDO debootstrap --variant=minbase sid "$SID.new" "$mirror" >/dev/null
     $SUDO mv "$SID.new" "$SID"
   fi
-  if [ ! -x "$SID/usr/bin/python3.15" ] || [ ! -x "$SID/usr/bin/gdb" ]; then
+  if [ ! -x "$SID/usr/bin/python3.15" ] || [ ! -x "$SID/usr/bin/gdb" ] ||
+     [ ! -x "$SID/usr/bin/python3.13d" ]; then
     $SUDO chroot "$SID" apt-get -qq -o Acquire::Check-Valid-Until=false update
     $SUDO chroot "$SID" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends "${sid_packages[@]}" >/dev/null

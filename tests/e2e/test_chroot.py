@@ -84,6 +84,7 @@ for o in gc.get_objects():
         counts[name] = counts.get(name, 0) + 1
 oracle = os.environ["PM_ORACLE_FILE"]
 doc = {"sentinels": counts, "version": sys.version.split()[0],
+       "threads": threading.active_count(), "abiflags": sys.abiflags,
        "realloc_growth": after["hblkhd"] - after_malloc["hblkhd"],
        "realloc_mappings": mapping(sizes[-1]) - mapping(sizes[0])}
 with open(oracle, "w") as f:
@@ -215,14 +216,18 @@ def test_chroot_malloc_stats(name):
         assert report["hblks"] >= 4     # three bytearrays and our chunk
 
 
-def test_chroot_summary_313():
-    """CPython 3.13 from Debian unstable on glibc 2.43: TOTAL is all the
-    memory both allocators hold (mallinfo2's arena bytes, its hblkhd less
-    the drift, and pymalloc's arenas of 1 MiB, as many as
-    sys._debugmallocstats() says), and the workload's classes have the
-    counts gc.get_objects() gave."""
-    python = chroot_python("python3.13")
+@pytest.mark.parametrize("name", ["python3.13", "python3.13d"])
+def test_chroot_summary_313(name):
+    """CPython 3.13 from Debian unstable on glibc 2.43, and its pydebug build
+    (python3.13-dbg): TOTAL is all the memory both allocators hold
+    (mallinfo2's arena bytes, its hblkhd less the drift, and pymalloc's
+    arenas of 1 MiB, as many as sys._debugmallocstats() says), the
+    workload's classes have the counts gc.get_objects() gave, and each
+    thread but the main one (whose state the interpreter state holds) has
+    its thread state."""
+    python = chroot_python(name)
     with ChrootTarget(python) as t:
+        assert ("d" in t.oracle["abiflags"]) == name.endswith("d")
         mi = t.oracle["mallinfo2"]
         stats = harness.cli_json("malloc-stats", "--json", t.pid)
         doc = harness.cli_json("summary", "--json", "--all", t.pid)
@@ -232,6 +237,11 @@ def test_chroot_summary_313():
                   if r["domain"] == "python" and r["detail"] == "-"}
         for cls, n in t.oracle["sentinels"].items():
             assert counts.get(cls) == n, (cls, counts.get(cls), n)
+        states = sum(r["count"] for r in doc["rows"]
+                     if r["domain"] == "cpython" and r["kind"] == "thread state")
+        assert states == t.oracle["threads"] - 1, (states, t.oracle["threads"])
+        assert not [w for w in doc.get("warnings", []) if "obmalloc" in w["message"]], \
+            doc.get("warnings")
         # The main interpreter is where _PyRuntime.interpreters.main says
         # (3.13.18's moved 72 bytes from 3.13.0's): its allocator state is
         # found without a scan, and _debugmallocstats' blocks agree.
