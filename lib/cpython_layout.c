@@ -73,6 +73,17 @@ enum {
 	MANAGED_DICT = 1 << 4,
 };
 
+/* 3.13's row but for the embedded thread state and the thread state's
+ * size, which its pydebug build changes. */
+#define PM_LAYOUT_313 .minor = 13, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, \
+	PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, \
+	.runtime_interp_head = 632, .interp_threads_head = 7344, \
+	.interp_next = 7264, .interp_size = 0, \
+	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_312, \
+	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
+	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
+	.immortal = true, .managed_dict = -24
+
 static const struct pm_cpython_layout layouts[] = {
 	{ .minor = 8, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
@@ -120,29 +131,13 @@ static const struct pm_cpython_layout layouts[] = {
 	  .immortal = true, .managed_values = -24, .managed_dict = -24,
 	  .managed_values_tagged = true },
 	/* 3.13: values are inline in the object; dict pointer at obj-24 */
-	{ .minor = 13, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
-	  .runtime_interp_head = 632, .interp_threads_head = 7344,
-	  .interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194624,
-	  .tstate_size = 336, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
-	  PM_CONTAINERS_FROM_312,
-	  PM_STR_FROM_312,
-	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
-	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
-	  .immortal = true, .managed_dict = -24 },
+	{ PM_LAYOUT_313, .interp_initial_thread = 194624, .tstate_size = 336 },
 };
 
 /* 3.13's pydebug build (Debian's python3.13d, 3.13.18): the interpreter
  * state's embedded thread state is 16 bytes further in. */
 static const struct pm_cpython_layout layout_313_pydebug = {
-	.minor = 13, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
-	.runtime_interp_head = 632, .interp_threads_head = 7344,
-	.interp_next = 7264, .interp_size = 0, .interp_initial_thread = 194640,
-	.tstate_size = 344, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
-	PM_CONTAINERS_FROM_312,
-	PM_STR_FROM_312,
-	PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
-	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
-	.immortal = true, .managed_dict = -24 };
+	PM_LAYOUT_313, .interp_initial_thread = 194640, .tstate_size = 344 };
 
 const struct pm_cpython_layout *pm_cpython_layout_of(const struct pm_python_info *py)
 {

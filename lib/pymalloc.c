@@ -48,6 +48,13 @@ struct pymalloc_layout {
 	uint64_t interp_feature_flags;
 };
 
+/* 3.13's row but for the two interpreter-state offsets its pydebug build
+ * moves. */
+#define PYMALLOC_313 .minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10, \
+	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14, \
+	.per_interpreter = true, .state_is_pointer = true, .main_interp = 0x15920, \
+	.interpreters_head = 632, .interp_next = 7264
+
 /* Offsets verified on 3.12.1 and 3.13.0 (ptype /o); other patch releases are
  * validated at run time. */
 static const struct pymalloc_layout pymalloc_layouts[] = {
@@ -63,23 +70,13 @@ static const struct pymalloc_layout pymalloc_layouts[] = {
 	  .interp_obmalloc = 3960, .main_interp = 0x12a68,
 	  .interpreters_head = 40, .interp_next = 0,
 	  .interp_feature_flags = 1712 },
-	{ .minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	  .radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14,
-	  .per_interpreter = true, .state_is_pointer = true,
-	  .interp_obmalloc = 10800, .main_interp = 0x15920,
-	  .interpreters_head = 632, .interp_next = 7264,
-	  .interp_feature_flags = 8440 },
+	{ PYMALLOC_313, .interp_obmalloc = 10800, .interp_feature_flags = 8440 },
 };
 
 /* 3.13's pydebug build (Debian's python3.13d, 3.13.18): obmalloc and the
  * feature flags 8 bytes further in the interpreter state. */
 static const struct pymalloc_layout pymalloc_313_pydebug = {
-	.minor = 13, .arena_size = 1u << 20, .pool_size = 16u << 10,
-	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14,
-	.per_interpreter = true, .state_is_pointer = true,
-	.interp_obmalloc = 10808, .main_interp = 0x15920,
-	.interpreters_head = 632, .interp_next = 7264,
-	.interp_feature_flags = 8448 };
+	PYMALLOC_313, .interp_obmalloc = 10808, .interp_feature_flags = 8448 };
 
 static const struct pymalloc_layout *pymalloc_layout_for(int minor)
 {
