@@ -44,7 +44,32 @@ def find_pythons():
                                     re.findall(r"\d+", lp[0])))
     if os.access("/usr/bin/python3.11", os.X_OK):
         found.append(("3.11-debian", "/usr/bin/python3.11"))
+    return found + chroot_pythons()
+
+
+CHROOT = os.environ.get("PYMORTEM_CHROOT", "/var/cache/pymortem/sid")
+# tests/setup-debian.sh's commands that run one of the chroot's CPythons
+# inside it, in the caller's directory (/work and /tmp are the host's there)
+CHROOT_BIN = os.path.join(os.path.dirname(CHROOT), "bin")
+CHROOT_PYTHONS = ("3.13", "3.13d", "3.14", "3.14d", "3.15", "3.15d")
+
+
+def chroot_pythons():
+    """(label, command) of the Debian unstable chroot's CPythons, when
+    tests/setup-debian.sh made it (PYMORTEM_NO_CHROOT=1: none)."""
+    if os.environ.get("PYMORTEM_NO_CHROOT") == "1":
+        return []
+    found = []
+    for name in CHROOT_PYTHONS:
+        command = os.path.join(CHROOT_BIN, "python" + name)
+        inside = os.path.join(CHROOT, "usr/bin/python" + name)
+        if os.access(command, os.X_OK) and os.access(inside, os.X_OK):
+            found.append(("%s-sid" % name, command))
     return found
+
+
+def is_chroot_python(path):
+    return bool(path) and os.path.dirname(path) == CHROOT_BIN
 
 
 PYTHONS = find_pythons()
