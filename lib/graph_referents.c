@@ -36,6 +36,17 @@ enum {
 	FRAME_CLEARED = 4,
 };
 
+/* 3.14 and 3.15 (ptype /o): exceptions, frame objects, interpreter frames
+ * (8 bytes larger: stackpointer, visited) and generators */
+#define REFERENTS_FROM_314 .exc_notes = 32, .exc_traceback = 40, .exc_context = 48, \
+	.exc_cause = 56, .exc_size = 72, \
+	.f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72, \
+	.if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48, \
+	.if_stacktop = 64, .if_owner = 74, .if_localsplus = 80, \
+	.gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40, \
+	.gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56, \
+	.dict_keys_311 = true, .dict_values_313 = true, .stackrefs = true
+
 static const struct referent_layout referent_layouts[] = {
 	{ .minor = 8, .ht_size = 880, .ht_name = 848, .ht_slots = 856, .ht_qualname = 864,
 	  .ht_cached_keys = 872,
@@ -98,26 +109,10 @@ static const struct referent_layout referent_layouts[] = {
 	  .gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56,
 	  .dict_keys_311 = true, .dict_values_313 = true },
 	{ .minor = 14, .ht_size = 936, .ht_name = 856, .ht_slots = 864, .ht_qualname = 872,
-	  .ht_cached_keys = 880, .ht_module = 888,
-	  .exc_notes = 32, .exc_traceback = 40, .exc_context = 48,
-	  .exc_cause = 56, .exc_size = 72,
-	  .f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72,
-	  .if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48,
-	  .if_stacktop = 64, .if_owner = 74, .if_localsplus = 80,
-	  .gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40,
-	  .gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56,
-	  .dict_keys_311 = true, .dict_values_313 = true, .stackrefs = true },
+	  .ht_cached_keys = 880, .ht_module = 888, REFERENTS_FROM_314 },
 	/* 3.15: heap types 8 bytes larger before ht_name */
 	{ .minor = 15, .ht_size = 944, .ht_name = 864, .ht_slots = 872, .ht_qualname = 880,
-	  .ht_cached_keys = 888, .ht_module = 896,
-	  .exc_notes = 32, .exc_traceback = 40, .exc_context = 48,
-	  .exc_cause = 56, .exc_size = 72,
-	  .f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72,
-	  .if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48,
-	  .if_stacktop = 64, .if_owner = 74, .if_localsplus = 80,
-	  .gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40,
-	  .gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56,
-	  .dict_keys_311 = true, .dict_values_313 = true, .stackrefs = true },
+	  .ht_cached_keys = 888, .ht_module = 896, REFERENTS_FROM_314 },
 };
 
 const struct referent_layout *referent_layout_for(int minor)
