@@ -1,0 +1,142 @@
+"""A workload for the rss and fragmentation tests: it frees most of what it
+allocated, writes the oracle (mallinfo2, sys._debugmallocstats()) to
+$PM_ORACLE_FILE and stops itself. After that it serves commands, so a test
+can act inside the same process after pymortem has analysed it: each resume
+(SIGCONT) reads one command from the FIFO 'command' in its cwd, answers on
+the FIFO 'reply' and stops again.
+
+  trim          calls malloc_trim(0) (prepared before the oracle, so the call
+                makes no new allocation of its own), answers its result
+  free ADDR...  drops the kept objects whose id() is one of ADDRs, writes
+                sys._debugmallocstats() to after.dms, answers how many
+
+Options: --heap MB (bytes objects of 1-100 KB, about 1 in 10 kept, the
+last one kept so the top cannot shrink fully), --threads N (N threads do
+the same at once, each in its own glibc arena), --pinned N (N pymalloc
+arenas of 224-byte blocks of which 3 per arena are kept: pinned arenas).
+"""
+import ctypes
+import itertools
+import os
+import random
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import py_workload  # noqa: E402  (its Oracle captures mallinfo2 and dms)
+
+KEPT = []           # what the heap phase keeps
+PINS = []           # the objects that pin pymalloc arenas
+
+
+def churn(megabytes, seed, kept):
+    """Allocates ~megabytes of bytes objects of 1-100 KB, keeps about one
+    in ten (and the last), frees the rest."""
+    rng = random.Random(seed)
+    objs = []
+    total = 0
+    while total < megabytes << 20:
+        n = rng.randrange(1 << 10, 100 << 10)
+        objs.append(b"x" * n)
+        total += n
+    for i in range(0, len(objs), 10):
+        kept.append(objs[i])
+    kept.append(objs[-1])
+    del objs
+
+
+def heap_phase(megabytes, nthreads):
+    churn(megabytes, 1, KEPT)
+    if not nthreads:
+        return
+    # All threads allocate at once, so each gets an arena of its own.
+    barrier = threading.Barrier(nthreads)
+    lock = threading.Lock()
+
+    def body(k):
+        barrier.wait()
+        mine = []
+        churn(megabytes, 100 + k, mine)
+        with lock:
+            KEPT.extend(mine)
+
+    threads = [threading.Thread(target=body, args=(k,)) for k in range(nthreads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def pinned_phase(arenas):
+    """Fills about `arenas` pymalloc arenas with 224-byte blocks (bytes of
+    180: a size class little else uses) and keeps 3 per arena. No int is
+    made while filling (itertools.repeat), so the blocks are all ours."""
+    per_arena = (1 << 20) // 224 if sys.version_info >= (3, 10) else (256 << 10) // 224
+    count = arenas * per_arena
+    objs = [bytes(180) for _ in itertools.repeat(None, count)]
+    PINS.extend(objs[::per_arena // 3])
+    del objs
+
+
+def serve(command_fd, reply_fd, trim):
+    kill, pid, stop = os.kill, os.getpid(), signal.SIGSTOP
+    read, write = os.read, os.write
+    while True:
+        kill(pid, stop)
+        command = read(command_fd, 1 << 20)
+        if command == b"trim":
+            write(reply_fd, b"%d\n" % trim(0))
+        elif command.startswith(b"free "):
+            wanted = set(int(x) for x in command[5:].split())
+            dropped = 0
+            o = None
+            for i, o in enumerate(PINS):
+                if id(o) in wanted:
+                    PINS[i] = None
+                    dropped += 1
+            del o
+            wanted = None
+            fd = os.open("after.dms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            saved = os.dup(2)
+            os.dup2(fd, 2)
+            sys._debugmallocstats()
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(fd)
+            write(reply_fd, b"%d\n" % dropped)
+        else:
+            write(reply_fd, b"?\n")
+
+
+def main(argv):
+    args = dict(heap=0, threads=0, pinned=0)
+    it = iter(argv)
+    for a in it:
+        args[a.lstrip("-")] = int(next(it))
+    heap_phase(args["heap"], args["threads"])
+    pinned_phase(args["pinned"])
+    libc = ctypes.CDLL(None)
+    trim = libc.malloc_trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    # The call machinery, warmed up on a harmless function of the same shape.
+    labs = libc.labs
+    labs.argtypes = [ctypes.c_size_t]
+    labs.restype = ctypes.c_int
+    labs(0)
+    os.mkfifo("command")
+    os.mkfifo("reply")
+    command_fd = os.open("command", os.O_RDWR)
+    reply_fd = os.open("reply", os.O_RDWR)
+    path = os.environ["PM_ORACLE_FILE"]
+    oracle = py_workload.Oracle(path)
+    doc = {"pid": os.getpid(), "threads": args["threads"],
+           "version": list(sys.version_info[:3]),
+           "pins": [id(o) for o in PINS]}
+    oracle.finish(path, doc, False)
+    serve(command_fd, reply_fd, trim)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
