@@ -251,7 +251,8 @@ struct pm_error *pm_glibc_fragmentation_create(struct pm_target *t,
 	f->page = pm_residency_page_size(res);
 	read_tunables(t, f);
 	err = collect_unsorted(t, f);
-	if (!err && !pm_trim_arena_vector_append_zeroed(&f->arenas, h->narenas))
+	/* (append_zeroed of 0 elements to an empty vector gives NULL) */
+	if (!err && h->narenas && !pm_trim_arena_vector_append_zeroed(&f->arenas, h->narenas))
 		err = &pm_error_no_memory;
 	if (err) {
 		pm_glibc_fragmentation_destroy(f);
@@ -368,7 +369,7 @@ struct pm_error *pm_pymalloc_fragmentation_create(struct pm_target *t,
 	err = NULL;
 	bool some_empty = false;
 	size_t n = pm->found ? pm->arena_list.size : 0;
-	if (!pm_pymalloc_arena_use_vector_append_zeroed(&f->arenas, n)) {
+	if (n && !pm_pymalloc_arena_use_vector_append_zeroed(&f->arenas, n)) {
 		pm_pymalloc_fragmentation_destroy(f);
 		return &pm_error_no_memory;
 	}

@@ -53,10 +53,44 @@ static void resident_json(struct pm_strbuf *out, const struct pm_resident_bytes 
 				 b->bytes);
 }
 
-/* The residency every figure below depends on, and what it means. */
-static struct pm_error *residency_for_report(struct pm_target *t, struct pm_residency **ret)
+/* Runs the walks and the analysis the reports read (they are cached on
+ * the target). First, because reading the target faults pages in (a
+ * library's data pages not touched yet): the residency is read after,
+ * so it describes the process as it is once pymortem has looked. */
+static struct pm_error *analyse_first(struct pm_target *t, bool with_paths)
 {
-	struct pm_error *err = pm_residency_create(t, ret);
+	const struct pm_glibc_heap *h;
+	struct pm_error *err = pm_glibc_walk(t, &h);
+	if (err)
+		return err;
+	const struct pm_cpython_heap *heap;
+	err = pm_cpython_analyse(t, &heap);
+	if (err && err->code != PM_ERR_INTERRUPTED && err != &pm_error_no_memory) {
+		pm_error_destroy(err);
+		return NULL;        /* the reports say what is missing */
+	}
+	if (err || !with_paths || !heap->python)
+		return err;
+	const struct pm_graph *g;
+	const struct pm_graph_paths *paths;
+	err = pm_graph_get(t, &g);
+	if (!err)
+		err = pm_graph_paths_get(t, g, &paths);
+	if (err && err->code != PM_ERR_INTERRUPTED && err != &pm_error_no_memory) {
+		pm_error_destroy(err);
+		err = NULL;
+	}
+	return err;
+}
+
+/* The residency every figure below depends on, and what it means. */
+static struct pm_error *residency_for_report(struct pm_target *t, bool with_paths,
+					     struct pm_residency **ret)
+{
+	struct pm_error *err = analyse_first(t, with_paths);
+	if (err)
+		return err;
+	err = pm_residency_create(t, ret);
 	if (err)
 		return err;
 	if (pm_residency_source(*ret) == PM_RESIDENCY_SMAPS) {
@@ -336,7 +370,7 @@ struct pm_error *pm_report_rss(struct pm_target *t, const struct pm_report_args 
 			       struct pm_strbuf *out)
 {
 	struct pm_residency *res;
-	struct pm_error *err = residency_for_report(t, &res);
+	struct pm_error *err = residency_for_report(t, false, &res);
 	if (err)
 		return err;
 	struct pm_glibc_fragmentation *glibc;
@@ -671,7 +705,7 @@ static void pymalloc_text(const struct pm_pymalloc_fragmentation *f, struct nami
 			  bool per_page, struct pm_strbuf *out)
 {
 	const struct pm_pymalloc *pm = f->pm;
-	char a[32], b[32], c[32], d[32];
+	char a[32], b[32], c[32], d[32], e[32];
 	uint64_t used = 0, empty = 0, never = 0, used_bytes = 0;
 	for (size_t i = 0; i < f->arenas.size; i++) {
 		used += f->arenas.data[i].used_pools;
@@ -682,7 +716,7 @@ static void pymalloc_text(const struct pm_pymalloc_fragmentation *f, struct nami
 	pm_strbuf_printf(out, "\npymalloc: %zu arenas of %s bytes: %s pools used, %s empty, %s never carved; %s bytes in live blocks\n",
 			 f->arenas.size, pm_format_grouped(pm->arena_size, a),
 			 pm_format_grouped(used, b), pm_format_grouped(empty, c),
-			 pm_format_grouped(never, d), pm_format_grouped(used_bytes, a));
+			 pm_format_grouped(never, d), pm_format_grouped(used_bytes, e));
 	if (!f->pinned_arenas) {
 		pm_strbuf_printf(out, "no pinned arena (one whose live blocks fill at most %.0f%% of it)\n",
 				 100 * PM_PINNED_SHARE);
@@ -778,7 +812,7 @@ struct pm_error *pm_report_fragmentation(struct pm_target *t,
 					 struct pm_strbuf *out)
 {
 	struct pm_residency *res;
-	struct pm_error *err = residency_for_report(t, &res);
+	struct pm_error *err = residency_for_report(t, true, &res);
 	if (err)
 		return err;
 	bool per_page = pm_residency_per_page(res);

@@ -16,6 +16,7 @@ the same at once, each in its own glibc arena), --pinned N (N pymalloc
 arenas of 224-byte blocks of which 3 per arena are kept: pinned arenas).
 """
 import ctypes
+import functools
 import itertools
 import os
 import random
@@ -47,6 +48,8 @@ def churn(megabytes, seed, kept):
 
 
 def heap_phase(megabytes, nthreads):
+    if not megabytes:
+        return
     churn(megabytes, 1, KEPT)
     if not nthreads:
         return
@@ -79,12 +82,25 @@ def pinned_phase(arenas):
     del objs
 
 
-def serve(command_fd, reply_fd, trim):
-    kill, pid, stop = os.kill, os.getpid(), signal.SIGSTOP
-    read, write = os.read, os.write
+def serve(command_fd, reply_fd, trim, stop_self, last_readings):
+    """The last readings, then the command loop. The readings are made
+    here, not before the call: a 3.8-3.10 frame for this function is a
+    heap object of ~550 bytes, a glibc chunk."""
+    # Commands are read into a buffer made now: os.read(fd, N) would
+    # malloc N bytes first, and a glibc allocation before malloc_trim
+    # changes what it returns.
+    readv, write, buf = os.readv, os.write, bytearray(1 << 20)
+    dup2, debugmallocstats, last_dms, saved_err, mallinfo2, memmove, \
+        addressof, final_address, size = last_readings
+    dup2(last_dms, 2)
+    debugmallocstats()
+    dup2(saved_err, 2)
+    result = mallinfo2()
+    memmove(final_address, addressof(result), size)
+    del result
     while True:
-        kill(pid, stop)
-        command = read(command_fd, 1 << 20)
+        stop_self()
+        command = bytes(buf[:readv(command_fd, [buf])])
         if command == b"trim":
             write(reply_fd, b"%d\n" % trim(0))
         elif command.startswith(b"free "):
@@ -109,7 +125,14 @@ def serve(command_fd, reply_fd, trim):
             write(reply_fd, b"?\n")
 
 
+PR_SET_THP_DISABLE = 41
+
+
 def main(argv):
+    # No transparent huge pages: khugepaged would collapse ranges of the
+    # heap (making their untouched pages resident) at any moment, between
+    # pymortem's reading of smaps and the test's.
+    ctypes.CDLL(None).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
     args = dict(heap=0, threads=0, pinned=0)
     it = iter(argv)
     for a in it:
@@ -131,11 +154,30 @@ def main(argv):
     reply_fd = os.open("reply", os.O_RDWR)
     path = os.environ["PM_ORACLE_FILE"]
     oracle = py_workload.Oracle(path)
-    doc = {"pid": os.getpid(), "threads": args["threads"],
+    # mallinfo2() once more as the last act before the stop, into memory
+    # the test reads through /proc/PID/mem (written as text, the numbers
+    # would need allocations after the reading).
+    final = py_workload.Mallinfo2()
+    mallinfo2 = oracle.mallinfo2
+    memmove, addressof = ctypes.memmove, ctypes.addressof
+    final_address = addressof(final)
+    size = ctypes.sizeof(final)
+    doc = {"pid": os.getpid(), "mallinfo2_final": [final_address, size],
+           "mallinfo2_fields": [name for name, _ in py_workload.Mallinfo2._fields_], "threads": args["threads"],
            "version": list(sys.version_info[:3]),
            "pins": [id(o) for o in PINS]}
+    # As py_workload does: sys._debugmallocstats() once more as the last
+    # act before the stop, into <oracle>.last.dms (finish() still runs a
+    # little Python after its own reading).
+    # Made now: after the last reading only objects that exist run.
+    stop_self = functools.partial(os.kill, os.getpid(), signal.SIGSTOP)
+    last_dms = os.open(path + ".last.dms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    saved_err = os.dup(2)
+    dup2, debugmallocstats = os.dup2, sys._debugmallocstats
     oracle.finish(path, doc, False)
-    serve(command_fd, reply_fd, trim)
+    serve(command_fd, reply_fd, trim, stop_self,
+          (dup2, debugmallocstats, last_dms, saved_err, mallinfo2, memmove,
+           addressof, final_address, size))
 
 
 if __name__ == "__main__":
