@@ -86,22 +86,36 @@ def dms_figure(text, name):
 
 # ----------------------------------------------------------- malloc_trim(0)
 
-@pytest.mark.parametrize("threads", [0, 3], ids=["main-arena", "3-thread-arenas"])
+SCENARIOS = {
+    "main-arena": ("--heap", 40),
+    "3-thread-arenas": ("--heap", 40, "--threads", 3),
+    # fastbin chunks only malloc_consolidate() merges into whole pages
+    "fastbins": ("--heap", 10, "--fastbins", 20),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("python", [p for _, p in PYTHONS], ids=IDS)
-def test_malloc_trim_prediction(python, threads):
+def test_malloc_trim_prediction(python, scenario):
     """The predicted malloc_trim(0) return equals the drop of Rss that
     calling it in the frozen process gives, within a page per arena."""
-    with start(python, "--heap", 40, "--threads", threads) as t:
+    args = SCENARIOS[scenario]
+    threads = args[args.index("--threads") + 1] if "--threads" in args else 0
+    with start(python, *args) as t:
         doc = harness.cli_json("fragmentation", "--json", t.pid)
         before = writable_smaps(t.pid)[0]
         assert command(t, "trim") == "1"
         after = writable_smaps(t.pid)[0]
         arenas = doc["glibc"]["arenas"]
-        assert len(arenas) == threads + 1
+        if scenario == "fastbins":
+            assert len(arenas) == 2     # the parked thread's arena
+            assert sum(a["free"]["fastbin"]["bytes"] for a in arenas) > 10 << 20
+        else:
+            assert len(arenas) == threads + 1
         predicted = doc["malloc_trim_returns"]
         measured = before - after
-        print("%s threads=%d: malloc_trim(0) predicted %d, measured %d (%.4f)"
-              % (python, threads, predicted, measured, predicted / measured))
+        print("%s %s: malloc_trim(0) predicted %d, measured %d (%.4f)"
+              % (python, scenario, predicted, measured, predicted / measured))
         assert predicted > 10 << 20, doc["glibc"]
         assert abs(predicted - measured) <= PAGE * len(arenas), (
             "predicted %d, measured %d" % (predicted, measured))

@@ -10,7 +10,8 @@ the FIFO 'reply' and stops again.
   free ADDR...  drops the kept objects whose id() is one of ADDRs, writes
                 sys._debugmallocstats() to after.dms, answers how many
 
-Options: --heap MB (bytes objects of 1-100 KB, about 1 in 10 kept, the
+Options: --fastbins MB (100-byte malloc()s freed but 1 in 64: fastbin
+chunks that only malloc_consolidate() merges), --heap MB (bytes objects of 1-100 KB, about 1 in 10 kept, the
 last one kept so the top cannot shrink fully), --threads N (N threads do
 the same at once, each in its own glibc arena), --pinned N (N pymalloc
 arenas of 224-byte blocks of which 3 per arena are kept: pinned arenas).
@@ -69,6 +70,36 @@ def heap_phase(megabytes, nthreads):
         t.start()
     for t in threads:
         t.join()
+
+
+def fastbin_phase(megabytes, done, park):
+    """Small malloc chunks (112 bytes: fastbin sized) freed but every 64th:
+    (in this thread's arena)
+    past the tcache's 7 per size they go to the fastbins, whole runs of
+    them, which only malloc_trim's malloc_consolidate() merges into chunks
+    with whole pages."""
+    import array
+    libc = ctypes.CDLL(None)
+    malloc, free = libc.malloc, libc.free
+    malloc.restype = ctypes.c_void_p
+    malloc.argtypes = [ctypes.c_size_t]
+    free.argtypes = [ctypes.c_void_p]
+    count = (megabytes << 20) // 112
+    pointers = array.array("Q", [0]) * count
+    for i in range(count):
+        pointers[i] = malloc(100)
+    for i in range(count):
+        if i % 64:
+            free(pointers[i])
+    FASTBIN_KEPT.append(pointers)
+    # C calls only from here: a Python frame of 1 KiB or more (3.8-3.10
+    # frames are malloc'd) would consolidate the fastbins.
+    release, read = done.release, os.read
+    release()
+    read(park, 1)       # never written: parked for good
+
+
+FASTBIN_KEPT = []
 
 
 def pinned_phase(arenas):
@@ -133,11 +164,21 @@ def main(argv):
     # heap (making their untouched pages resident) at any moment, between
     # pymortem's reading of smaps and the test's.
     ctypes.CDLL(None).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
-    args = dict(heap=0, threads=0, pinned=0)
+    args = dict(heap=0, threads=0, pinned=0, fastbins=0)
     it = iter(argv)
     for a in it:
         args[a.lstrip("-")] = int(next(it))
     heap_phase(args["heap"], args["threads"])
+    if args["fastbins"]:
+        # In a thread of its own that stays (parked) and so keeps its
+        # arena: any malloc of 1 KiB or more in an arena consolidates its
+        # fastbins, and the main thread makes many before the stop.
+        done = threading.Lock()
+        done.acquire()
+        park, _ = os.pipe()
+        threading.Thread(target=fastbin_phase,
+                         args=(args["fastbins"], done, park), daemon=True).start()
+        done.acquire()
     pinned_phase(args["pinned"])
     libc = ctypes.CDLL(None)
     trim = libc.malloc_trim
