@@ -42,6 +42,10 @@ static void usage(FILE *out)
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
+		"Why RSS does not drop: `rss` splits the resident memory (smaps and\n"
+		"pagemap of a live process, a core's saved bytes) into objects, free\n"
+		"memory by allocator class, overhead and the rest; `fragmentation` says\n"
+		"what malloc_trim(0) would return and which blocks pin pymalloc arenas.\n"
 		"\nreports:\n");
 	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
 		fprintf(out, "  %-16s %s\n", d->name, d->summary);
@@ -58,8 +62,9 @@ static void usage(FILE *out)
 		"                      allocator\n"
 		"  --top N             show the N largest rows and what the rest add up to\n"
 		"                      (summary: every row without it or with --top 0;\n"
-		"                      sizes: 40 rows without it)\n"
-		"  --limit N           list at most N allocations\n"
+		"                      sizes: 40 rows without it; rss: regions, 15)\n"
+		"  --limit N           list at most N allocations (fragmentation: paths of\n"
+		"                      the blocks pinning pymalloc arenas, 25)\n"
 		"  --min-size N        only allocations of at least N bytes\n"
 		"  --used | --free | --all   which allocations to list; summary: in-use\n"
 		"                      memory (default), the allocators' free memory, or both\n"

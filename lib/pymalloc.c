@@ -368,6 +368,14 @@ static struct pm_error *walk_arena(struct walk *w, struct pm_pymalloc_state *s,
 		w->arenas_seen[w->narenas_seen++] = address;
 	s->narenas++;
 	label_arena_region(w, address);
+	struct pm_pymalloc_arena arena = {
+		.address = address, .pool_address = pool_address,
+		.nfreepools = pm_load_u32(entry + AO_NFREEPOOLS),
+		.ntotalpools = pm_load_u32(entry + AO_NTOTALPOOLS),
+		.state = (uint16_t)(s - w->pm->states),
+	};
+	if (!pm_pymalloc_arena_vector_append(&w->pm->arena_list, &arena))
+		return &pm_error_no_memory;
 	/* nfreepools counts empty pools and those never carved: CPython
 	 * reports both as "unused pools". */
 	s->unused_pools += pm_load_u32(entry + AO_NFREEPOOLS);
@@ -964,6 +972,7 @@ static void pymalloc_destroy(void *p)
 	free(pm->states);
 	free(pm->pools);
 	free(pm->used_bits);
+	pm_pymalloc_arena_vector_deinit(&pm->arena_list);
 	free(pm);
 }
 

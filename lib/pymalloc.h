@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "target.h"
+#include "vector.h"
 
 #define PM_PYMALLOC_NCLASSES 32
 #define PM_PYMALLOC_POOL_OVERHEAD 48
@@ -52,6 +53,16 @@ struct pm_pymalloc_pool {
 	size_t bits;                /* index of its first word in used_bits */
 };
 
+/* One arena as its arena_object says: [address, address + arena_size),
+ * pools carved up to pool_address, nfreepools of ntotalpools free (empty or
+ * never carved). */
+struct pm_pymalloc_arena {
+	uint64_t address, pool_address;
+	uint32_t nfreepools, ntotalpools;
+	uint16_t state;             /* index in pm_pymalloc.states */
+};
+PM_DEFINE_VECTOR(pm_pymalloc_arena_vector, struct pm_pymalloc_arena)
+
 struct pm_pymalloc {
 	bool found;                 /* an allocator state was located */
 	bool in_use;                /* pymalloc has allocated at least one arena */
@@ -62,6 +73,7 @@ struct pm_pymalloc {
 	size_t npools;
 	struct pm_pymalloc_pool *pools;     /* sorted by address */
 	uint64_t *used_bits;                /* bit k of a pool: block k used */
+	struct pm_pymalloc_arena_vector arena_list; /* every arena walked */
 	uint64_t problems;                  /* inconsistencies warned about */
 	/* 3.10+: the radix tree's heap nodes (mid and bottom levels, calloc'd
 	 * by pymalloc to map addresses to arenas). */

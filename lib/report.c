@@ -60,6 +60,10 @@ static const struct report_entry reports[] = {
 	 pm_report_retained},
 	{{"suspects", "leak suspects: objects retaining over --threshold % (default 10) of the heap"},
 	 pm_report_suspects},
+	{{"rss", "why RSS does not drop: writable memory split into objects, allocator free memory, overhead, the rest"},
+	 pm_report_rss},
+	{{"fragmentation", "per arena: free memory by class, what malloc_trim(0) would return, pinned pymalloc arenas, advice"},
+	 pm_report_fragmentation},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -51,5 +51,8 @@ pm_report_fn pm_report_graph;
 /* report_retained.c */
 pm_report_fn pm_report_retained;
 pm_report_fn pm_report_suspects;
+/* report_rss.c */
+pm_report_fn pm_report_rss;
+pm_report_fn pm_report_fragmentation;
 
 #endif

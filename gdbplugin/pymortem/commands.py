@@ -500,9 +500,46 @@ of what it retains."""
                JSON)
 
 
+class RssCommand(HeapSubcommand):
+    """Why RSS does not drop: where the resident memory is.
+Usage: heap rss [--top N] [--json]
+The process's writable memory, per region and in all, split into Python
+objects, other allocations (by domain), memory free inside the allocators
+(glibc by bin class: tcache, fastbins, unsorted, small, large, top;
+pymalloc free blocks, empty pools, never-used pool space), allocator
+overhead (chunk and pool headers, alignment, arena headers) and memory no
+allocator owns (stacks, libraries' data, other maps). Each part has its
+mapped, resident and swapped bytes; the parts add up to the whole. A live
+process's residency comes from /proc/PID/smaps and pagemap; a core's is
+what the core holds. --top N: regions shown (15)."""
+
+    name = "rss"
+    reports = ("rss",)
+    options = (TOP, JSON)
+
+
+class FragmentationCommand(HeapSubcommand):
+    """Free memory the allocators keep, and what would give it back.
+Usage: heap fragmentation [--limit N] [--json]
+Per glibc arena: mapped, in use, free by class, the top chunk against
+M_TRIM_THRESHOLD and M_TOP_PAD, and what malloc_trim(0) would return now
+(as glibc does it: fastbins consolidated, whole pages of free chunks
+madvised, the main heap's top shrunk; resident pages only). Thread arenas
+and what they hold free; mmapped chunks. Per pymalloc arena: used, empty
+and never-carved pools; the arenas a few live blocks pin, with those
+blocks' objects and paths (--limit N paths, 25), and the arenas freeing
+them would unmap. Ends with advice in plain words."""
+
+    name = "fragmentation"
+    reports = ("fragmentation",)
+    options = (Option("--limit", "int", help="paths shown for pinning blocks (25)"),
+               JSON)
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
                DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
                ReferrersCommand, ReferentsCommand, PathCommand,
                UnreachableCommand, OutsideCommand, GraphCommand,
-               RetainedCommand, SuspectsCommand)
+               RetainedCommand, SuspectsCommand, RssCommand,
+               FragmentationCommand)
