@@ -61,6 +61,7 @@ EXPECT(tp_name, e->l->tp_name)
 EXPECT(tp_flags, e->l->tp_flags)
 EXPECT(tp_basicsize, e->l->tp_basicsize)
 EXPECT(ht_cached_keys, e->l->ht_cached_keys)
+EXPECT(tuple_items, pm_tuple_items(e->l->minor))
 EXPECT(list_items, e->l->list_items)
 EXPECT(set_table, e->l->set_table)
 EXPECT(dict_keys, e->l->dict_keys)
@@ -93,6 +94,7 @@ static const struct debug_field fields[] = {
 	{ "type_object.tp_flags", { 392, 440, 504 }, tp_flags },
 	{ "type_object.tp_basicsize", { 0, 0, 512 }, tp_basicsize },
 	{ "heap_type_object.ht_cached_keys", { 0, 0, 536 }, ht_cached_keys },
+	{ "tuple_object.ob_item", { 408, 456, 552 }, tuple_items },
 	{ "list_object.ob_item", { 432, 480, 576 }, list_items },
 	{ "set_object.table", { 0, 512, 608 }, set_table },
 	{ "dict_object.ma_keys", { 456, 536, 632 }, dict_keys },

@@ -160,6 +160,12 @@ struct roots_layout {
 
 const struct roots_layout *roots_layout_for(int minor);
 
+/* Where a tuple's items start: 3.14 caches the hash in ob_hash first. */
+static inline uint32_t pm_tuple_items(int minor)
+{
+	return minor >= 14 ? 32 : 24;
+}
+
 /* The object a 3.14+ _PyStackRef refers to: the low bit marks a reference
  * that owns no count (immortal or borrowed), both low bits a tagged int
  * (no object); 0 for none. */

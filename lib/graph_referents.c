@@ -15,7 +15,7 @@
 
 enum {
 	OB_SIZE = 16,
-	TUPLE_ITEMS = 24, LIST_ITEMS = 24, LIST_ALLOCATED = 32,
+	LIST_ITEMS = 24, LIST_ALLOCATED = 32,
 	DICT_USED = 16, DICT_KEYS = 32, DICT_VALUES = 40,
 	SET_MASK = 32, SET_TABLE = 40, SET_ENTRY = 16,
 	DEQUE_LEFTBLOCK = 24, DEQUE_LEFTINDEX = 40, DEQUE_RIGHTINDEX = 48,
@@ -215,11 +215,12 @@ static struct pm_error *read_tuple(struct builder *b)
 	uint64_t n;
 	if (!field_word(b, OB_SIZE, &n))
 		return NULL;
-	if (n > ITEMS_MAX || TUPLE_ITEMS + 8 * n > object_room(b)) {
+	uint32_t items = pm_tuple_items(b->minor);
+	if (n > ITEMS_MAX || items + 8 * n > object_room(b)) {
 		builder_warn(b, b->obj, "tuple size beyond its allocation");
 		return NULL;
 	}
-	return emit_array(b, b->obj + TUPLE_ITEMS, n, PM_EDGE_ITEM, 0, true);
+	return emit_array(b, b->obj + items, n, PM_EDGE_ITEM, 0, true);
 }
 
 static struct pm_error *read_list(struct builder *b)
@@ -519,8 +520,16 @@ static struct pm_error *managed_dict(struct builder *b)
 		return emit(b, word, PM_EDGE_DICT, 0, true);
 	}
 	/* 3.13: inline values after the object when valid (then the dict is
-	 * not visited: PyObject_VisitManagedDict), else the dict. */
+	 * not visited: PyObject_VisitManagedDict), else the dict. Since
+	 * CPython gh-130469 (seen in 3.13.18 and 3.14.10, not in 3.13.0;
+	 * the releases between are taken as 3.13.0) a materialized dict is
+	 * visited instead, even with the values valid (it shares them). */
 	builder_word(b, b->obj - 24, &dict);
+	const struct pm_python_info *py = b->heap->py;
+	bool dict_first = py->minor >= 15 || (py->micro >= 0 &&
+		((py->minor == 14 && py->micro >= 10) || (py->minor == 13 && py->micro >= 18)));
+	if (dict && dict_first)
+		return emit(b, dict, PM_EDGE_DICT, 0, true);
 	if (b->type->flags & TPFLAG_INLINE_VALUES) {
 		uint8_t head[8];
 		if (b->type->basicsize + 8 <= object_room(b) &&

@@ -273,10 +273,10 @@ static uint64_t locals_code(const struct pm_graph *g, uint32_t node)
 	if (!strcmp(type, "frame")) {
 		if (word(g, obj + rl->f11_frame, &frame))
 			word(g, frame + rl->if_code, &code);
-		return code;
+	} else {
+		word(g, obj + rl->gi_iframe + rl->if_code, &code);
 	}
-	word(g, obj + rl->gi_iframe + rl->if_code, &code);
-	return code;
+	return rl->stackrefs ? pm_stackref_object(code) : code;
 }
 
 /* The name of local i of a code object ('x'), or false. */
@@ -304,7 +304,8 @@ static bool local_name(const struct pm_graph *g, uint64_t code, uint32_t i,
 		if (!names)
 			return false;
 	}
-	if (!word(g, names + 16, &n) || i >= n || !word(g, names + 24 + 8 * (uint64_t)i, &name))
+	if (!word(g, names + 16, &n) || i >= n ||
+	    !word(g, names + pm_tuple_items(g->heap->py->minor) + 8 * (uint64_t)i, &name))
 		return false;
 	pm_strbuf_append(out, "'");
 	name_text(g, name, out);

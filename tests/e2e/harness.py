@@ -121,7 +121,12 @@ def run_cli(*args, check=True, timeout=300, user=None):
     """Runs pymortem with args (str() of each); returns CompletedProcess.
     check: raise CliError with stderr when the exit status is not 0.
     user: run as this user (setpriv), e.g. 'nobody'."""
-    argv = [cli_path()] + [str(a) for a in args]
+    args = [str(a) for a in args]
+    core_root = next((CORE_SYSROOTS[a] for a in args if a in CORE_SYSROOTS), None)
+    if core_root and "--sysroot" not in args and args:
+        # a core of a chroot's process: its files are the chroot's
+        args = args[:1] + ["--sysroot", core_root] + args[1:]
+    argv = [cli_path()] + args
     if user is not None:
         argv = as_user_argv(user) + argv
     if not os.access(cli_path(), os.X_OK):
@@ -400,6 +405,11 @@ def _child_setup():
     os.setsid()  # a terminal's SIGINT/SIGTSTP must not reach it
 
 
+# Cores of processes run in the chroot, with its root: run_cli gives the
+# CLI --sysroot for them.
+CORE_SYSROOTS = {}
+
+
 class Target:
     """A workload process that has written its oracle and stopped itself."""
 
@@ -413,6 +423,7 @@ class Target:
         self.stdout_path = os.path.join(workdir, "stdout")
         self.stderr_path = os.path.join(workdir, "stderr")
         self.cores = []
+        self.sysroot = None     # the chroot it runs in, when it does
 
     def __enter__(self):
         return self
@@ -471,6 +482,8 @@ class Target:
                                                            proc.stdout))
         self.ensure_stopped()
         self.cores.append(path)
+        if self.sysroot:
+            CORE_SYSROOTS[path] = self.sysroot
         return path
 
     def kernel_core(self, timeout=120):
@@ -496,6 +509,8 @@ class Target:
             path = os.path.join(self.workdir, name)
             if os.path.exists(path):
                 self.cores.append(path)
+                if self.sysroot:
+                    CORE_SYSROOTS[path] = self.sysroot
                 return path
         with open(CORE_PATTERN) as f:
             pattern = f.read().strip()
@@ -572,6 +587,8 @@ def start_stopped(argv, env=None, timeout=120):
                                 preexec_fn=_child_setup)
     _LIVE[proc.pid] = proc
     target = Target(proc, workdir, oracle_path)
+    if is_chroot_python(str(argv[0])):
+        target.sysroot = CHROOT
     try:
         deadline = time.monotonic() + timeout
         while not (os.path.exists(oracle_path) and is_stopped(proc.pid)):
