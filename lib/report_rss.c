@@ -485,7 +485,10 @@ static void glibc_text(const struct pm_glibc_fragmentation *f, bool per_page,
 {
 	const struct pm_glibc_heap *h = f->heap;
 	char a[32], b[32], c[32], d[32], e[32];
-	pm_strbuf_printf(out, "glibc %d.%d malloc", h->version_major, h->version_minor);
+	if (h->version_major)
+		pm_strbuf_printf(out, "glibc %d.%d malloc", h->version_major, h->version_minor);
+	else
+		pm_strbuf_append(out, "glibc malloc (version unknown)");
 	if (f->mp_known) {
 		pm_strbuf_printf(out, ": M_TRIM_THRESHOLD %s, M_TOP_PAD %s, M_MMAP_THRESHOLD %s, arena_max %s",
 				 pm_format_grouped(f->trim_threshold, a),
@@ -654,6 +657,18 @@ static void pymalloc_json(const struct pm_pymalloc_fragmentation *f, struct nami
 			 ", \"empty_pools\": %" PRIu64 ", \"never_used_pools\": %" PRIu64,
 			 pm->found ? "true" : "false", pm->arena_size, pm->pool_size,
 			 f->arenas.size, used, empty, never);
+	pm_strbuf_append(out, ",\n  \"arena_list\": [");
+	for (size_t i = 0; i < f->arenas.size; i++) {
+		const struct pm_pymalloc_arena_use *u = &f->arenas.data[i];
+		pm_strbuf_printf(out, "%s\n    {\"address\": %" PRIu64 ", \"used_pools\": %u, \"empty_pools\": %u, \"never_used_pools\": %u, \"used_blocks\": %" PRIu64
+				 ", \"used_bytes\": %" PRIu64 ", \"pinned\": %s, \"value\": ",
+				 i ? "," : "", u->address, u->used_pools, u->empty_pools,
+				 u->never_pools, u->used_blocks, u->used_bytes,
+				 u->pinned ? "true" : "false");
+		resident_json(out, &u->whole, per_page);
+		pm_strbuf_append(out, "}");
+	}
+	pm_strbuf_append(out, f->arenas.size ? "\n  ]" : "]");
 	pm_strbuf_printf(out, ",\n  \"pinned\": {\"share_max\": %.2f, \"arenas\": %" PRIu64
 			 ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"value\": ",
 			 PM_PINNED_SHARE, f->pinned_arenas, f->pinned_blocks, f->pinned_bytes);

@@ -161,6 +161,14 @@ def test_pinned_arenas(python):
               % (python, pinned["arenas"], pinned["arenas_freed_if_released"],
                  before - after))
         assert before - after == pinned["arenas_freed_if_released"]
+        # per arena: its pools are all of it; the arena count is pymalloc's
+        arenas = doc["pymalloc"]["arena_list"]
+        assert len(arenas) == before
+        per_arena = doc["pymalloc"]["arena_size"] // doc["pymalloc"]["pool_size"]
+        for a in arenas:
+            pools = a["used_pools"] + a["empty_pools"] + a["never_used_pools"]
+            assert pools in (per_arena, per_arena - 1), a
+        assert sum(a["pinned"] for a in arenas) == pinned["arenas"]
         assert any("are kept by" in line for line in doc["advice"])
 
 
