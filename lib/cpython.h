@@ -21,9 +21,13 @@ struct pm_cpython_layout {
 	/* tp_flags bits that put a 16-byte pre-header before the GC head */
 	uint64_t preheader_flags;
 	bool immortal;              /* 3.12+: refcnt < 0 as int32 is immortal */
+	/* 3.14+: the refcount word is {u32 ob_refcnt, u16 ob_overflow, u16
+	 * ob_flags}: the flags (immortal, statically allocated) may be set
+	 * in its top bits; ob_overflow stays 0 in GIL builds. */
+	bool refcnt_flags;
 	/* Owned-buffer pointers inside objects */
 	uint32_t list_items, dict_keys, dict_values, set_table, set_smalltable;
-	uint32_t bytearray_bytes;
+	uint32_t bytearray_bytes;   /* 0: 3.15+, the data is a bytes object's */
 	uint32_t str_ascii_size;    /* sizeof(PyASCIIObject) */
 	uint32_t str_utf8;          /* PyCompactUnicodeObject.utf8 */
 	uint32_t str_data;          /* PyUnicodeObject.data: a subclass's characters */
@@ -75,6 +79,9 @@ struct pm_cpython_layout {
 	/* PyModuleObject md_def, md_state (PyMem_Malloc'd, md_def->m_size
 	 * bytes) and PyModuleDef m_size. */
 	uint32_t module_def, module_state, moduledef_size;
+	/* 3.15: no md_def; the state's size is the module's md_state_size
+	 * (0 before). */
+	uint32_t module_state_size;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is
@@ -85,6 +92,22 @@ struct pm_cpython_layout {
 	uint32_t interp_initial_thread; /* 3.11+: the main thread's, inside */
 	uint32_t tstate_prev, tstate_next, tstate_interp, tstate_size;
 };
+
+/* Whether the word at an object's start can be its reference count in
+ * this layout's versions beyond any count (3.12+): only the low 32 bits
+ * count; 3.14+ may have ob_flags (a few low bits) in the top 16 bits. */
+static inline bool pm_refcnt_high_bits_ok(const struct pm_cpython_layout *l,
+					  uint64_t word)
+{
+	return l->refcnt_flags ? (word >> 32 & 0xffff) == 0 && word >> 56 == 0 :
+				 word >> 32 == 0;
+}
+
+/* The count itself: 3.14+ without the flags. */
+static inline uint64_t pm_refcnt_of(const struct pm_cpython_layout *l, uint64_t word)
+{
+	return l->refcnt_flags ? (uint32_t)word : word;
+}
 
 const struct pm_cpython_layout *pm_cpython_layout_for(int minor);
 struct pm_python_info;

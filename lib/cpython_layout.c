@@ -1,6 +1,8 @@
 /* Per-version layouts of the CPython structures the recogniser reads, one
- * table row per minor version 3.8 to 3.13 (x86-64), checked with gdb
- * `ptype /o` against the pyenv builds. */
+ * table row per minor version 3.8 to 3.15 (x86-64), checked with gdb
+ * `ptype /o` against the pyenv builds (3.8-3.13) and Debian unstable's
+ * 3.13.18, 3.14.10 and 3.15.2 with their -dbg symbols; pydebug builds
+ * have rows of their own. */
 #include "cpython.h"
 #include "python_version.h"
 
@@ -14,6 +16,10 @@
 #define PM_CONTAINER_OFFSETS .list_items = 24, .dict_keys = 32, \
 	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
 	.bytearray_bytes = 32
+/* 3.15: a bytearray's data is inside a bytes object (ob_bytes_object) */
+#define PM_CONTAINER_OFFSETS_315 .list_items = 24, .dict_keys = 32, \
+	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
+	.bytearray_bytes = 0
 /* Same in 3.8-3.13 (ptype /o struct _arena, block) */
 #define PM_ARENA_OFFSETS .arena_head = 0, .arena_cur = 8, .arena_objects = 16, \
 	.arena_size = 24, .block_size = 0, .block_offset = 8, .block_next = 16, \
@@ -52,9 +58,13 @@
 #define PM_CONTAINERS_311 PM_CONTAINERS_COMMON, .deque_size = 216, \
 	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
 	.deque_freeblocks_max = 16, .stringio_size = 120
-#define PM_CONTAINERS_FROM_312 PM_CONTAINERS_COMMON, .deque_size = 216, \
+#define PM_CONTAINERS_312_313 PM_CONTAINERS_COMMON, .deque_size = 216, \
 	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
 	.deque_freeblocks_max = 16, .stringio_size = 168
+/* 3.14 keeps a pointer to a PyUnicodeWriter instead of the writer */
+#define PM_CONTAINERS_FROM_314 PM_CONTAINERS_COMMON, .deque_size = 216, \
+	.deque_numfreeblocks = 72, .deque_freeblocks = 80, \
+	.deque_freeblocks_max = 16, .stringio_size = 120
 /* ptype /o ElementObject, ElementObjectExtra (lib-dynload/_elementtree*.so):
  * the same in 3.8-3.13. */
 #define PM_ELEMENT_OFFSETS .element_size = 56, .element_extra = 40, \
@@ -79,10 +89,32 @@ enum {
 	PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, \
 	.runtime_interp_head = 632, .interp_threads_head = 7344, \
 	.interp_next = 7264, .interp_size = 0, \
-	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_312, \
+	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_312_313, \
 	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
 	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
 	.immortal = true, .managed_dict = -24
+
+/* 3.14 (3.14.10): like 3.13 with a larger runtime and interpreter state;
+ * its pydebug build moves the embedded thread state by 16 bytes. */
+#define PM_LAYOUT_314 .minor = 14, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, \
+	PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, \
+	.runtime_interp_head = 808, .interp_threads_head = 7344, \
+	.interp_next = 7272, .interp_size = 0, .tstate_size = 936, \
+	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_314, \
+	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
+	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
+	.immortal = true, .refcnt_flags = true, .managed_dict = -24
+/* 3.15 (3.15.2): modules lost md_def (md_state_size is theirs), heap
+ * types grew by 8 bytes before ht_cached_keys. */
+#define PM_LAYOUT_315 .minor = 15, PM_TYPE_OFFSETS, .module_def = 0, \
+	.module_state = 24, .module_state_size = 56, \
+	PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, \
+	.runtime_interp_head = 936, .interp_threads_head = 7336, \
+	.interp_next = 7264, .interp_size = 0, .tstate_size = 1104, \
+	PM_CONTAINER_OFFSETS_315, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_314, \
+	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
+	.ht_cached_keys = 888, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
+	.immortal = true, .refcnt_flags = true, .managed_dict = -24
 
 static const struct pm_cpython_layout layouts[] = {
 	{ .minor = 8, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
@@ -124,7 +156,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .runtime_interp_head = 40, .interp_threads_head = 72,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 383264,
 	  .tstate_size = 288, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
-	  PM_CONTAINERS_FROM_312,
+	  PM_CONTAINERS_312_313,
 	  PM_STR_FROM_312,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF,
@@ -132,17 +164,24 @@ static const struct pm_cpython_layout layouts[] = {
 	  .managed_values_tagged = true },
 	/* 3.13: values are inline in the object; dict pointer at obj-24 */
 	{ PM_LAYOUT_313, .interp_initial_thread = 194624, .tstate_size = 336 },
+	{ PM_LAYOUT_314, .interp_initial_thread = 224928 },
+	{ PM_LAYOUT_315, .interp_initial_thread = 225136 },
 };
 
 /* 3.13's pydebug build (Debian's python3.13d, 3.13.18): the interpreter
  * state's embedded thread state is 16 bytes further in. */
-static const struct pm_cpython_layout layout_313_pydebug = {
-	PM_LAYOUT_313, .interp_initial_thread = 194640, .tstate_size = 344 };
+static const struct pm_cpython_layout pydebug_layouts[] = {
+	{ PM_LAYOUT_313, .interp_initial_thread = 194640, .tstate_size = 344 },
+	/* 3.14.10d, 3.15.2d: 16 bytes further in, the same thread state */
+	{ PM_LAYOUT_314, .interp_initial_thread = 224944 },
+	{ PM_LAYOUT_315, .interp_initial_thread = 225152 },
+};
 
 const struct pm_cpython_layout *pm_cpython_layout_of(const struct pm_python_info *py)
 {
-	if (py->pydebug && py->minor == 13)
-		return &layout_313_pydebug;
+	for (size_t i = 0; py->pydebug && i < sizeof(pydebug_layouts) / sizeof(pydebug_layouts[0]); i++)
+		if (pydebug_layouts[i].minor == py->minor)
+			return &pydebug_layouts[i];
 	return pm_cpython_layout_for(py->minor);
 }
 

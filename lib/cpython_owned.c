@@ -137,16 +137,22 @@ static struct pm_error *type_owned(struct analysis *a, uint64_t obj)
 }
 
 /* A module's state: md_def->m_size bytes from PyMem_Malloc (m_size is
- * read from the definition, static data of the module's library). */
+ * read from the definition, static data of the module's library; 3.15
+ * keeps the size in the module as md_state_size). */
 static struct pm_error *module_owned(struct analysis *a, const uint8_t *b,
 				     size_t avail)
 {
 	const struct pm_cpython_layout *l = a->l;
-	uint64_t def = field(b, avail, l->module_def), size;
-	uint64_t state = field(b, avail, l->module_state);
-	if (!state || !def || def & 7 ||
-	    !analysis_read_word(a, def + l->moduledef_size, &size) ||
-	    !size || size > MODULE_STATE_MAX)
+	uint64_t state = field(b, avail, l->module_state), size;
+	if (l->module_state_size) {
+		size = field(b, avail, l->module_state_size);
+	} else {
+		uint64_t def = field(b, avail, l->module_def);
+		if (!def || def & 7 ||
+		    !analysis_read_word(a, def + l->moduledef_size, &size))
+			return NULL;
+	}
+	if (!state || !size || size > MODULE_STATE_MAX)
 		return NULL;
 	return pend_sized(a, state, size, OWN_MODULE_STATE);
 }
@@ -262,7 +268,8 @@ struct pm_error *owned_pend_object(struct analysis *a,
 	case TK_STR_SUB:
 		return str_subclass_owned(a, b, avail);
 	case TK_BYTEARRAY:
-		return owned_pend(a, field(b, avail, l->bytearray_bytes), OWN_BYTEARRAY);
+		return l->bytearray_bytes ?
+			owned_pend(a, field(b, avail, l->bytearray_bytes), OWN_BYTEARRAY) : NULL;
 	case TK_TYPE:
 		return type_owned(a, obj);
 	case TK_MODULE:

@@ -116,7 +116,7 @@ static bool gc_neighbour_word(struct analysis *a, uint64_t addr, int word,
 static bool refcnt_ok(const struct analysis *a, uint64_t rc)
 {
 	if (a->l->immortal)
-		return rc >> 32 == 0;
+		return pm_refcnt_high_bits_ok(a->l, rc);
 	return rc < REFCNT_MAX;
 }
 
@@ -145,7 +145,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 		if (at + 16 > len)
 			break;
 		const uint8_t *b = bytes + at;
-		uint64_t rc = pm_load_u64(b);
+		uint64_t rc_word = pm_load_u64(b), rc = pm_refcnt_of(a->l, rc_word);
 		const struct type_info *ti;
 		struct pm_error *err = type_get(a, pm_load_u64(b + 8), &ti);
 		if (err)
@@ -163,7 +163,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 			if (b[DATETIME_HASTZINFO] == 0)
 				need = ti->short_size;
 		}
-		if (expect != off || off + need > usable || !refcnt_ok(a, rc))
+		if (expect != off || off + need > usable || !refcnt_ok(a, rc_word))
 			continue;
 		uint64_t obj = alloc->addr + at;
 		struct gc_deferred d = { .alloc = (size_t)(alloc - a->heap->allocs),

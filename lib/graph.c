@@ -177,7 +177,8 @@ const char *pm_graph_node_type(const struct pm_graph *g, uint32_t node)
 
 static bool refcnt_plausible(const struct builder *b, uint64_t rc)
 {
-	return b->l->immortal ? rc >> 32 == 0 && rc : rc && rc < REFCNT_MAX_OLD;
+	return b->l->immortal ? pm_refcnt_high_bits_ok(b->l, rc) && pm_refcnt_of(b->l, rc) :
+				rc && rc < REFCNT_MAX_OLD;
 }
 
 /* The node of an object outside the heap at ptr (None, a static type, ...),
@@ -377,7 +378,7 @@ static struct pm_error *edges_collect(struct builder *b)
 			builder_warn(b, b->obj, "object unreadable");
 			continue;
 		}
-		uint64_t rc = pm_load_u64(b->window);
+		uint64_t rc = pm_refcnt_of(b->l, pm_load_u64(b->window));
 		g->refcnt[n] = rc > UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
 		if (b->l->immortal && (int32_t)rc < 0)
 			g->flags[n] |= PM_NODE_IMMORTAL;

@@ -129,9 +129,44 @@ struct referent_layout {
 	bool dict_keys_311;
 	/* 3.13: dict values are {capacity, size, embedded, valid, values[]} */
 	bool dict_values_313;
+	/* 3.14+: an interpreter frame's stack top is a pointer (at
+	 * if_stacktop), its code, function and stack are _PyStackRefs */
+	bool stackrefs;
 };
 
 const struct referent_layout *referent_layout_for(int minor);
+
+/* Where the interpreter keeps what the roots need (gdb ptype /o). */
+struct roots_layout {
+	int minor;
+	uint32_t interp_modules, interp_sysdict, interp_builtins;
+	uint32_t tstate_frame;      /* 3.8-3.10: tstate->frame */
+	uint32_t tstate_cframe;     /* 3.11/3.12: tstate->cframe */
+	uint32_t cframe_current;    /* ... ->current_frame */
+	uint32_t tstate_current;    /* 3.13: tstate->current_frame */
+	uint32_t tstate_thread_id;  /* pthread_self(), the thread pointer */
+	uint32_t tstate_native_id;  /* 3.11+: the LWP */
+	/* PyCodeObject (3.11+): co_nlocalsplus, co_stacksize (ints) */
+	uint32_t co_nlocalsplus, co_stacksize;
+	/* _PyInterpreterFrame: previous, owner, code, stacktop, localsplus,
+	 * f_locals, f_func/f_funcobj, frame_obj */
+	uint32_t if_previous, if_owner, if_code, if_stacktop, if_localsplus,
+		if_locals, if_func, if_frame_obj;
+	/* 3.14+: the stack's top is a pointer (stackpointer, at if_stacktop)
+	 * and code, function and the localsplus entries are tagged
+	 * _PyStackRefs. */
+	bool stackrefs;
+};
+
+const struct roots_layout *roots_layout_for(int minor);
+
+/* The object a 3.14+ _PyStackRef refers to: the low bit marks a reference
+ * that owns no count (immortal or borrowed), both low bits a tagged int
+ * (no object); 0 for none. */
+static inline uint64_t pm_stackref_object(uint64_t bits)
+{
+	return (bits & 3) == 3 ? 0 : bits & ~UINT64_C(3);
+}
 
 /* A dict keys table's geometry, from its first DICT_KEYS_HEAD bytes. */
 enum { DICT_KEYS_HEAD = 40 };
@@ -155,6 +190,7 @@ struct builder {
 	const struct referent_layout *rl;
 	uint64_t subtype_dealloc;   /* tp_dealloc of the classes Python made */
 	uint64_t set_dummy;         /* a set's deleted-entry marker, once seen */
+	bool stackref_words;        /* emit_array reads _PyStackRefs (3.14+) */
 	struct dict_lookup_vector dict_lookups;
 	struct owned_buffer_vector owned;   /* sorted by node */
 	bool *live_category;        /* per category: a live object's */

@@ -36,6 +36,17 @@ enum {
 	FRAME_CLEARED = 4,
 };
 
+/* 3.14 and 3.15 (ptype /o): exceptions, frame objects, interpreter frames
+ * (8 bytes larger: stackpointer, visited) and generators */
+#define REFERENTS_FROM_314 .exc_notes = 32, .exc_traceback = 40, .exc_context = 48, \
+	.exc_cause = 56, .exc_size = 72, \
+	.f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72, \
+	.if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48, \
+	.if_stacktop = 64, .if_owner = 74, .if_localsplus = 80, \
+	.gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40, \
+	.gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56, \
+	.dict_keys_311 = true, .dict_values_313 = true, .stackrefs = true
+
 static const struct referent_layout referent_layouts[] = {
 	{ .minor = 8, .ht_size = 880, .ht_name = 848, .ht_slots = 856, .ht_qualname = 864,
 	  .ht_cached_keys = 872,
@@ -97,6 +108,11 @@ static const struct referent_layout referent_layouts[] = {
 	  .gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40,
 	  .gi_frame_state = 67, .gi_iframe = 72, .gi_origin = 56,
 	  .dict_keys_311 = true, .dict_values_313 = true },
+	{ .minor = 14, .ht_size = 936, .ht_name = 856, .ht_slots = 864, .ht_qualname = 872,
+	  .ht_cached_keys = 880, .ht_module = 888, REFERENTS_FROM_314 },
+	/* 3.15: heap types 8 bytes larger before ht_name */
+	{ .minor = 15, .ht_size = 944, .ht_name = 864, .ht_slots = 872, .ht_qualname = 880,
+	  .ht_cached_keys = 888, .ht_module = 896, REFERENTS_FROM_314 },
 };
 
 const struct referent_layout *referent_layout_for(int minor)
@@ -181,7 +197,8 @@ static struct pm_error *emit_array(struct builder *b, uint64_t addr, uint64_t n,
 			return NULL;
 		}
 		for (size_t j = 0; j < k; j++) {
-			struct pm_error *err = emit(b, words[j], kind,
+			uint64_t word = b->stackref_words ? pm_stackref_object(words[j]) : words[j];
+			struct pm_error *err = emit(b, word, kind,
 						    first + (uint32_t)(i + j), traversed);
 			if (err)
 				return err;
@@ -698,26 +715,40 @@ static struct pm_error *read_iframe(struct builder *b, uint64_t frame)
 		builder_warn(b, frame, "interpreter frame unreadable");
 		return NULL;
 	}
+	uint64_t func = pm_load_u64(h + rl->if_func), code = pm_load_u64(h + rl->if_code);
+	if (rl->stackrefs) {
+		func = pm_stackref_object(func);
+		code = pm_stackref_object(code);
+	}
 	struct pm_error *err = emit(b, pm_load_u64(h + rl->if_frame_obj), PM_EDGE_FIELD,
 				    PM_FIELD_FRAME, true);
 	if (!err)
 		err = emit(b, pm_load_u64(h + rl->if_locals), PM_EDGE_FIELD,
 			   PM_FIELD_LOCALS, true);
 	if (!err)
-		err = emit(b, pm_load_u64(h + rl->if_func), PM_EDGE_FIELD,
-			   PM_FIELD_FUNC, true);
+		err = emit(b, func, PM_EDGE_FIELD, PM_FIELD_FUNC, true);
 	if (!err)
-		err = emit(b, pm_load_u64(h + rl->if_code), PM_EDGE_FIELD,
-			   PM_FIELD_CODE, true);
-	int32_t stacktop = (int32_t)pm_load_u32(h + rl->if_stacktop);
+		err = emit(b, code, PM_EDGE_FIELD, PM_FIELD_CODE, true);
+	int64_t stacktop;
+	if (rl->stackrefs) {
+		/* the saved stackpointer: one past the top entry */
+		uint64_t sp = pm_load_u64(h + rl->if_stacktop), base = frame + rl->if_localsplus;
+		stacktop = sp >= base && (sp - base) % 8 == 0 && (sp - base) / 8 <= ITEMS_MAX ?
+			(int64_t)((sp - base) / 8) : (sp ? INT64_MAX : 0);
+	} else {
+		stacktop = (int32_t)pm_load_u32(h + rl->if_stacktop);
+	}
 	if (err || stacktop <= 0)
 		return err;
 	if ((uint64_t)stacktop > ITEMS_MAX) {
 		builder_warn(b, frame, "interpreter frame stacktop implausible");
 		return NULL;
 	}
-	return emit_array(b, frame + rl->if_localsplus, (uint64_t)stacktop,
-			  PM_EDGE_LOCAL, 0, true);
+	b->stackref_words = rl->stackrefs;
+	err = emit_array(b, frame + rl->if_localsplus, (uint64_t)stacktop,
+			 PM_EDGE_LOCAL, 0, true);
+	b->stackref_words = false;
+	return err;
 }
 
 static struct pm_error *read_frame(struct builder *b)

@@ -25,24 +25,6 @@ enum {
 };
 #define SCAN_TOTAL_MAX (UINT64_C(1) << 30)  /* bytes of allocations scanned */
 
-/* Where the interpreter keeps what the roots need (gdb ptype /o). */
-struct roots_layout {
-	int minor;
-	uint32_t interp_modules, interp_sysdict, interp_builtins;
-	uint32_t tstate_frame;      /* 3.8-3.10: tstate->frame */
-	uint32_t tstate_cframe;     /* 3.11/3.12: tstate->cframe */
-	uint32_t cframe_current;    /* ... ->current_frame */
-	uint32_t tstate_current;    /* 3.13: tstate->current_frame */
-	uint32_t tstate_thread_id;  /* pthread_self(), the thread pointer */
-	uint32_t tstate_native_id;  /* 3.11+: the LWP */
-	/* PyCodeObject (3.11+): co_nlocalsplus, co_stacksize (ints) */
-	uint32_t co_nlocalsplus, co_stacksize;
-	/* _PyInterpreterFrame: previous, owner, code, stacktop, localsplus,
-	 * f_locals, f_func/f_funcobj, frame_obj */
-	uint32_t if_previous, if_owner, if_code, if_stacktop, if_localsplus,
-		if_locals, if_func, if_frame_obj;
-};
-
 static const struct roots_layout roots_layouts[] = {
 	{ .minor = 8, .interp_modules = 56, .interp_sysdict = 72,
 	  .interp_builtins = 80, .tstate_frame = 24, .tstate_thread_id = 176 },
@@ -67,7 +49,27 @@ static const struct roots_layout roots_layouts[] = {
 	  .tstate_native_id = 160, .co_nlocalsplus = 72, .co_stacksize = 64,
 	  .if_previous = 8, .if_owner = 70, .if_code = 0, .if_stacktop = 64,
 	  .if_localsplus = 72, .if_locals = 40, .if_func = 16, .if_frame_obj = 48 },
+	{ .minor = 14, .interp_modules = 7688, .interp_sysdict = 7672,
+	  .interp_builtins = 7680, .tstate_current = 72, .tstate_thread_id = 152,
+	  .tstate_native_id = 160, .co_nlocalsplus = 72, .co_stacksize = 64,
+	  .if_previous = 8, .if_owner = 74, .if_code = 0, .if_stacktop = 64,
+	  .if_localsplus = 80, .if_locals = 40, .if_func = 16, .if_frame_obj = 48,
+	  .stackrefs = true },
+	{ .minor = 15, .interp_modules = 7592, .interp_sysdict = 7576,
+	  .interp_builtins = 7584, .tstate_current = 72, .tstate_thread_id = 176,
+	  .tstate_native_id = 184, .co_nlocalsplus = 72, .co_stacksize = 64,
+	  .if_previous = 8, .if_owner = 74, .if_code = 0, .if_stacktop = 64,
+	  .if_localsplus = 80, .if_locals = 40, .if_func = 16, .if_frame_obj = 48,
+	  .stackrefs = true },
 };
+
+const struct roots_layout *roots_layout_for(int minor)
+{
+	for (size_t i = 0; i < sizeof(roots_layouts) / sizeof(roots_layouts[0]); i++)
+		if (roots_layouts[i].minor == minor)
+			return &roots_layouts[i];
+	return NULL;
+}
 
 PM_DEFINE_HASH_MAP(word_set, uint64_t, uint8_t, pm_hash_u64_key, pm_u64_key_eq)
 
@@ -152,6 +154,29 @@ static int32_t thread_lwp(struct roots *r, uint64_t tstate)
 	return 0;
 }
 
+/* A reference field of an interpreter frame: 3.14+ code and function are
+ * _PyStackRefs, the others plain pointers. */
+static uint64_t frame_word(const struct roots_layout *rl, const uint8_t *h,
+			   uint32_t offset)
+{
+	uint64_t word = pm_load_u64(h + offset);
+	bool tagged = rl->stackrefs && (offset == rl->if_code || offset == rl->if_func);
+	return tagged ? pm_stackref_object(word) : word;
+}
+
+/* The saved stack depth, counted from localsplus (3.14+: from the saved
+ * stackpointer; -1 when it is not inside the frame). */
+static int32_t frame_stack_top(const struct roots_layout *rl, uint64_t frame,
+			       const uint8_t *h)
+{
+	if (!rl->stackrefs)
+		return (int32_t)pm_load_u32(h + rl->if_stacktop);
+	uint64_t sp = pm_load_u64(h + rl->if_stacktop), base = frame + rl->if_localsplus;
+	if (sp < base || (sp - base) % 8 || (sp - base) / 8 > LOCALS_MAX)
+		return -1;
+	return (int32_t)((sp - base) / 8);
+}
+
 /* 3.11+: the locals of a thread's interpreter frames (those the thread
  * owns: generators' and frame objects' frames are their objects'). */
 static struct pm_error *thread_iframes(struct roots *r, uint64_t frame, int32_t tid)
@@ -168,18 +193,18 @@ static struct pm_error *thread_iframes(struct roots *r, uint64_t frame, int32_t 
 			return NULL;
 		}
 		uint64_t previous = pm_load_u64(h + rl->if_previous);
-		uint64_t code = pm_load_u64(h + rl->if_code);
+		uint64_t code = frame_word(rl, h, rl->if_code);
 		if (h[rl->if_owner] == FRAME_OWNED_BY_THREAD) {
 			static const uint8_t fields[] = { 0, 1, 2, 3 };
 			uint32_t offsets[] = { rl->if_locals, rl->if_func, rl->if_code,
 					       rl->if_frame_obj };
 			for (size_t i = 0; i < sizeof(fields) && !err; i++)
-				err = root_add(r, pm_load_u64(h + offsets[i]),
+				err = root_add(r, frame_word(rl, h, offsets[i]),
 					       PM_ROOT_FRAME, frame + offsets[i], tid,
 					       UINT32_MAX, code);
 			/* The running frames' stacktop is only saved now and
 			 * then: their locals are always there. */
-			int32_t top = (int32_t)pm_load_u32(h + rl->if_stacktop);
+			int32_t top = frame_stack_top(rl, frame, h);
 			uint64_t nlocals = 0, stacksize = 0;
 			if (read_u32(r, code + rl->co_nlocalsplus, &nlocals) &&
 			    read_u32(r, code + rl->co_stacksize, &stacksize)) {
@@ -190,7 +215,8 @@ static struct pm_error *thread_iframes(struct roots *r, uint64_t frame, int32_t 
 			for (int32_t i = 0; i < top && i < LOCALS_MAX && !err; i++) {
 				uint64_t where = frame + rl->if_localsplus + 8 * (uint64_t)i, v;
 				if (read_word(r, where, &v))
-					err = root_add(r, v, PM_ROOT_FRAME_LOCAL, where, tid,
+					err = root_add(r, rl->stackrefs ? pm_stackref_object(v) : v,
+						       PM_ROOT_FRAME_LOCAL, where, tid,
 						       (uint32_t)i, code);
 			}
 		}
@@ -363,9 +389,7 @@ static struct pm_error *allocation_roots(struct roots *r)
 struct pm_error *roots_find(struct pm_graph *g)
 {
 	struct roots r = { .g = g };
-	for (size_t i = 0; i < sizeof(roots_layouts) / sizeof(roots_layouts[0]); i++)
-		if (roots_layouts[i].minor == g->heap->py->minor)
-			r.rl = &roots_layouts[i];
+	r.rl = roots_layout_for(g->heap->py->minor);
 	if (!r.rl)
 		return NULL;
 	struct pm_error *err = interpreter_roots(&r);

@@ -38,7 +38,7 @@ struct named_reader {
 	struct field_def fields[FIELDS_MAX];
 };
 
-#define ALL 8, 13
+#define ALL 8, 15
 #define T true
 #define U false
 static const struct named_reader named_readers[] = {
@@ -48,7 +48,7 @@ static const struct named_reader named_readers[] = {
 	  {{ 16, PM_FIELD_FUNC, T }, { 24, PM_FIELD_SELF, T }} },
 	{ "builtin_function_or_method", ALL, READER_FIELDS, 40,
 	  {{ 24, PM_FIELD_SELF, T }, { 32, PM_FIELD_MODULE, T }} },
-	{ "builtin_method", 9, 13, READER_FIELDS, 64,
+	{ "builtin_method", 9, 15, READER_FIELDS, 64,
 	  {{ 24, PM_FIELD_SELF, T }, { 32, PM_FIELD_MODULE, T },
 	   { 56, PM_FIELD_CLASS, T }} },
 	{ "slice", ALL, READER_FIELDS, 40,
@@ -60,7 +60,7 @@ static const struct named_reader named_readers[] = {
 	{ "property", 8, 9, READER_FIELDS, 48,
 	  {{ 16, PM_FIELD_FGET, T }, { 24, PM_FIELD_FSET, T },
 	   { 32, PM_FIELD_FDEL, T }, { 40, PM_FIELD_DOC, T }} },
-	{ "property", 10, 13, READER_FIELDS, 56,
+	{ "property", 10, 15, READER_FIELDS, 56,
 	  {{ 16, PM_FIELD_FGET, T }, { 24, PM_FIELD_FSET, T },
 	   { 32, PM_FIELD_FDEL, T }, { 40, PM_FIELD_DOC, T },
 	   { 48, PM_FIELD_PROP_NAME, T }} },
@@ -84,7 +84,7 @@ static const struct named_reader named_readers[] = {
 	   { 48, PM_FIELD_CODE, T }, { 56, PM_FIELD_DEFAULTS, T },
 	   { 64, PM_FIELD_KWDEFAULTS, T }, { 72, PM_FIELD_CLOSURE, T },
 	   { 80, PM_FIELD_DOC, T }, { 88, PM_FIELD_DICT, T }} },
-	{ "function", 12, 13, READER_FIELDS, 128,
+	{ "function", 12, 15, READER_FIELDS, 128,
 	  {{ 16, PM_FIELD_GLOBALS, T }, { 24, PM_FIELD_BUILTINS, T },
 	   { 32, PM_FIELD_NAME, T }, { 40, PM_FIELD_QUALNAME, T },
 	   { 48, PM_FIELD_CODE, T }, { 56, PM_FIELD_DEFAULTS, T },
@@ -175,6 +175,11 @@ static const struct field_def function_extra_312[] = {
 	{ 104, PM_FIELD_MODULE, true }, { 112, PM_FIELD_ANNOTATIONS, true },
 	{ 120, PM_FIELD_TYPE_PARAMS, true },
 };
+/* 3.14: __annotate__ before the type params */
+static const struct field_def function_extra_314[] = {
+	{ 104, PM_FIELD_MODULE, true }, { 112, PM_FIELD_ANNOTATIONS, true },
+	{ 120, PM_FIELD_ANNOTATE, true }, { 128, PM_FIELD_TYPE_PARAMS, true },
+};
 
 /* The code object's references (not traversed: code is no GC object). */
 static const struct field_def code_fields_38[] = {
@@ -206,8 +211,12 @@ const struct field_def *graph_extra_fields(int minor, const char *name,
 			*n = 2;
 			return function_extra_310;
 		}
-		*n = 3;
-		return function_extra_312;
+		if (minor <= 13) {
+			*n = 3;
+			return function_extra_312;
+		}
+		*n = 4;
+		return function_extra_314;
 	}
 	if (!strcmp(name, "code")) {
 		*n = 9;

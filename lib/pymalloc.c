@@ -54,6 +54,15 @@ struct pymalloc_layout {
 	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14, \
 	.per_interpreter = true, .state_is_pointer = true, .main_interp = 0x15920, \
 	.interpreters_head = 632, .interp_next = 7264
+/* 3.14 and 3.15: the same state, the interpreter's fields elsewhere */
+#define PYMALLOC_314 .minor = 14, .arena_size = 1u << 20, .pool_size = 16u << 10, \
+	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14, \
+	.per_interpreter = true, .state_is_pointer = true, \
+	.interpreters_head = 808, .interp_next = 7272
+#define PYMALLOC_315 .minor = 15, .arena_size = 1u << 20, .pool_size = 16u << 10, \
+	.radix_interior_length = 1u << 15, .radix_bottom_length = 1u << 14, \
+	.per_interpreter = true, .state_is_pointer = true, \
+	.interpreters_head = 936, .interp_next = 7264
 
 /* Offsets verified on 3.12.1 and 3.13.0 (ptype /o); other patch releases are
  * validated at run time. */
@@ -71,18 +80,32 @@ static const struct pymalloc_layout pymalloc_layouts[] = {
 	  .interpreters_head = 40, .interp_next = 0,
 	  .interp_feature_flags = 1712 },
 	{ PYMALLOC_313, .interp_obmalloc = 10800, .interp_feature_flags = 8440 },
+	{ PYMALLOC_314, .main_interp = 90752, .interp_obmalloc = 10904,
+	  .interp_feature_flags = 8488 },
+	{ PYMALLOC_315, .main_interp = 120328, .interp_obmalloc = 10880,
+	  .interp_feature_flags = 8440 },
 };
 
-/* 3.13's pydebug build (Debian's python3.13d, 3.13.18): obmalloc and the
- * feature flags 8 bytes further in the interpreter state. */
-static const struct pymalloc_layout pymalloc_313_pydebug = {
-	PYMALLOC_313, .interp_obmalloc = 10808, .interp_feature_flags = 8448 };
+/* The pydebug builds (Debian's python3.X-dbg: 3.13.18, 3.14.10, 3.15.2):
+ * obmalloc and the feature flags 8 bytes further in the interpreter
+ * state, and a larger runtime before the main interpreter. */
+static const struct pymalloc_layout pymalloc_pydebug_layouts[] = {
+	{ PYMALLOC_313, .interp_obmalloc = 10808, .interp_feature_flags = 8448 },
+	{ PYMALLOC_314, .main_interp = 106752, .interp_obmalloc = 10912,
+	  .interp_feature_flags = 8496 },
+	{ PYMALLOC_315, .main_interp = 136336, .interp_obmalloc = 10888,
+	  .interp_feature_flags = 8448 },
+};
 
-static const struct pymalloc_layout *pymalloc_layout_for(int minor)
+static const struct pymalloc_layout *pymalloc_layout_of(const struct pm_python_info *py)
 {
-	for (size_t i = 0; i < sizeof(pymalloc_layouts) / sizeof(pymalloc_layouts[0]); i++)
-		if (pymalloc_layouts[i].minor == minor)
-			return &pymalloc_layouts[i];
+	const struct pymalloc_layout *rows = py->pydebug ? pymalloc_pydebug_layouts :
+							   pymalloc_layouts;
+	size_t n = py->pydebug ? sizeof(pymalloc_pydebug_layouts) / sizeof(rows[0]) :
+				 sizeof(pymalloc_layouts) / sizeof(rows[0]);
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].minor == py->minor)
+			return &rows[i];
 	return NULL;
 }
 
@@ -963,8 +986,7 @@ static struct pm_error *pymalloc_walk(struct pm_target *t, struct pm_pymalloc *p
 		snprintf(pm->missing, sizeof(pm->missing), "%s", py->unsupported);
 		return NULL;
 	}
-	struct walk w = { .t = t, .pm = pm, .layout = py->pydebug && py->minor == 13 ?
-					  &pymalloc_313_pydebug : pymalloc_layout_for(py->minor) };
+	struct walk w = { .t = t, .pm = pm, .layout = pymalloc_layout_of(py) };
 	pm->arena_size = w.layout->arena_size;
 	pm->pool_size = w.layout->pool_size;
 	err = locate_states(&w, py);

@@ -80,7 +80,7 @@ struct pm_pymalloc {
 	size_t nradix_nodes;
 	uint64_t radix_nodes[PM_PYMALLOC_RADIX_NODES_MAX];
 	/* Why nothing was walked, when !found (else empty). */
-	char missing[160];
+	char missing[256];
 };
 
 /* Walks once per target (cached in PM_CACHE_PYMALLOC); *ret stays owned by

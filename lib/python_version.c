@@ -3,6 +3,7 @@
  * (3.13+), the Py_GetVersion() banner the interpreter formats into writable
  * memory at start-up, and the name of libpython or of the executable. */
 #include "python_version.h"
+#include "cpython_debug_offsets.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -301,6 +302,10 @@ struct pm_error *pm_python_detect(struct pm_target *t,
 			return &pm_error_no_memory;
 		python_detect(t, info);
 		judge_support(info);
+		if (info->supported &&
+		    !pm_cpython_check_debug_offsets(t, info, info->unsupported,
+						    sizeof(info->unsupported)))
+			info->supported = false;
 		pm_target_cache_set(t, PM_CACHE_DETECT, info, info_destroy);
 	}
 	*ret = info;

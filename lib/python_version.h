@@ -1,5 +1,5 @@
 /* CPython detection: is the target a CPython process, which version, where is
- * its runtime (_PyRuntime), and is it one we can analyse (3.8 to 3.13, not a
+ * its runtime (_PyRuntime), and is it one we can analyse (3.8 to 3.15, not a
  * free-threaded build). Several independent sources are tried; the info says
  * which one answered. */
 #ifndef PM_PYTHON_VERSION_H
@@ -11,7 +11,7 @@
 #include "target.h"
 
 #define PM_PYTHON_MIN_MINOR 8
-#define PM_PYTHON_MAX_MINOR 13
+#define PM_PYTHON_MAX_MINOR 15
 
 struct pm_python_info {
 	bool is_python;             /* some CPython runtime was found */
@@ -22,7 +22,7 @@ struct pm_python_info {
 	 * its interpreter state has more fields. Told by a function only
 	 * Py_REF_DEBUG builds have, when the module's symbols are readable. */
 	bool pydebug;
-	bool supported;             /* 3.8..3.13 and not free-threaded */
+	bool supported;             /* 3.8..3.15 and not free-threaded */
 	/* How the version was found: "Py_Version", "_Py_DebugOffsets",
 	 * "version banner", "module name". */
 	const char *version_source;
@@ -31,7 +31,7 @@ struct pm_python_info {
 	uint64_t runtime;           /* &_PyRuntime, 0 when not found */
 	uint64_t type_type;         /* &PyType_Type, 0 when not found */
 	/* Human-readable reason when !supported (empty otherwise). */
-	char unsupported[160];
+	char unsupported[256];
 };
 
 /* Detects once per target (cached in PM_CACHE_DETECT); *ret stays owned by

@@ -322,7 +322,7 @@ struct size_totals {
 	uint64_t glibc_count, glibc_bytes, pymalloc_count, pymalloc_bytes;
 	bool pymalloc_found, pymalloc_in_use;
 	uint64_t pymalloc_problems;
-	char pymalloc_missing[200];
+	char pymalloc_missing[256];
 };
 
 static int cmp_u64(const void *a, const void *b)

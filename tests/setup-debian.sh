@@ -32,7 +32,8 @@ fi
 # debootstrap, then the packages (the archive is a fixed snapshot whose
 # Release file has expired, hence Check-Valid-Until=false).
 SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
-sid_packages=(python3.13 python3.13-dbg python3.14 python3.15 libc6-dbg gdb)
+sid_packages=(python3.13 python3.13-dbg python3.14 python3.14-dbg python3.15 python3.15-dbg
+              libc6-dbg gdb)
 if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   if [ ! -x "$SID/usr/bin/apt-get" ]; then
@@ -44,7 +45,7 @@ if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
     $SUDO mv "$SID.new" "$SID"
   fi
   if [ ! -x "$SID/usr/bin/python3.15" ] || [ ! -x "$SID/usr/bin/gdb" ] ||
-     [ ! -x "$SID/usr/bin/python3.13d" ]; then
+     [ ! -x "$SID/usr/bin/python3.13d" ] || [ ! -x "$SID/usr/bin/python3.15d" ]; then
     $SUDO chroot "$SID" apt-get -qq -o Acquire::Check-Valid-Until=false update
     $SUDO chroot "$SID" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends "${sid_packages[@]}" >/dev/null
@@ -53,6 +54,27 @@ fi
 if [ -d "$SID" ] && ! mountpoint -q "$SID/proc"; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO mount -t proc proc "$SID/proc"
+fi
+# The e2e suite runs its workloads under the chroot's CPythons as under any
+# other: the repository and /tmp (the workloads' directories) are the
+# host's inside it, at the same paths, and $BIN/pythonX.Y runs the chroot's
+# interpreter in the caller's directory (same pid: chroot and sh exec).
+if [ -x "$SID/usr/bin/python3.15" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  repo=$(pwd -P)
+  for dir in /tmp "$repo"; do
+    $SUDO mkdir -p "$SID$dir"
+    mountpoint -q "$SID$dir" || $SUDO mount --bind "$dir" "$SID$dir"
+  done
+  BIN=$(dirname "$SID")/bin
+  $SUDO mkdir -p "$BIN"
+  for v in 3.13 3.13d 3.14 3.14d 3.15 3.15d; do
+    printf '%s\n' '#!/bin/sh' \
+      "# CPython $v of the Debian unstable chroot $SID, run inside it in this directory" \
+      "exec /usr/sbin/chroot '$SID' /bin/sh -c 'cd \"\$0\" && exec /usr/bin/python$v \"\$@\"' \"\$PWD\" \"\$@\"" |
+      $SUDO tee "$BIN/python$v" >/dev/null
+    $SUDO chmod +x "$BIN/python$v"
+  done
 fi
 
 [ -d build ] || meson setup build >/dev/null

@@ -530,6 +530,7 @@ def capture_and_stop(path, info, gc_addresses, no_stop, garbage=0):
             py_graph.garbage_service(path + ".collect", path + ".collected")
 
 
+TP_DOC = 176    # PyTypeObject.tp_doc, 3.8-3.15
 DOC_MARKER = "pymortem-doc-%d:"
 
 
@@ -548,7 +549,10 @@ def build_doc_classes(n):
     for t in gc.get_objects():
         if isinstance(t, type) and t.__flags__ & (1 << 9):
             doc = t.__dict__.get("__doc__")
-            heap += isinstance(doc, str) and "\0" not in doc
+            # A __doc__ assigned after the class was made (3.14's
+            # dataclasses in _colorize) leaves tp_doc NULL: no copy.
+            has_copy = ctypes.c_void_p.from_address(id(t) + TP_DOC).value is not None
+            heap += isinstance(doc, str) and "\0" not in doc and has_copy
     return {"marker": DOC_MARKER, "lengths": [len(d) for d in docs],
             "heap_types_with_doc": heap}
 
