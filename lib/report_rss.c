@@ -348,7 +348,7 @@ static struct pm_error *rss_text(struct pm_target *t, const struct pm_rss *rss,
 				 pm_format_grouped(rss->smaps_rss, a),
 				 pm_format_grouped(rss->smaps_swap, b),
 				 rss->smaps_rss + rss->smaps_swap == whole ? " (the same)" :
-				 " (pagemap and smaps differ: shared zero pages count in pagemap only)");
+				 " (they differ: see warnings)");
 	if (rss->source == PM_RESIDENCY_CORE)
 		pm_strbuf_append(out, "(a core: \"resident\" is what the core holds)\n");
 	if (rss->domains.size) {

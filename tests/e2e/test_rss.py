@@ -349,3 +349,37 @@ def test_gdb_commands_match_cli():
             want = harness.cli_json(name, "--json", t.pid)
             assert json.loads(got["output"]) == want, name
         assert "malloc_trim(0)" in results["help heap fragmentation"]["output"]
+
+
+# ------------------------------------------------------- without root
+
+def test_unprivileged_user(monkeypatch):
+    """Run as another user (no CAP_SYS_ADMIN: pagemap hides page frame
+    numbers, so the kernel's zero pages are told from resident ones by
+    smaps): the total is still smaps', the prediction still the drop."""
+    import pwd
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    mkdtemp = harness.tempfile.mkdtemp
+
+    def shared_mkdtemp(*args, **kwargs):
+        path = mkdtemp(*args, **kwargs)
+        os.chmod(path, 0o777)      # the workload, as nobody, writes there
+        return path
+
+    monkeypatch.setattr(harness.tempfile, "mkdtemp", shared_mkdtemp)
+    argv = harness.as_user_argv("nobody") + [DEBIAN_PYTHON, WORKLOAD, "--heap", 20,
+                                             "--threads", 1, "--pinned", 2]
+    with harness.start_stopped(argv) as t:
+        rss = harness.cli_json("rss", "--json", t.pid, user="nobody")
+        assert rss["residency_source"] == "pagemap"
+        assert rss["total"]["resident"] == writable_smaps(t.pid)[0]
+        assert_parts_add_up(rss)
+        doc = harness.cli_json("fragmentation", "--json", t.pid, user="nobody")
+        before = writable_smaps(t.pid)[0]
+        assert command(t, "trim") == "1"
+        measured = before - writable_smaps(t.pid)[0]
+        assert abs(doc["malloc_trim_returns"] - measured) <= PAGE * len(doc["glibc"]["arenas"])
+        assert measured > 10 << 20
