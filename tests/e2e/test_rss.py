@@ -349,6 +349,22 @@ def test_gdb_commands_match_cli():
             want = harness.cli_json(name, "--json", t.pid)
             assert json.loads(got["output"]) == want, name
         assert "malloc_trim(0)" in results["help heap fragmentation"]["output"]
+        # Memory read through GDB (a remote target's way): no residency,
+        # said first; the figures that need none are the same.
+        results = test_gdb.gdb_drive(["-p", t.pid], [
+            ("cmd", "heap rss --json"), ("cmd", "heap fragmentation --json")],
+            setup=["set pymortem access callback"])
+        t.ensure_stopped()
+        rss = json.loads(results["heap rss --json"]["output"])
+        frag = json.loads(results["heap fragmentation --json"]["output"])
+        for doc in (rss, frag):
+            assert doc["residency_source"] == "none"
+            assert doc["partial_reasons"][0]["reason"] == "residency-unknown"
+        assert rss["total"]["resident"] is None and rss["parts_add_up"]
+        assert frag["malloc_trim_returns"] is None
+        live = harness.cli_json("fragmentation", "--json", t.pid)
+        assert (frag["glibc"]["malloc_trim_range_bytes"] ==
+                live["glibc"]["malloc_trim_range_bytes"])
 
 
 # ------------------------------------------------------- without root
