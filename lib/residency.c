@@ -240,6 +240,11 @@ static bool load_pages(struct pm_residency *res, size_t i)
 			}
 		}
 	}
+	/* Non-present entries pagemap marks as swap but smaps does not count
+	 * (migration entries, pte markers) are not in swap: with smaps' Swap
+	 * at 0 no page of the region is. */
+	if (res->known[i] && res->swap[i] == 0)
+		memset(rp->swapped, 0, words * sizeof(uint64_t));
 	/* smaps' Rss leaves out exactly the shared ones: they are zero pages. */
 	if (shared && nshared && res->known[i] &&
 	    (present - nshared) * res->page == res->rss[i])
