@@ -2,11 +2,13 @@
  * arenas' free memory by bin class with a simulation of malloc_trim(0), and
  * the pymalloc arenas' pools with the arenas few live blocks pin.
  *
- * malloc_trim(0), as glibc 2.26-2.43 do it (malloc/malloc.c, mtrim()), for
- * each arena in the ring from main_arena:
+ * malloc_trim(0), as glibc 2.27-2.43 do it (malloc/malloc.c, mtrim(): the
+ * same code in all of them, read in 2.27, 2.35, 2.36, 2.41, 2.42 and
+ * master), for each arena in the ring from main_arena:
  *  1. malloc_consolidate(): every fastbin chunk merges with its free
  *     neighbours (and with the top chunk when it borders it); tcache'd
- *     chunks count as in use and stay.
+ *     chunks count as in use and stay. (2.43 has no fastbins: nothing to
+ *     merge, and the walk finds no fastbin chunk.)
  *  2. For every chunk of the unsorted bin and of bins >= bin_index(page),
  *     which after 1. is every free chunk big enough: if its size exceeds
  *     page - 1 + sizeof(struct malloc_chunk), madvise(MADV_DONTNEED) the
