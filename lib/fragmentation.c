@@ -2,11 +2,13 @@
  * arenas' free memory by bin class with a simulation of malloc_trim(0), and
  * the pymalloc arenas' pools with the arenas few live blocks pin.
  *
- * malloc_trim(0), as glibc 2.26-2.43 do it (malloc/malloc.c, mtrim()), for
- * each arena in the ring from main_arena:
+ * malloc_trim(0), as glibc 2.27-2.43 do it (malloc/malloc.c, mtrim(): the
+ * same code in all of them, read in 2.27, 2.35, 2.36, 2.41, 2.42 and
+ * master), for each arena in the ring from main_arena:
  *  1. malloc_consolidate(): every fastbin chunk merges with its free
  *     neighbours (and with the top chunk when it borders it); tcache'd
- *     chunks count as in use and stay.
+ *     chunks count as in use and stay. (2.43 has no fastbins: nothing to
+ *     merge, and the walk finds no fastbin chunk.)
  *  2. For every chunk of the unsorted bin and of bins >= bin_index(page),
  *     which after 1. is every free chunk big enough: if its size exceeds
  *     page - 1 + sizeof(struct malloc_chunk), madvise(MADV_DONTNEED) the
@@ -180,57 +182,89 @@ static void systrim(struct pm_target *t, struct pm_glibc_fragmentation *f,
 	add_range(res, &a->systrim, top + top_size - extra, top + top_size);
 }
 
-/* One arena: its free memory by class, and malloc_trim's part. Its chunks
- * are h->chunks with this arena index, in address order. */
-static void arena_trim(struct pm_target *t, struct pm_glibc_fragmentation *f,
-		       struct pm_residency *res, size_t index, struct pm_trim_arena *a)
+/* An arena's consolidation in progress: the run of adjacent free chunks
+ * being merged, the top chunk with what merged into it. */
+struct consolidation {
+	uint64_t run_start, run_end;    /* run_end 0: no run */
+	uint64_t top, top_size;
+	uint64_t tcached;
+};
+
+/* One chunk of arena a, met in address order. */
+static void consolidate_chunk(struct pm_glibc_fragmentation *f, struct pm_residency *res,
+			      const struct pm_glibc_arena *ar, struct pm_trim_arena *a,
+			      struct consolidation *s, const struct pm_chunk *c)
 {
-	const struct pm_glibc_heap *h = f->heap;
-	const struct pm_glibc_arena *ar = &h->arenas[index];
-	a->address = ar->address;
-	a->is_main = ar->is_main;
-	a->mapped = ar->info.arena;
-	a->top_size = ar->top_size;
-	uint64_t tcached = 0;
-	/* A run of adjacent free chunks being consolidated. */
-	uint64_t run_start = 0, run_end = 0;
-	uint64_t top = 0, top_size = 0;
-	for (size_t k = 0; k < h->nchunks; k++) {
-		const struct pm_chunk *c = &h->chunks[k];
-		if (c->arena != index)
-			continue;
-		if (c->state == PM_CHUNK_FREE_BIN || c->state == PM_CHUNK_FREE_FASTBIN ||
-		    c->state == PM_CHUNK_FREE_TCACHE || c->state == PM_CHUNK_TOP) {
-			enum pm_glibc_free_class cls = pm_glibc_chunk_free_class(f, c);
-			add_range(res, &a->free_by_class[cls], c->addr, c->addr + c->size);
-			if (cls == PM_FREE_TCACHE)
-				tcached += c->size;
-		}
-		bool adjacent = run_end && c->addr == run_end;
-		if (is_free_for_consolidation(c)) {
-			if (!adjacent)
-				run_start = c->addr;
-			run_end = c->addr + c->size;
-			continue;
-		}
-		if (c->state == PM_CHUNK_TOP && c->addr == ar->top) {
-			top = adjacent ? run_start : c->addr;
-			top_size = c->addr + c->size - top;
-			run_end = 0;
-			continue;
-		}
-		if (run_end)
-			madvise_chunk(f, res, a, run_start, run_end - run_start);
-		run_end = 0;
+	if (c->state == PM_CHUNK_FREE_BIN || c->state == PM_CHUNK_FREE_FASTBIN ||
+	    c->state == PM_CHUNK_FREE_TCACHE || c->state == PM_CHUNK_TOP) {
+		enum pm_glibc_free_class cls = pm_glibc_chunk_free_class(f, c);
+		add_range(res, &a->free_by_class[cls], c->addr, c->addr + c->size);
+		if (cls == PM_FREE_TCACHE)
+			s->tcached += c->size;
 	}
-	if (run_end)
-		madvise_chunk(f, res, a, run_start, run_end - run_start);
-	a->top_after_consolidation = top_size;
-	a->in_use = ar->info.uordblks > tcached ? ar->info.uordblks - tcached : 0;
+	bool adjacent = s->run_end && c->addr == s->run_end;
+	if (is_free_for_consolidation(c)) {
+		if (!adjacent)
+			s->run_start = c->addr;
+		s->run_end = c->addr + c->size;
+		return;
+	}
+	if (c->state == PM_CHUNK_TOP && c->addr == ar->top) {
+		s->top = adjacent ? s->run_start : c->addr;
+		s->top_size = c->addr + c->size - s->top;
+		s->run_end = 0;
+		return;
+	}
+	if (s->run_end)
+		madvise_chunk(f, res, a, s->run_start, s->run_end - s->run_start);
+	s->run_end = 0;
+}
+
+static void arena_finish(struct pm_target *t, struct pm_glibc_fragmentation *f,
+			 struct pm_residency *res, const struct pm_glibc_arena *ar,
+			 struct pm_trim_arena *a, struct consolidation *s)
+{
+	if (s->run_end)
+		madvise_chunk(f, res, a, s->run_start, s->run_end - s->run_start);
+	a->top_after_consolidation = s->top_size;
+	a->in_use = ar->info.uordblks > s->tcached ? ar->info.uordblks - s->tcached : 0;
 	if (ar->is_main)
-		systrim(t, f, res, ar, a, top, top_size);
+		systrim(t, f, res, ar, a, s->top, s->top_size);
 	else
 		a->systrim_note = "malloc_trim does not shrink a thread arena's heap";
+}
+
+/* Every arena in one pass over the chunks (address order, each arena's
+ * chunks interleaved with the others'): free memory by class and
+ * malloc_trim's part. */
+static struct pm_error *arenas_trim(struct pm_target *t, struct pm_glibc_fragmentation *f,
+				    struct pm_residency *res)
+{
+	const struct pm_glibc_heap *h = f->heap;
+	struct consolidation *state = calloc(h->narenas ? h->narenas : 1, sizeof(*state));
+	if (!state)
+		return &pm_error_no_memory;
+	for (size_t i = 0; i < h->narenas; i++) {
+		struct pm_trim_arena *a = &f->arenas.data[i];
+		a->address = h->arenas[i].address;
+		a->is_main = h->arenas[i].is_main;
+		a->mapped = h->arenas[i].info.arena;
+		a->top_size = h->arenas[i].top_size;
+	}
+	for (size_t k = 0; k < h->nchunks; k++) {
+		const struct pm_chunk *c = &h->chunks[k];
+		if ((k & 0xffff) == 0xffff && pm_target_interrupted(t)) {
+			free(state);
+			return pm_error_interrupted();
+		}
+		if (c->arena < h->narenas)
+			consolidate_chunk(f, res, &h->arenas[c->arena], &f->arenas.data[c->arena],
+					  &state[c->arena], c);
+	}
+	for (size_t i = 0; i < h->narenas; i++)
+		arena_finish(t, f, res, &h->arenas[i], &f->arenas.data[i], &state[i]);
+	free(state);
+	return NULL;
 }
 
 struct pm_error *pm_glibc_fragmentation_create(struct pm_target *t,
@@ -258,9 +292,13 @@ struct pm_error *pm_glibc_fragmentation_create(struct pm_target *t,
 		pm_glibc_fragmentation_destroy(f);
 		return err;
 	}
+	err = arenas_trim(t, f, res);
+	if (err) {
+		pm_glibc_fragmentation_destroy(f);
+		return err;
+	}
 	for (size_t i = 0; i < h->narenas; i++) {
-		struct pm_trim_arena *a = &f->arenas.data[i];
-		arena_trim(t, f, res, i, a);
+		const struct pm_trim_arena *a = &f->arenas.data[i];
 		f->trim_returns += a->madvise.resident + a->systrim.resident;
 		f->trim_range += a->madvise.bytes + a->systrim.bytes;
 	}

@@ -41,6 +41,15 @@ static const char *human(uint64_t bytes, char *buf, size_t size)
 	return buf;
 }
 
+/* A figure that needs per-page residency: null without it. */
+static void optional_u64(struct pm_strbuf *out, bool known, uint64_t value)
+{
+	if (known)
+		pm_strbuf_printf(out, "%" PRIu64, value);
+	else
+		pm_strbuf_append(out, "null");
+}
+
 static void resident_json(struct pm_strbuf *out, const struct pm_resident_bytes *b,
 			  bool per_page)
 {
@@ -152,7 +161,7 @@ static void rss_json(struct pm_target *t, const struct pm_rss *rss, struct pm_st
 {
 	pm_strbuf_printf(out, "\"residency_source\": \"%s\",\n\"per_page\": %s,\n\"total\": ",
 			 pm_residency_source_name(rss->source), rss->per_page ? "true" : "false");
-	resident_json(out, &rss->total, true);
+	resident_json(out, &rss->total, rss->source != PM_RESIDENCY_NONE);
 	if (rss->smaps_known && (rss->source == PM_RESIDENCY_PAGEMAP ||
 				 rss->source == PM_RESIDENCY_SMAPS))
 		pm_strbuf_printf(out, ",\n\"smaps\": {\"rss\": %" PRIu64 ", \"swap\": %" PRIu64 "}",
@@ -200,7 +209,7 @@ static void rss_json(struct pm_target *t, const struct pm_rss *rss, struct pm_st
 		pm_strbuf_append(out, ", \"label\": ");
 		pm_strbuf_json_string(out, region_name(t, r, label, sizeof(label)));
 		pm_strbuf_append(out, ", \"total\": ");
-		resident_json(out, &rr->total, true);
+		resident_json(out, &rr->total, rss->source != PM_RESIDENCY_NONE);
 		if (rr->smaps_known && rss->source != PM_RESIDENCY_CORE)
 			pm_strbuf_printf(out, ", \"smaps_rss\": %" PRIu64 ", \"smaps_swap\": %" PRIu64,
 					 rr->smaps_rss, rr->smaps_swap);
@@ -295,11 +304,15 @@ static struct pm_error *rss_text(struct pm_target *t, const struct pm_rss *rss,
 {
 	char a[32], b[32], c[32], d[32];
 	uint64_t whole = rss->total.resident + rss->total.swapped;
-	pm_strbuf_printf(out, "writable memory: %s bytes mapped in %zu regions, %s resident, %s swapped (residency: %s)\n",
-			 pm_format_grouped(rss->total.bytes, a), rss->regions.size,
-			 pm_format_grouped(rss->total.resident, b),
-			 pm_format_grouped(rss->total.swapped, c),
-			 pm_residency_source_name(rss->source));
+	if (rss->source == PM_RESIDENCY_NONE)
+		pm_strbuf_printf(out, "writable memory: %s bytes mapped in %zu regions, resident bytes unknown\n",
+				 pm_format_grouped(rss->total.bytes, a), rss->regions.size);
+	else
+		pm_strbuf_printf(out, "writable memory: %s bytes mapped in %zu regions, %s resident, %s swapped (residency: %s)\n",
+				 pm_format_grouped(rss->total.bytes, a), rss->regions.size,
+				 pm_format_grouped(rss->total.resident, b),
+				 pm_format_grouped(rss->total.swapped, c),
+				 pm_residency_source_name(rss->source));
 	static const char *const headers[] = {"part", "group", "mapped", "resident",
 					      "swapped", "% of rss+swap"};
 	static const bool right[] = {false, false, true, true, true, true};
@@ -348,7 +361,7 @@ static struct pm_error *rss_text(struct pm_target *t, const struct pm_rss *rss,
 				 pm_format_grouped(rss->smaps_rss, a),
 				 pm_format_grouped(rss->smaps_swap, b),
 				 rss->smaps_rss + rss->smaps_swap == whole ? " (the same)" :
-				 " (pagemap and smaps differ: shared zero pages count in pagemap only)");
+				 " (they differ: see warnings)");
 	if (rss->source == PM_RESIDENCY_CORE)
 		pm_strbuf_append(out, "(a core: \"resident\" is what the core holds)\n");
 	if (rss->domains.size) {
@@ -444,9 +457,10 @@ static void glibc_json(const struct pm_glibc_fragmentation *f, bool per_page,
 				 f->arena_test, f->arena_max, f->thp_pagesize);
 	else
 		pm_strbuf_append(out, ", \"tunables\": null");
-	pm_strbuf_printf(out, ",\n  \"malloc_trim_returns\": %" PRIu64
-			 ", \"malloc_trim_range_bytes\": %" PRIu64 ",\n  \"arenas\": [",
-			 f->trim_returns, f->trim_range);
+	pm_strbuf_append(out, ",\n  \"malloc_trim_returns\": ");
+	optional_u64(out, per_page, f->trim_returns);
+	pm_strbuf_printf(out, ", \"malloc_trim_range_bytes\": %" PRIu64 ",\n  \"arenas\": [",
+			 f->trim_range);
 	for (size_t i = 0; i < f->arenas.size; i++) {
 		const struct pm_trim_arena *a = &f->arenas.data[i];
 		pm_strbuf_printf(out, "%s\n    {\"address\": %" PRIu64 ", \"main\": %s, \"mapped\": %"
@@ -457,9 +471,10 @@ static void glibc_json(const struct pm_glibc_fragmentation *f, bool per_page,
 			pm_strbuf_printf(out, "%s\"%s\": ", c ? ", " : "", pm_glibc_free_class_name(c));
 			resident_json(out, &a->free_by_class[c], per_page);
 		}
-		pm_strbuf_printf(out, "},\n     \"malloc_trim_returns\": %" PRIu64
-				 ", \"madvise_chunks\": %" PRIu64 ", \"madvise\": ",
-				 a->madvise.resident + a->systrim.resident, a->madvise_chunks);
+		pm_strbuf_append(out, "},\n     \"malloc_trim_returns\": ");
+		optional_u64(out, per_page, a->madvise.resident + a->systrim.resident);
+		pm_strbuf_printf(out, ", \"madvise_chunks\": %" PRIu64 ", \"madvise\": ",
+				 a->madvise_chunks);
 		resident_json(out, &a->madvise, per_page);
 		pm_strbuf_printf(out, ", \"top_after_consolidation\": %" PRIu64 ", \"systrim\": ",
 				 a->top_after_consolidation);
@@ -485,7 +500,10 @@ static void glibc_text(const struct pm_glibc_fragmentation *f, bool per_page,
 {
 	const struct pm_glibc_heap *h = f->heap;
 	char a[32], b[32], c[32], d[32], e[32];
-	pm_strbuf_printf(out, "glibc %d.%d malloc", h->version_major, h->version_minor);
+	if (h->version_major)
+		pm_strbuf_printf(out, "glibc %d.%d malloc", h->version_major, h->version_minor);
+	else
+		pm_strbuf_append(out, "glibc malloc (version unknown)");
 	if (f->mp_known) {
 		pm_strbuf_printf(out, ": M_TRIM_THRESHOLD %s, M_TOP_PAD %s, M_MMAP_THRESHOLD %s, arena_max %s",
 				 pm_format_grouped(f->trim_threshold, a),
@@ -512,7 +530,10 @@ static void glibc_text(const struct pm_glibc_fragmentation *f, bool per_page,
 		pm_format_grouped(ar->in_use, cell[1]);
 		for (size_t k = 0; k < PM_FREE_CLASSES; k++)
 			pm_format_grouped(ar->free_by_class[k].bytes, cell[2 + k]);
-		pm_format_grouped(ar->madvise.resident + ar->systrim.resident, cell[8]);
+		if (per_page)
+			pm_format_grouped(ar->madvise.resident + ar->systrim.resident, cell[8]);
+		else
+			snprintf(cell[8], sizeof(cell[8]), "?");
 		const char *cells[] = {name, cell[0], cell[1], cell[2], cell[3], cell[4],
 				       cell[5], cell[6], cell[7], cell[8]};
 		pm_table_add_row(table, cells);
@@ -525,11 +546,14 @@ static void glibc_text(const struct pm_glibc_fragmentation *f, bool per_page,
 		systrim += f->arenas.data[i].systrim.resident;
 		chunks += f->arenas.data[i].madvise_chunks;
 	}
-	pm_strbuf_printf(out, "malloc_trim(0) would return %s bytes%s: %s from whole pages inside %s free chunks (madvise), %s from the main heap's top (sbrk); the pages span %s bytes\n",
-			 pm_format_grouped(f->trim_returns, a),
-			 per_page ? " now resident" : "",
-			 pm_format_grouped(madvise, b), pm_format_grouped(chunks, c),
-			 pm_format_grouped(systrim, d), pm_format_grouped(f->trim_range, e));
+	if (per_page)
+		pm_strbuf_printf(out, "malloc_trim(0) would return %s bytes now resident: %s from whole pages inside %s free chunks (madvise), %s from the main heap's top (sbrk); the pages span %s bytes\n",
+				 pm_format_grouped(f->trim_returns, a),
+				 pm_format_grouped(madvise, b), pm_format_grouped(chunks, c),
+				 pm_format_grouped(systrim, d), pm_format_grouped(f->trim_range, e));
+	else
+		pm_strbuf_printf(out, "malloc_trim(0) would give back pages spanning %s bytes (whole pages inside %s free chunks, and the main heap's top); which of them are resident is unknown\n",
+				 pm_format_grouped(f->trim_range, e), pm_format_grouped(chunks, c));
 	for (size_t i = 0; i < f->arenas.size; i++) {
 		const struct pm_trim_arena *ar = &f->arenas.data[i];
 		if (!ar->is_main)
@@ -654,6 +678,18 @@ static void pymalloc_json(const struct pm_pymalloc_fragmentation *f, struct nami
 			 ", \"empty_pools\": %" PRIu64 ", \"never_used_pools\": %" PRIu64,
 			 pm->found ? "true" : "false", pm->arena_size, pm->pool_size,
 			 f->arenas.size, used, empty, never);
+	pm_strbuf_append(out, ",\n  \"arena_list\": [");
+	for (size_t i = 0; i < f->arenas.size; i++) {
+		const struct pm_pymalloc_arena_use *u = &f->arenas.data[i];
+		pm_strbuf_printf(out, "%s\n    {\"address\": %" PRIu64 ", \"used_pools\": %u, \"empty_pools\": %u, \"never_used_pools\": %u, \"used_blocks\": %" PRIu64
+				 ", \"used_bytes\": %" PRIu64 ", \"pinned\": %s, \"value\": ",
+				 i ? "," : "", u->address, u->used_pools, u->empty_pools,
+				 u->never_pools, u->used_blocks, u->used_bytes,
+				 u->pinned ? "true" : "false");
+		resident_json(out, &u->whole, per_page);
+		pm_strbuf_append(out, "}");
+	}
+	pm_strbuf_append(out, f->arenas.size ? "\n  ]" : "]");
 	pm_strbuf_printf(out, ",\n  \"pinned\": {\"share_max\": %.2f, \"arenas\": %" PRIu64
 			 ", \"blocks\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"value\": ",
 			 PM_PINNED_SHARE, f->pinned_arenas, f->pinned_blocks, f->pinned_bytes);
@@ -766,19 +802,19 @@ static void pymalloc_text(const struct pm_pymalloc_fragmentation *f, struct nami
 }
 
 static void advice(const struct pm_glibc_fragmentation *g,
-		   const struct pm_pymalloc_fragmentation *p, bool json,
+		   const struct pm_pymalloc_fragmentation *p, bool per_page, bool json,
 		   struct pm_strbuf *out)
 {
 	struct pm_strbuf lines[3];
 	size_t n = 0;
 	char a[32], b[32], c[32];
-	if (g && g->trim_returns >= ADVICE_MIN_BYTES) {
+	if (g && per_page && g->trim_returns >= ADVICE_MIN_BYTES) {
 		pm_strbuf_init(&lines[n]);
 		pm_strbuf_printf(&lines[n++], "malloc_trim(0) would return %s (call it after large frees, or set MALLOC_TRIM_THRESHOLD_)",
 				 human(g->trim_returns, a, sizeof(a)));
 	}
 	struct thread_arenas ta = g ? thread_arenas_of(g) : (struct thread_arenas){0};
-	if (ta.count >= 1 && ta.free_resident >= ADVICE_MIN_BYTES) {
+	if (ta.count >= 1 && per_page && ta.free_resident >= ADVICE_MIN_BYTES) {
 		pm_strbuf_init(&lines[n]);
 		pm_strbuf_printf(&lines[n++], "%zu thread arena%s hold%s %s free: MALLOC_ARENA_MAX=2 makes threads share arenas and reuse that memory",
 				 ta.count, ta.count == 1 ? "" : "s", ta.count == 1 ? "s" : "",
@@ -835,7 +871,9 @@ struct pm_error *pm_report_fragmentation(struct pm_target *t,
 				 pm_residency_source_name(pm_residency_source(res)),
 				 per_page ? "true" : "false");
 		if (g) {
-			pm_strbuf_printf(out, "\"malloc_trim_returns\": %" PRIu64 ",\n", g->trim_returns);
+			pm_strbuf_append(out, "\"malloc_trim_returns\": ");
+			optional_u64(out, per_page, g->trim_returns);
+			pm_strbuf_append(out, ",\n");
 			glibc_json(g, per_page, out);
 		} else {
 			pm_strbuf_append(out, "\"malloc_trim_returns\": null,\n\"glibc\": null, \"other_allocator\": ");
@@ -861,7 +899,7 @@ struct pm_error *pm_report_fragmentation(struct pm_target *t,
 	} else {
 		pm_strbuf_append(out, "\npymalloc: not in use or not found\n");
 	}
-	advice(g, pymalloc ? p : NULL, json, out);
+	advice(g, pymalloc ? p : NULL, per_page, json, out);
 done:
 	pm_pymalloc_fragmentation_destroy(p);
 	pm_glibc_fragmentation_destroy(g);

@@ -14,9 +14,9 @@
 #define AT_PAGESZ_TYPE 6
 #define PAGEMAP_PRESENT (UINT64_C(1) << 63)
 #define PAGEMAP_SWAPPED (UINT64_C(1) << 62)
+#define PAGEMAP_PFN_MASK ((UINT64_C(1) << 55) - 1)
 #define PAGEMAP_FILE_OR_SHARED (UINT64_C(1) << 61)
 #define PAGEMAP_EXCLUSIVE (UINT64_C(1) << 56)
-#define PAGEMAP_PFN_MASK ((UINT64_C(1) << 55) - 1)
 #define HUGE_ZERO_PAGES 512         /* a 2 MiB huge zero page in 4 KiB pages */
 /* Pages read from pagemap per pread: 4 MiB of address space a call. */
 #define PAGEMAP_BATCH 1024
@@ -43,8 +43,10 @@ struct pm_residency {
 	 * memory (ours included: reading the target faults pages in) maps
 	 * them, pagemap calls them present, but Rss does not count them and
 	 * MADV_DONTNEED frees nothing. Known by PFN when pagemap shows PFNs
-	 * (CAP_SYS_ADMIN); else a present page neither exclusive nor
-	 * file-backed is taken for one. */
+	 * (CAP_SYS_ADMIN). Without PFNs a zero page looks like a page shared
+	 * after a fork: in a region where smaps' Rss leaves out exactly the
+	 * pages mapped more than once, they are zero pages (load_pages);
+	 * elsewhere they count as resident (a warning says so). */
 	bool pfns_visible;
 	uint64_t zero_pfn, huge_zero_pfn;   /* 0: not found */
 };
@@ -168,7 +170,7 @@ static void find_zero_pfns(struct pm_residency *res)
 static bool is_zero_page(const struct pm_residency *res, uint64_t entry)
 {
 	if (!res->pfns_visible)
-		return !(entry & (PAGEMAP_EXCLUSIVE | PAGEMAP_FILE_OR_SHARED));
+		return false;
 	uint64_t pfn = entry & PAGEMAP_PFN_MASK;
 	return pfn == res->zero_pfn ||
 	       (res->huge_zero_pfn && pfn >= res->huge_zero_pfn &&
@@ -203,12 +205,19 @@ static bool load_pages(struct pm_residency *res, size_t i)
 		rp->failed = true;
 		return false;
 	}
+	/* Without PFNs: the present anonymous pages mapped more than once
+	 * (zero pages, or pages shared after a fork), to drop if smaps says
+	 * that is exactly what it does not count. */
+	uint64_t *shared = res->pfns_visible ? NULL : calloc(words ? words : 1,
+							     sizeof(uint64_t));
+	uint64_t present = 0, nshared = 0;
 	uint64_t buf[PAGEMAP_BATCH];
 	for (uint64_t k = 0; k < npages;) {
 		uint64_t want = npages - k < PAGEMAP_BATCH ? npages - k : PAGEMAP_BATCH;
 		ssize_t got = pread(res->pagemap_fd, buf, want * 8,
 				    (off_t)((first + k) * 8));
 		if (got <= 0 || got % 8) {
+			free(shared);
 			rp->failed = true;
 			pm_target_warn(res->t, true, r->start,
 				       "pagemap unreadable: %s", got < 0 ?
@@ -218,14 +227,56 @@ static bool load_pages(struct pm_residency *res, size_t i)
 		for (uint64_t j = 0; j < (uint64_t)got / 8; j++, k++) {
 			if ((buf[j] & PAGEMAP_PRESENT) && is_zero_page(res, buf[j]))
 				continue;
-			if (buf[j] & PAGEMAP_PRESENT)
+			if (buf[j] & PAGEMAP_PRESENT) {
 				rp->present[k / 64] |= UINT64_C(1) << (k % 64);
-			else if (buf[j] & PAGEMAP_SWAPPED)
+				present++;
+				if (shared && !(buf[j] & (PAGEMAP_EXCLUSIVE |
+							   PAGEMAP_FILE_OR_SHARED))) {
+					shared[k / 64] |= UINT64_C(1) << (k % 64);
+					nshared++;
+				}
+			} else if (buf[j] & PAGEMAP_SWAPPED) {
 				rp->swapped[k / 64] |= UINT64_C(1) << (k % 64);
+			}
 		}
 	}
+	/* Non-present entries pagemap marks as swap but smaps does not count
+	 * (migration entries, pte markers) are not in swap: with smaps' Swap
+	 * at 0 no page of the region is. */
+	if (res->known[i] && res->swap[i] == 0)
+		memset(rp->swapped, 0, words * sizeof(uint64_t));
+	/* smaps' Rss leaves out exactly the shared ones: they are zero pages. */
+	if (shared && nshared && res->known[i] &&
+	    (present - nshared) * res->page == res->rss[i])
+		for (size_t w = 0; w < words; w++)
+			rp->present[w] &= ~shared[w];
+	free(shared);
 	rp->loaded = true;
 	return true;
+}
+
+/* Without PFNs, a writable region whose pagemap and smaps still disagree
+ * holds both zero pages and pages shared after a fork: there its zero
+ * pages count as resident. Said once. */
+static void warn_zero_pages(struct pm_residency *res)
+{
+	uint64_t differing = 0;
+	for (size_t i = 0; i < res->nregions; i++) {
+		const struct pm_region *r = pm_target_region(res->t, i);
+		const struct region_pages *rp = &res->pages[i];
+		if (!(r->perms & PM_PERM_W) || !rp->loaded || !res->known[i])
+			continue;
+		uint64_t present = 0;
+		size_t words = (size_t)((r->end - r->start) / res->page + 63) / 64;
+		for (size_t w = 0; w < words; w++)
+			present += (uint64_t)__builtin_popcountll(rp->present[w]);
+		if (present * res->page != res->rss[i])
+			differing++;
+	}
+	if (differing)
+		pm_target_warn(res->t, false, 0,
+			       "pagemap shows no page frame numbers (not root) and %" PRIu64 " writable mappings hold both pages shared after a fork and the kernel's zero pages: there, zero pages count as resident (smaps does not count them)",
+			       differing);
 }
 
 struct pm_error *pm_residency_create(struct pm_target *t,
@@ -275,6 +326,8 @@ struct pm_error *pm_residency_create(struct pm_target *t,
 			if ((pm_target_region(t, i)->perms & PM_PERM_W) &&
 			    !load_pages(res, i))
 				res->source = PM_RESIDENCY_SMAPS;
+		if (res->source == PM_RESIDENCY_PAGEMAP && !res->pfns_visible)
+			warn_zero_pages(res);
 	} else {
 		res->source = PM_RESIDENCY_NONE;
 	}

@@ -30,6 +30,8 @@ static void analyse(struct pm_target *t)
 	fuzz_heap_report(t, "malloc-stats", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "chunks", PM_FORMAT_JSON);
 	fuzz_heap_report(t, "regions", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "fragmentation", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "rss", PM_FORMAT_JSON);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -30,6 +30,7 @@ static void analyse(struct pm_target *t)
 	fuzz_heap_report(t, "graph", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "retained", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "unreachable", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "fragmentation", PM_FORMAT_TEXT);
 	report_at(t, "referents", list);
 	report_at(t, "referrers", list);
 	report_at(t, "path", list);

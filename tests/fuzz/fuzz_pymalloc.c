@@ -33,6 +33,8 @@ static void analyse(struct pm_target *t)
 	}
 	fuzz_heap_report(t, "pymalloc-stats", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "sizes", PM_FORMAT_JSON);
+	fuzz_heap_report(t, "fragmentation", PM_FORMAT_JSON);
+	fuzz_heap_report(t, "rss", PM_FORMAT_TEXT);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -164,6 +164,9 @@ def main(argv):
     # heap (making their untouched pages resident) at any moment, between
     # pymortem's reading of smaps and the test's.
     ctypes.CDLL(None).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    # The FIFOs and files live beside the oracle (the cwd is there unless
+    # a chroot moved it to /).
+    os.chdir(os.path.dirname(os.environ["PM_ORACLE_FILE"]))
     args = dict(heap=0, threads=0, pinned=0, fastbins=0)
     it = iter(argv)
     for a in it:
