@@ -91,6 +91,14 @@ def _maps_from_remote_get(pid):
         os.unlink(local)
 
 
+def _other_root(pid):
+    """Whether the process's root directory is not GDB's own."""
+    try:
+        return not os.path.samefile("/proc/%d/root" % pid, "/")
+    except OSError:
+        return False
+
+
 def local_sysroot():
     """GDB's `set sysroot` when it names a local directory (a core of a
     container's or chroot's process): the library reads the target's files
@@ -340,6 +348,14 @@ class Session:
         root = local_sysroot()
         if root:
             kwargs["sysroot"] = root
+        elif access != Access.CORE and _other_root(inferior.pid):
+            # A process in a chroot or container whose files GDB took from
+            # the host's root (no `set sysroot`): GDB's symbols would be
+            # the host libraries'. The library reads the process's own
+            # files through /proc/PID/root instead (natively by itself).
+            del kwargs["lookup_symbol"]
+            if access == Access.CALLBACK:
+                kwargs["sysroot"] = "/proc/%d/root" % inferior.pid
         if access == Access.CORE:
             target = binding.open_core(key[1], **kwargs)
         elif access == Access.NATIVE:

@@ -131,6 +131,12 @@ def gdb_batch(args, commands, timeout=300):
 def gdb_drive(args, items, setup=(), timeout=600):
     """Runs the driver in GDB: items are ("cmd", "heap ...") or ("report",
     name). Returns {key: {"output": text} or {"error": message}}."""
+    # A chroot's process: GDB takes the chroot's interpreter and, for its
+    # core, the chroot as sysroot (as its user would).
+    args = [os.path.join(harness.CHROOT, "usr/bin", os.path.basename(str(a)))
+            if harness.is_chroot_python(str(a)) else a for a in args]
+    roots = {harness.CORE_SYSROOTS[str(a)] for a in args if str(a) in harness.CORE_SYSROOTS}
+    setup = ["set sysroot " + r for r in roots] + list(setup)
     work = tempfile.mkdtemp(prefix="pm-gdbtest-")
     spec = os.path.join(work, "spec.json")
     out = os.path.join(work, "out.json")

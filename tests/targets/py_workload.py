@@ -352,11 +352,19 @@ def interpreter_states():
             "active_count": threading.active_count()}
 
 
+def glibc_version():
+    """[major, minor] of the glibc this process runs on (gnu_get_libc_version)."""
+    libc = ctypes.CDLL(None)
+    libc.gnu_get_libc_version.restype = ctypes.c_char_p
+    return [int(x) for x in libc.gnu_get_libc_version().decode().split(".")[:2]]
+
+
 def version_info():
     import sysconfig
     return {
         "version": sys.version,
         "version_info": list(sys.version_info[:3]),
+        "glibc": glibc_version(),
         "releaselevel": sys.version_info.releaselevel,
         "hexversion": sys.hexversion,
         "implementation": sys.implementation.name,
@@ -740,9 +748,13 @@ def place_adjacent_arena(lib_path):
                            map_private_anonymous, -1, 0)
         big = bytes(600000)         # over the mmap threshold
         kept.append(big)
-        size_word = ctypes.c_size_t.from_address(id(big) - 8).value
-        chunk = id(big) - 16
-        chunk_end = chunk + (size_word & ~7)
+        # A pydebug build's debug hooks put {size, api id} before the data.
+        hooks = 16 if hasattr(sys, "gettotalrefcount") else 0
+        size_word = ctypes.c_size_t.from_address(id(big) - hooks - 8).value
+        chunk = id(big) - hooks - 16
+        # glibc 2.43 maps a header's worth more after an mmapped chunk
+        tail = 16 if tuple(glibc_version()) >= (2, 43) else 0
+        chunk_end = chunk + (size_word & ~7) + tail
         if size_word & 2 and chunk_end == spacer:
             break
         libc.munmap(spacer, spacer_size)
