@@ -98,11 +98,13 @@ static struct pm_error *recognise_all(struct analysis *a)
 		return &pm_error_no_memory;
 	a->heap->python = true;
 	err = recognise_objects(a);
-	/* Radix nodes are calloc'd: the pointer is the allocation's start. */
+	/* Radix nodes are calloc'd: the pointer is the allocation's start, or
+	 * (debug hooks, as in every pydebug build) just past its header. */
 	for (size_t i = 0; !err && a->pm && i < a->pm->nradix_nodes; i++) {
-		const struct pm_alloc *node = pm_cpython_find_alloc(a->heap,
-								    a->pm->radix_nodes[i]);
-		if (node && node->addr == a->pm->radix_nodes[i])
+		uint64_t at = a->pm->radix_nodes[i];
+		const struct pm_alloc *node = pm_cpython_find_alloc(a->heap, at);
+		if (node && (node->addr == at ||
+			     (a->heap->debug_hooks && node->addr + DEBUG_HOOK_HEADER == at)))
 			err = owned_pend(a, node->addr, OWN_RADIX_NODE);
 	}
 	if (!err)
