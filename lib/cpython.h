@@ -121,6 +121,7 @@ const struct pm_cpython_layout *pm_cpython_layout_of(const struct pm_python_info
 enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
 		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
+		 TK_NDARRAY,                /* numpy's (cpython_numpy.c) */
 		 TK_KINDS };
 
 /* A type object that some recognised object has as its ob_type. */
@@ -148,6 +149,10 @@ const char *pm_alloc_kind_name(enum pm_alloc_kind kind);
 /* A type name as CPython makes them: not empty, no control characters
  * (a candidate type whose tp_name reads otherwise is no type). */
 bool pm_type_name_printable(const char *name);
+
+/* Whether a category's domain is one of attributed buffers and structures
+ * ("cpython", "ld.so", "numpy"): not objects, not unknown. */
+bool pm_category_buffer_domain(const char *domain);
 
 #define PM_CATEGORY_NONE UINT32_MAX
 

@@ -106,7 +106,9 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
 	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_STR_DATA,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
-	     OWN_LINK_MAP, OWN_LINK_MAP_NAME, OWN_KINDS };
+	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
+	     /* numpy's (domain "numpy", cpython_numpy.c). */
+	     OWN_NUMPY_DATA, OWN_NUMPY_DIMS, OWN_KINDS };
 
 /* A chain of allocations being walked: each claimed (given its category)
  * as it is reached, so a cycle finds its own start taken; all released
@@ -213,12 +215,28 @@ struct pm_error *owned_pend_object(struct analysis *a,
 /* Records that the allocation containing ptr belongs to the object now
  * being recognised (or to none) as a buffer of kind what. */
 struct pm_error *owned_pend(struct analysis *a, uint64_t ptr, enum owned what);
+/* The same for an allocation whose data starts at ptr and holds size
+ * bytes (give or take the allocator's rounding). */
+struct pm_error *owned_pend_sized(struct analysis *a, uint64_t ptr,
+				  uint64_t size, enum owned what);
 /* Gives every pended buffer its owner's category. */
 struct pm_error *owned_resolve(struct analysis *a);
 /* Records that owner's field (or chain) leads to the allocation alloc. */
 struct pm_error *owned_record_owner(struct analysis *a,
 				    const struct pm_alloc *alloc,
 				    uint64_t owner);
+
+/* cpython_numpy.c */
+/* Whether a type is numpy.ndarray itself; whether a basicsize can be an
+ * ndarray's (for its subclasses' bases). */
+bool numpy_array_type(const char *name, uint64_t basicsize);
+bool numpy_array_size(uint64_t basicsize);
+/* Pends the data and dims/strides block that an ndarray (avail bytes in
+ * b) owns. */
+/* Whether tp, at the start of an allocation, may be a dtype class. */
+bool numpy_dtype_class_possible(struct analysis *a, uint64_t tp);
+struct pm_error *numpy_array_owned(struct analysis *a, const uint8_t *b,
+				   size_t avail);
 
 /* cpython_chains.c */
 struct pm_error *chains_attribute(struct analysis *a);

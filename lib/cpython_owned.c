@@ -34,6 +34,12 @@ struct pm_error *owned_pend(struct analysis *a, uint64_t ptr, enum owned what)
 	return pend_sized(a, ptr, 0, what);
 }
 
+struct pm_error *owned_pend_sized(struct analysis *a, uint64_t ptr,
+				  uint64_t size, enum owned what)
+{
+	return pend_sized(a, ptr, size, what);
+}
+
 /* The pointer field at off of an object whose avail bytes are in b (0 when
  * the field is not inside them). */
 static uint64_t field(const uint8_t *b, size_t avail, uint32_t off)
@@ -280,6 +286,8 @@ struct pm_error *owned_pend_object(struct analysis *a,
 		return pend_chain(a, obj, TK_DEQUE, OWN_DEQUE_BLOCK);
 	case TK_ARRAY:
 		return array_owned(a, b, avail);
+	case TK_NDARRAY:
+		return numpy_array_owned(a, b, avail);
 	case TK_STRINGIO: {
 		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
 		 * open (PyMem_Malloc(0) at first). */

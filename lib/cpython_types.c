@@ -34,7 +34,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"interpreter state", "thread state", "deque block", "array buffer",
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children", "str data",
-	"link_map", "link_map name",
+	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 };
 
 /* ---- categories ---------------------------------------------------- */
@@ -110,6 +110,12 @@ bool pm_type_name_printable(const char *s)
 	return true;
 }
 
+bool pm_category_buffer_domain(const char *domain)
+{
+	return !strcmp(domain, "cpython") || !strcmp(domain, "ld.so") ||
+	       !strcmp(domain, "numpy");
+}
+
 /* Follows ob_type from a candidate type: PyType_Type within a few hops
  * (type -> metaclass -> type). */
 static bool type_chain_ok(struct analysis *a, uint64_t tp)
@@ -148,7 +154,7 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
 			return named[i].kind;
-	return TK_OTHER;
+	return numpy_array_type(name, basicsize) ? TK_NDARRAY : TK_OTHER;
 }
 
 /* named_kind of a base type (not validated itself: read as untrusted,
@@ -159,7 +165,8 @@ static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
 	uint64_t size, name_ptr;
 	if (!analysis_read_word(a, tp + l->tp_basicsize, &size) ||
 	    (size != l->deque_size && size != l->array_size &&
-	     size != l->stringio_size && size != l->odict_size) ||
+	     size != l->stringio_size && size != l->odict_size &&
+	     !numpy_array_size(size)) ||
 	    !analysis_read_word(a, tp + l->tp_name, &name_ptr))
 		return TK_OTHER;
 	char name[TYPE_NAME_MAX];
@@ -280,8 +287,10 @@ static struct pm_error *type_inspect(struct analysis *a, struct type_info *ti)
 /* Cheap rule before any read or cache entry (most candidate words are GC
  * links and data, not types): a type object is static (module data) or a
  * heap type (> 512 bytes, so a glibc chunk, at the chunk's user start plus
- * its GC head and up to two debug-hook headers); never in a pymalloc pool. */
-static bool type_address_possible(const struct analysis *a, uint64_t tp)
+ * its GC head and up to two debug-hook headers); never in a pymalloc pool.
+ * numpy's dtype classes are the exception: static types copied to the
+ * start of a glibc chunk. */
+static bool type_address_possible(struct analysis *a, uint64_t tp)
 {
 	if (a->pm && a->pm->found && pm_pymalloc_find_pool(a->pm, tp))
 		return false;
@@ -290,7 +299,8 @@ static bool type_address_possible(const struct analysis *a, uint64_t tp)
 		return true;
 	uint64_t off = tp - alloc->addr;
 	return alloc->kind != PM_ALLOC_PYMALLOC &&
-	       (off == 16 || off == 32 || off == 48);
+	       (off == 16 || off == 32 || off == 48 ||
+		(off == 0 && numpy_dtype_class_possible(a, tp)));
 }
 
 struct pm_error *type_get(struct analysis *a, uint64_t tp,
@@ -347,7 +357,8 @@ struct pm_error *types_find_static(struct analysis *a)
 		a->object_type = sym.address;
 	pm_error_destroy(err);
 	for (int i = 0; i < OWN_KINDS; i++)
-		if ((err = category_get(a, i >= OWN_LINK_MAP ? "ld.so" : "cpython",
+		if ((err = category_get(a, i >= OWN_NUMPY_DATA ? "numpy" :
+					i >= OWN_LINK_MAP ? "ld.so" : "cpython",
 					owned_names[i], "-", &a->cat_owned[i])))
 			return err;
 	return NULL;

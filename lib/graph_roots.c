@@ -364,7 +364,7 @@ static struct pm_error *allocation_roots(struct roots *r)
 		    (heap->owners && heap->owners[i]))
 			continue;
 		const struct pm_category *c = &heap->categories[alloc->category];
-		bool structure = !strcmp(c->domain, "cpython") || !strcmp(c->domain, "ld.so");
+		bool structure = pm_category_buffer_domain(c->domain);
 		bool unknown = !strcmp(c->kind, "unknown");
 		if (!structure && !unknown)
 			continue;

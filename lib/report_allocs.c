@@ -310,7 +310,7 @@ static struct pm_error *describe_find(struct pm_target *t, uint64_t address,
 		d->pool = pm_pymalloc_find_pool(d->pm, address);
 	d->entry = pm_alloc_list_find(l, address);
 	if (d->entry && d->entry->state == PM_ALLOC_STATE_USED &&
-	    !strcmp(d->entry->domain, "cpython"))
+	    pm_category_buffer_domain(d->entry->domain))
 		d->owner = find_owner(l, d->entry);
 	return NULL;
 }

@@ -795,12 +795,11 @@ static bool object_selected(const struct pm_cpython_heap *heap,
 	if (alloc->category >= heap->ncategories)
 		return false;
 	const struct pm_category *c = &heap->categories[alloc->category];
-	/* Attributed buffers and structures ("cpython" and "ld.so" rows) are
+	/* Attributed buffers and structures ("cpython", "ld.so", "numpy" rows) are
 	 * listed when asked for by their kind, e.g. --type "AST arena block". */
 	bool named = args->type && !strcmp(args->type, c->kind);
 	if (strcmp(c->domain, "python") != 0 &&
-	    !(named && (!strcmp(c->domain, "cpython") ||
-			!strcmp(c->domain, "ld.so"))))
+	    !(named && pm_category_buffer_domain(c->domain)))
 		return false;
 	if (args->type && !named)
 		return false;
