@@ -101,8 +101,10 @@ def check_split_chunks(t, blocks, where):
     glibc = sum(r["bytes"] for r in by["rows"]
                 if r["domain"].startswith("glibc"))
     assert glibc == mi["uordblks"] + mi["hblkhd"]
+    # numpy's arrays are attributed to them: "numpy data" (cpython_numpy.c).
     mmapped = harness.cli_json("select", "--json", "--limit", 10 ** 6,
-                               "--query", 'domain == "glibc mmap"', where)
+                               "--query", 'domain == "glibc mmap" or '
+                               'kind == "numpy data"', where)
     starts = {a["address"]: a["size"] for a in mmapped["allocations"]}
     for b in blocks:
         assert starts.get(b["user"]) == b["usable"] + extent, b

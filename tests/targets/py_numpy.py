@@ -75,7 +75,7 @@ def numpy_arrays(workdir):
     out.append(record("slice", base[10:2000:3]))
     out.append(record("view", base.view("u4")))
     out.append(record("reshape", base.reshape(40, 100)))
-    mat = np.arange(1200, dtype="f4").reshape(30, 40)
+    mat = np.arange(1200, dtype="f4").reshape(30, 40).copy()
     out.append(record("matrix base", mat))
     out.append(record("transpose", mat.T))
     out.append(record("column", mat[:, 3]))

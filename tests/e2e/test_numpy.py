@@ -1,0 +1,169 @@
+"""numpy's memory, against what the frozen process says of its own arrays
+(tests/targets/py_numpy.py under Debian's /usr/bin/python3.11 and its
+numpy): every array that owns its data (OWNDATA) has it in a "numpy data"
+allocation that starts at __array_interface__['data'][0], holds nbytes and
+is owned by id(arr); every array with dimensions has its dims/strides
+block (the pointers ctypes read from its PyArrayObject fields) as "numpy
+dims/strides", owned by it; views own no data, and their data lies in what
+their base owns (or outside the heap: a memmap). A pandas DataFrame's
+blocks are such arrays. Almost nothing is left unknown. Live and from a
+gcore core.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+import harness
+
+PYTHON = "/usr/bin/python3.11"
+WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "..", "targets", "py_numpy.py")
+ALL = 10 ** 9
+UNKNOWN_MAX = 0.02      # of the bytes summary counts
+
+
+def importable(module):
+    if not os.access(PYTHON, os.X_OK):
+        return False
+    return subprocess.run([PYTHON, "-c", "import " + module],
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+needs_numpy = pytest.mark.skipif(
+    not importable("numpy"),
+    reason="%s cannot import numpy (tests/setup-debian.sh installs "
+           "python3-numpy)" % PYTHON)
+needs_pandas = pytest.mark.skipif(
+    not importable("pandas"),
+    reason="%s cannot import pandas (tests/setup-debian.sh installs "
+           "python3-pandas)" % PYTHON)
+
+
+def listed(where, kind):
+    """{data address: listing} of the allocations of `kind`."""
+    r = harness.cli_json("objects", "--json", "--type", kind, "--limit", ALL,
+                         where)
+    assert r["shown"] == r["matching"] == len(r["objects"])
+    return {o["address"]: o for o in r["objects"]}
+
+
+def usable(o):
+    """What the program may store from the listed allocation's address on:
+    its chunk less the header, plus the next chunk's prev_size word in an
+    arena (malloc_usable_size)."""
+    room = o["allocation"] + o["size"] - o["header"] - o["address"]
+    return room + (8 if o["allocator"] == "glibc" else 0)
+
+
+def unknown_share(where):
+    r = harness.cli_json("summary", "--json", where)
+    unknown = sum(row["bytes"] for row in r["rows"] if row["kind"] == "unknown")
+    return unknown / r["total"]["bytes"], r
+
+
+def check_owned(arrays, data, dims):
+    """The data and dims/strides of each recorded array, as the process
+    reported them, are what pymortem attributes to it."""
+    for a in arrays:
+        name, f = a["name"], a["fields"]
+        if a["owndata"]:
+            o = data.get(a["data"])
+            assert o is not None, (name, hex(a["data"]))
+            assert o["owner"] == a["id"], name
+            assert usable(o) >= max(a["nbytes"], 1), (name, usable(o))
+        else:
+            o = data.get(a["data"])
+            assert o is None or o["owner"] != a["id"], name
+        if a["nd"]:
+            assert f["strides"] == f["dimensions"] + 8 * a["nd"], name
+            o = dims.get(f["dimensions"])
+            assert o is not None, (name, hex(f["dimensions"]))
+            assert o["owner"] == a["id"], name
+            assert usable(o) >= 16 * a["nd"], name
+        else:
+            assert f["dimensions"] == 0, name
+    owners = {a["id"] for a in arrays if a["owndata"]}
+    # Nothing recorded owns data twice; views own none.
+    by_owner = [o["owner"] for o in data.values() if o["owner"] in owners]
+    assert sorted(by_owner) == sorted(owners)
+    views = {a["id"] for a in arrays if not a["owndata"]}
+    assert not views & {o["owner"] for o in data.values()}
+
+
+def containing(listing, address):
+    for o in listing.values():
+        if o["allocation"] <= address < o["allocation"] + o["size"]:
+            return o
+    return None
+
+
+@needs_numpy
+def test_numpy_arrays():
+    """Arrays of 19 dtypes in 6 sizes, 2-d, 3-d, Fortran-ordered, 0-d,
+    empty, > 4 MiB (mmapped chunks), a matrix, an object array of strs,
+    views (slice, dtype view, reshape, transpose, column, broadcast), a
+    memmap and a copy of it."""
+    with harness.start_stopped([PYTHON, WORKLOAD]) as t:
+        arrays = t.oracle["arrays"]
+        by_name = {a["name"]: a for a in arrays}
+        assert by_name["big"]["nbytes"] > 4 << 20
+        assert not by_name["memmap"]["owndata"]
+        assert by_name["transpose"]["base"] == by_name["matrix base"]["id"]
+        for where in (t.pid, t.gcore()):
+            data = listed(where, "numpy data")
+            dims = listed(where, "numpy dims/strides")
+            check_owned(arrays, data, dims)
+            assert data[by_name["big"]["data"]]["allocator"] == "glibc mmap"
+            # A view's data is inside its base's allocation (the memmap's
+            # is in its file's mapping, outside the heap).
+            for view, base in (("slice", "base"), ("view", "base"),
+                               ("reshape", "base"),
+                               ("transpose", "matrix base"),
+                               ("column", "matrix base")):
+                o = containing(data, by_name[view]["data"])
+                assert o is not None and o["owner"] == by_name[base]["id"], view
+            assert containing(data, by_name["memmap"]["data"]) is None
+            # An object array's items are strs; its pointer array is data.
+            objs = by_name["object"]
+            words = harness.read_mem(t.pid, objs["data"], objs["data"] + 8 * 4)
+            strs = listed(where, "str")
+            for i in range(4):
+                assert int.from_bytes(words[8 * i:8 * i + 8], "little") in strs
+            share, summary = unknown_share(where)
+            assert share < UNKNOWN_MAX, share
+            rows = {(r["domain"], r["kind"]): r for r in summary["rows"]}
+            assert rows[("numpy", "numpy data")]["bytes"] > 14 << 20
+
+
+@needs_pandas
+def test_pandas_dataframe():
+    """A DataFrame of a million rows with float, int, str (object) and
+    category columns: its blocks' arrays (df._mgr.blocks[i].values, or the
+    Categorical's codes) have their data owned by the ndarray that owns
+    it (the array itself, or the base it is a view of), and --by owner
+    says so: numpy data owned by numpy.ndarray."""
+    with harness.start_stopped([PYTHON, WORKLOAD, "--pandas"],
+                               timeout=300) as t:
+        blocks = t.oracle["blocks"]
+        assert {b["name"] for b in blocks} >= {"block float64", "block int64",
+                                               "block object", "codes"}
+        for where in (t.pid, t.gcore()):
+            data = listed(where, "numpy data")
+            dims = listed(where, "numpy dims/strides")
+            for b in blocks:
+                owner = b["owner"]
+                assert owner["owndata"], b["name"]
+                check_owned([b, owner] if owner["id"] != b["id"] else [b],
+                            data, dims)
+                o = containing(data, b["data"])
+                assert o is not None and o["owner"] == owner["id"], b["name"]
+                assert b["nbytes"] >= 10 ** 6, b["name"]
+            share, _ = unknown_share(where)
+            assert share < UNKNOWN_MAX, share
+            r = harness.cli_json("summary", "--json", "--by", "owner", where)
+            rows = {(r["domain"], r["kind"], r["detail"]): r for r in r["rows"]}
+            owned = rows[("numpy", "numpy data", "numpy.ndarray")]
+            assert owned["bytes"] >= sum(b["owner"]["nbytes"] for b in blocks)
