@@ -12,7 +12,8 @@ packages=(
   libc6-dbg                      # glibc debug symbols: tests run with and without
   python3.11 python3.11-dbg      # Debian's stripped interpreter and its debug file:
                                  # tested with it and with --no-debuginfo
-  python3-numpy                  # numpy's huge-page-advised arrays (split mmapped chunks)
+  python3-numpy                  # numpy's huge-page-advised arrays (split mmapped chunks),
+  python3-pandas                 # numpy's and pandas' memory attributed (test_numpy.py)
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0   # other allocators, to test detection
   clang                          # fuzz targets (libFuzzer)
   debootstrap                    # the Debian unstable chroot below

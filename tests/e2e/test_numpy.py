@@ -42,6 +42,20 @@ needs_pandas = pytest.mark.skipif(
            "python3-pandas)" % PYTHON)
 
 
+MODES = harness.ALLOCATOR_MODES
+
+
+def start(mode, *args, timeout=120):
+    """The workload under Debian's interpreter in an allocator mode
+    (pymalloc, PYTHONMALLOC=malloc, -X dev: debug hooks, whose headers
+    numpy's dims/strides blocks get from PyMem_RawMalloc, not its data)."""
+    flags, extra_env = MODES[mode]
+    env = dict(os.environ, **extra_env)
+    env.pop("MALLOC_PERTURB_", None)
+    return harness.start_stopped([PYTHON] + flags + [WORKLOAD] + list(args),
+                                 env=env, timeout=timeout)
+
+
 def listed(where, kind):
     """{data address: listing} of the allocations of `kind`."""
     r = harness.cli_json("objects", "--json", "--type", kind, "--limit", ALL,
@@ -101,12 +115,13 @@ def containing(listing, address):
 
 
 @needs_numpy
-def test_numpy_arrays():
+@pytest.mark.parametrize("mode", list(MODES))
+def test_numpy_arrays(mode):
     """Arrays of 19 dtypes in 6 sizes, 2-d, 3-d, Fortran-ordered, 0-d,
     empty, > 4 MiB (mmapped chunks), a matrix, an object array of strs,
     views (slice, dtype view, reshape, transpose, column, broadcast), a
     memmap and a copy of it."""
-    with harness.start_stopped([PYTHON, WORKLOAD]) as t:
+    with start(mode) as t:
         arrays = t.oracle["arrays"]
         by_name = {a["name"]: a for a in arrays}
         assert by_name["big"]["nbytes"] > 4 << 20
@@ -139,14 +154,14 @@ def test_numpy_arrays():
 
 
 @needs_pandas
-def test_pandas_dataframe():
+@pytest.mark.parametrize("mode", list(MODES))
+def test_pandas_dataframe(mode):
     """A DataFrame of a million rows with float, int, str (object) and
     category columns: its blocks' arrays (df._mgr.blocks[i].values, or the
     Categorical's codes) have their data owned by the ndarray that owns
     it (the array itself, or the base it is a view of), and --by owner
     says so: numpy data owned by numpy.ndarray."""
-    with harness.start_stopped([PYTHON, WORKLOAD, "--pandas"],
-                               timeout=300) as t:
+    with start(mode, "--pandas", timeout=300) as t:
         blocks = t.oracle["blocks"]
         assert {b["name"] for b in blocks} >= {"block float64", "block int64",
                                                "block object", "codes"}

@@ -145,7 +145,8 @@ def check_radix_nodes(target, where, extra):
 def test_pymalloc_stats_debug_hooks(python):
     """-X dev wraps pymalloc in the debug hooks: the pools are the same,
     found with and without symbols (3.8's arena vector is then found
-    behind its debug header)."""
+    behind its debug header); the radix tree's nodes, PyMem_RawCalloc'd
+    behind a debug header too, are attributed."""
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
     with workload([path, "-X", "dev", harness.PY_WORKLOAD, "--sentinels",
@@ -153,6 +154,7 @@ def test_pymalloc_stats_debug_hooks(python):
         assert t.oracle["version"]["dev_mode"]
         check_stats(t, run_stats(t.pid), is_symbol_free(label, False))
         check_stats(t, run_stats(t.pid, "--no-debuginfo"), True)
+        check_radix_nodes(t, t.pid, [])
 
 
 @pytest.mark.parametrize("python", python_params())
