@@ -97,11 +97,12 @@ static bool array_nbytes(struct analysis *a, uint64_t dims, uint32_t nd,
 	if (nd && !analysis_read_words(a, dims, nd, d))
 		return false;
 	for (uint32_t i = 0; i < nd; i++) {
-		if (d[i] >= NUMPY_NBYTES_MAX)
+		/* Both below 2^46 and their product checked by division:
+		 * nothing wraps. */
+		if (d[i] >= NUMPY_NBYTES_MAX ||
+		    (n && d[i] > (NUMPY_NBYTES_MAX - 1) / n))
 			return false;
-		n = d[i] ? n * d[i] : 0;
-		if (n >= NUMPY_NBYTES_MAX)
-			return false;
+		n *= d[i];
 	}
 	if (elsize && n > NUMPY_NBYTES_MAX / elsize)
 		return false;
