@@ -36,6 +36,7 @@ enum reader {
 	READER_GENERATOR,       /* generator, coroutine, async generator */
 	READER_CODE,
 	READER_WEAKREF,         /* the referent is weak, the callback strong */
+	READER_NDARRAY,         /* numpy's: its fields, an object array's items */
 	READER_KINDS
 };
 

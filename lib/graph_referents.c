@@ -696,6 +696,46 @@ static struct pm_error *read_owned_buffers(struct builder *b)
 	return err;
 }
 
+enum {
+	NDARRAY_DATA = 16, NDARRAY_ND = 24, NDARRAY_DIMS = 32,
+	NDARRAY_DESCR = 56, NDARRAY_FLAGS = 64, NDARRAY_OWNDATA = 0x4,
+	NDARRAY_MAXDIMS = 64, DESCR_KIND = 24,
+};
+
+/* A numpy array: its own fields conservatively (base, descr, ...); an
+ * object array ('O' dtype) that owns its data also refers to its items:
+ * prod(dims) object pointers at data, in the allocation the analysis
+ * attributed to it as its "numpy data" (cpython_numpy.c). A view's items
+ * are its base's references. */
+static struct pm_error *read_ndarray(struct builder *b)
+{
+	struct pm_error *err = read_conservative_range(b, 16, object_size(b));
+	uint64_t data, nd, dims, descr, flags, kind;
+	if (err || !field_word(b, NDARRAY_DATA, &data) ||
+	    !field_word(b, NDARRAY_ND, &nd) || !field_word(b, NDARRAY_DIMS, &dims) ||
+	    !field_word(b, NDARRAY_DESCR, &descr) ||
+	    !field_word(b, NDARRAY_FLAGS, &flags) || !(flags & NDARRAY_OWNDATA) ||
+	    !descr || descr & 7 || !builder_word(b, descr + DESCR_KIND, &kind) ||
+	    (char)kind != 'O' || pm_cpython_owner_of(b->heap, data) != b->obj)
+		return err;
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(b->heap, data);
+	uint64_t room = alloc ? (pm_alloc_data_end(alloc) - data) / 8 : 0, n = 1;
+	nd = (uint32_t)nd;
+	if (nd > NDARRAY_MAXDIMS)
+		return NULL;
+	for (uint64_t i = 0; i < nd && n; i++) {
+		uint64_t d;
+		if (!builder_word(b, dims + 8 * i, &d))
+			return NULL;
+		if (d && n > room / d) {
+			builder_warn(b, b->obj, "object array larger than its data");
+			return NULL;
+		}
+		n *= d;
+	}
+	return emit_array(b, data, n, PM_EDGE_ITEM, 0, false);
+}
+
 static struct pm_error *read_exception(struct builder *b)
 {
 	const struct referent_layout *rl = b->rl;
@@ -941,6 +981,8 @@ static struct pm_error *read_by_kind(struct builder *b)
 		return read_generator(b);
 	case READER_WEAKREF:
 		return read_weakref(b);
+	case READER_NDARRAY:
+		return read_ndarray(b);
 	case READER_CONSERVATIVE:
 	default:
 		/* A heap type's instance: the C base's part (its slots and

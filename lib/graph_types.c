@@ -299,6 +299,7 @@ static void static_reader(struct builder *b, uint64_t tp, uint8_t kind,
 	case TK_DEQUE: rt->reader = READER_DEQUE; return;
 	case TK_ODICT: rt->reader = READER_ODICT; return;
 	case TK_MODULE: rt->reader = READER_MODULE; return;
+	case TK_NDARRAY: rt->reader = READER_NDARRAY; return;
 	case TK_STR: case TK_STR_SUB: case TK_BYTEARRAY: case TK_ARRAY:
 		rt->reader = READER_NONE;
 		return;

@@ -107,6 +107,19 @@ def check_owned(arrays, data, dims):
     assert not views & {o["owner"] for o in data.values()}
 
 
+def item_referrers(pid, where, arr, n=3):
+    """The first n items of an object array (read from the process) and,
+    for each, the referrers pymortem names that refer to it as an item."""
+    words = harness.read_mem(pid, arr["data"], arr["data"] + 8 * n)
+    items = [int.from_bytes(words[8 * i:8 * i + 8], "little") for i in range(n)]
+    out = []
+    for item in items:
+        r = harness.cli_json("referrers", "--json", hex(item), where)
+        out.append((item, {(x["address"], x["how"]) for x in r["referrers"]
+                           if x["kind"] == "item"}))
+    return out
+
+
 def containing(listing, address):
     for o in listing.values():
         if o["allocation"] <= address < o["allocation"] + o["size"]:
@@ -141,12 +154,13 @@ def test_numpy_arrays(mode):
                 o = containing(data, by_name[view]["data"])
                 assert o is not None and o["owner"] == by_name[base]["id"], view
             assert containing(data, by_name["memmap"]["data"]) is None
-            # An object array's items are strs; its pointer array is data.
+            # An object array's items are strs, its pointer array is data,
+            # and the array refers to each item.
             objs = by_name["object"]
-            words = harness.read_mem(t.pid, objs["data"], objs["data"] + 8 * 4)
             strs = listed(where, "str")
-            for i in range(4):
-                assert int.from_bytes(words[8 * i:8 * i + 8], "little") in strs
+            for i, (item, refs) in enumerate(item_referrers(t.pid, where, objs)):
+                assert item in strs, i
+                assert (objs["id"], "[%d]" % i) in refs, (i, refs)
             share, summary = unknown_share(where)
             assert share < UNKNOWN_MAX, share
             rows = {(r["domain"], r["kind"]): r for r in summary["rows"]}
@@ -176,6 +190,12 @@ def test_pandas_dataframe(mode):
                 o = containing(data, b["data"])
                 assert o is not None and o["owner"] == owner["id"], b["name"]
                 assert b["nbytes"] >= 10 ** 6, b["name"]
+                if b["name"] == "block object":
+                    # A 2-d block (1 column): items [0], [1], ... of the
+                    # array that owns them.
+                    for i, (_, refs) in enumerate(item_referrers(t.pid, where,
+                                                                  b)):
+                        assert (owner["id"], "[%d]" % i) in refs, (i, refs)
             share, _ = unknown_share(where)
             assert share < UNKNOWN_MAX, share
             r = harness.cli_json("summary", "--json", "--by", "owner", where)
