@@ -233,7 +233,9 @@ bool numpy_array_type(const char *name, uint64_t basicsize);
 bool numpy_array_size(uint64_t basicsize);
 /* Pends the data and dims/strides block that an ndarray (avail bytes in
  * b) owns. */
-/* Whether tp, at the start of an allocation, may be a dtype class. */
+/* Whether tp, at the start of an allocation, may be a dtype class; whether
+ * ti is their metatype (its instances have no GC head). */
+bool numpy_dtype_class_type(const struct type_info *ti);
 bool numpy_dtype_class_possible(struct analysis *a, uint64_t tp);
 struct pm_error *numpy_array_owned(struct analysis *a, const uint8_t *b,
 				   size_t avail);

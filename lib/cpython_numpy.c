@@ -141,7 +141,9 @@ struct pm_error *numpy_array_owned(struct analysis *a, const uint8_t *b,
  * are static types that numpy copies into PyMem_Malloc'd blocks: at the
  * start of an allocation, with no GC head. Such a candidate is taken
  * when its own type, a static one (outside every allocation, so this
- * never recurses), is numpy._DTypeMeta. */
+ * never recurses), is numpy._DTypeMeta; the recogniser then takes it as an
+ * object there, at offset 0 although its metatype has Py_TPFLAGS_HAVE_GC
+ * (numpy never tracks it). */
 bool numpy_dtype_class_possible(struct analysis *a, uint64_t tp)
 {
 	uint64_t meta;
@@ -154,5 +156,10 @@ bool numpy_dtype_class_possible(struct analysis *a, uint64_t tp)
 		pm_error_destroy(err);
 		return false;
 	}
-	return ti && !strcmp(ti->name, "numpy._DTypeMeta");
+	return ti && numpy_dtype_class_type(ti);
+}
+
+bool numpy_dtype_class_type(const struct type_info *ti)
+{
+	return !strcmp(ti->name, "numpy._DTypeMeta");
 }

@@ -154,6 +154,10 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 			continue;
 		size_t expect = (ti->flags & TPFLAG_HAVE_GC ? 16 : 0) +
 				(ti->flags & a->l->preheader_flags ? 16 : 0);
+		/* numpy's dtype classes: GC types without a GC head. */
+		bool headless = off == 0 && numpy_dtype_class_type(ti);
+		if (headless)
+			expect = 0;
 		uint64_t need = ti->kind == TK_STR ? a->l->str_ascii_size : ti->basicsize;
 		/* A naive time or datetime is allocated without its tzinfo
 		 * field (hastzinfo is 0); hastzinfo is a flag, 0 or 1. */
@@ -170,7 +174,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 					 .gc = obj - 16, .offset_index = (uint8_t)i,
 					 .free_list = rc == 0 };
 		enum gc_verdict verdict = GC_OK;
-		if (ti->flags & TPFLAG_HAVE_GC) {
+		if (ti->flags & TPFLAG_HAVE_GC && !headless) {
 			d.next = pm_load_u64(b - 16);
 			d.prev = pm_load_u64(b - 8);
 			verdict = gc_head_check(a, d.gc, d.next, d.prev);

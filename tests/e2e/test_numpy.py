@@ -165,6 +165,16 @@ def test_numpy_arrays(mode):
             assert share < UNKNOWN_MAX, share
             rows = {(r["domain"], r["kind"]): r for r in summary["rows"]}
             assert rows[("numpy", "numpy data")]["bytes"] > 14 << 20
+            # The dtype classes are objects (at their allocation's start,
+            # no GC head), so references to them are to live objects.
+            classes = listed(where, "numpy._DTypeMeta")
+            assert set(t.oracle["dtype_classes"]) <= set(classes)
+            r = harness.cli_json("referrers", "--json",
+                                 hex(t.oracle["dtype_classes"][0]), where)
+            assert not [w for w in r["warnings"]
+                        if "no live object" in w["message"] and
+                        int(w["message"].split()[5].rstrip(","), 16)
+                        in t.oracle["dtype_classes"]], r["warnings"][:5]
 
 
 @needs_pandas

@@ -138,6 +138,10 @@ def main():
         doc["blocks"] = dataframe(rows)
     else:
         doc["arrays"] = numpy_arrays(workdir)
+        # numpy's dtype classes (numpy.dtype[float64], ...): PyMem_Malloc'd
+        # copies of static types.
+        doc["dtype_classes"] = sorted({id(type(np.dtype(c)))
+                                       for c in "?bhilqBHILQefdgFDGSUVOMm"})
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f)
     os.rename(path + ".tmp", path)
