@@ -203,8 +203,8 @@ def test_pandas_dataframe(mode):
                 if b["name"] == "block object":
                     # A 2-d block (1 column): items [0], [1], ... of the
                     # array that owns them.
-                    for i, (_, refs) in enumerate(item_referrers(t.pid, where,
-                                                                  b)):
+                    for i, (_, refs) in enumerate(item_referrers(
+                            t.pid, where, b, n=2)):
                         assert (owner["id"], "[%d]" % i) in refs, (i, refs)
             share, _ = unknown_share(where)
             assert share < UNKNOWN_MAX, share
