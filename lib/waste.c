@@ -1,0 +1,710 @@
+/* The waste analysis (waste.h): one pass over the graph's heap objects,
+ * reading each exact str, bytes, int, float, list, dict, set and bytearray
+ * once from a view of its own allocation. Duplicates: each value's key
+ * bytes are hashed (8 bytes a step) into a map of distinct values whose
+ * contents are copied once into chunks (at most CONTENT_MAX in all, values
+ * up to VALUE_MAX bytes); equal hashes are confirmed by comparing bytes.
+ * Containers: their sizes against what their buffers hold (offsets from
+ * cpython_layout.c, dict keys headers as graph_referents.c reads them).
+ * Facts: shared/reference/cpython-memory.md. */
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "cpython.h"
+#include "hash_table.h"
+#include "waste.h"
+
+enum {
+	VALUE_MAX = 1 << 16,        /* longer values are not compared */
+	CHUNK_SIZE = 1 << 20,
+	INT_DIGITS_MAX = 1 << 12,
+	OBJECT_VIEW_MAX = VALUE_MAX + 128,
+	ITEMS_MAX = 1 << 28,        /* a container's slots taken as plausible */
+	TPFLAG_HEAPTYPE = 1 << 9,
+};
+#define CONTENT_MAX (UINT64_C(512) << 20)
+
+const char *pm_dup_type_name(enum pm_dup_type type)
+{
+	static const char *names[] = {"str", "bytes", "int", "float"};
+	return type < PM_DUP_TYPES ? names[type] : "?";
+}
+
+const char *pm_container_name(enum pm_container kind)
+{
+	static const char *names[] = {"list", "dict", "set", "bytearray"};
+	return kind < PM_CONT_KINDS ? names[kind] : "?";
+}
+
+/* The kinds read here, by category. */
+enum obj_kind { OK_NONE = 0, OK_STR, OK_BYTES, OK_INT, OK_FLOAT, OK_LIST,
+		OK_DICT, OK_SET, OK_BYTEARRAY, OK_KINDS };
+static const char *const kind_names[OK_KINDS] = {
+	NULL, "str", "bytes", "int", "float", "list", "dict", "set", "bytearray",
+};
+
+struct value_key {
+	const uint8_t *bytes;
+	uint64_t hash;
+	uint32_t len;
+	uint8_t type;
+};
+
+static uint64_t value_key_hash(const struct value_key *k)
+{
+	return k->hash;
+}
+
+static bool value_key_eq(const struct value_key *a, const struct value_key *b)
+{
+	return a->hash == b->hash && a->len == b->len && a->type == b->type &&
+	       !memcmp(a->bytes, b->bytes, a->len);
+}
+
+struct value_group {
+	uint64_t copies, bytes_total, kept_size, interned;
+	uint32_t examples[PM_WASTE_EXAMPLES];
+	uint32_t nexamples;
+	bool kept_interned;
+};
+PM_DEFINE_HASH_MAP(value_map, struct value_key, struct value_group,
+		   value_key_hash, value_key_eq)
+
+static uint64_t hash_bytes(uint8_t type, const uint8_t *p, size_t n)
+{
+	uint64_t h = PM_HASH_STRING_SEED ^ type ^ ((uint64_t)n << 8);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		h = (h ^ pm_load_u64(p + i)) * UINT64_C(0x100000001b3) +
+		    (h >> 29);
+	uint64_t tail = 0;
+	if (i < n)
+		memcpy(&tail, p + i, n - i);
+	return pm_hash_u64(h ^ tail);
+}
+
+struct state {
+	struct pm_target *t;
+	const struct pm_graph *g;
+	const struct pm_cpython_heap *heap;
+	const struct pm_cpython_layout *l;
+	int minor;
+	struct pm_waste *w;
+	uint8_t *cat_kind;          /* by category: enum obj_kind */
+	uint64_t type_of[OK_KINDS]; /* the exact type of each kind, once seen */
+	struct value_map values;
+	uint64_t content_used;
+	size_t chunk_left, chunk_size;
+	uint8_t *key_buf;           /* sign + digits of an int being keyed */
+};
+
+static bool exact_type(struct state *s, enum obj_kind k, uint64_t tp)
+{
+	if (s->type_of[k])
+		return tp == s->type_of[k];
+	const struct pm_cpython_type *t = pm_cpython_find_type(s->heap, tp);
+	if (!t || !t->name || strcmp(t->name, kind_names[k]) ||
+	    (t->flags & TPFLAG_HEAPTYPE))
+		return false;
+	static const uint8_t tk[OK_KINDS] = {
+		[OK_STR] = TK_STR, [OK_LIST] = TK_LIST, [OK_DICT] = TK_DICT,
+		[OK_SET] = TK_SET, [OK_BYTEARRAY] = TK_BYTEARRAY,
+	};
+	if (tk[k] && s->heap->kind_types[tk[k]] && s->heap->kind_types[tk[k]] != tp)
+		return false;
+	s->type_of[k] = tp;
+	return true;
+}
+
+/* A copy of n bytes in the chunks, or NULL when the cap is reached. */
+static const uint8_t *keep_content(struct state *s, const uint8_t *p, size_t n)
+{
+	struct pm_waste *w = s->w;
+	if (s->content_used + n > CONTENT_MAX) {
+		w->content_full = true;
+		return NULL;
+	}
+	if (n > s->chunk_left || !w->nchunks) {
+		size_t size = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+		uint8_t **grown = realloc(w->chunks, (w->nchunks + 1) * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		w->chunks = grown;
+		uint8_t *c = malloc(size ? size : 1);
+		if (!c)
+			return NULL;
+		w->chunks[w->nchunks++] = c;
+		s->chunk_left = s->chunk_size = size;
+	}
+	uint8_t *dst = w->chunks[w->nchunks - 1] + (s->chunk_size - s->chunk_left);
+	memcpy(dst, p, n);
+	s->chunk_left -= n;
+	s->content_used += n;
+	return dst;
+}
+
+static struct pm_error *add_value(struct state *s, enum pm_dup_type type,
+				  uint32_t node, const struct pm_alloc *a,
+				  const uint8_t *p, size_t n, bool interned)
+{
+	struct pm_dup_stats *st = &s->w->dup[type];
+	struct value_key key = {p, hash_bytes((uint8_t)type, p, n), (uint32_t)n,
+				(uint8_t)type};
+	bool fresh = false;
+	struct value_group *v = value_map_search(&s->values, &key);
+	if (!v) {
+		if (s->w->content_full) {
+			st->skipped++;
+			return NULL;
+		}
+		v = value_map_insert(&s->values, &key, &fresh);
+		if (!v)
+			return &pm_error_no_memory;
+		struct value_map_entry *e = (struct value_map_entry *)
+			((char *)v - offsetof(struct value_map_entry, value));
+		e->key.bytes = keep_content(s, p, n);
+		if (!e->key.bytes) {
+			/* Not kept: take it out again (the map owns no copy). */
+			struct value_key gone = key;
+			e->key.bytes = p;
+			value_map_delete(&s->values, &gone);
+			st->skipped++;
+			return s->w->content_full ? NULL : &pm_error_no_memory;
+		}
+		st->distinct++;
+	}
+	st->objects++;
+	st->bytes += a->size;
+	if (interned)
+		st->interned++;
+	v->copies++;
+	v->bytes_total += a->size;
+	if (interned)
+		v->interned++;
+	/* The copy kept: an interned one if any (what sys.intern returns),
+	 * else the first seen; it is the first example. */
+	if (fresh || (interned && !v->kept_interned)) {
+		v->kept_size = a->size;
+		v->kept_interned = interned;
+		if (!fresh) {
+			uint32_t n_ex = v->nexamples < PM_WASTE_EXAMPLES ?
+					v->nexamples + 1 : PM_WASTE_EXAMPLES;
+			memmove(v->examples + 1, v->examples,
+				(n_ex - 1) * sizeof(v->examples[0]));
+			v->examples[0] = node;
+			v->nexamples = n_ex;
+			return NULL;
+		}
+	}
+	if (v->nexamples < PM_WASTE_EXAMPLES)
+		v->examples[v->nexamples++] = node;
+	return NULL;
+}
+
+/* Keeps the example among the largest `cap` by figure, in order. */
+static void keep_example(struct pm_waste_example *ex, uint32_t *n, uint32_t cap,
+			 struct pm_waste_example e)
+{
+	if (*n == cap && ex[cap - 1].figure >= e.figure)
+		return;
+	uint32_t k = *n < cap ? (*n)++ : cap - 1;
+	while (k > 0 && ex[k - 1].figure < e.figure) {
+		ex[k] = ex[k - 1];
+		k--;
+	}
+	ex[k] = e;
+}
+
+#define KEEP(arr, n, e) keep_example(arr, &(n), (uint32_t)(sizeof(arr) / sizeof(arr[0])), e)
+
+/* The allocation that starts exactly at addr and holds need bytes. */
+static const struct pm_alloc *buffer_at(struct state *s, uint64_t addr, uint64_t need)
+{
+	if (!addr || (addr & 7))
+		return NULL;
+	const struct pm_alloc *a = pm_cpython_find_alloc(s->heap, addr);
+	if (!a || a->addr != addr || pm_alloc_data_end(a) - addr < need)
+		return NULL;
+	return a;
+}
+
+static void empty_add(struct state *s, enum pm_container k, uint32_t node, uint64_t bytes)
+{
+	struct pm_empty_stats *e = &s->w->empty[k];
+	e->count++;
+	e->bytes += bytes;
+	KEEP(e->examples, e->nexamples, ((struct pm_waste_example){node, bytes, 0, 0}));
+}
+
+static void over_add(struct state *s, enum pm_container k, uint32_t node,
+		     uint64_t buffer, uint64_t unused, uint64_t deleted,
+		     uint64_t saving, uint64_t used, uint64_t capacity)
+{
+	struct pm_over_stats *o = &s->w->over[k];
+	o->buffer_bytes += buffer;
+	if (!unused)
+		return;
+	o->over++;
+	o->unused += unused;
+	o->deleted += deleted;
+	o->saving += saving;
+	KEEP(o->worst, o->nworst, ((struct pm_waste_example){node, saving ? saving : unused,
+							      used, capacity}));
+}
+
+static void read_str(struct state *s, uint32_t node, const struct pm_alloc *a,
+		     const uint8_t *p, uint64_t avail)
+{
+	struct pm_dup_stats *st = &s->w->dup[PM_DUP_STR];
+	if (avail < s->l->str_ascii_size) {
+		st->skipped++;
+		return;
+	}
+	uint64_t length = pm_load_u64(p + 16);
+	uint32_t state = pm_load_u32(p + 32);
+	unsigned width = (state >> 2) & 7;
+	bool compact = state & (1u << 5), ascii = state & (1u << 6);
+	uint64_t off = ascii ? s->l->str_ascii_size : s->l->str_data;
+	if (!compact || (width != 1 && width != 2 && width != 4) ||
+	    length > VALUE_MAX || (ascii && width != 1) ||
+	    off + (length + 1) * width > avail) {
+		st->skipped++;
+		return;
+	}
+	/* The key: the kind's width, then the characters. */
+	size_t n = (size_t)length * width;
+	s->key_buf[0] = (uint8_t)width;
+	memcpy(s->key_buf + 1, p + off, n);
+	struct pm_error *err = add_value(s, PM_DUP_STR, node, a, s->key_buf, n + 1,
+					 (state & 3) != 0);
+	pm_error_destroy(err);
+}
+
+static void read_bytes(struct state *s, uint32_t node, const struct pm_alloc *a,
+		       const uint8_t *p, uint64_t avail)
+{
+	uint64_t size = pm_load_u64(p + 16);
+	if (size > VALUE_MAX || 32 + size + 1 > avail) {
+		s->w->dup[PM_DUP_BYTES].skipped++;
+		return;
+	}
+	pm_error_destroy(add_value(s, PM_DUP_BYTES, node, a, p + 32, (size_t)size, false));
+}
+
+static void read_int(struct state *s, uint32_t node, const struct pm_alloc *a,
+		     const uint8_t *p, uint64_t avail)
+{
+	uint64_t tag = pm_load_u64(p + 16), ndigits;
+	uint8_t sign;
+	if (s->minor >= 12) {
+		ndigits = tag >> 3;
+		sign = (uint8_t)(tag & 3);          /* 0 +, 1 zero, 2 - */
+	} else {
+		bool negative = (int64_t)tag < 0;
+		ndigits = negative ? (uint64_t)0 - tag : tag;
+		sign = negative ? 2 : ndigits ? 0 : 1;
+	}
+	if (sign == 3 || ndigits > INT_DIGITS_MAX || 24 + ndigits * 4 > avail) {
+		s->w->dup[PM_DUP_INT].skipped++;
+		return;
+	}
+	s->key_buf[0] = sign;
+	memcpy(s->key_buf + 1, p + 24, (size_t)ndigits * 4);
+	pm_error_destroy(add_value(s, PM_DUP_INT, node, a, s->key_buf,
+				   (size_t)ndigits * 4 + 1, false));
+}
+
+static void read_float(struct state *s, uint32_t node, const struct pm_alloc *a,
+		       const uint8_t *p, uint64_t avail)
+{
+	if (avail < 24) {
+		s->w->dup[PM_DUP_FLOAT].skipped++;
+		return;
+	}
+	pm_error_destroy(add_value(s, PM_DUP_FLOAT, node, a, p + 16, 8, false));
+}
+
+static void read_list(struct state *s, uint32_t node, const struct pm_alloc *a,
+		      const uint8_t *p, uint64_t avail)
+{
+	uint32_t items = s->l->list_items;
+	if (avail < items + 16)
+		return;
+	int64_t size = (int64_t)pm_load_u64(p + 16);
+	uint64_t ob_item = pm_load_u64(p + items);
+	int64_t allocated = (int64_t)pm_load_u64(p + items + 8);
+	if (size < 0 || allocated < size || allocated > ITEMS_MAX)
+		return;
+	const struct pm_alloc *buf = allocated ?
+		buffer_at(s, ob_item, (uint64_t)allocated * 8) : NULL;
+	if (allocated && !buf)
+		return;
+	s->w->over[PM_CONT_LIST].containers++;
+	uint64_t buf_size = buf ? buf->size : 0;
+	if (size == 0)
+		empty_add(s, PM_CONT_LIST, node, a->size + buf_size);
+	uint64_t unused = (uint64_t)(allocated - size) * 8;
+	over_add(s, PM_CONT_LIST, node, buf_size, unused, 0, unused,
+		 (uint64_t)size, (uint64_t)allocated);
+}
+
+/* The slots of the smallest table that holds n (a power of two from 8;
+ * full at `num`/`den` of it). */
+static uint64_t min_table(uint64_t n, uint64_t num, uint64_t den)
+{
+	uint64_t size = 8;
+	while (size * num / den < n && size < ((uint64_t)1 << 40))
+		size *= 2;
+	return size;
+}
+
+static void read_dict(struct state *s, uint32_t node, const struct pm_alloc *a,
+		      const uint8_t *p, uint64_t avail)
+{
+	if (avail < s->l->dict_values + 8)
+		return;
+	int64_t used = (int64_t)pm_load_u64(p + 16);
+	uint64_t keys = pm_load_u64(p + s->l->dict_keys);
+	uint64_t values = pm_load_u64(p + s->l->dict_values);
+	if (used < 0 || used > ITEMS_MAX)
+		return;
+	s->w->over[PM_CONT_DICT].containers++;
+	uint8_t h[40];
+	const struct pm_alloc *kb = buffer_at(s, keys, sizeof(h));
+	uint64_t keys_bytes = kb && !values ? kb->size : 0;
+	if (used == 0)
+		empty_add(s, PM_CONT_DICT, node, a->size + keys_bytes);
+	else if (used <= PM_TINY_DICT_MAX) {
+		struct pm_waste *w = s->w;
+		uint64_t bytes = a->size + keys_bytes;
+		/* A tuple of the values: GC head, header, items, to 16. */
+		uint64_t tuple = (16 + 24 + 8 * (uint64_t)used + 15) & ~UINT64_C(15);
+		w->tiny_dicts++;
+		w->tiny_dict_bytes += bytes;
+		w->tiny_dict_as_tuples += tuple;
+		KEEP(w->tiny_examples, w->ntiny_examples,
+		     ((struct pm_waste_example){node, bytes, (uint64_t)used, 0}));
+	}
+	if (!kb || values)
+		return;         /* a split dict's keys are its class's */
+	struct pm_error *err = pm_target_read(s->t, keys, h, sizeof(h));
+	if (err) {
+		pm_error_destroy(err);
+		return;
+	}
+	uint64_t size, entry, index_width;
+	int64_t usable, nentries;
+	if (s->minor >= 11) {
+		if (h[8] > 30 || h[9] > 33 || h[10] > 2)
+			return;
+		size = (uint64_t)1 << h[8];
+		index_width = ((uint64_t)1 << h[9]) / size;
+		entry = h[10] ? 16 : 24;
+		usable = (int64_t)pm_load_u64(h + 16);
+		nentries = (int64_t)pm_load_u64(h + 24);
+	} else {
+		size = pm_load_u64(h + 8);
+		if (!size || size > ITEMS_MAX || (size & (size - 1)))
+			return;
+		index_width = size <= 0xff ? 1 : size <= 0xffff ? 2 : 4;
+		entry = 24;
+		usable = (int64_t)pm_load_u64(h + 24);
+		nentries = (int64_t)pm_load_u64(h + 32);
+	}
+	uint64_t capacity = (uint64_t)usable + (uint64_t)nentries;
+	if (usable < 0 || nentries < used || capacity > size)
+		return;
+	/* dict(d) would build a table sized for its items: 2/3 usable. */
+	uint64_t fresh = min_table((uint64_t)used, 2, 3);
+	uint64_t saving = 0;
+	if (fresh < size)
+		saving = (size - fresh) * index_width +
+			 (capacity - fresh * 2 / 3) * entry;
+	over_add(s, PM_CONT_DICT, node, keys_bytes, (capacity - (uint64_t)used) * entry,
+		 (uint64_t)(nentries - used) * entry, saving, (uint64_t)used, capacity);
+}
+
+static void read_set(struct state *s, uint32_t node, const struct pm_alloc *a,
+		     const uint8_t *p, uint64_t avail)
+{
+	if (avail < s->l->set_smalltable)
+		return;
+	int64_t fill = (int64_t)pm_load_u64(p + 16);
+	int64_t used = (int64_t)pm_load_u64(p + 24);
+	int64_t mask = (int64_t)pm_load_u64(p + 32);
+	uint64_t table = pm_load_u64(p + s->l->set_table);
+	if (used < 0 || fill < used || mask < 7 || mask > ITEMS_MAX ||
+	    ((uint64_t)mask & ((uint64_t)mask + 1)) || fill > mask)
+		return;
+	uint64_t size = (uint64_t)mask + 1;
+	bool inline_table = table == a->addr + a->object_offset + s->l->set_smalltable;
+	const struct pm_alloc *tb = inline_table ? NULL : buffer_at(s, table, size * 16);
+	if (!inline_table && !tb)
+		return;
+	s->w->over[PM_CONT_SET].containers++;
+	uint64_t table_bytes = tb ? tb->size : 0;
+	if (used == 0)
+		empty_add(s, PM_CONT_SET, node, a->size + table_bytes);
+	if (inline_table)
+		return;         /* the 8 slots are part of the object */
+	/* set(s) sizes its table so that it is at most 3/5 full. */
+	uint64_t fresh = min_table((uint64_t)used, 3, 5);
+	uint64_t saving = fresh <= 8 ? table_bytes : fresh < size ? (size - fresh) * 16 : 0;
+	over_add(s, PM_CONT_SET, node, table_bytes, (size - (uint64_t)used) * 16,
+		 (uint64_t)(fill - used) * 16, saving, (uint64_t)used, size);
+}
+
+static void read_bytearray(struct state *s, uint32_t node, const struct pm_alloc *a,
+			   const uint8_t *p, uint64_t avail)
+{
+	(void)a;
+	uint32_t off = s->l->bytearray_bytes;
+	if (!off || avail < off + 8)
+		return;
+	int64_t size = (int64_t)pm_load_u64(p + 16);
+	int64_t alloc = (int64_t)pm_load_u64(p + 24);
+	uint64_t bytes = pm_load_u64(p + off);
+	if (size < 0 || alloc < 0 || (alloc && alloc <= size) || alloc > ((int64_t)1 << 40))
+		return;
+	const struct pm_alloc *buf = alloc ? buffer_at(s, bytes, (uint64_t)alloc) : NULL;
+	if (alloc && !buf)
+		return;
+	s->w->over[PM_CONT_BYTEARRAY].containers++;
+	/* ob_alloc counts the trailing NUL. */
+	uint64_t unused = alloc ? (uint64_t)(alloc - size - 1) : 0;
+	over_add(s, PM_CONT_BYTEARRAY, node, buf ? buf->size : 0, unused, 0, unused,
+		 (uint64_t)size, (uint64_t)alloc);
+}
+
+static int value_cmp(const void *x, const void *y)
+{
+	const struct pm_dup_value *a = x, *b = y;
+	if (a->saving != b->saving)
+		return a->saving < b->saving ? 1 : -1;
+	if (a->copies != b->copies)
+		return a->copies < b->copies ? 1 : -1;
+	return a->examples[0] < b->examples[0] ? -1 : a->examples[0] > b->examples[0];
+}
+
+static struct pm_error *collect_values(struct state *s)
+{
+	struct pm_waste *w = s->w;
+	size_t n = 0;
+	for (size_t i = 0; i < s->values.capacity; i++)
+		if (s->values.ctrl[i] && s->values.entries[i].value.copies > 1)
+			n++;
+	w->values = calloc(n ? n : 1, sizeof(*w->values));
+	if (!w->values)
+		return &pm_error_no_memory;
+	for (size_t i = 0; i < s->values.capacity; i++) {
+		if (!s->values.ctrl[i])
+			continue;
+		const struct value_map_entry *e = &s->values.entries[i];
+		const struct value_group *v = &e->value;
+		if (v->copies < 2)
+			continue;
+		struct pm_dup_value *d = &w->values[w->nvalues++];
+		d->bytes = e->key.bytes;
+		d->len = e->key.len;
+		d->type = e->key.type;
+		d->copies = v->copies;
+		d->bytes_total = v->bytes_total;
+		d->saving = v->bytes_total - v->kept_size;
+		d->interned = v->interned;
+		memcpy(d->examples, v->examples, sizeof(d->examples));
+		d->nexamples = v->nexamples;
+		struct pm_dup_stats *st = &w->dup[d->type];
+		st->dup_values++;
+		st->copies += d->copies;
+		st->saving += d->saving;
+	}
+	qsort(w->values, w->nvalues, sizeof(*w->values), value_cmp);
+	return NULL;
+}
+
+struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
+				  struct pm_waste *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->g = g;
+	struct state s = {
+		.t = t, .g = g, .heap = g->heap, .l = g->l,
+		.minor = g->heap->py ? g->heap->py->minor : 0, .w = w,
+	};
+	s.cat_kind = calloc(s.heap->ncategories + 1, 1);
+	s.key_buf = malloc(VALUE_MAX * 4 + 16);
+	struct pm_error *err = NULL;
+	if (!s.cat_kind || !s.key_buf) {
+		err = &pm_error_no_memory;
+		goto out;
+	}
+	for (size_t c = 0; c < s.heap->ncategories; c++) {
+		const struct pm_category *cat = &s.heap->categories[c];
+		if (!cat->kind || !cat->domain || strcmp(cat->domain, "python"))
+			continue;
+		for (int k = 1; k < OK_KINDS; k++)
+			if (!strcmp(cat->kind, kind_names[k]))
+				s.cat_kind[c] = (uint8_t)k;
+	}
+	for (uint32_t node = 0; node < g->nheap; node++) {
+		if ((node & 0xffff) == 0 && pm_target_interrupted(t)) {
+			err = pm_error_interrupted();
+			goto out;
+		}
+		const struct pm_alloc *a = &s.heap->allocs[g->node_alloc[node]];
+		enum obj_kind k = a->category < s.heap->ncategories ?
+				  (enum obj_kind)s.cat_kind[a->category] : OK_NONE;
+		if (k == OK_NONE)
+			continue;
+		uint64_t obj = a->addr + a->object_offset;
+		uint64_t end = pm_alloc_data_end(a);
+		if (end <= obj + 24)
+			continue;
+		uint64_t avail = end - obj;
+		if (avail > OBJECT_VIEW_MAX)
+			avail = OBJECT_VIEW_MAX;
+		const void *view;
+		struct pm_error *rerr = pm_target_view(t, obj, (size_t)avail, &view);
+		if (rerr) {
+			pm_error_destroy(rerr);
+			continue;
+		}
+		const uint8_t *p = view;
+		if (!exact_type(&s, k, pm_load_u64(p + 8)))
+			continue;
+		switch (k) {
+		case OK_STR: read_str(&s, node, a, p, avail); break;
+		case OK_BYTES: read_bytes(&s, node, a, p, avail); break;
+		case OK_INT: read_int(&s, node, a, p, avail); break;
+		case OK_FLOAT: read_float(&s, node, a, p, avail); break;
+		case OK_LIST: read_list(&s, node, a, p, avail); break;
+		case OK_DICT: read_dict(&s, node, a, p, avail); break;
+		case OK_SET: read_set(&s, node, a, p, avail); break;
+		case OK_BYTEARRAY: read_bytearray(&s, node, a, p, avail); break;
+		default: break;
+		}
+	}
+	err = collect_values(&s);
+out:
+	value_map_deinit(&s.values);
+	free(s.cat_kind);
+	free(s.key_buf);
+	if (err)
+		pm_waste_deinit(w);
+	return err;
+}
+
+void pm_waste_deinit(struct pm_waste *w)
+{
+	for (size_t i = 0; i < w->nchunks; i++)
+		free(w->chunks[i]);
+	free(w->chunks);
+	free(w->values);
+	memset(w, 0, sizeof(*w));
+}
+
+/* An int's decimal digits from its 30-bit digits (at most 64 of them). */
+static void int_decimal(const uint8_t *b, uint32_t len, struct pm_strbuf *out)
+{
+	uint32_t nd = (len - 1) / 4;
+	if (b[0] == 1 || nd == 0) {
+		pm_strbuf_append(out, "0");
+		return;
+	}
+	if (nd > 64) {
+		pm_strbuf_printf(out, "<int of %u digits>", nd);
+		return;
+	}
+	uint32_t d[64];
+	for (uint32_t i = 0; i < nd; i++)
+		d[i] = pm_load_u32(b + 1 + 4 * i) & 0x3fffffff;
+	char dec[64 * 10 + 2];
+	size_t pos = sizeof(dec) - 1;
+	dec[pos] = 0;
+	uint32_t top = nd;
+	while (top > 0) {
+		uint64_t rem = 0;
+		for (uint32_t i = top; i-- > 0;) {
+			uint64_t cur = (rem << 30) | d[i];
+			d[i] = (uint32_t)(cur / 1000000000);
+			rem = cur % 1000000000;
+		}
+		while (top > 0 && d[top - 1] == 0)
+			top--;
+		for (int k = 0; k < 9 && pos > 0; k++) {
+			dec[--pos] = (char)('0' + rem % 10);
+			rem /= 10;
+			if (!top && !rem)
+				break;
+		}
+	}
+	while (dec[pos] == '0' && dec[pos + 1])
+		pos++;
+	if (b[0] == 2)
+		pm_strbuf_append(out, "-");
+	pm_strbuf_append(out, dec + pos);
+}
+
+static void float_repr(double v, struct pm_strbuf *out)
+{
+	char buf[40];
+	if (isnan(v)) {
+		pm_strbuf_append(out, "nan");
+		return;
+	}
+	if (isinf(v)) {
+		pm_strbuf_append(out, v < 0 ? "-inf" : "inf");
+		return;
+	}
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	pm_strbuf_append(out, buf);
+	if (!strpbrk(buf, ".e"))
+		pm_strbuf_append(out, ".0");
+}
+
+void pm_dup_value_text(const struct pm_waste *w, const struct pm_dup_value *v,
+		       size_t max, struct pm_strbuf *out)
+{
+	(void)w;
+	const uint8_t *b = v->bytes;
+	if (v->type == PM_DUP_INT) {
+		int_decimal(b, v->len, out);
+		return;
+	}
+	if (v->type == PM_DUP_FLOAT) {
+		double d;
+		memcpy(&d, b, sizeof(d));
+		float_repr(d, out);
+		return;
+	}
+	unsigned width = v->type == PM_DUP_STR ? b[0] : 1;
+	const uint8_t *p = v->type == PM_DUP_STR ? b + 1 : b;
+	size_t n = (v->type == PM_DUP_STR ? v->len - 1 : v->len) / (width ? width : 1);
+	size_t shown = n < max ? n : max;
+	pm_strbuf_append(out, v->type == PM_DUP_BYTES ? "b'" : "'");
+	for (size_t i = 0; i < shown; i++) {
+		const uint8_t *c8 = p + i * width;
+		uint32_t c = width == 1 ? c8[0] : width == 2 ?
+			(uint32_t)(c8[0] | c8[1] << 8) : pm_load_u32(c8);
+		if (c == '\'' || c == '\\')
+			pm_strbuf_printf(out, "\\%c", (char)c);
+		else if (c >= 0x20 && c < 0x7f)
+			pm_strbuf_printf(out, "%c", (char)c);
+		else if (c < 0x100)
+			pm_strbuf_printf(out, "\\x%02x", c);
+		else if (c < 0x10000)
+			pm_strbuf_printf(out, "\\u%04x", c);
+		else
+			pm_strbuf_printf(out, "\\U%08x", c);
+	}
+	pm_strbuf_append(out, n > shown ? "'..." : "'");
+}

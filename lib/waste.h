@@ -1,0 +1,108 @@
+/* Memory the program wastes, found in one pass over the reference graph's
+ * objects (waste.c): equal values held in different objects (str, bytes,
+ * int, float: what deduplication, sys.intern for strs, would save), the
+ * slack of over-allocated containers (list items arrays, dict entry
+ * tables, set tables, bytearray buffers), empty containers and tiny dicts.
+ * Values are compared by their bytes (a str's kind and characters, a
+ * bytes' contents, an int's sign and digits, a float's 8 bytes), hashed
+ * and kept once per distinct value; every read from the target is checked
+ * against the object's allocation and every size is bounded. The report is
+ * report_waste.c. */
+#ifndef PM_WASTE_H
+#define PM_WASTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "graph.h"
+
+enum pm_dup_type { PM_DUP_STR = 0, PM_DUP_BYTES, PM_DUP_INT, PM_DUP_FLOAT,
+		   PM_DUP_TYPES };
+const char *pm_dup_type_name(enum pm_dup_type type);
+
+enum { PM_WASTE_EXAMPLES = 3 };
+
+/* A value held by two objects or more. */
+struct pm_dup_value {
+	const uint8_t *bytes;       /* its key bytes (see above), len of them */
+	uint32_t len;
+	uint8_t type;               /* enum pm_dup_type */
+	uint64_t copies;            /* objects holding it */
+	uint64_t bytes_total;       /* their allocations' sizes */
+	uint64_t saving;            /* bytes_total less the one copy kept */
+	uint64_t interned;          /* strs: copies with an interned state */
+	uint32_t examples[PM_WASTE_EXAMPLES];   /* nodes; the kept copy first */
+	uint32_t nexamples;
+};
+
+struct pm_dup_stats {
+	uint64_t objects;           /* exact instances compared */
+	uint64_t bytes;             /* their allocations */
+	uint64_t distinct;          /* distinct values among them */
+	uint64_t dup_values;        /* values held more than once */
+	uint64_t copies;            /* objects holding those values */
+	uint64_t saving;            /* what keeping one of each would save */
+	uint64_t interned;          /* strs in the interned state */
+	uint64_t skipped;           /* unreadable, inconsistent or too large */
+};
+
+/* Containers: the over-allocated ones and the empty ones. */
+enum pm_container { PM_CONT_LIST = 0, PM_CONT_DICT, PM_CONT_SET,
+		    PM_CONT_BYTEARRAY, PM_CONT_KINDS };
+const char *pm_container_name(enum pm_container kind);
+
+/* One container, as an example of a finding. */
+struct pm_waste_example {
+	uint32_t node;
+	uint64_t figure;            /* its bytes in the finding */
+	uint64_t used, capacity;    /* items held, slots allocated */
+};
+
+struct pm_over_stats {
+	uint64_t containers;        /* read */
+	uint64_t over;              /* with slack */
+	uint64_t buffer_bytes;      /* their items buffers' allocations */
+	uint64_t unused;            /* bytes in slots holding nothing */
+	uint64_t deleted;           /* dicts, sets: of which deleted entries */
+	uint64_t saving;            /* what rebuilding each at its size saves */
+	struct pm_waste_example worst[16];      /* by saving, largest first */
+	uint32_t nworst;
+};
+
+struct pm_empty_stats {
+	uint64_t count;
+	uint64_t bytes;             /* object and its buffers */
+	struct pm_waste_example examples[16];   /* the largest */
+	uint32_t nexamples;
+};
+
+struct pm_waste {
+	const struct pm_graph *g;
+	struct pm_dup_stats dup[PM_DUP_TYPES];
+	/* Values held more than once, by saving, largest first. */
+	struct pm_dup_value *values;
+	size_t nvalues;
+	struct pm_over_stats over[PM_CONT_KINDS];
+	struct pm_empty_stats empty[PM_CONT_KINDS];
+	/* Dicts of 1 to PM_TINY_DICT_MAX items: their bytes (object and
+	 * keys table) and what tuples of the same items would take. */
+	uint64_t tiny_dicts, tiny_dict_bytes, tiny_dict_as_tuples;
+	struct pm_waste_example tiny_examples[16];
+	uint32_t ntiny_examples;
+	/* Content storage of the distinct values (chunks). */
+	uint8_t **chunks;
+	size_t nchunks;
+	bool content_full;          /* the content cap was reached */
+};
+#define PM_TINY_DICT_MAX 3
+
+/* Runs the analysis; pm_waste_deinit frees it. */
+struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
+				  struct pm_waste *ret);
+void pm_waste_deinit(struct pm_waste *w);
+
+/* A value's text as Python's repr would start it (cut after max chars). */
+void pm_dup_value_text(const struct pm_waste *w, const struct pm_dup_value *v,
+		       size_t max, struct pm_strbuf *out);
+
+#endif

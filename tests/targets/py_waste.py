@@ -1,0 +1,114 @@
+"""A workload for the waste tests (tests/e2e/test_waste.py): it plants
+known waste, writes what it planted to $PM_ORACLE_FILE and stops itself
+with SIGSTOP, forever.
+
+Planted: duplicates made at run time (so no code constant is a copy):
+40 distinct strs (50 + 5 i copies of value i, one copy of every fourth
+value sys.intern'ed), 20 bytes values, 20 ints above 256, 20 floats, each
+copy its own object; the oracle has per value its copies (a Counter of
+what was built), their id()s and sys.getsizeof. Lists grown by append and
+then popped (allocated, read with ctypes at offset 32, far above len),
+empty lists, dicts and sets, and a dict with most of its keys deleted."""
+import collections
+import ctypes
+import gc
+import json
+import os
+import signal
+import sys
+
+STR_COPIES = []
+BYTES_COPIES = []
+INT_COPIES = []
+FLOAT_COPIES = []
+LISTS = []
+EMPTIES = []
+HOLEY = {}
+
+
+def build():
+    interned = []
+    for i in range(40):
+        for _ in range(50 + 5 * i):
+            STR_COPIES.append("".join(["waste-str-", str(i), "-", "q" * (i % 9)]))
+    for i in range(20):
+        for _ in range(30 + i):
+            BYTES_COPIES.append(b"".join([b"waste-bytes-", str(i).encode(), b"!" * i]))
+    base = int("7" * 7)
+    for i in range(20):
+        text = str(base + 7919 * i)
+        for _ in range(40 + i):
+            INT_COPIES.append(int(text))
+    for i in range(20):
+        text = "%d.25" % (1000 + i)
+        for _ in range(25 + i):
+            FLOAT_COPIES.append(float(text))
+    # Every fourth str value: one copy interned (the first built).
+    seen = set()
+    for s in STR_COPIES:
+        i = int(s.split("-")[2])
+        if i % 4 == 0 and i not in seen:
+            seen.add(i)
+            assert sys.intern(s) is s
+            interned.append(s)
+    for n, keep in ((20000, 10001), (9000, 4600), (3000, 1600), (65536, 33000)):
+        lst = []
+        for k in range(n):
+            lst.append(None)
+        while len(lst) > keep:
+            lst.pop()
+        LISTS.append(lst)
+    for _ in range(300):
+        EMPTIES.append([])
+    for _ in range(200):
+        EMPTIES.append({})
+    for _ in range(100):
+        EMPTIES.append(set())
+    for k in range(1000):
+        HOLEY[k * 1000003] = None
+    for k in range(900):
+        del HOLEY[k * 1000003]
+    return interned
+
+
+def describe(copies, show):
+    counts = collections.Counter(copies)
+    ids = collections.defaultdict(list)
+    sizes = collections.defaultdict(list)
+    for obj in copies:
+        ids[obj].append(id(obj))
+        sizes[obj].append(sys.getsizeof(obj))
+    return [{"value": show(v), "copies": n, "ids": ids[v], "sizes": sizes[v]}
+            for v, n in counts.items()]
+
+
+def main():
+    interned = build()
+    interned_values = [s for s in interned]
+    oracle = {
+        "pid": os.getpid(),
+        "python": list(sys.version_info[:3]),
+        "pymalloc": os.environ.get("PYTHONMALLOC") != "malloc",
+        "str": describe(STR_COPIES, lambda v: v),
+        "bytes": describe(BYTES_COPIES, lambda v: v.hex()),
+        "int": describe(INT_COPIES, lambda v: str(v)),
+        "float": describe(FLOAT_COPIES, repr),
+        "interned": interned_values,
+        "lists": [{"id": id(lst), "len": len(lst),
+                   "allocated": ctypes.c_ssize_t.from_address(id(lst) + 32).value}
+                  for lst in LISTS],
+        "empty": {"list": 300, "dict": 200, "set": 100},
+        "holey": {"id": id(HOLEY), "len": len(HOLEY)},
+    }
+    path = os.environ["PM_ORACLE_FILE"]
+    with open(path + ".tmp", "w") as f:
+        json.dump(oracle, f)
+    del oracle, interned, interned_values
+    gc.collect()
+    kill, pid, sig = os.kill, os.getpid(), signal.SIGSTOP
+    os.rename(path + ".tmp", path)
+    while True:
+        kill(pid, sig)
+
+
+main()
