@@ -563,7 +563,7 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 			continue;
 		uint64_t obj = a->addr + a->object_offset;
 		uint64_t end = pm_alloc_data_end(a);
-		if (end <= obj + 24)
+		if (end < obj + 24)     /* a float is 24 bytes: each reader checks more */
 			continue;
 		uint64_t avail = end - obj;
 		if (avail > OBJECT_VIEW_MAX)

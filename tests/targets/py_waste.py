@@ -71,13 +71,32 @@ def build():
     return interned
 
 
+LIBC = ctypes.CDLL(None)
+LIBC.malloc_usable_size.restype = ctypes.c_size_t
+LIBC.malloc_usable_size.argtypes = [ctypes.c_void_p]
+PYMALLOC = os.environ.get("PYTHONMALLOC") != "malloc"
+
+
+def allocated_size(obj):
+    """What obj's allocation occupies: with pymalloc its block,
+    sys.getsizeof rounded up to 16 (these objects are small and have no GC
+    head); with malloc its chunk, malloc_usable_size + the size word (a
+    chunk may be up to 16 bytes larger than asked: glibc does not split off
+    a remainder too small to be a chunk)."""
+    if PYMALLOC:
+        size = sys.getsizeof(obj)
+        assert size <= 512
+        return (size + 15) & ~15
+    return LIBC.malloc_usable_size(id(obj)) + 8
+
+
 def describe(copies, show):
     counts = collections.Counter(copies)
     ids = collections.defaultdict(list)
     sizes = collections.defaultdict(list)
     for obj in copies:
         ids[obj].append(id(obj))
-        sizes[obj].append(sys.getsizeof(obj))
+        sizes[obj].append(allocated_size(obj))
     return [{"value": show(v), "copies": n, "ids": ids[v], "sizes": sizes[v]}
             for v, n in counts.items()]
 
@@ -88,7 +107,7 @@ def main():
     oracle = {
         "pid": os.getpid(),
         "python": list(sys.version_info[:3]),
-        "pymalloc": os.environ.get("PYTHONMALLOC") != "malloc",
+        "pymalloc": PYMALLOC,
         "str": describe(STR_COPIES, lambda v: v),
         "bytes": describe(BYTES_COPIES, lambda v: v.hex()),
         "int": describe(INT_COPIES, lambda v: str(v)),

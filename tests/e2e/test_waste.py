@@ -1,0 +1,171 @@
+"""End-to-end tests of `pymortem waste` (issue 14) on a frozen workload
+(tests/targets/py_waste.py) under every installed CPython, with pymalloc
+and with PYTHONMALLOC=malloc, live and from a gcore core.
+
+Truth comes from the process itself, never from pymortem: the workload
+records, for every value it planted, how many copies it built
+(collections.Counter), their id()s and allocation sizes; for its lists len()
+and ob_item's allocated (ctypes at offset 32); which strs it interned.
+The interpreter holds duplicates of its own, so the planted values are
+checked one by one: their copies must equal the Counter exactly, the
+bytes their allocations' sizes as the workload measured them (pymalloc:
+sys.getsizeof rounded up to its 16-byte classes; malloc:
+malloc_usable_size + 8, the chunk, which glibc may leave up to 16 bytes
+above the request when the remainder could not be a chunk), the saving
+all copies but the one kept."""
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+from conftest import python_params  # noqa: E402
+
+WORKLOAD = os.path.join(harness.TARGETS_DIR, "py_waste.py")
+MODES = ("pymalloc", "malloc")
+TOP = 100000
+
+
+def expected_preview(kind, value):
+    if kind == "str":
+        return "'%s'" % value
+    if kind == "bytes":
+        return "b'%s'" % bytes.fromhex(value).decode("ascii")
+    return value
+
+
+def findings(doc, name, kind=None):
+    return [f for f in doc["findings"]
+            if f["finding"] == name and (kind is None or f["type"] == kind)]
+
+
+def start(python, mode):
+    _, env = harness.ALLOCATOR_MODES[mode]
+    env = dict(os.environ, **env)
+    env.pop("MALLOC_PERTURB_", None)
+    return harness.start_stopped([python, WORKLOAD], env=env)
+
+
+def check_duplicates(doc, oracle):
+    interned = set(oracle["interned"])
+    for kind in ("str", "bytes", "int", "float"):
+        found = findings(doc, "duplicates", kind)
+        assert len(found) == 1, kind
+        f = found[0]
+        by_value = {v["value"]: v for v in f["values"]}
+        assert len(f["values"]) == f["duplicated_values"], kind
+        assert sum(v["copies"] for v in f["values"]) == f["copies"]
+        assert sum(v["saving"] for v in f["values"]) == f["saving"]
+        for planted in oracle[kind]:
+            preview = expected_preview(kind, planted["value"])
+            got = by_value.get(preview)
+            assert got is not None, (kind, preview)
+            assert got["copies"] == planted["copies"], (kind, preview)
+            sizes = planted["sizes"]
+            assert got["bytes"] == sum(sizes), (kind, preview)
+            ids = set(planted["ids"])
+            size_of = dict(zip(planted["ids"], sizes))
+            # the saving: every copy but the one kept (the first example)
+            kept = got["examples"][0]["address"]
+            assert got["saving"] == sum(sizes) - size_of[kept], (kind, preview)
+            assert all(e["address"] in ids for e in got["examples"]), (kind, preview)
+            first = got["examples"][0]
+            assert first["path"].startswith("sys.modules['__main__'].__dict__["), first
+            if kind == "str":
+                want = 1 if planted["value"] in interned else 0
+                assert got["interned"] == want, preview
+                if want:
+                    # the copy kept is the interned one: the first built
+                    assert first["address"] == planted["ids"][0], preview
+            else:
+                assert got["interned"] == 0
+    return True
+
+
+def check_containers(doc, oracle):
+    lists = findings(doc, "over-allocation", "list")
+    assert len(lists) == 1
+    by_addr = {e["address"]: e for e in lists[0]["examples"]}
+    for planted in oracle["lists"]:
+        e = by_addr.get(planted["id"])
+        assert e is not None, planted
+        assert e["used"] == planted["len"]
+        assert e["capacity"] == planted["allocated"]
+        assert e["bytes"] == (planted["allocated"] - planted["len"]) * 8
+    assert lists[0]["unused"] >= sum((p["allocated"] - p["len"]) * 8
+                                     for p in oracle["lists"])
+    dicts = findings(doc, "over-allocation", "dict")
+    assert len(dicts) == 1
+    holey = [e for e in dicts[0]["examples"] if e["address"] == oracle["holey"]["id"]]
+    assert holey and holey[0]["used"] == oracle["holey"]["len"]
+    assert holey[0]["path"] == "sys.modules['__main__'].__dict__['HOLEY']"
+    # a dict of 1000 entries with 900 deleted: at least those 900 entries
+    assert dicts[0]["deleted"] >= 900 * 16
+    empty = findings(doc, "empty")
+    assert len(empty) == 1
+    for kind, n in oracle["empty"].items():
+        assert empty[0]["by_type"][kind]["count"] >= n, kind
+
+
+def check_envelope(doc):
+    savings = [f["saving"] for f in doc["findings"]]
+    assert savings == sorted(savings, reverse=True)
+    assert doc["total_saving"] == sum(savings)
+    for f in doc["findings"]:
+        assert f["advice"] and f["cost"] >= 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("python", python_params())
+def test_waste(python, mode):
+    label, path = python
+    if path is None:
+        pytest.fail("no CPython found")
+    with start(path, mode) as t:
+        try:
+            oracle = t.oracle
+            live = harness.cli_json("waste", "--json", "--top", TOP, t.pid)
+            check_envelope(live)
+            check_duplicates(live, oracle)
+            check_containers(live, oracle)
+            text = harness.run_cli("waste", t.pid).stdout
+            assert "1. " in text and "advice: " in text
+            assert "'waste-str-39-qqq'" in text
+            core = t.gcore()
+            from_core = harness.cli_json("waste", "--json", "--top", TOP, core)
+            live.pop("warnings", None)
+            from_core.pop("warnings", None)
+            live.pop("warning_count", None)
+            from_core.pop("warning_count", None)
+            assert from_core == live
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+def test_waste_truncated_core():
+    """A core cut short: the report still answers, nothing crashes."""
+    path = next((p for _, p in harness.PYTHONS if p), None)
+    if path is None:
+        pytest.skip("no CPython")
+    with start(path, "pymalloc") as t:
+        try:
+            core = t.gcore()
+            size = os.path.getsize(core)
+            for cut in (size * 9 // 10, size // 2):
+                with open(core, "r+b") as f:
+                    f.truncate(cut)
+                for args in (("--json",), ()):
+                    proc = harness.run_cli("waste", *args, core, check=False)
+                    assert proc.returncode in (0, 1), proc.stderr
+                    assert "Sanitizer" not in proc.stderr
+                    if proc.returncode == 0 and args:
+                        json.loads(proc.stdout)
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
