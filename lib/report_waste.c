@@ -2,7 +2,7 @@
  * would give back (waste.h finds it). One section per finding, ordered by
  * what fixing it saves: duplicated str/bytes/int/float values, slack in
  * over-allocated lists, dicts, sets and bytearrays, empty containers, tiny
- * dicts; each with its cost, the saving, examples (address, value or type,
+ * dicts, classes whose instances would be smaller with __slots__; each with its cost, the saving, examples (address, value or type,
  * the path from a root) and one line of advice with the figure.
  * --top N: values or examples shown per section (10). */
 #include <inttypes.h>
@@ -16,7 +16,7 @@
 
 enum { TOP_DEFAULT = 10, PREVIEW_TEXT = 50, PREVIEW_JSON = 200 };
 
-enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY };
+enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY, SEC_SLOTS };
 
 struct section {
 	enum section_kind kind;
@@ -101,6 +101,13 @@ static size_t sections_of(const struct pm_waste *w, struct section *sec)
 		sec[n++] = (struct section){SEC_TINY, 0, w->tiny_dict_bytes,
 					    w->tiny_dict_bytes > w->tiny_dict_as_tuples ?
 					    w->tiny_dict_bytes - w->tiny_dict_as_tuples : 0};
+	uint64_t now = 0, saving = 0;
+	for (size_t i = 0; i < w->nclasses; i++) {
+		now += w->classes[i].bytes_now;
+		saving += w->classes[i].saving;
+	}
+	if (saving)
+		sec[n++] = (struct section){SEC_SLOTS, 0, now, saving};
 	qsort(sec, n, sizeof(*sec), section_cmp);
 	return n;
 }
@@ -120,12 +127,15 @@ static void section_title(const struct section *s, struct pm_strbuf *out)
 	case SEC_TINY:
 		pm_strbuf_printf(out, "tiny dicts (1 to %d items)", PM_TINY_DICT_MAX);
 		break;
+	case SEC_SLOTS:
+		pm_strbuf_append(out, "__slots__ candidates");
+		break;
 	}
 }
 
 static void advice(const struct pm_waste *w, const struct section *s, struct pm_strbuf *out)
 {
-	char a[32], b[32];
+	char a[32], b[32], c3[32];
 	switch (s->kind) {
 	case SEC_DUP: {
 		const struct pm_dup_stats *st = &w->dup[s->sub];
@@ -171,6 +181,16 @@ static void advice(const struct pm_waste *w, const struct section *s, struct pm_
 				 "save about %s.", w->tiny_dicts, PM_TINY_DICT_MAX,
 				 human(s->cost, a, sizeof(a)), human(s->saving, b, sizeof(b)));
 		break;
+	case SEC_SLOTS: {
+		const struct pm_slots_class *c = &w->classes[0];
+		pm_strbuf_printf(out, "instances with a __dict__ take %s; __slots__ on "
+				 "their classes would save %s (the most: %s, %" PRIu64
+				 " instances: __slots__ = (%s) saves %s).",
+				 human(s->cost, a, sizeof(a)), human(s->saving, b, sizeof(b)),
+				 c->name, c->instances, c->name_list ? c->name_list : "",
+				 human(c->saving, c3, sizeof(c3)));
+		break;
+	}
 	}
 }
 
@@ -370,6 +390,55 @@ static void empty_section(const struct view *v, struct pm_strbuf *out)
 	examples_out(v, ex, n, false, out);
 }
 
+static void slots_section(const struct view *v, struct pm_strbuf *out)
+{
+	const struct pm_waste *w = v->w;
+	size_t want = 0;
+	for (size_t i = 0; i < w->nclasses; i++)
+		want += w->classes[i].saving > 0;
+	want = shown(v, want);
+	if (v->json)
+		pm_strbuf_append(out, ", \"classes\": [");
+	else
+		pm_strbuf_printf(out, "  %-24s %9s %6s %5s %7s %10s %10s %10s\n", "class",
+				 "instances", "names", "sets", "common", "bytes now",
+				 "slotted", "saving");
+	for (size_t i = 0; i < want; i++) {
+		const struct pm_slots_class *c = &w->classes[i];
+		if (v->json) {
+			pm_strbuf_append(out, i ? ",\n    {\"class\": " : "\n    {\"class\": ");
+			pm_strbuf_json_string(out, c->name);
+			pm_strbuf_printf(out, ", \"type\": %" PRIu64 ", \"instances\": %" PRIu64
+					 ", \"with_dict\": %" PRIu64 ", \"names\": %u"
+					 ", \"names_capped\": %s, \"name_sets\": %" PRIu64
+					 ", \"commonest_set\": %" PRIu64 ", \"bytes_now\": %" PRIu64
+					 ", \"bytes_slotted\": %" PRIu64 ", \"saving\": %" PRIu64
+					 ", \"slots\": ", c->type, c->instances, c->with_dict,
+					 c->names, c->names_capped ? "true" : "false",
+					 c->name_sets, c->top_set_share, c->bytes_now,
+					 c->bytes_slotted, c->saving);
+			pm_strbuf_json_string(out, c->name_list ? c->name_list : "");
+			pm_strbuf_append(out, ", \"example\": ");
+			example_json(v, c->examples[0], out);
+			pm_strbuf_append(out, "}");
+		} else {
+			pm_strbuf_printf(out, "  %-24s %9" PRIu64 " %6u %5" PRIu64 " %6.0f%% %10"
+					 PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", c->name,
+					 c->instances, c->names, c->name_sets,
+					 c->instances ? 100.0 * (double)c->top_set_share /
+					 (double)c->instances : 0.0, c->bytes_now,
+					 c->bytes_slotted, c->saving);
+			pm_strbuf_printf(out, "    __slots__ = (%s)  e.g. 0x%" PRIx64 " <- ",
+					 c->name_list ? c->name_list : "",
+					 pm_graph_node_addr(v->g, c->examples[0]));
+			path_text(v->g, v->p, c->examples[0], out);
+			pm_strbuf_append(out, "\n");
+		}
+	}
+	if (v->json)
+		pm_strbuf_append(out, want ? "\n  ]" : "]");
+}
+
 static void tiny_section(const struct view *v, struct pm_strbuf *out)
 {
 	const struct pm_waste *w = v->w;
@@ -398,7 +467,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 	if (err)
 		return err;
 	v.w = &w;
-	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 2];
+	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 3];
 	size_t n = sections_of(&w, sec);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -421,14 +490,16 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		pm_strbuf_init(&adv);
 		section_title(s, &title);
 		advice(&w, s, &adv);
-		static const char *kinds[] = {"duplicates", "over-allocation", "empty", "tiny-dicts"};
+		static const char *kinds[] = {"duplicates", "over-allocation", "empty",
+					      "tiny-dicts", "slots"};
 		if (v.json) {
 			pm_strbuf_append(out, i ? ",\n {\"finding\": " : "\n {\"finding\": ");
 			pm_strbuf_json_string(out, kinds[s->kind]);
 			pm_strbuf_append(out, ", \"type\": ");
 			pm_strbuf_json_string(out, s->kind == SEC_DUP ? pm_dup_type_name(s->sub) :
 					      s->kind == SEC_OVER ? pm_container_name(s->sub) :
-					      s->kind == SEC_TINY ? "dict" : "containers");
+					      s->kind == SEC_TINY ? "dict" :
+					      s->kind == SEC_SLOTS ? "classes" : "containers");
 			pm_strbuf_append(out, ", \"title\": ");
 			pm_strbuf_json_string(out, title.data ? title.data : "");
 			pm_strbuf_printf(out, ", \"cost\": %" PRIu64 ", \"saving\": %" PRIu64
@@ -445,6 +516,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		case SEC_OVER: over_section(&v, s, out); break;
 		case SEC_EMPTY: empty_section(&v, out); break;
 		case SEC_TINY: tiny_section(&v, out); break;
+		case SEC_SLOTS: slots_section(&v, out); break;
 		}
 		if (v.json)
 			pm_strbuf_append(out, "}");

@@ -590,6 +590,8 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 		}
 	}
 	err = collect_values(&s);
+	if (!err)
+		err = pm_waste_slots(t, g, w);
 out:
 	value_map_deinit(&s.values);
 	free(s.cat_kind);
@@ -605,6 +607,9 @@ void pm_waste_deinit(struct pm_waste *w)
 		free(w->chunks[i]);
 	free(w->chunks);
 	free(w->values);
+	for (size_t i = 0; i < w->nclasses; i++)
+		free(w->classes[i].name_list);
+	free(w->classes);
 	memset(w, 0, sizeof(*w));
 }
 

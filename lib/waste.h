@@ -89,12 +89,40 @@ struct pm_waste {
 	uint64_t tiny_dicts, tiny_dict_bytes, tiny_dict_as_tuples;
 	struct pm_waste_example tiny_examples[16];
 	uint32_t ntiny_examples;
+	/* Classes whose instances carry a __dict__ (waste_slots.c), by
+	 * saving, largest first. */
+	struct pm_slots_class *classes;
+	size_t nclasses;
 	/* Content storage of the distinct values (chunks). */
 	uint8_t **chunks;
 	size_t nchunks;
 	bool content_full;          /* the content cap was reached */
 };
 #define PM_TINY_DICT_MAX 3
+
+/* A __slots__ candidate: a class (its nearest static base is object)
+ * whose instances have a __dict__, a materialized dict or inline values. */
+enum { PM_SLOTS_NAMES_MAX = 64 };
+struct pm_slots_class {
+	uint64_t type;
+	const char *name;           /* tp_name (the heap's type table's) */
+	uint64_t instances;
+	uint64_t with_dict;         /* of which with a dict object */
+	uint32_t names;             /* distinct attribute names (union) */
+	char *name_list;            /* them, "a, b, c" (sampled instances) */
+	bool names_capped;          /* more than PM_SLOTS_NAMES_MAX */
+	uint64_t name_sets;         /* distinct attribute-name sets */
+	uint64_t top_set_share;     /* instances with the commonest set */
+	uint64_t bytes_now;         /* instances, their dicts and values */
+	uint64_t bytes_slotted;     /* the same instances with __slots__ */
+	uint64_t saving;
+	uint32_t examples[PM_WASTE_EXAMPLES];
+	uint32_t nexamples;
+};
+
+/* Fills w->classes: the classes of the instances in g (waste_slots.c). */
+struct pm_error *pm_waste_slots(struct pm_target *t, const struct pm_graph *g,
+				struct pm_waste *w);
 
 /* Runs the analysis; pm_waste_deinit frees it. */
 struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,

@@ -12,10 +12,13 @@ bytes their allocations' sizes as the workload measured them (pymalloc:
 sys.getsizeof rounded up to its 16-byte classes; malloc:
 malloc_usable_size + 8, the chunk, which glibc may leave up to 16 bytes
 above the request when the remainder could not be a chunk), the saving
-all copies but the one kept."""
+all copies but the one kept. __slots__: the workload's class and its
+slotted twin are measured in a second process (sys._debugmallocstats'
+bytes in allocated blocks before and after making as many instances)."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -27,6 +30,7 @@ import harness  # noqa: E402
 from conftest import python_params  # noqa: E402
 
 WORKLOAD = os.path.join(harness.TARGETS_DIR, "py_waste.py")
+TWIN = os.path.join(harness.TARGETS_DIR, "py_waste_twin.py")
 MODES = ("pymalloc", "malloc")
 TOP = 100000
 
@@ -112,6 +116,48 @@ def check_containers(doc, oracle):
         assert empty[0]["by_type"][kind]["count"] >= n, kind
 
 
+def twin_bytes(python, cls, n):
+    """What n instances of cls take in a second process (pymalloc's bytes
+    in allocated blocks before and after making them)."""
+    proc = subprocess.run([python, TWIN, cls, str(n)], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True, timeout=120,
+                          env=dict(os.environ, PYTHONMALLOC="pymalloc"))
+    return json.loads(proc.stdout)["bytes"]
+
+
+def close(got, measured):
+    """Equal up to what the measurement itself allocates (the class's
+    shared keys, a few blocks): 1 KiB."""
+    return abs(got - measured) <= 1024
+
+
+def check_slots(doc, oracle, python):
+    found = findings(doc, "slots")
+    assert len(found) == 1
+    rec = oracle["records"]
+    rows = [c for c in found[0]["classes"] if c["class"] == rec["class"]]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["instances"] == rec["n"]
+    assert row["names"] == len(rec["names"])
+    assert sorted(row["slots"].split(", ")) == sorted(rec["names"])
+    # a third of the instances have a fourth attribute: two name sets
+    assert row["name_sets"] == 2
+    assert row["commonest_set"] == rec["n"] - (rec["n"] + 2) // 3
+    assert row["example"]["address"] in set(rec["ids"])
+    assert row["example"]["path"].startswith(
+        "sys.modules['__main__'].__dict__['RECORDS'][")
+    if oracle["pymalloc"]:
+        now = twin_bytes(python, "Record", rec["n"])
+        slotted = twin_bytes(python, "SlottedRecord", rec["n"])
+        assert close(row["bytes_now"], now), (row, now)
+        assert close(row["bytes_slotted"], slotted), (row, slotted)
+        assert close(row["saving"], now - slotted), (row, now, slotted)
+    else:
+        # each a GC object of 16 + 16 + 4 * 8 bytes: a 64 + 8 -> 80-byte chunk
+        assert row["bytes_slotted"] == rec["n"] * 80
+
+
 def check_envelope(doc):
     savings = [f["saving"] for f in doc["findings"]]
     assert savings == sorted(savings, reverse=True)
@@ -133,6 +179,7 @@ def test_waste(python, mode):
             check_envelope(live)
             check_duplicates(live, oracle)
             check_containers(live, oracle)
+            check_slots(live, oracle, path)
             text = harness.run_cli("waste", t.pid).stdout
             assert "1. " in text and "advice: " in text
             assert "'waste-str-39-qqq'" in text

@@ -8,7 +8,9 @@ value sys.intern'ed), 20 bytes values, 20 ints above 256, 20 floats, each
 copy its own object; the oracle has per value its copies (a Counter of
 what was built), their id()s and sys.getsizeof. Lists grown by append and
 then popped (allocated, read with ctypes at offset 32, far above len),
-empty lists, dicts and sets, and a dict with most of its keys deleted."""
+empty lists, dicts and sets, a dict with most of its keys deleted, and
+3000 instances of py_waste_twin.Record (a __dict__; a third of them with
+a fourth attribute)."""
 import collections
 import ctypes
 import gc
@@ -17,6 +19,10 @@ import os
 import signal
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from py_waste_twin import Record  # noqa: E402
+
+N_RECORDS = 3000
 STR_COPIES = []
 BYTES_COPIES = []
 INT_COPIES = []
@@ -24,6 +30,7 @@ FLOAT_COPIES = []
 LISTS = []
 EMPTIES = []
 HOLEY = {}
+RECORDS = []
 
 
 def build():
@@ -64,6 +71,8 @@ def build():
         EMPTIES.append({})
     for _ in range(100):
         EMPTIES.append(set())
+    for i in range(N_RECORDS):
+        RECORDS.append(Record(i))
     for k in range(1000):
         HOLEY[k * 1000003] = None
     for k in range(900):
@@ -118,6 +127,9 @@ def main():
                   for lst in LISTS],
         "empty": {"list": 300, "dict": 200, "set": 100},
         "holey": {"id": id(HOLEY), "len": len(HOLEY)},
+        "records": {"class": Record.__qualname__, "n": N_RECORDS,
+                    "names": ["alpha", "beta", "gamma", "delta"],
+                    "ids": [id(r) for r in RECORDS]},
     }
     path = os.environ["PM_ORACLE_FILE"]
     with open(path + ".tmp", "w") as f:
