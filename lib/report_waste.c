@@ -350,7 +350,7 @@ static void over_section(const struct view *v, const struct section *s, struct p
 		if (o->deleted)
 			pm_strbuf_printf(out, " (%s in deleted entries)",
 					 human(o->deleted, a, sizeof(a)));
-		pm_strbuf_printf(out, "\n  the largest (saving, used/allocated slots):\n");
+		pm_strbuf_printf(out, "\n  the largest (unused bytes, used/allocated slots):\n");
 	}
 	examples_out(v, o->worst, o->nworst, true, out);
 }

@@ -253,8 +253,7 @@ static void over_add(struct state *s, enum pm_container k, uint32_t node,
 	o->unused += unused;
 	o->deleted += deleted;
 	o->saving += saving;
-	KEEP(o->worst, o->nworst, ((struct pm_waste_example){node, saving ? saving : unused,
-							      used, capacity}));
+	KEEP(o->worst, o->nworst, ((struct pm_waste_example){node, unused, used, capacity}));
 }
 
 static void read_str(struct state *s, uint32_t node, const struct pm_alloc *a,

@@ -65,7 +65,7 @@ struct pm_over_stats {
 	uint64_t unused;            /* bytes in slots holding nothing */
 	uint64_t deleted;           /* dicts, sets: of which deleted entries */
 	uint64_t saving;            /* what rebuilding each at its size saves */
-	struct pm_waste_example worst[16];      /* by saving, largest first */
+	struct pm_waste_example worst[16];      /* by unused bytes, largest first */
 	uint32_t nworst;
 };
 

@@ -216,3 +216,50 @@ def test_waste_truncated_core():
         finally:
             t.kill()
             shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+GDB = shutil.which("gdb")
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+def test_gdb_heap_waste():
+    """`heap waste --json` in GDB gives the CLI's document; the text and
+    the help are there."""
+    path = next((p for _, p in harness.PYTHONS if p), None)
+    if path is None:
+        pytest.skip("no CPython")
+    plugin = os.path.join(harness.build_dir(), "gdbplugin", "pymortem-gdb.py")
+    with start(path, "pymalloc") as t:
+        try:
+            cli = harness.cli_json("waste", "--json", "--top", 5, t.pid)
+            work = t.workdir
+            out = os.path.join(work, "gdb-waste.json")
+            script = os.path.join(work, "gdb-waste.py")
+            with open(script, "w") as f:
+                f.write("import gdb, json\n"
+                        "res = {}\n"
+                        "res['json'] = gdb.execute('heap waste --json --top 5', to_string=True)\n"
+                        "res['text'] = gdb.execute('heap waste --top 2', to_string=True)\n"
+                        "res['help'] = gdb.execute('help heap waste', to_string=True)\n"
+                        "open(%r, 'w').write(json.dumps(res))\n" % out)
+            proc = subprocess.run(
+                [GDB, "-nx", "-q", "-batch", "-ex", "set sysroot /",
+                 "-ex", "source " + plugin, "-ex", "source " + script,
+                 "-p", str(t.pid)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                universal_newlines=True, errors="backslashreplace",
+                timeout=300, stdin=subprocess.DEVNULL)
+            t.ensure_stopped()
+            assert os.path.exists(out), proc.stdout + proc.stderr
+            with open(out) as f:
+                res = json.load(f)
+            doc = json.loads(res["json"])
+            for d in (doc, cli):
+                d.pop("warnings", None)
+                d.pop("warning_count", None)
+            assert doc == cli
+            assert "advice: " in res["text"]
+            assert "heap waste [--top N] [--json]" in res["help"]
+        finally:
+            t.kill()
+            shutil.rmtree(t.workdir, ignore_errors=True)
