@@ -23,6 +23,7 @@ enum {
 	VALUE_MAX = 1 << 16,        /* longer values are not compared */
 	CHUNK_SIZE = 1 << 20,
 	INT_DIGITS_MAX = 1 << 12,
+	ITEMS_COMPARED_MAX = 4096,  /* a tuple's or frozenset's, else skipped */
 	OBJECT_VIEW_MAX = VALUE_MAX + 128,
 	ITEMS_MAX = 1 << 28,        /* a container's slots taken as plausible */
 	TPFLAG_HEAPTYPE = 1 << 9,
@@ -31,7 +32,8 @@ enum {
 
 const char *pm_dup_type_name(enum pm_dup_type type)
 {
-	static const char *names[] = {"str", "bytes", "int", "float"};
+	static const char *names[] = {"str", "bytes", "int", "float", "tuple",
+				      "frozenset"};
 	return type < PM_DUP_TYPES ? names[type] : "?";
 }
 
@@ -43,9 +45,10 @@ const char *pm_container_name(enum pm_container kind)
 
 /* The kinds read here, by category. */
 enum obj_kind { OK_NONE = 0, OK_STR, OK_BYTES, OK_INT, OK_FLOAT, OK_LIST,
-		OK_DICT, OK_SET, OK_BYTEARRAY, OK_KINDS };
+		OK_DICT, OK_SET, OK_BYTEARRAY, OK_TUPLE, OK_FROZENSET, OK_KINDS };
 static const char *const kind_names[OK_KINDS] = {
 	NULL, "str", "bytes", "int", "float", "list", "dict", "set", "bytearray",
+	"tuple", "frozenset",
 };
 
 struct value_key {
@@ -68,6 +71,7 @@ static bool value_key_eq(const struct value_key *a, const struct value_key *b)
 
 struct value_group {
 	uint64_t copies, bytes_total, kept_size, interned;
+	uint32_t id;                /* in order of first sight */
 	uint32_t examples[PM_WASTE_EXAMPLES];
 	uint32_t nexamples;
 	bool kept_interned;
@@ -101,6 +105,10 @@ struct state {
 	uint64_t content_used;
 	size_t chunk_left, chunk_size;
 	uint8_t *key_buf;           /* sign + digits of an int being keyed */
+	uint32_t *node_value;       /* by node: 1 + the id of its value, or 0 */
+	uint32_t nids;
+	uint64_t *items;            /* a tuple's or frozenset's keyed items */
+	uint8_t *table;             /* a frozenset's table, read */
 };
 
 static bool exact_type(struct state *s, enum obj_kind k, uint64_t tp)
@@ -148,10 +156,13 @@ static const uint8_t *keep_content(struct state *s, const uint8_t *p, size_t n)
 	return dst;
 }
 
-static struct pm_error *add_value(struct state *s, enum pm_dup_type type,
-				  uint32_t node, const struct pm_alloc *a,
-				  const uint8_t *p, size_t n, bool interned)
+/* extra: bytes of the object's own buffer (a frozenset's table). */
+static struct pm_error *add_value_extra(struct state *s, enum pm_dup_type type,
+					uint32_t node, const struct pm_alloc *a,
+					const uint8_t *p, size_t n, bool interned,
+					uint64_t extra)
 {
+	uint64_t size = a->size + extra;
 	struct pm_dup_stats *st = &s->w->dup[type];
 	struct value_key key = {p, hash_bytes((uint8_t)type, p, n), (uint32_t)n,
 				(uint8_t)type};
@@ -177,19 +188,22 @@ static struct pm_error *add_value(struct state *s, enum pm_dup_type type,
 			return s->w->content_full ? NULL : &pm_error_no_memory;
 		}
 		st->distinct++;
+		v->id = s->nids++;
 	}
+	if (s->node_value && node < s->g->nheap)
+		s->node_value[node] = v->id + 1;
 	st->objects++;
-	st->bytes += a->size;
+	st->bytes += size;
 	if (interned)
 		st->interned++;
 	v->copies++;
-	v->bytes_total += a->size;
+	v->bytes_total += size;
 	if (interned)
 		v->interned++;
 	/* The copy kept: an interned one if any (what sys.intern returns),
 	 * else the first seen; it is the first example. */
 	if (fresh || (interned && !v->kept_interned)) {
-		v->kept_size = a->size;
+		v->kept_size = size;
 		v->kept_interned = interned;
 		if (!fresh) {
 			uint32_t n_ex = v->nexamples < PM_WASTE_EXAMPLES ?
@@ -204,6 +218,13 @@ static struct pm_error *add_value(struct state *s, enum pm_dup_type type,
 	if (v->nexamples < PM_WASTE_EXAMPLES)
 		v->examples[v->nexamples++] = node;
 	return NULL;
+}
+
+static struct pm_error *add_value(struct state *s, enum pm_dup_type type,
+				  uint32_t node, const struct pm_alloc *a,
+				  const uint8_t *p, size_t n, bool interned)
+{
+	return add_value_extra(s, type, node, a, p, n, interned, 0);
 }
 
 /* Keeps the example among the largest `cap` by figure, in order. */
@@ -326,6 +347,96 @@ static void read_float(struct state *s, uint32_t node, const struct pm_alloc *a,
 		return;
 	}
 	pm_error_destroy(add_value(s, PM_DUP_FLOAT, node, a, p + 16, 8, false));
+}
+
+/* An item's key: the id of its value if it is a compared one. */
+static uint64_t item_key(struct state *s, uint64_t item)
+{
+	uint32_t n = pm_graph_node_at(s->g, item);
+	if (n < s->g->nheap && s->node_value[n])
+		return PM_DUP_ITEM_VALUE | (s->node_value[n] - 1);
+	return item;
+}
+
+static void read_tuple(struct state *s, uint32_t node, const struct pm_alloc *a,
+		       const uint8_t *p, uint64_t avail)
+{
+	uint64_t size = pm_load_u64(p + 16);
+	uint32_t items = s->minor >= 14 ? 32 : 24;
+	if (size > ITEMS_COMPARED_MAX || items + size * 8 > avail) {
+		s->w->dup[PM_DUP_TUPLE].skipped++;
+		return;
+	}
+	for (uint64_t i = 0; i < size; i++)
+		s->items[i] = pm_load_u64(p + items + 8 * i);
+	/* The view ends at the next memory call: items copied first. */
+	for (uint64_t i = 0; i < size; i++)
+		s->items[i] = item_key(s, s->items[i]);
+	pm_error_destroy(add_value(s, PM_DUP_TUPLE, node, a, (const uint8_t *)s->items,
+				   (size_t)size * 8, false));
+}
+
+static int u64_cmp(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+static void read_frozenset(struct state *s, uint32_t node, const struct pm_alloc *a,
+			   const uint8_t *p, uint64_t avail)
+{
+	struct pm_dup_stats *st = &s->w->dup[PM_DUP_FROZENSET];
+	if (avail < s->l->set_smalltable + 8 * 16) {
+		st->skipped++;
+		return;
+	}
+	int64_t fill = (int64_t)pm_load_u64(p + 16);
+	int64_t used = (int64_t)pm_load_u64(p + 24);
+	uint64_t mask = pm_load_u64(p + 32);
+	uint64_t table = pm_load_u64(p + s->l->set_table);
+	uint64_t obj = a->addr + a->object_offset;
+	if (used < 0 || fill != used || used > ITEMS_COMPARED_MAX || mask < 7 ||
+	    mask > 4 * ITEMS_COMPARED_MAX || (mask & (mask + 1))) {
+		st->skipped++;
+		return;
+	}
+	size_t slots = (size_t)mask + 1;
+	uint64_t table_bytes = 0;
+	if (table == obj + s->l->set_smalltable) {
+		if (slots != 8) {
+			st->skipped++;
+			return;
+		}
+		memcpy(s->table, p + s->l->set_smalltable, 8 * 16);
+	} else {
+		const struct pm_alloc *tb = buffer_at(s, table, slots * 16);
+		if (!tb) {
+			st->skipped++;
+			return;
+		}
+		table_bytes = tb->size;
+		struct pm_error *err = pm_target_read(s->t, table, s->table, slots * 16);
+		if (err) {
+			pm_error_destroy(err);
+			st->skipped++;
+			return;
+		}
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < slots && n < (size_t)used; i++) {
+		uint64_t key = pm_load_u64(s->table + 16 * i);
+		if (key)
+			s->items[n++] = key;
+	}
+	if (n != (size_t)used) {
+		st->skipped++;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		s->items[i] = item_key(s, s->items[i]);
+	qsort(s->items, n, sizeof(s->items[0]), u64_cmp);
+	pm_error_destroy(add_value_extra(s, PM_DUP_FROZENSET, node, a,
+					 (const uint8_t *)s->items, n * 8, false, table_bytes));
 }
 
 static void read_list(struct state *s, uint32_t node, const struct pm_alloc *a,
@@ -523,6 +634,21 @@ static struct pm_error *collect_values(struct state *s)
 		st->saving += d->saving;
 	}
 	qsort(w->values, w->nvalues, sizeof(*w->values), value_cmp);
+	/* Every distinct value by its id, for the items of tuples. */
+	w->by_id = calloc(s->nids ? s->nids : 1, sizeof(*w->by_id));
+	if (!w->by_id)
+		return &pm_error_no_memory;
+	w->nids = s->nids;
+	for (size_t i = 0; i < s->values.capacity; i++) {
+		if (!s->values.ctrl[i] || s->values.entries[i].value.id >= s->nids)
+			continue;
+		const struct value_map_entry *e = &s->values.entries[i];
+		struct pm_dup_value *d = &w->by_id[e->value.id];
+		d->bytes = e->key.bytes;
+		d->len = e->key.len;
+		d->type = e->key.type;
+		d->copies = e->value.copies;
+	}
 	return NULL;
 }
 
@@ -537,8 +663,11 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 	};
 	s.cat_kind = calloc(s.heap->ncategories + 1, 1);
 	s.key_buf = malloc(VALUE_MAX * 4 + 16);
+	s.node_value = calloc(g->nheap ? g->nheap : 1, sizeof(*s.node_value));
+	s.items = malloc(ITEMS_COMPARED_MAX * sizeof(*s.items));
+	s.table = malloc(4 * ITEMS_COMPARED_MAX * 16 + 16);
 	struct pm_error *err = NULL;
-	if (!s.cat_kind || !s.key_buf) {
+	if (!s.cat_kind || !s.key_buf || !s.node_value || !s.items || !s.table) {
 		err = &pm_error_no_memory;
 		goto out;
 	}
@@ -550,6 +679,8 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 			if (!strcmp(cat->kind, kind_names[k]))
 				s.cat_kind[c] = (uint8_t)k;
 	}
+	/* Pass 0: the values; pass 1: tuples and frozensets of them. */
+	for (int pass = 0; pass < 2; pass++)
 	for (uint32_t node = 0; node < g->nheap; node++) {
 		if ((node & 0xffff) == 0 && pm_target_interrupted(t)) {
 			err = pm_error_interrupted();
@@ -558,7 +689,7 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 		const struct pm_alloc *a = &s.heap->allocs[g->node_alloc[node]];
 		enum obj_kind k = a->category < s.heap->ncategories ?
 				  (enum obj_kind)s.cat_kind[a->category] : OK_NONE;
-		if (k == OK_NONE)
+		if (k == OK_NONE || (pass == 1) != (k == OK_TUPLE || k == OK_FROZENSET))
 			continue;
 		uint64_t obj = a->addr + a->object_offset;
 		uint64_t end = pm_alloc_data_end(a);
@@ -585,6 +716,8 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 		case OK_DICT: read_dict(&s, node, a, p, avail); break;
 		case OK_SET: read_set(&s, node, a, p, avail); break;
 		case OK_BYTEARRAY: read_bytearray(&s, node, a, p, avail); break;
+		case OK_TUPLE: read_tuple(&s, node, a, p, avail); break;
+		case OK_FROZENSET: read_frozenset(&s, node, a, p, avail); break;
 		default: break;
 		}
 	}
@@ -595,6 +728,9 @@ out:
 	value_map_deinit(&s.values);
 	free(s.cat_kind);
 	free(s.key_buf);
+	free(s.node_value);
+	free(s.items);
+	free(s.table);
 	if (err)
 		pm_waste_deinit(w);
 	return err;
@@ -606,6 +742,7 @@ void pm_waste_deinit(struct pm_waste *w)
 		free(w->chunks[i]);
 	free(w->chunks);
 	free(w->values);
+	free(w->by_id);
 	for (size_t i = 0; i < w->nclasses; i++)
 		free(w->classes[i].name_list);
 	free(w->classes);
@@ -675,11 +812,49 @@ static void float_repr(double v, struct pm_strbuf *out)
 		pm_strbuf_append(out, ".0");
 }
 
+static void items_text(const struct pm_waste *w, const struct pm_dup_value *v,
+		       size_t max, struct pm_strbuf *out)
+{
+	size_t n = v->len / 8;
+	bool tuple = v->type == PM_DUP_TUPLE;
+	if (!tuple && n == 0) {
+		pm_strbuf_append(out, "frozenset()");
+		return;
+	}
+	pm_strbuf_append(out, tuple ? "(" : "frozenset({");
+	for (size_t i = 0; i < n; i++) {
+		if (out->len > max * 4) {
+			pm_strbuf_append(out, ", ...");
+			break;
+		}
+		if (i)
+			pm_strbuf_append(out, ", ");
+		uint64_t item = pm_load_u64(v->bytes + 8 * i);
+		if (item & PM_DUP_ITEM_VALUE) {
+			uint64_t id = item & ~PM_DUP_ITEM_VALUE;
+			if (id < w->nids && w->by_id[id].bytes && w->by_id[id].type < PM_DUP_TUPLE)
+				pm_dup_value_text(w, &w->by_id[id], max, out);
+			else
+				pm_strbuf_append(out, "?");
+			continue;
+		}
+		uint32_t node = pm_graph_node_at(w->g, item);
+		if (node != PM_NODE_NONE)
+			pm_graph_object_text(w->g, node, out);
+		else
+			pm_strbuf_printf(out, "<0x%" PRIx64 ">", item);
+	}
+	pm_strbuf_append(out, tuple ? (n == 1 ? ",)" : ")") : "})");
+}
+
 void pm_dup_value_text(const struct pm_waste *w, const struct pm_dup_value *v,
 		       size_t max, struct pm_strbuf *out)
 {
-	(void)w;
 	const uint8_t *b = v->bytes;
+	if (v->type == PM_DUP_TUPLE || v->type == PM_DUP_FROZENSET) {
+		items_text(w, v, max, out);
+		return;
+	}
 	if (v->type == PM_DUP_INT) {
 		int_decimal(b, v->len, out);
 		return;

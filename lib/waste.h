@@ -7,7 +7,10 @@
  * bytes' contents, an int's sign and digits, a float's 8 bytes), hashed
  * and kept once per distinct value; every read from the target is checked
  * against the object's allocation and every size is bounded. The report is
- * report_waste.c. */
+ * report_waste.c. A tuple's or frozenset's key bytes are its items, 8
+ * bytes each: PM_DUP_ITEM_VALUE | the id of a compared value, or the
+ * item's address (frozensets: sorted). */
+#define PM_DUP_ITEM_VALUE (UINT64_C(1) << 63)
 #ifndef PM_WASTE_H
 #define PM_WASTE_H
 
@@ -16,8 +19,10 @@
 
 #include "graph.h"
 
+/* Tuples and frozensets are compared by their items: an item that is one
+ * of the values compared here by its value, any other by identity. */
 enum pm_dup_type { PM_DUP_STR = 0, PM_DUP_BYTES, PM_DUP_INT, PM_DUP_FLOAT,
-		   PM_DUP_TYPES };
+		   PM_DUP_TUPLE, PM_DUP_FROZENSET, PM_DUP_TYPES };
 const char *pm_dup_type_name(enum pm_dup_type type);
 
 enum { PM_WASTE_EXAMPLES = 3 };
@@ -93,6 +98,9 @@ struct pm_waste {
 	 * saving, largest first. */
 	struct pm_slots_class *classes;
 	size_t nclasses;
+	/* By value id (pm_dup_item values): the distinct values' keys. */
+	struct pm_dup_value *by_id;
+	uint32_t nids;
 	/* Content storage of the distinct values (chunks). */
 	uint8_t **chunks;
 	size_t nchunks;

@@ -6,7 +6,8 @@ Truth comes from the process itself, never from pymortem: the workload
 records, for every value it planted, how many copies it built
 (collections.Counter), their id()s and allocation sizes; for its lists len()
 and ob_item's allocated (ctypes at offset 32); which strs it interned.
-The interpreter holds duplicates of its own, so the planted values are
+Tuples and frozensets are equal when their items are (equal values, or
+the same object). The interpreter holds duplicates of its own, so the planted values are
 checked one by one: their copies must equal the Counter exactly, the
 bytes their allocations' sizes as the workload measured them (pymalloc:
 sys.getsizeof rounded up to its 16-byte classes; malloc:
@@ -88,6 +89,27 @@ def check_duplicates(doc, oracle):
                     assert first["address"] == planted["ids"][0], preview
             else:
                 assert got["interned"] == 0
+    for kind in ("tuple", "frozenset"):
+        found = findings(doc, "duplicates", kind)
+        assert len(found) == 1, kind
+        f = found[0]
+        for planted in oracle[kind]:
+            ids = set(planted["ids"])
+            got = [v for v in f["values"] if v["examples"][0]["address"] in ids]
+            assert len(got) == 1, (kind, planted["value"])
+            got = got[0]
+            assert all(e["address"] in ids for e in got["examples"])
+            assert got["copies"] == planted["copies"], (kind, planted["value"])
+            size_of = dict(zip(planted["ids"], planted["sizes"]))
+            assert got["bytes"] == sum(planted["sizes"])
+            assert got["saving"] == got["bytes"] - size_of[got["examples"][0]["address"]]
+            if kind == "tuple":
+                # items in order, each shown as its value
+                assert got["value"] == planted["value"]
+            else:
+                assert got["value"].startswith("frozenset({")
+                assert sorted(got["value"][11:-2].split(", ")) == \
+                    sorted(planted["value"][11:-2].split(", "))
     return True
 
 

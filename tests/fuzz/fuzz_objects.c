@@ -31,6 +31,8 @@ static void analyse(struct pm_target *t)
 	fuzz_heap_report(t, "retained", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "unreachable", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "fragmentation", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "waste", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "waste", PM_FORMAT_JSON);
 	report_at(t, "referents", list);
 	report_at(t, "referrers", list);
 	report_at(t, "path", list);

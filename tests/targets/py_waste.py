@@ -4,8 +4,9 @@ with SIGSTOP, forever.
 
 Planted: duplicates made at run time (so no code constant is a copy):
 40 distinct strs (50 + 5 i copies of value i, one copy of every fourth
-value sys.intern'ed), 20 bytes values, 20 ints above 256, 20 floats, each
-copy its own object; the oracle has per value its copies (a Counter of
+value sys.intern'ed), 20 bytes values, 20 ints above 256, 20 floats, 10
+tuples (a str, an int, a float: each copy with items of its own) and 10
+frozensets of ints, each copy its own object; the oracle has per value its copies (a Counter of
 what was built), their id()s and sys.getsizeof. Lists grown by append and
 then popped (allocated, read with ctypes at offset 32, far above len),
 empty lists, dicts and sets, a dict with most of its keys deleted, and
@@ -27,6 +28,8 @@ STR_COPIES = []
 BYTES_COPIES = []
 INT_COPIES = []
 FLOAT_COPIES = []
+TUPLE_COPIES = []
+FROZENSET_COPIES = []
 LISTS = []
 EMPTIES = []
 HOLEY = {}
@@ -50,6 +53,17 @@ def build():
         text = "%d.25" % (1000 + i)
         for _ in range(25 + i):
             FLOAT_COPIES.append(float(text))
+    base2, base3 = int("5" * 8), int("3" * 9)
+    for i in range(10):
+        for _ in range(20 + i):
+            TUPLE_COPIES.append(("".join(["tuple-item-", str(i)]),
+                                 int(str(base2 + i)), float("%d.75" % i)))
+    for i in range(10):
+        for _ in range(15 + i):
+            # at most 4 items: the set's own 8 slots hold them (a fifth
+            # added one by one makes it grow a table)
+            FROZENSET_COPIES.append(frozenset(int(str(base3 + 100 * i + k))
+                                              for k in range(i % 3 + 2)))
     # Every fourth str value: one copy interned (the first built).
     seen = set()
     for s in STR_COPIES:
@@ -86,26 +100,26 @@ LIBC.malloc_usable_size.argtypes = [ctypes.c_void_p]
 PYMALLOC = os.environ.get("PYTHONMALLOC") != "malloc"
 
 
-def allocated_size(obj):
+def allocated_size(obj, gc=False):
     """What obj's allocation occupies: with pymalloc its block,
     sys.getsizeof rounded up to 16 (these objects are small and have no GC
     head); with malloc its chunk, malloc_usable_size + the size word (a
     chunk may be up to 16 bytes larger than asked: glibc does not split off
     a remainder too small to be a chunk)."""
     if PYMALLOC:
-        size = sys.getsizeof(obj)
+        size = sys.getsizeof(obj)   # with the GC head of a GC object
         assert size <= 512
         return (size + 15) & ~15
-    return LIBC.malloc_usable_size(id(obj)) + 8
+    return LIBC.malloc_usable_size(id(obj) - (16 if gc else 0)) + 8
 
 
-def describe(copies, show):
+def describe(copies, show, gc=False):
     counts = collections.Counter(copies)
     ids = collections.defaultdict(list)
     sizes = collections.defaultdict(list)
     for obj in copies:
         ids[obj].append(id(obj))
-        sizes[obj].append(allocated_size(obj))
+        sizes[obj].append(allocated_size(obj, gc))
     return [{"value": show(v), "copies": n, "ids": ids[v], "sizes": sizes[v]}
             for v, n in counts.items()]
 
@@ -121,6 +135,8 @@ def main():
         "bytes": describe(BYTES_COPIES, lambda v: v.hex()),
         "int": describe(INT_COPIES, lambda v: str(v)),
         "float": describe(FLOAT_COPIES, repr),
+        "tuple": describe(TUPLE_COPIES, repr, gc=True),
+        "frozenset": describe(FROZENSET_COPIES, repr, gc=True),
         "interned": interned_values,
         "lists": [{"id": id(lst), "len": len(lst),
                    "allocated": ctypes.c_ssize_t.from_address(id(lst) + 32).value}
