@@ -350,7 +350,22 @@ static void over_section(const struct view *v, const struct section *s, struct p
 		if (o->deleted)
 			pm_strbuf_printf(out, " (%s in deleted entries)",
 					 human(o->deleted, a, sizeof(a)));
-		pm_strbuf_printf(out, "\n  the largest (unused bytes, used/allocated slots):\n");
+		pm_strbuf_append(out, "\n  held by (unused bytes, containers):\n");
+		for (uint32_t i = 0; i < o->nowners && i < shown(v, o->nowners); i++)
+			pm_strbuf_printf(out, "  %10" PRIu64 " B %8" PRIu64 "  %s\n",
+					 o->owners[i].unused, o->owners[i].count,
+					 o->owners[i].name);
+		pm_strbuf_printf(out, "  the largest (unused bytes, used/allocated slots):\n");
+	}
+	if (v->json) {
+		pm_strbuf_append(out, ", \"owners\": [");
+		for (uint32_t i = 0; i < o->nowners; i++) {
+			pm_strbuf_append(out, i ? ", {\"holder\": " : "{\"holder\": ");
+			pm_strbuf_json_string(out, o->owners[i].name);
+			pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"unused\": %" PRIu64 "}",
+					 o->owners[i].count, o->owners[i].unused);
+		}
+		pm_strbuf_append(out, "]");
 	}
 	examples_out(v, o->worst, o->nworst, true, out);
 }
@@ -463,7 +478,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		err = pm_graph_paths_get(t, v.g, &v.p);
 	struct pm_waste w;
 	if (!err)
-		err = pm_waste_analyse(t, v.g, &w);
+		err = pm_waste_analyse(t, v.g, v.p, &w);
 	if (err)
 		return err;
 	v.w = &w;

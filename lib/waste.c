@@ -16,6 +16,7 @@
 
 #include "bytes.h"
 #include "cpython.h"
+#include "graph_path.h"
 #include "hash_table.h"
 #include "waste.h"
 
@@ -25,6 +26,8 @@ enum {
 	INT_DIGITS_MAX = 1 << 12,
 	ITEMS_COMPARED_MAX = 4096,  /* a tuple's or frozenset's, else skipped */
 	OBJECT_VIEW_MAX = VALUE_MAX + 128,
+	OWNERS_MAX = 1 << 20,       /* over-allocated containers attributed */
+	OWNER_TEXT_MAX = 160,
 	ITEMS_MAX = 1 << 28,        /* a container's slots taken as plausible */
 	TPFLAG_HEAPTYPE = 1 << 9,
 };
@@ -92,6 +95,24 @@ static uint64_t hash_bytes(uint8_t type, const uint8_t *p, size_t n)
 	return pm_hash_u64(h ^ tail);
 }
 
+struct owner_key {
+	const char *s;
+	uint64_t h;
+};
+static uint64_t owner_key_hash(const struct owner_key *k)
+{
+	return k->h;
+}
+static bool owner_key_eq(const struct owner_key *a, const struct owner_key *b)
+{
+	return a->h == b->h && !strcmp(a->s, b->s);
+}
+struct owner_acc {
+	uint64_t count, unused;
+};
+PM_DEFINE_HASH_MAP(owner_map, struct owner_key, struct owner_acc, owner_key_hash,
+		   owner_key_eq)
+
 struct state {
 	struct pm_target *t;
 	const struct pm_graph *g;
@@ -109,7 +130,139 @@ struct state {
 	uint32_t nids;
 	uint64_t *items;            /* a tuple's or frozenset's keyed items */
 	uint8_t *table;             /* a frozenset's table, read */
+	const struct pm_graph_paths *paths;
+	struct owner_map owners[PM_CONT_KINDS];
 };
+
+/* Who holds node: see struct pm_waste_owner. Items of containers are
+ * named by their container's holder and [i] (list, tuple), [k] (dict), or
+ * {member} (set); depth bounds that. */
+static void holder_text(struct state *s, uint32_t node, struct pm_strbuf *out, int depth)
+{
+	const struct pm_graph *g = s->g;
+	const struct pm_graph_paths *p = s->paths;
+	uint32_t via = node < g->nnodes ? p->via[node] : PM_VIA_NONE;
+	if (via == PM_VIA_NONE) {
+		pm_strbuf_append(out, "(not held)");
+		return;
+	}
+	if (via == PM_VIA_OUTSIDE) {
+		pm_strbuf_append(out, "(held from outside the heap)");
+		return;
+	}
+	if (via >= p->roots_base) {
+		size_t r = via - p->roots_base;
+		if (r < g->roots.size)
+			pm_graph_root_text(g, &g->roots.data[r], out);
+		else
+			pm_strbuf_append(out, "?");
+		return;
+	}
+	uint32_t from = pm_graph_edge_source(g, via);
+	enum pm_edge_kind kind = PM_EDGE_KIND(g->edge_kind[via]);
+	uint32_t fvia = from < g->nnodes ? p->via[from] : PM_VIA_NONE;
+	const char *ftype = pm_graph_node_type(g, from);
+	if (fvia < g->nedges && PM_EDGE_KIND(g->edge_kind[fvia]) == PM_EDGE_DICT) {
+		/* An attribute in an object's __dict__. */
+		uint32_t owner = pm_graph_edge_source(g, fvia);
+		const struct pm_cpython_type *cls =
+			pm_cpython_find_type(g->heap, pm_graph_node_addr(g, owner));
+		if (cls && cls->name) {
+			pm_strbuf_printf(out, "class %s.__dict__", cls->name);
+		} else if (!strcmp(pm_graph_node_type(g, owner), "module") && depth < 4) {
+			holder_text(s, owner, out, depth + 1);
+			pm_strbuf_append(out, ".__dict__");
+		} else {
+			pm_strbuf_printf(out, "%s.__dict__", pm_graph_node_type(g, owner));
+		}
+		pm_graph_edge_text(g, from, via, out);
+		return;
+	}
+	bool container = !strcmp(ftype, "list") || !strcmp(ftype, "tuple") ||
+			 !strcmp(ftype, "dict") || !strcmp(ftype, "set") ||
+			 !strcmp(ftype, "frozenset") || !strcmp(ftype, "collections.deque");
+	/* A root dict's keys name things (sys.modules['x']): kept. */
+	bool root_dict = fvia != PM_VIA_NONE && fvia != PM_VIA_OUTSIDE &&
+			 fvia >= p->roots_base && kind == PM_EDGE_DICT_VALUE;
+	if (root_dict && depth < 4) {
+		holder_text(s, from, out, depth + 1);
+		pm_graph_edge_text(g, from, via, out);
+		return;
+	}
+	if (container && depth < 4 &&
+	    (kind == PM_EDGE_ITEM || kind == PM_EDGE_DICT_VALUE ||
+	     kind == PM_EDGE_DICT_KEY || kind == PM_EDGE_SET_ITEM)) {
+		holder_text(s, from, out, depth + 1);
+		pm_strbuf_append(out, kind == PM_EDGE_ITEM ? "[i]" :
+				 kind == PM_EDGE_SET_ITEM ? "{member}" :
+				 kind == PM_EDGE_DICT_KEY ? "{key}" : "[k]");
+		return;
+	}
+	pm_strbuf_append(out, ftype);
+	pm_graph_edge_text(g, from, via, out);
+}
+
+static void owner_add(struct state *s, enum pm_container k, uint32_t node, uint64_t unused)
+{
+	struct pm_over_stats *o = &s->w->over[k];
+	if (!s->paths || o->owners_seen >= OWNERS_MAX)
+		return;
+	o->owners_seen++;
+	struct pm_strbuf text;
+	pm_strbuf_init(&text);
+	holder_text(s, node, &text, 0);
+	char name[OWNER_TEXT_MAX];
+	snprintf(name, sizeof(name), "%s", text.data ? text.data : "?");
+	pm_strbuf_deinit(&text);
+	struct owner_key key = {name, pm_hash_string(PM_HASH_STRING_SEED, name)};
+	bool fresh = false;
+	struct owner_acc *acc = owner_map_insert(&s->owners[k], &key, &fresh);
+	if (!acc)
+		return;
+	if (fresh) {
+		struct owner_map_entry *e = (struct owner_map_entry *)
+			((char *)acc - offsetof(struct owner_map_entry, value));
+		char *copy = strdup(name);
+		if (!copy) {
+			e->key.s = name;
+			owner_map_delete(&s->owners[k], &key);
+			return;
+		}
+		e->key.s = copy;
+	}
+	acc->count++;
+	acc->unused += unused;
+}
+
+/* The largest owners of each kind into the result; frees the maps. */
+static void owners_finish(struct state *s)
+{
+	for (int k = 0; k < PM_CONT_KINDS; k++) {
+		struct pm_over_stats *o = &s->w->over[k];
+		struct owner_map *m = &s->owners[k];
+		for (size_t i = 0; i < m->capacity; i++) {
+			if (!m->ctrl[i])
+				continue;
+			struct owner_acc *a = &m->entries[i].value;
+			char *name = (char *)m->entries[i].key.s;
+			if (o->nowners == PM_WASTE_OWNERS &&
+			    o->owners[PM_WASTE_OWNERS - 1].unused >= a->unused) {
+				free(name);
+				continue;
+			}
+			uint32_t j = o->nowners < PM_WASTE_OWNERS ? o->nowners++ :
+				     PM_WASTE_OWNERS - 1;
+			if (j == PM_WASTE_OWNERS - 1 && o->owners[j].name && o->nowners == PM_WASTE_OWNERS)
+				free(o->owners[j].name);
+			while (j > 0 && o->owners[j - 1].unused < a->unused) {
+				o->owners[j] = o->owners[j - 1];
+				j--;
+			}
+			o->owners[j] = (struct pm_waste_owner){name, a->count, a->unused};
+		}
+		owner_map_deinit(m);
+	}
+}
 
 static bool exact_type(struct state *s, enum obj_kind k, uint64_t tp)
 {
@@ -271,6 +424,7 @@ static void over_add(struct state *s, enum pm_container k, uint32_t node,
 	if (!unused)
 		return;
 	o->over++;
+	owner_add(s, k, node, unused);
 	o->unused += unused;
 	o->deleted += deleted;
 	o->saving += saving;
@@ -653,13 +807,14 @@ static struct pm_error *collect_values(struct state *s)
 }
 
 struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
-				  struct pm_waste *w)
+				  const struct pm_graph_paths *paths, struct pm_waste *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->g = g;
 	struct state s = {
 		.t = t, .g = g, .heap = g->heap, .l = g->l,
 		.minor = g->heap->py ? g->heap->py->minor : 0, .w = w,
+		.paths = paths,
 	};
 	s.cat_kind = calloc(s.heap->ncategories + 1, 1);
 	s.key_buf = malloc(VALUE_MAX * 4 + 16);
@@ -725,6 +880,7 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 	if (!err)
 		err = pm_waste_slots(t, g, w);
 out:
+	owners_finish(&s);
 	value_map_deinit(&s.values);
 	free(s.cat_kind);
 	free(s.key_buf);
@@ -743,6 +899,9 @@ void pm_waste_deinit(struct pm_waste *w)
 	free(w->chunks);
 	free(w->values);
 	free(w->by_id);
+	for (int k = 0; k < PM_CONT_KINDS; k++)
+		for (uint32_t i = 0; i < w->over[k].nowners; i++)
+			free(w->over[k].owners[i].name);
 	for (size_t i = 0; i < w->nclasses; i++)
 		free(w->classes[i].name_list);
 	free(w->classes);

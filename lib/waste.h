@@ -63,6 +63,14 @@ struct pm_waste_example {
 	uint64_t used, capacity;    /* items held, slots allocated */
 };
 
+/* Who holds over-allocated containers: the class and attribute (or the
+ * container, root or module global) their path from a root ends with. */
+struct pm_waste_owner {
+	char *name;                 /* "Record.items", "list[i]", ... */
+	uint64_t count, unused;
+};
+enum { PM_WASTE_OWNERS = 8 };
+
 struct pm_over_stats {
 	uint64_t containers;        /* read */
 	uint64_t over;              /* with slack */
@@ -72,6 +80,9 @@ struct pm_over_stats {
 	uint64_t saving;            /* what rebuilding each at its size saves */
 	struct pm_waste_example worst[16];      /* by unused bytes, largest first */
 	uint32_t nworst;
+	struct pm_waste_owner owners[PM_WASTE_OWNERS];   /* by unused */
+	uint32_t nowners;
+	uint64_t owners_seen;       /* containers attributed (capped) */
 };
 
 struct pm_empty_stats {
@@ -133,8 +144,11 @@ struct pm_error *pm_waste_slots(struct pm_target *t, const struct pm_graph *g,
 				struct pm_waste *w);
 
 /* Runs the analysis; pm_waste_deinit frees it. */
+struct pm_graph_paths;
+/* p: the graph's paths, for the owners of over-allocated containers
+ * (NULL: none). */
 struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
-				  struct pm_waste *ret);
+				  const struct pm_graph_paths *p, struct pm_waste *ret);
 void pm_waste_deinit(struct pm_waste *w);
 
 /* A value's text as Python's repr would start it (cut after max chars). */

@@ -123,6 +123,11 @@ def check_containers(doc, oracle):
         assert e["used"] == planted["len"]
         assert e["capacity"] == planted["allocated"]
         assert e["bytes"] == (planted["allocated"] - planted["len"]) * 8
+    # the planted lists are LISTS' items: one holder for the four
+    holders = {o["holder"]: o for o in lists[0]["owners"]}
+    held = holders["sys.modules['__main__'].__dict__['LISTS'][i]"]
+    assert held["count"] == len(oracle["lists"])
+    assert held["unused"] == sum((p["allocated"] - p["len"]) * 8 for p in oracle["lists"])
     assert lists[0]["unused"] >= sum((p["allocated"] - p["len"]) * 8
                                      for p in oracle["lists"])
     dicts = findings(doc, "over-allocation", "dict")
