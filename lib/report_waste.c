@@ -125,7 +125,8 @@ static void section_title(const struct section *s, struct pm_strbuf *out)
 		pm_strbuf_append(out, "empty containers");
 		break;
 	case SEC_TINY:
-		pm_strbuf_printf(out, "tiny dicts (1 to %d items)", PM_TINY_DICT_MAX);
+		pm_strbuf_printf(out, "tiny dicts (1 to %d items, not objects' __dict__s)",
+				 PM_TINY_DICT_MAX);
 		break;
 	case SEC_SLOTS:
 		pm_strbuf_append(out, "__slots__ candidates");

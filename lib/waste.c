@@ -627,6 +627,16 @@ static uint64_t min_table(uint64_t n, uint64_t num, uint64_t den)
 	return size;
 }
 
+/* Is the dict an object's __dict__ (its path's last edge says so)? Those
+ * are the __slots__ finding's, not tiny dicts. */
+static bool is_dunder_dict(struct state *s, uint32_t node)
+{
+	if (!s->paths)
+		return false;
+	uint32_t via = s->paths->via[node];
+	return via < s->g->nedges && PM_EDGE_KIND(s->g->edge_kind[via]) == PM_EDGE_DICT;
+}
+
 static void read_dict(struct state *s, uint32_t node, const struct pm_alloc *a,
 		      const uint8_t *p, uint64_t avail)
 {
@@ -643,7 +653,7 @@ static void read_dict(struct state *s, uint32_t node, const struct pm_alloc *a,
 	uint64_t keys_bytes = kb && !values ? kb->size : 0;
 	if (used == 0)
 		empty_add(s, PM_CONT_DICT, node, a->size + keys_bytes);
-	else if (used <= PM_TINY_DICT_MAX) {
+	else if (used <= PM_TINY_DICT_MAX && !is_dunder_dict(s, node)) {
 		struct pm_waste *w = s->w;
 		uint64_t bytes = a->size + keys_bytes;
 		/* A tuple of the values: GC head, header, items, to 16. */
