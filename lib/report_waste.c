@@ -493,8 +493,9 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		pm_strbuf_printf(out, "\"total_saving\": %" PRIu64 ",\n\"content_full\": %s,\n"
 				 "\"findings\": [", total, w.content_full ? "true" : "false");
 	} else {
-		pm_strbuf_printf(out, "waste: %zu findings; fixing them would save %s "
-				 "(%" PRIu64 " bytes)\n", n, human(total, a, sizeof(a)), total);
+		pm_strbuf_printf(out, "waste: %zu findings; fixing them would save up to %s "
+				 "(%" PRIu64 " bytes; findings may overlap)\n", n,
+				 human(total, a, sizeof(a)), total);
 		if (w.content_full)
 			pm_strbuf_append(out, "(distinct values beyond 512 MiB of contents "
 					 "were not compared)\n");
