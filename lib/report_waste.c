@@ -16,7 +16,7 @@
 
 enum { TOP_DEFAULT = 10, PREVIEW_TEXT = 50, PREVIEW_JSON = 200 };
 
-enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY, SEC_SLOTS };
+enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY, SEC_SLOTS, SEC_NUMERIC };
 
 struct section {
 	enum section_kind kind;
@@ -108,6 +108,10 @@ static size_t sections_of(const struct pm_waste *w, struct section *sec)
 	}
 	if (saving)
 		sec[n++] = (struct section){SEC_SLOTS, 0, now, saving};
+	for (int k = 0; k < 2; k++)
+		if (w->numeric[k].saving)
+			sec[n++] = (struct section){SEC_NUMERIC, k, w->numeric[k].bytes,
+						    w->numeric[k].saving};
 	qsort(sec, n, sizeof(*sec), section_cmp);
 	return n;
 }
@@ -130,6 +134,9 @@ static void section_title(const struct section *s, struct pm_strbuf *out)
 		break;
 	case SEC_SLOTS:
 		pm_strbuf_append(out, "__slots__ candidates");
+		break;
+	case SEC_NUMERIC:
+		pm_strbuf_printf(out, "big lists of %s", s->sub ? "ints" : "floats");
 		break;
 	}
 }
@@ -182,6 +189,17 @@ static void advice(const struct pm_waste *w, const struct section *s, struct pm_
 				 "save about %s.", w->tiny_dicts, PM_TINY_DICT_MAX,
 				 human(s->cost, a, sizeof(a)), human(s->saving, b, sizeof(b)));
 		break;
+	case SEC_NUMERIC: {
+		const struct pm_numeric_stats *st = &w->numeric[s->sub];
+		pm_strbuf_printf(out, "%" PRIu64 " lists of %d %s or more (%" PRIu64
+				 " items) take %s with their objects; array.array('%s')%s "
+				 "or a numpy array would save %s.", st->lists,
+				 PM_NUMERIC_LIST_MIN, s->sub ? "ints" : "floats", st->items,
+				 human(st->bytes, a, sizeof(a)), s->sub ? "q" : "d",
+				 s->sub ? " (they fit in 64 bits)" : "",
+				 human(s->saving, b, sizeof(b)));
+		break;
+	}
 	case SEC_SLOTS: {
 		const struct pm_slots_class *c = &w->classes[0];
 		pm_strbuf_printf(out, "instances with a __dict__ take %s; __slots__ on "
@@ -455,6 +473,19 @@ static void slots_section(const struct view *v, struct pm_strbuf *out)
 		pm_strbuf_append(out, want ? "\n  ]" : "]");
 }
 
+static void numeric_section(const struct view *v, const struct section *s,
+			    struct pm_strbuf *out)
+{
+	const struct pm_numeric_stats *st = &v->w->numeric[s->sub];
+	if (v->json)
+		pm_strbuf_printf(out, ", \"lists\": %" PRIu64 ", \"items\": %" PRIu64,
+				 st->lists, st->items);
+	else
+		pm_strbuf_printf(out, "  %" PRIu64 " lists, %" PRIu64 " items; the largest savings:\n",
+				 st->lists, st->items);
+	examples_out(v, st->examples, st->nexamples, false, out);
+}
+
 static void tiny_section(const struct view *v, struct pm_strbuf *out)
 {
 	const struct pm_waste *w = v->w;
@@ -483,7 +514,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 	if (err)
 		return err;
 	v.w = &w;
-	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 3];
+	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 5];
 	size_t n = sections_of(&w, sec);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -508,7 +539,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		section_title(s, &title);
 		advice(&w, s, &adv);
 		static const char *kinds[] = {"duplicates", "over-allocation", "empty",
-					      "tiny-dicts", "slots"};
+					      "tiny-dicts", "slots", "numeric-lists"};
 		if (v.json) {
 			pm_strbuf_append(out, i ? ",\n {\"finding\": " : "\n {\"finding\": ");
 			pm_strbuf_json_string(out, kinds[s->kind]);
@@ -516,7 +547,9 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 			pm_strbuf_json_string(out, s->kind == SEC_DUP ? pm_dup_type_name(s->sub) :
 					      s->kind == SEC_OVER ? pm_container_name(s->sub) :
 					      s->kind == SEC_TINY ? "dict" :
-					      s->kind == SEC_SLOTS ? "classes" : "containers");
+					      s->kind == SEC_SLOTS ? "classes" :
+					      s->kind == SEC_NUMERIC ? (s->sub ? "int" : "float") :
+					      "containers");
 			pm_strbuf_append(out, ", \"title\": ");
 			pm_strbuf_json_string(out, title.data ? title.data : "");
 			pm_strbuf_printf(out, ", \"cost\": %" PRIu64 ", \"saving\": %" PRIu64
@@ -534,6 +567,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		case SEC_EMPTY: empty_section(&v, out); break;
 		case SEC_TINY: tiny_section(&v, out); break;
 		case SEC_SLOTS: slots_section(&v, out); break;
+		case SEC_NUMERIC: numeric_section(&v, s, out); break;
 		}
 		if (v.json)
 			pm_strbuf_append(out, "}");

@@ -593,6 +593,62 @@ static void read_frozenset(struct state *s, uint32_t node, const struct pm_alloc
 					 (const uint8_t *)s->items, n * 8, false, table_bytes));
 }
 
+/* A list of only floats or only ints (see struct pm_numeric_stats). */
+static void numeric_list(struct state *s, uint32_t node, uint64_t ob_item, uint64_t size,
+			 uint64_t buf_size)
+{
+	const struct pm_graph *g = s->g;
+	enum obj_kind want = OK_NONE;
+	uint64_t sole = 0;
+	for (uint64_t done = 0; done < size;) {
+		size_t n = size - done < ITEMS_COMPARED_MAX ? (size_t)(size - done) :
+			   ITEMS_COMPARED_MAX;
+		struct pm_error *err = pm_target_read(s->t, ob_item + done * 8, s->items, n * 8);
+		if (err) {
+			pm_error_destroy(err);
+			return;
+		}
+		for (size_t i = 0; i < n; i++) {
+			uint32_t item = pm_graph_node_at(g, s->items[i]);
+			if (item >= g->nheap)
+				return;
+			const struct pm_alloc *a = &s->heap->allocs[g->node_alloc[item]];
+			enum obj_kind k = a->category < s->heap->ncategories ?
+					  (enum obj_kind)s->cat_kind[a->category] : OK_NONE;
+			if (k != OK_FLOAT && k != OK_INT)
+				return;
+			if (want == OK_NONE)
+				want = k;
+			if (k != want)
+				return;
+			/* an int over 2 digits (60 bits) may not fit in 64 */
+			if (k == OK_INT) {
+				uint64_t tag;
+				err = pm_target_read_u64(s->t, s->items[i] + 16, &tag);
+				if (err) {
+					pm_error_destroy(err);
+					return;
+				}
+				uint64_t nd = s->minor >= 12 ? tag >> 3 :
+					      (int64_t)tag < 0 ? (uint64_t)0 - tag : tag;
+				if (nd > 2)
+					return;
+			}
+			if (g->refcnt[item] == 1)
+				sole += a->size;
+		}
+		done += n;
+	}
+	struct pm_numeric_stats *st = &s->w->numeric[want == OK_FLOAT ? 0 : 1];
+	uint64_t bytes = buf_size + sole;
+	uint64_t saving = bytes > size * 8 ? bytes - size * 8 : 0;
+	st->lists++;
+	st->items += size;
+	st->bytes += bytes;
+	st->saving += saving;
+	KEEP(st->examples, st->nexamples, ((struct pm_waste_example){node, saving, size, 0}));
+}
+
 static void read_list(struct state *s, uint32_t node, const struct pm_alloc *a,
 		      const uint8_t *p, uint64_t avail)
 {
@@ -615,6 +671,8 @@ static void read_list(struct state *s, uint32_t node, const struct pm_alloc *a,
 	uint64_t unused = (uint64_t)(allocated - size) * 8;
 	over_add(s, PM_CONT_LIST, node, buf_size, unused, 0, unused,
 		 (uint64_t)size, (uint64_t)allocated);
+	if (size >= PM_NUMERIC_LIST_MIN)
+		numeric_list(s, node, ob_item, (uint64_t)size, buf_size);
 }
 
 /* The slots of the smallest table that holds n (a power of two from 8;

@@ -92,6 +92,18 @@ struct pm_empty_stats {
 	uint32_t nexamples;
 };
 
+/* Lists of PM_NUMERIC_LIST_MIN items or more, all floats (or all ints):
+ * an array.array('d') (or 'q', when the ints fit in 64 bits) holds 8
+ * bytes an item instead of the item pointer and the object. The saving
+ * counts only objects the list alone holds (refcount 1): the list's
+ * items buffer and those objects, less 8 bytes an item. */
+#define PM_NUMERIC_LIST_MIN 1000
+struct pm_numeric_stats {
+	uint64_t lists, items, bytes, saving;
+	struct pm_waste_example examples[16];   /* by saving; used = items */
+	uint32_t nexamples;
+};
+
 struct pm_waste {
 	const struct pm_graph *g;
 	struct pm_dup_stats dup[PM_DUP_TYPES];
@@ -103,6 +115,7 @@ struct pm_waste {
 	/* Dicts of 1 to PM_TINY_DICT_MAX items: their bytes (object and
 	 * keys table) and what tuples of the same items would take. */
 	uint64_t tiny_dicts, tiny_dict_bytes, tiny_dict_as_tuples;
+	struct pm_numeric_stats numeric[2];     /* 0: floats, 1: ints */
 	struct pm_waste_example tiny_examples[16];
 	uint32_t ntiny_examples;
 	/* Classes whose instances carry a __dict__ (waste_slots.c), by

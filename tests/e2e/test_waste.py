@@ -185,6 +185,19 @@ def check_slots(doc, oracle, python):
         assert row["bytes_slotted"] == rec["n"] * 80
 
 
+def check_numeric(doc, oracle):
+    """A list of floats (ints) as an array: 8 bytes an item instead of the
+    items buffer and the objects."""
+    for planted in oracle["numeric"]:
+        found = findings(doc, "numeric-lists", planted["kind"])
+        assert len(found) == 1, planted["kind"]
+        ex = [e for e in found[0]["examples"] if e["address"] == planted["id"]]
+        assert len(ex) == 1, planted["kind"]
+        assert ex[0]["used"] == planted["len"]
+        assert ex[0]["bytes"] == planted["buffer"] + planted["items"] - 8 * planted["len"]
+        assert ex[0]["path"].startswith("sys.modules['__main__'].__dict__['BIG_")
+
+
 def check_envelope(doc):
     savings = [f["saving"] for f in doc["findings"]]
     assert savings == sorted(savings, reverse=True)
@@ -207,6 +220,7 @@ def test_waste(python, mode):
             check_duplicates(live, oracle)
             check_containers(live, oracle)
             check_slots(live, oracle, path)
+            check_numeric(live, oracle)
             text = harness.run_cli("waste", t.pid).stdout
             assert "1. " in text and "advice: " in text
             assert "'waste-str-39-qqq'" in text

@@ -10,7 +10,8 @@ frozensets of ints, each copy its own object; the oracle has per value its copie
 what was built), their id()s and sys.getsizeof. Lists grown by append and
 then popped (allocated, read with ctypes at offset 32, far above len),
 empty lists, dicts and sets, a dict with most of its keys deleted, and
-3000 instances of py_waste_twin.Record (a __dict__; a third of them with
+a list of 20000 floats and one of 5000 ints (each object held by the
+list alone), 3000 instances of py_waste_twin.Record (a __dict__; a third of them with
 a fourth attribute)."""
 import collections
 import ctypes
@@ -34,6 +35,8 @@ LISTS = []
 EMPTIES = []
 HOLEY = {}
 RECORDS = []
+BIG_FLOATS = []
+BIG_INTS = []
 
 
 def build():
@@ -85,6 +88,9 @@ def build():
         EMPTIES.append({})
     for _ in range(100):
         EMPTIES.append(set())
+    BIG_FLOATS.extend(float(i) + 0.1 for i in range(20000))
+    base4 = int("9" * 8)
+    BIG_INTS.extend(base4 + i for i in range(5000))
     for i in range(N_RECORDS):
         RECORDS.append(Record(i))
     for k in range(1000):
@@ -111,6 +117,18 @@ def allocated_size(obj, gc=False):
         assert size <= 512
         return (size + 15) & ~15
     return LIBC.malloc_usable_size(id(obj) - (16 if gc else 0)) + 8
+
+
+def big_list(lst, kind):
+    """A list of numbers: its items buffer (ob_item, a malloc'd chunk: it
+    is over 512 bytes; its size from the chunk's own size word, which
+    counts an mmapped chunk's whole mapping) and its items' allocations,
+    each held by it alone."""
+    ob_item = ctypes.c_void_p.from_address(id(lst) + 24).value
+    assert all(sys.getrefcount(lst[i]) == 2 for i in range(100))
+    return {"id": id(lst), "kind": kind, "len": len(lst),
+            "buffer": ctypes.c_size_t.from_address(ob_item - 8).value & ~7,
+            "items": sum(allocated_size(x) for x in lst)}
 
 
 def describe(copies, show, gc=False):
@@ -143,6 +161,7 @@ def main():
                   for lst in LISTS],
         "empty": {"list": 300, "dict": 200, "set": 100},
         "holey": {"id": id(HOLEY), "len": len(HOLEY)},
+        "numeric": [big_list(BIG_FLOATS, "float"), big_list(BIG_INTS, "int")],
         "records": {"class": Record.__qualname__, "n": N_RECORDS,
                     "names": ["alpha", "beta", "gamma", "delta"],
                     "ids": [id(r) for r in RECORDS]},
