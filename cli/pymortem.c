@@ -48,8 +48,9 @@ static void usage(FILE *out)
 		"what malloc_trim(0) would return and which blocks pin pymalloc arenas.\n"
 		"What a change to the program would save: `waste` finds equal str,\n"
 		"bytes, int and float values in different objects (sys.intern), the\n"
-		"unused slots of lists, dicts, sets and bytearrays, empty containers and\n"
-		"tiny dicts, each with its saving, examples, paths and advice.\n"
+		"unused slots of lists, dicts, sets and bytearrays, empty containers,\n"
+		"tiny dicts, __slots__ candidates and lists an array would hold, each\n"
+		"with its saving, examples, paths and advice.\n"
 		"\nreports:\n");
 	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
 		fprintf(out, "  %-16s %s\n", d->name, d->summary);

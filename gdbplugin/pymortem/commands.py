@@ -546,7 +546,9 @@ held by different objects (compared by their bytes; per type the distinct
 values, the copies, the interned strs, and what keeping one copy of each,
 sys.intern for strs, would save), over-allocated lists, dicts, sets and
 bytearrays (slots allocated but unused, dicts' deleted entries, and what
-rebuilding each at its size saves), empty containers and tiny dicts.
+rebuilding each at its size saves, and who holds them), empty containers,
+tiny dicts, classes whose instances would be smaller with __slots__, and
+big lists of floats or ints an array would hold in 8 bytes an item.
 --top N: values or examples shown per section (10)."""
 
     name = "waste"
