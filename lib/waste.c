@@ -748,13 +748,16 @@ static void read_dict(struct state *s, uint32_t node, const struct pm_alloc *a,
 		usable = (int64_t)pm_load_u64(h + 24);
 		nentries = (int64_t)pm_load_u64(h + 32);
 	}
+	if (usable < 0 || nentries < used || (uint64_t)usable > size ||
+	    (uint64_t)nentries > size)
+		return;
 	uint64_t capacity = (uint64_t)usable + (uint64_t)nentries;
-	if (usable < 0 || nentries < used || capacity > size)
+	if (capacity > size)
 		return;
 	/* dict(d) would build a table sized for its items: 2/3 usable. */
 	uint64_t fresh = min_table((uint64_t)used, 2, 3);
 	uint64_t saving = 0;
-	if (fresh < size)
+	if (fresh < size && capacity > fresh * 2 / 3)
 		saving = (size - fresh) * index_width +
 			 (capacity - fresh * 2 / 3) * entry;
 	over_add(s, PM_CONT_DICT, node, keys_bytes, (capacity - (uint64_t)used) * entry,
