@@ -16,7 +16,8 @@
 
 enum { TOP_DEFAULT = 10, PREVIEW_TEXT = 50, PREVIEW_JSON = 200 };
 
-enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY, SEC_SLOTS, SEC_NUMERIC };
+enum section_kind { SEC_DUP, SEC_OVER, SEC_EMPTY, SEC_TINY, SEC_SLOTS, SEC_NUMERIC,
+		    SEC_FREE_LISTS };
 
 struct section {
 	enum section_kind kind;
@@ -112,6 +113,10 @@ static size_t sections_of(const struct pm_waste *w, struct section *sec)
 		if (w->numeric[k].saving)
 			sec[n++] = (struct section){SEC_NUMERIC, k, w->numeric[k].bytes,
 						    w->numeric[k].saving};
+	if (w->free_list_bytes)
+		/* No saving claimed: which of these a full collection empties
+		 * depends on the type and version (some stay till exit). */
+		sec[n++] = (struct section){SEC_FREE_LISTS, 0, w->free_list_bytes, 0};
 	qsort(sec, n, sizeof(*sec), section_cmp);
 	return n;
 }
@@ -137,6 +142,9 @@ static void section_title(const struct section *s, struct pm_strbuf *out)
 		break;
 	case SEC_NUMERIC:
 		pm_strbuf_printf(out, "big lists of %s", s->sub ? "ints" : "floats");
+		break;
+	case SEC_FREE_LISTS:
+		pm_strbuf_append(out, "interpreter free lists");
 		break;
 	}
 }
@@ -188,6 +196,13 @@ static void advice(const struct pm_waste *w, const struct section *s, struct pm_
 				 "tuples, namedtuples or classes with __slots__ would "
 				 "save about %s.", w->tiny_dicts, PM_TINY_DICT_MAX,
 				 human(s->cost, a, sizeof(a)), human(s->saving, b, sizeof(b)));
+		break;
+	case SEC_FREE_LISTS:
+		pm_strbuf_printf(out, "%" PRIu64 " dead objects (%s) wait on the interpreter's "
+				 "free lists and caches for reuse (capped by the interpreter; "
+				 "some a full gc.collect() empties, others stay until exit): "
+				 "nothing for the program to change, no saving counted.",
+				 w->free_list_count, human(s->cost, a, sizeof(a)));
 		break;
 	case SEC_NUMERIC: {
 		const struct pm_numeric_stats *st = &w->numeric[s->sub];
@@ -486,6 +501,29 @@ static void numeric_section(const struct view *v, const struct section *s,
 	examples_out(v, st->examples, st->nexamples, false, out);
 }
 
+static void free_lists_section(const struct view *v, struct pm_strbuf *out)
+{
+	const struct pm_waste *w = v->w;
+	char a[32];
+	if (v->json)
+		pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"by_type\": [",
+				 w->free_list_count);
+	for (uint32_t i = 0; i < w->nfree_lists; i++) {
+		const struct pm_free_list_row *r = &w->free_lists[i];
+		if (v->json) {
+			pm_strbuf_append(out, i ? ", {\"type\": " : "{\"type\": ");
+			pm_strbuf_json_string(out, r->type);
+			pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
+					 r->count, r->bytes);
+		} else {
+			pm_strbuf_printf(out, "  %-24s %8" PRIu64 " objects  %s\n", r->type,
+					 r->count, human(r->bytes, a, sizeof(a)));
+		}
+	}
+	if (v->json)
+		pm_strbuf_append(out, "]");
+}
+
 static void tiny_section(const struct view *v, struct pm_strbuf *out)
 {
 	const struct pm_waste *w = v->w;
@@ -514,7 +552,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 	if (err)
 		return err;
 	v.w = &w;
-	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 5];
+	struct section sec[PM_DUP_TYPES + PM_CONT_KINDS + 6];
 	size_t n = sections_of(&w, sec);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
@@ -539,7 +577,8 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		section_title(s, &title);
 		advice(&w, s, &adv);
 		static const char *kinds[] = {"duplicates", "over-allocation", "empty",
-					      "tiny-dicts", "slots", "numeric-lists"};
+					      "tiny-dicts", "slots", "numeric-lists",
+					      "free-lists"};
 		if (v.json) {
 			pm_strbuf_append(out, i ? ",\n {\"finding\": " : "\n {\"finding\": ");
 			pm_strbuf_json_string(out, kinds[s->kind]);
@@ -549,6 +588,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 					      s->kind == SEC_TINY ? "dict" :
 					      s->kind == SEC_SLOTS ? "classes" :
 					      s->kind == SEC_NUMERIC ? (s->sub ? "int" : "float") :
+					      s->kind == SEC_FREE_LISTS ? "objects" :
 					      "containers");
 			pm_strbuf_append(out, ", \"title\": ");
 			pm_strbuf_json_string(out, title.data ? title.data : "");
@@ -568,6 +608,7 @@ struct pm_error *pm_report_waste(struct pm_target *t, const struct pm_report_arg
 		case SEC_TINY: tiny_section(&v, out); break;
 		case SEC_SLOTS: slots_section(&v, out); break;
 		case SEC_NUMERIC: numeric_section(&v, s, out); break;
+		case SEC_FREE_LISTS: free_lists_section(&v, out); break;
 		}
 		if (v.json)
 			pm_strbuf_append(out, "}");

@@ -947,6 +947,28 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 		default: break;
 		}
 	}
+	/* The interpreter's free lists, by type. */
+	for (size_t i = 0; i < s.heap->nallocs; i++) {
+		const struct pm_alloc *a = &s.heap->allocs[i];
+		if (a->category >= s.heap->ncategories)
+			continue;
+		const struct pm_category *cat = &s.heap->categories[a->category];
+		if (!cat->detail || strcmp(cat->detail, "free list") || !cat->domain ||
+		    strcmp(cat->domain, "python"))
+			continue;
+		w->free_list_count++;
+		w->free_list_bytes += a->size;
+		uint32_t r = 0;
+		while (r < w->nfree_lists && strcmp(w->free_lists[r].type, cat->kind))
+			r++;
+		if (r == w->nfree_lists) {
+			if (r == PM_FREE_LIST_TYPES)
+				continue;
+			w->free_lists[w->nfree_lists++].type = cat->kind;
+		}
+		w->free_lists[r].count++;
+		w->free_lists[r].bytes += a->size;
+	}
 	err = collect_values(&s);
 	if (!err)
 		err = pm_waste_slots(t, g, w);

@@ -104,6 +104,14 @@ struct pm_numeric_stats {
 	uint32_t nexamples;
 };
 
+/* Objects on the interpreter's free lists (refcount 0, kept for reuse),
+ * by type. */
+enum { PM_FREE_LIST_TYPES = 16 };
+struct pm_free_list_row {
+	const char *type;           /* the heap's category name */
+	uint64_t count, bytes;
+};
+
 struct pm_waste {
 	const struct pm_graph *g;
 	struct pm_dup_stats dup[PM_DUP_TYPES];
@@ -116,6 +124,9 @@ struct pm_waste {
 	 * keys table) and what tuples of the same items would take. */
 	uint64_t tiny_dicts, tiny_dict_bytes, tiny_dict_as_tuples;
 	struct pm_numeric_stats numeric[2];     /* 0: floats, 1: ints */
+	struct pm_free_list_row free_lists[PM_FREE_LIST_TYPES];
+	uint32_t nfree_lists;
+	uint64_t free_list_count, free_list_bytes;
 	struct pm_waste_example tiny_examples[16];
 	uint32_t ntiny_examples;
 	/* Classes whose instances carry a __dict__ (waste_slots.c), by

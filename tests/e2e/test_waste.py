@@ -198,12 +198,26 @@ def check_numeric(doc, oracle):
         assert ex[0]["path"].startswith("sys.modules['__main__'].__dict__['BIG_")
 
 
-def check_envelope(doc):
+def check_envelope(doc, heap_free_lists):
     savings = [f["saving"] for f in doc["findings"]]
     assert savings == sorted(savings, reverse=True)
     assert doc["total_saving"] == sum(savings)
     for f in doc["findings"]:
         assert f["advice"] and f["cost"] >= 0
+    # the free lists: what the analysis recognised on them (summary's rows)
+    free = findings(doc, "free-lists")
+    assert sum(f["cost"] for f in free) == heap_free_lists
+    for f in free:
+        assert f["saving"] == 0
+        assert sum(r["bytes"] for r in f["by_type"]) == f["cost"]
+
+
+def summary_free_lists(target):
+    """The free-list rows of `summary` (a consistency check between two
+    reports, not a truth from the process)."""
+    rows = harness.cli_json("summary", "--json", target)["rows"]
+    return sum(r["bytes"] for r in rows
+               if r.get("domain") == "python" and r.get("detail") == "free list")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -216,7 +230,7 @@ def test_waste(python, mode):
         try:
             oracle = t.oracle
             live = harness.cli_json("waste", "--json", "--top", TOP, t.pid)
-            check_envelope(live)
+            check_envelope(live, summary_free_lists(t.pid))
             check_duplicates(live, oracle)
             check_containers(live, oracle)
             check_slots(live, oracle, path)
