@@ -754,7 +754,9 @@ static void read_dict(struct state *s, uint32_t node, const struct pm_alloc *a,
 	uint64_t capacity = (uint64_t)usable + (uint64_t)nentries;
 	if (capacity > size)
 		return;
-	/* dict(d) would build a table sized for its items: 2/3 usable. */
+	/* dict(d) builds a table sized for its items (2/3 usable) unless it
+	 * may clone d: no deletions and not twice too large, where this size
+	 * is that of d (Objects/dictobject.c dict_merge). */
 	uint64_t fresh = min_table((uint64_t)used, 2, 3);
 	uint64_t saving = 0;
 	if (fresh < size && capacity > fresh * 2 / 3)
@@ -787,8 +789,11 @@ static void read_set(struct state *s, uint32_t node, const struct pm_alloc *a,
 		empty_add(s, PM_CONT_SET, node, a->size + table_bytes);
 	if (inline_table)
 		return;         /* the 8 slots are part of the object */
-	/* set(s) sizes its table so that it is at most 3/5 full. */
-	uint64_t fresh = min_table((uint64_t)used, 3, 5);
+	/* set(s) of a set resizes to (used * 2): the smallest power of two
+	 * from 8 above it (Objects/setobject.c set_merge, set_table_resize). */
+	uint64_t fresh = 8;
+	while (fresh <= 2 * (uint64_t)used && fresh < ((uint64_t)1 << 40))
+		fresh *= 2;
 	uint64_t saving = fresh <= 8 ? table_bytes : fresh < size ? (size - fresh) * 16 : 0;
 	over_add(s, PM_CONT_SET, node, table_bytes, (size - (uint64_t)used) * 16,
 		 (uint64_t)(fill - used) * 16, saving, (uint64_t)used, size);
