@@ -1,12 +1,15 @@
-/* The waste analysis (waste.h): one pass over the graph's heap objects,
+/* The waste analysis (waste.h): a pass over the graph's heap objects,
  * reading each exact str, bytes, int, float, list, dict, set and bytearray
- * once from a view of its own allocation. Duplicates: each value's key
- * bytes are hashed (8 bytes a step) into a map of distinct values whose
- * contents are copied once into chunks (at most CONTENT_MAX in all, values
- * up to VALUE_MAX bytes); equal hashes are confirmed by comparing bytes.
- * Containers: their sizes against what their buffers hold (offsets from
- * cpython_layout.c, dict keys headers as graph_referents.c reads them).
- * Facts: shared/reference/cpython-memory.md. */
+ * once from a view of its own allocation, then a pass over tuples and
+ * frozensets (their items keyed by the values of the first pass), then the
+ * free lists' allocations and the classes (waste_slots.c). Duplicates:
+ * each value's key bytes are hashed (8 bytes a step) into a map of
+ * distinct values whose contents are copied once into chunks (at most
+ * CONTENT_MAX in all, values up to VALUE_MAX bytes); equal hashes are
+ * confirmed by comparing bytes. Containers: their sizes against what their
+ * buffers hold (offsets from cpython_layout.c, dict keys headers as
+ * graph_referents.c reads them), each over-allocated one's holder named
+ * from its path (graph_path.h). Facts: shared/reference/cpython-memory.md. */
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>

@@ -1,18 +1,22 @@
-/* Memory the program wastes, found in one pass over the reference graph's
- * objects (waste.c): equal values held in different objects (str, bytes,
- * int, float: what deduplication, sys.intern for strs, would save), the
+/* Memory the program wastes, found in passes over the reference graph's
+ * objects (waste.c; classes in waste_slots.c): equal values held in
+ * different objects (str, bytes, int, float; tuples and frozensets of
+ * equal items: what deduplication, sys.intern for strs, would save), the
  * slack of over-allocated containers (list items arrays, dict entry
- * tables, set tables, bytearray buffers), empty containers and tiny dicts.
- * Values are compared by their bytes (a str's kind and characters, a
- * bytes' contents, an int's sign and digits, a float's 8 bytes), hashed
- * and kept once per distinct value; every read from the target is checked
- * against the object's allocation and every size is bounded. The report is
- * report_waste.c. A tuple's or frozenset's key bytes are its items, 8
- * bytes each: PM_DUP_ITEM_VALUE | the id of a compared value, or the
- * item's address (frozensets: sorted). */
-#define PM_DUP_ITEM_VALUE (UINT64_C(1) << 63)
+ * tables, set tables, bytearray buffers) and who holds them, empty
+ * containers, tiny dicts, __slots__ candidates, big lists of numbers an
+ * array would hold, the interpreter's free lists. Values are compared by
+ * their bytes (a str's kind and characters, a bytes' contents, an int's
+ * sign and digits, a float's 8 bytes), hashed and kept once per distinct
+ * value; every read from the target is checked against the object's
+ * allocation and every size is bounded. The report is report_waste.c. */
 #ifndef PM_WASTE_H
 #define PM_WASTE_H
+
+/* A tuple's or frozenset's key bytes are its items, 8 bytes each:
+ * PM_DUP_ITEM_VALUE | the id of a compared value, or the item's address
+ * (frozensets: sorted). */
+#define PM_DUP_ITEM_VALUE (UINT64_C(1) << 63)
 
 #include <stdbool.h>
 #include <stdint.h>
