@@ -46,6 +46,11 @@ static void usage(FILE *out)
 		"pagemap of a live process, a core's saved bytes) into objects, free\n"
 		"memory by allocator class, overhead and the rest; `fragmentation` says\n"
 		"what malloc_trim(0) would return and which blocks pin pymalloc arenas.\n"
+		"What a change to the program would save: `waste` finds equal str,\n"
+		"bytes, int and float values in different objects (sys.intern), the\n"
+		"unused slots of lists, dicts, sets and bytearrays, empty containers,\n"
+		"tiny dicts, __slots__ candidates and lists an array would hold, each\n"
+		"with its saving, examples, paths and advice.\n"
 		"\nreports:\n");
 	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
 		fprintf(out, "  %-16s %s\n", d->name, d->summary);
@@ -62,7 +67,8 @@ static void usage(FILE *out)
 		"                      allocator\n"
 		"  --top N             show the N largest rows and what the rest add up to\n"
 		"                      (summary: every row without it or with --top 0;\n"
-		"                      sizes: 40 rows without it; rss: regions, 15)\n"
+		"                      sizes: 40 rows without it; rss: regions, 15;\n"
+		"                      waste: values or examples per finding, 10)\n"
 		"  --limit N           list at most N allocations (fragmentation: paths of\n"
 		"                      the blocks pinning pymalloc arenas, 25)\n"
 		"  --min-size N        only allocations of at least N bytes\n"

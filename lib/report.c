@@ -64,6 +64,8 @@ static const struct report_entry reports[] = {
 	 pm_report_rss},
 	{{"fragmentation", "per arena: free memory by class, what malloc_trim(0) would return, pinned pymalloc arenas, advice"},
 	 pm_report_fragmentation},
+	{{"waste", "memory a change to the program would save: duplicate values, __slots__, over-allocated and empty containers, tiny dicts, numeric lists (--top N)"},
+	 pm_report_waste},
 };
 
 #define NREPORTS (sizeof(reports) / sizeof(reports[0]))

@@ -54,5 +54,7 @@ pm_report_fn pm_report_suspects;
 /* report_rss.c */
 pm_report_fn pm_report_rss;
 pm_report_fn pm_report_fragmentation;
+/* report_waste.c */
+pm_report_fn pm_report_waste;
 
 #endif

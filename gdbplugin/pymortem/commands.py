@@ -536,10 +536,31 @@ them would unmap. Ends with advice in plain words."""
                JSON)
 
 
+class WasteCommand(HeapSubcommand):
+    """Memory a change to the program would save, finding by finding.
+Usage: heap waste [--top N] [--json]
+One section per finding, the largest saving first, each with what it costs,
+what a fix saves, examples (address, value or type, the path from a root)
+and one line of advice. Findings: equal str, bytes, int and float values
+held by different objects (compared by their bytes; per type the distinct
+values, the copies, the interned strs, and what keeping one copy of each,
+sys.intern for strs, would save), over-allocated lists, dicts, sets and
+bytearrays (slots allocated but unused, dicts' deleted entries, and what
+rebuilding each at its size saves, and who holds them), empty containers,
+tiny dicts, classes whose instances would be smaller with __slots__, and
+big lists of floats or ints an array would hold in 8 bytes an item.
+--top N: values or examples shown per section (10)."""
+
+    name = "waste"
+    reports = ("waste",)
+    options = (Option("--top", "int", help="values or examples shown per section (10)"),
+               JSON)
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
                DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
                ReferrersCommand, ReferentsCommand, PathCommand,
                UnreachableCommand, OutsideCommand, GraphCommand,
                RetainedCommand, SuspectsCommand, RssCommand,
-               FragmentationCommand)
+               FragmentationCommand, WasteCommand)

@@ -3,8 +3,8 @@
  * type objects, refcounts, GC links, dict keys tables, list items, the
  * interpreter's modules pointer are among the patched words) is analysed
  * and the reports built on it run: summary (recognition and attribution),
- * objects, graph (references and roots), retained (dominators) and
- * unreachable. A crash, sanitizer report, leak or hang is a bug. */
+ * objects, graph (references and roots), retained (dominators),
+ * unreachable and waste (duplicates, containers, __slots__). A crash, sanitizer report, leak or hang is a bug. */
 #include "fuzz_heap.h"
 
 #include <stdlib.h>
@@ -31,6 +31,8 @@ static void analyse(struct pm_target *t)
 	fuzz_heap_report(t, "retained", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "unreachable", PM_FORMAT_TEXT);
 	fuzz_heap_report(t, "fragmentation", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "waste", PM_FORMAT_TEXT);
+	fuzz_heap_report(t, "waste", PM_FORMAT_JSON);
 	report_at(t, "referents", list);
 	report_at(t, "referrers", list);
 	report_at(t, "path", list);
