@@ -30,6 +30,10 @@ import py_workload  # noqa: E402  (its Oracle captures mallinfo2 and dms)
 
 KEPT = []           # what the heap phase keeps
 PINS = []           # the objects that pin pymalloc arenas
+# PINS' replacement when PINS itself is named as pinning (it is one more
+# live block, and may sit in an arena that is otherwise empty): made now,
+# so that releasing PINS allocates nothing.
+SPARE_PINS = []
 
 
 def churn(megabytes, seed, kept):
@@ -143,6 +147,9 @@ def serve(command_fd, reply_fd, trim, stop_self, last_readings):
                     PINS[i] = None
                     dropped += 1
             del o
+            if id(PINS) in wanted:
+                globals()["PINS"] = SPARE_PINS    # the old list goes
+                dropped += 1
             wanted = None
             fd = os.open("after.dms", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             saved = os.dup(2)
@@ -209,7 +216,7 @@ def main(argv):
     doc = {"pid": os.getpid(), "mallinfo2_final": [final_address, size],
            "mallinfo2_fields": [name for name, _ in py_workload.Mallinfo2._fields_], "threads": args["threads"],
            "version": list(sys.version_info[:3]),
-           "pins": [id(o) for o in PINS]}
+           "pins": [id(o) for o in PINS] + [id(PINS)]}
     # As py_workload does: sys._debugmallocstats() once more as the last
     # act before the stop, into <oracle>.last.dms (finish() still runs a
     # little Python after its own reading).
