@@ -591,7 +591,7 @@ int main(int argc, char **argv)
 
 
 @pytest.mark.parametrize("name,args,expect", [
-    ("python3.14", [], "CPython 3.14 is not supported (supported: 3.8 to 3.13)"),
+    ("python3.16", [], "CPython 3.16 is not supported (supported: 3.8 to 3.15)"),
     ("python3.7", [], "CPython 3.7 is not supported"),
     ("python2.7", [], "CPython 2.7 is not supported"),
     ("python3.13t", ["0x030d00f0", "1"],
@@ -663,7 +663,7 @@ def test_summary_real_old_python(version, path):
         harness.wait_stopped(proc.pid, proc=proc)
         r = harness.cli_json("summary", "--json", "--by", "allocator",
                              proc.pid)
-        expect = "CPython %s is not supported (supported: 3.8 to 3.13)" % (
+        expect = "CPython %s is not supported (supported: 3.8 to 3.15)" % (
             major_minor)
         assert r["python"]["found"] and not r["python"]["supported"]
         assert expect in r["python"]["unsupported"]
