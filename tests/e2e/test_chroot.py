@@ -191,12 +191,7 @@ class ChrootTarget:
 def mmapped_drift(report):
     """The bytes glibc 2.43's mp_.mmapped_mem is over the mappings, as
     pymortem's warning gives them (0 without the warning)."""
-    for w in report.get("warnings", []):
-        m = re.search(r"mp_\.mmapped_mem \(mallinfo2's hblkhd\) is (\d+) bytes above",
-                      w["message"] if isinstance(w, dict) else w)
-        if m:
-            return int(m.group(1))
-    return 0
+    return harness.mremap_drift(report)
 
 
 @pytest.mark.parametrize("name", PYTHONS)
