@@ -359,6 +359,11 @@ def glibc_version():
     return [int(x) for x in libc.gnu_get_libc_version().decode().split(".")[:2]]
 
 
+# glibc 2.43 maps a header's worth more after an mmapped chunk; asked once
+# at start, not while the heap is being arranged
+GLIBC_MMAP_TAIL = 16 if tuple(glibc_version()) >= (2, 43) else 0
+
+
 def version_info():
     import sysconfig
     return {
@@ -743,34 +748,44 @@ def place_adjacent_arena(lib_path):
     spacer_size = 1 << 20           # >= pymalloc's arena size
     prot_none, map_private_anonymous = 0, 0x22
     kept = []
+    # glibc 2.43 maps a header's worth more after an mmapped chunk (asked
+    # before the loop: nothing may be allocated between spacer and chunk)
+    tail = GLIBC_MMAP_TAIL
+    hooks = 16 if hasattr(sys, "gettotalrefcount") else 0
     for _ in range(50):
         spacer = libc.mmap(None, spacer_size, prot_none,
                            map_private_anonymous, -1, 0)
         big = bytes(600000)         # over the mmap threshold
         kept.append(big)
-        # A pydebug build's debug hooks put {size, api id} before the data.
-        hooks = 16 if hasattr(sys, "gettotalrefcount") else 0
+        # (hooks: a pydebug build's debug hooks put {size, api id} first)
         size_word = ctypes.c_size_t.from_address(id(big) - hooks - 8).value
         chunk = id(big) - hooks - 16
-        # glibc 2.43 maps a header's worth more after an mmapped chunk
-        tail = 16 if tuple(glibc_version()) >= (2, 43) else 0
         chunk_end = chunk + (size_word & ~7) + tail
         if size_word & 2 and chunk_end == spacer:
             break
         libc.munmap(spacer, spacer_size)
     else:
         raise RuntimeError("no mmapped chunk right below a spacer mapping")
-    libc.munmap(spacer, spacer_size)
-    lib.adjacent_arena_place(chunk_end)
+    # Everything ctypes needs is made before the spacer goes, so nothing
+    # else is mapped into its place before the arena.
     allocator = ArenaAllocator(None,
                                ctypes.cast(lib.adjacent_arena_alloc,
                                            ctypes.c_void_p),
                                ctypes.cast(lib.adjacent_arena_free,
                                            ctypes.c_void_p))
-    ctypes.pythonapi.PyObject_SetArenaAllocator(ctypes.byref(allocator))
-    small = []
-    while not lib.adjacent_arena_placed() and len(small) < 1 << 22:
-        small.extend(b"%d" % i for i in range(4096))
+    allocator_ref = ctypes.byref(allocator)
+    set_allocator = ctypes.pythonapi.PyObject_SetArenaAllocator
+    place, munmap, placed = lib.adjacent_arena_place, libc.munmap, lib.adjacent_arena_placed
+    # Its slots exist already: growing a list would mmap its items array,
+    # maybe into the spacer's place, before pymalloc asks for an arena.
+    small = [None] * (1 << 22)
+    munmap(spacer, spacer_size)
+    place(chunk_end)
+    set_allocator(allocator_ref)
+    for i in range(1 << 22):
+        small[i] = b"%d" % i
+        if not i & 1023 and placed():
+            break
     KEEP.append((kept, small, lib, allocator))
     if not lib.adjacent_arena_placed():
         raise RuntimeError("no pymalloc arena was mapped at the chunk's end")
