@@ -114,21 +114,7 @@ static bool str_text(const struct pm_graph *g, uint64_t addr, struct pm_strbuf *
 		}
 	}
 	pm_strbuf_append(out, "'");
-	for (uint64_t i = 0; i < shown; i++) {
-		const uint8_t *p = buf + i * width;
-		uint32_t c = width == 1 ? p[0] : width == 2 ?
-			(uint32_t)(p[0] | p[1] << 8) : pm_load_u32(p);
-		if (c == '\'' || c == '\\')
-			pm_strbuf_printf(out, "\\%c", (char)c);
-		else if (c >= 0x20 && c < 0x7f)
-			pm_strbuf_printf(out, "%c", (char)c);
-		else if (c < 0x100)
-			pm_strbuf_printf(out, "\\x%02x", c);
-		else if (c < 0x10000)
-			pm_strbuf_printf(out, "\\u%04x", c);
-		else
-			pm_strbuf_printf(out, "\\U%08x", c);
-	}
+	pm_strbuf_python_chars(out, buf, (size_t)shown, width);
 	pm_strbuf_append(out, (uint64_t)length > shown ? "'..." : "'");
 	return true;
 }

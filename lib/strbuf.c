@@ -196,3 +196,24 @@ void pm_table_destroy(struct pm_table *table)
 	free(table->right_align);
 	free(table);
 }
+
+void pm_strbuf_python_chars(struct pm_strbuf *out, const uint8_t *chars, size_t n,
+			    unsigned width)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = chars + i * width;
+		uint32_t c = width == 1 ? p[0] : width == 2 ?
+			(uint32_t)(p[0] | p[1] << 8) :
+			(uint32_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24);
+		if (c == '\'' || c == '\\')
+			pm_strbuf_printf(out, "\\%c", (char)c);
+		else if (c >= 0x20 && c < 0x7f)
+			pm_strbuf_printf(out, "%c", (char)c);
+		else if (c < 0x100)
+			pm_strbuf_printf(out, "\\x%02x", c);
+		else if (c < 0x10000)
+			pm_strbuf_printf(out, "\\u%04x", c);
+		else
+			pm_strbuf_printf(out, "\\U%08x", c);
+	}
+}

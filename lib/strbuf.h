@@ -35,4 +35,11 @@ void pm_table_add_row(struct pm_table *table, const char *const *cells);
 void pm_table_render(const struct pm_table *table, struct pm_strbuf *sb);
 void pm_table_destroy(struct pm_table *table);
 
+/* n characters of width bytes each (1, 2 or 4: a str's kind, little
+ * endian) as a Python literal's body between single quotes: quote and
+ * backslash escaped, printable ASCII as is, the rest \xNN, \uNNNN or
+ * \UNNNNNNNN (previews of strs and bytes). */
+void pm_strbuf_python_chars(struct pm_strbuf *out, const uint8_t *chars, size_t n,
+			    unsigned width);
+
 #endif

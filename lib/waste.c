@@ -1130,20 +1130,6 @@ void pm_dup_value_text(const struct pm_waste *w, const struct pm_dup_value *v,
 	size_t n = (v->type == PM_DUP_STR ? v->len - 1 : v->len) / (width ? width : 1);
 	size_t shown = n < max ? n : max;
 	pm_strbuf_append(out, v->type == PM_DUP_BYTES ? "b'" : "'");
-	for (size_t i = 0; i < shown; i++) {
-		const uint8_t *c8 = p + i * width;
-		uint32_t c = width == 1 ? c8[0] : width == 2 ?
-			(uint32_t)(c8[0] | c8[1] << 8) : pm_load_u32(c8);
-		if (c == '\'' || c == '\\')
-			pm_strbuf_printf(out, "\\%c", (char)c);
-		else if (c >= 0x20 && c < 0x7f)
-			pm_strbuf_printf(out, "%c", (char)c);
-		else if (c < 0x100)
-			pm_strbuf_printf(out, "\\x%02x", c);
-		else if (c < 0x10000)
-			pm_strbuf_printf(out, "\\u%04x", c);
-		else
-			pm_strbuf_printf(out, "\\U%08x", c);
-	}
+	pm_strbuf_python_chars(out, p, shown, width ? width : 1);
 	pm_strbuf_append(out, n > shown ? "'..." : "'");
 }
