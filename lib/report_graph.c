@@ -265,6 +265,15 @@ struct pm_error *pm_report_path(struct pm_target *t, const struct pm_report_args
 		} else {
 			pm_strbuf_append(out, "null");
 		}
+		/* Roots found by reading words (states, static data, C stacks,
+		 * allocations that are no object): the word's address, so a
+		 * user can look at what holds the object. */
+		const struct pm_graph_root *r = start == PM_PATH_ROOT ?
+			&g->roots.data[start_root] : NULL;
+		if (r && r->kind >= PM_ROOT_THREAD_STATE)
+			pm_strbuf_printf(out, ", \"root_word\": %" PRIu64, r->where);
+		else
+			pm_strbuf_append(out, ", \"root_word\": null");
 		pm_strbuf_append(out, ", \"steps\": [");
 		for (size_t i = 0; i < steps.size; i++) {
 			const struct pm_graph_step *s = &steps.data[i];
