@@ -146,8 +146,18 @@ def kernel_cores():
     cm.__exit__(None, None, None)
 
 
-def python_params():
-    """pytest params for harness.PYTHONS; one failing param when none."""
+def python_params(sanitizer_subset=False):
+    """pytest params for harness.PYTHONS; one failing param when none.
+    sanitizer_subset: in an ASan build, only the oldest and the newest
+    interpreter and the system's (the plain build runs every one; the
+    sanitizer run is for pymortem's own memory errors, and a test that
+    costs minutes per interpreter would make it the slowest part of CI)."""
     if not harness.PYTHONS:
         return [pytest.param(("none", None), id="no-python-found")]
-    return [pytest.param(lp, id=lp[0]) for lp in harness.PYTHONS]
+    pythons = harness.PYTHONS
+    if sanitizer_subset and harness.sanitizer_build() and len(pythons) > 3:
+        pyenv = [lp for lp in pythons if "debian" not in lp[0]]
+        keep = {id(lp) for lp in pyenv[:1] + pyenv[-1:]}
+        keep |= {id(lp) for lp in pythons if "debian" in lp[0]}
+        pythons = [lp for lp in pythons if id(lp) in keep]
+    return [pytest.param(lp, id=lp[0]) for lp in pythons]

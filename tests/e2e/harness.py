@@ -108,6 +108,16 @@ def cli_path():
     return os.path.join(build_dir(), "cli", "pymortem")
 
 
+def sanitizer_build():
+    """Is the built `pymortem` linked with ASan?"""
+    try:
+        ldd = subprocess.run(["ldd", cli_path()], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True).stdout
+    except OSError:
+        return False
+    return "libasan" in ldd
+
+
 def adjacent_arena_lib():
     """tests/targets/adjacent_arena.c as built (py_workload --adjacent-arena)."""
     return os.path.join(build_dir(), "tests", "targets", "libadjacent_arena.so")

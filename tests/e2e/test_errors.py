@@ -442,12 +442,6 @@ def test_core_without_heap(real_cores, scratch, monkeypatch):
                     proc.stdout
 
 
-def sanitizer_build():
-    ldd = subprocess.run(["ldd", harness.cli_path()], stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
-    return "libasan" in ldd
-
-
 @pytest.fixture(scope="module")
 def huge_file_target(scratch):
     """The C workload run from a copy padded to 1 GiB with a hole (sparse,
@@ -471,7 +465,7 @@ def test_enomem_mapping_a_module_names_memory(huge_file_target, limit_mib):
     about the file says so (the kernel's strerror, "Cannot allocate
     memory"), none calls it missing or not ELF. From a core, and live (where
     the file is mapped once, so only below 1 GiB)."""
-    if sanitizer_build():
+    if harness.sanitizer_build():
         pytest.skip("ASan reserves terabytes of address space: RLIMIT_AS "
                     "cannot be applied to a sanitizer build")
     exe, core, pid = huge_file_target
