@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The main job on a built-in example: start a Python service that leaks
-# memory, attach GDB to it, and ask pymortem where the memory went.
+# The main job on two built-in examples: start a Python service that leaks
+# memory, attach GDB to it, and ask pymortem where the memory went; then
+# one that does not leak but holds far more than it needs, and ask what a
+# change would save.
 #   PYTHON     the interpreter (default: Debian's stripped /usr/bin/python3.11)
 #   REQUESTS   requests the service serves before it idles (default 200000)
+#   PRODUCTS   products the second service loads (default 100000)
 #   PYMORTEM_BUILD  an existing build directory to use; without it the demo
 #              installs what is missing and builds build/ (tests/setup-debian.sh)
 set -euo pipefail
@@ -15,6 +18,7 @@ else
 fi
 PYTHON=${PYTHON:-/usr/bin/python3.11}
 REQUESTS=${REQUESTS:-200000}
+PRODUCTS=${PRODUCTS:-100000}
 log=$(mktemp)
 "$PYTHON" examples/leaky_service.py "$REQUESTS" >"$log" &
 pid=$!
@@ -53,3 +57,18 @@ gdb -nx -q -batch \
   -ex "python gdb.execute('attach $pid', to_string=True)" \
   -ex "source $build/gdbplugin/pymortem-gdb.py" \
   -x "$commands"
+kill $pid 2>/dev/null
+wait $pid 2>/dev/null || true
+
+# The second service: no leak, but the memory a few habits cost.
+"$PYTHON" examples/wasteful_service.py "$PRODUCTS" >"$log" &
+pid=$!
+for _ in $(seq 600); do grep -q ready "$log" && break; sleep 0.1; done
+grep -q ready "$log" || { echo "demo: the second service did not start" >&2; exit 1; }
+echo
+echo "== gdb -p $pid   (service: $PYTHON examples/wasteful_service.py $PRODUCTS)"
+gdb -nx -q -batch \
+  -iex "set suppress-cli-notifications on" -iex "set print inferior-events off" \
+  -ex "python gdb.execute('attach $pid', to_string=True)" \
+  -ex "source $build/gdbplugin/pymortem-gdb.py" \
+  -ex "echo (gdb) heap waste --top 1\\n" -ex "heap waste --top 1"

@@ -188,7 +188,13 @@ static void advice(const struct pm_waste *w, const struct section *s, struct pm_
 			n += w->empty[c].count;
 		pm_strbuf_printf(out, "%" PRIu64 " containers hold nothing and take %s: "
 				 "create them when the first item comes (None until "
-				 "then) to save it.", n, human(s->saving, a, sizeof(a)));
+				 "then) to save it", n, human(s->saving, a, sizeof(a)));
+		const struct pm_waste_owner *top = w->empty_owners.n ?
+			&w->empty_owners.top[0] : NULL;
+		if (top)
+			pm_strbuf_printf(out, " (the most: %" PRIu64 " in %s, %s)", top->count,
+					 top->name, human(top->bytes, a, sizeof(a)));
+		pm_strbuf_append(out, ".");
 		break;
 	}
 	case SEC_TINY:
@@ -367,6 +373,31 @@ static void examples_out(const struct view *v, const struct pm_waste_example *ex
 		pm_strbuf_append(out, want ? "\n  ]" : "]");
 }
 
+/* The holders of a finding's containers: lines "bytes count holder"
+ * under a header naming what the bytes are, or in --json "owners" with
+ * the bytes under the key `what`. */
+static void owners_out(const struct view *v, const struct pm_waste_owners *o,
+		       const char *what, struct pm_strbuf *out)
+{
+	if (v->json) {
+		pm_strbuf_append(out, ", \"owners\": [");
+		for (uint32_t i = 0; i < o->n; i++) {
+			pm_strbuf_append(out, i ? ", {\"holder\": " : "{\"holder\": ");
+			pm_strbuf_json_string(out, o->top[i].name);
+			pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"%s\": %" PRIu64 "}",
+					 o->top[i].count, what, o->top[i].bytes);
+		}
+		pm_strbuf_append(out, "]");
+		return;
+	}
+	if (!o->n)
+		return;
+	pm_strbuf_printf(out, "  held by (%s, containers):\n", what);
+	for (uint32_t i = 0; i < o->n && i < shown(v, o->n); i++)
+		pm_strbuf_printf(out, "  %10" PRIu64 " B %8" PRIu64 "  %s\n",
+				 o->top[i].bytes, o->top[i].count, o->top[i].name);
+}
+
 static void over_section(const struct view *v, const struct section *s, struct pm_strbuf *out)
 {
 	const struct pm_over_stats *o = &v->w->over[s->sub];
@@ -376,6 +407,7 @@ static void over_section(const struct view *v, const struct section *s, struct p
 				 PRIu64 ", \"buffer_bytes\": %" PRIu64 ", \"unused\": %" PRIu64
 				 ", \"deleted\": %" PRIu64, o->containers, o->over,
 				 o->buffer_bytes, o->unused, o->deleted);
+		owners_out(v, &o->owners, "unused", out);
 	} else {
 		pm_strbuf_printf(out, "  %" PRIu64 " of %" PRIu64 " %ss have unused slots: "
 				 "%s of their buffers' %s", o->over, o->containers,
@@ -384,22 +416,9 @@ static void over_section(const struct view *v, const struct section *s, struct p
 		if (o->deleted)
 			pm_strbuf_printf(out, " (%s in deleted entries)",
 					 human(o->deleted, a, sizeof(a)));
-		pm_strbuf_append(out, "\n  held by (unused bytes, containers):\n");
-		for (uint32_t i = 0; i < o->nowners && i < shown(v, o->nowners); i++)
-			pm_strbuf_printf(out, "  %10" PRIu64 " B %8" PRIu64 "  %s\n",
-					 o->owners[i].unused, o->owners[i].count,
-					 o->owners[i].name);
+		pm_strbuf_append(out, "\n");
+		owners_out(v, &o->owners, "unused bytes", out);
 		pm_strbuf_printf(out, "  the largest (unused bytes, used/allocated slots):\n");
-	}
-	if (v->json) {
-		pm_strbuf_append(out, ", \"owners\": [");
-		for (uint32_t i = 0; i < o->nowners; i++) {
-			pm_strbuf_append(out, i ? ", {\"holder\": " : "{\"holder\": ");
-			pm_strbuf_json_string(out, o->owners[i].name);
-			pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"unused\": %" PRIu64 "}",
-					 o->owners[i].count, o->owners[i].unused);
-		}
-		pm_strbuf_append(out, "]");
 	}
 	examples_out(v, o->worst, o->nworst, true, out);
 }
@@ -424,6 +443,9 @@ static void empty_section(const struct view *v, struct pm_strbuf *out)
 						 human(w->empty[c].bytes, a, sizeof(a)));
 		pm_strbuf_append(out, "\n");
 	}
+	owners_out(v, &w->empty_owners, "bytes", out);
+	if (!v->json && w->empty_owners.n)
+		pm_strbuf_append(out, "  the largest:\n");
 	/* The largest of each kind, merged. */
 	struct pm_waste_example ex[PM_CONT_KINDS * 16];
 	uint32_t n = 0;

@@ -111,7 +111,7 @@ static bool owner_key_eq(const struct owner_key *a, const struct owner_key *b)
 	return a->h == b->h && !strcmp(a->s, b->s);
 }
 struct owner_acc {
-	uint64_t count, unused;
+	uint64_t count, bytes;
 };
 PM_DEFINE_HASH_MAP(owner_map, struct owner_key, struct owner_acc, owner_key_hash,
 		   owner_key_eq)
@@ -134,7 +134,8 @@ struct state {
 	uint64_t *items;            /* a tuple's or frozenset's keyed items */
 	uint8_t *table;             /* a frozenset's table, read */
 	const struct pm_graph_paths *paths;
-	struct owner_map owners[PM_CONT_KINDS];
+	struct owner_map owners[PM_CONT_KINDS];   /* over-allocated, by kind */
+	struct owner_map empty_owners;            /* empty containers */
 };
 
 /* Who holds node: see struct pm_waste_owner. Items of containers are
@@ -205,12 +206,13 @@ static void holder_text(struct state *s, uint32_t node, struct pm_strbuf *out, i
 	pm_graph_edge_text(g, from, via, out);
 }
 
-static void owner_add(struct state *s, enum pm_container k, uint32_t node, uint64_t unused)
+/* Counts node and its bytes for its holder in m (the map of one finding). */
+static void owner_add(struct state *s, struct owner_map *m, struct pm_waste_owners *o,
+		      uint32_t node, uint64_t bytes)
 {
-	struct pm_over_stats *o = &s->w->over[k];
-	if (!s->paths || o->owners_seen >= OWNERS_MAX)
+	if (!s->paths || o->seen >= OWNERS_MAX)
 		return;
-	o->owners_seen++;
+	o->seen++;
 	struct pm_strbuf text;
 	pm_strbuf_init(&text);
 	holder_text(s, node, &text, 0);
@@ -219,7 +221,7 @@ static void owner_add(struct state *s, enum pm_container k, uint32_t node, uint6
 	pm_strbuf_deinit(&text);
 	struct owner_key key = {name, pm_hash_string(PM_HASH_STRING_SEED, name)};
 	bool fresh = false;
-	struct owner_acc *acc = owner_map_insert(&s->owners[k], &key, &fresh);
+	struct owner_acc *acc = owner_map_insert(m, &key, &fresh);
 	if (!acc)
 		return;
 	if (fresh) {
@@ -228,43 +230,44 @@ static void owner_add(struct state *s, enum pm_container k, uint32_t node, uint6
 		char *copy = strdup(name);
 		if (!copy) {
 			e->key.s = name;
-			owner_map_delete(&s->owners[k], &key);
+			owner_map_delete(m, &key);
 			return;
 		}
 		e->key.s = copy;
 	}
 	acc->count++;
-	acc->unused += unused;
+	acc->bytes += bytes;
 }
 
-/* The largest owners of each kind into the result; frees the maps. */
-static void owners_finish(struct state *s)
+/* The holders of m with the most bytes into o; frees m. */
+static void owners_finish(struct owner_map *m, struct pm_waste_owners *o)
 {
-	for (int k = 0; k < PM_CONT_KINDS; k++) {
-		struct pm_over_stats *o = &s->w->over[k];
-		struct owner_map *m = &s->owners[k];
-		for (size_t i = 0; i < m->capacity; i++) {
-			if (!m->ctrl[i])
-				continue;
-			struct owner_acc *a = &m->entries[i].value;
-			char *name = (char *)m->entries[i].key.s;
-			if (o->nowners == PM_WASTE_OWNERS &&
-			    o->owners[PM_WASTE_OWNERS - 1].unused >= a->unused) {
-				free(name);
-				continue;
-			}
-			uint32_t j = o->nowners < PM_WASTE_OWNERS ? o->nowners++ :
-				     PM_WASTE_OWNERS - 1;
-			if (j == PM_WASTE_OWNERS - 1 && o->owners[j].name && o->nowners == PM_WASTE_OWNERS)
-				free(o->owners[j].name);
-			while (j > 0 && o->owners[j - 1].unused < a->unused) {
-				o->owners[j] = o->owners[j - 1];
-				j--;
-			}
-			o->owners[j] = (struct pm_waste_owner){name, a->count, a->unused};
+	for (size_t i = 0; i < m->capacity; i++) {
+		if (!m->ctrl[i])
+			continue;
+		struct owner_acc *a = &m->entries[i].value;
+		char *name = (char *)m->entries[i].key.s;
+		if (o->n == PM_WASTE_OWNERS && o->top[PM_WASTE_OWNERS - 1].bytes >= a->bytes) {
+			free(name);
+			continue;
 		}
-		owner_map_deinit(m);
+		uint32_t j = o->n < PM_WASTE_OWNERS ? o->n++ : PM_WASTE_OWNERS - 1;
+		if (j == PM_WASTE_OWNERS - 1 && o->top[j].name && o->n == PM_WASTE_OWNERS)
+			free(o->top[j].name);
+		while (j > 0 && o->top[j - 1].bytes < a->bytes) {
+			o->top[j] = o->top[j - 1];
+			j--;
+		}
+		o->top[j] = (struct pm_waste_owner){name, a->count, a->bytes};
 	}
+	owner_map_deinit(m);
+}
+
+static void owners_free(struct pm_waste_owners *o)
+{
+	for (uint32_t i = 0; i < o->n; i++)
+		free(o->top[i].name);
+	o->n = 0;
 }
 
 static bool exact_type(struct state *s, enum obj_kind k, uint64_t tp)
@@ -415,6 +418,7 @@ static void empty_add(struct state *s, enum pm_container k, uint32_t node, uint6
 	struct pm_empty_stats *e = &s->w->empty[k];
 	e->count++;
 	e->bytes += bytes;
+	owner_add(s, &s->empty_owners, &s->w->empty_owners, node, bytes);
 	KEEP(e->examples, e->nexamples, ((struct pm_waste_example){node, bytes, 0, 0}));
 }
 
@@ -427,7 +431,7 @@ static void over_add(struct state *s, enum pm_container k, uint32_t node,
 	if (!unused)
 		return;
 	o->over++;
-	owner_add(s, k, node, unused);
+	owner_add(s, &s->owners[k], &o->owners, node, unused);
 	o->unused += unused;
 	o->deleted += deleted;
 	o->saving += saving;
@@ -981,7 +985,9 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 	if (!err)
 		err = pm_waste_slots(t, g, w);
 out:
-	owners_finish(&s);
+	for (int k = 0; k < PM_CONT_KINDS; k++)
+		owners_finish(&s.owners[k], &w->over[k].owners);
+	owners_finish(&s.empty_owners, &w->empty_owners);
 	value_map_deinit(&s.values);
 	free(s.cat_kind);
 	free(s.key_buf);
@@ -1001,8 +1007,8 @@ void pm_waste_deinit(struct pm_waste *w)
 	free(w->values);
 	free(w->by_id);
 	for (int k = 0; k < PM_CONT_KINDS; k++)
-		for (uint32_t i = 0; i < w->over[k].nowners; i++)
-			free(w->over[k].owners[i].name);
+		owners_free(&w->over[k].owners);
+	owners_free(&w->empty_owners);
 	for (size_t i = 0; i < w->nclasses; i++)
 		free(w->classes[i].name_list);
 	free(w->classes);

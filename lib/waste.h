@@ -71,9 +71,18 @@ struct pm_waste_example {
  * container, root or module global) their path from a root ends with. */
 struct pm_waste_owner {
 	char *name;                 /* "Record.items", "list[i]", ... */
-	uint64_t count, unused;
+	uint64_t count;
+	uint64_t bytes;             /* unused bytes (over-allocation), or the
+				     * containers' bytes (empty ones) */
 };
 enum { PM_WASTE_OWNERS = 8 };
+
+/* The holders with the most bytes, largest first. */
+struct pm_waste_owners {
+	struct pm_waste_owner top[PM_WASTE_OWNERS];
+	uint32_t n;
+	uint64_t seen;              /* containers attributed (capped) */
+};
 
 struct pm_over_stats {
 	uint64_t containers;        /* read */
@@ -84,9 +93,7 @@ struct pm_over_stats {
 	uint64_t saving;            /* what rebuilding each at its size saves */
 	struct pm_waste_example worst[16];      /* by unused bytes, largest first */
 	uint32_t nworst;
-	struct pm_waste_owner owners[PM_WASTE_OWNERS];   /* by unused */
-	uint32_t nowners;
-	uint64_t owners_seen;       /* containers attributed (capped) */
+	struct pm_waste_owners owners;                   /* by unused */
 };
 
 struct pm_empty_stats {
@@ -124,6 +131,7 @@ struct pm_waste {
 	size_t nvalues;
 	struct pm_over_stats over[PM_CONT_KINDS];
 	struct pm_empty_stats empty[PM_CONT_KINDS];
+	struct pm_waste_owners empty_owners;    /* of every kind, by bytes */
 	/* Dicts of 1 to PM_TINY_DICT_MAX items: their bytes (object and
 	 * keys table) and what tuples of the same items would take. */
 	uint64_t tiny_dicts, tiny_dict_bytes, tiny_dict_as_tuples;

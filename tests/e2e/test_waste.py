@@ -141,6 +141,11 @@ def check_containers(doc, oracle):
     assert len(empty) == 1
     for kind, n in oracle["empty"].items():
         assert empty[0]["by_type"][kind]["count"] >= n, kind
+    # the planted empty containers are EMPTIES' items: one holder
+    holders = {o["holder"]: o for o in empty[0]["owners"]}
+    held = holders["sys.modules['__main__'].__dict__['EMPTIES'][i]"]
+    assert held["count"] == sum(oracle["empty"].values())
+    assert held["bytes"] == oracle["empty_bytes"]
 
 
 def twin_bytes(python, cls, n):

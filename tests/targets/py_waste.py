@@ -160,6 +160,9 @@ def main():
                    "allocated": ctypes.c_ssize_t.from_address(id(lst) + 32).value}
                   for lst in LISTS],
         "empty": {"list": 300, "dict": 200, "set": 100},
+        # each an object alone: no items buffer ([] and set() keep none
+        # outside the object, {} shares the interpreter's static empty keys)
+        "empty_bytes": sum(allocated_size(o, gc=True) for o in EMPTIES),
         "holey": {"id": id(HOLEY), "len": len(HOLEY)},
         "numeric": [big_list(BIG_FLOATS, "float"), big_list(BIG_INTS, "int")],
         "records": {"class": Record.__qualname__, "n": N_RECORDS,
