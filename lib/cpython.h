@@ -156,6 +156,10 @@ bool pm_category_buffer_domain(const char *domain);
 
 #define PM_CATEGORY_NONE UINT32_MAX
 
+/* The debug allocator hooks' header (the size asked and the API id) before
+ * the data they give the program, and their trailer of forbidden bytes. */
+enum { PM_DEBUG_HOOK_HEADER = 16, PM_DEBUG_HOOK_TRAILER = 8 };
+
 /* One allocation: addr is where its user data starts (glibc: chunk + 16),
  * size what it occupies in its allocator (block size, chunk size with its
  * header): [addr - pm_alloc_header, + size) is its block or chunk. */
@@ -205,7 +209,9 @@ struct pm_cpython_heap {
 	bool glibc_walked;
 	char notes[4][200];         /* what was not analysed and why */
 	size_t nnotes;
-	bool debug_hooks;           /* PYTHONMALLOC=debug / -X dev layout seen */
+	bool debug_hooks;           /* PYTHONMALLOC=debug / -X dev layout seen:
+				     * the program's pointer to a block is
+				     * PM_DEBUG_HOOK_HEADER past its start */
 	size_t nallocs;
 	struct pm_alloc *allocs;    /* sorted by addr */
 	size_t ncategories;

@@ -28,7 +28,7 @@ enum {
 	STR_STATE = 32,             /* PyASCIIObject.state */
 	TYPE_NAME_MAX = 128,
 	WINDOW = 224,               /* bytes of a glibc chunk read for recognition */
-	DEBUG_HOOK_HEADER = 16, DEBUG_HOOK_TRAILER = 8,
+	DEBUG_HOOK_HEADER = PM_DEBUG_HOOK_HEADER, DEBUG_HOOK_TRAILER = PM_DEBUG_HOOK_TRAILER,
 	ALLOC_SLACK = 64,           /* allocator rounding of a sized buffer */
 	MMAP_SLACK = 4096 + 64,     /* ... mmapped: rounded to a page */
 	CONTAINER_ITEMS_MAX = 1 << 30, /* array/StringIO/odict sizes taken */

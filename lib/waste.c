@@ -402,15 +402,22 @@ static void keep_example(struct pm_waste_example *ex, uint32_t *n, uint32_t cap,
 
 #define KEEP(arr, n, e) keep_example(arr, &(n), (uint32_t)(sizeof(arr) / sizeof(arr[0])), e)
 
-/* The allocation that starts exactly at addr and holds need bytes. */
+/* The allocation whose data the program gets at addr and that holds need
+ * bytes. With the debug hooks the data is past their header, or past two
+ * for a large PyMem_Malloc (the hooks of the object domain around those of
+ * the raw domain, in a glibc chunk). */
 static const struct pm_alloc *buffer_at(struct state *s, uint64_t addr, uint64_t need)
 {
 	if (!addr || (addr & 7))
 		return NULL;
 	const struct pm_alloc *a = pm_cpython_find_alloc(s->heap, addr);
-	if (!a || a->addr != addr || pm_alloc_data_end(a) - addr < need)
+	if (!a || pm_alloc_data_end(a) - addr < need)
 		return NULL;
-	return a;
+	uint64_t past = addr - a->addr;
+	bool hooked = s->heap->debug_hooks &&
+		(past == PM_DEBUG_HOOK_HEADER ||
+		 (past == 2 * PM_DEBUG_HOOK_HEADER && a->kind != PM_ALLOC_PYMALLOC));
+	return past == 0 || hooked ? a : NULL;
 }
 
 static void empty_add(struct state *s, enum pm_container k, uint32_t node, uint64_t bytes)

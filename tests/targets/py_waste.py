@@ -104,6 +104,10 @@ LIBC = ctypes.CDLL(None)
 LIBC.malloc_usable_size.restype = ctypes.c_size_t
 LIBC.malloc_usable_size.argtypes = [ctypes.c_void_p]
 PYMALLOC = os.environ.get("PYTHONMALLOC") != "malloc"
+# A pydebug build (sys.gettotalrefcount) installs the debug hooks by
+# default, -X dev does everywhere: each block gets a 16-byte header and an
+# 8-byte trailer (PYTHONMALLOC=malloc in a pydebug build turns them off).
+DEBUG_HOOKS = PYMALLOC and (hasattr(sys, "gettotalrefcount") or sys.flags.dev_mode)
 
 
 def allocated_size(obj, gc=False):
@@ -114,9 +118,25 @@ def allocated_size(obj, gc=False):
     a remainder too small to be a chunk)."""
     if PYMALLOC:
         size = sys.getsizeof(obj)   # with the GC head of a GC object
+        if DEBUG_HOOKS:
+            size += 24
         assert size <= 512
         return (size + 15) & ~15
     return LIBC.malloc_usable_size(id(obj) - (16 if gc else 0)) + 8
+
+
+def chunk_bytes(mem):
+    """The bytes of the glibc chunk at user address mem, from its own
+    header: the size word; for an mmapped chunk (IS_MMAPPED, 0x2) plus the
+    prev_size word, how far into its mapping the chunk starts, rounded up
+    to whole pages: the mapping (glibc 2.43's mremap of an mmapped chunk
+    leaves a size word 16 bytes short of the pages it maps)."""
+    size = ctypes.c_size_t.from_address(mem - 8).value
+    if size & 2:
+        mapped = (size & ~7) + ctypes.c_size_t.from_address(mem - 16).value
+        page = os.sysconf("SC_PAGE_SIZE")
+        return (mapped + page - 1) // page * page
+    return size & ~7
 
 
 def big_list(lst, kind):
@@ -127,7 +147,7 @@ def big_list(lst, kind):
     ob_item = ctypes.c_void_p.from_address(id(lst) + 24).value
     assert all(sys.getrefcount(lst[i]) == 2 for i in range(100))
     return {"id": id(lst), "kind": kind, "len": len(lst),
-            "buffer": ctypes.c_size_t.from_address(ob_item - 8).value & ~7,
+            "buffer": chunk_bytes(ob_item),
             "items": sum(allocated_size(x) for x in lst)}
 
 
