@@ -40,6 +40,8 @@ static void usage(FILE *out)
 		"       pymortem describe ADDR <core-file|pid>\n"
 		"       pymortem referrers|referents|path|retained ADDR <core-file|pid>\n"
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
+		"       pymortem snapshot -o FILE <core-file|pid>\n"
+		"       pymortem diff BEFORE AFTER   (each a core file, a snapshot file or a pid)\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
 		"Why RSS does not drop: `rss` splits the resident memory (smaps and\n"
@@ -51,6 +53,10 @@ static void usage(FILE *out)
 		"unused slots of lists, dicts, sets and bytearrays, empty containers,\n"
 		"tiny dicts, __slots__ candidates and lists an array would hold, each\n"
 		"with its saving, examples, paths and advice.\n"
+		"Growth: `snapshot -o FILE` keeps what the heap holds now; `diff FILE PID`\n"
+		"compares a later state with it: every summary row's count and bytes\n"
+		"before, after and the change (--by type or owner), and for the same\n"
+		"process the allocations that are new, by type, with examples.\n"
 		"\nreports:\n");
 	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
 		fprintf(out, "  %-16s %s\n", d->name, d->summary);
@@ -80,6 +86,7 @@ static void usage(FILE *out)
 		"  --address ADDR      address for describe/hexdump\n"
 		"  --length N          length for hexdump\n"
 		"  --threshold PCT     suspects: the share of the heap one must retain (10)\n"
+		"  -o, --output FILE   snapshot: the file to write\n"
 		"  -h, --help          this help;  --version  the version\n");
 }
 
@@ -236,12 +243,136 @@ static int run_on_core(const char *path, const char *report,
 	return status;
 }
 
+/* One side of `diff` (or the target of `snapshot`): a snapshot file, a
+ * live pid (frozen until side_close) or a core. The target stays open so
+ * that the diff can show previews of what is new. */
+struct side {
+	struct pm_snapshot *snap;
+	struct pm_target *t;
+	struct pm_frozen_process *frozen;
+};
+
+static void side_close(struct side *s)
+{
+	pm_snapshot_destroy(s->snap);
+	if (s->t)
+		pm_target_destroy(s->t);
+	if (s->frozen)
+		pm_process_thaw(s->frozen);
+	memset(s, 0, sizeof(*s));
+}
+
+static bool side_open(const char *operand, const struct pm_options *options, bool keep,
+		      struct side *s)
+{
+	memset(s, 0, sizeof(*s));
+	struct pm_error *err;
+	pid_t pid;
+	char source[4096];
+	if (parse_pid(operand, &pid) && access(operand, F_OK) != 0) {
+		err = pm_process_freeze(pid, &s->frozen);
+		if (!err)
+			err = pm_target_open_pid(pid, options, &s->t);
+		snprintf(source, sizeof(source), "pid %d (live)", (int)pid);
+	} else if (pm_snapshot_is_file(operand)) {
+		err = pm_snapshot_load(operand, &s->snap);
+		if (err) {
+			fail(NULL, err);
+			return false;
+		}
+		return true;
+	} else {
+		struct stat st;
+		if (stat(operand, &st) != 0) {
+			fprintf(stderr, "pymortem: error: %s: %s (expected a core file, a "
+				"snapshot file or a pid)\n", operand, strerror(errno));
+			return false;
+		}
+		err = pm_target_open_core(operand, options, &s->t);
+		if (err && !strstr(err->message, operand)) {
+			fail(operand, err);
+			side_close(s);
+			return false;
+		}
+		snprintf(source, sizeof(source), "core %s", operand);
+	}
+	if (!err)
+		err = pm_snapshot_take(s->t, source, &s->snap);
+	if (err) {
+		fail(NULL, err);
+		side_close(s);
+		return false;
+	}
+	if (!keep) {
+		pm_target_destroy(s->t);
+		s->t = NULL;
+		if (s->frozen)
+			pm_process_thaw(s->frozen);
+		s->frozen = NULL;
+	}
+	return true;
+}
+
+/* pymortem snapshot -o FILE TARGET */
+static int run_snapshot(const char *target, const char *output,
+			const struct pm_options *options, const struct pm_report_args *args)
+{
+	if (!output) {
+		fprintf(stderr, "pymortem: error: snapshot needs -o FILE: where to write it\n");
+		return EXIT_USAGE;
+	}
+	struct side s;
+	if (!side_open(target, options, false, &s))
+		return 1;
+	struct pm_error *err = pm_snapshot_save(s.snap, output);
+	if (err) {
+		fail(NULL, err);
+		side_close(&s);
+		return 1;
+	}
+	struct stat st;
+	long long bytes = stat(output, &st) == 0 ? (long long)st.st_size : -1;
+	if (args->format == PM_FORMAT_JSON)
+		printf("{\"file\": \"%s\", \"bytes\": %lld}\n", output, bytes);
+	else
+		printf("snapshot of %s written to %s (%lld bytes); compare a later state "
+		       "with it: pymortem diff %s TARGET\n", target, output, bytes, output);
+	side_close(&s);
+	return 0;
+}
+
+/* pymortem diff BEFORE AFTER */
+static int run_diff(const char *before_operand, const char *after_operand,
+		    const struct pm_options *options, const struct pm_report_args *args)
+{
+	struct side before, after;
+	if (!side_open(before_operand, options, false, &before))
+		return 1;
+	if (!side_open(after_operand, options, true, &after)) {
+		side_close(&before);
+		return 1;
+	}
+	char *text;
+	struct pm_error *err = pm_diff_run(before.snap, after.snap, after.t, args, &text);
+	int status = 0;
+	if (err) {
+		status = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;
+		fail(NULL, err);
+	} else {
+		fputs(text, stdout);
+		free(text);
+	}
+	side_close(&after);
+	side_close(&before);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_JSON = 256, OPT_NO_DEBUGINFO, OPT_DEBUG_DIR, OPT_EXE, OPT_BY,
 	       OPT_TOP, OPT_LIMIT, OPT_MIN_SIZE, OPT_USED, OPT_FREE, OPT_ALL,
 	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_THRESHOLD,
-	       OPT_VERSION, OPT_SYSROOT };
+	       OPT_VERSION, OPT_SYSROOT, OPT_OUTPUT };
 	static const struct option long_options[] = {
 		{"json", no_argument, NULL, OPT_JSON},
 		{"no-debuginfo", no_argument, NULL, OPT_NO_DEBUGINFO},
@@ -260,6 +391,7 @@ int main(int argc, char **argv)
 		{"address", required_argument, NULL, OPT_ADDRESS},
 		{"length", required_argument, NULL, OPT_LENGTH},
 		{"threshold", required_argument, NULL, OPT_THRESHOLD},
+		{"output", required_argument, NULL, OPT_OUTPUT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
@@ -268,8 +400,10 @@ int main(int argc, char **argv)
 	struct pm_report_args args = {0};
 	int opt;
 	uint64_t number;
-	while ((opt = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+	const char *output = NULL;
+	while ((opt = getopt_long(argc, argv, "ho:", long_options, NULL)) != -1) {
 		switch (opt) {
+		case 'o': case OPT_OUTPUT: output = optarg; break;
 		case OPT_JSON: args.format = PM_FORMAT_JSON; break;
 		case OPT_NO_DEBUGINFO: options.no_debuginfo = true; break;
 		case OPT_DEBUG_DIR: options.debug_dir = optarg; break;
@@ -325,12 +459,23 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *report = argv[optind], *target = argv[argc - 1];
-	if (!report_exists(report)) {
+	bool special = !strcmp(report, "snapshot") || !strcmp(report, "diff");
+	if (special) {
+		int operands = argc - optind - 1;
+		int want = !strcmp(report, "diff") ? 2 : 1;
+		if (operands != want) {
+			fprintf(stderr, "pymortem: error: %s takes %s, not %d operands\n", report,
+				want == 2 ? "BEFORE and AFTER (each a core file, a snapshot file "
+				"or a pid)" : "one core file or pid", operands);
+			return EXIT_USAGE;
+		}
+	}
+	if (!special && !report_exists(report)) {
 		fprintf(stderr, "pymortem: error: unknown report '%s' (see pymortem --help)\n",
 			report);
 		return EXIT_USAGE;
 	}
-	if (!take_operands(report, argv + optind + 1, argc - optind - 2, &args))
+	if (!special && !take_operands(report, argv + optind + 1, argc - optind - 2, &args))
 		return EXIT_USAGE;
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -338,6 +483,10 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 
+	if (!strcmp(report, "snapshot"))
+		return run_snapshot(target, output, &options, &args);
+	if (!strcmp(report, "diff"))
+		return run_diff(argv[optind + 1], target, &options, &args);
 	pid_t pid;
 	if (parse_pid(target, &pid) && access(target, F_OK) != 0)
 		return run_on_pid(pid, report, &options, &args);

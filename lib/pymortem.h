@@ -135,4 +135,26 @@ const struct pm_report_desc *pm_report_list(void);
 struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 			       const struct pm_report_args *args, char **ret);
 
+/* Snapshots, for diff: what an analysis of a target found (summary rows
+ * by type and owner, every in-use allocation's address, size and
+ * category, and the process's identity). source names the target in the
+ * diff's text ("pid 123", "core FILE"). */
+struct pm_snapshot;
+struct pm_error *pm_snapshot_take(struct pm_target *t, const char *source,
+				  struct pm_snapshot **ret);
+struct pm_error *pm_snapshot_save(const struct pm_snapshot *s, const char *path);
+struct pm_error *pm_snapshot_load(const char *path, struct pm_snapshot **ret);
+/* Does the file start as a snapshot does (else: a core)? */
+bool pm_snapshot_is_file(const char *path);
+void pm_snapshot_destroy(struct pm_snapshot *s);
+
+/* How after differs from before: args->by (type or owner), ->top (rows),
+ * ->limit (examples of new allocations per row), ->format. after_target,
+ * when not NULL, is the target after was taken from: new allocations are
+ * shown with previews. *ret as pm_report_run's. */
+struct pm_error *pm_diff_run(const struct pm_snapshot *before,
+			     const struct pm_snapshot *after,
+			     struct pm_target *after_target,
+			     const struct pm_report_args *args, char **ret);
+
 #endif

@@ -784,6 +784,29 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 	return err;
 }
 
+/* The summary's rows for `by` (type or owner; in-use memory), each passed
+ * to sink: what a snapshot keeps for diff. */
+struct pm_error *pm_summary_rows(struct pm_target *t, const char *by,
+				 void (*sink)(void *arg, const char *domain, const char *kind,
+					      const char *detail, uint64_t count,
+					      uint64_t bytes),
+				 void *arg)
+{
+	const struct pm_cpython_heap *heap;
+	struct pm_error *err = pm_cpython_analyse(t, &heap);
+	if (err)
+		return err;
+	struct summary s = { 0 };
+	struct pm_report_args args = { .by = by };
+	err = summary_build(t, heap, &args, &s);
+	for (size_t i = 0; !err && i < s.nrows; i++)
+		sink(arg, s.rows[i].domain, s.rows[i].kind, s.rows[i].detail,
+		     s.rows[i].count, s.rows[i].bytes);
+	free(s.rows);
+	summary_row_index_deinit(&s.index);
+	return err;
+}
+
 /* ---- objects ------------------------------------------------------- */
 
 enum { OBJECTS_DEFAULT_LIMIT = 100 };

@@ -1,0 +1,442 @@
+/* `diff`: how the heap grew between two snapshots (snapshot.h). Per
+ * summary row (by type, or by owner) the count and bytes before, after and
+ * the change, growth first, with a TOTAL; and when both snapshots are of
+ * the same process (same pid and AT_RANDOM bytes), the allocations that
+ * are new in the second: at an address the first did not have in use, or
+ * had with another category. Those are summed by category, with examples
+ * (address, size, and a preview when the second is a live target). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocs.h"
+#include "snapshot.h"
+#include "strbuf.h"
+#include "vector.h"
+
+enum { EXAMPLES_TEXT = 3, EXAMPLES_JSON = 10 };
+
+struct change {
+	const char *domain, *kind, *detail;
+	uint64_t count[2], bytes[2];    /* before, after */
+};
+PM_DEFINE_VECTOR(change_vector, struct change)
+PM_DEFINE_VECTOR(u64_vector, uint64_t)
+
+static int names_cmp(const char *d1, const char *k1, const char *t1,
+		     const char *d2, const char *k2, const char *t2)
+{
+	int c = strcmp(d1, d2);
+	if (!c)
+		c = strcmp(k1, k2);
+	return c ? c : strcmp(t1, t2);
+}
+
+static int change_name_cmp(const void *x, const void *y)
+{
+	const struct change *a = x, *b = y;
+	return names_cmp(a->domain, a->kind, a->detail, b->domain, b->kind, b->detail);
+}
+
+static int64_t delta(uint64_t before, uint64_t after)
+{
+	return (int64_t)(after - before);
+}
+
+/* Growth first (bytes, then count), then by name. */
+static int change_growth_cmp(const void *x, const void *y)
+{
+	const struct change *a = x, *b = y;
+	int64_t da = delta(a->bytes[0], a->bytes[1]), db = delta(b->bytes[0], b->bytes[1]);
+	if (da != db)
+		return da > db ? -1 : 1;
+	int64_t ca = delta(a->count[0], a->count[1]), cb = delta(b->count[0], b->count[1]);
+	if (ca != cb)
+		return ca > cb ? -1 : 1;
+	return change_name_cmp(x, y);
+}
+
+/* Both snapshots' rows, one change per name. */
+static bool changes_of(const struct pm_snapshot_row_vector *before,
+		       const struct pm_snapshot_row_vector *after,
+		       struct change_vector *out)
+{
+	const struct pm_snapshot_row_vector *sides[2] = { before, after };
+	struct change_vector all = PM_VECTOR_INIT;
+	for (int side = 0; side < 2; side++)
+		for (size_t i = 0; i < sides[side]->size; i++) {
+			const struct pm_snapshot_row *r = &sides[side]->data[i];
+			struct change c = { r->domain, r->kind, r->detail, {0, 0}, {0, 0} };
+			c.count[side] = r->count;
+			c.bytes[side] = r->bytes;
+			if (!change_vector_append(&all, &c)) {
+				change_vector_deinit(&all);
+				return false;
+			}
+		}
+	if (all.size)
+		qsort(all.data, all.size, sizeof(*all.data), change_name_cmp);
+	for (size_t i = 0; i < all.size; i++) {
+		if (out->size && !change_name_cmp(&out->data[out->size - 1], &all.data[i])) {
+			struct change *last = &out->data[out->size - 1];
+			for (int side = 0; side < 2; side++) {
+				last->count[side] += all.data[i].count[side];
+				last->bytes[side] += all.data[i].bytes[side];
+			}
+		} else if (!change_vector_append(out, &all.data[i])) {
+			change_vector_deinit(&all);
+			return false;
+		}
+	}
+	change_vector_deinit(&all);
+	if (out->size)
+		qsort(out->data, out->size, sizeof(*out->data), change_growth_cmp);
+	return true;
+}
+
+static const char *signed_grouped(int64_t v, char *buf)
+{
+	char digits[32];
+	pm_format_grouped(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, digits);
+	snprintf(buf, 40, "%s%s", v > 0 ? "+" : v < 0 ? "-" : "", digits);
+	return buf;
+}
+
+static bool same_process(const struct pm_snapshot *a, const struct pm_snapshot *b)
+{
+	return a->pid && a->pid == b->pid && a->has_identity && b->has_identity &&
+	       !memcmp(a->identity, b->identity, sizeof(a->identity));
+}
+
+/* New allocations of one of after's categories. */
+struct fresh {
+	uint64_t count, bytes;
+	struct u64_vector examples;     /* indexes into after's allocations */
+};
+
+static const struct pm_snapshot *sort_snapshot;
+
+static int cat_index_cmp(const void *x, const void *y)
+{
+	const struct pm_snapshot_category *a = &sort_snapshot->categories.data[*(const uint32_t *)x];
+	const struct pm_snapshot_category *b = &sort_snapshot->categories.data[*(const uint32_t *)y];
+	return names_cmp(a->domain, a->kind, a->detail, b->domain, b->kind, b->detail);
+}
+
+/* For each of after's categories, before's category of the same names, or
+ * UINT32_MAX. */
+static uint32_t *category_map(const struct pm_snapshot *before, const struct pm_snapshot *after)
+{
+	size_t nb = before->categories.size, na = after->categories.size;
+	uint32_t *sorted = malloc((nb ? nb : 1) * sizeof(*sorted));
+	uint32_t *map = malloc((na ? na : 1) * sizeof(*map));
+	if (!sorted || !map) {
+		free(sorted);
+		free(map);
+		return NULL;
+	}
+	for (size_t i = 0; i < nb; i++)
+		sorted[i] = (uint32_t)i;
+	sort_snapshot = before;
+	if (nb)
+		qsort(sorted, nb, sizeof(*sorted), cat_index_cmp);
+	for (size_t j = 0; j < na; j++) {
+		const struct pm_snapshot_category *c = &after->categories.data[j];
+		size_t lo = 0, hi = nb;
+		map[j] = UINT32_MAX;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct pm_snapshot_category *m = &before->categories.data[sorted[mid]];
+			int cmp = names_cmp(c->domain, c->kind, c->detail, m->domain, m->kind, m->detail);
+			if (!cmp) {
+				map[j] = sorted[mid];
+				break;
+			}
+			if (cmp < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+	}
+	free(sorted);
+	return map;
+}
+
+static struct pm_error *fresh_allocations(const struct pm_snapshot *before,
+					  const struct pm_snapshot *after,
+					  size_t examples_max, struct fresh *fresh)
+{
+	uint32_t *map = category_map(before, after);
+	if (!map)
+		return &pm_error_no_memory;
+	size_t i = 0;
+	for (size_t j = 0; j < after->nallocs; j++) {
+		uint64_t addr = after->addr[j];
+		while (i < before->nallocs && before->addr[i] < addr)
+			i++;
+		uint32_t c = after->category[j];
+		if (i < before->nallocs && before->addr[i] == addr &&
+		    map[c] == before->category[i])
+			continue;
+		struct fresh *f = &fresh[c];
+		f->count++;
+		f->bytes += after->size[j];
+		uint64_t index = j;
+		if (f->examples.size < examples_max && !u64_vector_append(&f->examples, &index)) {
+			free(map);
+			return &pm_error_no_memory;
+		}
+	}
+	free(map);
+	return NULL;
+}
+
+static const struct fresh *fresh_sort;
+
+static int fresh_index_cmp(const void *x, const void *y)
+{
+	const struct fresh *a = &fresh_sort[*(const uint32_t *)x], *b = &fresh_sort[*(const uint32_t *)y];
+	if (a->bytes != b->bytes)
+		return a->bytes > b->bytes ? -1 : 1;
+	if (a->count != b->count)
+		return a->count > b->count ? -1 : 1;
+	return *(const uint32_t *)x < *(const uint32_t *)y ? -1 : 1;
+}
+
+static void side_json(const struct pm_snapshot *s, struct pm_strbuf *out)
+{
+	pm_strbuf_append(out, "{\"source\": ");
+	pm_strbuf_json_string(out, s->source);
+	pm_strbuf_append(out, ", \"python\": ");
+	pm_strbuf_json_string(out, s->python);
+	pm_strbuf_printf(out, ", \"pid\": %" PRId64 ", \"allocations\": %zu}", s->pid, s->nallocs);
+}
+
+static void example_preview(struct pm_target *t, const struct pm_alloc_list *list,
+			    uint64_t addr, struct pm_strbuf *out)
+{
+	const struct pm_alloc_entry *e = list ? pm_alloc_list_find(list, addr) : NULL;
+	if (e)
+		pm_alloc_preview(t, list, e, out);
+}
+
+struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_snapshot *after,
+			     struct pm_target *after_target, const struct pm_report_args *args,
+			     char **ret)
+{
+	const char *by = args->by ? args->by : "type";
+	if (strcmp(by, "type") && strcmp(by, "owner"))
+		return pm_error_format(PM_ERR_INVALID, "diff --by %s: expected type or owner", by);
+	bool json = args->format == PM_FORMAT_JSON;
+	bool owner = !strcmp(by, "owner");
+	struct change_vector changes = PM_VECTOR_INIT;
+	if (!changes_of(owner ? &before->by_owner : &before->by_type,
+			owner ? &after->by_owner : &after->by_type, &changes))
+		return &pm_error_no_memory;
+	bool same = same_process(before, after);
+	size_t examples_max = args->limit > 0 ? (size_t)args->limit :
+		json ? EXAMPLES_JSON : EXAMPLES_TEXT;
+	size_t ncat = after->categories.size;
+	struct fresh *fresh = same ? calloc(ncat ? ncat : 1, sizeof(*fresh)) : NULL;
+	uint32_t *order = same ? malloc((ncat ? ncat : 1) * sizeof(*order)) : NULL;
+	struct pm_error *err = NULL;
+	if (same && (!fresh || !order))
+		err = &pm_error_no_memory;
+	if (!err && same)
+		err = fresh_allocations(before, after, examples_max, fresh);
+	const struct pm_alloc_list *list = NULL;
+	if (!err && same && after_target) {
+		struct pm_error *lerr = pm_alloc_list_get(after_target, &list);
+		if (lerr) {
+			pm_error_destroy(lerr);   /* examples without previews */
+			list = NULL;
+		}
+	}
+	struct pm_strbuf out;
+	pm_strbuf_init(&out);
+	size_t shown = 0, changed = 0;
+	for (size_t i = 0; i < changes.size; i++)
+		changed += changes.data[i].count[0] != changes.data[i].count[1] ||
+			   changes.data[i].bytes[0] != changes.data[i].bytes[1];
+	size_t limit_rows = args->top > 0 && (size_t)args->top < changed ? (size_t)args->top : changed;
+	uint64_t total[2][2] = { { 0, 0 }, { 0, 0 } };    /* [side][count, bytes] */
+	for (size_t i = 0; i < changes.size; i++)
+		for (int side = 0; side < 2; side++) {
+			total[side][0] += changes.data[i].count[side];
+			total[side][1] += changes.data[i].bytes[side];
+		}
+	char b[6][40];
+	if (!err && json) {
+		pm_strbuf_append(&out, "{\"before\": ");
+		side_json(before, &out);
+		pm_strbuf_append(&out, ", \"after\": ");
+		side_json(after, &out);
+		pm_strbuf_printf(&out, ", \"same_process\": %s, \"by\": \"%s\", \"rows\": [",
+				 same ? "true" : "false", by);
+		for (size_t i = 0; i < changes.size; i++) {
+			const struct change *c = &changes.data[i];
+			if (c->count[0] == c->count[1] && c->bytes[0] == c->bytes[1])
+				continue;
+			if (shown++ >= limit_rows)
+				break;
+			pm_strbuf_append(&out, shown > 1 ? ",\n  {\"domain\": " : "\n  {\"domain\": ");
+			pm_strbuf_json_string(&out, c->domain);
+			pm_strbuf_append(&out, ", \"kind\": ");
+			pm_strbuf_json_string(&out, c->kind);
+			pm_strbuf_append(&out, ", \"detail\": ");
+			pm_strbuf_json_string(&out, c->detail);
+			pm_strbuf_printf(&out, ", \"count_before\": %" PRIu64 ", \"count_after\": %"
+					 PRIu64 ", \"count_delta\": %" PRId64 ", \"bytes_before\": %"
+					 PRIu64 ", \"bytes_after\": %" PRIu64 ", \"bytes_delta\": %"
+					 PRId64 "}", c->count[0], c->count[1],
+					 delta(c->count[0], c->count[1]), c->bytes[0], c->bytes[1],
+					 delta(c->bytes[0], c->bytes[1]));
+		}
+		pm_strbuf_printf(&out, "%s], \"changed_rows\": %zu, \"total\": {\"count_before\": %"
+				 PRIu64 ", \"count_after\": %" PRIu64 ", \"count_delta\": %" PRId64
+				 ", \"bytes_before\": %" PRIu64 ", \"bytes_after\": %" PRIu64
+				 ", \"bytes_delta\": %" PRId64 "}", shown ? "\n" : "", changed,
+				 total[0][0], total[1][0], delta(total[0][0], total[1][0]),
+				 total[0][1], total[1][1], delta(total[0][1], total[1][1]));
+	} else if (!err) {
+		pm_strbuf_printf(&out, "diff by %s: before: %s%s%s; after: %s%s%s: %s\n", by,
+				 before->source, *before->python ? ", CPython " : "",
+				 before->python, after->source,
+				 *after->python ? ", CPython " : "", after->python,
+				 same ? "the same process" :
+				 before->pid == after->pid && before->pid ?
+				 "the same pid, but not the same process (or unknown): rows only" :
+				 "different processes: rows only");
+		static const char *const headers[] = { "domain", "kind", "detail", "count before",
+						       "count after", "count +/-", "bytes before",
+						       "bytes after", "bytes +/-" };
+		static const bool right[] = { false, false, false, true, true, true, true, true, true };
+		struct pm_table *table = pm_table_create(9, headers, right);
+		if (!table) {
+			err = &pm_error_no_memory;
+		} else {
+			for (size_t i = 0; i < changes.size; i++) {
+				const struct change *c = &changes.data[i];
+				if (c->count[0] == c->count[1] && c->bytes[0] == c->bytes[1])
+					continue;
+				if (shown++ >= limit_rows)
+					break;
+				const char *cells[] = {
+					c->domain, c->kind, c->detail,
+					pm_format_grouped(c->count[0], b[0]),
+					pm_format_grouped(c->count[1], b[1]),
+					signed_grouped(delta(c->count[0], c->count[1]), b[2]),
+					pm_format_grouped(c->bytes[0], b[3]),
+					pm_format_grouped(c->bytes[1], b[4]),
+					signed_grouped(delta(c->bytes[0], c->bytes[1]), b[5]) };
+				pm_table_add_row(table, cells);
+			}
+			const char *cells[] = {
+				"TOTAL", "", "", pm_format_grouped(total[0][0], b[0]),
+				pm_format_grouped(total[1][0], b[1]),
+				signed_grouped(delta(total[0][0], total[1][0]), b[2]),
+				pm_format_grouped(total[0][1], b[3]),
+				pm_format_grouped(total[1][1], b[4]),
+				signed_grouped(delta(total[0][1], total[1][1]), b[5]) };
+			pm_table_add_row(table, cells);
+			pm_table_render(table, &out);
+			pm_table_destroy(table);
+			if (changed > limit_rows)
+				pm_strbuf_printf(&out, "%zu more changed rows (--top 0 shows them)\n",
+						 changed - limit_rows);
+			pm_strbuf_printf(&out, "%zu rows unchanged\n", changes.size - changed);
+		}
+	}
+	/* The new allocations, by category, the largest first. */
+	uint64_t fresh_count = 0, fresh_bytes = 0;
+	size_t nfresh = 0;
+	for (size_t c = 0; same && !err && c < ncat; c++) {
+		fresh_count += fresh[c].count;
+		fresh_bytes += fresh[c].bytes;
+		if (fresh[c].count)
+			order[nfresh++] = (uint32_t)c;
+	}
+	if (nfresh) {
+		fresh_sort = fresh;
+		qsort(order, nfresh, sizeof(*order), fresh_index_cmp);
+	}
+	size_t fresh_rows = args->top > 0 && (size_t)args->top < nfresh ? (size_t)args->top : nfresh;
+	if (!err && json) {
+		pm_strbuf_append(&out, ", \"new\": ");
+		if (!same) {
+			pm_strbuf_append(&out, "null");
+		} else {
+			pm_strbuf_printf(&out, "{\"count\": %" PRIu64 ", \"bytes\": %" PRIu64
+					 ", \"categories\": %zu, \"by_category\": [", fresh_count,
+					 fresh_bytes, nfresh);
+			for (size_t k = 0; k < fresh_rows; k++) {
+				const struct pm_snapshot_category *c = &after->categories.data[order[k]];
+				const struct fresh *f = &fresh[order[k]];
+				pm_strbuf_append(&out, k ? ",\n  {\"domain\": " : "\n  {\"domain\": ");
+				pm_strbuf_json_string(&out, c->domain);
+				pm_strbuf_append(&out, ", \"kind\": ");
+				pm_strbuf_json_string(&out, c->kind);
+				pm_strbuf_append(&out, ", \"detail\": ");
+				pm_strbuf_json_string(&out, c->detail);
+				pm_strbuf_printf(&out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64
+						 ", \"examples\": [", f->count, f->bytes);
+				for (size_t e = 0; e < f->examples.size; e++) {
+					size_t j = (size_t)f->examples.data[e];
+					pm_strbuf_printf(&out, "%s{\"address\": %" PRIu64 ", \"object\": %"
+							 PRIu64 ", \"size\": %" PRIu64 ", \"preview\": ",
+							 e ? ", " : "", after->addr[j],
+							 after->addr[j] + after->object_offset[j],
+							 after->size[j]);
+					struct pm_strbuf p;
+					pm_strbuf_init(&p);
+					example_preview(after_target, list, after->addr[j], &p);
+					if (list)
+						pm_strbuf_json_string(&out, p.data ? p.data : "");
+					else
+						pm_strbuf_append(&out, "null");
+					pm_strbuf_deinit(&p);
+					pm_strbuf_append(&out, "}");
+				}
+				pm_strbuf_append(&out, "]}");
+			}
+			pm_strbuf_printf(&out, "%s]}", fresh_rows ? "\n" : "");
+		}
+		pm_strbuf_append(&out, "}\n");
+	} else if (!err && same) {
+		pm_strbuf_printf(&out, "\nnew allocations (not in use at that address, or in use "
+				 "as something else, before): %s in %zu rows, %s bytes\n",
+				 pm_format_grouped(fresh_count, b[0]), nfresh,
+				 pm_format_grouped(fresh_bytes, b[1]));
+		for (size_t k = 0; k < fresh_rows; k++) {
+			const struct pm_snapshot_category *c = &after->categories.data[order[k]];
+			const struct fresh *f = &fresh[order[k]];
+			pm_strbuf_printf(&out, "  %-8s %-24s %-10s %12s %14s bytes\n", c->domain,
+					 c->kind, c->detail, pm_format_grouped(f->count, b[0]),
+					 pm_format_grouped(f->bytes, b[1]));
+			for (size_t e = 0; e < f->examples.size; e++) {
+				size_t j = (size_t)f->examples.data[e];
+				pm_strbuf_printf(&out, "      0x%" PRIx64 " %10" PRIu64 " B  ",
+						 after->addr[j], after->size[j]);
+				example_preview(after_target, list, after->addr[j], &out);
+				pm_strbuf_append(&out, "\n");
+			}
+		}
+		if (nfresh > fresh_rows)
+			pm_strbuf_printf(&out, "  ... and %zu more rows (--top 0 shows them)\n",
+					 nfresh - fresh_rows);
+	}
+	for (size_t c = 0; fresh && c < ncat; c++)
+		u64_vector_deinit(&fresh[c].examples);
+	free(fresh);
+	free(order);
+	change_vector_deinit(&changes);
+	if (!err && out.failed)
+		err = &pm_error_no_memory;
+	if (err) {
+		pm_strbuf_deinit(&out);
+		return err;
+	}
+	*ret = pm_strbuf_steal(&out);
+	return NULL;
+}
