@@ -346,14 +346,19 @@ static int run_diff(const char *before_operand, const char *after_operand,
 		    const struct pm_options *options, const struct pm_report_args *args)
 {
 	struct side before, after;
-	if (!side_open(before_operand, options, false, &before))
+	/* A core before stays open for the previews of what is gone; a live
+	 * process has changed since, if it is the same one. */
+	pid_t pid;
+	bool before_live = parse_pid(before_operand, &pid) && access(before_operand, F_OK) != 0;
+	if (!side_open(before_operand, options, !before_live, &before))
 		return 1;
 	if (!side_open(after_operand, options, true, &after)) {
 		side_close(&before);
 		return 1;
 	}
 	char *text;
-	struct pm_error *err = pm_diff_run(before.snap, after.snap, after.t, args, &text);
+	struct pm_error *err = pm_diff_run(before.snap, after.snap, before.t, after.t, args,
+					   &text);
 	int status = 0;
 	if (err) {
 		status = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;

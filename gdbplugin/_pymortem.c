@@ -606,6 +606,97 @@ static PyObject *target_report(PyObject *obj, PyObject *args, PyObject *kwargs)
 	return result;
 }
 
+/* Checks that the target is open and idle, raising otherwise. */
+static bool target_usable(TargetObject *self)
+{
+	if (!self->target) {
+		raise_error(self->error_class, PM_ERR_INVALID,
+			    PyUnicode_FromString("target is closed"), NULL);
+		return false;
+	}
+	if (self->busy) {
+		raise_error(self->error_class, PM_ERR_INVALID,
+			    PyUnicode_FromString("a report is already running"), NULL);
+		return false;
+	}
+	return true;
+}
+
+static PyObject *target_snapshot(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = {"path", "source", NULL};
+	TargetObject *self = (TargetObject *)obj;
+	const char *path, *source = NULL;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$z", kwlist, &path, &source))
+		return NULL;
+	if (!target_usable(self))
+		return NULL;
+	struct pm_snapshot *snap = NULL;
+	self->busy = true;
+	struct pm_error *err = pm_snapshot_take(self->target, source, &snap);
+	if (!err)
+		err = pm_snapshot_save(snap, path);
+	self->busy = false;
+	pm_snapshot_destroy(snap);
+	if (restore_interrupt(self)) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	if (err)
+		return raise_pm_error(self->error_class, err);
+	Py_RETURN_NONE;
+}
+
+static PyObject *target_diff(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = {"before", "source", "before_source", "format", "by", "top",
+				 "limit", NULL};
+	TargetObject *self = (TargetObject *)obj;
+	const char *before_path, *source = NULL, *before_source = NULL, *format = NULL;
+	struct pm_report_args ra = {0};
+	long top = 0, limit = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zzzzll", kwlist, &before_path,
+					 &source, &before_source, &format, &ra.by, &top,
+					 &limit))
+		return NULL;
+	if (parse_format(format, &ra.format) < 0) {
+		PyErr_Format(PyExc_ValueError, "format must be \"text\" or \"json\", not \"%s\"",
+			     format);
+		return NULL;
+	}
+	if (top < 0 || limit < 0) {
+		PyErr_SetString(PyExc_ValueError, "top and limit must not be negative");
+		return NULL;
+	}
+	ra.top = top;
+	ra.limit = limit;
+	if (!target_usable(self))
+		return NULL;
+	struct pm_snapshot *before = NULL, *after = NULL;
+	char *text = NULL;
+	self->busy = true;
+	struct pm_error *err = pm_snapshot_load(before_path, &before);
+	if (!err && before_source)
+		err = pm_snapshot_set_source(before, before_source);
+	if (!err)
+		err = pm_snapshot_take(self->target, source, &after);
+	if (!err)
+		err = pm_diff_run(before, after, NULL, self->target, &ra, &text);
+	self->busy = false;
+	pm_snapshot_destroy(before);
+	pm_snapshot_destroy(after);
+	if (restore_interrupt(self)) {
+		pm_error_destroy(err);
+		free(text);
+		return NULL;
+	}
+	if (err)
+		return raise_pm_error(self->error_class, err);
+	PyObject *result = PyUnicode_DecodeUTF8(text, strlen(text), "replace");
+	free(text);
+	return result;
+}
+
 static PyObject *target_close(PyObject *obj, PyObject *unused)
 {
 	(void)unused;
@@ -651,6 +742,17 @@ static PyMethodDef target_methods[] = {
 	 "       progress=None, width=0, all_rows_option=None)\n"
 	 "Runs library report `name` and returns its text (or JSON text).\n"
 	 "progress(seconds) is called about once a second after the first."},
+	{"snapshot", (PyCFunction)(void (*)(void))target_snapshot,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "snapshot(path, *, source=None)\n"
+	 "Writes a snapshot of the target to path (pymortem snapshot's format);\n"
+	 "source names the target in a later diff's text."},
+	{"diff", (PyCFunction)(void (*)(void))target_diff,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "diff(before, *, source=None, before_source=None, format='text', by=None,\n"
+	 "     top=0, limit=0)\n"
+	 "How the target differs from the snapshot file `before` (pymortem diff);\n"
+	 "before_source names that snapshot in the text."},
 	{"close", target_close, METH_NOARGS,
 	 "Releases the target (files, caches). Further reports fail."},
 	{NULL, NULL, 0, NULL},

@@ -4,7 +4,8 @@
  * the same process (same pid and AT_RANDOM bytes), the allocations that
  * are new in the second: at an address the first did not have in use, or
  * had with another category. Those are summed by category, with examples
- * (address, size, and a preview when the second is a live target). */
+ * (address, size, and a preview when the snapshot's target is open); and
+ * the same for what the first had that is gone. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,9 +222,98 @@ static void example_preview(struct pm_target *t, const struct pm_alloc_list *lis
 		pm_alloc_preview(t, list, e, out);
 }
 
+/* One list of allocations that one snapshot (of) has and the other (than)
+ * has not at that address with that category, by category, the largest
+ * first: a "key" member in JSON, a titled list in text. Previews from t
+ * (the target `of` was taken from) when list is not NULL. */
+static struct pm_error *section(struct pm_strbuf *out, bool json, const char *key,
+				const char *title, const struct pm_snapshot *of,
+				const struct pm_snapshot *than, struct pm_target *t,
+				const struct pm_alloc_list *list, size_t examples_max, long top)
+{
+	size_t ncat = of->categories.size;
+	struct fresh *fresh = calloc(ncat ? ncat : 1, sizeof(*fresh));
+	uint32_t *order = malloc((ncat ? ncat : 1) * sizeof(*order));
+	struct pm_error *err = fresh && order ? fresh_allocations(than, of, examples_max, fresh) :
+		&pm_error_no_memory;
+	uint64_t count = 0, bytes = 0;
+	size_t n = 0;
+	for (size_t c = 0; !err && c < ncat; c++) {
+		count += fresh[c].count;
+		bytes += fresh[c].bytes;
+		if (fresh[c].count)
+			order[n++] = (uint32_t)c;
+	}
+	if (!err && n) {
+		fresh_sort = fresh;
+		qsort(order, n, sizeof(*order), fresh_index_cmp);
+	}
+	size_t rows = top > 0 && (size_t)top < n ? (size_t)top : n;
+	char b[2][40];
+	if (!err && json) {
+		pm_strbuf_printf(out, ", \"%s\": {\"count\": %" PRIu64 ", \"bytes\": %" PRIu64
+				 ", \"categories\": %zu, \"by_category\": [", key, count, bytes, n);
+		for (size_t k = 0; k < rows; k++) {
+			const struct pm_snapshot_category *c = &of->categories.data[order[k]];
+			const struct fresh *f = &fresh[order[k]];
+			pm_strbuf_append(out, k ? ",\n  {\"domain\": " : "\n  {\"domain\": ");
+			pm_strbuf_json_string(out, c->domain);
+			pm_strbuf_append(out, ", \"kind\": ");
+			pm_strbuf_json_string(out, c->kind);
+			pm_strbuf_append(out, ", \"detail\": ");
+			pm_strbuf_json_string(out, c->detail);
+			pm_strbuf_printf(out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64
+					 ", \"examples\": [", f->count, f->bytes);
+			for (size_t e = 0; e < f->examples.size; e++) {
+				size_t j = (size_t)f->examples.data[e];
+				pm_strbuf_printf(out, "%s{\"address\": %" PRIu64 ", \"object\": %"
+						 PRIu64 ", \"size\": %" PRIu64 ", \"preview\": ",
+						 e ? ", " : "", of->addr[j],
+						 of->addr[j] + of->object_offset[j], of->size[j]);
+				struct pm_strbuf p;
+				pm_strbuf_init(&p);
+				example_preview(t, list, of->addr[j], &p);
+				if (list)
+					pm_strbuf_json_string(out, p.data ? p.data : "");
+				else
+					pm_strbuf_append(out, "null");
+				pm_strbuf_deinit(&p);
+				pm_strbuf_append(out, "}");
+			}
+			pm_strbuf_append(out, "]}");
+		}
+		pm_strbuf_printf(out, "%s]}", rows ? "\n" : "");
+	} else if (!err) {
+		pm_strbuf_printf(out, "\n%s: %s in %zu rows, %s bytes\n", title,
+				 pm_format_grouped(count, b[0]), n, pm_format_grouped(bytes, b[1]));
+		for (size_t k = 0; k < rows; k++) {
+			const struct pm_snapshot_category *c = &of->categories.data[order[k]];
+			const struct fresh *f = &fresh[order[k]];
+			pm_strbuf_printf(out, "  %-8s %-24s %-10s %12s %14s bytes\n", c->domain,
+					 c->kind, c->detail, pm_format_grouped(f->count, b[0]),
+					 pm_format_grouped(f->bytes, b[1]));
+			for (size_t e = 0; e < f->examples.size; e++) {
+				size_t j = (size_t)f->examples.data[e];
+				pm_strbuf_printf(out, "      0x%" PRIx64 " %10" PRIu64 " B  ",
+						 of->addr[j], of->size[j]);
+				example_preview(t, list, of->addr[j], out);
+				pm_strbuf_append(out, "\n");
+			}
+		}
+		if (n > rows)
+			pm_strbuf_printf(out, "  ... and %zu more rows (--top 0 shows them)\n",
+					 n - rows);
+	}
+	for (size_t c = 0; fresh && c < ncat; c++)
+		u64_vector_deinit(&fresh[c].examples);
+	free(fresh);
+	free(order);
+	return err;
+}
+
 struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_snapshot *after,
-			     struct pm_target *after_target, const struct pm_report_args *args,
-			     char **ret)
+			     struct pm_target *before_target, struct pm_target *after_target,
+			     const struct pm_report_args *args, char **ret)
 {
 	const char *by = args->by ? args->by : "type";
 	if (strcmp(by, "type") && strcmp(by, "owner"))
@@ -237,20 +327,16 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 	bool same = same_process(before, after);
 	size_t examples_max = args->limit > 0 ? (size_t)args->limit :
 		json ? EXAMPLES_JSON : EXAMPLES_TEXT;
-	size_t ncat = after->categories.size;
-	struct fresh *fresh = same ? calloc(ncat ? ncat : 1, sizeof(*fresh)) : NULL;
-	uint32_t *order = same ? malloc((ncat ? ncat : 1) * sizeof(*order)) : NULL;
 	struct pm_error *err = NULL;
-	if (same && (!fresh || !order))
-		err = &pm_error_no_memory;
-	if (!err && same)
-		err = fresh_allocations(before, after, examples_max, fresh);
-	const struct pm_alloc_list *list = NULL;
-	if (!err && same && after_target) {
-		struct pm_error *lerr = pm_alloc_list_get(after_target, &list);
+	const struct pm_alloc_list *list = NULL, *before_list = NULL;
+	struct pm_target *targets[2] = { before_target, after_target };
+	const struct pm_alloc_list **lists[2] = { &before_list, &list };
+	for (int side = 0; same && side < 2; side++) {
+		struct pm_error *lerr = targets[side] ?
+			pm_alloc_list_get(targets[side], lists[side]) : NULL;
 		if (lerr) {
 			pm_error_destroy(lerr);   /* examples without previews */
-			list = NULL;
+			*lists[side] = NULL;
 		}
 	}
 	struct pm_strbuf out;
@@ -348,88 +434,21 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 			pm_strbuf_printf(&out, "%zu rows unchanged\n", changes.size - changed);
 		}
 	}
-	/* The new allocations, by category, the largest first. */
-	uint64_t fresh_count = 0, fresh_bytes = 0;
-	size_t nfresh = 0;
-	for (size_t c = 0; same && !err && c < ncat; c++) {
-		fresh_count += fresh[c].count;
-		fresh_bytes += fresh[c].bytes;
-		if (fresh[c].count)
-			order[nfresh++] = (uint32_t)c;
+	if (!err && same) {
+		/* What is new, with previews from the target; what is gone
+		 * (freed, or reused as something else). */
+		err = section(&out, json, "new", "new allocations (not in use at that "
+			      "address, or in use as something else, before)", after, before,
+			      after_target, list, examples_max, args->top);
+		if (!err)
+			err = section(&out, json, "gone", "allocations gone (freed, or in use "
+				      "as something else, after)", before, after, before_target,
+				      before_list, examples_max, args->top);
+	} else if (!err && json) {
+		pm_strbuf_append(&out, ", \"new\": null, \"gone\": null");
 	}
-	if (nfresh) {
-		fresh_sort = fresh;
-		qsort(order, nfresh, sizeof(*order), fresh_index_cmp);
-	}
-	size_t fresh_rows = args->top > 0 && (size_t)args->top < nfresh ? (size_t)args->top : nfresh;
-	if (!err && json) {
-		pm_strbuf_append(&out, ", \"new\": ");
-		if (!same) {
-			pm_strbuf_append(&out, "null");
-		} else {
-			pm_strbuf_printf(&out, "{\"count\": %" PRIu64 ", \"bytes\": %" PRIu64
-					 ", \"categories\": %zu, \"by_category\": [", fresh_count,
-					 fresh_bytes, nfresh);
-			for (size_t k = 0; k < fresh_rows; k++) {
-				const struct pm_snapshot_category *c = &after->categories.data[order[k]];
-				const struct fresh *f = &fresh[order[k]];
-				pm_strbuf_append(&out, k ? ",\n  {\"domain\": " : "\n  {\"domain\": ");
-				pm_strbuf_json_string(&out, c->domain);
-				pm_strbuf_append(&out, ", \"kind\": ");
-				pm_strbuf_json_string(&out, c->kind);
-				pm_strbuf_append(&out, ", \"detail\": ");
-				pm_strbuf_json_string(&out, c->detail);
-				pm_strbuf_printf(&out, ", \"count\": %" PRIu64 ", \"bytes\": %" PRIu64
-						 ", \"examples\": [", f->count, f->bytes);
-				for (size_t e = 0; e < f->examples.size; e++) {
-					size_t j = (size_t)f->examples.data[e];
-					pm_strbuf_printf(&out, "%s{\"address\": %" PRIu64 ", \"object\": %"
-							 PRIu64 ", \"size\": %" PRIu64 ", \"preview\": ",
-							 e ? ", " : "", after->addr[j],
-							 after->addr[j] + after->object_offset[j],
-							 after->size[j]);
-					struct pm_strbuf p;
-					pm_strbuf_init(&p);
-					example_preview(after_target, list, after->addr[j], &p);
-					if (list)
-						pm_strbuf_json_string(&out, p.data ? p.data : "");
-					else
-						pm_strbuf_append(&out, "null");
-					pm_strbuf_deinit(&p);
-					pm_strbuf_append(&out, "}");
-				}
-				pm_strbuf_append(&out, "]}");
-			}
-			pm_strbuf_printf(&out, "%s]}", fresh_rows ? "\n" : "");
-		}
+	if (!err && json)
 		pm_strbuf_append(&out, "}\n");
-	} else if (!err && same) {
-		pm_strbuf_printf(&out, "\nnew allocations (not in use at that address, or in use "
-				 "as something else, before): %s in %zu rows, %s bytes\n",
-				 pm_format_grouped(fresh_count, b[0]), nfresh,
-				 pm_format_grouped(fresh_bytes, b[1]));
-		for (size_t k = 0; k < fresh_rows; k++) {
-			const struct pm_snapshot_category *c = &after->categories.data[order[k]];
-			const struct fresh *f = &fresh[order[k]];
-			pm_strbuf_printf(&out, "  %-8s %-24s %-10s %12s %14s bytes\n", c->domain,
-					 c->kind, c->detail, pm_format_grouped(f->count, b[0]),
-					 pm_format_grouped(f->bytes, b[1]));
-			for (size_t e = 0; e < f->examples.size; e++) {
-				size_t j = (size_t)f->examples.data[e];
-				pm_strbuf_printf(&out, "      0x%" PRIx64 " %10" PRIu64 " B  ",
-						 after->addr[j], after->size[j]);
-				example_preview(after_target, list, after->addr[j], &out);
-				pm_strbuf_append(&out, "\n");
-			}
-		}
-		if (nfresh > fresh_rows)
-			pm_strbuf_printf(&out, "  ... and %zu more rows (--top 0 shows them)\n",
-					 nfresh - fresh_rows);
-	}
-	for (size_t c = 0; fresh && c < ncat; c++)
-		u64_vector_deinit(&fresh[c].examples);
-	free(fresh);
-	free(order);
 	change_vector_deinit(&changes);
 	if (!err && out.failed)
 		err = &pm_error_no_memory;

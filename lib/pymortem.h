@@ -144,16 +144,21 @@ struct pm_error *pm_snapshot_take(struct pm_target *t, const char *source,
 				  struct pm_snapshot **ret);
 struct pm_error *pm_snapshot_save(const struct pm_snapshot *s, const char *path);
 struct pm_error *pm_snapshot_load(const char *path, struct pm_snapshot **ret);
+/* Names the snapshot in diff's text from now on (a loaded one is "snapshot
+ * FILE of ..."; GDB names its kept ones). */
+struct pm_error *pm_snapshot_set_source(struct pm_snapshot *s, const char *source);
 /* Does the file start as a snapshot does (else: a core)? */
 bool pm_snapshot_is_file(const char *path);
 void pm_snapshot_destroy(struct pm_snapshot *s);
 
 /* How after differs from before: args->by (type or owner), ->top (rows),
- * ->limit (examples of new allocations per row), ->format. after_target,
- * when not NULL, is the target after was taken from: new allocations are
- * shown with previews. *ret as pm_report_run's. */
+ * ->limit (examples of new and gone allocations per row), ->format.
+ * before_target and after_target, each NULL or the target its snapshot was
+ * taken from (still in that state): the allocations gone and new are shown
+ * with previews. *ret as pm_report_run's. */
 struct pm_error *pm_diff_run(const struct pm_snapshot *before,
 			     const struct pm_snapshot *after,
+			     struct pm_target *before_target,
 			     struct pm_target *after_target,
 			     const struct pm_report_args *args, char **ret);
 

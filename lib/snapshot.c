@@ -54,6 +54,16 @@ void pm_snapshot_destroy(struct pm_snapshot *s)
 	free(s);
 }
 
+struct pm_error *pm_snapshot_set_source(struct pm_snapshot *s, const char *source)
+{
+	char *copy = strdup(source);
+	if (!copy)
+		return &pm_error_no_memory;
+	free(s->source);
+	s->source = copy;
+	return NULL;
+}
+
 struct row_sink {
 	struct pm_snapshot_row_vector *rows;
 	bool failed;

@@ -557,10 +557,73 @@ big lists of floats or ints an array would hold in 8 bytes an item.
                JSON)
 
 
+class SnapshotCommand(HeapSubcommand):
+    """Keep what the heap holds now, to compare a later state with it.
+Usage: heap snapshot [NAME] [--save FILE]
+Keeps a snapshot of the process (the summary's rows, every allocation's
+address, size and type, who the process is) under NAME ("default") for
+this GDB session; after `continue` and Ctrl-C, `heap diff [NAME]` says how
+the heap changed. --save FILE writes it to FILE instead, in the format of
+`pymortem snapshot -o FILE` (`pymortem diff FILE PID` reads it)."""
+
+    name = "snapshot"
+    positional = ("[NAME]",)
+    max_positional = 1
+    options = (Option("--save", "str", help="write the snapshot to this file"),)
+
+    def invoke(self, arg, from_tty):
+        values, positional = self.parse(arg)
+        from .session import DEFAULT_SNAPSHOT
+        name = positional[0] if positional else DEFAULT_SNAPSHOT
+        if values.get("save") and positional:
+            raise gdb.GdbError("%s: give NAME or --save FILE, not both"
+                               % self.full_name)
+        try:
+            path, what = self.session.snapshot(name, values.get("save"))
+        except (binding.Error, gdb.GdbError) as e:
+            raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
+        if values.get("save"):
+            write("snapshot of %s written to %s" % (what, path))
+        else:
+            write("snapshot %s of %s kept; after the process runs, "
+                  "`heap diff%s` compares with it"
+                  % (name, what, "" if name == DEFAULT_SNAPSHOT else " " + name))
+
+
+class DiffCommand(HeapSubcommand):
+    """How the heap changed since a snapshot.
+Usage: heap diff [NAME|FILE] [--by type|owner] [--top N] [--limit N] [--json]
+Compares the process now with the snapshot kept as NAME ("default") by
+`heap snapshot`, or with a snapshot file: every summary row's count and
+bytes before, after and the change, growth first, with a TOTAL; for the
+same process the allocations that are new (at an address that was free or
+held something else), by type, with examples (--limit N per type, 3).
+--top N: rows shown."""
+
+    name = "diff"
+    positional = ("[NAME|FILE]",)
+    max_positional = 1
+    options = (Option("--by", "choice", choices=("type", "owner")), TOP,
+               Option("--limit", "int", help="examples per type of new allocations (3)"),
+               JSON)
+
+    def invoke(self, arg, from_tty):
+        values, positional = self.parse(arg)
+        from .session import DEFAULT_SNAPSHOT
+        name = positional[0] if positional else DEFAULT_SNAPSHOT
+        args = self.report_args(values, positional)
+        try:
+            text = self.session.diff(name, **args)
+        except (binding.Error, gdb.GdbError) as e:
+            raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
+        write(text)
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
                DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
                ReferrersCommand, ReferentsCommand, PathCommand,
                UnreachableCommand, OutsideCommand, GraphCommand,
                RetainedCommand, SuspectsCommand, RssCommand,
-               FragmentationCommand, WasteCommand)
+               FragmentationCommand, WasteCommand, SnapshotCommand,
+               DiffCommand)

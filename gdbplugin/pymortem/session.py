@@ -6,8 +6,10 @@ GDB's own memory reads. One library target is kept per inferior and dropped,
 with every cached report, as soon as the inferior runs again or its memory,
 objfiles or core change."""
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 
 import gdb
@@ -282,6 +284,10 @@ class TargetState:
         self.target.close()
 
 
+# The name `heap snapshot` and `heap diff` use when given none.
+DEFAULT_SNAPSHOT = "default"
+
+
 class Session:
     """Owns the targets of all inferiors; commands ask it for reports."""
 
@@ -289,6 +295,9 @@ class Session:
         self.states = {}
         self.settings = {"access": "auto", "no_debuginfo": False}
         self._connected = []
+        self.snapshots = {}         # name -> file, kept across runs
+        self.snapshot_of = {}       # name -> what it was taken of
+        self._snapshot_dir = None
 
     def connect_events(self):
         events = gdb.events
@@ -379,6 +388,44 @@ class Session:
             state = self._open(inferior, key, access, description)
             self.states[inferior.num] = state
         return state
+
+    def snapshot(self, name, save=None):
+        """Keeps a snapshot of the selected inferior under name (in a
+        directory of this session's), or writes it to the file save.
+        Returns (where it went, what it is of)."""
+        state = self.state()
+        if save is None:
+            if self._snapshot_dir is None:
+                self._snapshot_dir = tempfile.mkdtemp(prefix="pymortem-snapshots-")
+                atexit.register(shutil.rmtree, self._snapshot_dir, True)
+            path = os.path.join(self._snapshot_dir, "%d.pmsnap" % len(self.snapshots))
+        else:
+            path = save
+        state.target.snapshot(path, source=state.description)
+        if save is None:
+            self.snapshots[name] = path
+            self.snapshot_of[name] = state.description
+        return path, state.description
+
+    def diff(self, name, **args):
+        """How the selected inferior differs from the snapshot kept as
+        name, or from the snapshot file name."""
+        path = self.snapshots.get(name)
+        label = None
+        if path is not None:
+            label = "snapshot %s of %s" % (name, self.snapshot_of[name])
+        else:
+            if name != DEFAULT_SNAPSHOT and os.path.exists(name):
+                path = name
+            else:
+                kept = ", ".join(sorted(self.snapshots)) or "none"
+                raise gdb.GdbError(
+                    "no snapshot %s: take one with `heap snapshot%s` (kept: %s), "
+                    "or name a file written by `heap snapshot --save FILE`"
+                    % (name, "" if name == DEFAULT_SNAPSHOT else " " + name, kept))
+        state = self.state()
+        return state.target.diff(path, source=state.description,
+                                 before_source=label, **args)
 
     def report(self, name, show_progress=True, **args):
         """The text of library report `name` for the selected inferior,

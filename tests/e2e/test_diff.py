@@ -7,7 +7,8 @@ PYTHONMALLOC=malloc:
   exactly N, M and K blocks of the size sys.getsizeof gives, rounded to
   pymalloc's 16 bytes);
 - the new allocations of those types hold exactly the objects whose ids
-  the process recorded;
+  the process recorded (allowing CHURN_MAX objects the interpreter itself
+  frees, which the gone list must show, or whose address a new one took);
 - the same from a snapshot file taken live to the live process, and from a
   gcore core to a gcore core (AT_RANDOM tells it is the same process);
 - two different processes: rows only, no new-allocation list;
@@ -62,26 +63,40 @@ def diff(before, after):
     return harness.cli_json("diff", "--json", "--top", "0", "--limit", ALL, before, after)
 
 
+# The interpreter may free an object of its own between the stops (a str,
+# about 1 run in 30 under PYTHONMALLOC=malloc; which one is not found yet),
+# and glibc may give its chunk to one of the new objects: that object is
+# then at an address that held the same type before, so it is neither new
+# nor gone. Both are allowed, at most CHURN_MAX in all, and must add up.
+CHURN_MAX = 2
+
+
 def check(doc, grown, oracle, same=True):
     rows = {(r["domain"], r["kind"]): r for r in doc["rows"]}
+    assert doc["same_process"] is same
+    if not same:
+        assert doc["new"] is None and doc["gone"] is None
+        for kind, n in oracle["n"].items():
+            assert rows[("python", kind)]["count_delta"] == n, kind
+        return
+    gone = {(c["domain"], c["kind"]): c for c in doc["gone"]["by_category"]}
+    new = {(c["domain"], c["kind"]): c for c in doc["new"]["by_category"]}
     for kind, n in oracle["n"].items():
         row = rows[("python", kind)]
-        assert row["count_delta"] == n, (kind, row)
+        got = {e["object"] for e in new[("python", kind)]["examples"]}
+        assert got <= set(grown[kind]), (kind, sorted(got - set(grown[kind]))[:5])
+        reused = len(set(grown[kind]) - got)
+        freed = gone.get(("python", kind), {}).get("count", 0)
+        assert reused + freed <= CHURN_MAX, (kind, reused, gone.get(("python", kind)))
+        assert row["count_delta"] == n - freed - reused, (kind, row, reused,
+                                                           gone.get(("python", kind)))
         # 3.13+ keeps an instance's attribute values inside its block, as
         # many as the class's shared keys expected when it was made (the
         # first instances' blocks are larger): sys.getsizeof does not count
         # them, so Growth's bytes are checked before 3.13 only.
         inline_values = kind == "Growth" and oracle["python"][:2] >= [3, 13]
-        if oracle["pymalloc"] and not inline_values:
+        if oracle["pymalloc"] and not inline_values and not freed + reused:
             assert row["bytes_delta"] == n * grown["sizes"][kind], (kind, row)
-    assert doc["same_process"] is same
-    if not same:
-        assert doc["new"] is None
-        return
-    new = {(c["domain"], c["kind"]): c for c in doc["new"]["by_category"]}
-    for kind in oracle["n"]:
-        got = {e["object"] for e in new[("python", kind)]["examples"]}
-        assert got == set(grown[kind]), (kind, len(got), len(grown[kind]))
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -97,12 +112,12 @@ def test_diff(python, mode, tmp_path):
         core_before = t.gcore("before")
         grown = grow(t)
         core_after = t.gcore("after")
+        check(diff(core_before, core_after), grown, oracle)
         live = diff(snap, str(t.pid))
         check(live, grown, oracle)
         # previews come from the live target: the strs' text
         strs = [c for c in live["new"]["by_category"] if c["kind"] == "str"][0]
         assert all(e["preview"].startswith('"grown-str-') for e in strs["examples"])
-        check(diff(core_before, core_after), grown, oracle)
         # the text form says the same in its rows
         text = harness.run_cli("diff", snap, core_after).stdout
         assert "the same process" in text.split("\n")[0]
