@@ -46,7 +46,9 @@
 /* ptype /o CDataObject (lib-dynload/_ctypes*.so), bytesio,
  * PyBytesObject, PyDecObject and mpd_t (_decimal*.so): the same in the
  * pyenv builds of 3.8-3.13 and in Debian's 3.13d, 3.14d and 3.15d (their
- * debug symbols; the pydebug build changes none of these structs). */
+ * debug symbols; the pydebug build changes none of these structs), and
+ * test_buffers passes on the chroot's 3.13-3.15 and their pydebug builds
+ * (PYMORTEM_CHROOT_MATRIX=1). */
 #define PM_EXTENSION_OFFSETS .cdata_size = 96, .cdata_ptr = 16, \
 	.cdata_needsfree = 24, .cdata_bsize = 40, .cdata_value = 80, \
 	.cdata_value_size = 16, \
