@@ -82,6 +82,20 @@ struct pm_cpython_layout {
 	/* 3.15: no md_def; the state's size is the module's md_state_size
 	 * (0 before). */
 	uint32_t module_state_size;
+	/* Extension objects whose storage is a separate allocation
+	 * (cpython_owned_ext.c), each with the basicsize of its struct:
+	 * ctypes' CDataObject: b_ptr, int b_needsfree, b_size and the inline
+	 * union b_value (b_ptr points there while b_size fits in it). */
+	uint32_t cdata_size, cdata_ptr, cdata_needsfree, cdata_bsize,
+		cdata_value, cdata_value_size;
+	/* _io.BytesIO (bytesio): its bytes object buf; the basicsize of
+	 * bytes (PyBytesObject_SIZE: its allocation is that + ob_size) */
+	uint32_t bytesio_size, bytesio_buf, bytes_basicsize;
+	/* _decimal's PyDecObject: its mpd_t's flags, digits, len, alloc and
+	 * data pointer; the inline data array (decimal_inline_words words). */
+	uint32_t decimal_size, decimal_flags, decimal_digits, decimal_len,
+		decimal_alloc, decimal_data, decimal_inline,
+		decimal_inline_words;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is
@@ -122,6 +136,9 @@ enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 TK_BYTEARRAY, TK_TYPE, TK_BUFFERED, TK_DEQUE, TK_ARRAY,
 		 TK_STRINGIO, TK_ODICT, TK_MODULE, TK_ELEMENT,
 		 TK_NDARRAY,                /* numpy's (cpython_numpy.c) */
+		 /* cpython_owned_ext.c: ctypes' instances, _io.BytesIO,
+		  * decimal.Decimal */
+		 TK_CDATA, TK_BYTESIO, TK_DECIMAL,
 		 TK_KINDS };
 
 /* A type object that some recognised object has as its ob_type. */

@@ -74,6 +74,10 @@ struct pending {
 	 * of allocations, walked after recognition (chains_attribute). */
 	uint8_t chain;
 	bool owner_gc;              /* the owner's GC head was checked */
+	/* ptr is an object of its own that the owner keeps private (a
+	 * BytesIO's bytes): it becomes the owner's buffer, no longer an
+	 * object, when its allocation is exactly that object's. */
+	bool object;
 	uint64_t owner;             /* the object whose field points at ptr */
 };
 PM_DEFINE_VECTOR(pending_vector, struct pending)
@@ -105,6 +109,8 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_ARRAY_BUFFER, OWN_STRINGIO_BUFFER, OWN_ODICT_NODE,
 	     OWN_ODICT_FAST_NODES, OWN_TYPE_DOC, OWN_MODULE_STATE,
 	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_STR_DATA,
+	     /* Extension objects' (cpython_owned_ext.c). */
+	     OWN_CTYPES_BUFFER, OWN_BYTESIO_BUFFER, OWN_DECIMAL_DIGITS,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
@@ -225,6 +231,20 @@ struct pm_error *owned_resolve(struct analysis *a);
 struct pm_error *owned_record_owner(struct analysis *a,
 				    const struct pm_alloc *alloc,
 				    uint64_t owner);
+
+/* cpython_owned_ext.c */
+/* Pends the buffer a ctypes instance, a BytesIO or a Decimal (avail bytes
+ * in b) owns. */
+struct pm_error *ext_cdata_owned(struct analysis *a, uint64_t obj,
+				 const uint8_t *b, size_t avail);
+struct pm_error *ext_bytesio_owned(struct analysis *a, const uint8_t *b,
+				   size_t avail);
+struct pm_error *ext_decimal_owned(struct analysis *a, uint64_t obj,
+				   const uint8_t *b, size_t avail);
+/* Records that the private object at ptr, whose allocation holds size
+ * bytes, is a buffer of the object being recognised. */
+struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
+					  uint64_t size, enum owned what);
 
 /* cpython_numpy.c */
 /* Whether a type is numpy.ndarray itself; whether a basicsize can be an

@@ -43,7 +43,21 @@
  * PyODictObject, struct _odictnode: field offsets are the same in 3.8-3.13;
  * 3.11 added the deque's own free-block cache, 3.12 reworked stringio's
  * accumulator (so its size changed, the buffer fields did not). */
-#define PM_CONTAINERS_COMMON .deque_leftblock = 24, .deque_rightblock = 32, \
+/* ptype /o CDataObject (lib-dynload/_ctypes*.so), bytesio,
+ * PyBytesObject, PyDecObject and mpd_t (_decimal*.so): the same in the
+ * pyenv builds of 3.8-3.13 and in Debian's 3.13d, 3.14d and 3.15d (their
+ * debug symbols; the pydebug build changes none of these structs), and
+ * test_buffers passes on the chroot's 3.13-3.15 and their pydebug builds
+ * (PYMORTEM_CHROOT_MATRIX=1). */
+#define PM_EXTENSION_OFFSETS .cdata_size = 96, .cdata_ptr = 16, \
+	.cdata_needsfree = 24, .cdata_bsize = 40, .cdata_value = 80, \
+	.cdata_value_size = 16, \
+	.bytesio_size = 64, .bytesio_buf = 16, \
+	.bytes_basicsize = 33, \
+	.decimal_size = 104, .decimal_flags = 24, .decimal_digits = 40, \
+	.decimal_len = 48, .decimal_alloc = 56, .decimal_data = 64, \
+	.decimal_inline = 72, .decimal_inline_words = 4
+#define PM_CONTAINERS_COMMON PM_EXTENSION_OFFSETS, .deque_leftblock = 24, .deque_rightblock = 32, \
 	.deque_leftindex = 40, .deque_rightindex = 48, \
 	.deque_block_size = 528, .deque_block_leftlink = 0, \
 	.deque_block_rightlink = 520, .deque_block_len = 64, \

@@ -40,6 +40,15 @@ struct pm_error *owned_pend_sized(struct analysis *a, uint64_t ptr,
 	return pend_sized(a, ptr, size, what);
 }
 
+struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
+					  uint64_t size, enum owned what)
+{
+	struct pm_error *err = size ? pend_sized(a, ptr, size, what) : NULL;
+	if (!err && size && ptr)
+		a->pending.data[a->pending.size - 1].object = true;
+	return err;
+}
+
 /* The pointer field at off of an object whose avail bytes are in b (0 when
  * the field is not inside them). */
 static uint64_t field(const uint8_t *b, size_t avail, uint32_t off)
@@ -288,6 +297,12 @@ struct pm_error *owned_pend_object(struct analysis *a,
 		return array_owned(a, b, avail);
 	case TK_NDARRAY:
 		return numpy_array_owned(a, b, avail);
+	case TK_CDATA:
+		return ext_cdata_owned(a, obj, b, avail);
+	case TK_BYTESIO:
+		return ext_bytesio_owned(a, b, avail);
+	case TK_DECIMAL:
+		return ext_decimal_owned(a, obj, b, avail);
 	case TK_STRINGIO: {
 		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
 		 * open (PyMem_Malloc(0) at first). */
@@ -401,6 +416,26 @@ static bool free_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
+/* An object its owner keeps private (a BytesIO's bytes, pended with
+ * .object once its refcount said only the owner holds it) is the owner's
+ * buffer, as CPython's own __sizeof__ counts it, when the live object
+ * recognised in the allocation is at ptr and the allocation is exactly
+ * its size. */
+static bool private_object_yields(struct analysis *a, const struct pending *p,
+				  struct pm_alloc *alloc)
+{
+	if (!p->object || alloc->category >= a->heap->ncategories ||
+	    alloc->addr + alloc->object_offset != p->ptr ||
+	    !pending_fits(a, p, alloc))
+		return false;
+	const struct pm_category *c = &a->heap->categories[alloc->category];
+	if (strcmp(c->domain, "python") || strcmp(c->detail, "-"))
+		return false;
+	a->heap->objects--;
+	alloc->category = PM_CATEGORY_NONE;
+	return true;
+}
+
 struct pm_error *owned_resolve(struct analysis *a)
 {
 	for (size_t i = 0; i < a->pending.size; i++) {
@@ -409,7 +444,8 @@ struct pm_error *owned_resolve(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending.data[i].ptr);
-		if (alloc && !plain_object_yields(a, &a->pending.data[i], alloc))
+		if (alloc && !private_object_yields(a, &a->pending.data[i], alloc) &&
+		    !plain_object_yields(a, &a->pending.data[i], alloc))
 			free_object_yields(a, &a->pending.data[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending.data[i], alloc)) {

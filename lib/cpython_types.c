@@ -34,6 +34,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"interpreter state", "thread state", "deque block", "array buffer",
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children", "str data",
+	"ctypes buffer", "bytesio buffer", "decimal digits",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 };
 
@@ -150,6 +151,11 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "_io.StringIO", TK_STRINGIO, l->stringio_size },
 		{ "collections.OrderedDict", TK_ODICT, l->odict_size },
 		{ "xml.etree.ElementTree.Element", TK_ELEMENT, l->element_size },
+		/* Every ctypes type (Structure, Union, Array, _SimpleCData,
+		 * _Pointer, CFuncPtr and their subclasses) derives from it. */
+		{ "_ctypes._CData", TK_CDATA, l->cdata_size },
+		{ "_io.BytesIO", TK_BYTESIO, l->bytesio_size },
+		{ "decimal.Decimal", TK_DECIMAL, l->decimal_size },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
@@ -166,7 +172,8 @@ static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
 	if (!analysis_read_word(a, tp + l->tp_basicsize, &size) ||
 	    (size != l->deque_size && size != l->array_size &&
 	     size != l->stringio_size && size != l->odict_size &&
-	     !numpy_array_size(size)) ||
+	     size != l->cdata_size && size != l->bytesio_size &&
+	     size != l->decimal_size && !numpy_array_size(size)) ||
 	    !analysis_read_word(a, tp + l->tp_name, &name_ptr))
 		return TK_OTHER;
 	char name[TYPE_NAME_MAX];
