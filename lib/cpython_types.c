@@ -35,6 +35,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children", "str data",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
+	"numpy strings",
 };
 
 /* ---- categories ---------------------------------------------------- */
