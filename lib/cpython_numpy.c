@@ -177,6 +177,14 @@ static struct pm_error *strings_owned(struct analysis *a, uint64_t descr,
 	if (arena[1] && arena[0] && arena[0] < NUMPY_NBYTES_MAX &&
 	    (err = owned_pend_sized(a, arena[1], arena[0], OWN_NUMPY_STRINGS)))
 		return err;
+	/* The packed strings are read only inside the array's own data
+	 * allocation (a misread count never walks past it). */
+	const struct pm_alloc *alloc = pm_cpython_find_alloc(a->heap, data);
+	if (!alloc)
+		return NULL;
+	struct alloc_data d = alloc_data_of(a, alloc);
+	if (d.start != data || d.usable / SSTR_SIZE < n)
+		return NULL;
 	if (n > NUMPY_STRINGS_MAX)
 		n = NUMPY_STRINGS_MAX;
 	uint64_t w[2 * SSTR_BATCH];
