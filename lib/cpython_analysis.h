@@ -114,7 +114,7 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
-	     OWN_NUMPY_DATA, OWN_NUMPY_DIMS, OWN_KINDS };
+	     OWN_NUMPY_DATA, OWN_NUMPY_DIMS, OWN_NUMPY_STRINGS, OWN_KINDS };
 
 /* A chain of allocations being walked: each claimed (given its category)
  * as it is reached, so a cycle finds its own start taken; all released

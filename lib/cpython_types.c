@@ -36,6 +36,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"module state", "element extra", "element children", "str data",
 	"ctypes buffer", "bytesio buffer", "decimal digits",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
+	"numpy strings",
 };
 
 /* ---- categories ---------------------------------------------------- */

@@ -34,7 +34,8 @@ fi
 # Release file has expired, hence Check-Valid-Until=false).
 SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
 sid_packages=(python3.13 python3.13-dbg python3.14 python3.14-dbg python3.15 python3.15-dbg
-              libc6-dbg gdb)
+              libc6-dbg gdb
+              python3-numpy python3-pandas)   # numpy 2.x, pandas 2.x (test_numpy.py)
 if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   if [ ! -x "$SID/usr/bin/apt-get" ]; then
@@ -45,11 +46,17 @@ if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
     $SUDO debootstrap --variant=minbase sid "$SID.new" "$mirror" >/dev/null
     $SUDO mv "$SID.new" "$SID"
   fi
-  if [ ! -x "$SID/usr/bin/python3.15" ] || [ ! -x "$SID/usr/bin/gdb" ] ||
-     [ ! -x "$SID/usr/bin/python3.13d" ] || [ ! -x "$SID/usr/bin/python3.15d" ]; then
+  # Whatever is missing, in a new chroot or one an older version of this
+  # script made.
+  sid_missing=()
+  for p in "${sid_packages[@]}"; do
+    $SUDO chroot "$SID" dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+      grep -q "ok installed" || sid_missing+=("$p")
+  done
+  if ((${#sid_missing[@]})); then
     $SUDO chroot "$SID" apt-get -qq -o Acquire::Check-Valid-Until=false update
     $SUDO chroot "$SID" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends "${sid_packages[@]}" >/dev/null
+      --no-install-recommends "${sid_missing[@]}" >/dev/null
   fi
 fi
 if [ -d "$SID" ] && ! mountpoint -q "$SID/proc"; then

@@ -12,47 +12,102 @@ gcore core.
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 
 import harness
 
-PYTHON = "/usr/bin/python3.11"
+SYSTEM_PYTHON = "/usr/bin/python3.11"
+# The Debian unstable chroot's interpreters with its numpy 2.x and pandas
+# 2.x (tests/setup-debian.sh installs them), covered in every run, not only
+# with PYMORTEM_CHROOT_MATRIX=1: the same checks on numpy's 2.x layout.
+CHROOT_PYTHONS = ("3.14", "3.15")
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "..", "targets", "py_numpy.py")
 ALL = 10 ** 9
 UNKNOWN_MAX = 0.02      # of the bytes summary counts
 
 
-def importable(module):
-    if not os.access(PYTHON, os.X_OK):
+def importable(python, module):
+    if not os.access(python, os.X_OK):
         return False
-    return subprocess.run([PYTHON, "-c", "import " + module],
+    return subprocess.run([python, "-c", "import " + module],
                           stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
-needs_numpy = pytest.mark.skipif(
-    not importable("numpy"),
-    reason="%s cannot import numpy (tests/setup-debian.sh installs "
-           "python3-numpy)" % PYTHON)
-needs_pandas = pytest.mark.skipif(
-    not importable("pandas"),
-    reason="%s cannot import pandas (tests/setup-debian.sh installs "
-           "python3-pandas)" % PYTHON)
+def chroot_missing(version, module):
+    """Why the chroot's pythonX.Y cannot run the workload (None when it
+    can): its run wrapper, the interpreter inside, its module, or the
+    shared paths (/tmp and the repository the same inside) missing."""
+    command = os.path.join(harness.CHROOT_BIN, "python" + version)
+    inside = os.path.join(harness.CHROOT, "usr/bin/python" + version)
+    if not (os.access(command, os.X_OK) and os.access(inside, os.X_OK)):
+        return "no %s or %s" % (command, inside)
+    try:
+        shared = (os.path.samefile(os.path.join(harness.CHROOT, "tmp"),
+                                   tempfile.gettempdir()) and
+                  os.path.samefile(harness.CHROOT + harness.SOURCE_ROOT,
+                                   harness.SOURCE_ROOT))
+    except OSError:
+        shared = False
+    if not shared:
+        return "%s's /tmp and %s are not the host's (bind mounts)" % (
+            harness.CHROOT, harness.SOURCE_ROOT)
+    if not importable(command, module):
+        return "%s cannot import %s" % (command, module)
+    return None
+
+
+def pythons(module):
+    """pytest params (interpreter, why it cannot run, or None) that should
+    import module: Debian 12's (skipped when it has no numpy) and the
+    chroot's 3.14 and 3.15, which FAIL when missing rather than skip (CI
+    runs setup-debian.sh first; PYMORTEM_NO_CHROOT=1 is its explicit
+    opt-out, and skips them). An ASan build runs one chroot interpreter
+    only (for pymortem's own memory errors; each costs a minute there)."""
+    params = [pytest.param(
+        (SYSTEM_PYTHON, None), id="3.11-debian",
+        marks=pytest.mark.skipif(
+            not importable(SYSTEM_PYTHON, module),
+            reason="%s cannot import %s (tests/setup-debian.sh installs "
+                   "python3-%s)" % (SYSTEM_PYTHON, module, module)))]
+    versions = CHROOT_PYTHONS[-1:] if harness.sanitizer_build() \
+        else CHROOT_PYTHONS
+    for v in versions:
+        command = os.path.join(harness.CHROOT_BIN, "python" + v)
+        marks = []
+        if os.environ.get("PYMORTEM_NO_CHROOT") == "1":
+            marks = [pytest.mark.skip(reason="PYMORTEM_NO_CHROOT=1")]
+            why = None
+        else:
+            why = chroot_missing(v, module)
+            if why:
+                why = "%s: %s (tests/setup-debian.sh builds the Debian " \
+                      "unstable chroot with python3-numpy and " \
+                      "python3-pandas)" % (command, why)
+        params.append(pytest.param((command, why), id="%s-sid" % v,
+                                   marks=marks))
+    return params
 
 
 MODES = harness.ALLOCATOR_MODES
 
 
-def start(mode, *args, timeout=120):
-    """The workload under Debian's interpreter in an allocator mode
-    (pymalloc, PYTHONMALLOC=malloc, -X dev: debug hooks, whose headers
-    numpy's dims/strides blocks get from PyMem_RawMalloc, not its data)."""
+def start(python, mode, *args, timeout=120):
+    """The workload under an interpreter ((path, why it cannot run)) in an
+    allocator mode (pymalloc, PYTHONMALLOC=malloc, -X dev: debug hooks,
+    whose headers numpy's dims/strides blocks get from PyMem_RawMalloc, not
+    its data). A chroot's process has its cores analysed with --sysroot
+    (harness.start_stopped)."""
+    path, why = python
+    if why:
+        pytest.fail(why)
     flags, extra_env = MODES[mode]
     env = dict(os.environ, **extra_env)
     env.pop("MALLOC_PERTURB_", None)
-    return harness.start_stopped([PYTHON] + flags + [WORKLOAD] + list(args),
+    return harness.start_stopped([path] + flags + [WORKLOAD] + list(args),
                                  env=env, timeout=timeout)
 
 
@@ -107,6 +162,19 @@ def check_owned(arrays, data, dims):
     assert not views & {o["owner"] for o in data.values()}
 
 
+def check_strings(strings, listing):
+    """numpy 2's StringDType array: its descr's allocator struct, its
+    arena buffer (at least the size numpy records) and each heap string,
+    where the process found them, are "numpy strings" of the array."""
+    wanted = [(strings["allocator"], 56), (strings["arena"], strings["arena_size"])]
+    wanted += [(h["address"], h["size"]) for h in strings["heap"]]
+    for address, size in wanted:
+        o = listing.get(address)
+        assert o is not None, hex(address)
+        assert o["owner"] == strings["id"], hex(address)
+        assert usable(o) >= size, (hex(address), usable(o), size)
+
+
 def item_referrers(pid, where, arr, n=3):
     """The first n items of an object array (read from the process) and,
     for each, the referrers pymortem names that refer to it as an item."""
@@ -121,20 +189,23 @@ def item_referrers(pid, where, arr, n=3):
 
 
 def containing(listing, address):
+    """The listed allocation whose data holds address (its size counts
+    its header: a mapping right after an mmapped chunk, a memmap's, starts
+    at allocation + size - header)."""
     for o in listing.values():
-        if o["allocation"] <= address < o["allocation"] + o["size"]:
+        if o["allocation"] <= address < o["allocation"] + o["size"] - o["header"]:
             return o
     return None
 
 
-@needs_numpy
+@pytest.mark.parametrize("python", pythons("numpy"))
 @pytest.mark.parametrize("mode", list(MODES))
-def test_numpy_arrays(mode):
+def test_numpy_arrays(python, mode):
     """Arrays of 19 dtypes in 6 sizes, 2-d, 3-d, Fortran-ordered, 0-d,
     empty, > 4 MiB (mmapped chunks), a matrix, an object array of strs,
     views (slice, dtype view, reshape, transpose, column, broadcast), a
     memmap and a copy of it."""
-    with start(mode) as t:
+    with start(python, mode) as t:
         arrays = t.oracle["arrays"]
         by_name = {a["name"]: a for a in arrays}
         assert by_name["big"]["nbytes"] > 4 << 20
@@ -161,6 +232,9 @@ def test_numpy_arrays(mode):
             for i, (item, refs) in enumerate(item_referrers(t.pid, where, objs)):
                 assert item in strs, i
                 assert (objs["id"], "[%d]" % i) in refs, (i, refs)
+            if int(t.oracle["numpy"].split(".")[0]) >= 2:
+                check_strings(t.oracle["strings"],
+                              listed(where, "numpy strings"))
             share, summary = unknown_share(where)
             assert share < UNKNOWN_MAX, share
             rows = {(r["domain"], r["kind"]): r for r in summary["rows"]}
@@ -177,15 +251,33 @@ def test_numpy_arrays(mode):
                         in t.oracle["dtype_classes"]], r["warnings"][:5]
 
 
-@needs_pandas
-@pytest.mark.parametrize("mode", list(MODES))
-def test_pandas_dataframe(mode):
+def pandas_params():
+    """(python, mode) params of the pandas test: every mode under Debian
+    12's interpreter, each mode once under the chroot's (a frame of a
+    million rows takes some 17 s a run: all six would double the file's
+    time for little more coverage)."""
+    out = []
+    chroot_modes = {}
+    for k, mode in enumerate(MODES):
+        chroot_modes.setdefault(k % len(CHROOT_PYTHONS), []).append(mode)
+    for k, p in enumerate(pythons("pandas")):
+        label, marks = p.id, p.marks
+        modes = list(MODES) if k == 0 else chroot_modes.get(k - 1, [])
+        if harness.sanitizer_build() and k:
+            modes = list(MODES)[:1]
+        out += [pytest.param(p.values[0], mode, id="%s-%s" % (mode, label),
+                             marks=marks) for mode in modes]
+    return out
+
+
+@pytest.mark.parametrize("python,mode", pandas_params())
+def test_pandas_dataframe(python, mode):
     """A DataFrame of a million rows with float, int, str (object) and
     category columns: its blocks' arrays (df._mgr.blocks[i].values, or the
     Categorical's codes) have their data owned by the ndarray that owns
     it (the array itself, or the base it is a view of), and --by owner
     says so: numpy data owned by numpy.ndarray."""
-    with start(mode, "--pandas", timeout=300) as t:
+    with start(python, mode, "--pandas", timeout=300) as t:
         blocks = t.oracle["blocks"]
         assert {b["name"] for b in blocks} >= {"block float64", "block int64",
                                                "block object", "codes"}

@@ -13,6 +13,9 @@ cannot be imported.
                category columns; its blocks' arrays are recorded as
                "blocks"
   --rows N     the DataFrame's rows (default 1000000)
+
+With numpy 2, a StringDType array too, and where its strings live
+("strings": its descr's allocator, arena buffer, heap strings).
 """
 
 import ctypes
@@ -94,6 +97,45 @@ def numpy_arrays(workdir):
     return out
 
 
+def string_arrays():
+    """numpy 2's StringDType: an array of short (in the element), medium
+    and long strings (in its descr's arena), two elements then replaced by
+    longer strings (each a heap allocation of its own) and one by NA.
+    Where each lives is read with ctypes from the process's own structs
+    (PyArray_StringDTypeObject.allocator at 136, npy_string_allocator's
+    arena size and buffer at 32 and 40, a packed string's address and
+    size), and checked against the strings' own bytes there: the layout
+    is confirmed by the contents, not assumed."""
+    from numpy.dtypes import StringDType
+    word = lambda addr: ctypes.c_uint64.from_address(addr).value
+    strs = ["s%d" % i + "x" * (i % 300) for i in range(20000)]
+    arr = np.array(strs, dtype=StringDType(na_object=None))
+    arr[0] = "heap " * 100
+    arr[3] = "longer than before " * 30
+    arr[5] = None
+    strs[0], strs[3] = arr[0], arr[3]
+    descr = word(id(arr) + 56)
+    assert descr == id(arr.dtype)
+    allocator = word(descr + 136)
+    arena_size, arena = word(allocator + 32), word(allocator + 40)
+    data = arr.__array_interface__["data"][0]
+    heap = []
+    for i in (0, 3, 20, 299):       # heap, heap, medium, long (arena)
+        offset = word(data + 16 * i)
+        size_flags = word(data + 16 * i + 8)
+        size, flags = size_flags & ((1 << 56) - 1), size_flags >> 56
+        where = offset if flags & 0x20 else arena + offset
+        assert ctypes.string_at(where, size) == strs[i].encode(), i
+        if flags & 0x20:
+            heap.append({"address": where, "size": size})
+        else:
+            assert arena <= where and where + size <= arena + arena_size
+    assert len(heap) == 2
+    return [record("stringdtype", arr)], {
+        "id": id(arr), "allocator": allocator, "arena": arena,
+        "arena_size": arena_size, "heap": heap}
+
+
 def dataframe(rows):
     import pandas as pd
     n = rows
@@ -138,6 +180,9 @@ def main():
         doc["blocks"] = dataframe(rows)
     else:
         doc["arrays"] = numpy_arrays(workdir)
+        if int(np.__version__.split(".")[0]) >= 2:
+            arrays, doc["strings"] = string_arrays()
+            doc["arrays"] += arrays
         # numpy's dtype classes (numpy.dtype[float64], ...): PyMem_Malloc'd
         # copies of static types.
         doc["dtype_classes"] = sorted({id(type(np.dtype(c)))
