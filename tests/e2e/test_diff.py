@@ -45,7 +45,12 @@ def grow(t):
         assert time.monotonic() < deadline, "the process did not grow"
         time.sleep(0.02)
     t.ensure_stopped()
-    with open(result, "rb") as f:
+    return read_grown(t)
+
+
+def read_grown(t):
+    """The ids and sizes the process recorded after growing."""
+    with open(t.oracle_path + ".grown", "rb") as f:
         data = f.read()
     words = [int.from_bytes(data[i:i + 8], "little", signed=True)
              for i in range(0, len(data), 8)]
@@ -155,3 +160,73 @@ def test_diff_other_process_and_bad_files(tmp_path):
         assert p.returncode == 2 and "needs -o FILE" in p.stderr
         p = harness.run_cli("diff", snap, check=False)
         assert p.returncode == 2 and "BEFORE and AFTER" in p.stderr
+
+
+GDB_SCRIPT = r'''
+import gdb, json, os
+res = {}
+def run(command):
+    try:
+        return gdb.execute(command, to_string=True)
+    except gdb.error as e:
+        return "error: %s" % e
+res["snapshot"] = run("heap snapshot")
+res["save"] = run("heap snapshot --save " + SAVED)
+res["unknown"] = run("heap diff nosuch")
+# SIGUSR1 pending, then continue: the process grows and stops itself
+# (SIGSTOP); a stop GDB reports first (the SIGSTOP it attached with) is
+# continued too
+import signal
+gdb.execute("handle SIGUSR1 nostop noprint pass")
+os.kill(gdb.selected_inferior().pid, signal.SIGUSR1)
+for _ in range(20):
+    if os.path.exists(GROWN):
+        break
+    gdb.execute("continue")
+res["json"] = run("heap diff --json --top 0 --limit 1000000000")
+res["text"] = run("heap diff --top 3 --limit 1")
+res["file"] = run("heap diff --json --top 0 --limit 1000000000 " + SAVED)
+res["help"] = run("help heap diff")
+open(OUT, "w").write(json.dumps(res))
+'''
+
+
+def test_gdb_snapshot_diff(tmp_path):
+    """heap snapshot, continue, heap diff in GDB on a live process: the
+    same truths as the CLI's (exact deltas, the recorded ids); a file
+    written by --save is read by heap diff FILE."""
+    import json
+    import subprocess
+    path = next((p for _, p in harness.PYTHONS if p), None)
+    assert path, "no CPython found"
+    binding = os.path.join(harness.build_dir(), "gdbplugin", "pymortem", "_pymortem.abi3.so")
+    ldd = subprocess.run(["ldd", binding], stdout=subprocess.PIPE,
+                         universal_newlines=True, errors="backslashreplace").stdout
+    if "libasan" in ldd:
+        pytest.skip("sanitizer build: GDB cannot load the binding (as test_gdb.py)")
+    plugin = os.path.join(harness.build_dir(), "gdbplugin", "pymortem-gdb.py")
+    with start(path, "pymalloc") as t:
+        out = str(tmp_path / "gdb.json")
+        script = str(tmp_path / "gdb-diff.py")
+        with open(script, "w") as f:
+            f.write("SAVED = %r\nGROWN = %r\nOUT = %r\n" % (
+                str(tmp_path / "saved.pmsnap"), t.oracle_path + ".grown", out) + GDB_SCRIPT)
+        proc = subprocess.run(
+            ["gdb", "-nx", "-q", "-batch", "-ex", "set sysroot /", "-ex", "source " + plugin,
+             "-ex", "source " + script, "-p", str(t.pid)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+            errors="backslashreplace", timeout=120, stdin=subprocess.DEVNULL)
+        assert os.path.exists(out), proc.stdout + proc.stderr
+        t.ensure_stopped()
+        with open(out) as f:
+            res = json.load(f)
+        grown = read_grown(t)
+        assert "snapshot default of process %d kept" % t.pid in res["snapshot"], res
+        assert "written to" in res["save"], res
+        assert res["unknown"].startswith("error: heap diff: no snapshot nosuch"), res
+        check(json.loads(res["json"]), grown, t.oracle)
+        check(json.loads(res["file"]), grown, t.oracle)
+        first = res["text"].split("\n")[0]
+        assert first.startswith("diff by type: before: snapshot default of process"), first
+        assert "the same process" in first
+        assert "heap diff [NAME|FILE]" in res["help"]
