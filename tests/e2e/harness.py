@@ -108,6 +108,15 @@ def cli_path():
     return os.path.join(build_dir(), "cli", "pymortem")
 
 
+def binding_sanitized():
+    """Does the GDB binding link ASan? GDB cannot load it then (GDB 13
+    hangs with the ASan runtime preloaded): GDB tests skip, saying so."""
+    binding = os.path.join(build_dir(), "gdbplugin", "pymortem", "_pymortem.abi3.so")
+    ldd = subprocess.run(["ldd", binding], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         universal_newlines=True, errors="backslashreplace").stdout
+    return "libasan" in ldd
+
+
 def sanitizer_build():
     """Is the built `pymortem` linked with ASan?"""
     try:

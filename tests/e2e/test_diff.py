@@ -216,10 +216,7 @@ def test_gdb_snapshot_diff(tmp_path):
     import subprocess
     path = next((p for _, p in harness.PYTHONS if p), None)
     assert path, "no CPython found"
-    binding = os.path.join(harness.build_dir(), "gdbplugin", "pymortem", "_pymortem.abi3.so")
-    ldd = subprocess.run(["ldd", binding], stdout=subprocess.PIPE,
-                         universal_newlines=True, errors="backslashreplace").stdout
-    if "libasan" in ldd:
+    if harness.binding_sanitized():
         pytest.skip("sanitizer build: GDB cannot load the binding (as test_gdb.py)")
     plugin = os.path.join(harness.build_dir(), "gdbplugin", "pymortem-gdb.py")
     with start(path, "pymalloc") as t:

@@ -288,13 +288,8 @@ def test_gdb_heap_waste():
     path = next((p for _, p in harness.PYTHONS if p), None)
     if path is None:
         pytest.skip("no CPython")
-    binding = os.path.join(harness.build_dir(), "gdbplugin", "pymortem",
-                           "_pymortem.abi3.so")
-    ldd = subprocess.run(["ldd", binding], stdout=subprocess.PIPE,
-                         universal_newlines=True, errors="backslashreplace").stdout
-    if "libasan" in ldd:
-        # as test_gdb.py: GDB cannot load an ASan-instrumented extension
-        pytest.skip("sanitizer build: GDB cannot load the binding")
+    if harness.binding_sanitized():
+        pytest.skip("sanitizer build: GDB cannot load the binding (as test_gdb.py)")
     plugin = os.path.join(harness.build_dir(), "gdbplugin", "pymortem-gdb.py")
     with start(path, "pymalloc") as t:
         try:
