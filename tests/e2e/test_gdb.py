@@ -763,6 +763,8 @@ def demo_sections(output):
     for line in output.rstrip("\n").splitlines()[1:]:
         if line.startswith("(gdb) "):
             current = sections[line[len("(gdb) "):]] = []
+        elif line.startswith("== gdb -p "):     # the next service
+            current = None
         elif current is not None and line:
             current.append(line)
     return sections
@@ -775,9 +777,10 @@ def test_demo_names_the_leak():
     retained` name receipt_cache first, holding every receipt (one per
     request) and 75% of the heap or more; the path of a receipt goes through
     receipt_cache under the request id its text carries."""
-    requests = 100000
+    requests, products = 100000, 20000
     env = dict(gdb_env(), PYMORTEM_BUILD=harness.build_dir(),
-               REQUESTS=str(requests), PYTHON=harness.PYTHONS[-1][1])
+               REQUESTS=str(requests), PRODUCTS=str(products),
+               PYTHON=harness.PYTHONS[-1][1])
     proc = subprocess.run(
         ["bash", os.path.join(harness.SOURCE_ROOT, "examples", "demo.sh")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -816,6 +819,21 @@ def test_demo_names_the_leak():
     request = re.search(r'b"Receipt (\d+) for ', preview).group(1)
     path = sections["heap path %s" % address]
     assert path == ["%s[%s] -> bytes %s" % (cache, request, address)], proc.stdout
+
+    # The second service, examples/wasteful_service.py: its products' empty
+    # tags and extras, their class without __slots__, their parsed strs.
+    assert "== gdb -p " in proc.stdout.split("(gdb) heap path")[1], proc.stdout
+    waste = sections["heap waste --top 1"]
+    assert re.fullmatch(r"waste: \d+ findings; fixing them would save up to .*", waste[0]), \
+        proc.stdout
+    titles = [l.split(":")[0] for l in waste if re.match(r"\d+\. ", l)]
+    for finding in ("duplicate str values", "empty containers", "__slots__ candidates",
+                    "big lists of floats", "over-allocated lists"):
+        assert any(t.endswith(finding) for t in titles), (finding, titles)
+    held = waste[waste.index("  held by (bytes, containers):") + 1].split()
+    assert held[2] == str(products) and held[3] in ("Product.tags", "Product.extras"), held
+    slots = [l.split() for l in waste if l.split()[:1] == ["Product"]]
+    assert slots and slots[0][1] == str(products), slots
 
 
 C_TARGET = r"""
