@@ -332,8 +332,20 @@ static int run_snapshot(const char *target, const char *output,
 	}
 	struct stat st;
 	long long bytes = stat(output, &st) == 0 ? (long long)st.st_size : -1;
-	if (args->format == PM_FORMAT_JSON)
-		printf("{\"file\": \"%s\", \"bytes\": %lld}\n", output, bytes);
+	if (args->format == PM_FORMAT_JSON) {
+		/* The name as a JSON string: quotes, backslashes and control
+		 * bytes escaped (others as they are: a UTF-8 name stays one). */
+		fputs("{\"file\": \"", stdout);
+		for (const unsigned char *c = (const unsigned char *)output; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				printf("\\%c", *c);
+			else if (*c < 0x20)
+				printf("\\u%04x", *c);
+			else
+				putchar(*c);
+		}
+		printf("\", \"bytes\": %lld}\n", bytes);
+	}
 	else
 		printf("snapshot of %s written to %s (%lld bytes); compare a later state "
 		       "with it: pymortem diff %s TARGET\n", target, output, bytes, output);

@@ -104,6 +104,34 @@ static const char *signed_grouped(int64_t v, char *buf)
 	return buf;
 }
 
+static bool unchanged(const struct change *c)
+{
+	return c->count[0] == c->count[1] && c->bytes[0] == c->bytes[1];
+}
+
+/* A change's figures: JSON members, or the table row's six number cells
+ * after its names (b holds their text). */
+static void figures_json(const struct change *c, struct pm_strbuf *out)
+{
+	pm_strbuf_printf(out, "\"count_before\": %" PRIu64 ", \"count_after\": %" PRIu64
+			 ", \"count_delta\": %" PRId64 ", \"bytes_before\": %" PRIu64
+			 ", \"bytes_after\": %" PRIu64 ", \"bytes_delta\": %" PRId64 "}",
+			 c->count[0], c->count[1], delta(c->count[0], c->count[1]),
+			 c->bytes[0], c->bytes[1], delta(c->bytes[0], c->bytes[1]));
+}
+
+static void table_row(struct pm_table *table, const struct change *c)
+{
+	char b[6][40];
+	const char *cells[] = {
+		c->domain, c->kind, c->detail,
+		pm_format_grouped(c->count[0], b[0]), pm_format_grouped(c->count[1], b[1]),
+		signed_grouped(delta(c->count[0], c->count[1]), b[2]),
+		pm_format_grouped(c->bytes[0], b[3]), pm_format_grouped(c->bytes[1], b[4]),
+		signed_grouped(delta(c->bytes[0], c->bytes[1]), b[5]) };
+	pm_table_add_row(table, cells);
+}
+
 static bool same_process(const struct pm_snapshot *a, const struct pm_snapshot *b)
 {
 	return a->pid && a->pid == b->pid && a->has_identity && b->has_identity &&
@@ -342,17 +370,15 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 	struct pm_strbuf out;
 	pm_strbuf_init(&out);
 	size_t shown = 0, changed = 0;
-	for (size_t i = 0; i < changes.size; i++)
-		changed += changes.data[i].count[0] != changes.data[i].count[1] ||
-			   changes.data[i].bytes[0] != changes.data[i].bytes[1];
-	size_t limit_rows = args->top > 0 && (size_t)args->top < changed ? (size_t)args->top : changed;
-	uint64_t total[2][2] = { { 0, 0 }, { 0, 0 } };    /* [side][count, bytes] */
-	for (size_t i = 0; i < changes.size; i++)
+	struct change total = { "TOTAL", "", "", {0, 0}, {0, 0} };
+	for (size_t i = 0; i < changes.size; i++) {
+		changed += !unchanged(&changes.data[i]);
 		for (int side = 0; side < 2; side++) {
-			total[side][0] += changes.data[i].count[side];
-			total[side][1] += changes.data[i].bytes[side];
+			total.count[side] += changes.data[i].count[side];
+			total.bytes[side] += changes.data[i].bytes[side];
 		}
-	char b[6][40];
+	}
+	size_t limit_rows = args->top > 0 && (size_t)args->top < changed ? (size_t)args->top : changed;
 	if (!err && json) {
 		pm_strbuf_append(&out, "{\"before\": ");
 		side_json(before, &out);
@@ -362,7 +388,7 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 				 same ? "true" : "false", by);
 		for (size_t i = 0; i < changes.size; i++) {
 			const struct change *c = &changes.data[i];
-			if (c->count[0] == c->count[1] && c->bytes[0] == c->bytes[1])
+			if (unchanged(c))
 				continue;
 			if (shown++ >= limit_rows)
 				break;
@@ -372,19 +398,12 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 			pm_strbuf_json_string(&out, c->kind);
 			pm_strbuf_append(&out, ", \"detail\": ");
 			pm_strbuf_json_string(&out, c->detail);
-			pm_strbuf_printf(&out, ", \"count_before\": %" PRIu64 ", \"count_after\": %"
-					 PRIu64 ", \"count_delta\": %" PRId64 ", \"bytes_before\": %"
-					 PRIu64 ", \"bytes_after\": %" PRIu64 ", \"bytes_delta\": %"
-					 PRId64 "}", c->count[0], c->count[1],
-					 delta(c->count[0], c->count[1]), c->bytes[0], c->bytes[1],
-					 delta(c->bytes[0], c->bytes[1]));
+			pm_strbuf_append(&out, ", ");
+			figures_json(c, &out);
 		}
-		pm_strbuf_printf(&out, "%s], \"changed_rows\": %zu, \"total\": {\"count_before\": %"
-				 PRIu64 ", \"count_after\": %" PRIu64 ", \"count_delta\": %" PRId64
-				 ", \"bytes_before\": %" PRIu64 ", \"bytes_after\": %" PRIu64
-				 ", \"bytes_delta\": %" PRId64 "}", shown ? "\n" : "", changed,
-				 total[0][0], total[1][0], delta(total[0][0], total[1][0]),
-				 total[0][1], total[1][1], delta(total[0][1], total[1][1]));
+		pm_strbuf_printf(&out, "%s], \"changed_rows\": %zu, \"total\": {",
+				 shown ? "\n" : "", changed);
+		figures_json(&total, &out);
 	} else if (!err) {
 		pm_strbuf_printf(&out, "diff by %s: before: %s%s%s; after: %s%s%s: %s\n", by,
 				 before->source, *before->python ? ", CPython " : "",
@@ -403,29 +422,13 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 			err = &pm_error_no_memory;
 		} else {
 			for (size_t i = 0; i < changes.size; i++) {
-				const struct change *c = &changes.data[i];
-				if (c->count[0] == c->count[1] && c->bytes[0] == c->bytes[1])
+				if (unchanged(&changes.data[i]))
 					continue;
 				if (shown++ >= limit_rows)
 					break;
-				const char *cells[] = {
-					c->domain, c->kind, c->detail,
-					pm_format_grouped(c->count[0], b[0]),
-					pm_format_grouped(c->count[1], b[1]),
-					signed_grouped(delta(c->count[0], c->count[1]), b[2]),
-					pm_format_grouped(c->bytes[0], b[3]),
-					pm_format_grouped(c->bytes[1], b[4]),
-					signed_grouped(delta(c->bytes[0], c->bytes[1]), b[5]) };
-				pm_table_add_row(table, cells);
+				table_row(table, &changes.data[i]);
 			}
-			const char *cells[] = {
-				"TOTAL", "", "", pm_format_grouped(total[0][0], b[0]),
-				pm_format_grouped(total[1][0], b[1]),
-				signed_grouped(delta(total[0][0], total[1][0]), b[2]),
-				pm_format_grouped(total[0][1], b[3]),
-				pm_format_grouped(total[1][1], b[4]),
-				signed_grouped(delta(total[0][1], total[1][1]), b[5]) };
-			pm_table_add_row(table, cells);
+			table_row(table, &total);
 			pm_table_render(table, &out);
 			pm_table_destroy(table);
 			if (changed > limit_rows)

@@ -173,6 +173,10 @@ def test_diff_other_process_and_bad_files(tmp_path):
         p = harness.run_cli("diff", other, b.pid, check=False)
         assert p.returncode == 1 and "format version 9" in p.stderr, p.stderr
         # snapshot without -o, diff with one operand
+        # --json names the file as a JSON string, whatever its name
+        odd = str(tmp_path / 'a "quoted" \\ name.pmsnap')
+        doc = harness.cli_json("snapshot", "--json", "-o", odd, a.pid)
+        assert doc["file"] == odd and doc["bytes"] == os.path.getsize(odd), doc
         p = harness.run_cli("snapshot", a.pid, check=False)
         assert p.returncode == 2 and "needs -o FILE" in p.stderr
         p = harness.run_cli("diff", snap, check=False)
