@@ -69,8 +69,15 @@ fi
 # interpreter in the caller's directory (same pid: chroot and sh exec).
 if [ -x "$SID/usr/bin/python3.15" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  repo=$(pwd -P)
-  for dir in /tmp "$repo"; do
+  # Both spellings of each: the physical one, and the one the tests see
+  # when a symlink leads to it (a CI checkout under a symlinked directory
+  # once left the chroot without the repository at the tests' path), and
+  # $TMPDIR when the tests' temporary files go there instead of /tmp.
+  shared=(/tmp "$(pwd -P)" "$(pwd)")
+  if [ -n "${TMPDIR:-}" ] && [ -d "$TMPDIR" ]; then
+    shared+=("$TMPDIR" "$(cd "$TMPDIR" && pwd -P)")
+  fi
+  for dir in "${shared[@]}"; do
     $SUDO mkdir -p "$SID$dir"
     mountpoint -q "$SID$dir" || $SUDO mount --bind "$dir" "$SID$dir"
   done

@@ -54,6 +54,23 @@ CHROOT_BIN = os.path.join(os.path.dirname(CHROOT), "bin")
 CHROOT_PYTHONS = ("3.13", "3.13d", "3.14", "3.14d", "3.15", "3.15d")
 
 
+def chroot_unshared():
+    """Why a workload run in the chroot would not find its files at the
+    paths the tests give it (None when it would): the repository, the
+    temporary directory and /tmp must be the host's inside, at the same
+    paths, as tests/setup-debian.sh's bind mounts make them. Names the
+    path, for the message of the test that needs it."""
+    for path in (SOURCE_ROOT, tempfile.gettempdir(), "/tmp"):
+        try:
+            if os.path.samefile(CHROOT + path, path):
+                continue
+        except OSError:
+            pass
+        return "%s%s is not the host's %s (tests/setup-debian.sh bind-mounts " \
+               "the repository, /tmp and $TMPDIR there)" % (CHROOT, path, path)
+    return None
+
+
 def chroot_pythons():
     """(label, command) of the Debian unstable chroot's CPythons, when
     tests/setup-debian.sh made it and PYMORTEM_CHROOT_MATRIX=1 asks for
@@ -63,14 +80,7 @@ def chroot_pythons():
     if os.environ.get("PYMORTEM_CHROOT_MATRIX") != "1" or \
             os.environ.get("PYMORTEM_NO_CHROOT") == "1":
         return []
-    # The workloads' paths must be the same inside (setup-debian.sh's bind
-    # mounts of /tmp and the repository).
-    try:
-        shared = (os.path.samefile(os.path.join(CHROOT, "tmp"), tempfile.gettempdir()) and
-                  os.path.samefile(CHROOT + SOURCE_ROOT, SOURCE_ROOT))
-    except OSError:
-        shared = False
-    if not shared:
+    if chroot_unshared():
         return []
     found = []
     for name in CHROOT_PYTHONS:

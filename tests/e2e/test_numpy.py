@@ -12,7 +12,6 @@ gcore core.
 
 import os
 import subprocess
-import tempfile
 
 import pytest
 
@@ -45,16 +44,9 @@ def chroot_missing(version, module):
     inside = os.path.join(harness.CHROOT, "usr/bin/python" + version)
     if not (os.access(command, os.X_OK) and os.access(inside, os.X_OK)):
         return "no %s or %s" % (command, inside)
-    try:
-        shared = (os.path.samefile(os.path.join(harness.CHROOT, "tmp"),
-                                   tempfile.gettempdir()) and
-                  os.path.samefile(harness.CHROOT + harness.SOURCE_ROOT,
-                                   harness.SOURCE_ROOT))
-    except OSError:
-        shared = False
-    if not shared:
-        return "%s's /tmp and %s are not the host's (bind mounts)" % (
-            harness.CHROOT, harness.SOURCE_ROOT)
+    unshared = harness.chroot_unshared()
+    if unshared:
+        return unshared
     if not importable(command, module):
         return "%s cannot import %s" % (command, module)
     return None
