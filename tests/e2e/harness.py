@@ -58,17 +58,51 @@ def chroot_unshared():
     """Why a workload run in the chroot would not find its files at the
     paths the tests give it (None when it would): the repository, the
     temporary directory and /tmp must be the host's inside, at the same
-    paths, as tests/setup-debian.sh's bind mounts make them. Names the
-    path, for the message of the test that needs it."""
+    paths, as tests/setup-debian.sh's bind mounts make them. When one is
+    not (a CI run once found none of them shared although setup-debian.sh
+    had mounted them), root mounts it here, in the tests' own mount
+    namespace; what still differs is named with the evidence (device and
+    inode on both sides, the mount table's lines for the chroot)."""
+    if not os.path.isdir(CHROOT):
+        return "no chroot %s (tests/setup-debian.sh builds it)" % CHROOT
+    problems = []
     for path in (SOURCE_ROOT, tempfile.gettempdir(), "/tmp"):
-        try:
-            if os.path.samefile(CHROOT + path, path):
+        inside = CHROOT + path
+        if _same_file(inside, path):
+            continue
+        if os.geteuid() == 0:
+            os.makedirs(inside, exist_ok=True)
+            subprocess.run(["mount", "--bind", path, inside],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if _same_file(inside, path):
                 continue
-        except OSError:
-            pass
-        return "%s%s is not the host's %s (tests/setup-debian.sh bind-mounts " \
-               "the repository, /tmp and $TMPDIR there)" % (CHROOT, path, path)
-    return None
+        problems.append("%s is not the host's %s (%s against %s)" % (
+            inside, path, _file_id(inside), _file_id(path)))
+    if not problems:
+        return None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if CHROOT in line]
+    except OSError:
+        mounts = []
+    return "%s; the chroot's mounts: %s (tests/setup-debian.sh bind-mounts " \
+           "the repository, /tmp and $TMPDIR there)" % (
+               "; ".join(problems), ", ".join(mounts) or "none")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _file_id(path):
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return e.strerror
+    return "device %d inode %d" % (st.st_dev, st.st_ino)
 
 
 def chroot_pythons():
