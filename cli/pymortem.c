@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "progress.h"
 #include "pymortem.h"
 
 enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
@@ -87,11 +88,15 @@ static void usage(FILE *out)
 		"  --length N          length for hexdump\n"
 		"  --threshold PCT     suspects: the share of the heap one must retain (10)\n"
 		"  -o, --output FILE   snapshot: the file to write\n"
-		"  -h, --help          this help;  --version  the version\n");
+		"  -h, --help          this help;  --version  the version\n"
+		"\nWhen stderr is a terminal, a run that takes over half a second shows its\n"
+		"stage and percent there, erased before the report (PYMORTEM_PROGRESS_DELAY=S\n"
+		"sets the delay in seconds).\n");
 }
 
 static void fail(const char *what, struct pm_error *err)
 {
+	progress_clear();
 	fprintf(stderr, "pymortem: error: %s%s%s\n", what ? what : "",
 		what ? ": " : "", err->message);
 	pm_error_destroy(err);
@@ -183,6 +188,7 @@ static int run_report(struct pm_target *t, const char *report,
 		fail(NULL, err);
 		return code;
 	}
+	progress_clear();
 	fputs(text, stdout);
 	free(text);
 	/* JSON keeps its warnings inside the document; say on stderr that
@@ -330,6 +336,7 @@ static int run_snapshot(const char *target, const char *output,
 		side_close(&s);
 		return 1;
 	}
+	progress_clear();
 	struct stat st;
 	long long bytes = stat(output, &st) == 0 ? (long long)st.st_size : -1;
 	if (args->format == PM_FORMAT_JSON) {
@@ -376,6 +383,7 @@ static int run_diff(const char *before_operand, const char *after_operand,
 		status = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;
 		fail(NULL, err);
 	} else {
+		progress_clear();
 		fputs(text, stdout);
 		free(text);
 	}
@@ -494,6 +502,12 @@ int main(int argc, char **argv)
 	}
 	if (!special && !take_operands(report, argv + optind + 1, argc - optind - 2, &args))
 		return EXIT_USAGE;
+	/* A progress line on stderr when it is a terminal (a person
+	 * waiting), never into a file or pipe. */
+	if (isatty(STDERR_FILENO)) {
+		options.progress = progress_show;
+		progress_begin();
+	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);

@@ -304,11 +304,16 @@ struct pm_error *recognise_objects(struct analysis *a)
 	 * less than the deferred lookup; a live process pays a system call. */
 	a->no_defer = !strcmp(pm_target_kind(a->t), "core");
 	for (size_t i = 0; i < a->heap->nallocs && !err; i++) {
-		if ((i & 0xffff) == 0xffff && pm_target_interrupted(a->t))
-			err = pm_error_interrupted();
-		else
-			err = recognise_alloc(a, &a->heap->allocs[i], 0);
+		if ((i & 0xffff) == 0xffff) {
+			pm_target_progress(a->t, "recognising objects", i, a->heap->nallocs);
+			if (pm_target_interrupted(a->t)) {
+				err = pm_error_interrupted();
+				break;
+			}
+		}
+		err = recognise_alloc(a, &a->heap->allocs[i], 0);
 	}
+	pm_target_progress(a->t, "recognising objects", a->heap->nallocs, a->heap->nallocs);
 	a->no_defer = false;
 	a->no_defer_pass = true;
 	if (!err)

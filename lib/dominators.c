@@ -96,9 +96,12 @@ static struct pm_error *postorder(struct pm_target *t, const struct pm_graph *g,
 			break;
 		}
 		while (stack.size && !err) {
-			if ((++steps & 0xfffff) == 0 && t && pm_target_interrupted(t)) {
-				err = pm_error_interrupted();
-				break;
+			if ((++steps & 0xfffff) == 0 && t) {
+				pm_target_progress(t, "ordering the graph", post->size, g->nnodes);
+				if (pm_target_interrupted(t)) {
+					err = pm_error_interrupted();
+					break;
+				}
 			}
 			struct dfs_frame *top = &stack.data[stack.size - 1];
 			uint32_t end = g->edge_start[top->node + 1];
@@ -185,6 +188,11 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 			err = pm_error_interrupted();
 			break;
 		}
+		/* Most heaps settle in one or two passes: the stage's units
+		 * are passes, out of the next one. */
+		if (t)
+			pm_target_progress(t, "computing dominators", d->pub.passes - 1,
+					   d->pub.passes);
 		bool first = d->pub.passes == 1;
 		changed_back = false;
 		for (uint32_t u = 1; u < n; u++) {

@@ -253,9 +253,12 @@ static struct pm_error *arenas_trim(struct pm_target *t, struct pm_glibc_fragmen
 	}
 	for (size_t k = 0; k < h->nchunks; k++) {
 		const struct pm_chunk *c = &h->chunks[k];
-		if ((k & 0xffff) == 0xffff && pm_target_interrupted(t)) {
-			free(state);
-			return pm_error_interrupted();
+		if ((k & 0xffff) == 0xffff) {
+			pm_target_progress(t, "consolidating free chunks", k, h->nchunks);
+			if (pm_target_interrupted(t)) {
+				free(state);
+				return pm_error_interrupted();
+			}
 		}
 		if (c->arena < h->narenas)
 			consolidate_chunk(f, res, &h->arenas[c->arena], &f->arenas.data[c->arena],

@@ -268,9 +268,14 @@ static uint64_t walk_range(struct pm_glibc_walk *w, uint8_t arena_idx, uint64_t 
 	uint64_t steps_max = (end - start) / 16 + 2;
 	for (uint64_t steps = 0; p < end && steps < steps_max && !w->fatal;
 	     steps++) {
-		if ((steps & 0xffff) == 0xffff && pm_target_interrupted(w->t)) {
-			w->fatal = pm_error_interrupted();
-			break;
+		if ((steps & 0xffff) == 0xffff) {
+			/* By bytes of this heap (an arena's heaps one after
+			 * another). */
+			pm_target_progress(w->t, "walking malloc's chunks", p - start, end - start);
+			if (pm_target_interrupted(w->t)) {
+				w->fatal = pm_error_interrupted();
+				break;
+			}
 		}
 		if (top && p == top) {
 			pm_glibc_chunk_push(w, p, top_size, PM_CHUNK_TOP, arena_idx);

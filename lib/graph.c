@@ -368,8 +368,11 @@ static struct pm_error *edges_collect(struct builder *b)
 	if (!g->refcnt || !g->flags)
 		return &pm_error_no_memory;
 	for (uint32_t n = 0; n < g->nheap && !err; n++) {
-		if ((n & 0xffff) == 0xffff && pm_target_interrupted(b->t))
-			return pm_error_interrupted();
+		if ((n & 0xffff) == 0xffff) {
+			pm_target_progress(b->t, "reading references", n, g->nheap);
+			if (pm_target_interrupted(b->t))
+				return pm_error_interrupted();
+		}
 		uint32_t start = (uint32_t)b->targets.size;
 		if (!u32_vector_append(&b->edge_start, &start))
 			return &pm_error_no_memory;

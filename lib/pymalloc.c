@@ -428,10 +428,14 @@ static struct pm_error *walk_state(struct walk *w, struct pm_pymalloc_state *s)
 		return pm_error_wrap(err, "pymalloc state");
 	s->first_pool = w->pm->npools;
 	for (uint32_t i = 0; i < s->maxarenas && !err; i++) {
-		if ((i & 63) == 63 && pm_target_interrupted(w->t))
-			err = pm_error_interrupted();
-		else
-			err = walk_arena(w, s, vec + (size_t)i * ARENA_OBJECT_SIZE);
+		if ((i & 63) == 63) {
+			pm_target_progress(w->t, "walking pymalloc's arenas", i, s->maxarenas);
+			if (pm_target_interrupted(w->t)) {
+				err = pm_error_interrupted();
+				break;
+			}
+		}
+		err = walk_arena(w, s, vec + (size_t)i * ARENA_OBJECT_SIZE);
 	}
 	free(vec);
 	s->npools = w->pm->npools - s->first_pool;

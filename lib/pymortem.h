@@ -27,6 +27,13 @@ struct pm_options {
 	 * PM_ERR_INTERRUPTED. May be NULL. */
 	bool (*interrupted)(void *arg);
 	void *interrupted_arg;
+	/* Told how far the long stages of an analysis are: the stage's name
+	 * ("recognising objects", ...) and done of total in its own units
+	 * (allocations, bytes, nodes), called every few thousand steps and
+	 * once with done == total at a stage's end. For a progress line; may
+	 * be NULL. */
+	void (*progress)(void *arg, const char *stage, uint64_t done, uint64_t total);
+	void *progress_arg;
 	/* Optional symbol lookup by the front end (e.g. GDB's symbol tables,
 	 * which may hold debug info the library cannot find), tried before the
 	 * library's own unless no_debuginfo. Returns true and fills the runtime

@@ -1031,6 +1031,13 @@ bool pm_target_interrupted(const struct pm_target *t)
 			     t->options.interrupted(t->options.interrupted_arg));
 }
 
+void pm_target_progress(const struct pm_target *t, const char *stage, uint64_t done,
+			uint64_t total)
+{
+	if (t->options.progress)
+		t->options.progress(t->options.progress_arg, stage, done, total);
+}
+
 struct pm_error *pm_error_interrupted(void)
 {
 	return pm_error_format(PM_ERR_INTERRUPTED, "interrupted");

@@ -177,6 +177,11 @@ struct pm_error *pm_target_symbol(struct pm_target *t, const char *module_prefix
  * Long loops call this every few thousand steps and then return
  * pm_error_interrupted(); pm_report_run turns that into the right error. */
 bool pm_target_interrupted(const struct pm_target *t);
+/* Tells the front end's progress callback (pm_options.progress), if any,
+ * that `stage` has done `done` of `total`; the loops that poll
+ * pm_target_interrupted call it at the same steps. */
+void pm_target_progress(const struct pm_target *t, const char *stage, uint64_t done,
+			uint64_t total);
 struct pm_error *pm_error_interrupted(void);
 /* PM_ERR_EXITED "process N exited during the analysis" (a new error) once a
  * read found the live process gone, else NULL. What was analysed after that

@@ -927,9 +927,13 @@ struct pm_error *pm_waste_analyse(struct pm_target *t, const struct pm_graph *g,
 	/* Pass 0: the values; pass 1: tuples and frozensets of them. */
 	for (int pass = 0; pass < 2; pass++)
 	for (uint32_t node = 0; node < g->nheap; node++) {
-		if ((node & 0xffff) == 0 && pm_target_interrupted(t)) {
-			err = pm_error_interrupted();
-			goto out;
+		if ((node & 0xffff) == 0) {
+			pm_target_progress(t, "looking for duplicates",
+					   (uint64_t)pass * g->nheap + node, 2 * (uint64_t)g->nheap);
+			if (pm_target_interrupted(t)) {
+				err = pm_error_interrupted();
+				goto out;
+			}
 		}
 		const struct pm_alloc *a = &s.heap->allocs[g->node_alloc[node]];
 		enum obj_kind k = a->category < s.heap->ncategories ?

@@ -220,9 +220,12 @@ struct pm_error *pm_waste_slots(struct pm_target *t, const struct pm_graph *g,
 			owned[owner] += heap->allocs[a].size;
 	}
 	for (uint32_t node = 0; node < g->nheap; node++) {
-		if ((node & 0xffff) == 0 && pm_target_interrupted(t)) {
-			err = pm_error_interrupted();
-			goto out;
+		if ((node & 0xffff) == 0) {
+			pm_target_progress(t, "sizing __slots__ candidates", node, g->nheap);
+			if (pm_target_interrupted(t)) {
+				err = pm_error_interrupted();
+				goto out;
+			}
 		}
 		const struct pm_alloc *a = &heap->allocs[g->node_alloc[node]];
 		if (a->category >= heap->ncategories || !candidate_cat[a->category])
