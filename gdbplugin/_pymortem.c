@@ -624,16 +624,20 @@ static bool target_usable(TargetObject *self)
 
 static PyObject *target_snapshot(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
-	static char *kwlist[] = {"path", "source", NULL};
+	static char *kwlist[] = {"path", "source", "retainers", NULL};
 	TargetObject *self = (TargetObject *)obj;
 	const char *path, *source = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$z", kwlist, &path, &source))
+	int retainers = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$zp", kwlist, &path, &source,
+					 &retainers))
 		return NULL;
 	if (!target_usable(self))
 		return NULL;
 	struct pm_snapshot *snap = NULL;
 	self->busy = true;
 	struct pm_error *err = pm_snapshot_take(self->target, source, &snap);
+	if (!err && retainers)
+		err = pm_snapshot_add_retainers(snap, self->target);
 	if (!err)
 		err = pm_snapshot_save(snap, path);
 	self->busy = false;
@@ -680,6 +684,8 @@ static PyObject *target_diff(PyObject *obj, PyObject *args, PyObject *kwargs)
 		err = pm_snapshot_set_source(before, before_source);
 	if (!err)
 		err = pm_snapshot_take(self->target, source, &after);
+	if (!err && ra.by && !strcmp(ra.by, "retainer"))
+		err = pm_snapshot_add_retainers(after, self->target);
 	if (!err)
 		err = pm_diff_run(before, after, NULL, self->target, &ra, &text);
 	self->busy = false;
@@ -744,7 +750,7 @@ static PyMethodDef target_methods[] = {
 	 "progress(seconds) is called about once a second after the first."},
 	{"snapshot", (PyCFunction)(void (*)(void))target_snapshot,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "snapshot(path, *, source=None)\n"
+	 "snapshot(path, *, source=None, retainers=False)\n"
 	 "Writes a snapshot of the target to path (pymortem snapshot's format);\n"
 	 "source names the target in a later diff's text."},
 	{"diff", (PyCFunction)(void (*)(void))target_diff,

@@ -1,5 +1,5 @@
 /* `diff`: how the heap grew between two snapshots (snapshot.h). Per
- * summary row (by type, or by owner) the count and bytes before, after and
+ * summary row (by type, owner, or retainer) the count and bytes before, after and
  * the change, growth first, with a TOTAL; and when both snapshots are of
  * the same process (same pid and AT_RANDOM bytes), the allocations that
  * are new in the second: at an address the first did not have in use, or
@@ -344,13 +344,32 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before, const struct pm_s
 			     const struct pm_report_args *args, char **ret)
 {
 	const char *by = args->by ? args->by : "type";
-	if (strcmp(by, "type") && strcmp(by, "owner"))
-		return pm_error_format(PM_ERR_INVALID, "diff --by %s: expected type or owner", by);
+	if (strcmp(by, "type") && strcmp(by, "owner") && strcmp(by, "retainer"))
+		return pm_error_format(PM_ERR_INVALID, "diff --by %s: expected type, owner or "
+				       "retainer", by);
 	bool json = args->format == PM_FORMAT_JSON;
-	bool owner = !strcmp(by, "owner");
+	const struct pm_snapshot_row_vector *rows[2];
+	if (!strcmp(by, "retainer")) {
+		const struct pm_snapshot *sides[2] = { before, after };
+		for (int side = 0; side < 2; side++)
+			if (!sides[side]->has_retainers)
+				return pm_error_format(PM_ERR_INVALID, "diff --by retainer: %s (%s) "
+						       "has no rows by retainer: take it with "
+						       "`pymortem snapshot --retainers` (GDB: `heap "
+						       "snapshot --retainers`)",
+						       side ? "AFTER" : "BEFORE",
+						       sides[side]->source);
+		rows[0] = &before->by_retainer;
+		rows[1] = &after->by_retainer;
+	} else if (!strcmp(by, "owner")) {
+		rows[0] = &before->by_owner;
+		rows[1] = &after->by_owner;
+	} else {
+		rows[0] = &before->by_type;
+		rows[1] = &after->by_type;
+	}
 	struct change_vector changes = PM_VECTOR_INIT;
-	if (!changes_of(owner ? &before->by_owner : &before->by_type,
-			owner ? &after->by_owner : &after->by_type, &changes))
+	if (!changes_of(rows[0], rows[1], &changes))
 		return &pm_error_no_memory;
 	bool same = same_process(before, after);
 	size_t examples_max = args->limit > 0 ? (size_t)args->limit :

@@ -151,6 +151,11 @@ struct pm_error *pm_snapshot_take(struct pm_target *t, const char *source,
 				  struct pm_snapshot **ret);
 struct pm_error *pm_snapshot_save(const struct pm_snapshot *s, const char *path);
 struct pm_error *pm_snapshot_load(const char *path, struct pm_snapshot **ret);
+/* Adds the rows of `summary --by retainer` (each allocation under the
+ * object that dominates it: the reference graph and its dominator tree,
+ * so about twice a snapshot's time), which `diff --by retainer` needs on
+ * both sides; t is the target s was taken of, still in that state. */
+struct pm_error *pm_snapshot_add_retainers(struct pm_snapshot *s, struct pm_target *t);
 /* Names the snapshot in diff's text from now on (a loaded one is "snapshot
  * FILE of ..."; GDB names its kept ones). */
 struct pm_error *pm_snapshot_set_source(struct pm_snapshot *s, const char *source);
@@ -158,7 +163,8 @@ struct pm_error *pm_snapshot_set_source(struct pm_snapshot *s, const char *sourc
 bool pm_snapshot_is_file(const char *path);
 void pm_snapshot_destroy(struct pm_snapshot *s);
 
-/* How after differs from before: args->by (type or owner), ->top (rows),
+/* How after differs from before: args->by (type, owner, or retainer when
+ * both have those rows), ->top (rows),
  * ->limit (examples of new and gone allocations per row), ->format.
  * before_target and after_target, each NULL or the target its snapshot was
  * taken from (still in that state): the allocations gone and new are shown

@@ -2,7 +2,8 @@
  * as a file: PM_SNAPSHOT_MAGIC, a 32-bit version, then unsigned LEB128
  * numbers and length-prefixed strings; the allocations as address deltas
  * (sorted, so each is small), sizes and category indexes, a few bytes
- * each; and "END\n" last, so that a file cut short says so. Every number
+ * each; and "END\n" last. Version 2 added the rows by retainer (a flag,
+ * then the rows) after those by owner; version 1 files are still read, so that a file cut short says so. Every number
  * read is checked against what is left of the file. */
 #include "snapshot.h"
 
@@ -30,8 +31,8 @@ void pm_snapshot_destroy(struct pm_snapshot *s)
 {
 	if (!s)
 		return;
-	struct pm_snapshot_row_vector *rows[] = { &s->by_type, &s->by_owner };
-	for (int k = 0; k < 2; k++) {
+	struct pm_snapshot_row_vector *rows[] = { &s->by_type, &s->by_owner, &s->by_retainer };
+	for (int k = 0; k < 3; k++) {
 		for (size_t i = 0; i < rows[k]->size; i++) {
 			free(rows[k]->data[i].domain);
 			free(rows[k]->data[i].kind);
@@ -81,6 +82,20 @@ static void row_add(void *arg, const char *domain, const char *kind, const char 
 		free(r.detail);
 		sink->failed = true;
 	}
+}
+
+struct pm_error *pm_snapshot_add_retainers(struct pm_snapshot *s, struct pm_target *t)
+{
+	if (s->has_retainers)
+		return NULL;
+	struct row_sink retainers = { &s->by_retainer, false };
+	struct pm_error *err = pm_summary_rows(t, "retainer", row_add, &retainers);
+	if (!err && retainers.failed)
+		err = &pm_error_no_memory;
+	if (err)
+		return err;
+	s->has_retainers = true;
+	return NULL;
 }
 
 /* Who the process is: its pid and the bytes at AT_RANDOM (in its stack,
@@ -214,6 +229,9 @@ struct pm_error *pm_snapshot_save(const struct pm_snapshot *s, const char *path)
 	pm_strbuf_appendn(&out, (const char *)s->identity, sizeof(s->identity));
 	put_rows(&out, &s->by_type);
 	put_rows(&out, &s->by_owner);
+	put_number(&out, s->has_retainers);
+	if (s->has_retainers)
+		put_rows(&out, &s->by_retainer);
 	put_number(&out, s->categories.size);
 	for (size_t i = 0; i < s->categories.size; i++) {
 		put_string(&out, s->categories.data[i].domain);
@@ -380,10 +398,10 @@ struct pm_error *pm_snapshot_load(const char *path, struct pm_snapshot **ret)
 	}
 	uint32_t version = data[8] | (uint32_t)data[9] << 8 | (uint32_t)data[10] << 16 |
 			   (uint32_t)data[11] << 24;
-	if (version != PM_SNAPSHOT_VERSION) {
+	if (version < 1 || version > PM_SNAPSHOT_VERSION) {
 		free(data);
 		return pm_error_format(PM_ERR_UNSUPPORTED, "%s: a snapshot of format version %"
-				       PRIu32 "; this pymortem reads version %d (take it again "
+				       PRIu32 "; this pymortem reads versions 1 to %d (take it again "
 				       "with this pymortem)", path, version, PM_SNAPSHOT_VERSION);
 	}
 	struct pm_snapshot *s = calloc(1, sizeof(*s));
@@ -404,6 +422,14 @@ struct pm_error *pm_snapshot_load(const char *path, struct pm_snapshot **ret)
 	}
 	get_rows(&r, &s->by_type);
 	get_rows(&r, &s->by_owner);
+	if (version >= 2) {
+		uint64_t flag = get_number(&r, "the retainer rows' flag");
+		if (!r.err && flag > 1)
+			cut(&r, "the retainer rows' flag");
+		s->has_retainers = flag == 1;
+		if (s->has_retainers)
+			get_rows(&r, &s->by_retainer);
+	}
 	uint64_t ncats = get_number(&r, "the number of categories");
 	if (!r.err && ncats > (uint64_t)(r.end - r.p) / 3)
 		cut(&r, "the categories");

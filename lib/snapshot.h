@@ -13,7 +13,7 @@
 
 /* The file starts with this (8 bytes), then a version word. */
 #define PM_SNAPSHOT_MAGIC "PMSNAP\r\n"
-enum { PM_SNAPSHOT_VERSION = 1 };
+enum { PM_SNAPSHOT_VERSION = 2 };  /* 2: rows by retainer, when taken */
 
 struct pm_snapshot_row {
 	char *domain, *kind, *detail;
@@ -33,6 +33,8 @@ struct pm_snapshot {
 	bool has_identity;
 	uint8_t identity[16];       /* the bytes at AT_RANDOM */
 	struct pm_snapshot_row_vector by_type, by_owner;
+	bool has_retainers;         /* by_retainer holds summary --by retainer */
+	struct pm_snapshot_row_vector by_retainer;
 	struct pm_snapshot_category_vector categories;
 	/* In-use allocations sorted by address: user-data address, what the
 	 * allocation occupies, its index in categories, and where in it a

@@ -389,9 +389,10 @@ class Session:
             self.states[inferior.num] = state
         return state
 
-    def snapshot(self, name, save=None):
+    def snapshot(self, name, save=None, retainers=False):
         """Keeps a snapshot of the selected inferior under name (in a
-        directory of this session's), or writes it to the file save.
+        directory of this session's), or writes it to the file save;
+        retainers: with the rows by retainer (for diff --by retainer).
         Returns (where it went, what it is of)."""
         state = self.state()
         if save is None:
@@ -401,7 +402,7 @@ class Session:
             path = os.path.join(self._snapshot_dir, "%d.pmsnap" % len(self.snapshots))
         else:
             path = save
-        state.target.snapshot(path, source=state.description)
+        state.target.snapshot(path, source=state.description, retainers=retainers)
         if save is None:
             self.snapshots[name] = path
             self.snapshot_of[name] = state.description

@@ -12,7 +12,10 @@ PYTHONMALLOC=malloc:
 - the same from a snapshot file taken live to the live process, and from a
   gcore core to a gcore core (AT_RANDOM tells it is the same process);
 - two different processes: rows only, no new-allocation list;
-- a file cut short, or not a snapshot, is refused in one line.
+- a file cut short, or not a snapshot, is refused in one line;
+- --by retainer (snapshots taken with --retainers): the list the floats
+  were appended to grows by exactly K objects, the one that holds the
+  instances and strs by at least N + M, and the TOTAL is the one by type.
 """
 
 import os
@@ -130,6 +133,61 @@ def test_diff(python, mode, tmp_path):
         assert "+{:,}".format(oracle["n"]["Growth"]) in line.split()
 
 
+FLOATS_ROW = "sys.modules['__main__'].__dict__['FLOATS']"
+HELD_ROW = "sys.modules['__main__'].__dict__['HELD']"
+
+
+def check_by_retainer(doc, by_type, grown, oracle):
+    """The rows by retainer of the same diff: FLOATS dominates each new
+    float (nothing else refers to one: the process keeps only their ids, as
+    ints) and its one items buffer, before and after, so its count grows
+    by exactly K; HELD dominates the new instances and strs and what only
+    they hold (instance dicts or values, ints of 257 and more); the
+    partition by retainer covers the same allocations as the one by type."""
+    rows = {r["kind"]: r for r in doc["rows"] if r["domain"] == "retained by"}
+    assert doc["by"] == "retainer"
+    n = oracle["n"]
+    floats = rows[FLOATS_ROW]
+    assert floats["detail"] == "list" and floats["count_delta"] == n["float"], floats
+    assert floats["bytes_delta"] >= n["float"] * grown["sizes"]["float"], floats
+    held = rows[HELD_ROW]
+    assert held["count_delta"] >= n["Growth"] + n["str"], held
+    assert held["bytes_delta"] >= n["Growth"] * grown["sizes"]["Growth"] + \
+        n["str"] * grown["sizes"]["str"], held
+    for key in ("count_before", "count_after", "bytes_before", "bytes_after"):
+        assert doc["total"][key] == by_type["total"][key], (key, doc["total"],
+                                                            by_type["total"])
+
+
+@pytest.mark.parametrize("python", python_params(sanitizer_subset=True))
+def test_diff_by_retainer(python, tmp_path):
+    label, path = python
+    assert path, "no CPython found"
+    with start(path, "pymalloc") as t:
+        plain = str(tmp_path / "plain.pmsnap")
+        harness.run_cli("snapshot", "-o", plain, t.pid)
+        snap = str(tmp_path / "before.pmsnap")
+        out = harness.run_cli("snapshot", "--retainers", "-o", snap, t.pid).stdout
+        assert snap in out
+        core_before = t.gcore("before")
+        grown = grow(t)
+        core_after = t.gcore("after")
+        by_type = diff(snap, str(t.pid))
+        live = harness.cli_json("diff", "--json", "--by", "retainer", "--top", "0",
+                                snap, str(t.pid))
+        check_by_retainer(live, by_type, grown, t.oracle)
+        cores = harness.cli_json("diff", "--json", "--by", "retainer", "--top", "0",
+                                 core_before, core_after)
+        check_by_retainer(cores, diff(core_before, core_after), grown, t.oracle)
+        # a snapshot taken without --retainers: one line that says how
+        p = harness.run_cli("diff", "--by", "retainer", plain, t.pid, check=False)
+        err = p.stderr.strip().split("\n")
+        assert p.returncode == 1 and len(err) == 1, p.stderr
+        assert "BEFORE" in err[0] and "snapshot --retainers" in err[0], err
+        p = harness.run_cli("summary", "--retainers", t.pid, check=False)
+        assert p.returncode == 2 and "--retainers is for snapshot" in p.stderr
+
+
 def test_diff_other_process_and_bad_files(tmp_path):
     path = next((p for _, p in harness.PYTHONS if p), None)
     assert path, "no CPython found"
@@ -192,6 +250,7 @@ def run(command):
     except gdb.error as e:
         return "error: %s" % e
 res["snapshot"] = run("heap snapshot")
+res["retainers"] = run("heap snapshot held --retainers")
 res["save"] = run("heap snapshot --save " + SAVED)
 res["unknown"] = run("heap diff nosuch")
 # SIGUSR1 pending, then continue: the process grows and stops itself
@@ -205,6 +264,8 @@ for _ in range(20):
         break
     gdb.execute("continue")
 res["json"] = run("heap diff --json --top 0 --limit 1000000000")
+res["by_retainer"] = run("heap diff held --by retainer --json --top 0")
+res["no_retainers"] = run("heap diff --by retainer")
 res["text"] = run("heap diff --top 3 --limit 1")
 res["file"] = run("heap diff --json --top 0 --limit 1000000000 " + SAVED)
 res["help"] = run("help heap diff")
@@ -243,6 +304,11 @@ def test_gdb_snapshot_diff(tmp_path):
         assert "written to" in res["save"], res
         assert res["unknown"].startswith("error: heap diff: no snapshot nosuch"), res
         check(json.loads(res["json"]), grown, t.oracle)
+        assert "snapshot held of process" in res["retainers"], res
+        check_by_retainer(json.loads(res["by_retainer"]), json.loads(res["json"]),
+                          grown, t.oracle)
+        assert res["no_retainers"].startswith("error: heap diff: diff --by retainer: "
+                                              "BEFORE"), res["no_retainers"]
         check(json.loads(res["file"]), grown, t.oracle)
         first = res["text"].split("\n")[0]
         assert first.startswith("diff by type: before: snapshot default of process"), first
