@@ -40,7 +40,7 @@ static const struct html_report html_reports[] = {
 	{"regions", "regions", NULL, 0, "regions --json"},
 	{"rss", "rss", NULL, 200, "rss --top 200 --json"},
 	{"fragmentation", "fragmentation", NULL, 0, "fragmentation --json"},
-	{"retained", "retained", NULL, 50, "retained --top 50 --json"},
+	{"retained", "retained", NULL, 25, "retained --top 25 --json"},
 	{"suspects", "suspects", NULL, 0, "suspects --json"},
 	{"waste", "waste", NULL, 10, "waste --top 10 --json"},
 };
