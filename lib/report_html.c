@@ -30,14 +30,16 @@ struct html_report {
 	const char *command;    /* the CLI command giving the same JSON */
 };
 
-/* The page's reports and their row limits (the CLI's options of `command`
- * give the same documents, which is how the tests compare the page with
- * them). */
+/* The page's reports and their row limits, in the order they run (the
+ * CLI's options of `command`, run alone, give the same documents: the tests
+ * compare the page with them). */
 static const struct html_report html_reports[] = {
+	/* First: a region's label lists its areas in the order the walks that
+	 * found them ran, which the later reports would change. */
+	{"regions", "regions", NULL, 0, "regions --json"},
 	{"info", "info", NULL, 0, "info --json"},
 	{"summary", "summary", NULL, 300, "summary --top 300 --json"},
 	{"owners", "summary", "owner", 300, "summary --by owner --top 300 --json"},
-	{"regions", "regions", NULL, 0, "regions --json"},
 	{"rss", "rss", NULL, 200, "rss --top 200 --json"},
 	{"fragmentation", "fragmentation", NULL, 0, "fragmentation --json"},
 	{"retained", "retained", NULL, 25, "retained --top 25 --json"},

@@ -293,12 +293,13 @@
       }
       return c;
     }
+    /* Every row is a leaf of its own, under its kind (a kind may have a
+       row without an owner and rows with one). */
     function add(row, domain, kind, owner) {
       if (!(row.bytes > 0)) return;
-      var d = child(root, domain), k = child(d, kind), leaf = k;
-      if (owner) leaf = child(k, owner);
-      leaf.row = row;
-      leaf.leaf = true;
+      var k = child(child(root, domain), kind);
+      var leaf = { name: owner || kind, value: 0, children: [], row: row, leaf: true, parent: k };
+      k.children.push(leaf);
       for (var n = leaf; n; n = n.parent) n.value += row.bytes;
     }
     rep.rows.forEach(function (r) {
@@ -327,7 +328,7 @@
                          "data-total": String(root.value) });
     var outlines = [], labels = [];
     function layout(node, x, y, w, h, depth) {
-      if (node.leaf && !node.children.length) {
+      if (node.leaf) {
         var r = node.row;
         var path = [r.domain, r.kind].concat(r.detail && r.detail !== "-" ? [r.detail] : []).join(" \u203a ");
         var rect = svg("rect", { "class": "leaf", x: x.toFixed(3), y: y.toFixed(3),
