@@ -216,6 +216,11 @@
     var waste = R.waste && !R.waste.error ? R.waste : null;
     if (waste && typeof waste.total_saving === "number") figs.appendChild(figure(human(waste.total_saving), "fixing the waste findings would save (up to)"));
     s.appendChild(figs);
+    /* The leak suspects first: the one line most worth reading. */
+    var sus = R.suspects && !R.suspects.error ? R.suspects.suspects || [] : [];
+    sus.forEach(function (x) {
+      s.appendChild(el("p", { "class": "partial" }, [el("b", null, "leak suspect: "), x.text]));
+    });
     /* What makes figures partial, and problems met, from any report. */
     var seen = {};
     Object.keys(R).forEach(function (k) {
