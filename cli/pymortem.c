@@ -432,13 +432,17 @@ static int run_html_report(const char *operand, const char *output,
 	/* mkstemp's file is 0600; the page gets what a new file would. */
 	mode_t mask = umask(0);
 	umask(mask);
-	if (done < len || fchmod(fd, 0666 & ~mask) != 0 || close(fd) != 0) {
+	int write_errno = done < len ? (errno ? errno : ENOSPC) : 0;
+	if (!write_errno && fchmod(fd, 0666 & ~mask) != 0)
+		write_errno = errno;
+	if (close(fd) != 0 && !write_errno)
+		write_errno = errno;        /* NFS and quotas report here */
+	fd = -1;
+	if (write_errno) {
 		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output,
-			done < len ? strerror(errno ? errno : ENOSPC) : strerror(errno));
-		fd = -1;
+			strerror(write_errno));
 		goto out;
 	}
-	fd = -1;
 	if (rename(tmp, output) != 0) {
 		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output, strerror(errno));
 		goto out;

@@ -648,9 +648,10 @@
       { key: "cost", label: "costs", num: true },
       { key: "saving", label: "a fix saves", num: true },
       { key: "bar", label: "", text: function (f) {
-        var w = 160, c = rep.findings.length ? rep.findings[0].cost : 1, max = 1;
+        var max = 1;
         rep.findings.forEach(function (x) { max = Math.max(max, x.cost); });
-        return stackedBar(max, [["saving", f.saving, "hsl(145,50%,40%)"], ["rest of the cost", f.cost - f.saving, "hsl(145,30%,75%)"]], w, c);
+        return stackedBar(max, [["saving", f.saving, "hsl(145,50%,40%)"],
+                                ["rest of the cost", f.cost - f.saving, "hsl(145,30%,75%)"]], 160);
       } },
       { key: "advice", label: "advice" }
     ], rep.findings));

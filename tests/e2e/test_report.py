@@ -12,6 +12,7 @@ script ran) shows the same numbers in its tables; the treemap's rectangles
 rows. The file is self-contained (no http:// or https:// anywhere, the
 Content-Security-Policy that refuses every request), stays small, and its
 screenshot is not blank (the PNG decoded here with zlib: many colours)."""
+import html
 import html.parser
 import json
 import os
@@ -306,6 +307,37 @@ def test_page_self_contained_and_drawn():
     # a "<" of target data cannot end the data element: every one escaped
     inner = re.search(r'id="pm-data">(.*?)</script>', text, re.S).group(1)
     assert "<" not in inner
+    # Sorting: a copy of the page clicks the summary's bytes column once
+    # (largest first) and its kind column twice (A to Z), after the page
+    # drew itself, and the DOM shows the rows in those orders.
+    sorted_page = os.path.join(t.workdir, "sorted.html")
+    click = ("<script>(function () {"
+             "var t = document.querySelector('table[data-table=summary]');"
+             "var th = t.querySelectorAll('th');"
+             "function col(k) { for (var i = 0; i < th.length; i++)"
+             " if (th[i].getAttribute('data-col') === k) return th[i]; }"
+             "col('bytes').click();"
+             "var b = [].map.call(t.tBodies[0].rows, function (r) {"
+             " return r.querySelector('td[data-col=bytes]').getAttribute('data-v'); });"
+             "col('kind').click(); col('kind').click();"
+             "var k = [].map.call(t.tBodies[0].rows, function (r) {"
+             " return r.querySelector('td[data-col=kind]').textContent; });"
+             "var ordered = k.every(function (x, i) {"
+             " return i === 0 || k[i - 1].localeCompare(x) <= 0; });"
+             "document.body.setAttribute('data-sorted',"
+             " JSON.stringify({bytes: b, kinds: k, ordered: ordered}));"
+             "})();</script></body>")
+    with open(sorted_page, "w", encoding="utf-8") as f:
+        f.write(text.replace("</body>", click))
+    dom = browse(sorted_page, t.workdir, "--dump-dom")
+    m = re.search(r'data-sorted="([^"]*)"', dom)
+    assert m, "the sorting script did not run"
+    order = json.loads(html.unescape(m.group(1)))
+    rows = cli["summary"]["rows"]
+    assert [int(b) for b in order["bytes"]] == sorted((r["bytes"] for r in rows), reverse=True)
+    kinds = order["kinds"]
+    assert sorted(kinds) == sorted(r["kind"] for r in rows)
+    assert order["ordered"], kinds        # A to Z as the page compares text
     shot = os.path.join(t.workdir, "report.png")
     browse(page, t.workdir, "--screenshot=" + shot, "--window-size=1400,1000",
            "--hide-scrollbars")
