@@ -655,24 +655,38 @@
       } },
       { key: "advice", label: "advice" }
     ], rep.findings));
+    var addr = { key: "address", label: "address", text: function (r) { return r.address === undefined ? "" : hex(r.address); } };
+    var heldBy = { key: "path", label: "held by", path: true };
     rep.findings.forEach(function (f) {
-      if (!f.examples && !f.values) return;
-      var d = el("details", { "class": "finding" }, el("summary", null, f.title + ": examples"));
-      var rows = (f.values || []).map(function (v) {
-        var ex = v.examples && v.examples[0] ? v.examples[0] : {};
-        return { what: v.value, copies: v.copies, bytes: v.saving, address: ex.address, path: ex.path };
-      });
-      (f.examples || []).forEach(function (e) {
-        rows.push({ what: e.type || e.class || "", copies: e.count || e.used || 0, bytes: e.bytes || e.saving || 0,
-                    address: e.address, path: e.path });
-      });
-      d.appendChild(table("waste-" + f.finding + "-" + f.type, [
-        { key: "what", label: f.values ? "value" : "type" },
-        { key: "copies", label: f.values ? "copies" : "items", num: true },
-        { key: "bytes", label: f.values ? "saving" : "bytes", num: true },
-        { key: "address", label: "address", text: function (r) { return r.address === undefined ? "" : hex(r.address); } },
-        { key: "path", label: "held by", path: true }
-      ], rows));
+      var name = "waste-" + f.finding + "-" + f.type, t = null;
+      if (f.values && f.values.length) {
+        t = table(name, [{ key: "value", label: "value", path: true },
+                         { key: "copies", label: "copies", num: true },
+                         { key: "bytes", label: "bytes", num: true },
+                         { key: "saving", label: "saving", num: true },
+                         addr, heldBy],
+                  f.values.map(function (v) {
+                    var ex = v.examples && v.examples[0] ? v.examples[0] : {};
+                    return { value: v.value, copies: v.copies, bytes: v.bytes, saving: v.saving,
+                             address: ex.address, path: ex.path };
+                  }));
+      } else if (f.classes && f.classes.length) {
+        t = table(name, [{ key: "class", label: "class" },
+                         { key: "instances", label: "instances", num: true },
+                         { key: "bytes_now", label: "bytes now", num: true },
+                         { key: "bytes_slotted", label: "slotted", num: true },
+                         { key: "saving", label: "saving", num: true },
+                         { key: "slots", label: "__slots__", path: true }], f.classes);
+      } else if (f.examples && f.examples.length) {
+        t = table(name, [{ key: "type", label: "type" },
+                         { key: "bytes", label: "bytes", num: true },
+                         { key: "used", label: "used", num: true },
+                         { key: "capacity", label: "capacity", num: true },
+                         addr, heldBy], f.examples);
+      }
+      if (!t) return;
+      var d = el("details", { "class": "finding" }, el("summary", null, f.title + ": the largest"));
+      d.appendChild(t);
       s.appendChild(d);
     });
   }

@@ -265,6 +265,21 @@ def test_rendered_page_matches_cli(python):
     check_table(dom, "waste", cli["waste"]["findings"],
                 lambda f: {"title": f["title"], "cost": f["cost"], "saving": f["saving"],
                            "advice": f["advice"]})
+    for f in cli["waste"]["findings"]:
+        name = "waste-%s-%s" % (f["finding"], f["type"])
+        if f.get("values"):
+            check_table(dom, name, f["values"],
+                        lambda v: {"value": v["value"], "copies": v["copies"],
+                                   "bytes": v["bytes"], "saving": v["saving"]})
+        elif f.get("classes"):
+            check_table(dom, name, f["classes"],
+                        lambda c: {"class": c["class"], "instances": c["instances"],
+                                   "bytes_now": c["bytes_now"],
+                                   "bytes_slotted": c["bytes_slotted"], "saving": c["saving"]})
+        elif f.get("examples"):
+            check_table(dom, name, f["examples"],
+                        lambda e: {"type": e["type"], "bytes": e["bytes"], "used": e["used"],
+                                   "capacity": e["capacity"], "path": e.get("path")})
     frag = cli["fragmentation"]
     check_table(dom, "fragmentation-arenas", frag["glibc"]["arenas"],
                 lambda a: {"mapped": a["mapped"], "in_use": a["in_use"],
