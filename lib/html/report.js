@@ -588,13 +588,22 @@
         { key: "pinned", label: "pinned", text: function (r) { return r.pinned ? "yes" : ""; } }
       ], pm.arena_list));
       if (pm.pinned && pm.pinned.list && pm.pinned.list.length) {
-        s.appendChild(el("h3", null, "blocks pinning arenas"));
+        /* The live blocks of each pinned arena: what to free to unmap it. */
+        var blocks = [];
+        pm.pinned.list.forEach(function (a) {
+          (a.blocks || []).forEach(function (b) {
+            blocks.push({ arena: a.address, address: b.address, size: b.size, kind: b.kind, path: b.path });
+          });
+        });
+        s.appendChild(el("h3", null, "blocks pinning arenas: " + pm.pinned.arenas + " arenas (" +
+          grouped(pm.pinned.bytes) + " bytes) kept by " + grouped(pm.pinned.blocks) + " live blocks"));
         s.appendChild(table("pinned", [
-          { key: "address", label: "address", text: function (r) { return hex(r.address); } },
-          { key: "type", label: "type", value: function (r) { return r.type || r.kind || ""; } },
-          { key: "size", label: "size", num: true, value: function (r) { return r.size || r.bytes || 0; } },
-          { key: "path", label: "path", path: true }
-        ], pm.pinned.list));
+          { key: "arena", label: "arena", text: function (r) { return hex(r.arena); } },
+          { key: "address", label: "block", text: function (r) { return hex(r.address); } },
+          { key: "size", label: "size", num: true },
+          { key: "kind", label: "kind" },
+          { key: "path", label: "held by", path: true }
+        ], blocks));
       }
     }
     (rep.advice || []).forEach(function (a) {
