@@ -497,3 +497,24 @@ def test_binding_report_html():
             if kind == "callback" and key == "waste":
                 continue
             assert data["reports"][key] == doc, (kind, key)
+
+
+def test_non_python_process():
+    """A C program (tests/targets/glibc_workload.c): the page has the
+    glibc-only summary and says on their parts that the Python reports
+    have nothing to show; it still draws."""
+    program = os.path.join(harness.build_dir(), "tests", "targets", "glibc_workload")
+    with harness.start_stopped([program]) as t:
+        page = os.path.join(t.workdir, "c.html")
+        data = write_report(t.pid, page)
+        summary = harness.cli_json("summary", "--top", "300", "--json", t.pid)
+        t.ensure_stopped()
+    assert data["reports"]["summary"] == summary
+    for key in ("retained", "suspects", "waste"):
+        assert "not a CPython process" in data["reports"][key]["error"], key
+    dom_text = browse(page, t.workdir, "--dump-dom")
+    assert 'data-drawn="yes"' in dom_text
+    assert dom_text.count('<p class="error">') == 3
+    dom = Dom()
+    dom.feed(dom_text)
+    check_treemap(dom, data["reports"]["owners"])
