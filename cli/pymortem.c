@@ -42,6 +42,7 @@ static void usage(FILE *out)
 		"       pymortem referrers|referents|path|retained ADDR <core-file|pid>\n"
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"       pymortem snapshot [--retainers] -o FILE <core-file|pid>\n"
+		"       pymortem report -o FILE.html <core-file|pid>\n"
 		"       pymortem diff BEFORE AFTER   (each a core file, a snapshot file or a pid)\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
@@ -59,6 +60,10 @@ static void usage(FILE *out)
 		"before, after and the change (--by type, owner, or retainer: the object\n"
 		"that holds it, for snapshots taken with --retainers), and for the same\n"
 		"process the allocations that are new, by type, with examples.\n"
+		"A page to look at: `report -o FILE.html` writes one self-contained HTML\n"
+		"file (no network use) with a treemap of the heap, the address space,\n"
+		"fragmentation per arena, the top retainers, the waste findings and\n"
+		"sortable tables of those reports.\n"
 		"\nreports:\n");
 	for (const struct pm_report_desc *d = pm_report_list(); d->name; d++)
 		fprintf(out, "  %-16s %s\n", d->name, d->summary);
@@ -88,7 +93,7 @@ static void usage(FILE *out)
 		"  --address ADDR      address for describe/hexdump\n"
 		"  --length N          length for hexdump\n"
 		"  --threshold PCT     suspects: the share of the heap one must retain (10)\n"
-		"  -o, --output FILE   snapshot: the file to write\n"
+		"  -o, --output FILE   snapshot, report: the file to write\n"
 		"  --retainers         snapshot: keep the rows by retainer too (diff --by\n"
 		"                      retainer; the reference graph: about twice the time)\n"
 		"  -h, --help          this help;  --version  the version\n"
@@ -367,6 +372,105 @@ static int run_snapshot(const char *target, const char *output, bool retainers,
 	return 0;
 }
 
+/* pymortem report -o FILE TARGET: the library's HTML page of the target,
+ * written to a temporary file beside FILE and renamed onto it once whole, so
+ * an unwritable place fails before the analysis and a failed analysis leaves
+ * no half page (nor an empty file) behind. */
+static int run_html_report(const char *operand, const char *output,
+			   const struct pm_options *options)
+{
+	if (!output) {
+		fprintf(stderr, "pymortem: error: report needs -o FILE: where to write the HTML page\n");
+		return EXIT_USAGE;
+	}
+	struct stat st;
+	if (stat(output, &st) == 0 && S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "pymortem: error: cannot write %s: it is a directory\n", output);
+		return 1;
+	}
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", output) >= sizeof(tmp)) {
+		fprintf(stderr, "pymortem: error: cannot write %s: name too long\n", output);
+		return 1;
+	}
+	int fd = mkstemp(tmp);
+	if (fd < 0) {
+		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output, strerror(errno));
+		return 1;
+	}
+	struct pm_target *t = NULL;
+	struct pm_frozen_process *frozen = NULL;
+	struct pm_error *err;
+	char source[4200];
+	pid_t pid;
+	int status = 1;
+	if (parse_pid(operand, &pid) && access(operand, F_OK) != 0) {
+		err = pm_process_freeze(pid, &frozen);
+		if (!err)
+			err = pm_target_open_pid(pid, options, &t);
+		snprintf(source, sizeof(source), "pid %d", (int)pid);
+	} else if (stat(operand, &st) != 0) {
+		fprintf(stderr, "pymortem: error: %s: %s (expected a core file or a pid)\n",
+			operand, strerror(errno));
+		goto out;
+	} else {
+		err = pm_target_open_core(operand, options, &t);
+		snprintf(source, sizeof(source), "core %s", operand);
+		if (err && !strstr(err->message, operand)) {
+			fail(operand, err);
+			goto out;
+		}
+	}
+	char *page = NULL;
+	if (!err)
+		err = pm_report_html(t, source, &page);
+	if (t)
+		pm_target_destroy(t);
+	if (frozen)
+		pm_process_thaw(frozen);
+	progress_clear();
+	if (err) {
+		status = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;
+		fail(NULL, err);
+		goto out;
+	}
+	size_t len = strlen(page), done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, page + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	free(page);
+	/* mkstemp's file is 0600; the page gets what a new file would. */
+	mode_t mask = umask(0);
+	umask(mask);
+	int write_errno = done < len ? (errno ? errno : ENOSPC) : 0;
+	if (!write_errno && fchmod(fd, 0666 & ~mask) != 0)
+		write_errno = errno;
+	if (close(fd) != 0 && !write_errno)
+		write_errno = errno;        /* NFS and quotas report here */
+	fd = -1;
+	if (write_errno) {
+		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output,
+			strerror(write_errno));
+		goto out;
+	}
+	if (rename(tmp, output) != 0) {
+		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output, strerror(errno));
+		goto out;
+	}
+	printf("report of %s written to %s (%zu bytes)\n", source, output, len);
+	return 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return status;
+}
+
 /* pymortem diff BEFORE AFTER */
 static int run_diff(const char *before_operand, const char *after_operand,
 		    const struct pm_options *options, const struct pm_report_args *args)
@@ -495,7 +599,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *report = argv[optind], *target = argv[argc - 1];
-	bool special = !strcmp(report, "snapshot") || !strcmp(report, "diff");
+	bool special = !strcmp(report, "snapshot") || !strcmp(report, "diff") ||
+		!strcmp(report, "report");
 	if (special) {
 		int operands = argc - optind - 1;
 		int want = !strcmp(report, "diff") ? 2 : 1;
@@ -532,6 +637,8 @@ int main(int argc, char **argv)
 
 	if (!strcmp(report, "snapshot"))
 		return run_snapshot(target, output, retainers, &options, &args);
+	if (!strcmp(report, "report"))
+		return run_html_report(target, output, &options);
 	if (!strcmp(report, "diff"))
 		return run_diff(argv[optind + 1], target, &options, &args);
 	pid_t pid;

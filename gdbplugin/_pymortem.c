@@ -6,6 +6,7 @@
  *   open_pid(pid, **opts) / open_core(path, **opts) /
  *   open_callback(read, maps_text, pid=0, executable=None, **opts) -> Target
  *   Target.report(name, format="text", by=..., ...) -> str
+ *   Target.report_html(source=None) -> str (the HTML page)
  *   Target.close()
  *   reports() -> [(name, summary), ...]
  *   Error(Exception) with .code (str) and .address (int or None)
@@ -703,6 +704,39 @@ static PyObject *target_diff(PyObject *obj, PyObject *args, PyObject *kwargs)
 	return result;
 }
 
+static PyObject *target_report_html(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+	static char *kwlist[] = {"source", "progress", NULL};
+	TargetObject *self = (TargetObject *)obj;
+	const char *source = NULL;
+	PyObject *progress = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zO", kwlist, &source, &progress))
+		return NULL;
+	if (!target_usable(self))
+		return NULL;
+	if (progress != Py_None) {
+		Py_INCREF(progress);
+		self->progress_fn = progress;
+		self->progress_start = monotonic_seconds();
+		self->progress_next = self->progress_start + 1.0;
+	}
+	char *page = NULL;
+	self->busy = true;
+	struct pm_error *err = pm_report_html(self->target, source, &page);
+	self->busy = false;
+	Py_CLEAR(self->progress_fn);
+	if (restore_interrupt(self)) {
+		pm_error_destroy(err);
+		free(page);
+		return NULL;
+	}
+	if (err)
+		return raise_pm_error(self->error_class, err);
+	PyObject *result = PyUnicode_DecodeUTF8(page, strlen(page), "replace");
+	free(page);
+	return result;
+}
+
 static PyObject *target_close(PyObject *obj, PyObject *unused)
 {
 	(void)unused;
@@ -759,6 +793,11 @@ static PyMethodDef target_methods[] = {
 	 "     top=0, limit=0)\n"
 	 "How the target differs from the snapshot file `before` (pymortem diff);\n"
 	 "before_source names that snapshot in the text."},
+	{"report_html", (PyCFunction)(void (*)(void))target_report_html,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "report_html(*, source=None, progress=None) -> str\n"
+	 "The HTML report of the target (pymortem report): one self-contained\n"
+	 "page; source names the target on it. progress as report()'s."},
 	{"close", target_close, METH_NOARGS,
 	 "Releases the target (files, caches). Further reports fail."},
 	{NULL, NULL, 0, NULL},

@@ -175,4 +175,14 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before,
 			     struct pm_target *after_target,
 			     const struct pm_report_args *args, char **ret);
 
+/* The HTML report: one self-contained page (inline CSS and script, no
+ * request possible) drawing the main reports' JSON, which it embeds as the
+ * library gives them (summary by type and by owner, regions, rss,
+ * fragmentation, retained, suspects, waste, info). source names the target
+ * on the page ("pid 123", "core FILE"; may be NULL). *ret is the malloc'd
+ * page. A report that cannot run on this target is an error on its part of
+ * the page; only an exited process, an interrupt or no memory fail. */
+struct pm_error *pm_report_html(struct pm_target *t, const char *source,
+				char **ret);
+
 #endif

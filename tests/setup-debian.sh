@@ -17,6 +17,7 @@ packages=(
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0   # other allocators, to test detection
   clang                          # fuzz targets (libFuzzer)
   debootstrap                    # the Debian unstable chroot below
+  chromium                       # renders the HTML report headless (test_report.py)
 )
 missing=()
 for p in "${packages[@]}"; do

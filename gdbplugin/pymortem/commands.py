@@ -2,6 +2,8 @@
 options, asks the session for one library report and prints it as is; none
 analyses anything itself."""
 
+import os
+
 import gdb
 
 from . import binding
@@ -624,6 +626,52 @@ allocation, for a snapshot taken with --retainers."""
         write(text)
 
 
+class ReportCommand(HeapSubcommand):
+    """Write an HTML page of the main reports, to look at in a browser.
+Usage: heap report FILE
+One self-contained file (inline styles and script, no request possible;
+it opens from file://): a treemap of the heap by domain, type and owner,
+the address space to scale, fragmentation per arena, the top retainers
+with their paths, the waste findings, and sortable tables of those
+reports. The same page as `pymortem report -o FILE`."""
+
+    name = "report"
+    options = ()
+    positional = ("FILE",)
+    max_positional = 1
+
+    def invoke(self, arg, from_tty):
+        values, positional = self.parse(arg)
+        if not positional:
+            raise gdb.GdbError("%s: which file? (heap report FILE)" % self.full_name)
+        path = positional[0]
+        # Where it goes is checked first: an unwritable place fails now,
+        # not after the analysis; a file made for it goes if that fails.
+        created = not os.path.exists(path)
+        try:
+            out = open(path, "a", encoding="utf-8")
+        except OSError as e:
+            raise gdb.GdbError("%s: cannot write %s: %s"
+                               % (self.full_name, path, e.strerror)) from None
+        try:
+            page = self.session.report_html(show_progress=from_tty)
+        except BaseException as e:
+            out.close()
+            if created:
+                os.unlink(path)
+            if isinstance(e, (binding.Error, gdb.GdbError)):
+                raise gdb.GdbError("%s: %s" % (self.full_name, e)) from None
+            raise
+        try:
+            with out:
+                out.truncate(0)
+                out.write(page)
+        except OSError as e:
+            raise gdb.GdbError("%s: cannot write %s: %s"
+                               % (self.full_name, path, e.strerror)) from None
+        write("report written to %s (%d bytes)" % (path, len(page.encode("utf-8"))))
+
+
 SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                PymallocCommand, UsedCommand, FreeCommand, AllCommand,
                DescribeCommand, SelectCommand, HexdumpCommand, InfoCommand,
@@ -631,4 +679,4 @@ SUBCOMMANDS = (SummaryCommand, SizesCommand, RegionsCommand, ArenasCommand,
                UnreachableCommand, OutsideCommand, GraphCommand,
                RetainedCommand, SuspectsCommand, RssCommand,
                FragmentationCommand, WasteCommand, SnapshotCommand,
-               DiffCommand)
+               DiffCommand, ReportCommand)

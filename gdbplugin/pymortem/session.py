@@ -442,3 +442,11 @@ class Session:
             text = state.target.report(name, progress=progress, **args)
             state.results[cache_key] = text
         return text
+
+    def report_html(self, show_progress=True):
+        """The HTML page (pymortem report) of the selected inferior; not
+        cached: it is written once, and its reports are the target's cached
+        analyses anyway."""
+        state = self.state()
+        progress = Progress("analysing %s" % state.description) if show_progress else None
+        return state.target.report_html(source=state.description, progress=progress)
