@@ -42,7 +42,7 @@ static void usage(FILE *out)
 		"       pymortem referrers|referents|path|retained ADDR <core-file|pid>\n"
 		"       pymortem hexdump ADDR [LEN] <core-file|pid>\n"
 		"       pymortem snapshot [--retainers] -o FILE <core-file|pid>\n"
-		"       pymortem report -o FILE.html <core-file|pid>\n"
+		"       pymortem report -o FILE.html [BEFORE] <core-file|pid>   (BEFORE: how it grew)\n"
 		"       pymortem diff BEFORE AFTER   (each a core file, a snapshot file or a pid)\n"
 		"\n"
 		"Post-mortem heap analysis of a CPython process, live or from a core.\n"
@@ -372,12 +372,14 @@ static int run_snapshot(const char *target, const char *output, bool retainers,
 	return 0;
 }
 
-/* pymortem report -o FILE TARGET: the library's HTML page of the target,
+/* pymortem report -o FILE [BEFORE] TARGET: the library's HTML page of the
+ * target (with BEFORE, a core, snapshot file or pid of an earlier state,
+ * also how it grew since: the page's Growth section),
  * written to a temporary file beside FILE and renamed onto it once whole, so
  * an unwritable place fails before the analysis and a failed analysis leaves
  * no half page (nor an empty file) behind. */
-static int run_html_report(const char *operand, const char *output,
-			   const struct pm_options *options)
+static int run_html_report(const char *before_operand, const char *operand,
+			   const char *output, const struct pm_options *options)
 {
 	if (!output) {
 		fprintf(stderr, "pymortem: error: report needs -o FILE: where to write the HTML page\n");
@@ -404,6 +406,15 @@ static int run_html_report(const char *operand, const char *output,
 	char source[4200];
 	pid_t pid;
 	int status = 1;
+	struct side before = {0};
+	if (before_operand) {
+		bool live = parse_pid(before_operand, &pid) && access(before_operand, F_OK) != 0;
+		if (!side_open(before_operand, options, !live, false, &before)) {
+			close(fd);
+			unlink(tmp);
+			return 1;
+		}
+	}
 	if (parse_pid(operand, &pid) && access(operand, F_OK) != 0) {
 		err = pm_process_freeze(pid, &frozen);
 		if (!err)
@@ -423,7 +434,9 @@ static int run_html_report(const char *operand, const char *output,
 	}
 	char *page = NULL;
 	if (!err)
-		err = pm_report_html(t, source, &page);
+		err = before_operand ? pm_report_html_diff(t, source, before.snap, before.t, &page)
+				     : pm_report_html(t, source, &page);
+	side_close(&before);
 	if (t)
 		pm_target_destroy(t);
 	if (frozen)
@@ -465,6 +478,7 @@ static int run_html_report(const char *operand, const char *output,
 	printf("report of %s written to %s (%zu bytes)\n", source, output, len);
 	return 0;
 out:
+	side_close(&before);
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp);
@@ -604,6 +618,8 @@ int main(int argc, char **argv)
 	if (special) {
 		int operands = argc - optind - 1;
 		int want = !strcmp(report, "diff") ? 2 : 1;
+		if (!strcmp(report, "report") && operands == 2)
+			want = 2;   /* BEFORE TARGET: with the Growth section */
 		if (operands != want) {
 			fprintf(stderr, "pymortem: error: %s takes %s, not %d operands\n", report,
 				want == 2 ? "BEFORE and AFTER (each a core file, a snapshot file "
@@ -638,7 +654,8 @@ int main(int argc, char **argv)
 	if (!strcmp(report, "snapshot"))
 		return run_snapshot(target, output, retainers, &options, &args);
 	if (!strcmp(report, "report"))
-		return run_html_report(target, output, &options);
+		return run_html_report(argc - optind - 1 == 2 ? argv[optind + 1] : NULL, target,
+				       output, &options);
 	if (!strcmp(report, "diff"))
 		return run_diff(argv[optind + 1], target, &options, &args);
 	pid_t pid;

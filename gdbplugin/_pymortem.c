@@ -6,7 +6,8 @@
  *   open_pid(pid, **opts) / open_core(path, **opts) /
  *   open_callback(read, maps_text, pid=0, executable=None, **opts) -> Target
  *   Target.report(name, format="text", by=..., ...) -> str
- *   Target.report_html(source=None) -> str (the HTML page)
+ *   Target.report_html(source=None, before=None, before_source=None) -> str
+ *     (the HTML page; before: a snapshot file, for the Growth section)
  *   Target.close()
  *   reports() -> [(name, summary), ...]
  *   Error(Exception) with .code (str) and .address (int or None)
@@ -706,11 +707,12 @@ static PyObject *target_diff(PyObject *obj, PyObject *args, PyObject *kwargs)
 
 static PyObject *target_report_html(PyObject *obj, PyObject *args, PyObject *kwargs)
 {
-	static char *kwlist[] = {"source", "progress", NULL};
+	static char *kwlist[] = {"source", "progress", "before", "before_source", NULL};
 	TargetObject *self = (TargetObject *)obj;
-	const char *source = NULL;
+	const char *source = NULL, *before_path = NULL, *before_source = NULL;
 	PyObject *progress = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zO", kwlist, &source, &progress))
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zOzz", kwlist, &source, &progress,
+					 &before_path, &before_source))
 		return NULL;
 	if (!target_usable(self))
 		return NULL;
@@ -721,9 +723,20 @@ static PyObject *target_report_html(PyObject *obj, PyObject *args, PyObject *kwa
 		self->progress_next = self->progress_start + 1.0;
 	}
 	char *page = NULL;
+	struct pm_snapshot *before = NULL;
 	self->busy = true;
-	struct pm_error *err = pm_report_html(self->target, source, &page);
+	struct pm_error *err = NULL;
+	if (before_path) {
+		err = pm_snapshot_load(before_path, &before);
+		if (!err && before_source)
+			err = pm_snapshot_set_source(before, before_source);
+		if (!err)
+			err = pm_report_html_diff(self->target, source, before, NULL, &page);
+	} else {
+		err = pm_report_html(self->target, source, &page);
+	}
 	self->busy = false;
+	pm_snapshot_destroy(before);
 	Py_CLEAR(self->progress_fn);
 	if (restore_interrupt(self)) {
 		pm_error_destroy(err);

@@ -184,5 +184,12 @@ struct pm_error *pm_diff_run(const struct pm_snapshot *before,
  * the page; only an exited process, an interrupt or no memory fail. */
 struct pm_error *pm_report_html(struct pm_target *t, const char *source,
 				char **ret);
+/* The same page with a "Growth" section: how t differs from the earlier
+ * snapshot before (diff's JSON: every row's change by type, and for the
+ * same process the new and gone allocations with examples); before_target
+ * as pm_diff_run's. */
+struct pm_error *pm_report_html_diff(struct pm_target *t, const char *source,
+				     const struct pm_snapshot *before,
+				     struct pm_target *before_target, char **ret);
 
 #endif

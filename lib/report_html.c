@@ -9,7 +9,12 @@
  * arena, the top retainers and waste examples), never one element per
  * allocation, and each has a row limit below; a report whose JSON still
  * exceeds REPORT_JSON_MAX is replaced by an error naming the command that
- * gives it in full. */
+ * gives it in full.
+ *
+ * Given a snapshot of an earlier state too (pm_report_html_diff), the page
+ * also embeds the diff from it (diff's JSON: every row's change, and for
+ * the same process the new and gone allocations by type with examples),
+ * which the page shows as its "Growth" section. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +54,10 @@ static const struct html_report html_reports[] = {
 
 #define NHTML_REPORTS (sizeof(html_reports) / sizeof(html_reports[0]))
 
+/* The diff embedded with pm_report_html_diff, as the CLI gives it. */
+enum { DIFF_TOP = 300, DIFF_EXAMPLES = 5 };
+#define DIFF_COMMAND "diff --json --top 300 --limit 5 BEFORE"
+
 /* JSON text inside a <script> element: a "<" can only be inside a JSON
  * string, where "\u003c" means the same, and without it no "</script>" or
  * "<!--" from target data (paths, previews) can end the element early. */
@@ -75,6 +84,25 @@ static bool stops_the_page(const struct pm_error *err)
 	       err->code == PM_ERR_NO_MEMORY;
 }
 
+/* A report's JSON, or the error that names the command giving it when it
+ * is larger than the page embeds. */
+static void append_bounded(struct pm_strbuf *out, const char *report, const char *command,
+			   const char *json)
+{
+	size_t len = strlen(json);
+	if (len > REPORT_JSON_MAX) {
+		char message[256];
+		snprintf(message, sizeof(message),
+			 "the %s report is %zu bytes of JSON, more than this page embeds "
+			 "(%u); `pymortem %s TARGET` gives it", report, len, REPORT_JSON_MAX, command);
+		pm_strbuf_append(out, "{\"error\": ");
+		pm_strbuf_json_string(out, message);
+		pm_strbuf_append(out, "}");
+	} else {
+		append_script_safe(out, json);
+	}
+}
+
 static struct pm_error *append_report(struct pm_target *t,
 				      const struct html_report *r,
 				      struct pm_strbuf *out)
@@ -98,19 +126,7 @@ static struct pm_error *append_report(struct pm_target *t,
 		pm_error_destroy(err);
 		return NULL;
 	}
-	size_t len = strlen(json);
-	if (len > REPORT_JSON_MAX) {
-		char message[256];
-		snprintf(message, sizeof(message),
-			 "the %s report is %zu bytes of JSON, more than this page embeds "
-			 "(%u); `pymortem %s TARGET` gives it", r->report, len,
-			 REPORT_JSON_MAX, r->command);
-		pm_strbuf_append(out, "{\"error\": ");
-		pm_strbuf_json_string(out, message);
-		pm_strbuf_append(out, "}");
-	} else {
-		append_script_safe(out, json);
-	}
+	append_bounded(out, r->report, r->command, json);
 	free(json);
 	return NULL;
 }
@@ -118,7 +134,7 @@ static struct pm_error *append_report(struct pm_target *t,
 /* The page's data: who made it, what the target is, how each report was
  * run, and the reports. */
 static struct pm_error *append_data(struct pm_target *t, const char *source,
-				    struct pm_strbuf *out)
+				    const char *diff_json, struct pm_strbuf *out)
 {
 	pm_strbuf_append(out, "{\"pymortem\": \"" PM_VERSION "\", \"source\": ");
 	if (source) {
@@ -136,7 +152,13 @@ static struct pm_error *append_data(struct pm_target *t, const char *source,
 	for (size_t i = 0; i < NHTML_REPORTS; i++)
 		pm_strbuf_printf(out, "%s\"%s\": \"pymortem %s\"", i ? ", " : "",
 				 html_reports[i].key, html_reports[i].command);
-	pm_strbuf_append(out, "},\n\"reports\": {\n");
+	pm_strbuf_append(out, "},\n");
+	if (diff_json) {
+		pm_strbuf_append(out, "\"diff_command\": \"pymortem " DIFF_COMMAND "\",\n\"diff\": ");
+		append_bounded(out, "diff", DIFF_COMMAND, diff_json);
+		pm_strbuf_append(out, ",\n");
+	}
+	pm_strbuf_append(out, "\"reports\": {\n");
 	for (size_t i = 0; i < NHTML_REPORTS; i++) {
 		if (i)
 			pm_strbuf_append(out, ",\n");
@@ -148,8 +170,8 @@ static struct pm_error *append_data(struct pm_target *t, const char *source,
 	return NULL;
 }
 
-struct pm_error *pm_report_html(struct pm_target *t, const char *source,
-				char **ret)
+static struct pm_error *html_page(struct pm_target *t, const char *source,
+				   const char *diff_json, char **ret)
 {
 	*ret = NULL;
 	static const char marker[] = "@PM_DATA@";
@@ -167,7 +189,7 @@ struct pm_error *pm_report_html(struct pm_target *t, const char *source,
 	struct pm_strbuf out;
 	pm_strbuf_init(&out);
 	pm_strbuf_appendn(&out, page, at);
-	struct pm_error *err = append_data(t, source, &out);
+	struct pm_error *err = append_data(t, source, diff_json, &out);
 	if (err) {
 		pm_strbuf_deinit(&out);
 		return err;
@@ -176,4 +198,32 @@ struct pm_error *pm_report_html(struct pm_target *t, const char *source,
 	pm_strbuf_appendn(&out, page + at, page_len - at);
 	*ret = pm_strbuf_steal(&out);
 	return *ret ? NULL : &pm_error_no_memory;
+}
+
+struct pm_error *pm_report_html(struct pm_target *t, const char *source, char **ret)
+{
+	return html_page(t, source, NULL, ret);
+}
+
+struct pm_error *pm_report_html_diff(struct pm_target *t, const char *source,
+				     const struct pm_snapshot *before,
+				     struct pm_target *before_target, char **ret)
+{
+	*ret = NULL;
+	struct pm_snapshot *after = NULL;
+	struct pm_error *err = pm_snapshot_take(t, source, &after);
+	char *diff_json = NULL;
+	if (!err) {
+		struct pm_report_args args = {
+			.format = PM_FORMAT_JSON,
+			.top = DIFF_TOP,
+			.limit = DIFF_EXAMPLES,
+		};
+		err = pm_diff_run(before, after, before_target, t, &args, &diff_json);
+	}
+	pm_snapshot_destroy(after);
+	if (!err)
+		err = html_page(t, source, diff_json, ret);
+	free(diff_json);
+	return err;
 }

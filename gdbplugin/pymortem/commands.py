@@ -628,15 +628,17 @@ allocation, for a snapshot taken with --retainers."""
 
 class ReportCommand(HeapSubcommand):
     """Write an HTML page of the main reports, to look at in a browser.
-Usage: heap report FILE
+Usage: heap report FILE [--since NAME|SNAPSHOT-FILE]
 One self-contained file (inline styles and script, no request possible;
 it opens from file://): a treemap of the heap by domain, type and owner,
 the address space to scale, fragmentation per arena, the top retainers
 with their paths, the waste findings, and sortable tables of those
-reports. The same page as `pymortem report -o FILE`."""
+reports. The same page as `pymortem report -o FILE`. --since: also how
+the heap grew since the snapshot kept as NAME by `heap snapshot` (or a
+snapshot file): the page's Growth section, as `heap diff NAME` says."""
 
     name = "report"
-    options = ()
+    options = (Option("--since", "str", help="a snapshot to show the growth since"),)
     positional = ("FILE",)
     max_positional = 1
 
@@ -654,7 +656,8 @@ reports. The same page as `pymortem report -o FILE`."""
             raise gdb.GdbError("%s: cannot write %s: %s"
                                % (self.full_name, path, e.strerror)) from None
         try:
-            page = self.session.report_html(show_progress=from_tty)
+            page = self.session.report_html(show_progress=from_tty,
+                                            since=values.get("since"))
         except BaseException as e:
             out.close()
             if created:

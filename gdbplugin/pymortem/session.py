@@ -411,6 +411,14 @@ class Session:
     def diff(self, name, **args):
         """How the selected inferior differs from the snapshot kept as
         name, or from the snapshot file name."""
+        path, label = self.snapshot_file(name)
+        state = self.state()
+        return state.target.diff(path, source=state.description,
+                                 before_source=label, **args)
+
+    def snapshot_file(self, name):
+        """(file, label) of the snapshot kept as name, or of the snapshot
+        file name (label None: the library names it by its file)."""
         path = self.snapshots.get(name)
         label = None
         if path is not None:
@@ -424,9 +432,7 @@ class Session:
                     "no snapshot %s: take one with `heap snapshot%s` (kept: %s), "
                     "or name a file written by `heap snapshot --save FILE`"
                     % (name, "" if name == DEFAULT_SNAPSHOT else " " + name, kept))
-        state = self.state()
-        return state.target.diff(path, source=state.description,
-                                 before_source=label, **args)
+        return path, label
 
     def report(self, name, show_progress=True, **args):
         """The text of library report `name` for the selected inferior,
@@ -443,10 +449,15 @@ class Session:
             state.results[cache_key] = text
         return text
 
-    def report_html(self, show_progress=True):
+    def report_html(self, show_progress=True, since=None):
         """The HTML page (pymortem report) of the selected inferior; not
         cached: it is written once, and its reports are the target's cached
-        analyses anyway."""
+        analyses anyway. since: a kept snapshot's name or a snapshot file,
+        for the page's Growth section."""
+        before = label = None
+        if since is not None:
+            before, label = self.snapshot_file(since)
         state = self.state()
         progress = Progress("analysing %s" % state.description) if show_progress else None
-        return state.target.report_html(source=state.description, progress=progress)
+        return state.target.report_html(source=state.description, progress=progress,
+                                        before=before, before_source=label)

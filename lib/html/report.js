@@ -700,6 +700,80 @@
     });
   }
 
+  /* -------------------------------------------------------------- growth */
+
+  /* How the target grew since an earlier state (DATA.diff: diff's JSON,
+     present when the page was made with BEFORE): the TOTAL's change, a bar
+     per changed row (its width is its bytes' change over the largest one's,
+     growth to the right of the axis, shrinkage to the left), every changed
+     row, and for the same process the new and gone allocations by type. */
+  function growth() {
+    if (!DATA.diff) return;
+    var s = section("growth", "Growth", DATA.diff_command ? "As `" + DATA.diff_command + " AFTER` says." : null);
+    if (failed(DATA.diff, s)) return;
+    var d = DATA.diff;
+    var side = function (x) { return x.source + (x.python ? ", CPython " + x.python : ""); };
+    s.appendChild(el("p", null, "before: " + side(d.before) + "; after: " + side(d.after) + (d.same_process ?
+      ": the same process" : ": different processes (rows only)")));
+    var figs = el("div", { "class": "figures" });
+    var signed = function (n) { return (n > 0 ? "+" : "") + grouped(n); };
+    figs.appendChild(figure(signed(d.total.bytes_delta), "bytes (" + human(d.total.bytes_before) + " \u2192 " + human(d.total.bytes_after) + ")"));
+    figs.appendChild(figure(signed(d.total.count_delta), "allocations"));
+    if (d.new) figs.appendChild(figure(grouped(d.new.count), "new allocations (" + human(d.new.bytes) + ")"));
+    if (d.gone) figs.appendChild(figure(grouped(d.gone.count), "gone (" + human(d.gone.bytes) + ")"));
+    s.appendChild(figs);
+    var changed = d.rows.filter(function (r) { return r.bytes_delta || r.count_delta; });
+    var bars = changed.slice(0, 20);
+    var largest = 0;
+    bars.forEach(function (r) { largest = Math.max(largest, Math.abs(r.bytes_delta)); });
+    if (bars.length && largest) {
+      var W = 1000, half = 300, rowH = 18, labelX = half * 2 + 10;
+      var g = svg("svg", { viewBox: "0 0 " + W + " " + (bars.length * rowH + 4), width: "100%", "class": "growth", "data-chart": "growth" });
+      g.appendChild(svg("line", { x1: half, x2: half, y1: 0, y2: bars.length * rowH + 4, stroke: "#666" }));
+      bars.forEach(function (r, i) {
+        var w = Math.abs(r.bytes_delta) / largest * half;
+        var x = r.bytes_delta >= 0 ? half : half - w;
+        var name = r.domain + " " + r.kind + (r.detail && r.detail !== "-" ? " " + r.detail : "");
+        var bar = svg("rect", { x: x, y: i * rowH + 2, width: w, height: rowH - 4,
+                                fill: r.bytes_delta >= 0 ? "hsl(0,65%,55%)" : "hsl(140,45%,45%)",
+                                "data-bytes-delta": String(r.bytes_delta), "data-name": name });
+        hover(bar, name + ": " + signed(r.bytes_delta) + " bytes, " + signed(r.count_delta) + " allocations");
+        g.appendChild(bar);
+        var label = svg("text", { x: labelX, y: i * rowH + rowH - 5, "font-size": 12 });
+        label.textContent = name + "  " + signed(r.bytes_delta) + " B";
+        g.appendChild(label);
+      });
+      s.appendChild(g);
+    }
+    var num = function (key, label) { return { key: key, label: label, num: true }; };
+    var delta = function (key, label) {
+      return { key: key, label: label, num: true, text: function (r, v) { return signed(v); } };
+    };
+    s.appendChild(table("diff", [
+      { key: "domain", label: "domain" }, { key: "kind", label: "kind", path: true }, { key: "detail", label: "detail" },
+      num("count_before", "count before"), num("count_after", "count after"), delta("count_delta", "count +/-"),
+      num("bytes_before", "bytes before"), num("bytes_after", "bytes after"), delta("bytes_delta", "bytes +/-")
+    ], changed, d.changed_rows > changed.length ?
+      (d.changed_rows - changed.length) + " more changed rows (`pymortem diff --top 0` shows them)" : null));
+    s.appendChild(el("p", { "class": "note", "data-total-count-delta": String(d.total.count_delta),
+                            "data-total-bytes-delta": String(d.total.bytes_delta) },
+      "TOTAL " + signed(d.total.count_delta) + " allocations, " + signed(d.total.bytes_delta) + " bytes"));
+    [["new", d.new, "new allocations (not in use at that address, or in use as something else, before)"],
+     ["gone", d.gone, "allocations gone"]].forEach(function (part) {
+      if (!part[1]) return;
+      s.appendChild(el("h3", null, part[2]));
+      s.appendChild(table("diff-" + part[0], [
+        { key: "domain", label: "domain" }, { key: "kind", label: "kind" }, { key: "detail", label: "detail" },
+        num("count", "count"), num("bytes", "bytes"),
+        { key: "examples", label: "examples", path: true, value: function (c) {
+          return (c.examples || []).map(function (e) {
+            return hex(e.address) + (e.preview ? " " + e.preview : "");
+          }).join("  \u00b7  ");
+        } }
+      ], part[1].by_category));
+    });
+  }
+
   /* -------------------------------------------------------------- tables */
 
   function tables() {
@@ -779,7 +853,7 @@
 
   var noscript = document.getElementById("noscript");
   if (noscript) noscript.parentNode.removeChild(noscript);
-  [overview, treemap, addressMap, fragmentation, retention, waste, tables].forEach(function (draw) {
+  [overview, growth, treemap, addressMap, fragmentation, retention, waste, tables].forEach(function (draw) {
     try {
       draw();
     } catch (e) {

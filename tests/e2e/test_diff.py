@@ -265,6 +265,7 @@ for _ in range(20):
     gdb.execute("continue")
 res["json"] = run("heap diff --json --top 0 --limit 1000000000")
 res["by_retainer"] = run("heap diff held --by retainer --json --top 0")
+res["report"] = run("heap report " + PAGE + " --since default")
 res["no_retainers"] = run("heap diff --by retainer")
 res["text"] = run("heap diff --top 3 --limit 1")
 res["file"] = run("heap diff --json --top 0 --limit 1000000000 " + SAVED)
@@ -288,8 +289,9 @@ def test_gdb_snapshot_diff(tmp_path):
         out = str(tmp_path / "gdb.json")
         script = str(tmp_path / "gdb-diff.py")
         with open(script, "w") as f:
-            f.write("SAVED = %r\nGROWN = %r\nOUT = %r\n" % (
-                str(tmp_path / "saved.pmsnap"), t.oracle_path + ".grown", out) + GDB_SCRIPT)
+            f.write("SAVED = %r\nGROWN = %r\nOUT = %r\nPAGE = %r\n" % (
+                str(tmp_path / "saved.pmsnap"), t.oracle_path + ".grown", out,
+                str(tmp_path / "growth.html")) + GDB_SCRIPT)
         proc = subprocess.run(
             ["gdb", "-nx", "-q", "-batch", "-ex", "set sysroot /", "-ex", "source " + plugin,
              "-ex", "source " + script, "-p", str(t.pid)],
@@ -305,6 +307,16 @@ def test_gdb_snapshot_diff(tmp_path):
         assert res["unknown"].startswith("error: heap diff: no snapshot nosuch"), res
         check(json.loads(res["json"]), grown, t.oracle)
         assert "snapshot held of process" in res["retainers"], res
+        # heap report --since: the page's diff is heap diff's, capped
+        assert res["report"].startswith("report written to"), res["report"]
+        from test_report import page_data
+        page = page_data(str(tmp_path / "growth.html"))
+        whole = json.loads(res["json"])
+        assert page["diff"]["total"] == whole["total"]
+        assert page["diff"]["before"]["source"].startswith("snapshot default of process")
+        growth_rows = [r for r in page["diff"]["rows"] if r["kind"] == "Growth"]
+        assert growth_rows and growth_rows[0] == [r for r in whole["rows"]
+                                                  if r["kind"] == "Growth"][0]
         check_by_retainer(json.loads(res["by_retainer"]), json.loads(res["json"]),
                           grown, t.oracle)
         assert res["no_retainers"].startswith("error: heap diff: diff --by retainer: "

@@ -11,17 +11,21 @@ script ran) shows the same numbers in its tables; the treemap's rectangles
 (width * height, from the DOM) are proportional to the bytes of their
 rows. The file is self-contained (no http:// or https:// anywhere, the
 Content-Security-Policy that refuses every request), stays small, and its
-screenshot is not blank (the PNG decoded here with zlib: many colours)."""
+screenshot is not blank (the PNG decoded here with zlib: many colours).
+Given an earlier state too (report -o FILE BEFORE AFTER), the page embeds
+diff's JSON of the two and its Growth section shows it."""
 import html
 import html.parser
 import json
 import os
 import re
 import shutil
+import signal
 import struct
 import tempfile
 import subprocess
 import sys
+import time
 import zlib
 
 import pytest
@@ -518,3 +522,84 @@ def test_non_python_process():
     dom = Dom()
     dom.feed(dom_text)
     check_treemap(dom, data["reports"]["owners"])
+
+
+GROW = os.path.join(harness.TARGETS_DIR, "py_grow.py")
+
+
+class GrowthBars(html.parser.HTMLParser):
+    """The Growth chart's bars: (bytes change, width) each."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.bars = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "rect" and "data-bytes-delta" in a:
+            self.bars.append((int(a["data-bytes-delta"]), float(a["width"])))
+
+
+def test_growth_section():
+    """report -o FILE BEFORE AFTER on two gcore cores of the process of
+    tests/targets/py_grow.py, before and after it made N instances, M strs
+    and K floats: the page embeds exactly `pymortem diff --json --top 300
+    --limit 5 BEFORE AFTER`, whose Growth row grew by N; the rendered
+    Growth table shows every changed row's figures and the new allocations
+    by type; each bar's width is its bytes' change over the largest one's."""
+    path = next((p for _, p in harness.PYTHONS if p), None)
+    assert path, "no CPython found"
+    env = dict(os.environ)
+    env.pop("MALLOC_PERTURB_", None)
+    with harness.start_stopped([path, GROW], env=env) as t:
+        before = t.gcore("before")
+        result = t.oracle_path + ".grown"
+        os.kill(t.pid, signal.SIGUSR1)
+        os.kill(t.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(result):
+            assert time.monotonic() < deadline, "the process did not grow"
+            time.sleep(0.02)
+        t.ensure_stopped()
+        after = t.gcore("after")
+        n = t.oracle["n"]
+        page = os.path.join(t.workdir, "growth.html")
+        proc = harness.run_cli("report", "-o", page, before, after)
+        assert proc.stdout.startswith("report of core %s" % after), proc.stdout
+        data = page_data(page)
+        words = data["diff_command"].split()
+        assert words[:2] == ["pymortem", "diff"] and words[-1] == "BEFORE"
+        diff = harness.cli_json(*(words[1:-1] + [before, after]))
+        assert data["diff"] == diff
+        rows = {(r["domain"], r["kind"]): r for r in diff["rows"]}
+        assert rows[("python", "Growth")]["count_delta"] == n["Growth"]
+        # the rest of the page is the after core's
+        assert data["reports"]["summary"] == harness.cli_json(
+            *(data["commands"]["summary"].split()[1:] + [after]))
+        dom_text = browse(page, t.workdir, "--dump-dom")
+    assert 'data-drawn="yes"' in dom_text and "could not draw" not in dom_text.replace(
+        '"could not draw a section: "', "")
+    dom = Dom()
+    dom.feed(dom_text)
+    dom.close()
+    changed = [r for r in diff["rows"] if r["count_delta"] or r["bytes_delta"]]
+    assert changed
+    check_table(dom, "diff", changed,
+                lambda r: {"domain": r["domain"], "kind": r["kind"], "detail": r["detail"],
+                           "count_before": r["count_before"], "count_after": r["count_after"],
+                           "bytes_before": r["bytes_before"], "bytes_after": r["bytes_after"]})
+    for cells, r in zip(dom.tables["diff"], changed):
+        for col in ("count_delta", "bytes_delta"):
+            text, v = cells[col]
+            assert int(v) == r[col] and text == ("+" if r[col] > 0 else "") + grouped(r[col])
+    check_table(dom, "diff-new", diff["new"]["by_category"],
+                lambda c: {"domain": c["domain"], "kind": c["kind"], "count": c["count"],
+                           "bytes": c["bytes"]})
+    assert 'data-total-bytes-delta="%d"' % diff["total"]["bytes_delta"] in dom_text
+    bars = GrowthBars()
+    bars.feed(dom_text)
+    assert [b for b, _ in bars.bars] == [r["bytes_delta"] for r in changed[:20]]
+    largest = max(abs(b) for b, _ in bars.bars)
+    widest = max(w for _, w in bars.bars)
+    for b, w in bars.bars:
+        assert abs(w - widest * abs(b) / largest) < 0.01, (b, w)
