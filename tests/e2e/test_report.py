@@ -20,12 +20,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import struct
 import tempfile
 import subprocess
 import sys
-import time
 import zlib
 
 import pytest
@@ -35,6 +33,7 @@ sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
 from conftest import python_params  # noqa: E402
+import test_diff  # noqa: E402
 
 WORKLOAD = os.path.join(harness.TARGETS_DIR, "py_waste.py")
 CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
@@ -553,14 +552,7 @@ def test_growth_section():
     env.pop("MALLOC_PERTURB_", None)
     with harness.start_stopped([path, GROW], env=env) as t:
         before = t.gcore("before")
-        result = t.oracle_path + ".grown"
-        os.kill(t.pid, signal.SIGUSR1)
-        os.kill(t.pid, signal.SIGCONT)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(result):
-            assert time.monotonic() < deadline, "the process did not grow"
-            time.sleep(0.02)
-        t.ensure_stopped()
+        test_diff.grow(t)
         after = t.gcore("after")
         n = t.oracle["n"]
         page = os.path.join(t.workdir, "growth.html")
