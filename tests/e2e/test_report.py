@@ -10,7 +10,8 @@ page as Chromium renders it (headless, --dump-dom: the DOM after its
 script ran) shows the same numbers in its tables; the treemap's rectangles
 (width * height, from the DOM) are proportional to the bytes of their
 rows. The file is self-contained (no http:// or https:// anywhere, the
-Content-Security-Policy that refuses every request), stays small, and its
+Content-Security-Policy that refuses every request, and Chromium's net log
+shows no request from it, where it shows a fetching copy's), stays small, and its
 screenshot is not blank (the PNG decoded here with zlib: many colours).
 Given an earlier state too (report -o FILE BEFORE AFTER), the page embeds
 diff's JSON of the two and its Growth section shows it."""
@@ -220,6 +221,22 @@ def png_colours(path):
     return (w, h), colours
 
 
+def page_requests(page, workdir):
+    """The network requests the page itself made while Chromium loaded
+    it and ran its script: from Chromium's net log (--log-net-log), each
+    URL_REQUEST_START_JOB whose initiator is the page's origin ("null" for
+    file://), not Chromium's own background traffic ("not an origin")."""
+    log = os.path.join(workdir, "net-%s.json" % os.path.basename(page))
+    browse(page, workdir, "--log-net-log=" + log, "--dump-dom")
+    with open(log) as f:
+        netlog = json.load(f)
+    names = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
+    return sorted({e["params"]["url"] for e in netlog["events"]
+                   if names.get(e["type"]) == "URL_REQUEST_START_JOB" and
+                   "url" in e.get("params", {}) and
+                   e["params"].get("initiator") != "not an origin"})
+
+
 def start(python):
     env = dict(os.environ)
     env.pop("MALLOC_PERTURB_", None)
@@ -322,6 +339,21 @@ def test_page_self_contained_and_drawn():
     assert not re.search(r"<(link|img|iframe|object|embed)\b", text)
     assert not re.search(r"\ssrc\s*=", text)
     assert os.path.getsize(page) < PAGE_MAX
+    # No request when Chromium loads it; the same net log sees a page's
+    # requests (a copy without the CSP that fetches), and the CSP refuses
+    # them (a copy with it that tries the same).
+    assert page_requests(page, t.workdir) == []
+    fetching = "<img src=\"http://127.0.0.1:9/i.png\"><script>fetch(\"http://127.0.0.1:9/f\")" \
+               "</script></body>"
+    control = os.path.join(t.workdir, "control.html")
+    with open(control, "w", encoding="utf-8") as f:
+        f.write(text.replace(CSP, "").replace("</body>", fetching))
+    assert page_requests(control, t.workdir) == ["http://127.0.0.1:9/f",
+                                                 "http://127.0.0.1:9/i.png"]
+    refused = os.path.join(t.workdir, "refused.html")
+    with open(refused, "w", encoding="utf-8") as f:
+        f.write(text.replace("</body>", fetching))
+    assert page_requests(refused, t.workdir) == []
     # a "<" of target data cannot end the data element: every one escaped
     inner = re.search(r'id="pm-data">(.*?)</script>', text, re.S).group(1)
     assert "<" not in inner
