@@ -22,7 +22,7 @@ enum {
 	DEQUE_BLOCK_ITEMS = 8, DEQUE_BLOCK_RIGHTLINK = 520, DEQUE_BLOCKLEN = 64,
 	ODICT_FIRST = 48, ODICT_INST_DICT = 96, ODICT_NODE_NEXT = 16,
 	DEFAULTDICT_FACTORY = 48,
-	MODULE_DICT = 16, MODULE_NAME = 48,
+	MODULE_DICT = 16,
 	WEAKREF_OBJECT = 16, WEAKREF_CALLBACK = 24,
 	TP_BASE = 256, TP_DICT = 264, TP_BASES = 336, TP_MRO = 344,
 	TP_CACHE = 352, TP_SUBCLASSES = 360,
@@ -956,10 +956,11 @@ static struct pm_error *read_by_kind(struct builder *b)
 		return read_type(b);
 	case READER_MODULE:
 		/* md_name (kept for messages after md_dict is cleared) is a
-		 * reference module_traverse does not visit. */
+		 * reference module_traverse does not visit; where it is
+		 * depends on the version (3.15 dropped md_def before it). */
 		err = emit_field(b, MODULE_DICT, PM_FIELD_DICT, true);
-		if (!err)
-			err = emit_field(b, MODULE_NAME, PM_FIELD_NAME, false);
+		if (!err && b->l->module_name)
+			err = emit_field(b, b->l->module_name, PM_FIELD_NAME, false);
 		return err ? err : read_owned_buffers(b);
 	case READER_FIELDS: {
 		size_t nextra;
