@@ -41,6 +41,7 @@ enum {
 #define REFERENTS_FROM_314 .exc_notes = 32, .exc_traceback = 40, .exc_context = 48, \
 	.exc_cause = 56, .exc_size = 72, \
 	.f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72, \
+	.f11_extra_locals = 48, .f11_locals_cache = 56, .f11_overwritten = 64, \
 	.if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48, \
 	.if_stacktop = 64, .if_owner = 74, .if_localsplus = 80, \
 	.gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40, \
@@ -103,6 +104,7 @@ static const struct referent_layout referent_layouts[] = {
 	  .exc_notes = 32, .exc_traceback = 40, .exc_context = 48,
 	  .exc_cause = 56, .exc_size = 72,
 	  .f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 64,
+	  .f11_extra_locals = 48, .f11_locals_cache = 56,
 	  .if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48,
 	  .if_stacktop = 64, .if_owner = 70, .if_localsplus = 72,
 	  .gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40,
@@ -804,9 +806,21 @@ static struct pm_error *read_frame(struct builder *b)
 {
 	const struct referent_layout *rl = b->rl;
 	if (b->minor >= 11) {
-		struct pm_error *err = emit_field(b, rl->f11_back, PM_FIELD_BACK, true);
-		if (!err)
-			err = emit_field(b, rl->f11_trace, PM_FIELD_TRACE, true);
+		/* frame_traverse: f_back, f_trace, then the dicts and list
+		 * behind the frame's f_locals proxy (what Python code sees as
+		 * frame.f_locals beyond the code's own names), then the
+		 * frame data when the frame object owns it. */
+		struct field_def fields[] = {
+			{ (uint16_t)rl->f11_back, PM_FIELD_BACK, true },
+			{ (uint16_t)rl->f11_trace, PM_FIELD_TRACE, true },
+			{ (uint16_t)rl->f11_extra_locals, PM_FIELD_LOCALS, true },
+			{ (uint16_t)rl->f11_locals_cache, PM_FIELD_LOCALS, true },
+			{ (uint16_t)rl->f11_overwritten, PM_FIELD_LOCALS, true },
+		};
+		size_t n = 2;
+		while (n < sizeof(fields) / sizeof(fields[0]) && fields[n].offset)
+			n++;
+		struct pm_error *err = read_fields(b, fields, n);
 		uint64_t frame;
 		uint8_t owner;
 		if (err || !field_word(b, rl->f11_frame, &frame) ||
