@@ -36,8 +36,10 @@ enum {
 	FRAME_CLEARED = 4,
 };
 
-/* 3.14 and 3.15 (ptype /o): exceptions, frame objects, interpreter frames
- * (8 bytes larger: stackpointer, visited) and generators */
+/* 3.14 and 3.15 (ptype /o on Debian's 3.14.10 and 3.15.2; their pydebug
+ * builds differ only in a bit field after the frame's owner): exceptions,
+ * frame objects, interpreter frames (8 bytes larger: stackpointer,
+ * visited) and generators */
 #define REFERENTS_FROM_314 .exc_notes = 32, .exc_traceback = 40, .exc_context = 48, \
 	.exc_cause = 56, .exc_size = 72, \
 	.f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72, \

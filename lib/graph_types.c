@@ -1,8 +1,11 @@
 /* Which reader an object's references are read with, decided once per type:
  * the built-in kinds by the analysis's type kinds and by tp_name (checked
  * against tp_basicsize), with the field offsets of each CPython version
- * (gdb `ptype /o` on the 3.8-3.13 builds); a heap type's instances by their
- * nearest static base plus the heap types' own __slots__ and __dict__;
+ * (gdb `ptype /o` on the 3.8-3.13 builds, and on Debian's 3.14.10 and
+ * 3.15.2 and their pydebug builds, the same in both: 3.14 added the
+ * function's __annotate__, 3.15 a bytearray's bytes object); a heap
+ * type's instances by their nearest static base plus the heap types' own
+ * __slots__ and __dict__;
  * every other type conservatively. Types no recognised object has (None's,
  * say) are validated here when an object outside the heap is first seen. */
 #include "graph_build.h"

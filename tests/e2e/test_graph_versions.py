@@ -43,13 +43,20 @@ def chroot_missing(version):
     return harness.chroot_unshared()
 
 
+def version_key(label):
+    """(3, 13, 0) of a label such as "3.13.0" or "3.11-debian"."""
+    head = label.split("-")[0]
+    return tuple(int(p) for p in head.split(".") if p.isdigit())
+
+
 def pythons():
     """(label, command, why it cannot run): the chroot's 3.14 and 3.15
     and the newest interpreter the other tests found outside it."""
     params = []
     outside = [lp for lp in harness.PYTHONS if not harness.is_chroot_python(lp[1])]
     if outside and not harness.sanitizer_build():
-        params.append(pytest.param((outside[-1][1], None), id=outside[-1][0]))
+        label, path = max(outside, key=lambda lp: version_key(lp[0]))
+        params.append(pytest.param((path, None), id=label))
     versions = CHROOT_PYTHONS[-1:] if harness.sanitizer_build() else CHROOT_PYTHONS
     for v in versions:
         command = os.path.join(harness.CHROOT_BIN, "python" + v)
