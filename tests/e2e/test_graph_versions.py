@@ -14,9 +14,10 @@ interpreter, each against what the frozen process says of itself
   ids the process recorded;
 - on 3.15 a bytearray's bytes object (found with ctypes from its buffer)
   is reached through the bytearray and not listed as held from outside;
-- a frame object whose f_locals got a name its code lacks: the
-  references its tp_traverse visits are gc.get_referents(frame) (3.13+
-  keep the name in f_extra_locals).
+- a frame object whose f_locals got a name its code lacks and a new
+  value for one it has: the references its tp_traverse visits are
+  gc.get_referents(frame) (3.13+ keep the name in f_extra_locals, 3.14+
+  the replaced value in f_overwritten_fast_locals).
 
 The chroot's interpreters FAIL when it is missing (tests/setup-debian.sh
 builds it), unless PYMORTEM_NO_CHROOT=1, which skips them. An ASan build

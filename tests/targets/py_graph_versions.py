@@ -12,8 +12,9 @@ before the process stops itself (SIGSTOP):
   checked to be a bytes object; gc.get_referents knows no bytearray
   references);
 - a finished frame object whose f_locals got a name the code does not
-  have (3.13+ keep it in the frame's f_extra_locals dict), with its
-  gc.get_referents.
+  have (3.13+ keep it in the frame's f_extra_locals dict) and a new value
+  for one it has (3.14+ keep the old one in f_overwritten_fast_locals),
+  with its gc.get_referents.
 
 Standard library only; 3.8 and later."""
 
@@ -71,10 +72,14 @@ def frame_with_extra_locals():
     marker = ["extra-local"]
 
     def body():
+        replaced = ["replaced-local"]
         frame = sys._getframe()
         if sys.version_info >= (3, 13):
             # not one of body's names: kept in f_extra_locals
             frame.f_locals["pm_extra"] = marker
+            # one of them, written through the proxy: 3.14+ keep the
+            # value it replaced in f_overwritten_fast_locals
+            frame.f_locals["replaced"] = ["replacement-local"]
         return frame
 
     return body(), marker
