@@ -82,6 +82,9 @@ struct pm_cpython_layout {
 	/* 3.15: no md_def; the state's size is the module's md_state_size
 	 * (0 before). */
 	uint32_t module_state_size;
+	/* PyModuleObject md_name, the reference graph's module name: 48 in
+	 * 3.8-3.14, 40 in 3.15 (md_def gone; md_token_is_def is at 48). */
+	uint32_t module_name;
 	/* Extension objects whose storage is a separate allocation
 	 * (cpython_owned_ext.c), each with the basicsize of its struct:
 	 * ctypes' CDataObject: b_ptr, int b_needsfree, b_size and the inline

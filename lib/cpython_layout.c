@@ -10,9 +10,10 @@
 
 #define PM_TYPE_OFFSETS .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, \
 	.tp_flags = 168, .tp_doc = 176, .tp_base = 256
-/* Same in 3.8-3.13 (ptype /o PyModuleObject, struct PyModuleDef) */
+/* Same in 3.8-3.14 (ptype /o PyModuleObject, struct PyModuleDef; 3.14.10's
+ * md_name checked in Debian's 3.14 and 3.14d) */
 #define PM_MODULE_OFFSETS .module_def = 24, .module_state = 32, \
-	.moduledef_size = 56
+	.moduledef_size = 56, .module_name = 48
 #define PM_CONTAINER_OFFSETS .list_items = 24, .dict_keys = 32, \
 	.dict_values = 40, .set_table = 40, .set_smalltable = 64, \
 	.bytearray_bytes = 32
@@ -118,10 +119,10 @@ enum {
 	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
 	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
 	.immortal = true, .refcnt_flags = true, .managed_dict = -24
-/* 3.15 (3.15.2): modules lost md_def (md_state_size is theirs), heap
- * types grew by 8 bytes before ht_cached_keys. */
+/* 3.15 (3.15.2): modules lost md_def (md_state_size is theirs; md_name
+ * moved up to 40), heap types grew by 8 bytes before ht_cached_keys. */
 #define PM_LAYOUT_315 .minor = 15, PM_TYPE_OFFSETS, .module_def = 0, \
-	.module_state = 24, .module_state_size = 56, \
+	.module_state = 24, .module_state_size = 56, .module_name = 40, \
 	PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, \
 	.runtime_interp_head = 936, .interp_threads_head = 7336, \
 	.interp_next = 7264, .interp_size = 0, .tstate_size = 1104, \

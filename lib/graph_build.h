@@ -114,8 +114,12 @@ struct referent_layout {
 		f_stacktop, f_stackdepth, f_trace, f_localsplus;
 	/* PyCodeObject (3.8-3.10) */
 	uint32_t co_nlocals, co_cellvars, co_freevars;
-	/* PyFrameObject (3.11+): f_back, f_frame, f_trace, its own frame data */
+	/* PyFrameObject (3.11+): f_back, f_frame, f_trace, its own frame data;
+	 * the dicts f_locals writes and PyEval_GetLocals keep (3.13+:
+	 * f_extra_locals, f_locals_cache) and the values a write to f_locals
+	 * replaced (3.14+: f_overwritten_fast_locals); 0: none */
 	uint32_t f11_back, f11_frame, f11_trace, f11_data;
+	uint32_t f11_extra_locals, f11_locals_cache, f11_overwritten;
 	/* _PyInterpreterFrame (3.11+) */
 	uint32_t if_func, if_code, if_locals, if_frame_obj, if_stacktop,
 		if_owner, if_localsplus;

@@ -22,7 +22,7 @@ enum {
 	DEQUE_BLOCK_ITEMS = 8, DEQUE_BLOCK_RIGHTLINK = 520, DEQUE_BLOCKLEN = 64,
 	ODICT_FIRST = 48, ODICT_INST_DICT = 96, ODICT_NODE_NEXT = 16,
 	DEFAULTDICT_FACTORY = 48,
-	MODULE_DICT = 16, MODULE_NAME = 48,
+	MODULE_DICT = 16,
 	WEAKREF_OBJECT = 16, WEAKREF_CALLBACK = 24,
 	TP_BASE = 256, TP_DICT = 264, TP_BASES = 336, TP_MRO = 344,
 	TP_CACHE = 352, TP_SUBCLASSES = 360,
@@ -36,11 +36,14 @@ enum {
 	FRAME_CLEARED = 4,
 };
 
-/* 3.14 and 3.15 (ptype /o): exceptions, frame objects, interpreter frames
- * (8 bytes larger: stackpointer, visited) and generators */
+/* 3.14 and 3.15 (ptype /o on Debian's 3.14.10 and 3.15.2; their pydebug
+ * builds differ only in a bit field after the frame's owner): exceptions,
+ * frame objects, interpreter frames (8 bytes larger: stackpointer,
+ * visited) and generators */
 #define REFERENTS_FROM_314 .exc_notes = 32, .exc_traceback = 40, .exc_context = 48, \
 	.exc_cause = 56, .exc_size = 72, \
 	.f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 72, \
+	.f11_extra_locals = 48, .f11_locals_cache = 56, .f11_overwritten = 64, \
 	.if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48, \
 	.if_stacktop = 64, .if_owner = 74, .if_localsplus = 80, \
 	.gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40, \
@@ -103,6 +106,7 @@ static const struct referent_layout referent_layouts[] = {
 	  .exc_notes = 32, .exc_traceback = 40, .exc_context = 48,
 	  .exc_cause = 56, .exc_size = 72,
 	  .f11_back = 16, .f11_frame = 24, .f11_trace = 32, .f11_data = 64,
+	  .f11_extra_locals = 48, .f11_locals_cache = 56,
 	  .if_func = 16, .if_code = 0, .if_locals = 40, .if_frame_obj = 48,
 	  .if_stacktop = 64, .if_owner = 70, .if_localsplus = 72,
 	  .gi_name = 24, .gi_qualname = 32, .gi_exc_value = 40,
@@ -804,9 +808,21 @@ static struct pm_error *read_frame(struct builder *b)
 {
 	const struct referent_layout *rl = b->rl;
 	if (b->minor >= 11) {
-		struct pm_error *err = emit_field(b, rl->f11_back, PM_FIELD_BACK, true);
-		if (!err)
-			err = emit_field(b, rl->f11_trace, PM_FIELD_TRACE, true);
+		/* frame_traverse: f_back, f_trace, then the dicts and list
+		 * behind the frame's f_locals proxy (what Python code sees as
+		 * frame.f_locals beyond the code's own names), then the
+		 * frame data when the frame object owns it. */
+		struct field_def fields[] = {
+			{ (uint16_t)rl->f11_back, PM_FIELD_BACK, true },
+			{ (uint16_t)rl->f11_trace, PM_FIELD_TRACE, true },
+			{ (uint16_t)rl->f11_extra_locals, PM_FIELD_LOCALS, true },
+			{ (uint16_t)rl->f11_locals_cache, PM_FIELD_LOCALS, true },
+			{ (uint16_t)rl->f11_overwritten, PM_FIELD_LOCALS, true },
+		};
+		size_t n = 2;
+		while (n < sizeof(fields) / sizeof(fields[0]) && fields[n].offset)
+			n++;
+		struct pm_error *err = read_fields(b, fields, n);
 		uint64_t frame;
 		uint8_t owner;
 		if (err || !field_word(b, rl->f11_frame, &frame) ||
@@ -956,10 +972,11 @@ static struct pm_error *read_by_kind(struct builder *b)
 		return read_type(b);
 	case READER_MODULE:
 		/* md_name (kept for messages after md_dict is cleared) is a
-		 * reference module_traverse does not visit. */
+		 * reference module_traverse does not visit; where it is
+		 * depends on the version (3.15 dropped md_def before it). */
 		err = emit_field(b, MODULE_DICT, PM_FIELD_DICT, true);
-		if (!err)
-			err = emit_field(b, MODULE_NAME, PM_FIELD_NAME, false);
+		if (!err && b->l->module_name)
+			err = emit_field(b, b->l->module_name, PM_FIELD_NAME, false);
 		return err ? err : read_owned_buffers(b);
 	case READER_FIELDS: {
 		size_t nextra;

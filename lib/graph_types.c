@@ -1,8 +1,11 @@
 /* Which reader an object's references are read with, decided once per type:
  * the built-in kinds by the analysis's type kinds and by tp_name (checked
  * against tp_basicsize), with the field offsets of each CPython version
- * (gdb `ptype /o` on the 3.8-3.13 builds); a heap type's instances by their
- * nearest static base plus the heap types' own __slots__ and __dict__;
+ * (gdb `ptype /o` on the 3.8-3.13 builds, and on Debian's 3.14.10 and
+ * 3.15.2 and their pydebug builds, the same in both: 3.14 added the
+ * function's __annotate__, 3.15 a bytearray's bytes object); a heap
+ * type's instances by their nearest static base plus the heap types' own
+ * __slots__ and __dict__;
  * every other type conservatively. Types no recognised object has (None's,
  * say) are validated here when an object outside the heap is first seen. */
 #include "graph_build.h"
@@ -147,6 +150,12 @@ static const struct named_reader named_readers[] = {
 	{ "coroutine", ALL, READER_GENERATOR, 80, {{0}} },
 	{ "async_generator", ALL, READER_GENERATOR, 80, {{0}} },
 	{ "code", ALL, READER_CODE, 176, {{0}} },
+	/* 3.15: a bytearray keeps its data in a bytes object it holds a
+	 * reference to (ob_bytes_object at 56; ob_bytes and ob_start point
+	 * inside it, at no object's start). There is no field name for it,
+	 * so its words are read conservatively: that reference is the only
+	 * one they can hold. Before 3.15 the data is a plain buffer. */
+	{ "bytearray", 15, 15, READER_CONSERVATIVE, 64, {{0}} },
 	/* No references. */
 	{ "int", ALL, READER_NONE, 0, {{0}} },
 	{ "bool", ALL, READER_NONE, 0, {{0}} },

@@ -154,13 +154,21 @@ def check_outside(oracle, where, extra, pid, stale):
             assert (o["refcount"], o["found"]) == (1, 0), o
 
 
-def alloc_bytes(size, mode):
+def debug_hooks(oracle, mode):
+    """Whether the process's allocators have the debug hooks: -X dev, and
+    a pydebug build's default allocator (pymalloc_debug; PYTHONMALLOC=
+    malloc takes them off)."""
+    return mode == "dev" or (mode == "pymalloc" and
+                             oracle["version"]["debug_build"])
+
+
+def alloc_bytes(size, mode, hooks):
     """What an object of sys.getsizeof() == size occupies in its allocator
     (shared/reference/cpython-memory.md): the debug hooks add a 16-byte
     header and 8-byte trailer; pymalloc serves up to 512 bytes in
     16-byte steps; glibc takes the size plus 8, in 16-byte steps, 32 at
     least."""
-    if mode == "dev":
+    if hooks:
         size += 24
     if mode != "malloc" and size <= 512:
         return (size + 15) & ~15
@@ -180,8 +188,9 @@ def check_retained(oracle, where, extra, mode):
                                        sorted(set(dominated) - got))
         assert r["object"]["count"] == len(dominated), name
         if name in ("tree", "subtree"):
-            want = sum(a["chunk"] if "chunk" in a else alloc_bytes(a["size"], mode)
-                           for a in truth[name + "_sizes"])
+            hooks = debug_hooks(oracle, mode)
+            want = sum(a["chunk"] if "chunk" in a else alloc_bytes(a["size"], mode, hooks)
+                       for a in truth[name + "_sizes"])
             assert r["object"]["retained"] == want, name
             described = harness.cli_json("describe", "--json", *extra, hex(truth[name]),
                                          where)["graph"]

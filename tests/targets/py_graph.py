@@ -440,12 +440,38 @@ def tree_sizes(node):
     return sizes
 
 
+# offsetof(PyBytesObject, ob_sval): a bytes object's size is that plus
+# its length plus the NUL.
+BYTES_HEADER = sys.getsizeof(b"") - 1
+
+
+def bytearray_bytes(o):
+    """3.15+: the bytes object a bytearray keeps its data in, which
+    gc.get_referents cannot give (bytearray has no tp_traverse): the
+    object whose characters the bytearray's buffer is, found from the
+    buffer's address (ctypes) and checked to be a bytes object. None
+    before 3.15, for an empty bytearray, or when the buffer does not
+    start a bytes object's characters (data deleted from the front)."""
+    if sys.version_info < (3, 15) or type(o) is not bytearray or not o:
+        return None
+    view = (ctypes.c_char * len(o)).from_buffer(o)
+    addr = ctypes.addressof(view) - BYTES_HEADER
+    del view                    # the buffer export, or o cannot resize
+    if ctypes.c_void_p.from_address(addr + 8).value != id(bytes):
+        return None
+    return ctypes.cast(addr, ctypes.py_object).value
+
+
 def references(o):
-    """What o refers to: gc.get_referents(o), and a dict's keys (dict's
-    tp_traverse leaves str keys out: they cannot form cycles)."""
+    """What o refers to: gc.get_referents(o), a dict's keys (dict's
+    tp_traverse leaves str keys out: they cannot form cycles) and a 3.15
+    bytearray's bytes object."""
     refs = gc.get_referents(o)
     if type(o) is dict:
         refs.extend(o.keys())
+    data = bytearray_bytes(o)
+    if data is not None:
+        refs.append(data)
     return refs
 
 
