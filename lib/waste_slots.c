@@ -34,6 +34,8 @@ struct class_acc {
 	char *names[PM_SLOTS_NAMES_MAX];
 	uint32_t nnames;
 	uint64_t pymalloc_instances, glibc_instances, sampled;
+	/* Of those, the instances behind the debug hooks' header. */
+	uint64_t pymalloc_hooked, glibc_hooked;
 	struct set_count sets;
 };
 
@@ -45,6 +47,22 @@ static uint64_t rounded(uint64_t n, bool pymalloc)
 		return (n + 15) & ~UINT64_C(15);
 	uint64_t c = (n + 8 + 15) & ~UINT64_C(15);
 	return c < 32 ? 32 : c;
+}
+
+/* Does the allocation start with the debug hooks' header ({size, api id,
+ * 7 x 0xfd})? Some blocks of a process may have it and others not (those
+ * made before PYTHONMALLOC took effect), so each instance is looked at. */
+static bool behind_debug_hooks(struct pm_target *t, const struct pm_alloc *a)
+{
+	uint8_t h[PM_DEBUG_HOOK_HEADER];
+	if (a->size < PM_DEBUG_HOOK_HEADER + PM_DEBUG_HOOK_TRAILER)
+		return false;
+	struct pm_error *err = pm_target_read(t, a->addr, h, sizeof(h));
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	return !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
 }
 
 /* Is every base of the type up to object a heap type? */
@@ -174,9 +192,16 @@ static struct pm_error *finish(struct class_acc *acc, size_t n, struct pm_waste 
 		/* Scale the commonest set's share from the sample. */
 		if (c->sampled && c->sampled < r->instances)
 			r->top_set_share = r->top_set_share * r->instances / c->sampled;
+		/* An instance made with the debug hooks on (PYTHONMALLOC=debug,
+		 * -X dev, a debug build's default) would be made so slotted
+		 * too: their header and trailer in the block. */
 		uint64_t body = SLOT_HEADER + 8 * (uint64_t)c->nnames;
-		r->bytes_slotted = c->pymalloc_instances * rounded(body, true) +
-				   c->glibc_instances * rounded(body, false);
+		uint64_t hooked = body + PM_DEBUG_HOOK_HEADER + PM_DEBUG_HOOK_TRAILER;
+		r->bytes_slotted =
+			(c->pymalloc_instances - c->pymalloc_hooked) * rounded(body, true) +
+			c->pymalloc_hooked * rounded(hooked, true) +
+			(c->glibc_instances - c->glibc_hooked) * rounded(body, false) +
+			c->glibc_hooked * rounded(hooked, false);
 		r->saving = r->bytes_now > r->bytes_slotted ? r->bytes_now - r->bytes_slotted : 0;
 		struct pm_strbuf list;
 		pm_strbuf_init(&list);
@@ -276,10 +301,14 @@ struct pm_error *pm_waste_slots(struct pm_target *t, const struct pm_graph *g,
 			continue;
 		struct pm_slots_class *r = &c->row;
 		r->instances++;
-		if (a->kind == PM_ALLOC_PYMALLOC)
+		bool hooked = heap->debug_hooks && behind_debug_hooks(t, a);
+		if (a->kind == PM_ALLOC_PYMALLOC) {
 			c->pymalloc_instances++;
-		else
+			c->pymalloc_hooked += hooked;
+		} else {
 			c->glibc_instances++;
+			c->glibc_hooked += hooked;
+		}
 		r->bytes_now += a->size + owned[node];
 		if (dict != PM_NODE_NONE) {
 			r->with_dict++;

@@ -150,10 +150,17 @@ def check_containers(doc, oracle):
 
 def twin_bytes(python, cls, n):
     """What n instances of cls take in a second process (pymalloc's bytes
-    in allocated blocks before and after making them)."""
+    in allocated blocks before and after making them), with the allocator
+    the workload's pymalloc mode has: a debug build's default adds the
+    debug hooks' header and trailer to each block (pymalloc_debug)."""
+    debug_build = subprocess.run(
+        [python, "-c", "import sys; print(hasattr(sys, 'gettotalrefcount'))"],
+        stdout=subprocess.PIPE, universal_newlines=True, check=True,
+        timeout=60).stdout.strip() == "True"
     proc = subprocess.run([python, TWIN, cls, str(n)], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True, timeout=120,
-                          env=dict(os.environ, PYTHONMALLOC="pymalloc"))
+                          env=dict(os.environ, PYTHONMALLOC="pymalloc_debug"
+                                   if debug_build else "pymalloc"))
     return json.loads(proc.stdout)["bytes"]
 
 

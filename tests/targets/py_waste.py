@@ -130,7 +130,14 @@ def chunk_bytes(mem):
     header: the size word; for an mmapped chunk (IS_MMAPPED, 0x2) plus the
     prev_size word, how far into its mapping the chunk starts, rounded up
     to whole pages: the mapping (glibc 2.43's mremap of an mmapped chunk
-    leaves a size word 16 bytes short of the pages it maps)."""
+    leaves a size word 16 bytes short of the pages it maps). With the
+    debug hooks (a debug build's default, -X dev) the data is past their
+    16-byte header ({size, api id, 7 x 0xfd}), or two for a large
+    PyMem_Malloc: the chunk starts before them."""
+    for _ in range(2):
+        if ctypes.string_at(mem - 7, 7) != b"\xfd" * 7:
+            break
+        mem -= 16
     size = ctypes.c_size_t.from_address(mem - 8).value
     if size & 2:
         mapped = (size & ~7) + ctypes.c_size_t.from_address(mem - 16).value
