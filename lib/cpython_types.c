@@ -102,13 +102,27 @@ struct pm_error *category_get(struct analysis *a, const char *domain,
 
 /* ---- types --------------------------------------------------------- */
 
+/* A type's name is UTF-8 text without control characters (CPython makes
+ * tp_name from a str's UTF-8): a candidate whose name is not (a freed or
+ * overwritten type object, "\xff\xff\xff\xff" once) is no type. */
 bool pm_type_name_printable(const char *s)
 {
 	if (!*s)
 		return false;
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		if (c < 0x20 || c == 0x7f)
 			return false;
+		int more = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 :
+			   (c & 0xf8) == 0xf0 ? 3 : -1;
+		if (more < 0 || (more == 1 && c < 0xc2) || (more == 3 && c > 0xf4))
+			return false;       /* not a lead byte, or an overlong or too large one */
+		p++;
+		for (int k = 0; k < more; k++, p++)
+			if ((*p & 0xc0) != 0x80)
+				return false;   /* cut short (the NUL ends it too) */
+	}
 	return true;
 }
 
