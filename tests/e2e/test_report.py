@@ -159,7 +159,7 @@ def check_treemap(dom, owners):
     assert total == sum(expected) == owners["total"]["bytes"]
     got = sorted(int(leaf["data-bytes"]) for leaf in dom.leaves)
     assert got == sorted(expected)
-    area = 0.0
+    area = slack = 0.0
     for leaf in dom.leaves:
         w, h = float(leaf["width"]), float(leaf["height"])
         bytes_ = int(leaf["data-bytes"])
@@ -170,7 +170,11 @@ def check_treemap(dom, owners):
         x, y = float(leaf["x"]), float(leaf["y"])
         assert -0.001 <= x and x + w <= width + 0.002 and -0.001 <= y and y + h <= height + 0.002
         area += w * h
-    assert abs(area - width * height) < 1.0
+        slack += 0.001 * (w + h) + 1e-6
+    # The leaves tile the treemap (no gap, no overlap) up to the same
+    # rounding: the leaves of one column share its rounded width, so
+    # their errors add up rather than cancel (1.24 px² in one CI run).
+    assert abs(area - width * height) <= slack, (area, width * height, slack)
 
 
 def png_colours(path):
