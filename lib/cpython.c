@@ -115,6 +115,8 @@ static struct pm_error *recognise_all(struct analysis *a)
 		err = structures_resolve_str_entries(a);
 	if (!err)
 		err = structures_attribute(a);
+	if (!err)
+		err = inferred_attribute(a);
 	return err;
 }
 
