@@ -636,11 +636,13 @@ static void summary_json(struct pm_target *t, const struct pm_cpython_heap *heap
 	pm_strbuf_printf(out, ", \"pymalloc_walked\": %s, \"glibc_walked\": %s, "
 			 "\"debug_hooks\": %s, \"objects\": %" PRIu64
 			 ", \"free_list_objects\": %" PRIu64 ", \"attributed\": %"
-			 PRIu64 ", \"notes\": [",
+			 PRIu64 ", \"inferred\": {\"allocations\": %" PRIu64
+			 ", \"bytes\": %" PRIu64 ", \"precise\": %s}, \"notes\": [",
 			 heap->pymalloc_walked ? "true" : "false",
 			 heap->glibc_walked ? "true" : "false",
 			 heap->debug_hooks ? "true" : "false", heap->objects,
-			 heap->free_list_objects, heap->attributed);
+			 heap->free_list_objects, heap->attributed, heap->inferred,
+			 heap->inferred_bytes, heap->precise ? "true" : "false");
 	for (size_t i = 0; i < heap->nnotes; i++) {
 		if (i)
 			pm_strbuf_append(out, ", ");
@@ -730,6 +732,25 @@ static void summary_text(struct pm_target *t, const struct pm_cpython_heap *heap
 	}
 }
 
+/* How much the inference of cpython_inferred.c covered, said after
+ * everything else (the lines before keep their places): its rows are apart
+ * from the precise ones, and --precise leaves them unknown. */
+static void summary_inferred_text(const struct pm_cpython_heap *heap,
+				  struct pm_strbuf *out)
+{
+	char c[32], b[32];
+	if (heap->precise)
+		pm_strbuf_append(out, "inferred owners: off (--precise): an unknown "
+				 "allocation that one object alone points at stays unknown\n");
+	else if (heap->inferred)
+		pm_strbuf_printf(out, "inferred owners: %s allocations, %s bytes (the "
+				 "\"inferred buffer  held by T (inferred)\" rows: one word "
+				 "of one object of type T alone points at each); --precise "
+				 "leaves them unknown\n",
+				 pm_format_grouped(heap->inferred, c),
+				 pm_format_grouped(heap->inferred_bytes, b));
+}
+
 /* A leak usually shows as one Python type holding most of the heap (the
  * demo's bytes, 76%): then summary ends with the leak suspects, whose
  * reference graph and dominator tree take about twice summary's time; on
@@ -778,6 +799,8 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 			summary_text(t, heap, &s, shown, args->all_rows_option, out);
 		if (!strcmp(by, "type") && !args->state && one_type_stands_out(&s))
 			err = pm_summary_suspects(t, args->format == PM_FORMAT_JSON, out);
+		if (!err && args->format != PM_FORMAT_JSON)
+			summary_inferred_text(heap, out);
 	}
 	free(s.rows);
 	summary_row_index_deinit(&s.index);
