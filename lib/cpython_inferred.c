@@ -28,7 +28,7 @@ enum {
 	DATA_ALIGN = 16,
 	SCAN_POLL = 1 << 16,        /* allocations between interrupt polls */
 };
-/* A module's data or a stack larger than this is not read (none is). */
+/* A module's data larger than this is not read (none is). */
 #define OUTSIDE_REGION_MAX (UINT64_C(1) << 30)
 
 struct scan {
@@ -140,23 +140,13 @@ static void scan_alloc(struct scan *s, size_t i)
 	scan_range(s, alloc->addr, alloc->addr + alloc_usable(alloc), (uint32_t)i);
 }
 
-/* Where a thread's stack region's live part starts: its stack pointer when
- * a thread with registers has it inside (below it are dead frames' stale
- * words), else the region's start. */
-static uint64_t stack_live_start(struct pm_target *t, const struct pm_region *r)
-{
-	for (size_t i = 0; i < pm_target_thread_count(t); i++) {
-		const struct pm_thread *th = pm_target_thread(t, i);
-		if (th->has_regs && th->sp >= r->start && th->sp < r->end)
-			return th->sp & ~UINT64_C(7);
-	}
-	return r->start;
-}
-
 /* Memory outside the heap that holds pointers to it: the modules' writable
- * data (a static type's tp_members, a C library's globals), the .bss after
- * it, and the stacks' live parts. A pointer there is a second holder too:
- * the buffer is not the object's alone. */
+ * data (a static type's tp_members, a C library's globals) and the .bss
+ * after it. A pointer there is a second holder too: the buffer is not the
+ * object's alone. Not the stacks: their live frames keep dead values in
+ * spill slots (a freed buffer's address at startup matches a later
+ * allocation's), and a stopped process's buffers are rarely held by a
+ * frame alone. */
 static void scan_outside_heap(struct scan *s)
 {
 	struct pm_target *t = s->a->t;
@@ -167,14 +157,11 @@ static void scan_outside_heap(struct scan *s)
 		bool writable = (r->perms & PM_PERM_W) && (r->perms & PM_PERM_R);
 		bool module = r->label == PM_LABEL_MODULE;
 		bool bss = r->label == PM_LABEL_ANON && after_module && r->start == prev_end;
-		bool stack = r->label == PM_LABEL_MAIN_STACK ||
-			     r->label == PM_LABEL_THREAD_STACK;
-		uint64_t start = stack ? stack_live_start(t, r) : r->start;
 		after_module = module && writable;
 		prev_end = r->end;
-		if (writable && (module || bss || stack) && r->end > start &&
-		    r->end - start <= OUTSIDE_REGION_MAX)
-			scan_range(s, start, r->end, UINT32_MAX);
+		if (writable && (module || bss) && r->end > r->start &&
+		    r->end - r->start <= OUTSIDE_REGION_MAX)
+			scan_range(s, r->start, r->end, UINT32_MAX);
 	}
 }
 
