@@ -1,10 +1,11 @@
 /* A generic, clearly labelled guess for the memory of C extensions that the
  * precise attributions know nothing of: a glibc allocation still unknown
  * after them whose data start is pointed at by exactly one word of the
- * heap's in-use allocations, that word inside a live recognised object, is
- * taken as that object's buffer ("cpython  inferred buffer  held by T
- * (inferred)", owner the object). Any second pointer from anywhere in the
- * heap leaves it unknown. pm_options.precise turns it off. */
+ * heap's in-use allocations (and modules' data), that word inside a live
+ * recognised object, is taken as that object's buffer ("cpython  inferred
+ * buffer  held by T (inferred)", owner the object); so is one that such a
+ * buffer alone points at, level by level. Any second pointer leaves it
+ * unknown. pm_options.precise turns it off. */
 #include "cpython_analysis.h"
 
 #include <stdio.h>
@@ -27,6 +28,9 @@ enum {
 	 * data (and past a debug header) is 16-byte aligned. */
 	DATA_ALIGN = 16,
 	SCAN_POLL = 1 << 16,        /* allocations between interrupt polls */
+	/* Levels of inferred buffers behind an object followed (passes over
+	 * the candidates, each linear). */
+	NESTING_MAX = 16,
 };
 /* A module's data larger than this is not read (none is). */
 #define OUTSIDE_REGION_MAX (UINT64_C(1) << 30)
@@ -176,40 +180,64 @@ static bool *live_categories(const struct pm_cpython_heap *heap)
 	return live;
 }
 
-/* Gives each candidate that one live object alone points at its category. */
+static struct pm_error *candidate_give(struct analysis *a, uint64_t start,
+				       const struct candidate *c, uint32_t cat,
+				       uint64_t owner)
+{
+	struct pm_cpython_heap *heap = a->heap;
+	struct pm_alloc *alloc = &heap->allocs[c->alloc];
+	alloc->category = cat;
+	alloc->object_offset = (uint8_t)(start - alloc->addr);
+	heap->inferred++;
+	heap->inferred_bytes += alloc->size;
+	return owned_record_owner(a, alloc, owner);
+}
+
+/* Gives each candidate that one live object alone points at its category;
+ * then, level by level, each that one inferred buffer alone points at its
+ * holder's (a C library's structure behind the object's: zlib's window
+ * behind its z_stream state), so the object's whole private tree is its. */
 static struct pm_error *candidates_attribute(struct scan *s, const bool *live)
 {
 	struct analysis *a = s->a;
 	struct pm_cpython_heap *heap = a->heap;
-	/* The categories live[] knows: those added here come after, and an
-	 * allocation given one in this loop is no object. */
+	/* The categories live[] knows. Those added here come after: an
+	 * allocation given one is an inferred buffer, no object. */
 	const size_t nlive = heap->ncategories;
-	for (size_t k = 0; k < s->map.capacity; k++) {
-		if (!s->map.ctrl[k])
-			continue;
-		const struct candidate *c = &s->map.entries[k].value;
-		/* One word, in another allocation (not outside the heap). */
-		if (c->refs != 1 || c->holder >= heap->nallocs || c->holder == c->alloc)
-			continue;
-		const struct pm_alloc *holder = &heap->allocs[c->holder];
-		if (holder->category >= nlive || !live[holder->category])
-			continue;
-		char detail[TYPE_NAME_MAX + 32];
-		snprintf(detail, sizeof(detail), "held by %s (inferred)",
-			 heap->categories[holder->category].kind);
-		uint32_t cat;
-		struct pm_error *err = category_get(a, "cpython", "inferred buffer",
-						    detail, &cat);
-		if (err)
-			return err;
-		struct pm_alloc *alloc = &heap->allocs[c->alloc];
-		alloc->category = cat;
-		alloc->object_offset = (uint8_t)(s->map.entries[k].key - alloc->addr);
-		heap->inferred++;
-		heap->inferred_bytes += alloc->size;
-		err = owned_record_owner(a, alloc, holder->addr + holder->object_offset);
-		if (err)
-			return err;
+	bool more = true;
+	for (int level = 0; more && level < NESTING_MAX; level++) {
+		more = false;
+		for (size_t k = 0; k < s->map.capacity; k++) {
+			if (!s->map.ctrl[k])
+				continue;
+			const struct candidate *c = &s->map.entries[k].value;
+			/* One word, in another allocation (not outside the heap). */
+			if (c->refs != 1 || c->holder >= heap->nallocs ||
+			    c->holder == c->alloc ||
+			    heap->allocs[c->alloc].category != PM_CATEGORY_NONE)
+				continue;
+			const struct pm_alloc *holder = &heap->allocs[c->holder];
+			struct pm_error *err = NULL;
+			if (level == 0 && holder->category < nlive && live[holder->category]) {
+				char detail[TYPE_NAME_MAX + 32];
+				snprintf(detail, sizeof(detail), "held by %s (inferred)",
+					 heap->categories[holder->category].kind);
+				uint32_t cat;
+				err = category_get(a, "cpython", "inferred buffer", detail, &cat);
+				if (!err)
+					err = candidate_give(a, s->map.entries[k].key, c, cat,
+							     holder->addr + holder->object_offset);
+				more = true;
+			} else if (level > 0 && holder->category >= nlive &&
+				   holder->category < heap->ncategories && heap->owners &&
+				   heap->owners[c->holder]) {
+				err = candidate_give(a, s->map.entries[k].key, c,
+						     holder->category, heap->owners[c->holder]);
+				more = true;
+			}
+			if (err)
+				return err;
+		}
 	}
 	return NULL;
 }

@@ -15,7 +15,8 @@ typedef struct {
 	PyObject_HEAD
 	char *buf;                  /* malloc'd, or another Holder's, or freed */
 	Py_ssize_t size;
-	int owns;                   /* dealloc frees buf */
+	int owns;                   /* dealloc frees buf (not a chained one:
+				     * the workload keeps them to the end) */
 } Holder;
 
 static PyObject *holder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
@@ -86,7 +87,29 @@ static PyObject *holder_share(Holder *self, PyObject *other)
 	Py_RETURN_NONE;
 }
 
+/* A second buffer that only the first word of the buffer points at (a C
+ * library's structure behind its handle): returns its address. */
+static PyObject *holder_chain(Holder *self, PyObject *arg)
+{
+	Py_ssize_t size = PyLong_AsSsize_t(arg);
+	if (size == -1 && PyErr_Occurred())
+		return NULL;
+	if (size <= 0 || !self->owns || self->size < (Py_ssize_t)sizeof(char *)) {
+		PyErr_SetString(PyExc_ValueError, "cannot chain here");
+		return NULL;
+	}
+	char *next = malloc((size_t)size);
+	if (!next)
+		return PyErr_NoMemory();
+	memset(next, 0xcd, (size_t)size);
+	memcpy(self->buf, &next, sizeof(next));
+	char text[32];
+	snprintf(text, sizeof(text), "%llx", (unsigned long long)(uintptr_t)next);
+	return PyUnicode_FromString(text);
+}
+
 static PyMethodDef holder_methods[] = {
+	{"chain", (PyCFunction)holder_chain, METH_O, NULL},
 	{"address", (PyCFunction)holder_address, METH_NOARGS, NULL},
 	{"free_buffer", (PyCFunction)holder_free_buffer, METH_NOARGS, NULL},
 	{"share", (PyCFunction)holder_share, METH_O, NULL},
