@@ -740,13 +740,15 @@ static void summary_inferred_text(const struct pm_cpython_heap *heap,
 {
 	char c[32], b[32];
 	if (heap->precise)
-		pm_strbuf_append(out, "inferred owners: off (--precise): an unknown "
-				 "allocation that one object alone points at stays unknown\n");
+		pm_strbuf_append(out, "inferred owners: off (--precise; GDB: set pymortem "
+				 "precise on): an unknown allocation that one object alone "
+				 "points at stays unknown\n");
 	else if (heap->inferred)
-		pm_strbuf_printf(out, "inferred owners: %s allocations, %s bytes (the "
-				 "\"inferred buffer  held by T (inferred)\" rows: one word "
-				 "of one object of type T alone points at each); --precise "
-				 "leaves them unknown\n",
+		pm_strbuf_printf(out, "inferred owners: %s allocations, %s bytes in the "
+				 "\"held by T (inferred)\" rows (one word alone points at "
+				 "each, in an object of type T or in a buffer inferred as "
+				 "its); --precise (GDB: set pymortem precise on) leaves them "
+				 "unknown\n",
 				 pm_format_grouped(heap->inferred, c),
 				 pm_format_grouped(heap->inferred_bytes, b));
 }

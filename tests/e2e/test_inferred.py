@@ -158,7 +158,7 @@ def check(where, truth, missed):
                               if x["kind"] == "unknown")
     assert unknown(p) == unknown(r) + r["inferred"]["bytes"]
     assert listing(where, "--precise") == {}
-    assert "inferred owners: off (--precise)" in \
+    assert "inferred owners: off (--precise" in \
         harness.run_cli("summary", "--precise", where).stdout
     return missing
 
@@ -183,5 +183,45 @@ def test_inferred_owners(python, mode):
             assert len(truth["single"]) == 300
             missed = check(t.pid, truth, None)
             check(t.gcore(), truth, missed)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def test_inferred_owners_gdb():
+    """In GDB, `set pymortem precise on` turns the inference off and `off`
+    back on (the target reopened each time), on a core of the workload
+    under Debian's python3.11."""
+    import test_gdb
+    path = "/usr/bin/python3.11"
+    if not os.access(path, os.X_OK) or shutil.which(test_gdb.GDB) is None:
+        pytest.fail("needs %s and GDB" % path)
+    build = tempfile.mkdtemp(prefix="pm-inferred-ext-")
+    try:
+        if build_extension(path, build) is None:
+            pytest.fail("python3.11 has no C headers (python3-dev)")
+        with harness.start_stopped([path, WORKLOAD, build]) as t:
+            truth = addresses(t.oracle)
+            core = t.gcore()
+            proc = test_gdb.gdb_batch(
+                [path, core],
+                ["heap summary", "echo ==precise==\\n",
+                 "set pymortem precise on", "show pymortem precise",
+                 "heap summary", "echo ==again==\\n",
+                 "set pymortem precise off", "heap summary"])
+            # GDB's own lines come first: from the summary's header on.
+            out = proc.stdout[proc.stdout.index("CPython 3."):]
+            first, rest = out.split("==precise==\n")
+            precise, again = rest.split("==again==\n")
+            n = len(truth["single"]) + len(truth["nested"])
+            row = [line.split() for line in first.splitlines()
+                   if DETAIL in line]
+            assert len(row) == 1 and int(row[0][-3].replace(",", "")) >= \
+                n - n // 20, first
+            assert "inferred owners: " in first and \
+                "allocations" in first, first
+            assert DETAIL not in precise and \
+                "inferred owners: off (--precise" in precise, precise
+            assert "only precise attributions: on" in precise, precise
+            assert again == first, (again, first)
     finally:
         shutil.rmtree(build, ignore_errors=True)
