@@ -39,10 +39,40 @@ struct scan {
 	struct analysis *a;
 	struct candidate_map map;
 	uint64_t lo, hi;            /* the lowest and highest key */
+	/* One bit per hash of a key's 16-byte granule: most heap words
+	 * point at objects, not at candidates, and a bit test turns them
+	 * away before a probe of the map would (a cache miss each). */
+	uint64_t *filter;
+	unsigned filter_shift;      /* 64 - log2(the filter's bits) */
 	/* The target memory at hand: [view_start, view_end) at view. */
 	const uint8_t *view;
 	uint64_t view_start, view_end;
 };
+
+static inline uint64_t filter_bit(const struct scan *s, uint64_t w)
+{
+	return ((w >> 4) * UINT64_C(0x9e3779b97f4a7c15)) >> s->filter_shift;
+}
+
+/* The filter: at least 32 bits per candidate (a word that is no key
+ * passes with odds of 1 in 32 or less). */
+static struct pm_error *filter_build(struct scan *s)
+{
+	unsigned bits_log2 = 16;
+	while (bits_log2 < 40 && (UINT64_C(1) << bits_log2) < 32 * (uint64_t)s->map.size)
+		bits_log2++;
+	s->filter_shift = 64 - bits_log2;
+	s->filter = calloc((UINT64_C(1) << bits_log2) / 64, sizeof(*s->filter));
+	if (!s->filter)
+		return &pm_error_no_memory;
+	for (size_t k = 0; k < s->map.capacity; k++) {
+		if (!s->map.ctrl[k])
+			continue;
+		uint64_t bit = filter_bit(s, s->map.entries[k].key);
+		s->filter[bit / 64] |= UINT64_C(1) << (bit % 64);
+	}
+	return NULL;
+}
 
 static bool candidate_kind(const struct pm_alloc *alloc)
 {
@@ -111,11 +141,32 @@ static bool view_cover(struct scan *s, uint64_t addr, uint64_t len)
 	return true;
 }
 
-/* Counts the words of [start, end) that point at a candidate's start;
- * holder: the allocation they are in (UINT32_MAX: outside the heap). */
-static void scan_range(struct scan *s, uint64_t start, uint64_t end,
-		       uint32_t holder)
+/* The allocation of the run allocs[first, last] that holds the word at
+ * addr: the last starting at or before it (a chunk's prev_size word is its
+ * predecessor's data). */
+static uint32_t run_holder(const struct pm_cpython_heap *heap, size_t first,
+			   size_t last, uint64_t addr)
 {
+	size_t lo = first, hi = last + 1;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (heap->allocs[mid].addr <= addr)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return (uint32_t)lo;
+}
+
+/* Counts the words of [start, end) that point at a candidate's start. The
+ * range is the run allocs[first, last] of adjacent allocations (their
+ * chunk headers between them: a size word is never a 16-aligned heap
+ * address, a prev_size word is the chunk before's data), or with first
+ * SIZE_MAX memory outside the heap. */
+static void scan_range(struct scan *s, uint64_t start, uint64_t end,
+		       size_t first, size_t last)
+{
+	const uint64_t span = s->hi - s->lo;
 	/* In pieces of at most a view each (a large mmapped chunk). */
 	for (uint64_t piece = start; piece + 8 <= end; ) {
 		uint64_t len = end - piece < PM_VIEW_MAX ? end - piece : PM_VIEW_MAX;
@@ -126,22 +177,48 @@ static void scan_range(struct scan *s, uint64_t start, uint64_t end,
 		for (uint64_t off = 0; off < len; off += 8) {
 			uint64_t w;
 			memcpy(&w, b + off, 8);
-			if ((w & (DATA_ALIGN - 1)) || w < s->lo || w > s->hi)
+			if (w - s->lo > span || (w & (DATA_ALIGN - 1)))
+				continue;
+			uint64_t bit = filter_bit(s, w);
+			if (!(s->filter[bit / 64] >> (bit % 64) & 1))
 				continue;
 			struct candidate *c = candidate_map_search(&s->map, &w);
 			if (!c || c->refs >= 2)
 				continue;
 			if (c->refs++ == 0)
-				c->holder = holder;
+				c->holder = first == SIZE_MAX ? UINT32_MAX :
+					run_holder(s->a->heap, first, last, piece + off);
 		}
 		piece += len;
 	}
 }
 
-static void scan_alloc(struct scan *s, size_t i)
+/* Scans the in-use allocations in runs of adjacent ones (one range each:
+ * millions of small blocks cost little more than their words). */
+static struct pm_error *scan_heap(struct scan *s)
 {
-	const struct pm_alloc *alloc = &s->a->heap->allocs[i];
-	scan_range(s, alloc->addr, alloc->addr + alloc_usable(alloc), (uint32_t)i);
+	const struct pm_cpython_heap *heap = s->a->heap;
+	size_t n = heap->nallocs < UINT32_MAX ? heap->nallocs : UINT32_MAX;
+	for (size_t i = 0; i < n;) {
+		if (!scanned_kind(&heap->allocs[i])) {
+			i++;
+			continue;
+		}
+		size_t j = i;
+		while (j + 1 < n && scanned_kind(&heap->allocs[j + 1]) &&
+		       heap->allocs[j + 1].addr - pm_alloc_header(&heap->allocs[j + 1]) ==
+		       pm_alloc_end(&heap->allocs[j]))
+			j++;
+		const struct pm_alloc *last = &heap->allocs[j];
+		scan_range(s, heap->allocs[i].addr, last->addr + alloc_usable(last), i, j);
+		if (i / SCAN_POLL != (j + 1) / SCAN_POLL) {
+			if (pm_target_interrupted(s->a->t))
+				return pm_error_interrupted();
+			pm_target_progress(s->a->t, "inferring owners", j + 1, heap->nallocs);
+		}
+		i = j + 1;
+	}
+	return NULL;
 }
 
 /* Memory outside the heap that holds pointers to it: the modules' writable
@@ -165,7 +242,7 @@ static void scan_outside_heap(struct scan *s)
 		prev_end = r->end;
 		if (writable && (module || bss) && r->end > r->start &&
 		    r->end - r->start <= OUTSIDE_REGION_MAX)
-			scan_range(s, r->start, r->end, UINT32_MAX);
+			scan_range(s, r->start, r->end, SIZE_MAX, SIZE_MAX);
 	}
 }
 
@@ -254,24 +331,17 @@ struct pm_error *inferred_attribute(struct analysis *a)
 	bool *live = NULL;
 	if (!err && s.map.size) {
 		live = live_categories(heap);
-		if (!live)
-			err = &pm_error_no_memory;
+		err = live ? filter_build(&s) : &pm_error_no_memory;
 	}
-	for (size_t i = 0; !err && s.map.size && i < heap->nallocs; i++) {
-		if ((i & (SCAN_POLL - 1)) == SCAN_POLL - 1) {
-			if (pm_target_interrupted(a->t))
-				err = pm_error_interrupted();
-			pm_target_progress(a->t, "inferring owners", i, heap->nallocs);
-		}
-		if (!err && scanned_kind(&heap->allocs[i]))
-			scan_alloc(&s, i);
-	}
+	if (!err && s.map.size)
+		err = scan_heap(&s);
 	if (!err && s.map.size) {
 		scan_outside_heap(&s);
 		pm_target_progress(a->t, "inferring owners", heap->nallocs, heap->nallocs);
 		err = candidates_attribute(&s, live);
 	}
 	free(live);
+	free(s.filter);
 	candidate_map_deinit(&s.map);
 	return err;
 }
