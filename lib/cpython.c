@@ -155,6 +155,7 @@ static void heap_destroy(void *p)
 	free(heap->allocs);
 	pm_alloc_index_destroy(heap->alloc_index);
 	free(heap->owners);
+	free(heap->inferred_owners);
 	free(heap);
 }
 

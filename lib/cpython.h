@@ -244,6 +244,12 @@ struct pm_cpython_heap {
 	 * inference was turned off (pm_options.precise). */
 	uint64_t inferred, inferred_bytes;
 	bool precise;
+	/* Per allocation, the object an inferred buffer is guessed to be
+	 * held by, 0 for none (NULL when none was inferred). Apart from
+	 * owners: the reference graph, retained sizes and --by owner keep to
+	 * the precise owners (an inferred buffer stays a root scanned
+	 * conservatively, as while unknown); listings and describe name it. */
+	uint64_t *inferred_owners;
 	/* Per allocation (the index in allocs), the object that owns it as
 	 * a buffer, recorded when the analysis followed the owner's field or
 	 * chain to it; 0 for none. NULL when nothing was recorded. */

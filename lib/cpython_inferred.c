@@ -3,9 +3,11 @@
  * after them whose data start is pointed at by exactly one word of the
  * heap's in-use allocations (and modules' data), that word inside a live
  * recognised object, is taken as that object's buffer ("cpython  inferred
- * buffer  held by T (inferred)", owner the object); so is one that such a
- * buffer alone points at, level by level. Any second pointer leaves it
- * unknown. pm_options.precise turns it off. */
+ * buffer  held by T (inferred)", heap->inferred_owners naming the object);
+ * so is one that such a buffer alone points at, level by level. Any second
+ * pointer leaves it unknown. pm_options.precise turns it off. The guess
+ * changes labels only: the reference graph still reads such a buffer as a
+ * root, conservatively, as while it was unknown. */
 #include "cpython_analysis.h"
 
 #include <stdio.h>
@@ -267,7 +269,11 @@ static struct pm_error *candidate_give(struct analysis *a, uint64_t start,
 	alloc->object_offset = (uint8_t)(start - alloc->addr);
 	heap->inferred++;
 	heap->inferred_bytes += alloc->size;
-	return owned_record_owner(a, alloc, owner);
+	if (!heap->inferred_owners &&
+	    !(heap->inferred_owners = calloc(heap->nallocs, sizeof(*heap->inferred_owners))))
+		return &pm_error_no_memory;
+	heap->inferred_owners[c->alloc] = owner;
+	return NULL;
 }
 
 /* Gives each candidate that one live object alone points at its category;
@@ -306,10 +312,12 @@ static struct pm_error *candidates_attribute(struct scan *s, const bool *live)
 							     holder->addr + holder->object_offset);
 				more = true;
 			} else if (level > 0 && holder->category >= nlive &&
-				   holder->category < heap->ncategories && heap->owners &&
-				   heap->owners[c->holder]) {
+				   holder->category < heap->ncategories &&
+				   heap->inferred_owners &&
+				   heap->inferred_owners[c->holder]) {
 				err = candidate_give(a, s->map.entries[k].key, c,
-						     holder->category, heap->owners[c->holder]);
+						     holder->category,
+						     heap->inferred_owners[c->holder]);
 				more = true;
 			}
 			if (err)

@@ -269,13 +269,11 @@ static int owned_buffer_compare(const void *x, const void *y)
 
 /* The buffers whose words a conservative reader reads with their owner:
  * C structures that hold references (a module's state, an element's
- * children); not items that precise readers read, nor plain data. An
- * inferred buffer (cpython_inferred.c) was a root while unknown: read with
- * its owner now, what it points at stays reached. */
+ * children); not items that precise readers read, nor plain data. */
 static struct pm_error *owned_buffers_collect(struct builder *b)
 {
 	static const char *const kinds[] = { "module state", "element extra",
-					     "element children", "inferred buffer" };
+					     "element children" };
 	const struct pm_cpython_heap *heap = b->heap;
 	if (!heap->owners)
 		return NULL;

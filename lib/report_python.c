@@ -870,6 +870,8 @@ static void object_json(const struct pm_cpython_heap *heap,
 	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
 	/* An attributed buffer: the object that owns it. */
 	uint64_t owner = heap->owners ? heap->owners[alloc - heap->allocs] : 0;
+	if (!owner && heap->inferred_owners)
+		owner = heap->inferred_owners[alloc - heap->allocs];
 	if (owner)
 		pm_strbuf_printf(out, ", \"owner\": %" PRIu64, owner);
 	pm_strbuf_append(out, "}");
