@@ -73,6 +73,9 @@ static void usage(FILE *out)
 		"  --no-debuginfo      use only .dynsym (ignore .symtab and debug files)\n"
 		"  --debug-dir DIR     where separate debug files live (/usr/lib/debug)\n"
 		"  --exe PATH          the executable, for a core whose notes lack it\n"
+		"  --precise           only precise attributions: no \"held by T (inferred)\"\n"
+		"                      rows (an unknown allocation one object alone points\n"
+		"                      at stays unknown)\n"
 		"  --sysroot DIR       read the target's files under DIR (a core of a process\n"
 		"                      in a container or chroot: its root; live processes in\n"
 		"                      another root are read through /proc/PID/root)\n"
@@ -523,7 +526,7 @@ int main(int argc, char **argv)
 	enum { OPT_JSON = 256, OPT_NO_DEBUGINFO, OPT_DEBUG_DIR, OPT_EXE, OPT_BY,
 	       OPT_TOP, OPT_LIMIT, OPT_MIN_SIZE, OPT_USED, OPT_FREE, OPT_ALL,
 	       OPT_TYPE, OPT_QUERY, OPT_ADDRESS, OPT_LENGTH, OPT_THRESHOLD,
-	       OPT_VERSION, OPT_SYSROOT, OPT_OUTPUT, OPT_RETAINERS };
+	       OPT_VERSION, OPT_SYSROOT, OPT_OUTPUT, OPT_RETAINERS, OPT_PRECISE };
 	static const struct option long_options[] = {
 		{"json", no_argument, NULL, OPT_JSON},
 		{"no-debuginfo", no_argument, NULL, OPT_NO_DEBUGINFO},
@@ -544,6 +547,7 @@ int main(int argc, char **argv)
 		{"threshold", required_argument, NULL, OPT_THRESHOLD},
 		{"output", required_argument, NULL, OPT_OUTPUT},
 		{"retainers", no_argument, NULL, OPT_RETAINERS},
+		{"precise", no_argument, NULL, OPT_PRECISE},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{NULL, 0, NULL, 0},
@@ -560,6 +564,7 @@ int main(int argc, char **argv)
 		case OPT_RETAINERS: retainers = true; break;
 		case OPT_JSON: args.format = PM_FORMAT_JSON; break;
 		case OPT_NO_DEBUGINFO: options.no_debuginfo = true; break;
+		case OPT_PRECISE: options.precise = true; break;
 		case OPT_DEBUG_DIR: options.debug_dir = optarg; break;
 		case OPT_EXE: options.executable = optarg; break;
 		case OPT_SYSROOT: options.sysroot = optarg; break;

@@ -278,7 +278,8 @@ static bool restore_interrupt(TargetObject *self)
  * common to all open_* functions. */
 static TargetObject *target_new(PyObject *module, int no_debuginfo,
 				PyObject *debug_dir, PyObject *executable,
-				PyObject *lookup_symbol, PyObject *sysroot)
+				PyObject *lookup_symbol, PyObject *sysroot,
+				int precise)
 {
 	struct module_state *state = module_state_of(module);
 	PyTypeObject *type = (PyTypeObject *)state->target_type;
@@ -299,6 +300,7 @@ static TargetObject *target_new(PyObject *module, int no_debuginfo,
 		return NULL;
 	}
 	self->options.no_debuginfo = no_debuginfo;
+	self->options.precise = precise;
 	self->options.interrupted = target_interrupted;
 	self->options.interrupted_arg = self;
 	if (lookup_symbol && lookup_symbol != Py_None) {
@@ -333,21 +335,22 @@ static PyObject *target_opened(TargetObject *self, struct pm_error *err)
 }
 
 #define OPEN_KWLIST "no_debuginfo", "debug_dir", "executable", \
-	"lookup_symbol", "sysroot"
+	"lookup_symbol", "sysroot", "precise"
 
 static PyObject *binding_open_pid(PyObject *module, PyObject *args,
 				  PyObject *kwargs)
 {
 	static char *kwlist[] = {"pid", OPEN_KWLIST, NULL};
-	int pid, no_debuginfo = 0;
+	int pid, no_debuginfo = 0, precise = 0;
 	PyObject *debug_dir = NULL, *executable = NULL, *lookup = NULL;
 	PyObject *sysroot = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOOO", kwlist, &pid,
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i|$pOOOOp", kwlist, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup, &sysroot))
+					 &executable, &lookup, &sysroot,
+					 &precise))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup, sysroot);
+					executable, lookup, sysroot, precise);
 	if (!self)
 		return NULL;
 	struct pm_error *err = pm_target_open_pid(pid, &self->options,
@@ -361,13 +364,14 @@ static PyObject *binding_open_core(PyObject *module, PyObject *args,
 	static char *kwlist[] = {"path", OPEN_KWLIST, NULL};
 	PyObject *path = NULL, *debug_dir = NULL, *executable = NULL;
 	PyObject *lookup = NULL, *sysroot = NULL;
-	int no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOO", kwlist, &path,
+	int no_debuginfo = 0, precise = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pOOOOp", kwlist, &path,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup, &sysroot))
+					 &executable, &lookup, &sysroot,
+					 &precise))
 		return NULL;
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup, sysroot);
+					executable, lookup, sysroot, precise);
 	if (!self)
 		return NULL;
 	const char *core_path;
@@ -477,19 +481,19 @@ static PyObject *binding_open_callback(PyObject *module, PyObject *args,
 				 "auxv", "threads", NULL};
 	PyObject *read_fn, *maps_text, *debug_dir = NULL, *executable = NULL;
 	PyObject *auxv = NULL, *threads = NULL, *lookup = NULL, *sysroot = NULL;
-	int pid = 0, no_debuginfo = 0;
-	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOOO", kwlist,
+	int pid = 0, no_debuginfo = 0, precise = 0;
+	if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OU|i$pOOOOpOO", kwlist,
 					 &read_fn, &maps_text, &pid,
 					 &no_debuginfo, &debug_dir,
-					 &executable, &lookup, &sysroot, &auxv,
-					 &threads))
+					 &executable, &lookup, &sysroot,
+					 &precise, &auxv, &threads))
 		return NULL;
 	if (!PyCallable_Check(read_fn)) {
 		PyErr_SetString(PyExc_TypeError, "read must be callable");
 		return NULL;
 	}
 	TargetObject *self = target_new(module, no_debuginfo, debug_dir,
-					executable, lookup, sysroot);
+					executable, lookup, sysroot, precise);
 	if (!self)
 		return NULL;
 	Py_INCREF(read_fn);

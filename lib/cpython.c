@@ -115,6 +115,8 @@ static struct pm_error *recognise_all(struct analysis *a)
 		err = structures_resolve_str_entries(a);
 	if (!err)
 		err = structures_attribute(a);
+	if (!err)
+		err = inferred_attribute(a);
 	return err;
 }
 
@@ -153,6 +155,7 @@ static void heap_destroy(void *p)
 	free(heap->allocs);
 	pm_alloc_index_destroy(heap->alloc_index);
 	free(heap->owners);
+	free(heap->inferred_owners);
 	free(heap);
 }
 

@@ -239,6 +239,17 @@ struct pm_cpython_heap {
 	uint64_t objects;           /* allocations recognised as live objects */
 	uint64_t free_list_objects; /* refcount 0, on a free list */
 	uint64_t attributed;        /* buffers given their owner's category */
+	/* Unknown allocations given to the one object that alone points at
+	 * them (cpython_inferred.c): how many, their bytes; precise: that
+	 * inference was turned off (pm_options.precise). */
+	uint64_t inferred, inferred_bytes;
+	bool precise;
+	/* Per allocation, the object an inferred buffer is guessed to be
+	 * held by, 0 for none (NULL when none was inferred). Apart from
+	 * owners: the reference graph, retained sizes and --by owner keep to
+	 * the precise owners (an inferred buffer stays a root scanned
+	 * conservatively, as while unknown); listings and describe name it. */
+	uint64_t *inferred_owners;
 	/* Per allocation (the index in allocs), the object that owns it as
 	 * a buffer, recorded when the analysis followed the owner's field or
 	 * chain to it; 0 for none. NULL when nothing was recorded. */

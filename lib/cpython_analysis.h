@@ -8,6 +8,7 @@
  *   cpython_owned.c       buffers that recognised objects point at
  *   cpython_chains.c      chains of container storage (deque blocks, odict nodes)
  *   cpython_structures.c  interpreter structures no object points at
+ *   cpython_inferred.c    unknown allocations one object alone points at
  * Facts: shared/reference/cpython-memory.md */
 #ifndef PM_CPYTHON_ANALYSIS_H
 #define PM_CPYTHON_ANALYSIS_H
@@ -269,6 +270,12 @@ struct pm_error *structures_str_entry_push(struct analysis *a, size_t alloc,
 					   uint64_t key);
 struct pm_error *structures_resolve_str_entries(struct analysis *a);
 struct pm_error *structures_attribute(struct analysis *a);
+
+/* cpython_inferred.c */
+/* After the precise attributions: gives each unknown glibc allocation that
+ * one word of one live object alone points at to that object, labelled
+ * inferred (not with pm_options.precise). */
+struct pm_error *inferred_attribute(struct analysis *a);
 
 /* The address index of heap->allocs (NULL on no memory: then lookups
  * search the whole array); destroy takes NULL. */

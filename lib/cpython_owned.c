@@ -393,9 +393,11 @@ uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
 			     uint64_t alloc_addr)
 {
 	const struct pm_alloc *alloc = pm_cpython_find_alloc(heap, alloc_addr);
-	if (!heap->owners || !alloc || alloc->addr != alloc_addr)
+	if (!alloc || alloc->addr != alloc_addr)
 		return 0;
-	return heap->owners[alloc - heap->allocs];
+	size_t i = (size_t)(alloc - heap->allocs);
+	uint64_t owner = heap->owners ? heap->owners[i] : 0;
+	return owner || !heap->inferred_owners ? owner : heap->inferred_owners[i];
 }
 
 /* A block that once held an object and now holds a buffer keeps the old

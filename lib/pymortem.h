@@ -51,6 +51,9 @@ struct pm_options {
 	 * /proc/PID/root. Separate debug files are looked for under it first
 	 * (unless debug_dir is given), then in debug_dir. */
 	const char *sysroot;
+	/* Only the precise attributions: no "held by T (inferred)" rows (an
+	 * unknown allocation that one object alone points at stays unknown). */
+	bool precise;
 };
 
 struct pm_error *pm_target_open_core(const char *core_path,

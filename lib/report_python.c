@@ -636,11 +636,13 @@ static void summary_json(struct pm_target *t, const struct pm_cpython_heap *heap
 	pm_strbuf_printf(out, ", \"pymalloc_walked\": %s, \"glibc_walked\": %s, "
 			 "\"debug_hooks\": %s, \"objects\": %" PRIu64
 			 ", \"free_list_objects\": %" PRIu64 ", \"attributed\": %"
-			 PRIu64 ", \"notes\": [",
+			 PRIu64 ", \"inferred\": {\"allocations\": %" PRIu64
+			 ", \"bytes\": %" PRIu64 ", \"precise\": %s}, \"notes\": [",
 			 heap->pymalloc_walked ? "true" : "false",
 			 heap->glibc_walked ? "true" : "false",
 			 heap->debug_hooks ? "true" : "false", heap->objects,
-			 heap->free_list_objects, heap->attributed);
+			 heap->free_list_objects, heap->attributed, heap->inferred,
+			 heap->inferred_bytes, heap->precise ? "true" : "false");
 	for (size_t i = 0; i < heap->nnotes; i++) {
 		if (i)
 			pm_strbuf_append(out, ", ");
@@ -730,6 +732,27 @@ static void summary_text(struct pm_target *t, const struct pm_cpython_heap *heap
 	}
 }
 
+/* How much the inference of cpython_inferred.c covered, said after
+ * everything else (the lines before keep their places): its rows are apart
+ * from the precise ones, and --precise leaves them unknown. */
+static void summary_inferred_text(const struct pm_cpython_heap *heap,
+				  struct pm_strbuf *out)
+{
+	char c[32], b[32];
+	if (heap->precise)
+		pm_strbuf_append(out, "inferred owners: off (--precise; GDB: set pymortem "
+				 "precise on): an unknown allocation that one object alone "
+				 "points at stays unknown\n");
+	else if (heap->inferred)
+		pm_strbuf_printf(out, "inferred owners: %s allocations, %s bytes in the "
+				 "\"held by T (inferred)\" rows (one word alone points at "
+				 "each, in an object of type T or in a buffer inferred as "
+				 "its); --precise (GDB: set pymortem precise on) leaves them "
+				 "unknown\n",
+				 pm_format_grouped(heap->inferred, c),
+				 pm_format_grouped(heap->inferred_bytes, b));
+}
+
 /* A leak usually shows as one Python type holding most of the heap (the
  * demo's bytes, 76%): then summary ends with the leak suspects, whose
  * reference graph and dominator tree take about twice summary's time; on
@@ -778,6 +801,8 @@ struct pm_error *pm_report_summary(struct pm_target *t,
 			summary_text(t, heap, &s, shown, args->all_rows_option, out);
 		if (!strcmp(by, "type") && !args->state && one_type_stands_out(&s))
 			err = pm_summary_suspects(t, args->format == PM_FORMAT_JSON, out);
+		if (!err && args->format != PM_FORMAT_JSON)
+			summary_inferred_text(heap, out);
 	}
 	free(s.rows);
 	summary_row_index_deinit(&s.index);
@@ -845,6 +870,8 @@ static void object_json(const struct pm_cpython_heap *heap,
 	pm_strbuf_json_string(out, pm_alloc_kind_name(alloc->kind));
 	/* An attributed buffer: the object that owns it. */
 	uint64_t owner = heap->owners ? heap->owners[alloc - heap->allocs] : 0;
+	if (!owner && heap->inferred_owners)
+		owner = heap->inferred_owners[alloc - heap->allocs];
 	if (owner)
 		pm_strbuf_printf(out, ", \"owner\": %" PRIu64, owner);
 	pm_strbuf_append(out, "}");

@@ -293,7 +293,8 @@ class Session:
 
     def __init__(self):
         self.states = {}
-        self.settings = {"access": "auto", "no_debuginfo": False}
+        self.settings = {"access": "auto", "no_debuginfo": False,
+                         "precise": False}
         self._connected = []
         self.snapshots = {}         # name -> file, kept across runs
         self.snapshot_of = {}       # name -> what it was taken of
@@ -350,6 +351,7 @@ class Session:
 
     def _open(self, inferior, key, access, description):
         kwargs = {"no_debuginfo": self.settings["no_debuginfo"],
+                  "precise": self.settings["precise"],
                   "lookup_symbol": SymbolLookup()}
         executable = inferior.progspace.filename if inferior.progspace else None
         if executable:

@@ -1,5 +1,5 @@
 """`set pymortem ...` / `show pymortem ...`: how the plugin reaches the
-target and which symbols the library may use."""
+target, which symbols the library may use and whether it infers owners."""
 
 import gdb
 
@@ -56,8 +56,32 @@ uses only exported symbols, as on a system without debug packages)."""
         return "pymortem uses debug symbols: %s" % svalue
 
 
+class PreciseParameter(gdb.Parameter):
+    """Whether only the precise attributions are made (`on`: no
+"held by T (inferred)" rows; an unknown allocation that one object alone
+points at stays unknown)."""
+
+    set_doc = "Set whether pymortem infers the owners of unknown allocations."
+    show_doc = "Show whether pymortem infers the owners of unknown allocations."
+
+    def __init__(self, session):
+        self.session = session
+        super().__init__("pymortem precise", gdb.COMMAND_DATA,
+                         gdb.PARAM_BOOLEAN)
+        self.value = False
+
+    def get_set_string(self):
+        self.session.settings["precise"] = self.value
+        self.session.invalidate()
+        return ""
+
+    def get_show_string(self, svalue):
+        return "pymortem makes only precise attributions: %s" % svalue
+
+
 def register(session):
     PymortemPrefix("set")
     PymortemPrefix("show")
     AccessParameter(session)
     DebuginfoParameter(session)
+    PreciseParameter(session)

@@ -442,10 +442,12 @@ def test_summary_by_owner(python, mode):
             assert count("dict values", "__dict__ of PlainSentinel") == \
                 made["PlainSentinel"]
         for r in by_type["rows"]:
+            # Inferred buffers have no owner by this split: their rows
+            # ("held by T (inferred)") stay as they are.
+            split = r["domain"] == "cpython" and r["kind"] != "inferred buffer"
             parts = [o for o in by_owner["rows"]
                      if (o["domain"], o["kind"]) == (r["domain"], r["kind"])
-                     and (r["domain"] == "cpython" or
-                          o["detail"] == r["detail"])]
+                     and (split or o["detail"] == r["detail"])]
             assert sum(o["count"] for o in parts) == r["count"], r
             assert sum(o["bytes"] for o in parts) == r["bytes"], r
 
