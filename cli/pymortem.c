@@ -214,49 +214,73 @@ static int run_report(struct pm_target *t, const char *report,
 	return 0;
 }
 
-static int run_on_pid(pid_t pid, const char *report,
-		      const struct pm_options *options,
-		      const struct pm_report_args *args)
-{
-	struct pm_frozen_process *frozen;
-	struct pm_error *err = pm_process_freeze(pid, &frozen);
-	if (err) {
-		fail(NULL, err);
-		return 1;
-	}
+/* Opens TARGET, a pid (frozen, unless it names a file) or a core file,
+ * for every command: on failure says why in one line (expected: what the
+ * command takes, for an operand that is neither) and returns false with
+ * nothing left open. source gets "pid N" or "core PATH". */
+struct opened {
 	struct pm_target *t;
-	err = pm_target_open_pid(pid, options, &t);
-	int status;
-	if (err) {
-		fail(NULL, err);
-		status = 1;
-	} else {
-		status = run_report(t, report, args);
-		pm_target_destroy(t);
-	}
-	pm_process_thaw(frozen);
-	return status;
+	struct pm_frozen_process *frozen;   /* a live pid's, until closed */
+	char source[4200];
+};
+
+static bool is_live_pid(const char *operand, pid_t *pid)
+{
+	return parse_pid(operand, pid) && access(operand, F_OK) != 0;
 }
 
-static int run_on_core(const char *path, const char *report,
-		       const struct pm_options *options,
-		       const struct pm_report_args *args)
+static void opened_close(struct opened *o)
 {
-	struct stat st;
-	if (stat(path, &st) != 0) {
-		fprintf(stderr, "pymortem: error: %s: %s (expected a core file or a pid)\n",
-			path, strerror(errno));
-		return 1;
-	}
-	struct pm_target *t;
-	struct pm_error *err = pm_target_open_core(path, options, &t);
-	if (err) {
+	if (o->t)
+		pm_target_destroy(o->t);
+	if (o->frozen)
+		pm_process_thaw(o->frozen);
+	o->t = NULL;
+	o->frozen = NULL;
+}
+
+static bool opened_open(const char *operand, const struct pm_options *options,
+			const char *expected, struct opened *o)
+{
+	memset(o, 0, sizeof(*o));
+	struct pm_error *err;
+	pid_t pid;
+	if (is_live_pid(operand, &pid)) {
+		err = pm_process_freeze(pid, &o->frozen);
+		if (!err)
+			err = pm_target_open_pid(pid, options, &o->t);
+		snprintf(o->source, sizeof(o->source), "pid %d", (int)pid);
+		if (err)
+			fail(NULL, err);
+	} else {
+		struct stat st;
+		if (stat(operand, &st) != 0) {
+			fprintf(stderr, "pymortem: error: %s: %s (expected %s)\n", operand,
+				strerror(errno), expected);
+			return false;
+		}
+		err = pm_target_open_core(operand, options, &o->t);
+		snprintf(o->source, sizeof(o->source), "core %s", operand);
 		/* Name the file once, whether or not the library did. */
-		fail(strstr(err->message, path) ? NULL : path, err);
-		return 1;
+		if (err)
+			fail(strstr(err->message, operand) ? NULL : operand, err);
 	}
-	int status = run_report(t, report, args);
-	pm_target_destroy(t);
+	if (err) {
+		opened_close(o);
+		return false;
+	}
+	return true;
+}
+
+static int run_on_target(const char *target, const char *report,
+			 const struct pm_options *options,
+			 const struct pm_report_args *args)
+{
+	struct opened o;
+	if (!opened_open(target, options, "a core file or a pid", &o))
+		return 1;
+	int status = run_report(o.t, report, args);
+	opened_close(&o);
 	return status;
 }
 
@@ -265,18 +289,14 @@ static int run_on_core(const char *path, const char *report,
  * that the diff can show previews of what is new. */
 struct side {
 	struct pm_snapshot *snap;
-	struct pm_target *t;
-	struct pm_frozen_process *frozen;
+	struct opened target;
 };
 
 static void side_close(struct side *s)
 {
 	pm_snapshot_destroy(s->snap);
-	if (s->t)
-		pm_target_destroy(s->t);
-	if (s->frozen)
-		pm_process_thaw(s->frozen);
-	memset(s, 0, sizeof(*s));
+	s->snap = NULL;
+	opened_close(&s->target);
 }
 
 /* retainers: the snapshot of a target also gets the rows by retainer
@@ -285,52 +305,31 @@ static bool side_open(const char *operand, const struct pm_options *options, boo
 		      bool retainers, struct side *s)
 {
 	memset(s, 0, sizeof(*s));
-	struct pm_error *err;
 	pid_t pid;
-	char source[4096];
-	if (parse_pid(operand, &pid) && access(operand, F_OK) != 0) {
-		err = pm_process_freeze(pid, &s->frozen);
-		if (!err)
-			err = pm_target_open_pid(pid, options, &s->t);
-		snprintf(source, sizeof(source), "pid %d (live)", (int)pid);
-	} else if (pm_snapshot_is_file(operand)) {
-		err = pm_snapshot_load(operand, &s->snap);
+	if (!is_live_pid(operand, &pid) && pm_snapshot_is_file(operand)) {
+		struct pm_error *err = pm_snapshot_load(operand, &s->snap);
 		if (err) {
 			fail(NULL, err);
 			return false;
 		}
 		return true;
-	} else {
-		struct stat st;
-		if (stat(operand, &st) != 0) {
-			fprintf(stderr, "pymortem: error: %s: %s (expected a core file, a "
-				"snapshot file or a pid)\n", operand, strerror(errno));
-			return false;
-		}
-		err = pm_target_open_core(operand, options, &s->t);
-		if (err && !strstr(err->message, operand)) {
-			fail(operand, err);
-			side_close(s);
-			return false;
-		}
-		snprintf(source, sizeof(source), "core %s", operand);
 	}
-	if (!err)
-		err = pm_snapshot_take(s->t, source, &s->snap);
+	if (!opened_open(operand, options, "a core file, a snapshot file or a pid",
+			 &s->target))
+		return false;
+	char source[4300];
+	snprintf(source, sizeof(source), "%s%s", s->target.source,
+		 s->target.frozen ? " (live)" : "");
+	struct pm_error *err = pm_snapshot_take(s->target.t, source, &s->snap);
 	if (!err && retainers)
-		err = pm_snapshot_add_retainers(s->snap, s->t);
+		err = pm_snapshot_add_retainers(s->snap, s->target.t);
 	if (err) {
 		fail(NULL, err);
 		side_close(s);
 		return false;
 	}
-	if (!keep) {
-		pm_target_destroy(s->t);
-		s->t = NULL;
-		if (s->frozen)
-			pm_process_thaw(s->frozen);
-		s->frozen = NULL;
-	}
+	if (!keep)
+		opened_close(&s->target);
 	return true;
 }
 
@@ -403,47 +402,26 @@ static int run_html_report(const char *before_operand, const char *operand,
 		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output, strerror(errno));
 		return 1;
 	}
-	struct pm_target *t = NULL;
-	struct pm_frozen_process *frozen = NULL;
-	struct pm_error *err;
-	char source[4200];
-	pid_t pid;
 	int status = 1;
 	struct side before = {0};
+	struct opened o = {0};
 	if (before_operand) {
-		bool live = parse_pid(before_operand, &pid) && access(before_operand, F_OK) != 0;
-		if (!side_open(before_operand, options, !live, false, &before)) {
+		pid_t pid;
+		if (!side_open(before_operand, options, !is_live_pid(before_operand, &pid),
+			       false, &before)) {
 			close(fd);
 			unlink(tmp);
 			return 1;
 		}
 	}
-	if (parse_pid(operand, &pid) && access(operand, F_OK) != 0) {
-		err = pm_process_freeze(pid, &frozen);
-		if (!err)
-			err = pm_target_open_pid(pid, options, &t);
-		snprintf(source, sizeof(source), "pid %d", (int)pid);
-	} else if (stat(operand, &st) != 0) {
-		fprintf(stderr, "pymortem: error: %s: %s (expected a core file or a pid)\n",
-			operand, strerror(errno));
+	if (!opened_open(operand, options, "a core file or a pid", &o))
 		goto out;
-	} else {
-		err = pm_target_open_core(operand, options, &t);
-		snprintf(source, sizeof(source), "core %s", operand);
-		if (err && !strstr(err->message, operand)) {
-			fail(operand, err);
-			goto out;
-		}
-	}
 	char *page = NULL;
-	if (!err)
-		err = before_operand ? pm_report_html_diff(t, source, before.snap, before.t, &page)
-				     : pm_report_html(t, source, &page);
+	struct pm_error *err = before_operand ?
+		pm_report_html_diff(o.t, o.source, before.snap, before.target.t, &page) :
+		pm_report_html(o.t, o.source, &page);
 	side_close(&before);
-	if (t)
-		pm_target_destroy(t);
-	if (frozen)
-		pm_process_thaw(frozen);
+	opened_close(&o);
 	progress_clear();
 	if (err) {
 		status = err->code == PM_ERR_INTERRUPTED ? EXIT_INTERRUPTED : 1;
@@ -478,7 +456,7 @@ static int run_html_report(const char *before_operand, const char *operand,
 		fprintf(stderr, "pymortem: error: cannot write %s: %s\n", output, strerror(errno));
 		goto out;
 	}
-	printf("report of %s written to %s (%zu bytes)\n", source, output, len);
+	printf("report of %s written to %s (%zu bytes)\n", o.source, output, len);
 	return 0;
 out:
 	side_close(&before);
@@ -496,7 +474,7 @@ static int run_diff(const char *before_operand, const char *after_operand,
 	/* A core before stays open for the previews of what is gone; a live
 	 * process has changed since, if it is the same one. */
 	pid_t pid;
-	bool before_live = parse_pid(before_operand, &pid) && access(before_operand, F_OK) != 0;
+	bool before_live = is_live_pid(before_operand, &pid);
 	bool retainers = args->by && !strcmp(args->by, "retainer");
 	if (!side_open(before_operand, options, !before_live, retainers, &before))
 		return 1;
@@ -505,7 +483,7 @@ static int run_diff(const char *before_operand, const char *after_operand,
 		return 1;
 	}
 	char *text;
-	struct pm_error *err = pm_diff_run(before.snap, after.snap, before.t, after.t, args,
+	struct pm_error *err = pm_diff_run(before.snap, after.snap, before.target.t, after.target.t, args,
 					   &text);
 	int status = 0;
 	if (err) {
@@ -663,8 +641,5 @@ int main(int argc, char **argv)
 				       output, &options);
 	if (!strcmp(report, "diff"))
 		return run_diff(argv[optind + 1], target, &options, &args);
-	pid_t pid;
-	if (parse_pid(target, &pid) && access(target, F_OK) != 0)
-		return run_on_pid(pid, report, &options, &args);
-	return run_on_core(target, report, &options, &args);
+	return run_on_target(target, report, &options, &args);
 }
