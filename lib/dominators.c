@@ -236,8 +236,14 @@ uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i)
 }
 
 /* Adds bytes to index i's retained bytes; false when out of memory. */
-static bool retained_add(struct pm_dominators *d, uint32_t i, uint64_t bytes)
+static inline bool retained_add(struct pm_dominators *d, uint32_t i, uint64_t bytes)
 {
+	uint32_t low = d->retained_low[i];
+	/* The common case first, inline: below 4 GiB before and after. */
+	if (low != PM_RETAINED_WIDE && bytes < PM_RETAINED_WIDE - low) {
+		d->retained_low[i] = low + (uint32_t)bytes;
+		return true;
+	}
 	uint64_t sum = pm_retained_at(d, i) + bytes;
 	if (sum < PM_RETAINED_WIDE) {
 		d->retained_low[i] = (uint32_t)sum;
@@ -281,7 +287,9 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 			ok &= retained_add(&d->pub, d->rpo[owner], heap->allocs[a].size);
 	}
 	for (uint32_t i = n; i-- > 1;) {
-		ok &= retained_add(&d->pub, idom[i], pm_retained_at(&d->pub, i));
+		uint32_t low = d->pub.retained_low[i];
+		ok &= retained_add(&d->pub, idom[i], low != PM_RETAINED_WIDE ? low :
+				   pm_retained_at(&d->pub, i));
 		c[idom[i]] += c[i];
 	}
 	free(hints);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bits.h"
 #include "bytes.h"
 #include "pymalloc.h"
 
@@ -65,10 +66,11 @@ static bool pool_window(struct builder *b, uint64_t addr, size_t len,
 
 bool builder_read(struct builder *b, uint64_t addr, void *buf, size_t len)
 {
-	const uint8_t *p;
+	/* Inside the pool at hand: a copy, no read (a valid window is the
+	 * pool's bytes, read by pool_window). */
 	if (b->pool_valid && addr >= b->pool_addr && addr - b->pool_addr < b->pool_size &&
-	    pool_window(b, addr, len, &p)) {
-		memcpy(buf, p, len);
+	    len <= b->pool_size - (addr - b->pool_addr)) {
+		memcpy(buf, b->pool_buf + (addr - b->pool_addr), len);
 		return true;
 	}
 	struct pm_error *err = pm_target_read(b->t, addr, buf, len);
@@ -79,7 +81,13 @@ bool builder_read(struct builder *b, uint64_t addr, void *buf, size_t len)
 bool builder_word(struct builder *b, uint64_t addr, uint64_t *ret)
 {
 	uint8_t w[8];
-	if (addr & 7 || !builder_read(b, addr, w, 8))
+	if (addr & 7)
+		return false;
+	if (b->pool_valid && addr >= b->pool_addr && addr - b->pool_addr <= b->pool_size - 8) {
+		*ret = pm_load_u64(b->pool_buf + (addr - b->pool_addr));
+		return true;
+	}
+	if (!builder_read(b, addr, w, 8))
 		return false;
 	*ret = pm_load_u64(w);
 	return true;
@@ -95,7 +103,7 @@ static bool live_bit(const struct pm_graph *g, size_t alloc)
 static uint32_t live_rank_of(const struct pm_graph *g, size_t alloc)
 {
 	uint64_t below = g->live_bits[alloc / 64] & ((UINT64_C(1) << (alloc % 64)) - 1);
-	return g->live_rank[alloc / 64] + (uint32_t)__builtin_popcountll(below);
+	return g->live_rank[alloc / 64] + pm_popcount64(below);
 }
 
 static uint32_t heap_node(const struct pm_graph *g, uint64_t addr)
@@ -307,14 +315,17 @@ static struct pm_error *nodes_collect(struct builder *b)
 	struct pm_graph *g = b->g;
 	const struct pm_cpython_heap *heap = b->heap;
 	b->live_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	b->str_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
 	size_t words = heap->nallocs / 64 + 1;
 	g->live_bits = calloc(words, sizeof(*g->live_bits));
 	g->live_rank = calloc(words, sizeof(*g->live_rank));
-	if (!b->live_category || !g->live_bits || !g->live_rank)
+	if (!b->live_category || !b->str_category || !g->live_bits || !g->live_rank)
 		return &pm_error_no_memory;
-	for (size_t c = 0; c < heap->ncategories; c++)
+	for (size_t c = 0; c < heap->ncategories; c++) {
 		b->live_category[c] = !strcmp(heap->categories[c].domain, "python") &&
 				      strcmp(heap->categories[c].detail, "free list");
+		b->str_category[c] = !strcmp(heap->categories[c].kind, "str");
+	}
 	for (size_t i = 0; i < heap->nallocs; i++) {
 		const struct pm_alloc *alloc = &heap->allocs[i];
 		if (alloc->category >= heap->ncategories ||
@@ -331,7 +342,7 @@ static struct pm_error *nodes_collect(struct builder *b)
 	uint32_t count = 0;
 	for (size_t w = 0; w < words; w++) {
 		g->live_rank[w] = count;
-		count += (uint32_t)__builtin_popcountll(g->live_bits[w]);
+		count += pm_popcount64(g->live_bits[w]);
 	}
 	g->nheap = (uint32_t)b->node_alloc.size;
 	g->node_alloc = b->node_alloc.data;
@@ -347,7 +358,17 @@ static bool object_window(struct builder *b, uint32_t n)
 	b->alloc = alloc;
 	b->obj = alloc->addr + alloc->object_offset;
 	b->window_len = room < OBJECT_WINDOW ? (size_t)room : OBJECT_WINDOW;
-	return b->window_len >= 16 && builder_read(b, b->obj, b->window, b->window_len);
+	if (b->window_len < 16)
+		return false;
+	/* A pymalloc object: its pool at hand, read once for all the objects
+	 * in it (they come in address order), its fields then copied. */
+	const uint8_t *in_pool;
+	if (alloc->kind == PM_ALLOC_PYMALLOC &&
+	    pool_window(b, b->obj, b->window_len, &in_pool)) {
+		memcpy(b->window, in_pool, b->window_len);
+		return true;
+	}
+	return builder_read(b, b->obj, b->window, b->window_len);
 }
 
 static struct pm_error *edges_collect(struct builder *b)
@@ -459,6 +480,7 @@ static struct pm_error *graph_finish(struct builder *b)
 static void builder_deinit(struct builder *b)
 {
 	free(b->live_category);
+	free(b->str_category);
 	free(b->pool_buf);
 	u32_vector_deinit(&b->targets);
 	u32_vector_deinit(&b->labels);

@@ -205,6 +205,7 @@ struct builder {
 	struct dict_lookup_vector dict_lookups;
 	struct owned_buffer_vector owned;   /* sorted by node */
 	bool *live_category;        /* per category: a live object's */
+	bool *str_category;         /* per category: an exact str's */
 	struct u32_vector node_alloc;
 	struct u32_vector targets, labels;
 	struct u8_vector kinds;

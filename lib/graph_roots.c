@@ -357,16 +357,19 @@ static struct pm_error *stack_roots(struct roots *r)
 static struct pm_error *allocation_roots(struct roots *r)
 {
 	const struct pm_cpython_heap *heap = r->g->heap;
+	/* Per category, once: is it a runtime structure or unknown memory? */
+	bool *scanned_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	if (!scanned_category)
+		return &pm_error_no_memory;
+	for (size_t c = 0; c < heap->ncategories; c++)
+		scanned_category[c] = pm_category_buffer_domain(heap->categories[c].domain) ||
+				      !strcmp(heap->categories[c].kind, "unknown");
 	struct pm_error *err = NULL;
 	for (size_t i = 0; i < heap->nallocs && !err; i++) {
 		const struct pm_alloc *alloc = &heap->allocs[i];
 		if (alloc->category >= heap->ncategories ||
-		    (heap->owners && heap->owners[i]))
-			continue;
-		const struct pm_category *c = &heap->categories[alloc->category];
-		bool structure = pm_category_buffer_domain(c->domain);
-		bool unknown = !strcmp(c->kind, "unknown");
-		if (!structure && !unknown)
+		    (heap->owners && heap->owners[i]) ||
+		    !scanned_category[alloc->category])
 			continue;
 		uint64_t len = pm_alloc_data_end(alloc) - alloc->addr;
 		if (len > SCAN_ALLOC_MAX || r->scanned + len > SCAN_TOTAL_MAX) {
@@ -375,9 +378,12 @@ static struct pm_error *allocation_roots(struct roots *r)
 		}
 		r->scanned += len;
 		if ((i & 0xfff) == 0xfff && pm_target_interrupted(r->g->t))
-			return pm_error_interrupted();
-		err = scan_words(r, alloc->addr, alloc->addr + len, PM_ROOT_UNKNOWN_ALLOC, 0);
+			err = pm_error_interrupted();
+		else
+			err = scan_words(r, alloc->addr, alloc->addr + len,
+					 PM_ROOT_UNKNOWN_ALLOC, 0);
 	}
+	free(scanned_category);
 	if (!err && r->capped)
 		pm_target_warn(r->g->t, false, 0, "reference graph: allocations over "
 			       "4 MiB, and beyond 1 GiB in all, were not searched for "

@@ -3,6 +3,7 @@
  * it is the same everywhere: arena vector -> carved pools -> blocks, where a
  * block is free when it is on the pool's freeblock chain or in the pool's
  * never-used tail. Every number read from the target is range-checked. */
+#include "bits.h"
 #include "bytes.h"
 #include "pymalloc.h"
 
@@ -301,7 +302,7 @@ static uint32_t pool_count_used(const struct pm_pymalloc *pm,
 	uint32_t n = 0;
 	size_t words = (pool->nblocks + 63) / 64;
 	for (size_t i = 0; i < words; i++)
-		n += (uint32_t)__builtin_popcountll(pm->used_bits[pool->bits + i]);
+		n += pm_popcount64(pm->used_bits[pool->bits + i]);
 	return n;
 }
 

@@ -42,26 +42,35 @@ static uint8_t *namespaces(const struct pm_graph *g)
 {
 	const struct pm_cpython_heap *heap = g->heap;
 	uint8_t *ns = calloc(g->nnodes ? g->nnodes : 1, 1);
-	/* The categories of classes: the instances of metatypes (type,
-	 * ABCMeta, EnumMeta, ...: their kind is TK_TYPE). */
-	uint8_t *class_category = calloc(heap->ncategories + 1, 1);
-	if (!ns || !class_category) {
+	/* The categories of classes (the instances of metatypes: type,
+	 * ABCMeta, EnumMeta, ...: their kind is TK_TYPE) and of modules,
+	 * decided once per category rather than per node. */
+	uint8_t *namespace_category = calloc(heap->ncategories + 1, 1);
+	if (!ns || !namespace_category) {
 		free(ns);
-		free(class_category);
+		free(namespace_category);
 		return NULL;
 	}
 	for (size_t i = 0; i < heap->ntype_table; i++)
 		if (heap->type_table[i].kind == TK_TYPE &&
 		    heap->type_table[i].category < heap->ncategories)
-			class_category[heap->type_table[i].category] = 1;
+			namespace_category[heap->type_table[i].category] = 1;
+	for (size_t c = 0; c < heap->ncategories; c++)
+		if (!strcmp(heap->categories[c].kind, "module"))
+			namespace_category[c] = 1;
 	for (uint32_t n = 0; n < g->nheap; n++) {
 		uint32_t c = heap->allocs[g->node_alloc[n]].category;
-		if ((c < heap->ncategories && class_category[c]) ||
-		    !strcmp(pm_graph_node_type(g, n), "module") ||
-		    pm_cpython_find_type(heap, pm_graph_node_addr(g, n)))
+		if (c < heap->ncategories && namespace_category[c])
 			ns[n] = 1;
 	}
-	free(class_category);
+	free(namespace_category);
+	/* Every type object the analysis knows that is a node, whatever its
+	 * metatype: one lookup per type, not a search per node. */
+	for (size_t i = 0; i < heap->ntype_table; i++) {
+		uint32_t n = pm_graph_node_at(g, heap->type_table[i].addr);
+		if (n != PM_NODE_NONE && n < g->nheap)
+			ns[n] = 1;
+	}
 	for (uint32_t n = 0; n < g->nheap; n++) {
 		if (!ns[n])
 			continue;
@@ -168,6 +177,17 @@ static size_t top_candidates(const struct retained_view *v, const char *type, bo
 	return have;
 }
 
+struct row_slot {
+	uint32_t row;               /* index in the tree */
+	size_t k;                   /* its place in rows[] */
+};
+
+static int row_slot_compare(const void *a, const void *b)
+{
+	const struct row_slot *x = a, *y = b;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
 /* The own bytes (allocation and buffers) of the objects at the indices
  * rows[0, n): what each retains less what its children in the tree do; one
  * pass over the tree instead of 8 bytes per object kept for a few rows. */
@@ -176,21 +196,38 @@ static struct pm_error *own_of_rows(const struct retained_view *v, const uint32_
 {
 	const struct pm_dominators *d = v->d;
 	uint64_t *wanted = calloc((size_t)(d->reached + 1) / 64 + 1, sizeof(*wanted));
-	if (!wanted)
+	/* The rows by index, searched for each child of a wanted one: a row
+	 * that dominates millions is looked up that many times. */
+	struct row_slot *slots = malloc((n ? n : 1) * sizeof(*slots));
+	if (!wanted || !slots) {
+		free(wanted);
+		free(slots);
 		return &pm_error_no_memory;
+	}
 	for (size_t k = 0; k < n; k++) {
 		own[k] = pm_retained_at(d, rows[k]);
 		wanted[rows[k] / 64] |= UINT64_C(1) << (rows[k] % 64);
+		slots[k] = (struct row_slot){ rows[k], k };
 	}
+	qsort(slots, n, sizeof(*slots), row_slot_compare);
 	for (uint32_t i = 1; i <= d->reached; i++) {
 		uint32_t p = d->idom[i];
 		if (!((wanted[p / 64] >> (p % 64)) & 1))
 			continue;
-		for (size_t k = 0; k < n; k++)
-			if (rows[k] == p)
-				own[k] -= pm_retained_at(d, i);
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (slots[mid].row < p)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		uint64_t child = pm_retained_at(d, i);
+		for (; lo < n && slots[lo].row == p; lo++)
+			own[slots[lo].k] -= child;
 	}
 	free(wanted);
+	free(slots);
 	return NULL;
 }
 

@@ -11,6 +11,8 @@
 
 #include "residency.h"
 
+#include "bits.h"
+
 #define AT_PAGESZ_TYPE 6
 #define PAGEMAP_PRESENT (UINT64_C(1) << 63)
 #define PAGEMAP_SWAPPED (UINT64_C(1) << 62)
@@ -269,7 +271,7 @@ static void warn_zero_pages(struct pm_residency *res)
 		uint64_t present = 0;
 		size_t words = (size_t)((r->end - r->start) / res->page + 63) / 64;
 		for (size_t w = 0; w < words; w++)
-			present += (uint64_t)__builtin_popcountll(rp->present[w]);
+			present += pm_popcount64(rp->present[w]);
 		if (present * res->page != res->rss[i])
 			differing++;
 	}
