@@ -6,7 +6,9 @@ mapping with a neighbouring anonymous one: a library's .bss, or else two
 pages the workload maps next to it for that), one of a whole file, one of a file at an offset, an
 instance of a subclass, and one it closes; it reports each object's id(),
 its type's tp_name, the data address (ctypes over its buffer) and len().
-Live and from a gcore core, under every interpreter:
+Live and from a gcore core, under every interpreter, with pymalloc,
+PYTHONMALLOC=malloc and -X dev (the objects in pymalloc blocks, in glibc
+chunks, behind the debug hooks' headers):
 
 - every /proc/PID/maps entry (read by the harness, not by pymortem) that
   holds a page of an open object's [data, data + len rounded up to pages)
@@ -108,15 +110,19 @@ def check_regions(doc, text, truth, maps):
     assert not problems, "\n".join(problems)
 
 
-def start(path):
-    return harness.start_stopped([path, WORKLOAD])
+def start(path, mode="pymalloc"):
+    flags, extra_env = harness.ALLOCATOR_MODES[mode]
+    env = dict(os.environ, **extra_env)
+    env.pop("MALLOC_PERTURB_", None)
+    return harness.start_stopped([path] + flags + [WORKLOAD], env=env)
 
 
+@pytest.mark.parametrize("mode", list(harness.ALLOCATOR_MODES))
 @pytest.mark.parametrize("python", python_params())
-def test_mmap_mappings_labelled(python):
+def test_mmap_mappings_labelled(python, mode):
     label, path = python
     assert path, "no CPython 3.8-3.13 found"
-    with start(path) as t:
+    with start(path, mode) as t:
         truth = t.oracle
         assert len(truth["open"]) >= 8, truth
         assert [o for o in truth["open"] if o["what"] == "private"], \
