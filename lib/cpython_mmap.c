@@ -142,16 +142,14 @@ static int mmap_compare(const void *x, const void *y)
 /* Sorts them and leaves out every pair that overlaps: two live objects
  * never share a mapping, so one of them is misread, and which is not
  * known. */
-static void drop_overlapping(struct mmap_vector *v)
+static struct pm_error *drop_overlapping(struct mmap_vector *v)
 {
 	if (v->size < 2)
-		return;
+		return NULL;
 	qsort(v->data, v->size, sizeof(*v->data), mmap_compare);
 	bool *bad = calloc(v->size, sizeof(*bad));
-	if (!bad) {
-		v->size = 0;        /* none rather than an unchecked one */
-		return;
-	}
+	if (!bad)
+		return &pm_error_no_memory;
 	/* In start order, one overlaps an earlier one when it starts before
 	 * the furthest end so far, and a later one when it ends after the
 	 * next one's start. */
@@ -172,6 +170,7 @@ static void drop_overlapping(struct mmap_vector *v)
 			v->data[kept++] = v->data[i];
 	v->size = kept;
 	free(bad);
+	return NULL;
 }
 
 /* Each region holding part of the mapping counts that part. */
@@ -221,11 +220,12 @@ struct pm_error *mmap_objects_find(struct pm_target *t, struct pm_cpython_heap *
 			err = &pm_error_no_memory;
 	}
 	category_ids_deinit(&cats);
+	if (!err)
+		err = drop_overlapping(&found);
 	if (err) {
 		mmap_vector_deinit(&found);
 		return err;
 	}
-	drop_overlapping(&found);
 	/* Labelled last, once nothing can fail: a region's count must not
 	 * take an object twice if the analysis is run again. */
 	for (size_t i = 0; i < found.size; i++)

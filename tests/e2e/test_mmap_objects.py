@@ -23,7 +23,10 @@ chunks, behind the debug hooks' headers):
   checked) and its region counts only the object's pages;
 - a file mapping at an offset is the region whose maps offset is the one
   the process asked for.
-In GDB (`heap regions --json` on the gcore core) the same holds.
+In GDB (`heap regions --json` on the gcore core) the same holds. With
+--corrupt, objects whose data, size or offset fields the process itself
+overwrote (misaligned, unmapped, too large, not the file's offset, two
+given one mapping) own nothing and their mappings are not labelled.
 """
 
 import json
@@ -100,6 +103,14 @@ def check_regions(doc, text, truth, maps):
     want = {obj["id"]: pages(obj["size"], page) for obj in truth["open"]}
     if owned != want:
         problems.append("owners %s, want %s" % (owned, want))
+    for obj in truth.get("corrupt", []):
+        if obj["id"] in owned:
+            problems.append("corrupted (%s) object owns %s" % (obj["what"], owned[obj["id"]]))
+        for m, _ in pieces(maps, obj["data"], obj["data"] + pages(obj["size"], page)):
+            r = by_start.get(m["start"])
+            if r and (r.get("owners") or any(a["label"] == LABEL for a in r["areas"])):
+                problems.append("corrupted (%s): region %x-%x labelled %r, owners %s" % (
+                    obj["what"], r["start"], r["end"], r["label"], r.get("owners")))
     if truth["closed"]["id"] in owned:
         problems.append("the closed object owns %s" % owned[truth["closed"]["id"]])
     labelled = sum(a["bytes"] for r in doc["regions"] for a in r["areas"]
@@ -110,11 +121,11 @@ def check_regions(doc, text, truth, maps):
     assert not problems, "\n".join(problems)
 
 
-def start(path, mode="pymalloc"):
+def start(path, mode="pymalloc", *args):
     flags, extra_env = harness.ALLOCATOR_MODES[mode]
     env = dict(os.environ, **extra_env)
     env.pop("MALLOC_PERTURB_", None)
-    return harness.start_stopped([path] + flags + [WORKLOAD], env=env)
+    return harness.start_stopped([path] + flags + [WORKLOAD] + list(args), env=env)
 
 
 @pytest.mark.parametrize("mode", list(harness.ALLOCATOR_MODES))
@@ -128,6 +139,23 @@ def test_mmap_mappings_labelled(python, mode):
         assert [o for o in truth["open"] if o["what"] == "private"], \
             "no private mmap merged with a neighbour: the premise is missing"
         assert all(o["data"] % truth["page"] == 0 for o in truth["open"])
+        for where in (t.pid, t.gcore()):
+            doc = harness.cli_json("regions", "--json", where)
+            text = harness.run_cli("regions", where).stdout
+            check_regions(doc, text, truth, t.maps)
+    shutil.rmtree(t.workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("python", python_params(sanitizer_subset=True))
+def test_corrupted_mmap_objects_left_out(python):
+    """Objects whose fields the process overwrote (py_mmap.py --corrupt)
+    own nothing, their mappings unlabelled; the rest are labelled as
+    ever."""
+    label, path = python
+    assert path, "no CPython 3.8-3.13 found"
+    with start(path, "pymalloc", "--corrupt") as t:
+        truth = t.oracle
+        assert len(truth["corrupt"]) == 6, truth["corrupt"]
         for where in (t.pid, t.gcore()):
             doc = harness.cli_json("regions", "--json", where)
             text = harness.run_cli("regions", where).stdout

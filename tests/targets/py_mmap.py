@@ -11,7 +11,13 @@ every kind the regions report labels, and one it must not:
   - of a whole temporary file, and of a window of another at an offset of
     two allocation granules;
   - an instance of a subclass of mmap.mmap;
-  - one closed (its data pointer NULL: it holds nothing).
+  - one closed (its data pointer NULL: it holds nothing);
+  - with --corrupt, more whose fields it then overwrites (ctypes, in the
+    object itself; the process never touches them again and is killed,
+    so nothing runs on them): data not page-aligned, data at a page no
+    mapping holds, a size larger than any mapping, a file offset that is
+    not the mapping's, and two objects given one mapping. pymortem must
+    take none of them as an owner (their mappings stay unlabelled).
 Writes to the oracle ($PM_ORACLE_FILE), as the process sees them, each
 object's id(), its type's tp_name, data address (ctypes.addressof of a c_char
 laid over its buffer; the view is dropped at once, so no export is left
@@ -91,6 +97,43 @@ def private_merged(objects):
     return None
 
 
+KEEP = []      # the corrupted objects: never released (no dealloc runs)
+
+
+def corrupted(files):
+    """The --corrupt objects, as they were before their fields changed."""
+    page = mmap.PAGESIZE
+    made = []
+
+    def make(what, m):
+        made.append({"what": what, "id": id(m), "data": data_address(m),
+                     "size": len(m)})
+        KEEP.append(m)
+        return m
+
+    def poke(m, offset, value):     # mmap_object: data 16, size 24, offset 40
+        ctypes.c_uint64.from_address(id(m) + offset).value = value
+
+    m = make("misaligned", mmap.mmap(-1, 2 * page))
+    poke(m, 16, made[-1]["data"] + 8)
+    m = make("unmapped", mmap.mmap(-1, 2 * page))
+    poke(m, 16, page)               # below mmap_min_addr: never mapped
+    m = make("too large", mmap.mmap(-1, 2 * page))
+    poke(m, 24, 1 << 45)
+    f = tempfile.TemporaryFile()
+    f.write(b"c" * (4 * page))
+    f.flush()
+    files.append(f)
+    m = make("wrong offset", mmap.mmap(f.fileno(), 2 * page, offset=page))
+    poke(m, 40, 2 * page)
+    first = make("shared first", mmap.mmap(-1, 3 * page))
+    second = make("shared second", mmap.mmap(-1, page))
+    poke(second, 16, made[-2]["data"])
+    poke(second, 24, 3 * page)
+    del first, second
+    return made
+
+
 def tp_name(cls):
     """The C-level tp_name of a type, read from its PyTypeObject (after
     ob_refcnt, ob_type and ob_size in every version): what pymortem reads."""
@@ -121,18 +164,20 @@ def main():
     closed = mmap.mmap(-1, 8 * mmap.PAGESIZE)
     closed_data = data_address(closed)
     closed.close()
+    corrupt = corrupted(files) if "--corrupt" in sys.argv else []
     doc = {"version": list(sys.version_info[:3]), "pid": os.getpid(),
            "page": mmap.PAGESIZE, "granule": granule,
            "open": [{"what": what, "id": id(m), "type": tp_name(type(m)),
                      "data": data_address(m),
                      "size": len(m)} for what, m in objects],
            "neighbour": neighbour,
+           "corrupt": corrupt,
            "closed": {"id": id(closed), "data": closed_data}}
     path = os.environ["PM_ORACLE_FILE"]
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f)
     os.rename(path + ".tmp", path)
-    keep = (objects, closed, files)
+    keep = (objects, closed, files, KEEP)
     while keep:
         os.kill(os.getpid(), signal.SIGSTOP)
 
