@@ -156,6 +156,7 @@ static void heap_destroy(void *p)
 	pm_alloc_index_destroy(heap->alloc_index);
 	free(heap->owners);
 	free(heap->inferred_owners);
+	free(heap->mmaps);
 	free(heap);
 }
 
@@ -240,6 +241,8 @@ struct pm_error *pm_cpython_analyse(struct pm_target *t,
 		if (!err)
 			err = keep_types(&a);
 		analysis_deinit(&a);
+		if (!err)
+			err = mmap_objects_find(t, heap);
 		if (err) {
 			heap_destroy(heap);
 			return err;

@@ -142,6 +142,7 @@ enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 /* cpython_owned_ext.c: ctypes' instances, _io.BytesIO,
 		  * decimal.Decimal */
 		 TK_CDATA, TK_BYTESIO, TK_DECIMAL,
+		 TK_MMAP,                   /* mmap.mmap (cpython_mmap.c) */
 		 TK_KINDS };
 
 /* A type object that some recognised object has as its ob_type. */
@@ -151,6 +152,17 @@ struct pm_cpython_type {
 	char *name;                 /* tp_name */
 	uint8_t kind;               /* enum type_kind */
 	uint32_t category;          /* the category of its live instances */
+};
+
+/* An open mmap.mmap object and the mapping it made (cpython_mmap.c): no
+ * allocator's memory, so in no summary row; the regions holding it are
+ * labelled with it. */
+struct pm_cpython_mmap {
+	uint64_t object;            /* its address, as `objects` lists it */
+	const char *type;           /* its type's tp_name (the heap's copy) */
+	uint64_t data, size;        /* its fields: the mapping's start, len() */
+	uint64_t mapped;            /* size rounded up to whole pages: what the
+				     * kernel mapped */
 };
 
 enum pm_alloc_kind {
@@ -262,6 +274,10 @@ struct pm_cpython_heap {
 	 * not found): PyType_Type, PyList_Type, ... by enum type_kind. */
 	uint64_t kind_types[TK_KINDS];
 	uint64_t object_type;       /* PyBaseObject_Type */
+	/* The open mmap.mmap objects, by data (their mappings do not
+	 * overlap: two objects claiming one page are both left out). */
+	size_t nmmaps;
+	struct pm_cpython_mmap *mmaps;
 	/* Address -> allocation in one probe (pm_cpython_find_alloc): the
 	 * allocations of each 64 KiB of address space (cpython_allocs.c). */
 	struct pm_alloc_index *alloc_index;
@@ -277,6 +293,17 @@ struct pm_error *pm_cpython_analyse(struct pm_target *t,
  * (its address, where `objects` lists it), or 0 when none was recorded. */
 uint64_t pm_cpython_owner_of(const struct pm_cpython_heap *heap,
 			     uint64_t alloc_addr);
+
+/* Whether the target may hold mmap.mmap objects: the mmap extension is
+ * mapped, or built into the interpreter (PyInit_mmap). Only then do
+ * `regions` and the analysis look for them, so that regions stays quick
+ * (no object analysis) in the processes that have none. */
+bool pm_cpython_mmap_possible(struct pm_target *t);
+
+/* The index of the first of heap->mmaps whose mapping ends after addr
+ * (heap->nmmaps when none does). */
+size_t pm_cpython_mmap_first_after(const struct pm_cpython_heap *heap,
+				   uint64_t addr);
 
 /* The type at addr that the analysis validated, or NULL. */
 const struct pm_cpython_type *pm_cpython_find_type(const struct pm_cpython_heap *heap,

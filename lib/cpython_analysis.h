@@ -9,6 +9,7 @@
  *   cpython_chains.c      chains of container storage (deque blocks, odict nodes)
  *   cpython_structures.c  interpreter structures no object points at
  *   cpython_inferred.c    unknown allocations one object alone points at
+ *   cpython_mmap.c        mmap.mmap objects and the regions they hold
  * Facts: shared/reference/cpython-memory.md */
 #ifndef PM_CPYTHON_ANALYSIS_H
 #define PM_CPYTHON_ANALYSIS_H
@@ -260,6 +261,15 @@ bool numpy_dtype_class_type(const struct type_info *ti);
 bool numpy_dtype_class_possible(struct analysis *a, uint64_t tp);
 struct pm_error *numpy_array_owned(struct analysis *a, const uint8_t *b,
 				   size_t avail);
+
+/* cpython_mmap.c */
+/* Whether an instance of a type named mmap.mmap is this large in the
+ * interpreter's minor version (its struct is the one read). */
+bool mmap_object_size(int minor, uint64_t basicsize);
+/* Once the objects are known and heap->type_table kept: finds the open
+ * mmap.mmap objects (heap->mmaps) and labels the regions they hold. */
+struct pm_error *mmap_objects_find(struct pm_target *t,
+				   struct pm_cpython_heap *heap);
 
 /* cpython_chains.c */
 struct pm_error *chains_attribute(struct analysis *a);

@@ -175,6 +175,9 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
 			return named[i].kind;
+	/* Its struct's size differs between patch releases (cpython_mmap.c). */
+	if (mmap_object_size(l->minor, basicsize) && !strcmp(name, "mmap.mmap"))
+		return TK_MMAP;
 	return numpy_array_type(name, basicsize) ? TK_NDARRAY : TK_OTHER;
 }
 
@@ -188,7 +191,8 @@ static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
 	    (size != l->deque_size && size != l->array_size &&
 	     size != l->stringio_size && size != l->odict_size &&
 	     size != l->cdata_size && size != l->bytesio_size &&
-	     size != l->decimal_size && !numpy_array_size(size)) ||
+	     size != l->decimal_size && !mmap_object_size(l->minor, size) &&
+	     !numpy_array_size(size)) ||
 	    !analysis_read_word(a, tp + l->tp_name, &name_ptr))
 		return TK_OTHER;
 	char name[TYPE_NAME_MAX];

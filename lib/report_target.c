@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cpython.h"
 #include "elffile.h"
 #include "glibc.h"
 #include "pymalloc.h"
@@ -19,6 +20,25 @@ static void perms_text(uint32_t perms, char buf[5])
 }
 
 
+/* The mmap.mmap objects whose mappings the region holds (part of): each
+ * object, its type, its mapping and the bytes of it in the region. */
+static void mmap_owners_json(const struct pm_cpython_heap *heap,
+			     const struct pm_region *r, struct pm_strbuf *out)
+{
+	size_t first = pm_cpython_mmap_first_after(heap, r->start);
+	for (size_t i = first; i < heap->nmmaps && heap->mmaps[i].data < r->end; i++) {
+		const struct pm_cpython_mmap *m = &heap->mmaps[i];
+		uint64_t lo = m->data > r->start ? m->data : r->start;
+		uint64_t hi = m->data + m->mapped < r->end ? m->data + m->mapped : r->end;
+		pm_strbuf_printf(out, "%s{\"owner\": %llu, \"type\": ", i > first ? ", " : "",
+				 (unsigned long long)m->object);
+		pm_strbuf_json_string(out, m->type);
+		pm_strbuf_printf(out, ", \"start\": %llu, \"size\": %llu, \"bytes\": %llu}",
+				 (unsigned long long)m->data, (unsigned long long)m->size,
+				 (unsigned long long)(hi - lo));
+	}
+}
+
 struct pm_error *pm_report_regions(struct pm_target *t,
 				   const struct pm_report_args *args,
 				   struct pm_strbuf *out)
@@ -30,6 +50,17 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 	pm_error_destroy(pm_glibc_walk(t, &heap));
 	const struct pm_pymalloc *pymalloc;
 	pm_error_destroy(pm_pymalloc_walk(t, &pymalloc));
+	/* The mappings mmap.mmap objects made are labelled by the CPython
+	 * analysis, which must find the objects first: run (once, cached)
+	 * only where the mmap module is there, so that regions stays quick
+	 * in the processes that cannot have any. */
+	const struct pm_cpython_heap *objects = NULL;
+	if (pm_cpython_mmap_possible(t)) {
+		struct pm_error *err = pm_cpython_analyse(t, &objects);
+		if (err)
+			objects = NULL;
+		pm_error_destroy(err);
+	}
 	size_t n = pm_target_region_count(t);
 	if (args->format == PM_FORMAT_JSON) {
 		pm_strbuf_append(out, "\"regions\": [");
@@ -57,6 +88,9 @@ struct pm_error *pm_report_regions(struct pm_target *t,
 						 pm_region_label_name(r->areas[k].label),
 						 (unsigned)r->areas[k].count,
 						 (unsigned long long)r->areas[k].bytes);
+			pm_strbuf_append(out, "], \"owners\": [");
+			if (objects)
+				mmap_owners_json(objects, r, out);
 			pm_strbuf_append(out, "]}");
 		}
 		pm_strbuf_append(out, n ? "\n]" : "]");

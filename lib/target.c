@@ -546,13 +546,16 @@ const char *pm_region_label_name(enum pm_region_label label)
 		[PM_LABEL_PYMALLOC_ARENA] = "pymalloc arena",
 		[PM_LABEL_PYTHON_DATA_STACK] = "python data stack",
 		[PM_LABEL_MIMALLOC] = "mimalloc segment",
+		[PM_LABEL_PYTHON_MMAP] = "mmap.mmap",
 	};
 	if ((unsigned)label >= PM_LABEL_COUNT || !names[label])
 		return "unknown";
 	return names[label];
 }
 
-static bool label_is_allocator(enum pm_region_label label)
+/* The labels the walkers give (the allocators' and the CPython
+ * analysis's mmap.mmap): a region they labelled takes more of them. */
+static bool label_from_walk(enum pm_region_label label)
 {
 	return label >= PM_LABEL_GLIBC_MAIN_HEAP;
 }
@@ -563,8 +566,12 @@ void pm_target_label_area(struct pm_target *t, uint64_t start, uint64_t end,
 	struct pm_region *r = pm_target_find_region(t, start);
 	if (!r || end <= start)
 		return;
+	/* A file's mapping is no allocator's, but an mmap.mmap of the file
+	 * made it. */
+	bool file_mmap = r->label == PM_LABEL_FILE && label == PM_LABEL_PYTHON_MMAP;
 	if (r->label != PM_LABEL_ANON && r->label != PM_LABEL_HEAP &&
-	    r->label != PM_LABEL_RESERVED && !label_is_allocator(r->label))
+	    r->label != PM_LABEL_RESERVED && !label_from_walk(r->label) &&
+	    !file_mmap)
 		return;
 	if (end > r->end)
 		end = r->end;

@@ -42,6 +42,9 @@ enum pm_region_label {
 	PM_LABEL_PYMALLOC_ARENA,
 	PM_LABEL_PYTHON_DATA_STACK,     /* 3.11+ frame data stack chunks */
 	PM_LABEL_MIMALLOC,
+	/* set by the CPython analysis: a mapping an mmap.mmap object made
+	 * (cpython_mmap.c), anonymous or of a file */
+	PM_LABEL_PYTHON_MMAP,
 	PM_LABEL_COUNT
 };
 
@@ -137,7 +140,8 @@ const char *pm_region_label_name(enum pm_region_label label);
 /* The walkers' way to label memory: [start, end) is one arena, heap or
  * mmapped chunk of kind `label` (detail, e.g. "arena 0x...", may be NULL).
  * The region containing start counts it; its label becomes the kind holding
- * the most bytes. Stacks, modules and guards keep their labels. */
+ * the most bytes. Stacks, modules and guards keep their labels; a file's
+ * mapping takes only PM_LABEL_PYTHON_MMAP (an mmap.mmap of the file). */
 void pm_target_label_area(struct pm_target *t, uint64_t start, uint64_t end,
 			  enum pm_region_label label, const char *detail);
 /* "glibc main heap (main arena 0x...)", "pymalloc arena x9 + glibc mmapped
