@@ -58,6 +58,7 @@ static const char *const field_names[PM_FIELD_KINDS] = {
 	[PM_FIELD_ORIGIN] = "(origin)", [PM_FIELD_DICT_KEYS_OWNER] = "(keys)",
 	[PM_FIELD_INST_DICT] = "__dict__", [PM_FIELD_ODICT_KEY] = "(node key)",
 	[PM_FIELD_MODULE_DICT] = "__dict__", [PM_FIELD_DICT] = "__dict__",
+	[PM_FIELD_BYTES_OBJECT] = "(bytes object)",
 	[PM_FIELD_LENGTH] = "(length)", [PM_FIELD_ANNOTATE] = "__annotate__",
 };
 

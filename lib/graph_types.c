@@ -152,10 +152,10 @@ static const struct named_reader named_readers[] = {
 	{ "code", ALL, READER_CODE, 176, {{0}} },
 	/* 3.15: a bytearray keeps its data in a bytes object it holds a
 	 * reference to (ob_bytes_object at 56; ob_bytes and ob_start point
-	 * inside it, at no object's start). There is no field name for it,
-	 * so its words are read conservatively: that reference is the only
-	 * one they can hold. Before 3.15 the data is a plain buffer. */
-	{ "bytearray", 15, 15, READER_CONSERVATIVE, 64, {{0}} },
+	 * inside it, at no object's start). bytearray has no tp_traverse, so
+	 * the reference is not a visited one. Before 3.15 the data is a plain
+	 * buffer. */
+	{ "bytearray", 15, 15, READER_FIELDS, 64, {{ 56, PM_FIELD_BYTES_OBJECT, U }} },
 	/* No references. */
 	{ "int", ALL, READER_NONE, 0, {{0}} },
 	{ "bool", ALL, READER_NONE, 0, {{0}} },
