@@ -80,6 +80,13 @@ if [ -x "$SID/usr/bin/python3.15" ]; then
   fi
   for dir in "${shared[@]}"; do
     $SUDO mkdir -p "$SID$dir"
+    # A mount left by an earlier checkout at the same path, since deleted,
+    # shows the deleted directory, and mount(2) refuses to mount over it
+    # (ENOENT): take it away first.
+    while mountpoint -q "$SID$dir" &&
+        [ "$(stat -c %d:%i "$SID$dir")" != "$(stat -c %d:%i "$dir")" ]; do
+      $SUDO umount -l "$SID$dir" || break
+    done
     mountpoint -q "$SID$dir" || $SUDO mount --bind "$dir" "$SID$dir"
   done
   BIN=$(dirname "$SID")/bin

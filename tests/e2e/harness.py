@@ -70,14 +70,29 @@ def chroot_unshared():
         inside = CHROOT + path
         if _same_file(inside, path):
             continue
+        mount_error = ""
         if os.geteuid() == 0:
             os.makedirs(inside, exist_ok=True)
-            subprocess.run(["mount", "--bind", path, inside],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # A mount an earlier checkout at this path left, its directory
+            # since deleted, cannot be mounted over (ENOENT): lazily
+            # unmount whatever is there that is not the host's directory.
+            for _ in range(8):
+                if not os.path.ismount(inside) or _same_file(inside, path):
+                    break
+                subprocess.run(["umount", "-l", inside],
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            if not _same_file(inside, path):
+                done = subprocess.run(["mount", "--bind", path, inside],
+                                      stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE,
+                                      universal_newlines=True)
+                mount_error = done.stderr.strip().split("\n")[0]
             if _same_file(inside, path):
                 continue
-        problems.append("%s is not the host's %s (%s against %s)" % (
-            inside, path, _file_id(inside), _file_id(path)))
+        problems.append("%s is not the host's %s (%s against %s)%s" % (
+            inside, path, _file_id(inside), _file_id(path),
+            "; mount --bind said: " + mount_error if mount_error else ""))
     if not problems:
         return None
     try:
