@@ -77,7 +77,7 @@ def chroot_unshared():
             # since deleted, cannot be mounted over (ENOENT): lazily
             # unmount whatever is there that is not the host's directory.
             for _ in range(8):
-                if not os.path.ismount(inside) or _same_file(inside, path):
+                if inside not in _mount_points() or _same_file(inside, path):
                     break
                 subprocess.run(["umount", "-l", inside],
                                stdout=subprocess.DEVNULL,
@@ -103,6 +103,17 @@ def chroot_unshared():
     return "%s; the chroot's mounts: %s (tests/setup-debian.sh bind-mounts " \
            "the repository, /tmp and $TMPDIR there)" % (
                "; ".join(problems), ", ".join(mounts) or "none")
+
+
+def _mount_points():
+    """This namespace's mount points. os.path.ismount cannot see a bind
+    mount from the same file system (same device, as its parent)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
+                           line.split()[4]) for line in f}
+    except OSError:
+        return set()
 
 
 def _same_file(a, b):
