@@ -8,9 +8,10 @@
  *
  * Kept per node: its reverse-postorder index, the node at each index, and
  * in index space the immediate dominator, retained bytes (4 bytes: the
- * few above 4 GiB in a map) and count: 20 bytes, and nothing more at the
- * peak (the algorithm runs along the graph's own successor lists, so it
- * needs no predecessor lists). */
+ * few above 4 GiB in a map) and count (for the tree's parents only: 1.5
+ * bytes per node where two in three are leaves): about 17.5 bytes, and
+ * nothing more at the peak (the algorithm runs along the graph's own
+ * successor lists, so it needs no predecessor lists). */
 #include "dominators.h"
 
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph
 	struct pm_error *err = NULL;
 	for (uint32_t n = 0; n < g->nnodes && !err; n++)
 		if ((g->flags[n] & (PM_NODE_IMMORTAL | PM_NODE_STATIC) ||
-		     g->refcnt[n] > incoming[n]) && !u32_list_append(seeds, &n))
+		     pm_graph_refcnt(g, n) > incoming[n]) && !u32_list_append(seeds, &n))
 			err = &pm_error_no_memory;
 	free(incoming);
 	return err;
@@ -159,6 +160,76 @@ static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
  * reference's target dominator is an ancestor of its source at the end: a
  * fixed point, without a pass to confirm it (a heap whose cycles all are
  * entered at one object, as most are, takes one pass). */
+/* A strong reference in index space, from u to v. */
+struct index_edge {
+	uint32_t u, v;
+};
+PM_DEFINE_VECTOR(index_edge_list, struct index_edge)
+
+/* After the first pass, the only references that can still change a
+ * dominator: those to a target of several (one referrer settles its
+ * target in the first pass), in the order passes visit them. A list of
+ * them lets later passes run along it instead of every node's edges
+ * (scattered reads of edge_start, edge_target and rpo), when it takes at
+ * most 5 bytes per index: no more than the arrays that come after it
+ * (retained bytes and counts), so the peak stays where it was. false:
+ * passes go along the edges. */
+static bool shared_edges_list(const struct pm_graph *g, const struct dominators *d,
+			      const uint64_t *shared, const uint32_t *idom,
+			      struct index_edge_list *list)
+{
+	uint32_t n = d->reached + 1;
+	size_t cap = (size_t)n * 5 / sizeof(struct index_edge);
+	for (uint32_t u = 1; u < n; u++) {
+		uint32_t node = d->node_at[u];
+		for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
+			uint32_t target = g->edge_target[e];
+			if (!((shared[target / 64] >> (target % 64)) & 1) || !strong(g, e))
+				continue;
+			uint32_t v = d->rpo[target];
+			if (v == UNDEF || idom[v] == 0 || v == u)
+				continue;
+			struct index_edge ie = { u, v };
+			if (list->size == cap || !index_edge_list_append(list, &ie)) {
+				index_edge_list_deinit(list);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* Narrows v's dominator with its referrer u; true when it changed along a
+ * reference back (to v at or before u). */
+static inline bool narrow(uint32_t *idom, uint32_t u, uint32_t v)
+{
+	uint32_t meet = intersect(idom, u, idom[v]);
+	if (meet == idom[v])
+		return false;
+	idom[v] = meet;
+	return v < u;
+}
+
+/* Cooper-Harvey-Kennedy, pushed along successors instead of pulled from
+ * predecessors (so no predecessor lists: 4 bytes per reference and per node
+ * saved at the peak). In reverse postorder, each reached index u narrows
+ * the immediate dominator of each index it points at to the intersection
+ * of that dominator and u, until no index changes. Every value only moves
+ * up the tree and always stays at or below the true dominator (it is an
+ * intersection over predecessors whose dominator chains hold their true
+ * ones), so the fixed point reached is the true tree, as with the pulled
+ * form. idom[v] < v holds throughout: v's depth-first parent comes before
+ * it and before any later predecessor, so v's first value is an earlier
+ * index, and intersections only go lower.
+ *
+ * A pass in which no reference back (to an index at or before its
+ * source's) changed anything is the last: a change along a forward
+ * reference is to an index not yet processed, so within the pass nothing
+ * has used its old value (chains walked from u only visit indexes below
+ * u), and every index below the one being processed is then final. So each
+ * reference's target dominator is an ancestor of its source at the end: a
+ * fixed point, without a pass to confirm it (a heap whose cycles all are
+ * entered at one object, as most are, takes one pass). */
 static struct pm_error *immediate_dominators(struct pm_target *t, const struct pm_graph *g,
 					     struct dominators *d,
 					     const struct u32_list *seeds, uint32_t *idom)
@@ -176,7 +247,8 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	uint64_t *shared = calloc(g->nnodes / 64 + 1, sizeof(*shared));
 	if (!shared)
 		return &pm_error_no_memory;
-	bool changed_back = true;
+	struct index_edge_list later = PM_VECTOR_INIT;
+	bool changed_back = true, listed = false;
 	struct pm_error *err = NULL;
 	while (changed_back) {
 		if (d->pub.passes++ == PASSES_MAX) {
@@ -195,6 +267,13 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 					   d->pub.passes);
 		bool first = d->pub.passes == 1;
 		changed_back = false;
+		if (listed) {
+			for (size_t k = 0; k < later.size; k++)
+				if (idom[later.data[k].v] != 0)
+					changed_back |= narrow(idom, later.data[k].u,
+							       later.data[k].v);
+			continue;
+		}
 		for (uint32_t u = 1; u < n; u++) {
 			uint32_t node = d->node_at[u];
 			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
@@ -206,21 +285,20 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 				uint32_t v = d->rpo[target];
 				if (v == UNDEF || idom[v] == 0 || v == u)
 					continue;
-				uint32_t meet;
 				if (idom[v] == UNDEF) {
-					meet = u;
-				} else {
-					if (first)
-						shared[target / 64] |= UINT64_C(1) << (target % 64);
-					meet = intersect(idom, u, idom[v]);
-				}
-				if (meet != idom[v]) {
-					idom[v] = meet;
+					idom[v] = u;
 					changed_back |= v < u;
+					continue;
 				}
+				if (first)
+					shared[target / 64] |= UINT64_C(1) << (target % 64);
+				changed_back |= narrow(idom, u, v);
 			}
 		}
+		if (first && changed_back)
+			listed = shared_edges_list(g, d, shared, idom, &later);
 	}
+	index_edge_list_deinit(&later);
 	free(shared);
 	return err;
 }
@@ -266,16 +344,35 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 {
 	const struct pm_cpython_heap *heap = g->heap;
 	uint32_t n = d->reached + 1;
-	uint32_t *c = d->pub.retained_count;
 	memset(d->pub.retained_low, 0, (size_t)n * sizeof(*d->pub.retained_low));
+	/* The parents (every index some index's dominator), ranked: counts
+	 * are kept for them alone, and summed there (1 for each index
+	 * itself, but the virtual root). */
+	size_t words = (size_t)n / 64 + 1;
+	uint64_t *parent_bits = d->pub.parent_bits = calloc(words, sizeof(*parent_bits));
+	uint32_t *parent_rank = d->pub.parent_rank = malloc(words * sizeof(*parent_rank));
+	if (!parent_bits || !parent_rank)
+		return &pm_error_no_memory;
+	for (uint32_t i = 1; i < n; i++)
+		parent_bits[idom[i] / 64] |= UINT64_C(1) << (idom[i] % 64);
+	uint32_t parents = 0;
+	for (size_t w = 0; w < words; w++) {
+		parent_rank[w] = parents;
+		parents += pm_popcount64(parent_bits[w]);
+	}
+	uint32_t *parent_count = d->pub.parent_count =
+		malloc((parents ? parents : 1) * sizeof(*parent_count));
+	if (!parent_count)
+		return &pm_error_no_memory;
+	for (uint32_t k = 0; k < parents; k++)
+		parent_count[k] = 1;
+	if (parents && (parent_bits[0] & 1))
+		parent_count[0] = 0;        /* the virtual root: rank 0 */
 	bool ok = true;
 	/* In node order: the allocations are read in address order. */
 	for (uint32_t v = 0; v < g->nnodes; v++)
 		if (d->rpo[v] != UNDEF)
 			ok &= retained_add(&d->pub, d->rpo[v], pm_graph_node_size(g, v));
-	for (uint32_t i = 1; i < n; i++)
-		c[i] = 1;
-	c[0] = 0;
 	struct pm_node_hints *hints = calloc(1, sizeof(*hints));
 	if (!hints)
 		return &pm_error_no_memory;
@@ -290,7 +387,10 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 		uint32_t low = d->pub.retained_low[i];
 		ok &= retained_add(&d->pub, idom[i], low != PM_RETAINED_WIDE ? low :
 				   pm_retained_at(&d->pub, i));
-		c[idom[i]] += c[i];
+		uint32_t p = idom[i];
+		parent_count[parent_rank[p / 64] +
+			     pm_popcount64(parent_bits[p / 64] & ((UINT64_C(1) << (p % 64)) - 1))] +=
+			pm_retained_count_at(&d->pub, i);
 	}
 	free(hints);
 	d->pub.reached_bytes = pm_retained_at(&d->pub, 0);
@@ -307,7 +407,9 @@ static void dominators_destroy(void *p)
 	free(d->pub.idom);
 	free(d->pub.retained_low);
 	pm_wide_retained_map_deinit(&d->pub.retained_wide);
-	free(d->pub.retained_count);
+	free(d->pub.parent_bits);
+	free(d->pub.parent_rank);
+	free(d->pub.parent_count);
 	free(d);
 }
 
@@ -351,8 +453,7 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 	if (err)
 		return err;
 	d->pub.retained_low = malloc((size_t)n * sizeof(*d->pub.retained_low));
-	d->pub.retained_count = malloc((size_t)n * sizeof(*d->pub.retained_count));
-	if (!d->pub.retained_low || !d->pub.retained_count)
+	if (!d->pub.retained_low)
 		return &pm_error_no_memory;
 	err = retained_sums(g, d, d->pub.idom);
 	if (err)
@@ -424,7 +525,7 @@ uint64_t pm_retained_bytes(const struct pm_dominators *d, const struct pm_graph 
 uint32_t pm_retained_count(const struct pm_dominators *d, uint32_t node)
 {
 	uint32_t i = d->rpo[node];
-	return i == UNDEF ? 1 : d->retained_count[i];
+	return i == UNDEF ? 1 : pm_retained_count_at(d, i);
 }
 
 bool pm_dominates(const struct pm_dominators *d, uint32_t a, uint32_t b)

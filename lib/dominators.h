@@ -8,6 +8,7 @@
 #ifndef PM_DOMINATORS_H
 #define PM_DOMINATORS_H
 
+#include "bits.h"
 #include "graph.h"
 
 /* pm_idom() of a node the virtual root dominates directly, and of a node
@@ -25,7 +26,13 @@ struct pm_dominators {
 	 * few objects near the root of a big heap; 4 bytes per object saved). */
 	uint32_t *retained_low;
 	struct pm_wide_retained_map retained_wide;
-	uint32_t *retained_count;   /* by index: objects retained, itself too */
+	/* By index: objects retained, itself too (pm_retained_count_at). A
+	 * leaf of the tree (two objects in three) retains only itself: the
+	 * count is kept only for the others, the parents, at an index's rank
+	 * among them (2.5 bytes per object saved). */
+	uint64_t *parent_bits;      /* a bit per index: some index's dominator */
+	uint32_t *parent_rank;      /* per 64 indexes: the parents before them */
+	uint32_t *parent_count;
 	uint64_t reached_bytes, unreached_bytes;
 	uint32_t reached, unreached;
 	uint32_t passes;            /* iterations until the tree was stable */
@@ -37,6 +44,16 @@ struct pm_dominators {
 
 /* Retained bytes of index i (index space, as the arrays). */
 uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i);
+
+/* Objects index i retains, itself included (the virtual root, 0: all). */
+static inline uint32_t pm_retained_count_at(const struct pm_dominators *d, uint32_t i)
+{
+	uint64_t word = d->parent_bits[i / 64];
+	if (!((word >> (i % 64)) & 1))
+		return i ? 1 : 0;
+	return d->parent_count[d->parent_rank[i / 64] +
+			       pm_popcount64(word & ((UINT64_C(1) << (i % 64)) - 1))];
+}
 
 /* Computed once per target (cached in PM_CACHE_DOMINATORS). */
 struct pm_error *pm_dominators_get(struct pm_target *t,

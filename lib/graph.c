@@ -344,6 +344,7 @@ static struct pm_error *nodes_collect(struct builder *b)
 		g->live_rank[w] = count;
 		count += pm_popcount64(g->live_bits[w]);
 	}
+	u32_vector_shrink_to_fit(&b->node_alloc);
 	g->nheap = (uint32_t)b->node_alloc.size;
 	g->node_alloc = b->node_alloc.data;
 	return owned_buffers_collect(b);
@@ -384,9 +385,9 @@ static struct pm_error *edges_collect(struct builder *b)
 		if (!b->pool_buf)
 			return &pm_error_no_memory;
 	}
-	g->refcnt = calloc(g->nheap ? g->nheap : 1, sizeof(*g->refcnt));
+	g->refcnt_low = calloc(g->nheap ? g->nheap : 1, sizeof(*g->refcnt_low));
 	g->flags = calloc(g->nheap ? g->nheap : 1, sizeof(*g->flags));
-	if (!g->refcnt || !g->flags)
+	if (!g->refcnt_low || !g->flags)
 		return &pm_error_no_memory;
 	for (uint32_t n = 0; n < g->nheap && !err; n++) {
 		if ((n & 0xffff) == 0xffff) {
@@ -403,7 +404,16 @@ static struct pm_error *edges_collect(struct builder *b)
 			continue;
 		}
 		uint64_t rc = pm_refcnt_of(b->l, pm_load_u64(b->window));
-		g->refcnt[n] = rc > UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
+		if (rc < PM_REFCNT_WIDE) {
+			g->refcnt_low[n] = (uint8_t)rc;
+		} else {
+			uint64_t key = n;
+			uint32_t *wide = pm_refcnt_map_insert(&g->refcnt_wide, &key, NULL);
+			if (!wide)
+				return &pm_error_no_memory;
+			*wide = rc > UINT32_MAX ? UINT32_MAX : (uint32_t)rc;
+			g->refcnt_low[n] = PM_REFCNT_WIDE;
+		}
 		if (b->l->immortal && (int32_t)rc < 0)
 			g->flags[n] |= PM_NODE_IMMORTAL;
 		const struct reader_type *type;
@@ -442,20 +452,16 @@ static struct pm_error *graph_finish(struct builder *b)
 	for (size_t i = 0; i <= nstatic; i++)
 		if (!u32_vector_append(&b->edge_start, &end))
 			return &pm_error_no_memory;
-	uint32_t *rc = realloc(g->refcnt, (g->nnodes ? g->nnodes : 1) * sizeof(*rc));
 	uint8_t *fl = realloc(g->flags, g->nnodes ? g->nnodes : 1);
-	if (rc)
-		g->refcnt = rc;
-	if (fl)
-		g->flags = fl;
-	if (!rc || !fl)
+	if (!fl)
 		return &pm_error_no_memory;
+	g->flags = fl;
 	/* Objects outside the heap are never collected: immortal for the
-	 * collector's and the roots' purposes. */
-	for (uint32_t n = g->nheap; n < g->nnodes; n++) {
-		g->refcnt[n] = UINT32_MAX;
+	 * collector's and the roots' purposes (and pm_graph_refcnt's
+	 * UINT32_MAX). */
+	for (uint32_t n = g->nheap; n < g->nnodes; n++)
 		g->flags[n] = PM_NODE_STATIC | PM_NODE_IMMORTAL;
-	}
+	u32_vector_shrink_to_fit(&b->edge_start);
 	u32_vector_shrink_to_fit(&b->targets);
 	u32_vector_shrink_to_fit(&b->labels);
 	u8_vector_shrink_to_fit(&b->kinds);
@@ -510,7 +516,8 @@ static void graph_destroy(void *p)
 	free(g->edge_target);
 	free(g->edge_label);
 	free(g->edge_kind);
-	free(g->refcnt);
+	free(g->refcnt_low);
+	pm_refcnt_map_deinit(&g->refcnt_wide);
 	free(g->flags);
 	pm_graph_root_vector_deinit(&g->roots);
 	free(g);
@@ -587,7 +594,7 @@ struct pm_error *pm_graph_collect(struct pm_graph *g)
 	}
 	/* update_refs: the refcount of every tracked object. */
 	for (uint32_t n = 0; n < g->nnodes; n++)
-		gc_refs[n] = tracked(g, n) ? (int64_t)g->refcnt[n] : 0;
+		gc_refs[n] = tracked(g, n) ? (int64_t)pm_graph_refcnt(g, n) : 0;
 	/* subtract_refs: minus each reference a tracked object's
 	 * tp_traverse visits. */
 	for (uint32_t n = 0; n < g->nnodes; n++) {

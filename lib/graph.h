@@ -114,6 +114,9 @@ PM_DEFINE_VECTOR(pm_graph_root_vector, struct pm_graph_root)
 PM_DEFINE_HASH_MAP(pm_static_node_map, uint64_t, uint32_t, pm_hash_u64_key,
 		   pm_u64_key_eq)
 
+PM_DEFINE_HASH_MAP(pm_refcnt_map, uint64_t, uint32_t, pm_hash_u64_key, pm_u64_key_eq)
+#define PM_REFCNT_WIDE UINT8_MAX
+
 struct pm_graph {
 	struct pm_target *t;
 	const struct pm_cpython_heap *heap;
@@ -133,7 +136,11 @@ struct pm_graph {
 	uint32_t *edge_label;
 	uint8_t *edge_kind;
 	uint64_t nedges;
-	uint32_t *refcnt;           /* ob_refcnt, clamped to UINT32_MAX */
+	/* Heap nodes' ob_refcnt (pm_graph_refcnt): below 255 here (all but a
+	 * few thousand objects in a big heap), else PM_REFCNT_WIDE here and the
+	 * value, clamped to UINT32_MAX, in the map: 3 bytes per object saved. */
+	uint8_t *refcnt_low;
+	struct pm_refcnt_map refcnt_wide;
 	uint8_t *flags;             /* PM_NODE_* */
 	struct pm_graph_root_vector roots;
 	bool collected;             /* PM_NODE_REACHABLE computed */
@@ -160,6 +167,19 @@ static inline uint32_t pm_graph_heap_node_hinted(const struct pm_graph *g, uint6
 {
 	return pm_graph_heap_node_near(g, addr, &h->by_page[(addr >> 12) % 256]);
 }
+/* Its ob_refcnt, clamped to UINT32_MAX; UINT32_MAX for a static node. */
+static inline uint32_t pm_graph_refcnt(const struct pm_graph *g, uint32_t node)
+{
+	if (node >= g->nheap)
+		return UINT32_MAX;
+	uint8_t low = g->refcnt_low[node];
+	if (low != PM_REFCNT_WIDE)
+		return low;
+	uint64_t key = node;
+	const uint32_t *wide = pm_refcnt_map_search((struct pm_refcnt_map *)&g->refcnt_wide, &key);
+	return wide ? *wide : UINT32_MAX;
+}
+
 /* The node of the object at exactly addr, or PM_NODE_NONE. */
 uint32_t pm_graph_node_at(const struct pm_graph *g, uint64_t addr);
 /* The node an address stands for: an object (or any byte of its

@@ -40,7 +40,7 @@ int64_t pm_graph_outside(const struct pm_graph *g, const uint32_t *incoming, uin
 {
 	if (g->flags[node] & (PM_NODE_IMMORTAL | PM_NODE_STATIC))
 		return 0;
-	return (int64_t)g->refcnt[node] - (int64_t)incoming[node];
+	return (int64_t)pm_graph_refcnt(g, node) - (int64_t)incoming[node];
 }
 
 bool pm_graph_path_starts_outside(const struct pm_graph_paths *p, uint32_t node)

@@ -134,7 +134,7 @@ struct pm_error *pm_report_referrers(struct pm_target *t, const struct pm_report
 		pm_strbuf_printf(out, "0x%" PRIx64 " %s ", pm_graph_node_addr(g, node),
 				 pm_graph_node_type(g, node));
 		pm_graph_object_text(g, node, out);
-		pm_strbuf_printf(out, " (refcount %u) is referred to by:\n", g->refcnt[node]);
+		pm_strbuf_printf(out, " (refcount %u) is referred to by:\n", pm_graph_refcnt(g, node));
 	}
 	for (uint32_t from = 0; from < g->nnodes; from++) {
 		for (uint32_t e = g->edge_start[from]; e < g->edge_start[from + 1]; e++) {
@@ -175,7 +175,7 @@ struct pm_error *pm_report_referrers(struct pm_target *t, const struct pm_report
 		roots++;
 	}
 	if (json) {
-		pm_strbuf_printf(out, "], \"refcount\": %u", g->refcnt[node]);
+		pm_strbuf_printf(out, "], \"refcount\": %u", pm_graph_refcnt(g, node));
 		return NULL;
 	}
 	if (!found && !roots)
@@ -192,7 +192,7 @@ static void path_text(const struct pm_graph *g, const struct pm_graph_step_vecto
 		pm_graph_root_text(g, &g->roots.data[start_root], out);
 	} else {
 		pm_strbuf_printf(out, "held from outside the heap (refcount %u, %u "
-				 "references found) %s 0x%" PRIx64, g->refcnt[start_root],
+				 "references found) %s 0x%" PRIx64, pm_graph_refcnt(g, start_root),
 				 pm_graph_path_start_found(p, start_root),
 				 pm_graph_node_type(g, start_root),
 				 pm_graph_node_addr(g, start_root));
@@ -341,7 +341,7 @@ struct pm_error *pm_graph_describe(struct pm_target *t, uint64_t addr,
 	if (!err && json) {
 		pm_strbuf_printf(out, ",\n\"graph\": {\"object\": %" PRIu64
 				 ", \"referrers\": %" PRIu64 ", \"refcount\": %u, \"path\": ",
-				 addr_of_node, referrers, g->refcnt[node]);
+				 addr_of_node, referrers, pm_graph_refcnt(g, node));
 		pm_strbuf_json_string(out, line.data ? line.data : "");
 		pm_strbuf_printf(out, ", \"retained\": %" PRIu64 ", \"retained_count\": %u}",
 				 retained, retained_count);
@@ -349,7 +349,7 @@ struct pm_error *pm_graph_describe(struct pm_target *t, uint64_t addr,
 		char bytes[32], count[32];
 		pm_strbuf_printf(out, "  referrers:  %" PRIu64 " (heap referrers 0x%" PRIx64
 				 "), refcount %u\n  path:       %s\n", referrers,
-				 addr_of_node, g->refcnt[node], line.data ? line.data : "");
+				 addr_of_node, pm_graph_refcnt(g, node), line.data ? line.data : "");
 		pm_strbuf_printf(out, "  retained:   %s bytes, %s object%s (heap retained 0x%"
 				 PRIx64 ")\n", pm_format_grouped(retained, bytes),
 				 pm_format_grouped(retained_count, count),
@@ -528,7 +528,7 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 			pm_strbuf_append(out, matching > 1 ? ",\n  {" : "\n  {");
 			node_json(g, n, out);
 			pm_strbuf_printf(out, ", \"refcount\": %u, \"found\": %u, \"value\": ",
-					 g->refcnt[n], incoming[n]);
+					 pm_graph_refcnt(g, n), incoming[n]);
 			text_of(g, n, out);
 			pm_strbuf_append(out, "}");
 			continue;
@@ -539,7 +539,7 @@ struct pm_error *pm_report_outside(struct pm_target *t, const struct pm_report_a
 		pm_strbuf_init(&v);
 		pm_graph_object_text(g, n, &v);
 		const char *cells[] = { a, pm_graph_node_type(g, n),
-					pm_format_grouped(g->refcnt[n], rc),
+					pm_format_grouped(pm_graph_refcnt(g, n), rc),
 					pm_format_grouped(incoming[n], found),
 					v.data ? v.data : "" };
 		pm_table_add_row(table, cells);
@@ -588,7 +588,7 @@ struct pm_error *pm_report_graph(struct pm_target *t, const struct pm_report_arg
 		pm_strbuf_append(out, n ? ",\n  {" : "\n  {");
 		node_json(g, n, out);
 		pm_strbuf_printf(out, ", \"refcount\": %u, \"gc\": %s, \"tracked\": %s, "
-				 "\"static\": %s, \"edges\": [", g->refcnt[n],
+				 "\"static\": %s, \"edges\": [", pm_graph_refcnt(g, n),
 				 g->flags[n] & PM_NODE_GC ? "true" : "false",
 				 g->flags[n] & PM_NODE_TRACKED ? "true" : "false",
 				 g->flags[n] & PM_NODE_STATIC ? "true" : "false");

@@ -32,16 +32,26 @@ struct retained_view {
 	/* By index, a bit: a child retains DOMINANT_CHILD of it or more. */
 	uint64_t *has_dominant_child;
 	uint64_t heap_bytes;        /* every in-use allocation (summary's TOTAL) */
-	uint8_t *ns;                /* by node: 1 for a namespace (namespaces()) */
+	uint64_t *ns;               /* by node, a bit: a namespace (namespaces()) */
 };
+
+static bool is_namespace(const uint64_t *ns, uint32_t node)
+{
+	return (ns[node / 64] >> (node % 64)) & 1;
+}
+
+static void namespace_mark(uint64_t *ns, uint32_t node)
+{
+	ns[node / 64] |= UINT64_C(1) << (node % 64);
+}
 
 /* The interpreter's namespaces: modules, classes, their dicts and the
  * root dicts (sys.modules, sys's and builtins'). A retainer is the first
  * object below them. */
-static uint8_t *namespaces(const struct pm_graph *g)
+static uint64_t *namespaces(const struct pm_graph *g)
 {
 	const struct pm_cpython_heap *heap = g->heap;
-	uint8_t *ns = calloc(g->nnodes ? g->nnodes : 1, 1);
+	uint64_t *ns = calloc(g->nnodes / 64 + 1, sizeof(*ns));
 	/* The categories of classes (the instances of metatypes: type,
 	 * ABCMeta, EnumMeta, ...: their kind is TK_TYPE) and of modules,
 	 * decided once per category rather than per node. */
@@ -61,7 +71,7 @@ static uint8_t *namespaces(const struct pm_graph *g)
 	for (uint32_t n = 0; n < g->nheap; n++) {
 		uint32_t c = heap->allocs[g->node_alloc[n]].category;
 		if (c < heap->ncategories && namespace_category[c])
-			ns[n] = 1;
+			namespace_mark(ns, n);
 	}
 	free(namespace_category);
 	/* Every type object the analysis knows that is a node, whatever its
@@ -69,18 +79,18 @@ static uint8_t *namespaces(const struct pm_graph *g)
 	for (size_t i = 0; i < heap->ntype_table; i++) {
 		uint32_t n = pm_graph_node_at(g, heap->type_table[i].addr);
 		if (n != PM_NODE_NONE && n < g->nheap)
-			ns[n] = 1;
+			namespace_mark(ns, n);
 	}
 	for (uint32_t n = 0; n < g->nheap; n++) {
-		if (!ns[n])
+		if (!is_namespace(ns, n))
 			continue;
 		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
 			if (PM_EDGE_KIND(g->edge_kind[e]) == PM_EDGE_DICT)
-				ns[g->edge_target[e]] = 1;
+				namespace_mark(ns, g->edge_target[e]);
 	}
 	for (size_t i = 0; i < g->roots.size; i++)
 		if (g->roots.data[i].kind <= PM_ROOT_BUILTINS)
-			ns[g->roots.data[i].node] = 1;
+			namespace_mark(ns, g->roots.data[i].node);
 	return ns;
 }
 
@@ -162,7 +172,7 @@ static size_t top_candidates(const struct retained_view *v, const char *type, bo
 	size_t have = 0;
 	const struct pm_dominators *d = v->d;
 	for (uint32_t i = 1; i <= d->reached; i++) {
-		if ((!all && (!accumulates(v, i) || v->ns[d->node_at[i]])) ||
+		if ((!all && (!accumulates(v, i) || is_namespace(v->ns, d->node_at[i]))) ||
 		    (type && strcmp(pm_graph_node_type(v->g, d->node_at[i]), type)))
 			continue;
 		if (have == want && pm_retained_at(d, i) <= pm_retained_at(d, best[want - 1]))
@@ -242,7 +252,7 @@ static void object_json(const struct retained_view *v, uint32_t i, uint64_t own,
 	pm_strbuf_json_string(out, pm_graph_node_type(v->g, node));
 	pm_strbuf_printf(out, ", \"own\": %" PRIu64 ", \"retained\": %" PRIu64
 			 ", \"count\": %u, \"path\": ", own, pm_retained_at(v->d, i),
-			 v->d->retained_count[i]);
+			 pm_retained_count_at(v->d, i));
 	pm_strbuf_json_string(out, path.data ? path.data : "");
 	pm_strbuf_append(out, "}");
 	pm_strbuf_deinit(&path);
@@ -285,7 +295,7 @@ static struct pm_error *retained_one(const struct retained_view *v,
 				 "(%u objects, %.1f%% of the heap)\n  held by: %s\n",
 				 pm_graph_node_addr(v->g, node), pm_graph_node_type(v->g, node),
 				 pm_format_grouped(own, own_text),
-				 pm_format_grouped(pm_retained_at(d, i), ret), d->retained_count[i],
+				 pm_format_grouped(pm_retained_at(d, i), ret), pm_retained_count_at(d, i),
 				 percent(pm_retained_at(d, i), v->heap_bytes), path.data ? path.data : "");
 		pm_strbuf_deinit(&path);
 		return NULL;
@@ -358,7 +368,7 @@ struct pm_error *pm_report_retained(struct pm_target *t, const struct pm_report_
 			const char *cells[] = { pm_graph_node_type(v.g, node),
 						pm_format_grouped(own[k], own_text),
 						pm_format_grouped(pm_retained_at(v.d, i), ret), pct,
-						pm_format_grouped(v.d->retained_count[i], cnt),
+						pm_format_grouped(pm_retained_count_at(v.d, i), cnt),
 						path.data ? path.data : "" };
 			pm_table_add_row(table, cells);
 			pm_strbuf_deinit(&path);
@@ -466,7 +476,7 @@ static void suspect_text(const struct retained_view *v, uint32_t i, struct pm_st
 			 type, path.data ? path.data : "?",
 			 percent(pm_retained_at(v->d, i), v->heap_bytes),
 			 pm_format_grouped(pm_retained_at(v->d, i), ret),
-			 pm_format_grouped(v->d->retained_count[i], cnt));
+			 pm_format_grouped(pm_retained_count_at(v->d, i), cnt));
 	pm_strbuf_deinit(&path);
 	struct type_share mix[32];
 	size_t n = type_mix(v, node, mix, sizeof(mix) / sizeof(mix[0]));
@@ -596,7 +606,7 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 	const struct pm_dominators *d = v.d;
 	const struct pm_cpython_heap *heap = g->heap;
 	uint32_t n = d->reached + 1;
-	const uint8_t *ns = v.ns;
+	const uint64_t *ns = v.ns;
 	/* By index: the retainer (highest non-namespace ancestor), else the
 	 * top namespace below the virtual root (marked with a high bit). */
 	uint32_t *holder = malloc((size_t)n * sizeof(*holder));
@@ -614,7 +624,7 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 		uint32_t up = holder[d->idom[i]];
 		if (d->idom[i] && !(up & NAMESPACE))
 			holder[i] = up;             /* below a retainer already */
-		else if (!ns[d->node_at[i]] &&
+		else if (!is_namespace(ns, d->node_at[i]) &&
 			 (!d->idom[i] || refers_to(g, d->node_at[d->idom[i]], d->node_at[i])))
 			holder[i] = i;              /* the first below namespaces */
 		else
@@ -662,7 +672,7 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 		struct pm_strbuf path;
 		pm_strbuf_init(&path);
 		path_of(&v, node, &path);
-		if (ns[node])
+		if (is_namespace(ns, node))
 			pm_strbuf_append(&path, " (namespace, with what objects below it share)");
 		char kind[PATH_TEXT_MAX + 1];
 		size_t len = path.data ? strlen(path.data) : 0;

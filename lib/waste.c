@@ -648,7 +648,7 @@ static void numeric_list(struct state *s, uint32_t node, uint64_t ob_item, uint6
 				if (nd > 2)
 					return;
 			}
-			if (g->refcnt[item] == 1)
+			if (pm_graph_refcnt(g, item) == 1)
 				sole += a->size;
 		}
 		done += n;

@@ -24,7 +24,8 @@ struct test_graph {
 	uint32_t edge_start[NODES_MAX + 1];
 	uint32_t edge_target[EDGES_MAX];
 	uint8_t edge_kind[EDGES_MAX];
-	uint32_t refcnt[NODES_MAX];
+	uint32_t refcnt[NODES_MAX];     /* the truth; the graph has them compacted */
+	uint8_t refcnt_low[NODES_MAX];
 	uint8_t flags[NODES_MAX];
 	bool held[NODES_MAX];       /* what the refcounts are made to say */
 };
@@ -49,6 +50,8 @@ static uint8_t random_kind(void)
 /* Random shapes: sparse or dense, a chain with back edges (nested loops,
  * loops entered from outside at two points), a few static nodes at the
  * end (no allocation) and a few objects held from outside. */
+static int wide_refcnts;  /* refcounts of 255 or more made */
+
 static void make_graph(struct test_graph *tg)
 {
 	memset(tg, 0, sizeof(*tg));
@@ -82,7 +85,17 @@ static void make_graph(struct test_graph *tg)
 	for (uint32_t u = 0; u < n; u++) {
 		tg->held[u] = u >= n - nstatic || rng() % 6 == 0;
 		/* Held from outside: one reference more than the heap's. */
-		tg->refcnt[u] = incoming[u] + (tg->held[u] ? 1 + (uint32_t)(rng() % 2) : 0);
+		/* Some well above 255: pm_graph_refcnt's wide path. */
+		tg->refcnt[u] = incoming[u] + (!tg->held[u] ? 0 : rng() % 8 == 0 ? 300 :
+					       1 + (uint32_t)(rng() % 2));
+		if (tg->refcnt[u] < PM_REFCNT_WIDE) {
+			tg->refcnt_low[u] = (uint8_t)tg->refcnt[u];
+		} else {
+			uint64_t key = u;
+			*pm_refcnt_map_insert(&tg->g.refcnt_wide, &key, NULL) = tg->refcnt[u];
+			tg->refcnt_low[u] = PM_REFCNT_WIDE;
+			wide_refcnts++;
+		}
 		tg->flags[u] = u >= n - nstatic ? PM_NODE_STATIC : 0;
 	}
 	/* One graph in four has allocations of up to 5 GiB: retained sums
@@ -103,7 +116,7 @@ static void make_graph(struct test_graph *tg)
 	tg->g.edge_target = tg->edge_target;
 	tg->g.edge_kind = tg->edge_kind;
 	tg->g.nedges = e;
-	tg->g.refcnt = tg->refcnt;
+	tg->g.refcnt_low = tg->refcnt_low;
 	tg->g.flags = tg->flags;
 }
 
@@ -131,6 +144,9 @@ static void reach(const struct test_graph *tg, uint32_t without, bool *seen)
 }
 
 static int wide_sums;    /* retained sums of 4 GiB or more checked */
+/* Graphs whose tree took 3 passes or more: passes after the first run
+ * along the list of references to shared targets. */
+static int many_passes;
 
 /* Returns false at the first difference (after CHECK prints it). */
 static bool check_graph(int which, const struct test_graph *tg)
@@ -142,6 +158,7 @@ static bool check_graph(int which, const struct test_graph *tg)
 		CHECK(0, "graph %d: %s", which, err->message);
 		return false;
 	}
+	many_passes += d->passes >= 3;
 	uint32_t n = tg->g.nnodes;
 	bool reached[NODES_MAX], without[NODES_MAX][NODES_MAX];
 	/* dom[a][b]: a dominates b (a == b included, for reached b). */
@@ -211,12 +228,16 @@ int main(void)
 	int passed = 0;
 	for (int i = 0; i < GRAPHS; i++) {
 		make_graph(&tg);
-		if (!check_graph(i, &tg))
+		bool ok = check_graph(i, &tg);
+		pm_refcnt_map_deinit(&tg.g.refcnt_wide);
+		if (!ok)
 			break;
 		passed++;
 	}
 	CHECK(passed == GRAPHS, "%d of %d random graphs: idom, retained bytes and counts, "
 	      "dominates() and the unreached equal the definition's", passed, GRAPHS);
+	CHECK(many_passes > 10, "%d graphs took 3 passes or more", many_passes);
+	CHECK(wide_refcnts > 1000, "%d refcounts above 255 (the graph's map)", wide_refcnts);
 	CHECK(wide_sums > 1000, "%d of the retained sums checked are 4 GiB or more", wide_sums);
 	return check_exit_status();
 }
