@@ -167,36 +167,26 @@ struct index_edge {
 PM_DEFINE_VECTOR(index_edge_list, struct index_edge)
 
 /* After the first pass, the only references that can still change a
- * dominator: those to a target of several (one referrer settles its
- * target in the first pass), in the order passes visit them. A list of
- * them lets later passes run along it instead of every node's edges
- * (scattered reads of edge_start, edge_target and rpo), when it takes at
- * most 5 bytes per index: no more than the arrays that come after it
- * (retained bytes and counts), so the peak stays where it was. false:
- * passes go along the edges. */
-static bool shared_edges_list(const struct pm_graph *g, const struct dominators *d,
-			      const uint64_t *shared, const uint32_t *idom,
-			      struct index_edge_list *list)
+ * dominator are those to a target of several (one referrer settles its
+ * target in the first pass). The first pass lists them, in index space,
+ * so that later passes run along that list instead of every node's edges
+ * (scattered reads of edge_start, edge_target and rpo): when it takes at
+ * most 5 bytes per index, no more than the arrays that come after it
+ * (retained bytes and counts), so the peak stays where it was. */
+struct later_edges {
+	struct index_edge_list list;
+	size_t cap;
+	bool ok;                    /* false: too many, or out of memory */
+};
+
+static void later_add(struct later_edges *later, uint32_t u, uint32_t v)
 {
-	uint32_t n = d->reached + 1;
-	size_t cap = (size_t)n * 5 / sizeof(struct index_edge);
-	for (uint32_t u = 1; u < n; u++) {
-		uint32_t node = d->node_at[u];
-		for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
-			uint32_t target = g->edge_target[e];
-			if (!((shared[target / 64] >> (target % 64)) & 1) || !strong(g, e))
-				continue;
-			uint32_t v = d->rpo[target];
-			if (v == UNDEF || idom[v] == 0 || v == u)
-				continue;
-			struct index_edge ie = { u, v };
-			if (list->size == cap || !index_edge_list_append(list, &ie)) {
-				index_edge_list_deinit(list);
-				return false;
-			}
-		}
+	struct index_edge ie = { u, v };
+	if (later->ok && (later->list.size == later->cap ||
+			  !index_edge_list_append(&later->list, &ie))) {
+		later->ok = false;
+		index_edge_list_deinit(&later->list);
 	}
-	return true;
 }
 
 /* Narrows v's dominator with its referrer u; true when it changed along a
@@ -247,8 +237,9 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	uint64_t *shared = calloc(g->nnodes / 64 + 1, sizeof(*shared));
 	if (!shared)
 		return &pm_error_no_memory;
-	struct index_edge_list later = PM_VECTOR_INIT;
-	bool changed_back = true, listed = false;
+	struct later_edges later = { PM_VECTOR_INIT, (size_t)n * 5 / sizeof(struct index_edge),
+				     true };
+	bool changed_back = true;
 	struct pm_error *err = NULL;
 	while (changed_back) {
 		if (d->pub.passes++ == PASSES_MAX) {
@@ -267,18 +258,30 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 					   d->pub.passes);
 		bool first = d->pub.passes == 1;
 		changed_back = false;
-		if (listed) {
-			for (size_t k = 0; k < later.size; k++)
-				if (idom[later.data[k].v] != 0)
-					changed_back |= narrow(idom, later.data[k].u,
-							       later.data[k].v);
+		d->pub.listed = !first && later.ok;
+		if (d->pub.listed) {
+			/* The list is in index order but for each target's
+			 * first referrer, listed when a second came: the rule
+			 * above for the last pass needs index order, so here
+			 * the last pass is one that changed nothing. */
+			for (size_t k = 0; k < later.list.size; k++) {
+				uint32_t u = later.list.data[k].u, v = later.list.data[k].v;
+				if (idom[v] == 0)
+					continue;
+				uint32_t meet = intersect(idom, u, idom[v]);
+				if (meet != idom[v]) {
+					idom[v] = meet;
+					changed_back = true;
+				}
+			}
 			continue;
 		}
 		for (uint32_t u = 1; u < n; u++) {
 			uint32_t node = d->node_at[u];
 			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
 				uint32_t target = g->edge_target[e];
-				if (!first && !((shared[target / 64] >> (target % 64)) & 1))
+				bool is_shared = (shared[target / 64] >> (target % 64)) & 1;
+				if (!first && !is_shared)
 					continue;
 				if (!strong(g, e))
 					continue;
@@ -290,15 +293,20 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 					changed_back |= v < u;
 					continue;
 				}
-				if (first)
-					shared[target / 64] |= UINT64_C(1) << (target % 64);
+				if (first) {
+					if (!is_shared) {
+						shared[target / 64] |= UINT64_C(1) << (target % 64);
+						/* The first referrer: idom[v] is
+						 * still the one it set. */
+						later_add(&later, idom[v], v);
+					}
+					later_add(&later, u, v);
+				}
 				changed_back |= narrow(idom, u, v);
 			}
 		}
-		if (first && changed_back)
-			listed = shared_edges_list(g, d, shared, idom, &later);
 	}
-	index_edge_list_deinit(&later);
+	index_edge_list_deinit(&later.list);
 	free(shared);
 	return err;
 }

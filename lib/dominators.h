@@ -36,6 +36,8 @@ struct pm_dominators {
 	uint64_t reached_bytes, unreached_bytes;
 	uint32_t reached, unreached;
 	uint32_t passes;            /* iterations until the tree was stable */
+	bool listed;                /* passes after the first ran along the list
+				     * of references to shared targets */
 	const uint32_t *rpo;        /* node -> index, UINT32_MAX if unreached */
 	const uint32_t *node_at;    /* index -> node */
 };

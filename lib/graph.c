@@ -22,11 +22,15 @@ enum {
 
 void builder_warn(struct builder *b, uint64_t addr, const char *what)
 {
+	if (b->replay)
+		return;             /* said when the graph was built */
 	b->g->bad_objects++;
 	if (b->warned++ < WARNINGS_MAX)
 		pm_target_warn(b->t, true, addr, "reference graph: %s (object 0x%llx)",
 			       what, (unsigned long long)b->obj);
 }
+
+static void namer_destroy(struct pm_graph_namer *nm);
 
 /* ---- reading --------------------------------------------------------- */
 
@@ -239,6 +243,23 @@ struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
 {
 	if (!ptr)
 		return NULL;
+	if (b->replay) {
+		/* The same words, read in the same order, as when the graph
+		 * was built: no lookups, only the address compared. */
+		/* Found: an error stops the readers (any error: the static
+		 * one, which nothing frees; replay_found tells it apart). */
+		if (b->replay_found)
+			return &pm_error_no_memory;
+		if (ptr != b->replay_addr || PM_EDGE_KIND(kind) != b->replay_kind)
+			return NULL;
+		if (b->replay_skip) {
+			b->replay_skip--;
+			return NULL;
+		}
+		b->replay_found = true;
+		b->replay_label = label;
+		return &pm_error_no_memory;
+	}
 	bool conservative = PM_EDGE_KIND(kind) == PM_EDGE_CONSERVATIVE;
 	uint32_t target = builder_heap_node(b, ptr);
 	if (target == PM_NODE_NONE) {
@@ -260,8 +281,8 @@ struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
 	if (b->targets.size >= UINT32_MAX)
 		return pm_error_format(PM_ERR_UNSUPPORTED,
 				       "more than 4 billion references: too big a graph");
+	(void)label;                /* read again when wanted (pm_graph_edge_label) */
 	if (!u32_vector_append(&b->targets, &target) ||
-	    !u32_vector_append(&b->labels, &label) ||
 	    !u8_vector_append(&b->kinds, &kind))
 		return &pm_error_no_memory;
 	return NULL;
@@ -310,22 +331,31 @@ static struct pm_error *owned_buffers_collect(struct builder *b)
 	return err;
 }
 
-static struct pm_error *nodes_collect(struct builder *b)
+/* Per category: a live object's (a node), an exact str's. */
+static bool categories_init(struct builder *b)
 {
-	struct pm_graph *g = b->g;
 	const struct pm_cpython_heap *heap = b->heap;
 	b->live_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
 	b->str_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
-	size_t words = heap->nallocs / 64 + 1;
-	g->live_bits = calloc(words, sizeof(*g->live_bits));
-	g->live_rank = calloc(words, sizeof(*g->live_rank));
-	if (!b->live_category || !b->str_category || !g->live_bits || !g->live_rank)
-		return &pm_error_no_memory;
+	if (!b->live_category || !b->str_category)
+		return false;
 	for (size_t c = 0; c < heap->ncategories; c++) {
 		b->live_category[c] = !strcmp(heap->categories[c].domain, "python") &&
 				      strcmp(heap->categories[c].detail, "free list");
 		b->str_category[c] = !strcmp(heap->categories[c].kind, "str");
 	}
+	return true;
+}
+
+static struct pm_error *nodes_collect(struct builder *b)
+{
+	struct pm_graph *g = b->g;
+	const struct pm_cpython_heap *heap = b->heap;
+	size_t words = heap->nallocs / 64 + 1;
+	g->live_bits = calloc(words, sizeof(*g->live_bits));
+	g->live_rank = calloc(words, sizeof(*g->live_rank));
+	if (!categories_init(b) || !g->live_bits || !g->live_rank)
+		return &pm_error_no_memory;
 	for (size_t i = 0; i < heap->nallocs; i++) {
 		const struct pm_alloc *alloc = &heap->allocs[i];
 		if (alloc->category >= heap->ncategories ||
@@ -463,11 +493,9 @@ static struct pm_error *graph_finish(struct builder *b)
 		g->flags[n] = PM_NODE_STATIC | PM_NODE_IMMORTAL;
 	u32_vector_shrink_to_fit(&b->edge_start);
 	u32_vector_shrink_to_fit(&b->targets);
-	u32_vector_shrink_to_fit(&b->labels);
 	u8_vector_shrink_to_fit(&b->kinds);
 	g->nedges = b->targets.size;
 	g->edge_target = u32_vector_steal(&b->targets);
-	g->edge_label = u32_vector_steal(&b->labels);
 	g->edge_kind = u8_vector_steal(&b->kinds);
 	g->edge_start = u32_vector_steal(&b->edge_start);
 	g->static_addr = u64_vector_steal(&b->static_addr);
@@ -489,7 +517,6 @@ static void builder_deinit(struct builder *b)
 	free(b->str_category);
 	free(b->pool_buf);
 	u32_vector_deinit(&b->targets);
-	u32_vector_deinit(&b->labels);
 	u8_vector_deinit(&b->kinds);
 	u32_vector_deinit(&b->edge_start);
 	u64_vector_deinit(&b->static_addr);
@@ -514,7 +541,7 @@ static void graph_destroy(void *p)
 	free(g->live_rank);
 	free(g->edge_start);
 	free(g->edge_target);
-	free(g->edge_label);
+	namer_destroy(g->namer);
 	free(g->edge_kind);
 	free(g->refcnt_low);
 	pm_refcnt_map_deinit(&g->refcnt_wide);
@@ -542,6 +569,113 @@ static struct pm_error *graph_build(struct pm_graph *g)
 	b.node_alloc.data = NULL;
 	builder_deinit(&b);
 	return err ? err : roots_find(g);
+}
+
+/* ---- edge labels, read again ----------------------------------------- */
+
+/* The graph keeps no edge labels (4 bytes per reference, a fifth of it):
+ * a list item's index, a dict entry's, a slot's offset or a field are
+ * needed only to name the few edges a report prints. The namer reads the
+ * referrer again with the builder's own readers, in a builder of its own
+ * that adds nothing, and stops at the edge: the same words in the same
+ * order give the same label. */
+struct pm_graph_namer {
+	struct builder b;
+};
+
+static void namer_destroy(struct pm_graph_namer *nm)
+{
+	if (!nm)
+		return;
+	/* Views of the graph's arrays, not the namer's to free. */
+	nm->b.node_alloc.data = NULL;
+	nm->b.static_type.data = NULL;
+	builder_deinit(&nm->b);
+	free(nm);
+}
+
+static struct pm_graph_namer *namer_new(const struct pm_graph *g)
+{
+	struct pm_graph_namer *nm = calloc(1, sizeof(*nm));
+	if (!nm)
+		return NULL;
+	struct builder *b = &nm->b;
+	*b = (struct builder){ .g = (struct pm_graph *)g, .t = g->t, .heap = g->heap,
+			       .l = g->l, .minor = g->heap->py->minor,
+			       .rl = referent_layout_for(g->heap->py->minor),
+			       .replay = true };
+	b->node_alloc.data = g->node_alloc;
+	b->node_alloc.size = g->nheap;
+	b->static_type.data = g->static_type;
+	b->static_type.size = g->nnodes - g->nheap;
+	reader_types_init(b);
+	struct pm_error *err = NULL;
+	if (!b->rl || !categories_init(b) || (err = owned_buffers_collect(b))) {
+		pm_error_destroy(err);
+		namer_destroy(nm);
+		return NULL;
+	}
+	return nm;
+}
+
+uint64_t pm_graph_node_bytes(const struct pm_graph *g)
+{
+	uint64_t nstatic = g->nnodes - g->nheap, words = g->heap->nallocs / 64 + 1;
+	return (uint64_t)g->nheap * (sizeof(*g->node_alloc) + sizeof(*g->refcnt_low)) +
+	       ((uint64_t)g->nnodes + 1) * sizeof(*g->edge_start) +
+	       (uint64_t)g->nnodes * sizeof(*g->flags) +
+	       words * (sizeof(*g->live_bits) + sizeof(*g->live_rank)) +
+	       nstatic * (sizeof(*g->static_addr) + sizeof(*g->static_type)) +
+	       g->static_nodes.capacity * (sizeof(*g->static_nodes.entries) + 1) +
+	       g->refcnt_wide.capacity * (sizeof(*g->refcnt_wide.entries) + 1) +
+	       g->roots.size * sizeof(*g->roots.data);
+}
+
+uint64_t pm_graph_edge_bytes(const struct pm_graph *g)
+{
+	return g->nedges * (sizeof(*g->edge_target) + sizeof(*g->edge_kind));
+}
+
+bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
+			 uint32_t *label)
+{
+	if (from >= g->nheap || edge < g->edge_start[from] || edge >= g->edge_start[from + 1])
+		return false;
+	/* The namer is a cache: made once, at the first label asked for. */
+	struct pm_graph *cache = (struct pm_graph *)g;
+	if (!cache->namer && !(cache->namer = namer_new(g)))
+		return false;
+	struct builder *b = &cache->namer->b;
+	uint32_t target = g->edge_target[edge];
+	uint8_t kind = PM_EDGE_KIND(g->edge_kind[edge]);
+	/* The same referent may be held twice (a list holding it at 3 and
+	 * 7): the how-manyth of them this is. */
+	uint64_t before = 0;
+	for (uint64_t e = g->edge_start[from]; e < edge; e++)
+		before += g->edge_target[e] == target && PM_EDGE_KIND(g->edge_kind[e]) == kind;
+	b->replay_addr = pm_graph_node_addr(g, target);
+	b->replay_kind = kind;
+	b->replay_skip = before;
+	b->replay_found = false;
+	b->node = from;
+	b->targets.size = 0;
+	b->kinds.size = 0;
+	b->dict_lookups.size = 0;
+	if (!object_window(b, from))
+		return false;
+	const struct reader_type *type;
+	struct pm_error *err = reader_type_get(b, pm_load_u64(b->window + 8), &type);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	b->type_copy = *type;
+	b->type = &b->type_copy;
+	if (!b->type->valid)
+		return false;
+	pm_error_destroy(referents_read(b));
+	*label = b->replay_label;
+	return b->replay_found;
 }
 
 struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret)

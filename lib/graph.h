@@ -114,6 +114,7 @@ PM_DEFINE_VECTOR(pm_graph_root_vector, struct pm_graph_root)
 PM_DEFINE_HASH_MAP(pm_static_node_map, uint64_t, uint32_t, pm_hash_u64_key,
 		   pm_u64_key_eq)
 
+struct pm_graph_namer;
 PM_DEFINE_HASH_MAP(pm_refcnt_map, uint64_t, uint32_t, pm_hash_u64_key, pm_u64_key_eq)
 #define PM_REFCNT_WIDE UINT8_MAX
 
@@ -133,7 +134,8 @@ struct pm_graph {
 	uint32_t *live_rank;
 	uint32_t *edge_start;       /* nnodes + 1 */
 	uint32_t *edge_target;
-	uint32_t *edge_label;
+	/* No labels: pm_graph_edge_label reads them again, with this. */
+	struct pm_graph_namer *namer;
 	uint8_t *edge_kind;
 	uint64_t nedges;
 	/* Heap nodes' ob_refcnt (pm_graph_refcnt): below 255 here (all but a
@@ -196,6 +198,16 @@ uint64_t pm_graph_node_size(const struct pm_graph *g, uint32_t node);
 struct pm_error *pm_graph_collect(struct pm_graph *g);
 /* A tracked object gc.collect() would free now. */
 bool pm_graph_unreachable(const struct pm_graph *g, uint32_t node);
+
+/* Bytes the graph's arrays and maps take: per node, per reference. */
+uint64_t pm_graph_node_bytes(const struct pm_graph *g);
+uint64_t pm_graph_edge_bytes(const struct pm_graph *g);
+
+/* The label of an edge from node `from` (a list item's index, a dict
+ * entry's, a slot's offset, a field: enum pm_field, ...), read again from
+ * the referrer: false when that read does not find the edge again. */
+bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
+			 uint32_t *label);
 
 /* "['receipt_cache']", ".__dict__", "[3]", ".x", ... for an edge from
  * node `from`; reads the key or name from the target. */

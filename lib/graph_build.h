@@ -207,7 +207,7 @@ struct builder {
 	bool *live_category;        /* per category: a live object's */
 	bool *str_category;         /* per category: an exact str's */
 	struct u32_vector node_alloc;
-	struct u32_vector targets, labels;
+	struct u32_vector targets;
 	struct u8_vector kinds;
 	struct u32_vector edge_start;
 	struct u64_vector static_addr, static_type;
@@ -238,6 +238,14 @@ struct builder {
 	 * their size classes (an instance, a tuple, an instance...), and the
 	 * next one in each pool is a few allocations after the last. */
 	struct pm_node_hints alloc_hints;
+	/* Reading one object again for an edge's label (the graph keeps
+	 * none: pm_graph_edge_label): nothing is added; builder_edge looks
+	 * for the replay_skip+1-th reference of kind replay_kind to
+	 * replay_addr, keeps its label and stops the readers. */
+	bool replay, replay_found;
+	uint64_t replay_addr, replay_skip;
+	uint8_t replay_kind;
+	uint32_t replay_label;
 };
 
 /* graph.c */

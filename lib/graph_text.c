@@ -321,9 +321,24 @@ void pm_graph_edge_text(const struct pm_graph *g, uint32_t from, uint64_t edge,
 			struct pm_strbuf *out)
 {
 	uint64_t obj = pm_graph_node_addr(g, from), key = 0;
-	uint32_t label = g->edge_label[edge];
+	enum pm_edge_kind kind = PM_EDGE_KIND(g->edge_kind[edge]);
+	uint32_t label = 0;
 	char name[NAME_LEN];
-	switch (PM_EDGE_KIND(g->edge_kind[edge])) {
+	if (kind != PM_EDGE_SET_ITEM && kind != PM_EDGE_DICT && kind != PM_EDGE_TYPE &&
+	    kind != PM_EDGE_WEAK && !pm_graph_edge_label(g, from, edge, &label)) {
+		/* Not found again (the object changed?): the kind alone. */
+		static const char *const unlabelled[PM_EDGE_KINDS] = {
+			[PM_EDGE_ITEM] = "[?]", [PM_EDGE_DICT_KEY] = " (a key)",
+			[PM_EDGE_DICT_VALUE] = "[?]", [PM_EDGE_ATTR] = ".<attribute>",
+			[PM_EDGE_SLOT] = ".<slot>", [PM_EDGE_FIELD] = " (a field)",
+			[PM_EDGE_LOCAL] = " local ?", [PM_EDGE_STACK] = " (value stack)",
+			[PM_EDGE_CONSERVATIVE] = " (a word, conservative)",
+		};
+		pm_strbuf_append(out, kind < PM_EDGE_KINDS && unlabelled[kind] ?
+				 unlabelled[kind] : " ?");
+		return;
+	}
+	switch (kind) {
 	case PM_EDGE_ITEM:
 		pm_strbuf_printf(out, "[%u]", label);
 		return;

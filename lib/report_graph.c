@@ -572,14 +572,15 @@ struct pm_error *pm_report_graph(struct pm_target *t, const struct pm_report_arg
 	struct pm_error *err = pm_graph_get(t, &g);
 	if (err)
 		return err;
-	uint64_t bytes = (uint64_t)g->nnodes * (4 + 4 + 4 + 1) + g->nedges * (4 + 4 + 1);
+	uint64_t node_bytes = pm_graph_node_bytes(g), edge_bytes = pm_graph_edge_bytes(g);
 	if (args->format != PM_FORMAT_JSON) {
 		pm_strbuf_printf(out, "reference graph: %u objects (%u outside the heap), "
 				 "%" PRIu64 " references, %zu roots; %" PRIu64
 				 " bytes (%.1f per object, %.1f per reference)\n",
 				 g->nnodes, g->nnodes - g->nheap, g->nedges, g->roots.size,
-				 bytes, g->nnodes ? (double)(g->nnodes * 13) / g->nnodes : 0.0,
-				 9.0);
+				 node_bytes + edge_bytes,
+				 g->nnodes ? (double)node_bytes / g->nnodes : 0.0,
+				 g->nedges ? (double)edge_bytes / (double)g->nedges : 0.0);
 		return NULL;
 	}
 	pm_strbuf_printf(out, "\"nodes\": %u, \"heap_nodes\": %u, \"edges\": %" PRIu64

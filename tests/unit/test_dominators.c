@@ -146,7 +146,7 @@ static void reach(const struct test_graph *tg, uint32_t without, bool *seen)
 static int wide_sums;    /* retained sums of 4 GiB or more checked */
 /* Graphs whose tree took 3 passes or more: passes after the first run
  * along the list of references to shared targets. */
-static int many_passes;
+static int many_passes, listed, unlisted;
 
 /* Returns false at the first difference (after CHECK prints it). */
 static bool check_graph(int which, const struct test_graph *tg)
@@ -159,6 +159,8 @@ static bool check_graph(int which, const struct test_graph *tg)
 		return false;
 	}
 	many_passes += d->passes >= 3;
+	listed += d->passes >= 2 && d->listed;
+	unlisted += d->passes >= 2 && !d->listed;
 	uint32_t n = tg->g.nnodes;
 	bool reached[NODES_MAX], without[NODES_MAX][NODES_MAX];
 	/* dom[a][b]: a dominates b (a == b included, for reached b). */
@@ -237,6 +239,9 @@ int main(void)
 	CHECK(passed == GRAPHS, "%d of %d random graphs: idom, retained bytes and counts, "
 	      "dominates() and the unreached equal the definition's", passed, GRAPHS);
 	CHECK(many_passes > 10, "%d graphs took 3 passes or more", many_passes);
+	CHECK(listed > 10 && unlisted > 10, "of the graphs that took 2 passes or more, %d "
+	      "ran them along the list of shared targets' references, %d (too many "
+	      "for the list) along the edges", listed, unlisted);
 	CHECK(wide_refcnts > 1000, "%d refcounts above 255 (the graph's map)", wide_refcnts);
 	CHECK(wide_sums > 1000, "%d of the retained sums checked are 4 GiB or more", wide_sums);
 	return check_exit_status();
