@@ -31,6 +31,7 @@ void builder_warn(struct builder *b, uint64_t addr, const char *what)
 }
 
 static void namer_destroy(struct pm_graph_namer *nm);
+static struct pm_graph_namer *namer_new(const struct pm_graph *g, struct builder *built);
 
 /* ---- reading --------------------------------------------------------- */
 
@@ -565,6 +566,8 @@ static struct pm_error *graph_build(struct pm_graph *g)
 		err = edges_collect(&b);
 	if (!err)
 		err = graph_finish(&b);
+	if (!err && !(g->namer = namer_new(g, &b)))
+		err = &pm_error_no_memory;
 	/* The node array went to the graph in nodes_collect. */
 	b.node_alloc.data = NULL;
 	builder_deinit(&b);
@@ -594,7 +597,10 @@ static void namer_destroy(struct pm_graph_namer *nm)
 	free(nm);
 }
 
-static struct pm_graph_namer *namer_new(const struct pm_graph *g)
+/* Made at the end of the build, with what the build learnt that reading
+ * again needs: the buffers read with their owners and the types' readers
+ * (taken from b, so not looked for again). */
+static struct pm_graph_namer *namer_new(const struct pm_graph *g, struct builder *built)
 {
 	struct pm_graph_namer *nm = calloc(1, sizeof(*nm));
 	if (!nm)
@@ -608,10 +614,12 @@ static struct pm_graph_namer *namer_new(const struct pm_graph *g)
 	b->node_alloc.size = g->nheap;
 	b->static_type.data = g->static_type;
 	b->static_type.size = g->nnodes - g->nheap;
-	reader_types_init(b);
-	struct pm_error *err = NULL;
-	if (!b->rl || !categories_init(b) || (err = owned_buffers_collect(b))) {
-		pm_error_destroy(err);
+	b->subtype_dealloc = built->subtype_dealloc;
+	b->types = built->types;
+	b->owned = built->owned;
+	built->types = (struct reader_type_map)PM_HASH_MAP_INIT;
+	built->owned = (struct owned_buffer_vector)PM_VECTOR_INIT;
+	if (!b->rl || !categories_init(b)) {
 		namer_destroy(nm);
 		return NULL;
 	}
@@ -641,11 +649,9 @@ bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
 {
 	if (from >= g->nheap || edge < g->edge_start[from] || edge >= g->edge_start[from + 1])
 		return false;
-	/* The namer is a cache: made once, at the first label asked for. */
-	struct pm_graph *cache = (struct pm_graph *)g;
-	if (!cache->namer && !(cache->namer = namer_new(g)))
-		return false;
-	struct builder *b = &cache->namer->b;
+	if (!g->namer)
+		return false;       /* out of memory when the graph was built */
+	struct builder *b = &g->namer->b;
 	uint32_t target = g->edge_target[edge];
 	uint8_t kind = PM_EDGE_KIND(g->edge_kind[edge]);
 	/* The same referent may be held twice (a list holding it at 3 and

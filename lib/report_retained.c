@@ -124,8 +124,10 @@ static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
 			v->has_dominant_child[parent / 64] |= UINT64_C(1) << (parent % 64);
 	}
 	const struct pm_cpython_heap *heap = v->g->heap;
-	for (size_t i = 0; i < heap->nallocs; i++)
-		v->heap_bytes += heap->allocs[i].size;
+	/* Every allocation is in one category: their bytes, not another
+	 * pass over the allocations. */
+	for (size_t c = 0; c < heap->ncategories; c++)
+		v->heap_bytes += heap->categories[c].bytes;
 	return NULL;
 }
 
