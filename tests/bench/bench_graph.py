@@ -5,7 +5,7 @@ workload), and measures each run's peak memory: the time ratios graph /
 summary and retained / summary, and the extra bytes per object the graph
 and the dominator tree take on top of the analysis, in one run.
 
-usage: bench_graph.py [--python PATH] [--sizes 1000000,8000000] [--repeat 2]
+usage: bench_graph.py [--python PATH] [--sizes 1000000,8000000] [--repeat 3]
                       (PYMORTEM_BUILD / PYMORTEM_CLI as the e2e harness)
 """
 
@@ -24,7 +24,8 @@ from bench_summary import WORKLOAD, bench_args  # noqa: E402
 
 
 def run(report, where):
-    """Wall seconds and peak RSS (bytes) of one CLI run."""
+    """Wall seconds, CPU seconds (user + system) and peak RSS (bytes) of one
+    CLI run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([harness.cli_path(), report, where],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -33,12 +34,22 @@ def run(report, where):
     dt = time.perf_counter() - t0
     if proc.returncode:
         raise RuntimeError("pymortem %s failed: %s" % (report, proc.stderr.read()))
-    return dt, usage.ru_maxrss * 1024
+    return dt, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def best(report, where, repeat):
-    runs = [run(report, where) for _ in range(repeat)]
-    return min(t for t, _ in runs), max(m for _, m in runs)
+REPORTS = ("digest", "summary", "graph", "retained")
+
+
+def best(where, repeat):
+    """{report: (best wall, best CPU, peak RSS)}: the reports run in turn,
+    repeat rounds, so that a slower spell of a shared machine falls on all
+    of them rather than on one."""
+    runs = {r: [] for r in REPORTS}
+    for _ in range(repeat):
+        for r in REPORTS:
+            runs[r].append(run(r, where))
+    return {r: (min(x[0] for x in v), min(x[1] for x in v), max(x[2] for x in v))
+            for r, v in runs.items()}
 
 
 def bench_one(python, n, repeat):
@@ -57,10 +68,10 @@ def bench_one(python, n, repeat):
             words = line.replace(",", "").split()
             nodes = int(words[2])
             edges = int(words[words.index("references") - 1])
-            read_t, _ = best("digest", core, repeat)
-            summary_t, summary_m = best("summary", core, repeat)
-            graph_t, graph_m = best("graph", core, repeat)
-            retained_t, retained_m = best("retained", core, repeat)
+            b = best(core, repeat)
+            (read_t, read_c, _), (summary_t, summary_c, summary_m), \
+                (graph_t, graph_c, graph_m), (retained_t, retained_c, retained_m) = \
+                (b[r] for r in REPORTS)
             row.update({
                 "objects": nodes, "references": edges,
                 "read_s": round(read_t, 2),
@@ -71,9 +82,12 @@ def bench_one(python, n, repeat):
                 "retained_over_read": round(retained_t / read_t, 2),
                 "graph_over_summary": round(graph_t / summary_t, 2),
                 "retained_over_summary": round(retained_t / summary_t, 2),
+                "retained_over_summary_cpu": round(retained_c / summary_c, 2),
                 "summary_mb": summary_m >> 20,
                 "graph_extra_b_per_object": round((graph_m - summary_m) / nodes, 1),
                 "retained_extra_b_per_object":
+                    round((retained_m - summary_m) / nodes, 1),
+                "tree_extra_b_per_object":
                     round((retained_m - graph_m) / nodes, 1),
             })
         finally:
@@ -84,22 +98,23 @@ def bench_one(python, n, repeat):
 
 
 def main():
-    args = bench_args(__doc__, "1000000,8000000", 2)
+    args = bench_args(__doc__, "1000000,8000000", 3)
     rows = [bench_one(args.python, int(n), args.repeat)
             for n in args.sizes.split(",")]
     if args.json:
         print(json.dumps({"python": args.python, "runs": rows}, indent=1))
         return
     cols = list(rows[0])
-    print("python %s, cli %s, from gcore cores, best of %d"
+    print("python %s, cli %s, from gcore cores, best of %d rounds"
           % (args.python, harness.cli_path(), args.repeat))
     print("  ".join(cols))
     for r in rows:
         print("  ".join(str(r[c]).rjust(len(c)) for c in cols))
     print("read: `digest` (every readable byte of the core, hashed); "
           "graph: build the reference graph (and its roots); retained: the "
-          "graph, the dominator tree and the list; extra bytes per object: "
-          "peak RSS over the run before it, per graph node")
+          "graph, the dominator tree and the list; _s: wall seconds, _cpu: "
+          "user + system; extra bytes per object: peak RSS over summary's "
+          "(tree: over graph's), per graph node")
 
 
 if __name__ == "__main__":
