@@ -140,26 +140,6 @@ static uint32_t intersect(const uint32_t *idom, uint32_t a, uint32_t b)
 	return a;
 }
 
-/* Cooper-Harvey-Kennedy, pushed along successors instead of pulled from
- * predecessors (so no predecessor lists: 4 bytes per reference and per node
- * saved at the peak). In reverse postorder, each reached index u narrows
- * the immediate dominator of each index it points at to the intersection
- * of that dominator and u, until no index changes. Every value only moves
- * up the tree and always stays at or below the true dominator (it is an
- * intersection over predecessors whose dominator chains hold their true
- * ones), so the fixed point reached is the true tree, as with the pulled
- * form. idom[v] < v holds throughout: v's depth-first parent comes before
- * it and before any later predecessor, so v's first value is an earlier
- * index, and intersections only go lower.
- *
- * A pass in which no reference back (to an index at or before its
- * source's) changed anything is the last: a change along a forward
- * reference is to an index not yet processed, so within the pass nothing
- * has used its old value (chains walked from u only visit indexes below
- * u), and every index below the one being processed is then final. So each
- * reference's target dominator is an ancestor of its source at the end: a
- * fixed point, without a pass to confirm it (a heap whose cycles all are
- * entered at one object, as most are, takes one pass). */
 /* A strong reference in index space, from u to v. */
 struct index_edge {
 	uint32_t u, v;
