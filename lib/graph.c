@@ -16,6 +16,7 @@
 
 enum {
 	WARNINGS_MAX = 200,         /* graph warnings stored, the rest counted */
+	LABELS_MISSING_MAX = 8,     /* edges of a node not found again, then no more looked for */
 	GC_HEAD = 16,
 };
 #define REFCNT_MAX_OLD (UINT64_C(1) << 40)
@@ -246,20 +247,9 @@ struct pm_error *builder_edge(struct builder *b, uint64_t ptr, uint8_t kind,
 		return NULL;
 	if (b->replay) {
 		/* The same words, read in the same order, as when the graph
-		 * was built: no lookups, only the address compared. */
-		/* Found: an error stops the readers (any error: the static
-		 * one, which nothing frees; replay_found tells it apart). */
-		if (b->replay_found)
-			return &pm_error_no_memory;
-		if (ptr != b->replay_addr || PM_EDGE_KIND(kind) != b->replay_kind)
-			return NULL;
-		if (b->replay_skip) {
-			b->replay_skip--;
-			return NULL;
-		}
-		b->replay_found = true;
-		b->replay_label = label;
-		return &pm_error_no_memory;
+		 * was built: no lookups, each one kept for the matching. */
+		struct replayed_ref r = { ptr, label, PM_EDGE_KIND(kind) };
+		return replayed_ref_vector_append(&b->replayed, &r) ? NULL : &pm_error_no_memory;
 	}
 	bool conservative = PM_EDGE_KIND(kind) == PM_EDGE_CONSERVATIVE;
 	uint32_t target = builder_heap_node(b, ptr);
@@ -525,6 +515,7 @@ static void builder_deinit(struct builder *b)
 	static_verdict_map_deinit(&b->verdicts);
 	dict_lookup_vector_deinit(&b->dict_lookups);
 	owned_buffer_vector_deinit(&b->owned);
+	replayed_ref_vector_deinit(&b->replayed);
 	reader_types_deinit(b);
 }
 
@@ -580,10 +571,16 @@ static struct pm_error *graph_build(struct pm_graph *g)
  * a list item's index, a dict entry's, a slot's offset or a field are
  * needed only to name the few edges a report prints. The namer reads the
  * referrer again with the builder's own readers, in a builder of its own
- * that adds nothing, and stops at the edge: the same words in the same
- * order give the same label. */
+ * that adds nothing and records every reference found: the same words in
+ * the same order give the same labels. */
 struct pm_graph_namer {
 	struct builder b;
+	/* The last node read again (a report names its edges one after
+	 * another: a dict of 200,000 entries is read once, not once per
+	 * entry): its edges' labels, and whether each was found again. */
+	uint32_t labelled;          /* PM_NODE_NONE: none yet */
+	struct u32_vector labels;
+	struct u8_vector label_found;
 };
 
 static void namer_destroy(struct pm_graph_namer *nm)
@@ -594,6 +591,8 @@ static void namer_destroy(struct pm_graph_namer *nm)
 	nm->b.node_alloc.data = NULL;
 	nm->b.static_type.data = NULL;
 	builder_deinit(&nm->b);
+	u32_vector_deinit(&nm->labels);
+	u8_vector_deinit(&nm->label_found);
 	free(nm);
 }
 
@@ -605,6 +604,7 @@ static struct pm_graph_namer *namer_new(const struct pm_graph *g, struct builder
 	struct pm_graph_namer *nm = calloc(1, sizeof(*nm));
 	if (!nm)
 		return NULL;
+	nm->labelled = PM_NODE_NONE;
 	struct builder *b = &nm->b;
 	*b = (struct builder){ .g = (struct pm_graph *)g, .t = g->t, .heap = g->heap,
 			       .l = g->l, .minor = g->heap->py->minor,
@@ -644,29 +644,20 @@ uint64_t pm_graph_edge_bytes(const struct pm_graph *g)
 	return g->nedges * (sizeof(*g->edge_target) + sizeof(*g->edge_kind));
 }
 
-bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
-			 uint32_t *label)
+/* Reads node `from` again and matches what the readers find to its edges,
+ * in order: the graph's edges of a node are the references its readers
+ * emitted, less those to no object, and whether a word is an object
+ * depends on the word alone, so each edge is the next reference found
+ * with its target's address and kind. */
+static bool labels_read(struct pm_graph_namer *nm, const struct pm_graph *g, uint32_t from)
 {
-	if (from >= g->nheap || edge < g->edge_start[from] || edge >= g->edge_start[from + 1])
-		return false;
-	if (!g->namer)
-		return false;       /* out of memory when the graph was built */
-	struct builder *b = &g->namer->b;
-	uint32_t target = g->edge_target[edge];
-	uint8_t kind = PM_EDGE_KIND(g->edge_kind[edge]);
-	/* The same referent may be held twice (a list holding it at 3 and
-	 * 7): the how-manyth of them this is. */
-	uint64_t before = 0;
-	for (uint64_t e = g->edge_start[from]; e < edge; e++)
-		before += g->edge_target[e] == target && PM_EDGE_KIND(g->edge_kind[e]) == kind;
-	b->replay_addr = pm_graph_node_addr(g, target);
-	b->replay_kind = kind;
-	b->replay_skip = before;
-	b->replay_found = false;
+	struct builder *b = &nm->b;
+	nm->labelled = PM_NODE_NONE;
 	b->node = from;
 	b->targets.size = 0;
 	b->kinds.size = 0;
 	b->dict_lookups.size = 0;
+	b->replayed.size = 0;
 	if (!object_window(b, from))
 		return false;
 	const struct reader_type *type;
@@ -679,9 +670,51 @@ bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
 	b->type = &b->type_copy;
 	if (!b->type->valid)
 		return false;
+	/* What was read up to an error still names those edges. */
 	pm_error_destroy(referents_read(b));
-	*label = b->replay_label;
-	return b->replay_found;
+	uint32_t first = g->edge_start[from], end = g->edge_start[from + 1];
+	nm->labels.size = nm->label_found.size = 0;
+	if (!u32_vector_reserve(&nm->labels, end - first) ||
+	    !u8_vector_reserve(&nm->label_found, end - first))
+		return false;
+	/* An object that changed since the build (a live process let run)
+	 * finds some edges nowhere: after a few, the rest are not looked for,
+	 * so that each edge is not a search of every reference. */
+	size_t next = 0, missing = 0;
+	for (uint32_t e = first; e < end; e++) {
+		uint64_t addr = pm_graph_node_addr(g, g->edge_target[e]);
+		uint8_t kind = PM_EDGE_KIND(g->edge_kind[e]);
+		size_t k = missing < LABELS_MISSING_MAX ? next : b->replayed.size;
+		while (k < b->replayed.size &&
+		       (b->replayed.data[k].ptr != addr || b->replayed.data[k].kind != kind))
+			k++;
+		bool found = k < b->replayed.size;
+		uint32_t label = found ? b->replayed.data[k].label : 0;
+		uint8_t f = found;
+		u32_vector_append(&nm->labels, &label);
+		u8_vector_append(&nm->label_found, &f);
+		if (found)
+			next = k + 1;   /* not found: the next edge looks from here */
+		else
+			missing++;
+	}
+	nm->labelled = from;
+	return true;
+}
+
+bool pm_graph_edge_label(const struct pm_graph *g, uint32_t from, uint64_t edge,
+			 uint32_t *label)
+{
+	if (from >= g->nheap || edge < g->edge_start[from] || edge >= g->edge_start[from + 1])
+		return false;
+	struct pm_graph_namer *nm = g->namer;
+	if (!nm)
+		return false;       /* out of memory when the graph was built */
+	if (nm->labelled != from && !labels_read(nm, g, from))
+		return false;
+	size_t i = (size_t)(edge - g->edge_start[from]);
+	*label = nm->labels.data[i];
+	return nm->label_found.data[i];
 }
 
 struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret)

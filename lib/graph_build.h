@@ -100,6 +100,15 @@ struct owned_buffer {
 };
 PM_DEFINE_VECTOR(owned_buffer_vector, struct owned_buffer)
 
+/* A reference found when an object is read again (pm_graph_edge_label):
+ * the word, its kind and its label, before any lookup. */
+struct replayed_ref {
+	uint64_t ptr;
+	uint32_t label;
+	uint8_t kind;
+};
+PM_DEFINE_VECTOR(replayed_ref_vector, struct replayed_ref)
+
 /* Per-version offsets the readers need beyond the type table's. */
 struct referent_layout {
 	int minor;
@@ -238,14 +247,11 @@ struct builder {
 	 * their size classes (an instance, a tuple, an instance...), and the
 	 * next one in each pool is a few allocations after the last. */
 	struct pm_node_hints alloc_hints;
-	/* Reading one object again for an edge's label (the graph keeps
-	 * none: pm_graph_edge_label): nothing is added; builder_edge looks
-	 * for the replay_skip+1-th reference of kind replay_kind to
-	 * replay_addr, keeps its label and stops the readers. */
-	bool replay, replay_found;
-	uint64_t replay_addr, replay_skip;
-	uint8_t replay_kind;
-	uint32_t replay_label;
+	/* Reading one object again for its edges' labels (the graph keeps
+	 * none: pm_graph_edge_label): nothing is added to the graph;
+	 * builder_edge records every reference the readers find, in order. */
+	bool replay;
+	struct replayed_ref_vector replayed;
 };
 
 /* graph.c */

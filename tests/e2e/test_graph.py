@@ -314,3 +314,44 @@ def test_gdb_graph_commands_equal_cli():
         walked = json.loads(results[pairs[0][0]]["output"])
         assert [walked["steps"][0]["from"]] + \
             [s["to"] for s in walked["steps"]] == chain
+
+
+BIG_CONTAINER = r"""
+import json, os, signal, sys
+n = int(sys.argv[1])
+big_dict = {"key-%d" % i: [i] for i in range(n)}
+del big_dict["key-1"]           # a deleted entry: its slot holds no reference
+big_list = [str(i) * 2 for i in range(n)]
+with open(os.environ["PM_ORACLE_FILE"], "w") as f:
+    json.dump({"dict": id(big_dict), "list": id(big_list),
+               "keys": [[id(k), k, id(v)] for k, v in big_dict.items()],
+               "items": [id(x) for x in big_list]}, f)
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+@pytest.mark.parametrize("python", python_params(sanitizer_subset=True))
+def test_referents_name_every_edge_of_a_big_container(python, tmp_path):
+    """`referents` of a dict of 100,000 entries and a list of 100,000 items
+    names each edge as the process holds it: every key edge and then its
+    value edge ['key-i'], in the dict's order, and [i] for the list's i-th
+    item, by id. The graph keeps no labels and reads the container again
+    to name them: once for all its edges (read once per edge, this report
+    took hours)."""
+    label, path = python
+    script = tmp_path / "big_container.py"
+    script.write_text(BIG_CONTAINER)
+    with harness.start_stopped([path, str(script), "100000"]) as t:
+        truth = t.oracle
+        got = harness.cli_json("referents", "--json", str(truth["dict"]), t.pid)["referents"]
+        want = []
+        for key_id, key, value_id in truth["keys"]:
+            want.append((key_id, "dict key"))
+            want.append((value_id, "dict value", "[%r]" % key))
+        seen = [(r["address"], r["kind"]) if r["kind"] == "dict key" else
+                (r["address"], r["kind"], r["how"]) for r in got]
+        assert seen == want, next((i, s, w) for i, (s, w) in enumerate(zip(seen, want))
+                                  if s != w) if len(seen) == len(want) else len(seen)
+        got = harness.cli_json("referents", "--json", str(truth["list"]), t.pid)["referents"]
+        assert [(r["address"], r["how"]) for r in got] == \
+            [(a, "[%d]" % i) for i, a in enumerate(truth["items"])]
