@@ -66,10 +66,11 @@ def test_stale_list_items(python, mode):
     assert path, "no CPython 3.8-3.13 found"
     with start(path, mode, "--stale-list-items", LISTS) as t:
         lists = t.oracle["stale_list_items"]
-        if mode == "pymalloc" and not re.match(r"3\.1[45]", label):
+        if mode == "pymalloc" and not re.match(r"3\.1[45]|3\.\d+d-", label):
             # The setup works: many arrays do hold an old int header.
             # (3.14+ keep freed ints on a free list: the blocks are not
-            # reused this way there, the checks below still hold.)
+            # reused this way there; a pydebug build's allocator hooks
+            # overwrite every freed block: the checks below still hold.)
             assert sum(stale for _, _, stale in lists) > LISTS // 10
         for where in (t.pid, t.gcore()):
             items = {o["address"]: o for o in objects(where, "list items")}
