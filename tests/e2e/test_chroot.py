@@ -255,14 +255,19 @@ def test_chroot_summary(name):
                    for c in st["classes"]) == in_use
 
 
+@pytest.mark.parametrize("debuginfo", [True, False], ids=["debuginfo", "no-debuginfo"])
 @pytest.mark.parametrize("name", ["python3.13", "python3.14", "python3.15"])
-def test_chroot_kernel_core_sysroot(name):
+def test_chroot_kernel_core_sysroot(name, debuginfo):
     """A kernel core of a chroot's process names the files by its own root:
     from the host, without --sysroot, the report says which file differs
     and how to give them; with --sysroot it equals the live report and the
     process's mallinfo2(), and its summary has the workload's classes with
-    gc.get_objects()'s counts."""
+    gc.get_objects()'s counts. With --no-debuginfo (the chroot's debug
+    files and .symtab ignored, as where no -dbg package is installed) the
+    same, from exported symbols, _Py_DebugOffsets and glibc's arena found
+    by its signature."""
     python = chroot_python(name)
+    nodebug = [] if debuginfo else ["--no-debuginfo"]
     with harness.core_pattern_core(), ChrootTarget(python) as t:
         mi = t.oracle["mallinfo2"]
         live = harness.cli_json("malloc-stats", "--json", t.pid)
@@ -271,13 +276,14 @@ def test_chroot_kernel_core_sysroot(name):
         assert "/usr/lib/x86_64-linux-gnu/libc.so.6 differs from the mapped file " \
             "(build-id differs) (a core of a process in another root: give its files " \
             "with --sysroot)" in proc.stdout, proc.stdout[-2000:]
-        report = harness.cli_json("malloc-stats", "--json", "--sysroot", CHROOT, core)
-        assert report["main_arena_source"] == "symbol", report["main_arena_source"]
+        report = harness.cli_json("malloc-stats", "--json", "--sysroot", CHROOT, *nodebug, core)
+        assert report["main_arena_source"] == ("symbol" if debuginfo else "signature scan"), \
+            report["main_arena_source"]
         assert {k: report[k] for k in FIELDS + ("hblkhd",)} == \
             {k: live[k] for k in FIELDS + ("hblkhd",)}
         assert {k: report[k] for k in FIELDS} == {k: mi[k] for k in FIELDS}
         assert report["hblkhd"] + mmapped_drift(report) == mi["hblkhd"]
-        doc = harness.cli_json("summary", "--json", "--all", "--sysroot", CHROOT, core)
+        doc = harness.cli_json("summary", "--json", "--all", "--sysroot", CHROOT, *nodebug, core)
         counts = {r["kind"]: r["count"] for r in doc["rows"]
                   if r["domain"] == "python" and r["detail"] == "-"}
         for cls, n in t.oracle["sentinels"].items():
