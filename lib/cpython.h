@@ -101,10 +101,12 @@ struct pm_cpython_layout {
 		decimal_inline_words;
 	/* _bz2's BZ2Compressor and BZ2Decompressor (cpython_owned_bz2.c):
 	 * their basicsizes, the bz_stream inside them and its state pointer
-	 * (libbz2's EState or DState), and their PyThread_type_lock (0: none,
-	 * 3.15's lock is an inline PyMutex). */
+	 * (libbz2's EState or DState), their PyThread_type_lock (0: none,
+	 * 3.15's lock is an inline PyMutex), and the decompressor's copy of
+	 * input it has not used yet (input_buffer, its size, bzs_avail_in_real). */
 	uint32_t bz2_compressor_size, bz2_decompressor_size, bz2_stream,
 		bz2_state, bz2_compressor_lock, bz2_decompressor_lock;
+	uint32_t bz2_input_buffer, bz2_input_buffer_size, bz2_avail_in_real;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is

@@ -116,7 +116,7 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     /* Extension objects' (cpython_owned_ext.c). */
 	     OWN_CTYPES_BUFFER, OWN_BYTESIO_BUFFER, OWN_DECIMAL_DIGITS,
 	     /* _bz2's (cpython_owned_bz2.c). */
-	     OWN_BZ2_STATE, OWN_BZ2_ARRAYS, OWN_THREAD_LOCK,
+	     OWN_BZ2_STATE, OWN_BZ2_ARRAYS, OWN_BZ2_INPUT, OWN_THREAD_LOCK,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
@@ -253,8 +253,9 @@ struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
 					  uint64_t size, enum owned what);
 
 /* cpython_owned_bz2.c */
-/* Pends the libbz2 stream state, its block arrays and the lock that a
- * BZ2Compressor or BZ2Decompressor (avail bytes in b) owns. */
+/* Pends the libbz2 stream state, its block arrays, the lock and the
+ * unused input that a BZ2Compressor or BZ2Decompressor (avail bytes in b)
+ * owns. */
 struct pm_error *bz2_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
 			   size_t avail, bool decompressor);
 

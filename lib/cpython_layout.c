@@ -58,12 +58,16 @@
 	.decimal_size = 104, .decimal_flags = 24, .decimal_digits = 40, \
 	.decimal_len = 48, .decimal_alloc = 56, .decimal_data = 64, \
 	.decimal_inline = 72, .decimal_inline_words = 4, \
-	.bz2_decompressor_size = 152, .bz2_stream = 16, .bz2_state = 64
+	.bz2_decompressor_size = 152, .bz2_stream = 16, .bz2_state = 64, \
+	.bz2_input_buffer = 120, .bz2_input_buffer_size = 128, \
+	.bz2_avail_in_real = 136
 /* _bz2module.c's BZ2Compressor and BZ2Decompressor: PyObject_HEAD, then
  * the bz_stream (its state pointer 48 bytes in), in every version (read
  * in 3.8-3.15: the only word pointing at a block whose first word is the
- * object + 16); 3.8-3.14 end with a PyThread_type_lock pointer, 3.15 has
- * an inline PyMutex instead (the compressor 8 bytes smaller). */
+ * object + 16; the decompressor's input_buffer, its size and
+ * bzs_avail_in_real where a decompress(max_length=10) left them); 3.8-3.14
+ * end with a PyThread_type_lock pointer, 3.15 has an inline PyMutex
+ * instead (the compressor 8 bytes smaller). */
 #define PM_BZ2_LOCKED .bz2_compressor_size = 112, .bz2_compressor_lock = 104, \
 	.bz2_decompressor_lock = 144
 #define PM_BZ2_315 .bz2_compressor_size = 104

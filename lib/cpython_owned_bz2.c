@@ -8,6 +8,10 @@
  *     state; a decompressor's tt (or ll16 and ll4, never asked for by
  *     CPython), made once the stream's header has said the block size:
  *     "bz2 block arrays";
+ *   - a decompressor's copy of input that libbz2 has not consumed yet
+ *     (_bz2module.c's input_buffer, PyMem_Malloc'd, input_buffer_size
+ *     bytes, left when decompress stopped at max_length): "bz2 input
+ *     buffer";
  *   - the object's PyThread_type_lock (3.8-3.14): "thread lock".
  * libbz2 1.0.6 and 1.0.8 (bzlib_private.h, bzlib.c, decompress.c) lay the
  * states out alike; the offsets below are theirs, checked in a live
@@ -24,6 +28,7 @@ enum {
 	BZ_N_OVERSHOOT = 34,        /* arr2's extra words for the sort */
 	FTAB_WORDS = 65537,
 	LOCK_SIZE = 32,             /* PyThread_allocate_lock: a sem_t */
+	INPUT_SIZE_MAX = 1 << 30,   /* an input_buffer_size taken as plausible */
 	/* EState: strm, int mode, int state, ..., arr1, arr2, ftab, ...,
 	 * ptr, block, mtfv (aliases of arr1, arr2 and arr1), ...,
 	 * nblockMAX, ..., blockSize100k; sizeof(EState). */
@@ -100,6 +105,24 @@ static struct pm_error *bz2_decompressor_state(struct analysis *a, uint64_t stat
 	return err ? err : owned_pend_sized(a, ll4, (n + 1) / 2, OWN_BZ2_ARRAYS);
 }
 
+/* The decompressor's copy of unused input: bzs_avail_in_real bytes of it
+ * still to be read (the buffer is kept for reuse once they are). */
+static struct pm_error *bz2_input_owned(struct analysis *a, const uint8_t *b,
+					size_t avail)
+{
+	const struct pm_cpython_layout *l = a->l;
+	if ((uint64_t)l->bz2_avail_in_real + 8 > avail ||
+	    (uint64_t)l->bz2_input_buffer + 8 > avail ||
+	    (uint64_t)l->bz2_input_buffer_size + 8 > avail)
+		return NULL;
+	uint64_t buf = pm_load_u64(b + l->bz2_input_buffer);
+	uint64_t size = pm_load_u64(b + l->bz2_input_buffer_size);
+	uint64_t left = pm_load_u64(b + l->bz2_avail_in_real);
+	if (!buf || !size || size > INPUT_SIZE_MAX || left > size)
+		return NULL;
+	return owned_pend_sized(a, buf, size, OWN_BZ2_INPUT);
+}
+
 struct pm_error *bz2_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
 			   size_t avail, bool decompressor)
 {
@@ -110,6 +133,8 @@ struct pm_error *bz2_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
 	if (lock_off && (uint64_t)lock_off + 8 <= avail)
 		err = owned_pend_sized(a, pm_load_u64(b + lock_off), LOCK_SIZE,
 				       OWN_THREAD_LOCK);
+	if (!err && decompressor)
+		err = bz2_input_owned(a, b, avail);
 	if (err || (uint64_t)l->bz2_state + 8 > avail)
 		return err;
 	uint64_t state = pm_load_u64(b + l->bz2_state), strm;

@@ -35,7 +35,8 @@ static const char *const owned_names[OWN_KINDS] = {
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children", "str data",
 	"ctypes buffer", "bytesio buffer", "decimal digits",
-	"bz2 stream state", "bz2 block arrays", "thread lock",
+	"bz2 stream state", "bz2 block arrays", "bz2 input buffer",
+	"thread lock",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 	"numpy strings",
 };
