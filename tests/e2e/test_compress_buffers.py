@@ -6,8 +6,11 @@ PYTHONMALLOC=malloc and -X dev, live and from a gcore core:
 
 - every compressor (levels 1, 5, 9, and a flushed one of level 3) and
   every decompressor (having read a stream of level 1, 5 or 9, part of a
-  stream of level 5, or nothing yet) owns, in the rows 'bz2 stream state',
-  'bz2 block arrays' and 'thread lock', exactly the bytes glibc counted as
+  stream of level 5, the first block of three of a level-1 stream before
+  max_length stopped it, or nothing yet) owns, in the rows 'bz2 stream
+  state', 'bz2 block arrays', 'bz2 input buffer' (the stopped one's copy
+  of the input it has not read) and 'thread lock', exactly the bytes
+  glibc counted as
   newly in use (mallinfo2's uordblks + hblkhd) while it was made (and, for
   a decompressor, while it decompressed its first input), less its own
   chunk where PYTHONMALLOC=malloc puts the object in glibc (glibc's
@@ -52,8 +55,10 @@ from conftest import python_params
 WORKLOAD = os.path.join(harness.TARGETS_DIR, "py_compress.py")
 MODES = harness.ALLOCATOR_MODES
 ALL = 10 ** 9
-STATE, ARRAYS, LOCK = "bz2 stream state", "bz2 block arrays", "thread lock"
-KINDS = (STATE, ARRAYS, LOCK)
+STATE, ARRAYS, INPUT = "bz2 stream state", "bz2 block arrays", \
+    "bz2 input buffer"
+LOCK = "thread lock"
+KINDS = (STATE, ARRAYS, INPUT, LOCK)
 # PYTHONMALLOC=malloc only: the Python objects the measuring itself makes
 # (the int of the first reading, ...) are glibc chunks too.
 MEASURE_NOISE = 512
@@ -107,9 +112,9 @@ def test_bz2_buffers(python, mode):
     assert path, "no CPython found"
     with start(path, mode) as t:
         truth = t.oracle["bz2"]
-        assert len(truth) == 9
+        assert len(truth) == 10
         assert [r["eof"] for r in truth if r["kind"] == "decompressor"] == \
-            [True, True, True, False, False]
+            [True, True, True, False, False, False]
         ids = {r["id"] for r in truth}
         with_arrays = {r["id"] for r in truth if r["level"]}
         for where in (t.pid, t.gcore()):
@@ -117,6 +122,8 @@ def test_bz2_buffers(python, mode):
             assert owners(found, STATE) == ids
             assert owners(found, ARRAYS) == with_arrays
             assert owners(found, LOCK) <= ids
+            assert owners(found, INPUT) == {
+                r["id"] for r in truth if r["name"].endswith("max_length")}
             by_owner = owned_bytes(found)
             for r in truth:
                 excess = r["delta"] - object_chunk(mode, r["basicsize"]) - \
@@ -135,13 +142,13 @@ def test_bz2_buffers(python, mode):
             rows = {(x["domain"], x["kind"], x["detail"]): x for x in r["rows"]}
             assert rows[("cpython", STATE, "_bz2.BZ2Compressor")]["count"] == 4
             assert rows[("cpython", STATE, "_bz2.BZ2Decompressor")][
-                "count"] == 5
+                "count"] == 6
             # Three arrays per compressor; one per decompressor that read
             # a header (CPython never asks for libbz2's small mode).
             assert rows[("cpython", ARRAYS, "_bz2.BZ2Compressor")][
                 "count"] == 12
             assert rows[("cpython", ARRAYS, "_bz2.BZ2Decompressor")][
-                "count"] == 4
+                "count"] == 5
 
 
 @pytest.mark.parametrize("python", python_params())

@@ -31,6 +31,7 @@ import ctypes
 import gc
 import json
 import os
+import random
 import signal
 import sys
 
@@ -108,10 +109,10 @@ def record(name, kind, obj, delta, extra=None):
     return rec
 
 
-def decompressed(data, upto=None):
+def decompressed(data, upto=None, max_length=-1):
     def make():
         d = bz2.BZ2Decompressor()
-        out = d.decompress(data if upto is None else data[:upto])
+        out = d.decompress(data if upto is None else data[:upto], max_length)
         assert out or upto is not None
         del out
         return d
@@ -148,6 +149,14 @@ def objects():
                 decompressed(streams[n])) for n in (1, 5, 9)]
     makers.append(("decompressor 5 partial", "decompressor", 5,
                    decompressed(streams[5], 2000)))
+    # Stopped at max_length in the first of three blocks: the rest of the
+    # input is copied into its input buffer (over pymalloc's 512 bytes).
+    rng = random.Random(5)
+    noise = bytes(rng.getrandbits(8) for _ in range(250000))
+    blocks = bz2.compress(noise, 1)
+    assert len(blocks) > 200000
+    makers.append(("decompressor 1 max_length", "decompressor", 1,
+                   decompressed(blocks, max_length=10)))
     makers.append(("decompressor fresh", "decompressor", 0,
                    bz2.BZ2Decompressor))
     # Once each first: the free lists and the collector settle.
