@@ -99,6 +99,14 @@ struct pm_cpython_layout {
 	uint32_t decimal_size, decimal_flags, decimal_digits, decimal_len,
 		decimal_alloc, decimal_data, decimal_inline,
 		decimal_inline_words;
+	/* _bz2's BZ2Compressor and BZ2Decompressor (cpython_owned_bz2.c):
+	 * their basicsizes, the bz_stream inside them and its state pointer
+	 * (libbz2's EState or DState), their PyThread_type_lock (0: none,
+	 * 3.15's lock is an inline PyMutex), and the decompressor's copy of
+	 * input it has not used yet (input_buffer, its size, bzs_avail_in_real). */
+	uint32_t bz2_compressor_size, bz2_decompressor_size, bz2_stream,
+		bz2_state, bz2_compressor_lock, bz2_decompressor_lock;
+	uint32_t bz2_input_buffer, bz2_input_buffer_size, bz2_avail_in_real;
 	/* _PyRuntime.interpreters.head; PyInterpreterState: next, the head of
 	 * its thread states and its size when malloc'd (0: 3.11+, the main
 	 * one is static in _PyRuntime), where the thread state it embeds is
@@ -143,6 +151,8 @@ enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		  * decimal.Decimal */
 		 TK_CDATA, TK_BYTESIO, TK_DECIMAL,
 		 TK_MMAP,                   /* mmap.mmap (cpython_mmap.c) */
+		 /* cpython_owned_bz2.c: _bz2's compressor and decompressor */
+		 TK_BZ2_COMPRESSOR, TK_BZ2_DECOMPRESSOR,
 		 TK_KINDS };
 
 /* A type object that some recognised object has as its ob_type. */

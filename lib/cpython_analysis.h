@@ -10,6 +10,8 @@
  *   cpython_structures.c  interpreter structures no object points at
  *   cpython_inferred.c    unknown allocations one object alone points at
  *   cpython_mmap.c        mmap.mmap objects and the regions they hold
+ *   cpython_owned_ext.c, cpython_owned_bz2.c, cpython_numpy.c
+ *                         extension objects' buffers
  * Facts: shared/reference/cpython-memory.md */
 #ifndef PM_CPYTHON_ANALYSIS_H
 #define PM_CPYTHON_ANALYSIS_H
@@ -113,6 +115,8 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_ELEMENT_EXTRA, OWN_ELEMENT_CHILDREN, OWN_STR_DATA,
 	     /* Extension objects' (cpython_owned_ext.c). */
 	     OWN_CTYPES_BUFFER, OWN_BYTESIO_BUFFER, OWN_DECIMAL_DIGITS,
+	     /* _bz2's (cpython_owned_bz2.c). */
+	     OWN_BZ2_STATE, OWN_BZ2_ARRAYS, OWN_BZ2_INPUT, OWN_THREAD_LOCK,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
@@ -247,6 +251,13 @@ struct pm_error *ext_decimal_owned(struct analysis *a, uint64_t obj,
  * bytes, is a buffer of the object being recognised. */
 struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
 					  uint64_t size, enum owned what);
+
+/* cpython_owned_bz2.c */
+/* Pends the libbz2 stream state, its block arrays, the lock and the
+ * unused input that a BZ2Compressor or BZ2Decompressor (avail bytes in b)
+ * owns. */
+struct pm_error *bz2_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
+			   size_t avail, bool decompressor);
 
 /* cpython_numpy.c */
 /* Whether a type is numpy.ndarray itself; whether a basicsize can be an

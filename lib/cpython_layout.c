@@ -57,7 +57,20 @@
 	.bytes_basicsize = 33, \
 	.decimal_size = 104, .decimal_flags = 24, .decimal_digits = 40, \
 	.decimal_len = 48, .decimal_alloc = 56, .decimal_data = 64, \
-	.decimal_inline = 72, .decimal_inline_words = 4
+	.decimal_inline = 72, .decimal_inline_words = 4, \
+	.bz2_decompressor_size = 152, .bz2_stream = 16, .bz2_state = 64, \
+	.bz2_input_buffer = 120, .bz2_input_buffer_size = 128, \
+	.bz2_avail_in_real = 136
+/* _bz2module.c's BZ2Compressor and BZ2Decompressor: PyObject_HEAD, then
+ * the bz_stream (its state pointer 48 bytes in), in every version (read
+ * in 3.8-3.15: the only word pointing at a block whose first word is the
+ * object + 16; the decompressor's input_buffer, its size and
+ * bzs_avail_in_real where a decompress(max_length=10) left them); 3.8-3.14
+ * end with a PyThread_type_lock pointer, 3.15 has an inline PyMutex
+ * instead (the compressor 8 bytes smaller). */
+#define PM_BZ2_LOCKED .bz2_compressor_size = 112, .bz2_compressor_lock = 104, \
+	.bz2_decompressor_lock = 144
+#define PM_BZ2_315 .bz2_compressor_size = 104
 #define PM_CONTAINERS_COMMON PM_EXTENSION_OFFSETS, .deque_leftblock = 24, .deque_rightblock = 32, \
 	.deque_leftindex = 40, .deque_rightindex = 48, \
 	.deque_block_size = 528, .deque_block_leftlink = 0, \
@@ -107,7 +120,7 @@ enum {
 	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_312_313, \
 	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
 	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
-	.immortal = true, .managed_dict = -24
+	.immortal = true, .managed_dict = -24, PM_BZ2_LOCKED
 
 /* 3.14 (3.14.10): like 3.13 with a larger runtime and interpreter state;
  * its pydebug build moves the embedded thread state by 16 bytes. */
@@ -118,7 +131,8 @@ enum {
 	PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_314, \
 	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
 	.ht_cached_keys = 880, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
-	.immortal = true, .refcnt_flags = true, .managed_dict = -24
+	.immortal = true, .refcnt_flags = true, .managed_dict = -24, \
+	PM_BZ2_LOCKED
 /* 3.15 (3.15.2): modules lost md_def (md_state_size is theirs; md_name
  * moved up to 40), heap types grew by 8 bytes before ht_cached_keys. */
 #define PM_LAYOUT_315 .minor = 15, PM_TYPE_OFFSETS, .module_def = 0, \
@@ -129,10 +143,10 @@ enum {
 	PM_CONTAINER_OFFSETS_315, PM_BUFFERED_OFFSETS, PM_CONTAINERS_FROM_314, \
 	PM_STR_FROM_312, PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39, \
 	.ht_cached_keys = 888, .preheader_flags = MANAGED_DICT | MANAGED_WEAKREF, \
-	.immortal = true, .refcnt_flags = true, .managed_dict = -24
+	.immortal = true, .refcnt_flags = true, .managed_dict = -24, PM_BZ2_315
 
 static const struct pm_cpython_layout layouts[] = {
-	{ .minor = 8, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 8, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, PM_BZ2_LOCKED,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 2720, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -140,7 +154,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_38,
 	  .ht_cached_keys = 872 },
-	{ .minor = 9, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 9, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, PM_BZ2_LOCKED,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 5656, .interp_initial_thread = 0,
 	  .tstate_size = 264, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -148,7 +162,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_STR_UP_TO_311,
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 864 },
-	{ .minor = 10, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 10, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, PM_BZ2_LOCKED,
 	  .runtime_interp_head = 32, .interp_threads_head = 8,
 	  .interp_next = 0, .interp_size = 113528, .interp_initial_thread = 0,
 	  .tstate_size = 280, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -157,7 +171,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  PM_ARENA_OFFSETS, PM_HASHTABLE_FROM_39,
 	  .ht_cached_keys = 872 },
 	/* 3.11: values pointer at obj-32, dict pointer at obj-24 */
-	{ .minor = 11, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 11, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, PM_BZ2_LOCKED,
 	  .runtime_interp_head = 40, .interp_threads_head = 16,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 107392,
 	  .tstate_size = 360, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,
@@ -167,7 +181,7 @@ static const struct pm_cpython_layout layouts[] = {
 	  .ht_cached_keys = 872, .preheader_flags = MANAGED_DICT,
 	  .managed_values = -32, .managed_dict = -24 },
 	/* 3.12: one word at obj-24, values (tagged) or dict; weakrefs at obj-32 */
-	{ .minor = 12, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS,
+	{ .minor = 12, PM_TYPE_OFFSETS, PM_MODULE_OFFSETS, PM_ELEMENT_OFFSETS, PM_TSTATE_LINKS, PM_BZ2_LOCKED,
 	  .runtime_interp_head = 40, .interp_threads_head = 72,
 	  .interp_next = 0, .interp_size = 0, .interp_initial_thread = 383264,
 	  .tstate_size = 288, PM_CONTAINER_OFFSETS, PM_BUFFERED_OFFSETS,

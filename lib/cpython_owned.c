@@ -303,6 +303,9 @@ struct pm_error *owned_pend_object(struct analysis *a,
 		return ext_bytesio_owned(a, b, avail);
 	case TK_DECIMAL:
 		return ext_decimal_owned(a, obj, b, avail);
+	case TK_BZ2_COMPRESSOR:
+	case TK_BZ2_DECOMPRESSOR:
+		return bz2_owned(a, obj, b, avail, ti->kind == TK_BZ2_DECOMPRESSOR);
 	case TK_STRINGIO: {
 		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
 		 * open (PyMem_Malloc(0) at first). */

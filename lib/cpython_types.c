@@ -35,6 +35,8 @@ static const char *const owned_names[OWN_KINDS] = {
 	"stringio buffer", "odict node", "odict fast nodes", "type doc",
 	"module state", "element extra", "element children", "str data",
 	"ctypes buffer", "bytesio buffer", "decimal digits",
+	"bz2 stream state", "bz2 block arrays", "bz2 input buffer",
+	"thread lock",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 	"numpy strings",
 };
@@ -171,6 +173,9 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "_ctypes._CData", TK_CDATA, l->cdata_size },
 		{ "_io.BytesIO", TK_BYTESIO, l->bytesio_size },
 		{ "decimal.Decimal", TK_DECIMAL, l->decimal_size },
+		{ "_bz2.BZ2Compressor", TK_BZ2_COMPRESSOR, l->bz2_compressor_size },
+		{ "_bz2.BZ2Decompressor", TK_BZ2_DECOMPRESSOR,
+		  l->bz2_decompressor_size },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
@@ -191,7 +196,9 @@ static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
 	    (size != l->deque_size && size != l->array_size &&
 	     size != l->stringio_size && size != l->odict_size &&
 	     size != l->cdata_size && size != l->bytesio_size &&
-	     size != l->decimal_size && !mmap_object_size(l->minor, size) &&
+	     size != l->decimal_size && size != l->bz2_compressor_size &&
+	     size != l->bz2_decompressor_size &&
+	     !mmap_object_size(l->minor, size) &&
 	     !numpy_array_size(size)) ||
 	    !analysis_read_word(a, tp + l->tp_name, &name_ptr))
 		return TK_OTHER;
