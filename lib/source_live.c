@@ -2,7 +2,14 @@
  * pread on /proc/PID/mem, threads from /proc/PID/task. The process should be
  * stopped (pm_process_freeze, or a debugger) while it is analysed; if it
  * dies anyway (SIGKILL), reads fail with PM_ERR_EXITED, which stops the
- * analysis instead of turning every read into a warning. */
+ * analysis instead of turning every read into a warning.
+ *
+ * Guard regions (madvise MADV_GUARD_INSTALL, Linux 6.13; glibc 2.43 puts a
+ * thread stack's guard page inside the stack's own mapping this way): their
+ * pages answer EIO on /proc/PID/mem although the mapping is readable. They
+ * hold nothing (the process itself faults on them), so a read across one
+ * gets zeros for those pages, as the kernel's core dump gives them; a
+ * mapping has such pages only where smaps lists the "gu" flag for it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,15 +21,79 @@
 
 #include "proc_state.h"
 #include "source.h"
+#include "vector.h"
 
 #define LIVE_THREADS_MAX 100000
+#define GUARDED_MAPPINGS_MAX 100000
+#define PAGE 4096
+
+struct address_range {
+	uint64_t start, end;
+};
+PM_DEFINE_VECTOR(address_range_vector, struct address_range)
+
+/* The mappings that have guard regions (smaps VmFlags "gu"), in address
+ * order, read on the first EIO. */
+struct guarded_mappings {
+	bool loaded;
+	struct address_range_vector ranges;
+};
 
 struct live_source {
 	struct pm_source base;
 	pid_t pid;
 	int mem_fd;
 	int proc_fd;        /* /proc/PID: stays with this process, not the pid */
+	struct guarded_mappings guarded;
 };
+
+static void guarded_load(struct live_source *live)
+{
+	struct guarded_mappings *g = &live->guarded;
+	g->loaded = true;
+	int fd = openat(live->proc_fd, "smaps", O_RDONLY | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	char line[512];
+	uint64_t start = 0, end = 0;
+	while (fgets(line, sizeof(line), f) && g->ranges.size < GUARDED_MAPPINGS_MAX) {
+		unsigned long long a, b;
+		char dash;
+		if (sscanf(line, "%llx%c%llx", &a, &dash, &b) == 3 && dash == '-') {
+			start = a;
+			end = b;
+			continue;
+		}
+		struct address_range r = { start, end };
+		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " gu") && end > start &&
+		    !address_range_vector_append(&g->ranges, &r))
+			break;      /* out of memory: the rest read as unreadable */
+	}
+	fclose(f);
+}
+
+/* Whether addr is in a mapping with guard regions. */
+static bool guarded_at(struct live_source *live, uint64_t addr)
+{
+	if (!live->guarded.loaded)
+		guarded_load(live);
+	const struct address_range *r = live->guarded.ranges.data;
+	size_t lo = 0, hi = live->guarded.ranges.size;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (addr < r[mid].start)
+			hi = mid;
+		else if (addr >= r[mid].end)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
 
 /* A read that failed: EOF from /proc/PID/mem means the process's memory
  * is gone (an unmapped address gives EIO instead), even before /proc shows
@@ -62,6 +133,15 @@ static struct pm_error *live_read(struct pm_source *source, uint64_t addr,
 		int errnum = n < 0 ? errno : 0;
 		if (live_process_exited(live, n, errnum))
 			return pm_proc_exited_error(live->pid, PM_PROC_GONE, 0, true);
+		if (errnum == EIO && guarded_at(live, at)) {
+			/* A guard page: zeros, to the end of the page. */
+			size_t zeros = PAGE - (size_t)(at % PAGE);
+			if (zeros > len - done)
+				zeros = len - done;
+			memset((char *)buf + done, 0, zeros);
+			done += zeros;
+			continue;
+		}
 		errno = errnum;
 		if (n == 0 || errno == EIO || errno == EFAULT)
 			return pm_error_at(PM_ERR_UNMAPPED, at,
@@ -80,6 +160,7 @@ static void live_destroy(struct pm_source *source)
 		close(live->mem_fd);
 	if (live->proc_fd >= 0)
 		close(live->proc_fd);
+	address_range_vector_deinit(&live->guarded.ranges);
 	free(live);
 }
 

@@ -457,6 +457,70 @@ static void target_label_regions(struct pm_target *t)
 		}
 }
 
+/* A core whose thread stack holds only zeros where the thread's stack
+ * pointer is was written by a tool that could not read that stack: GDB 13's
+ * gcore fails on the whole mapping when glibc 2.43 installs the stack's
+ * guard page inside it (MADV_GUARD_INSTALL) and writes zeros for all of
+ * it. A running thread's frames at its stack pointer are never 512 zero
+ * bytes; what that C stack holds (references it roots) is then missing,
+ * and every report says so first. */
+static struct pm_error *target_check_thread_stacks(struct pm_target *t)
+{
+	if (strcmp(pm_target_kind(t), "live") == 0)
+		return NULL;
+	struct pm_partial_range *zeroed = NULL;
+	size_t count = 0;
+	uint64_t bytes_missing = 0;
+	for (size_t i = 0; i < t->nregions; i++) {
+		const struct pm_region *r = &t->regions[i];
+		const struct pm_thread *th = r->label == PM_LABEL_THREAD_STACK ?
+			thread_with_stack_in(t, r) : NULL;
+		if (!th)
+			continue;
+		uint8_t bytes[512];
+		size_t len = r->end - th->sp < sizeof(bytes) ? (size_t)(r->end - th->sp) :
+							      sizeof(bytes);
+		struct pm_error *err = pm_target_read(t, th->sp, bytes, len);
+		if (err) {
+			pm_error_destroy(err);
+			continue;
+		}
+		size_t k = 0;
+		while (k < len && !bytes[k])
+			k++;
+		if (k < len)
+			continue;
+		if (!zeroed && !(zeroed = calloc(t->nregions, sizeof(*zeroed))))
+			return &pm_error_no_memory;
+		zeroed[count++] = (struct pm_partial_range){ r->start, r->end, r->end - r->start };
+		bytes_missing += r->end - r->start;
+	}
+	if (!count)
+		return NULL;
+	char message[400], figure[96];
+	snprintf(message, sizeof(message),
+		 "%zu thread stack%s in this core hold%s only zeros at the thread's stack "
+		 "pointer: the core's writer could not read %s (GDB 13's gcore, when glibc "
+		 "2.43 puts the guard page inside the stack; GDB 18's gcore and the kernel's "
+		 "cores keep them), so the references on %s C stack%s are missing",
+		 count, count == 1 ? "" : "s", count == 1 ? "s" : "",
+		 count == 1 ? "it" : "them", count == 1 ? "that" : "those",
+		 count == 1 ? "" : "s");
+	snprintf(figure, sizeof(figure), "%zu thread stack%s not in the core",
+		 count, count == 1 ? "" : "s");
+	struct pm_partial partial = {
+		.reason = "stack-zeroed",
+		.message = message,
+		.figure = figure,
+		.missing_bytes = bytes_missing,
+		.ranges = zeroed,
+		.nranges = count,
+	};
+	struct pm_error *err = pm_target_add_partial(t, &partial);
+	free(zeroed);
+	return err;
+}
+
 struct pm_error *pm_target_finish(struct pm_target *t)
 {
 	if (t->nregions == 0)
@@ -480,7 +544,7 @@ struct pm_error *pm_target_finish(struct pm_target *t)
 	if (err)
 		return err;
 	target_label_regions(t);
-	return NULL;
+	return target_check_thread_stacks(t);
 }
 
 /* ---- regions, threads, modules ------------------------------------------ */

@@ -373,3 +373,84 @@ def test_chroot_debug_offsets_moved_field():
                 % (t.oracle["version"], published + 8, published))
         assert want in proc.stdout, proc.stdout[:800]
         assert "glibc" in proc.stdout
+
+
+def thread_stacks(pid):
+    """(start, end) of the mappings holding the stack pointer of each of
+    pid's threads but the main one, from /proc/PID/task/TID/syscall and
+    /proc/PID/maps."""
+    maps = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            a, b = line.split()[0].split("-")
+            maps.append((int(a, 16), int(b, 16)))
+    stacks = []
+    for tid in sorted(int(t) for t in os.listdir("/proc/%d/task" % pid)):
+        if tid == pid:
+            continue
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+            sp = int(f.read().split()[-2], 16)
+        stacks += [m for m in maps if m[0] <= sp < m[1]]
+    return stacks
+
+
+def refused_pages(pid, start, end):
+    """Offsets of the pages of [start, end) /proc/PID/mem answers EIO for."""
+    out = []
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as f:
+        for at in range(start, end, 4096):
+            try:
+                f.seek(at)
+                f.read(4096)
+            except OSError:
+                out.append(at - start)
+    return out
+
+
+@pytest.mark.parametrize("name", PYTHONS)
+def test_chroot_thread_stack_guard_page(name):
+    """glibc 2.43 installs a thread stack's guard page inside the stack's
+    own mapping (MADV_GUARD_INSTALL; smaps flags it "gu"), and /proc/PID/mem
+    refuses that page (EIO). Live, `digest` reads the stack with the guard
+    page as zeros and equals the digest of the bytes /proc/PID/mem gives
+    (the refused page as zeros); a core from the chroot's GDB 18 holds the
+    same bytes and is not partial; the host's GDB 13 gcore writes zeros for
+    the whole stack, and every report then says first, as partial input,
+    that exactly those stacks are missing."""
+    python = chroot_python(name)
+    with ChrootTarget(python) as t:
+        assert t.oracle["threads"] == 2
+        stacks = thread_stacks(t.pid)
+        assert len(stacks) == 1, stacks
+        guarded = harness.guarded_mappings(t.pid)
+        for start, end in stacks:
+            assert (start, end) in guarded, (hex(start), guarded)
+            assert refused_pages(t.pid, start, end) == [0]
+        live = {(d["start"], d["end"]): d for d in
+                harness.cli_json("digest", "--json", t.pid)["regions"]}
+        for start, end in stacks:
+            assert live[(start, end)].get("digest") == \
+                harness.mem_digest(t.pid, start, end), live[(start, end)]
+        cores = {}
+        inside = "/tmp/" + os.path.basename(t.inside)     # t.inside, in the chroot
+        for gdb, command, where in (("gdb18", ["chroot", CHROOT, "/usr/bin/gcore"], inside),
+                                    ("gdb13", ["gcore"], t.inside)):
+            prefix = os.path.join(t.inside, gdb)
+            subprocess.run(command + ["-o", os.path.join(where, gdb), str(t.pid)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=300)
+            assert harness.is_stopped(t.pid)
+            cores[gdb] = "%s.%d" % (prefix, t.pid)
+        doc = harness.cli_json("digest", "--json", "--sysroot", CHROOT, cores["gdb18"])
+        assert doc["partial_reasons"] == []
+        got = {(d["start"], d["end"]): d for d in doc["regions"]}
+        for start, end in stacks:
+            assert got[(start, end)].get("digest") == live[(start, end)]["digest"]
+        for report in ("digest", "summary"):
+            doc = harness.cli_json(report, "--json", "--sysroot", CHROOT, cores["gdb13"])
+            zeroed = [p for p in doc["partial_reasons"] if p["reason"] == "stack-zeroed"]
+            assert len(zeroed) == 1, doc["partial_reasons"]
+            assert [(r["start"], r["end"]) for r in zeroed[0]["ranges"]] == stacks
+        text = harness.run_cli("summary", "--sysroot", CHROOT, cores["gdb13"]).stdout
+        assert text.startswith("partial: 1 thread stack in this core holds only zeros"), \
+            text[:300]
