@@ -1367,6 +1367,34 @@ static char *core_list_keep_name(struct core_entry_list *list, const char *name)
 	return copy;
 }
 
+/* path with its symlinks resolved in the process's root (the sysroot,
+ * when one is given, else /), as the process's root names it; NULL when
+ * it cannot be resolved there (malloc'd). */
+static char *path_in_root(const char *sysroot, const char *path)
+{
+	if (!sysroot || !*sysroot)
+		return realpath(path, NULL);
+	char *root = realpath(sysroot, NULL);
+	size_t n = root ? strlen(root) : 0;
+	char *joined = root ? malloc(n + strlen(path) + 1) : NULL;
+	char *real = NULL;
+	if (joined) {
+		memcpy(joined, root, n);
+		strcpy(joined + n, path);
+		real = realpath(joined, NULL);
+	}
+	/* An absolute symlink leads out of the sysroot: not resolved. */
+	if (real && (strncmp(real, root, n) || real[n] != '/')) {
+		free(real);
+		real = NULL;
+	}
+	if (real)
+		memmove(real, real + n, strlen(real + n) + 1);
+	free(joined);
+	free(root);
+	return real;
+}
+
 /* Walks r_debug.r_map: each link_map gives a load bias (l_addr) and a path
  * (l_name; empty for the executable, no '/' for the vdso). The object's
  * program headers come from its ELF header in the core. */
@@ -1410,7 +1438,7 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 			continue;
 		/* ld.so's spelling (/lib/.../libz.so.1) is a symlink of what
 		 * the kernel would name (/usr/lib/.../libz.so.1.2.13). */
-		char *real = realpath(path, NULL);
+		char *real = path_in_root(pm_target_sysroot(src->target), path);
 		const char *name = core_list_keep_name(list, real ? real : path);
 		free(real);
 		err = name ? core_list_add_image(list, &img, name) :

@@ -377,6 +377,16 @@ def _fnv_c():
     return fn
 
 
+def in_root(path, sysroot):
+    """A path of the host's /proc/PID/maps as a process in sysroot (None:
+    the host's root) names it in its own root, as a core's notes do:
+    without the chroot's directory."""
+    root = sysroot.rstrip("/") + "/" if sysroot else None
+    if root and path and path.startswith(root):
+        return path[len(root) - 1:]
+    return path
+
+
 def guarded_mappings(pid):
     """[start, end) of pid's mappings with guard regions (smaps VmFlags
     "gu": madvise MADV_GUARD_INSTALL, as glibc 2.43 makes a thread stack's

@@ -134,12 +134,7 @@ def unsaved_mappings(pid):
 
 
 def in_root(snap, path):
-    """A path of the host's /proc/PID/maps as the process names it in its
-    own root (a core's notes): without the chroot's directory."""
-    root = harness.CHROOT.rstrip("/") + "/"
-    if snap.chroot and path and path.startswith(root):
-        return path[len(root) - 1:]
-    return path
+    return harness.in_root(path, harness.CHROOT if snap.chroot else None)
 
 
 def need(result, what):
