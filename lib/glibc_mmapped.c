@@ -35,18 +35,37 @@ static bool in_arena_heaps(const struct pm_glibc_walk *w, uint64_t start, uint64
  * the kernel splits a chunk's mapping into several regions where the
  * program changes part of it (madvise(MADV_HUGEPAGE), as numpy does for
  * big arrays; mprotect of guard pages), and merges adjacent chunks'
- * mappings into one. */
-static bool region_may_hold_mmapped(const struct pm_glibc_walk *w,
-				    const struct pm_region *r)
+ * mappings into one. Returns how far from r's start it may: all of r,
+ * none of it (r->start), or up to the arena heap the kernel merged the
+ * mappings below it with (a thread arena's heap region that begins with
+ * mmapped chunks, seen with glibc 2.43's pydebug CPythons). */
+static uint64_t mmapped_limit(const struct pm_glibc_walk *w, const struct pm_region *r)
 {
 	if (r->perms & PM_PERM_SHARED)
-		return false;
+		return r->start;
 	if (r->path && strcmp(r->path, "[heap]") != 0)
-		return false;
+		return r->start;
 	if (r->label == PM_LABEL_MAIN_STACK || r->label == PM_LABEL_THREAD_STACK ||
 	    r->label == PM_LABEL_GUARD || r->label == PM_LABEL_MODULE)
-		return false;
-	return !in_arena_heaps(w, r->start, r->end);
+		return r->start;
+	if (!in_arena_heaps(w, r->start, r->end))
+		return r->end;
+	uint64_t limit = r->end;
+	const struct pm_glibc_heap *h = w->heap;
+	for (size_t i = 0; i < h->narenas; i++) {
+		const struct pm_glibc_arena *ar = &h->arenas[i];
+		if (ar->is_main) {
+			uint64_t hs = w->main_start, he = ar->top + ar->top_size;
+			if (r->start < he && r->end > hs && hs < limit)
+				limit = hs;
+			continue;
+		}
+		for (size_t k = 0; k < ar->nheaps; k++)
+			if (r->start < ar->heaps[k] + w->heap_max && r->end > ar->heaps[k] &&
+			    ar->heaps[k] < limit)
+				limit = ar->heaps[k];
+	}
+	return limit > r->start ? limit : r->start;
 }
 
 /* memalign of an mmapped chunk leaves the mapping's header stale and puts
@@ -96,15 +115,14 @@ static void label_pieces(struct pm_glibc_walk *w, size_t i, uint64_t start,
 	}
 }
 
-/* Scans the adjacent regions [first, last] (see region_may_hold_mmapped)
+/* Scans the adjacent regions [first, last] up to end (see mmapped_limit)
  * for mmapped chunks: at each page start of a readable region, a header
  * (prev_size 0, size|IS_MMAPPED, page-multiple with 2.43's tail) whose
  * mapping fits in the
  * span; then on past the mapping. */
-static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, size_t last)
+static void scan_mmapped_span(struct pm_glibc_walk *w, size_t first, uint64_t end)
 {
 	uint64_t a = pm_target_region(w->t, first)->start;
-	uint64_t end = pm_target_region(w->t, last)->end;
 	size_t i = first;
 	pm_glibc_run_begin(w);
 	while (a + 16 <= end && !w->fatal) {
@@ -147,17 +165,25 @@ void pm_glibc_scan_mmapped(struct pm_glibc_walk *w)
 {
 	size_t n = pm_target_region_count(w->t);
 	for (size_t i = 0; i < n && !w->fatal;) {
-		if (!region_may_hold_mmapped(w, pm_target_region(w->t, i))) {
+		const struct pm_region *r = pm_target_region(w->t, i);
+		uint64_t end = mmapped_limit(w, r);
+		if (end == r->start) {
 			i++;
 			continue;
 		}
+		/* On through adjacent regions while each may hold them to its
+		 * end; the last may stop part way. */
 		size_t last = i;
-		while (last + 1 < n &&
-		       pm_target_region(w->t, last + 1)->start ==
-		       pm_target_region(w->t, last)->end &&
-		       region_may_hold_mmapped(w, pm_target_region(w->t, last + 1)))
+		while (end == pm_target_region(w->t, last)->end && last + 1 < n &&
+		       pm_target_region(w->t, last + 1)->start == end) {
+			const struct pm_region *next = pm_target_region(w->t, last + 1);
+			uint64_t limit = mmapped_limit(w, next);
+			if (limit == next->start)
+				break;
 			last++;
-		scan_mmapped_span(w, i, last);
+			end = limit;
+		}
+		scan_mmapped_span(w, i, end);
 		i = last + 1;
 	}
 }

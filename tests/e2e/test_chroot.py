@@ -454,3 +454,41 @@ def test_chroot_thread_stack_guard_page(name):
         text = harness.run_cli("summary", "--sysroot", CHROOT, cores["gdb13"]).stdout
         assert text.startswith("partial: 1 thread stack in this core holds only zeros"), \
             text[:300]
+
+
+def test_chroot_mmapped_chunks_merged_into_a_thread_heap():
+    """Under glibc 2.43 the kernel merges the mappings of mmapped chunks
+    made right below a thread arena's heap into the heap's own region (its
+    heaps no longer differ from them in flags); tests/targets/glibc_workload
+    (--mmapped-below-heap, run in the chroot against its glibc) makes that
+    layout, which the process checks in its maps. Every mmapped chunk is
+    found there, live and in GDB 18's core: malloc-stats equals mallinfo2()
+    and the chunks are at the addresses malloc returned."""
+    workload = os.path.join(harness.build_dir(), "tests", "targets", "glibc_workload")
+    if not os.path.exists(os.path.join(CHROOT, "proc/self")):
+        pytest.fail("%s/proc is not mounted (tests/setup-debian.sh mounts it)" % CHROOT)
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    with harness.start_stopped([chroot, CHROOT, workload, "--threads", "1",
+                                "--mmapped-below-heap", "3"]) as t:
+        truth = t.oracle
+        heap, users = truth["below_heap"], truth["below_user"]
+        assert heap and len(users) == 3
+        with open("/proc/%d/maps" % t.pid) as f:
+            spans = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f]
+        merged = [s for s in spans if s[0] <= min(users) and heap < s[1]]
+        assert merged and merged[0][0] < heap, \
+            "premise: the chunks' mappings and the heap are one region: %s" % merged
+        prefix = os.path.join(t.workdir, "gdb18")
+        subprocess.run([chroot, CHROOT, "/usr/bin/gcore", "-o", prefix, str(t.pid)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=300)
+        assert harness.is_stopped(t.pid)
+        core = "%s.%d" % (prefix, t.pid)
+        mi = truth["mallinfo2"]
+        for where in ([str(t.pid)], ["--sysroot", CHROOT, core]):
+            report = harness.cli_json("malloc-stats", "--json", *where)
+            assert {k: report[k] for k in FIELDS + ("hblkhd",)} == \
+                {k: mi[k] for k in FIELDS + ("hblkhd",)}, (where, report.get("warnings"))
+            chunks = harness.cli_json("chunks", "--json", *where)["chunks"]
+            found = {c["address"] for c in chunks if c["state"] == "mmapped"}
+            assert {u - 16 for u in users} <= found, (where, sorted(found))

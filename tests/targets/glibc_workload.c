@@ -17,7 +17,11 @@
  *                       [--split-mmapped N]  (N mmapped blocks whose mapping
  *                                             madvise(MADV_HUGEPAGE) splits)
  *                       [--guard-mmapped N]  (N mmapped blocks with guard
- *                                             pages made by mprotect) */
+ *                                             pages made by mprotect)
+ *                       [--mmapped-below-heap N] (a thread's arena heap,
+ *                                             then N mmapped blocks, which
+ *                                             the kernel maps right below
+ *                                             it and merges with it) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -211,6 +215,48 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/* A thread whose arena's heap is the newest mapping, then n blocks over
+ * the mmap threshold: the kernel puts each right below the lowest mapping,
+ * the heap, and merges their mappings with the heap's into one region. */
+#define BELOW_MAX 16
+static uintptr_t below_heap, below_user[BELOW_MAX];
+static int nbelow;
+
+/* Fills the unmapped gap right above the heap's 64 MiB reservation with
+ * an inaccessible mapping, so that the highest gap left for the next mmap
+ * is the one right below the heap (the piece new_heap trimmed off). */
+static void fill_gap_above(uintptr_t reserved_end)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	uintptr_t next = 0;
+	while (maps && fgets(line, sizeof(line), maps)) {
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a >= reserved_end &&
+		    (!next || a < next))
+			next = a;
+	}
+	if (maps)
+		fclose(maps);
+	if (next > reserved_end &&
+	    mmap((void *)reserved_end, next - reserved_end, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
+		exit(7);
+}
+
+static void *below_heap_thread(void *arg)
+{
+	int n = (int)(size_t)arg;
+	size_t *first = kept(32);
+	if (first[-1] & 4) {
+		below_heap = (uintptr_t)first & ~(HEAP_MAX - 1);
+		fill_gap_above(below_heap + HEAP_MAX);
+	}
+	for (int i = 0; i < n && nbelow < BELOW_MAX; i++)
+		below_user[nbelow++] = (uintptr_t)kept(200000);
+	return NULL;
+}
+
 static char xml_path[4096];
 
 /* Opened before the workload so that its FILE is part of the heap state;
@@ -265,6 +311,11 @@ static void write_oracle(const struct mallinfo2 *m, int nthreads)
 			      "%s{\"heap\": %lu, \"arena\": %lu}", i ? ", " : "",
 			      (unsigned long)thread_arenas[i].heap,
 			      (unsigned long)thread_arenas[i].arena);
+	n += snprintf(json + n, sizeof(json) - (size_t)n, "], \"below_heap\": %lu, "
+		      "\"below_user\": [", (unsigned long)below_heap);
+	for (int i = 0; i < nbelow && n < (int)sizeof(json) - 40; i++)
+		n += snprintf(json + n, sizeof(json) - (size_t)n, "%s%lu", i ? ", " : "",
+			      (unsigned long)below_user[i]);
 	n += snprintf(json + n, sizeof(json) - (size_t)n, "]}\n");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -279,7 +330,7 @@ int main(int argc, char **argv)
 	int nthreads = 3;
 	long small_chunks = 0;
 	int exited = 0;
-	int split_blocks = 0, guard_blocks = 0;
+	int split_blocks = 0, guard_blocks = 0, below_blocks = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			nthreads = atoi(argv[++i]);
@@ -295,6 +346,8 @@ int main(int argc, char **argv)
 			split_blocks = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--guard-mmapped") && i + 1 < argc)
 			guard_blocks = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--mmapped-below-heap") && i + 1 < argc)
+			below_blocks = atoi(argv[++i]);
 	}
 	if (nthreads > MAX_THREADS)
 		nthreads = MAX_THREADS;
@@ -302,6 +355,11 @@ int main(int argc, char **argv)
 	for (int i = 0; i < exited && i < MAX_THREADS; i++) {
 		pthread_t tid;
 		pthread_create(&tid, NULL, exiting_thread, (void *)(size_t)(100 + i));
+		pthread_join(tid, NULL);
+	}
+	if (below_blocks) {
+		pthread_t tid;
+		pthread_create(&tid, NULL, below_heap_thread, (void *)(size_t)below_blocks);
 		pthread_join(tid, NULL);
 	}
 	pthread_barrier_init(&ready, NULL, (unsigned)nthreads + 1);
