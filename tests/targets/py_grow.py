@@ -40,10 +40,25 @@ FLOAT_IDS = array.array("q", bytes(8 * K_FLOAT))
 SIZES = array.array("q", bytes(8 * 3))      # Growth, str, float blocks
 
 
+def debug_hooks():
+    """Whether PyMem's debug hooks wrap every allocation: asked for, or by
+    default in dev mode and in a pydebug build."""
+    asked = os.environ.get("PYTHONMALLOC", "")
+    if asked:
+        return asked == "debug" or asked.endswith("_debug")
+    return bool(sys.flags.dev_mode) or hasattr(sys, "gettotalrefcount")
+
+
+# The hooks' bytes around each block (3.8+: a size word and an API id
+# before, forbidden bytes after: PYMEM_DEBUG_EXTRA_BYTES).
+DEBUG_EXTRA = 24 if debug_hooks() else 0
+
+
 def block(size):
     """The pymalloc block of an object of sys.getsizeof() == size (it counts
-    the GC head and pre-header): 16-byte steps."""
-    return (size + 15) & ~15
+    the GC head and pre-header), with the debug hooks' bytes: 16-byte
+    steps."""
+    return (size + DEBUG_EXTRA + 15) & ~15
 
 
 def grow():
