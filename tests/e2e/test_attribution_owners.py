@@ -60,7 +60,9 @@ def test_type_docs(python, mode):
         # tp_doc pointing at a block on pymalloc's free list (a freed
         # glibc chunk in tcache under PYTHONMALLOC=malloc), its old
         # text still there; a free block is no type's doc.
-        assert 0 <= truth["heap_types_with_doc"] - len(docs) <= 2
+        assert 0 <= truth["heap_types_with_doc"] - len(docs) <= 2, [
+            (hex(ptr), name, bytes(head), harness.read_mem(t.pid, ptr, ptr + len(head)))
+            for ptr, name, head in truth["doc_pointers"] if ptr not in docs]
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -559,15 +559,19 @@ def build_doc_classes(n):
         KEEP.append(type("DocClass%d" % i, (), {"__doc__": doc}))
         docs.append(doc)
     heap = 0
+    pointers = []
     for t in gc.get_objects():
         if isinstance(t, type) and t.__flags__ & (1 << 9):
             doc = t.__dict__.get("__doc__")
             # A __doc__ assigned after the class was made (3.14's
             # dataclasses in _colorize) leaves tp_doc NULL: no copy.
-            has_copy = ctypes.c_void_p.from_address(id(t) + TP_DOC).value is not None
-            heap += isinstance(doc, str) and "\0" not in doc and has_copy
+            tp_doc = ctypes.c_void_p.from_address(id(t) + TP_DOC).value
+            if isinstance(doc, str) and "\0" not in doc and tp_doc is not None:
+                heap += 1
+                head = doc.encode("utf-8", "surrogatepass")[:32]
+                pointers.append([tp_doc, t.__qualname__, list(head)])
     return {"marker": DOC_MARKER, "lengths": [len(d) for d in docs],
-            "heap_types_with_doc": heap}
+            "heap_types_with_doc": heap, "doc_pointers": pointers}
 
 
 def module_states():
