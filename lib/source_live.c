@@ -47,6 +47,15 @@ struct live_source {
 	struct guarded_mappings guarded;
 };
 
+/* Whether the space-separated two-letter flags hold flag. */
+static bool has_flag(const char *flags, const char *flag)
+{
+	for (const char *p = flags; (p = strstr(p, flag)); p += 2)
+		if ((p == flags || p[-1] == ' ') && (p[2] == ' ' || p[2] == '\n' || !p[2]))
+			return true;
+	return false;
+}
+
 static void guarded_load(struct live_source *live)
 {
 	struct guarded_mappings *g = &live->guarded;
@@ -58,9 +67,12 @@ static void guarded_load(struct live_source *live)
 			close(fd);
 		return;
 	}
-	char line[512];
+	/* Whole lines, however long a mapping's path: a piece of one must
+	 * not read as the next mapping's range. */
+	char *line = NULL;
+	size_t cap = 0;
 	uint64_t start = 0, end = 0;
-	while (fgets(line, sizeof(line), f) && g->ranges.size < GUARDED_MAPPINGS_MAX) {
+	while (getline(&line, &cap, f) > 0 && g->ranges.size < GUARDED_MAPPINGS_MAX) {
 		unsigned long long a, b;
 		char dash;
 		if (sscanf(line, "%llx%c%llx", &a, &dash, &b) == 3 && dash == '-') {
@@ -69,10 +81,11 @@ static void guarded_load(struct live_source *live)
 			continue;
 		}
 		struct address_range r = { start, end };
-		if (!strncmp(line, "VmFlags:", 8) && strstr(line, " gu") && end > start &&
+		if (!strncmp(line, "VmFlags:", 8) && has_flag(line + 8, "gu") && end > start &&
 		    !address_range_vector_append(&g->ranges, &r))
 			break;      /* out of memory: the rest read as unreadable */
 	}
+	free(line);
 	fclose(f);
 }
 
