@@ -279,6 +279,7 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 	if (err)
 		return err;
 	pm_target_drop_report_partials(t);
+	uint32_t outer_uses = pm_target_report_begin(t);
 	struct pm_strbuf body;
 	pm_strbuf_init(&body);
 	err = entry->fn(t, args, &body);
@@ -290,6 +291,7 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 	if (err) {
 		pm_strbuf_deinit(&body);
 		pm_target_drop_report_partials(t);
+		pm_target_report_end(t, outer_uses);
 		return err;
 	}
 	/* The partial facts are known once the report has run (the walks it
@@ -310,6 +312,7 @@ struct pm_error *pm_report_run(struct pm_target *t, const char *name,
 	pm_strbuf_deinit(&body);
 	pm_target_drop_report_partials(t);
 	append_warnings(t, args->format, &out);
+	pm_target_report_end(t, outer_uses);
 	if (args->format == PM_FORMAT_JSON)
 		pm_strbuf_append(&out, "\n}\n");
 	else if (args->width > 0) {

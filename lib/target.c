@@ -67,7 +67,16 @@ struct pm_target {
 	size_t nauxv;
 
 	struct pm_diag *warnings;
-	size_t nwarnings_stored, nwarnings;
+	size_t nwarnings_stored;
+	size_t nwarnings_by_stage[PM_STAGES];
+	/* Analyses under way (cache_get found nothing, no cache_set yet),
+	 * innermost last, each with the slots it has used so far. */
+	struct { uint8_t slot; uint32_t uses; } open_stages[PM_CACHE_SLOTS];
+	size_t nopen_stages;
+	uint32_t stage_uses[PM_CACHE_SLOTS];  /* what each cached one used */
+	uint32_t report_uses;   /* stages the current (or last) report used */
+	bool reported;          /* before any report, every warning is shown */
+	int report_depth;
 	/* Set once the live process has exited mid-analysis (PM_ERR_EXITED
 	 * from the source): every later read fails at once with it, long
 	 * loops stop as if interrupted, and no report is given. */
@@ -1129,10 +1138,36 @@ pid_t pm_target_pid(const struct pm_target *t)
 	return t->pid;
 }
 
+static uint32_t stage_bit(unsigned stage)
+{
+	return 1u << stage;
+}
+
+static bool stage_shown(const struct pm_target *t, unsigned stage)
+{
+	return !t->reported || (t->report_uses & stage_bit(stage));
+}
+
+/* The running report, and the innermost analysis under way, use these. */
+static void note_uses(struct pm_target *t, uint32_t uses)
+{
+	t->report_uses |= uses;
+	if (t->nopen_stages)
+		t->open_stages[t->nopen_stages - 1].uses |= uses;
+}
+
+static unsigned current_stage(const struct pm_target *t)
+{
+	if (t->nopen_stages)
+		return t->open_stages[t->nopen_stages - 1].slot;
+	return t->report_depth ? PM_STAGE_REPORT : PM_STAGE_OPEN;
+}
+
 void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
 		    const char *fmt, ...)
 {
-	t->nwarnings++;
+	unsigned stage = current_stage(t);
+	t->nwarnings_by_stage[stage]++;
 	if (t->nwarnings_stored >= WARNINGS_STORED_MAX)
 		return;
 	if (!t->warnings) {
@@ -1149,32 +1184,94 @@ void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
 		return;
 	d->has_address = has_address;
 	d->address = address;
+	d->stage = (uint8_t)stage;
 	t->nwarnings_stored++;
 }
 
 size_t pm_target_warning_count(const struct pm_target *t)
 {
-	return t->nwarnings;
+	size_t n = 0;
+	for (unsigned stage = 0; stage < PM_STAGES; stage++)
+		if (stage_shown(t, stage))
+			n += t->nwarnings_by_stage[stage];
+	return n;
 }
 
 size_t pm_target_warnings_stored(const struct pm_target *t)
 {
-	return t->nwarnings_stored;
+	size_t n = 0;
+	for (size_t i = 0; i < t->nwarnings_stored; i++)
+		n += stage_shown(t, t->warnings[i].stage);
+	return n;
 }
 
 const struct pm_diag *pm_target_warning(const struct pm_target *t, size_t i)
 {
-	return i < t->nwarnings_stored ? &t->warnings[i] : NULL;
+	for (size_t k = 0; k < t->nwarnings_stored; k++)
+		if (stage_shown(t, t->warnings[k].stage) && i-- == 0)
+			return &t->warnings[k];
+	return NULL;
 }
 
 const char *pm_target_warning_message(const struct pm_target *t, size_t i)
 {
-	return i < t->nwarnings_stored ? t->warnings[i].message : NULL;
+	const struct pm_diag *d = pm_target_warning(t, i);
+	return d ? d->message : NULL;
+}
+
+/* A new outermost report forgets the last one's own warnings (it raises
+ * its own again) and any analysis a failed report left open. */
+static void drop_report_warnings(struct pm_target *t)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < t->nwarnings_stored; i++) {
+		if (t->warnings[i].stage == PM_STAGE_REPORT)
+			free(t->warnings[i].message);
+		else
+			t->warnings[kept++] = t->warnings[i];
+	}
+	t->nwarnings_stored = kept;
+	t->nwarnings_by_stage[PM_STAGE_REPORT] = 0;
+}
+
+uint32_t pm_target_report_begin(struct pm_target *t)
+{
+	uint32_t outer = t->report_uses;
+	if (t->report_depth == 0) {
+		drop_report_warnings(t);
+		t->nopen_stages = 0;
+	}
+	t->report_depth++;
+	t->reported = true;
+	t->report_uses = stage_bit(PM_STAGE_OPEN) | stage_bit(PM_STAGE_REPORT);
+	return outer;
+}
+
+void pm_target_report_end(struct pm_target *t, uint32_t outer)
+{
+	if (t->report_depth > 0)
+		t->report_depth--;
+	/* The outermost report's uses stay, for its caller's count. */
+	if (t->report_depth > 0)
+		t->report_uses |= outer;
 }
 
 void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot)
 {
-	return t->cache[slot].value;
+	void *value = t->cache[slot].value;
+	if (value) {
+		note_uses(t, stage_bit(slot) | t->stage_uses[slot]);
+		return value;
+	}
+	for (size_t i = 0; i < t->nopen_stages; i++)
+		if (t->open_stages[i].slot == slot)
+			return NULL;   /* already under way, further out */
+	if (t->nopen_stages < PM_CACHE_SLOTS) {
+		t->open_stages[t->nopen_stages].slot = (uint8_t)slot;
+		t->open_stages[t->nopen_stages].uses = 0;
+		t->nopen_stages++;
+	}
+	return NULL;
 }
 
 void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
@@ -1184,6 +1281,16 @@ void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
 		t->cache[slot].destroy(t->cache[slot].value);
 	t->cache[slot].value = value;
 	t->cache[slot].destroy = destroy;
+	uint32_t uses = 0;
+	for (size_t i = t->nopen_stages; i-- > 0;) {
+		if (t->open_stages[i].slot == slot) {
+			uses = t->open_stages[i].uses;
+			t->nopen_stages = i;   /* and any left open inside it */
+			break;
+		}
+	}
+	t->stage_uses[slot] = uses;
+	note_uses(t, stage_bit(slot) | uses);
 }
 
 struct pm_error *pm_target_add_partial(struct pm_target *t,
@@ -1196,6 +1303,7 @@ struct pm_error *pm_target_add_partial(struct pm_target *t,
 			return NULL;
 	}
 	struct pm_partial copy = *partial;
+	copy.stage = (uint8_t)current_stage(t);
 	copy.message = strdup(partial->message);
 	copy.figure = partial->figure ? strdup(partial->figure) : NULL;
 	copy.ranges = NULL;
@@ -1216,12 +1324,18 @@ struct pm_error *pm_target_add_partial(struct pm_target *t,
 
 size_t pm_target_partial_count(const struct pm_target *t)
 {
-	return t->partials.size;
+	size_t n = 0;
+	for (size_t i = 0; i < t->partials.size; i++)
+		n += stage_shown(t, t->partials.data[i].stage);
+	return n;
 }
 
 const struct pm_partial *pm_target_partial(const struct pm_target *t, size_t i)
 {
-	return i < t->partials.size ? &t->partials.data[i] : NULL;
+	for (size_t k = 0; k < t->partials.size; k++)
+		if (stage_shown(t, t->partials.data[k].stage) && i-- == 0)
+			return &t->partials.data[k];
+	return NULL;
 }
 
 void pm_target_drop_report_partials(struct pm_target *t)

@@ -200,11 +200,16 @@ const char *pm_target_kind(const struct pm_target *t);
 pid_t pm_target_pid(const struct pm_target *t);
 
 /* Problems found along the way that do not stop the analysis (a missing file,
- * a corrupted chunk). Stored up to a cap; all are counted. */
+ * a corrupted chunk). Stored up to a cap; all are counted. Each belongs to
+ * the analysis (cache slot) that raised it, and a report shows those of the
+ * analyses it used, so the same report says the same on a fresh target (the
+ * CLI's) and on one that earlier reports have used (GDB's session). The
+ * count and the stored list below are of the current (or last) report's. */
 struct pm_diag {
 	bool has_address;
 	uint64_t address;
 	char *message;
+	uint8_t stage;          /* a pm_cache_slot, or one of the two below */
 };
 void pm_target_warn(struct pm_target *t, bool has_address, uint64_t address,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -230,12 +235,14 @@ struct pm_partial {
 	struct pm_partial_range *ranges;    /* where, when known (may be NULL) */
 	size_t nranges;
 	bool this_report;           /* about the running report only */
+	uint8_t stage;              /* set by the target, as a warning's */
 };
 
 /* Adds a partial fact (strings and ranges copied; reason must be static).
  * A fact with the same reason and message is kept once. this_report facts
  * (a report's own figures, e.g. the share of memory it does not account
- * for) are dropped when the running report ends. */
+ * for) are dropped when the running report ends. Like warnings, a report
+ * lists the facts of the analyses it used. */
 struct pm_error *pm_target_add_partial(struct pm_target *t,
 				       const struct pm_partial *partial);
 size_t pm_target_partial_count(const struct pm_target *t);
@@ -251,8 +258,18 @@ uint64_t pm_target_writable_bytes(const struct pm_target *t);
 enum pm_cache_slot { PM_CACHE_DETECT, PM_CACHE_GLIBC, PM_CACHE_PYMALLOC,
 		     PM_CACHE_CPYTHON, PM_CACHE_ALLOCS, PM_CACHE_GRAPH,
 		     PM_CACHE_PATHS, PM_CACHE_DOMINATORS, PM_CACHE_SLOTS };
+/* Warnings' stages besides the slots: raised opening the target (every
+ * report shows them) and raised by the running report itself. */
+enum { PM_STAGE_OPEN = PM_CACHE_SLOTS, PM_STAGE_REPORT, PM_STAGES };
+/* A cache_get that finds nothing opens that slot's analysis, until its
+ * cache_set; what it gets meanwhile are its dependencies, and a report that
+ * later gets it uses them too. */
 void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot);
 void pm_target_cache_set(struct pm_target *t, enum pm_cache_slot slot,
 			 void *value, void (*destroy)(void *));
+/* Around each report (they nest: the HTML page runs others); begin returns
+ * what end takes back. */
+uint32_t pm_target_report_begin(struct pm_target *t);
+void pm_target_report_end(struct pm_target *t, uint32_t outer);
 
 #endif

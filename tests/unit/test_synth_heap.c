@@ -269,6 +269,56 @@ static void test_top_size_past_mapping(const struct synth_heap *h)
 	close(fd);
 }
 
+static char *run_report(struct pm_target *t, const char *name)
+{
+	struct pm_report_args args = { .format = PM_FORMAT_JSON };
+	char *out = NULL;
+	struct pm_error *err = pm_report_run(t, name, &args, &out);
+	pm_error_destroy(err);
+	return out;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
+/* A report says the same on a target earlier reports have used (GDB's
+ * session) as on a fresh one (the CLI's): the glibc walk's warnings are
+ * malloc-stats', and not info's, which does not walk glibc. */
+static void test_warnings_belong_to_their_analysis(const struct synth_heap *h)
+{
+	const struct patch p[] = { { h->main_arena + 0x60, 0xc54f4770 } };
+	int fd_used, fd_fresh;
+	struct pm_target *used = open_patched(h, p, 1, &fd_used);
+	struct pm_target *fresh = open_patched(h, p, 1, &fd_fresh);
+	if (!used || !fresh) {
+		CHECK(false, "patched heap opens");
+		return;
+	}
+	char *stats_first = run_report(used, "malloc-stats");
+	char *info_after = run_report(used, "info");
+	char *stats_again = run_report(used, "malloc-stats");
+	char *info_fresh = run_report(fresh, "info");
+	char *stats_fresh = run_report(fresh, "malloc-stats");
+	CHECK(stats_first && strstr(stats_first, "\"warning_count\": 0") == NULL,
+	      "the damaged heap's malloc-stats warns");
+	CHECK(same_text(info_after, info_fresh),
+	      "info after malloc-stats equals info on a fresh target");
+	CHECK(same_text(stats_first, stats_again) &&
+	      same_text(stats_first, stats_fresh),
+	      "malloc-stats shows its warnings again from the cache, and on a fresh target");
+	free(stats_first);
+	free(info_after);
+	free(stats_again);
+	free(info_fresh);
+	free(stats_fresh);
+	pm_target_destroy(used);
+	pm_target_destroy(fresh);
+	close(fd_used);
+	close(fd_fresh);
+}
+
 int main(int argc, char **argv)
 {
 	bool verbose = argc > 1 && !strcmp(argv[1], "-v");
@@ -294,6 +344,7 @@ int main(int argc, char **argv)
 	test_top_unmapped(h);
 	test_chunk_past_mapping(h);
 	test_top_size_past_mapping(h);
+	test_warnings_belong_to_their_analysis(h);
 	synth_heap_destroy(h);
 	return check_exit_status();
 }
