@@ -198,9 +198,7 @@ bool pm_category_buffer_domain(const char *domain);
 
 #define PM_CATEGORY_NONE UINT32_MAX
 
-/* The debug allocator hooks' header (the size asked and the API id) before
- * the data they give the program, and their trailer of forbidden bytes. */
-enum { PM_DEBUG_HOOK_HEADER = 16, PM_DEBUG_HOOK_TRAILER = 8 };
+#include "debug_hooks.h"
 
 /* One allocation: addr is where its user data starts (glibc: chunk + 16),
  * size what it occupies in its allocator (block size, chunk size with its

@@ -331,7 +331,8 @@ struct alloc_data alloc_data_of(const struct analysis *a,
 	     d.usable >= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER; nested++) {
 		uint8_t h[16];
 		struct pm_error *err = pm_target_read(a->t, d.start, h, sizeof(h));
-		bool hooked = !err && !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
+		bool hooked = !err && pm_debug_hook_header(h, d.usable - DEBUG_HOOK_HEADER -
+							    DEBUG_HOOK_TRAILER, NULL);
 		pm_error_destroy(err);
 		if (!hooked)
 			break;

@@ -134,7 +134,7 @@ static struct pm_error *recognise(struct analysis *a, struct pm_alloc *alloc,
 	for (int nested = 0; nested < 2; nested++) {
 		const uint8_t *h = bytes + base;
 		if (base + 16 > len || usable < DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER ||
-		    memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7) != 0)
+		    !pm_debug_hook_header(h, usable - DEBUG_HOOK_HEADER - DEBUG_HOOK_TRAILER, NULL))
 			break;
 		base += DEBUG_HOOK_HEADER;
 		usable -= DEBUG_HOOK_HEADER + DEBUG_HOOK_TRAILER;

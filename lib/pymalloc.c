@@ -6,6 +6,7 @@
 #include "bits.h"
 #include "bytes.h"
 #include "pymalloc.h"
+#include "debug_hooks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -603,10 +604,11 @@ static bool arenas_candidate(struct walk *w, uint64_t v, uint32_t *maxarenas)
 	 * for. */
 	uint8_t hook[16];
 	err = v >= 16 ? pm_target_read(w->t, v - 16, hook, sizeof(hook)) : NULL;
-	bool hooked = v >= 16 && !err && !memcmp(hook + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
+	uint64_t asked;
+	bool hooked = v >= 16 && !err && pm_debug_hook_header(hook, UINT64_MAX, &asked);
 	pm_error_destroy(err);
 	if (hooked) {
-		size = __builtin_bswap64(pm_load_u64(hook));
+		size = asked;
 		entries = size / ARENA_OBJECT_SIZE;
 	} else {
 		if (size < 16 + 16 * ARENA_OBJECT_SIZE)

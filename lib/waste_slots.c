@@ -62,7 +62,8 @@ static bool behind_debug_hooks(struct pm_target *t, const struct pm_alloc *a)
 		pm_error_destroy(err);
 		return false;
 	}
-	return !memcmp(h + 9, "\xfd\xfd\xfd\xfd\xfd\xfd\xfd", 7);
+	return pm_debug_hook_header(h, a->size - PM_DEBUG_HOOK_HEADER - PM_DEBUG_HOOK_TRAILER,
+				    NULL);
 }
 
 /* Is every base of the type up to object a heap type? */

@@ -51,6 +51,9 @@ def test_type_docs(python, mode):
             assert body[-1] == 0 and 0 not in body[:-1], i
             seen.append(i)
         assert sorted(seen) == list(range(DOC_CLASSES))
+        assert truth["short_doc"] in docs, hex(truth["short_doc"])
+        alloc, size = docs[truth["short_doc"]]
+        assert 9 <= alloc + size - truth["short_doc"] <= 9 + SLACK
         assert max(lengths) > 512
         rows = rows_of(t.pid)
         assert row(rows, "type doc") == len(docs)
@@ -62,7 +65,7 @@ def test_type_docs(python, mode):
         # text still there; a free block is no type's doc.
         assert 0 <= truth["heap_types_with_doc"] - len(docs) <= 2, [
             (hex(ptr), name, bytes(head), harness.read_mem(t.pid, ptr, ptr + len(head)))
-            for ptr, name, head in truth["doc_pointers"] if ptr not in docs]
+            for ptr, name, head, _ in truth["doc_pointers"] if ptr not in docs]
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -558,6 +558,11 @@ def build_doc_classes(n):
         doc = DOC_MARKER % i + "d" * (1 + 37 * i)
         KEEP.append(type("DocClass%d" % i, (), {"__doc__": doc}))
         docs.append(doc)
+    # A doc of 8 bytes: its copy of 9 is followed at once by the debug
+    # hooks' 0xfd trailer, which once read as a second debug header.
+    short = type("ShortDocClass", (), {"__doc__": "8 bytes!"})
+    KEEP.append(short)
+    short_doc = ctypes.c_void_p.from_address(id(short) + TP_DOC).value
     heap = 0
     pointers = []
     for t in gc.get_objects():
@@ -569,9 +574,10 @@ def build_doc_classes(n):
             if isinstance(doc, str) and "\0" not in doc and tp_doc is not None:
                 heap += 1
                 head = doc.encode("utf-8", "surrogatepass")[:32]
-                pointers.append([tp_doc, t.__qualname__, list(head)])
+                pointers.append([tp_doc, t.__qualname__, list(head), id(t)])
     return {"marker": DOC_MARKER, "lengths": [len(d) for d in docs],
-            "heap_types_with_doc": heap, "doc_pointers": pointers}
+            "heap_types_with_doc": heap, "doc_pointers": pointers,
+            "short_doc": short_doc}
 
 
 def module_states():
