@@ -35,6 +35,7 @@ fi
 # Release file has expired, hence Check-Valid-Until=false).
 SID=${PYMORTEM_CHROOT:-/var/cache/pymortem/sid}
 sid_packages=(python3.13 python3.13-dbg python3.14 python3.14-dbg python3.15 python3.15-dbg
+              libpython3.13-dev libpython3.14-dev libpython3.15-dev  # test_inferred's module
               libc6-dbg gdb
               python3-numpy python3-pandas)   # numpy 2.x, pandas 2.x (test_numpy.py)
 if [ "${PYMORTEM_NO_CHROOT:-}" != 1 ]; then
