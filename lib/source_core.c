@@ -1367,16 +1367,16 @@ static char *core_list_keep_name(struct core_entry_list *list, const char *name)
 	return copy;
 }
 
-/* path with its symlinks resolved in the process's root (the sysroot,
- * when one is given, else /), as the process's root names it; NULL when
- * it cannot be resolved there (malloc'd). */
-static char *path_in_root(const char *sysroot, const char *path)
+/* path with its symlinks resolved in the process's root (root: the
+ * sysroot, itself resolved, when one is given; else NULL for /), as the
+ * process's root names it; NULL when it cannot be resolved there
+ * (malloc'd). */
+static char *path_in_root(const char *root, const char *path)
 {
-	if (!sysroot || !*sysroot)
+	if (!root)
 		return realpath(path, NULL);
-	char *root = realpath(sysroot, NULL);
-	size_t n = root ? strlen(root) : 0;
-	char *joined = root ? malloc(n + strlen(path) + 1) : NULL;
+	size_t n = strlen(root);
+	char *joined = malloc(n + strlen(path) + 1);
 	char *real = NULL;
 	if (joined) {
 		memcpy(joined, root, n);
@@ -1391,7 +1391,6 @@ static char *path_in_root(const char *sysroot, const char *path)
 	if (real)
 		memmove(real, real + n, strlen(real + n) + 1);
 	free(joined);
-	free(root);
 	return real;
 }
 
@@ -1410,6 +1409,16 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 	uint64_t *seen = malloc(CORE_MAX_LINK_MAPS * sizeof(*seen));
 	if (!seen)
 		return &pm_error_no_memory;
+	/* The sysroot resolved once; one that does not resolve leaves every
+	 * name as ld.so spelled it. */
+	const char *sysroot = pm_target_sysroot(src->target);
+	bool rooted = sysroot && *sysroot;
+	char *root = rooted ? realpath(sysroot, NULL) : NULL;
+	if (root && !strcmp(root, "/")) {
+		free(root);     /* the host's own root */
+		root = NULL;
+		rooted = false;
+	}
 	struct pm_error *err = NULL;
 	for (unsigned i = 0; !err && lm && i < CORE_MAX_LINK_MAPS; i++) {
 		uint64_t link[4];   /* l_addr, l_name, l_ld, l_next */
@@ -1438,7 +1447,7 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 			continue;
 		/* ld.so's spelling (/lib/.../libz.so.1) is a symlink of what
 		 * the kernel would name (/usr/lib/.../libz.so.1.2.13). */
-		char *real = path_in_root(pm_target_sysroot(src->target), path);
+		char *real = rooted && !root ? NULL : path_in_root(root, path);
 		const char *name = core_list_keep_name(list, real ? real : path);
 		free(real);
 		err = name ? core_list_add_image(list, &img, name) :
@@ -1446,6 +1455,7 @@ static struct pm_error *core_walk_link_map(struct core_source *src,
 		if (!err)
 			(*objects)++;
 	}
+	free(root);
 	free(seen);
 	return err;
 }
