@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "residency.h"
+#include "smaps.h"
 
 #include "bits.h"
 
@@ -95,11 +96,23 @@ static size_t region_starting(struct pm_target *t, size_t n, uint64_t start)
 	return n;
 }
 
+static bool smaps_mapping(void *ctx, const struct pm_smaps_mapping *m)
+{
+	struct pm_residency *res = ctx;
+	size_t i = region_starting(res->t, res->nregions, m->start);
+	if (i < res->nregions) {
+		res->known[i] = true;
+		res->rss[i] = m->rss;
+		res->swap[i] = m->swap;
+	}
+	return true;
+}
+
 /* Rss and Swap of every mapping. The process is frozen, so smaps lists
  * the same mappings the target read from maps. */
 static bool read_smaps(struct pm_residency *res)
 {
-	char path[64], line[512];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pm_target_pid(res->t));
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -107,27 +120,12 @@ static bool read_smaps(struct pm_residency *res)
 			       path, strerror(errno));
 		return false;
 	}
-	size_t current = res->nregions;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long a, b, kb;
-		char field[32];
-		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, '-') &&
-		    line[0] != ' ') {
-			current = region_starting(res->t, res->nregions, a);
-			if (current < res->nregions)
-				res->known[current] = true;
-			continue;
-		}
-		if (current >= res->nregions ||
-		    sscanf(line, "%31[^:]: %llu kB", field, &kb) != 2)
-			continue;
-		if (!strcmp(field, "Rss"))
-			res->rss[current] = kb * 1024;
-		else if (!strcmp(field, "Swap"))
-			res->swap[current] = kb * 1024;
-	}
+	bool ok = pm_smaps_parse(f, smaps_mapping, res);
 	fclose(f);
-	return true;
+	if (!ok)
+		pm_target_warn(res->t, false, 0, "%s: not read to its end: resident bytes unknown",
+			       path);
+	return ok;
 }
 
 /* The PFN of this process's page at addr, 0 when hidden or absent. */

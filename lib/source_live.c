@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "proc_state.h"
+#include "smaps.h"
 #include "source.h"
 #include "vector.h"
 
@@ -47,13 +48,15 @@ struct live_source {
 	struct guarded_mappings guarded;
 };
 
-/* Whether the space-separated two-letter flags hold flag. */
-static bool has_flag(const char *flags, const char *flag)
+static bool guarded_add(void *ctx, const struct pm_smaps_mapping *m)
 {
-	for (const char *p = flags; (p = strstr(p, flag)); p += 2)
-		if ((p == flags || p[-1] == ' ') && (p[2] == ' ' || p[2] == '\n' || !p[2]))
-			return true;
-	return false;
+	struct guarded_mappings *g = ctx;
+	struct address_range r = { m->start, m->end };
+	if (!m->guard_regions || m->end <= m->start)
+		return true;
+	/* Out of memory or past the cap: the rest read as unreadable. */
+	return address_range_vector_append(&g->ranges, &r) &&
+	       g->ranges.size < GUARDED_MAPPINGS_MAX;
 }
 
 static void guarded_load(struct live_source *live)
@@ -67,25 +70,7 @@ static void guarded_load(struct live_source *live)
 			close(fd);
 		return;
 	}
-	/* Whole lines, however long a mapping's path: a piece of one must
-	 * not read as the next mapping's range. */
-	char *line = NULL;
-	size_t cap = 0;
-	uint64_t start = 0, end = 0;
-	while (getline(&line, &cap, f) > 0 && g->ranges.size < GUARDED_MAPPINGS_MAX) {
-		unsigned long long a, b;
-		char dash;
-		if (sscanf(line, "%llx%c%llx", &a, &dash, &b) == 3 && dash == '-') {
-			start = a;
-			end = b;
-			continue;
-		}
-		struct address_range r = { start, end };
-		if (!strncmp(line, "VmFlags:", 8) && has_flag(line + 8, "gu") && end > start &&
-		    !address_range_vector_append(&g->ranges, &r))
-			break;      /* out of memory: the rest read as unreadable */
-	}
-	free(line);
+	pm_smaps_parse(f, guarded_add, g);
 	fclose(f);
 }
 

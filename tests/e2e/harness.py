@@ -387,20 +387,32 @@ def in_root(path, sysroot):
     return path
 
 
+def smaps(pid):
+    """pid's mappings as /proc/PID/smaps lists them, in address order: each
+    {"start", "end", "anonymous" (no path), "Rss", "Swap" (kB), "flags"
+    (the set of VmFlags)}."""
+    out = []
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            head = parts[0]
+            if "-" in head and not head.endswith(":"):
+                a, b = head.split("-")
+                out.append({"start": int(a, 16), "end": int(b, 16),
+                            "anonymous": len(parts) < 6, "Rss": 0,
+                            "Swap": 0, "flags": set()})
+            elif out and head in ("Rss:", "Swap:"):
+                out[-1][head[:-1]] = int(parts[1])
+            elif out and head == "VmFlags:":
+                out[-1]["flags"] = set(parts[1:])
+    return out
+
+
 def guarded_mappings(pid):
     """[start, end) of pid's mappings with guard regions (smaps VmFlags
     "gu": madvise MADV_GUARD_INSTALL, as glibc 2.43 makes a thread stack's
     guard page inside the stack's mapping)."""
-    out, current = [], None
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if "-" in head and not head.endswith(":"):
-                a, b = head.split("-")
-                current = (int(a, 16), int(b, 16))
-            elif head == "VmFlags:" and "gu" in line.split()[1:]:
-                out.append(current)
-    return out
+    return [(m["start"], m["end"]) for m in smaps(pid) if "gu" in m["flags"]]
 
 
 def read_mem(pid, start, end):

@@ -114,22 +114,13 @@ def unsaved_mappings(pid):
     state pages; GDB leaves them out too), and anonymous ones never touched
     (no page at all: Rss and Swap 0), which the kernel skips. Returns
     (dont_dump, untouched)."""
-    dont_dump, untouched, current, fields = set(), set(), None, {}
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            parts = line.split()
-            head = parts[0]
-            if "-" in head and not head.endswith(":"):
-                current = tuple(int(x, 16) for x in head.split("-"))
-                fields = {"anonymous": len(parts) < 6}
-            elif head in ("Rss:", "Swap:"):
-                fields[head] = int(parts[1])
-            elif head == "VmFlags:":
-                if "dd" in parts[1:]:
-                    dont_dump.add(current)
-                elif fields["anonymous"] and not fields.get("Rss:") and \
-                        not fields.get("Swap:"):
-                    untouched.add(current)
+    dont_dump, untouched = set(), set()
+    for m in harness.smaps(pid):
+        span = (m["start"], m["end"])
+        if "dd" in m["flags"]:
+            dont_dump.add(span)
+        elif m["anonymous"] and not m["Rss"] and not m["Swap"]:
+            untouched.add(span)
     return dont_dump, untouched
 
 
