@@ -10,7 +10,8 @@
  *   cpython_structures.c  interpreter structures no object points at
  *   cpython_inferred.c    unknown allocations one object alone points at
  *   cpython_mmap.c        mmap.mmap objects and the regions they hold
- *   cpython_owned_ext.c, cpython_owned_bz2.c, cpython_numpy.c
+ *   cpython_owned_ext.c, cpython_owned_bz2.c, cpython_owned_zlib.c,
+ *   cpython_numpy.c
  *                         extension objects' buffers
  * Facts: shared/reference/cpython-memory.md */
 #ifndef PM_CPYTHON_ANALYSIS_H
@@ -82,6 +83,11 @@ struct pending {
 	 * BytesIO's bytes): it becomes the owner's buffer, no longer an
 	 * object, when its allocation is exactly that object's. */
 	bool object;
+	/* ptr is a C library's own allocation (zlib's window, libbz2's
+	 * arrays), found through a state the library's own fields vouch
+	 * for: never a Python object, whatever stale header its first
+	 * bytes still hold. */
+	bool library;
 	uint64_t owner;             /* the object whose field points at ptr */
 };
 PM_DEFINE_VECTOR(pending_vector, struct pending)
@@ -117,6 +123,9 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     OWN_CTYPES_BUFFER, OWN_BYTESIO_BUFFER, OWN_DECIMAL_DIGITS,
 	     /* _bz2's (cpython_owned_bz2.c). */
 	     OWN_BZ2_STATE, OWN_BZ2_ARRAYS, OWN_BZ2_INPUT, OWN_THREAD_LOCK,
+	     /* zlib's (cpython_owned_zlib.c). */
+	     OWN_ZLIB_STATE, OWN_ZLIB_WINDOW, OWN_ZLIB_HASH, OWN_ZLIB_PENDING,
+	     OWN_ZLIB_INPUT,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
@@ -252,12 +261,27 @@ struct pm_error *ext_decimal_owned(struct analysis *a, uint64_t obj,
 struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
 					  uint64_t size, enum owned what);
 
+/* Records that the owner's C library allocated size bytes at ptr for
+ * itself (struct pending's library). */
+struct pm_error *owned_pend_library(struct analysis *a, uint64_t ptr,
+				    uint64_t size, enum owned what);
+
 /* cpython_owned_bz2.c */
 /* Pends the libbz2 stream state, its block arrays, the lock and the
  * unused input that a BZ2Compressor or BZ2Decompressor (avail bytes in b)
  * owns. */
 struct pm_error *bz2_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
 			   size_t avail, bool decompressor);
+
+/* cpython_owned_zlib.c */
+/* zlib.Compress's and zlib.Decompress's basicsize, and 3.12+'s
+ * zlib._ZlibDecompressor's: the same in 3.8-3.15. */
+enum { ZLIB_OBJECT_SIZE = 168, ZLIB_DECOMPRESSOR_SIZE = 184 };
+/* Pends the zlib stream state and its buffers, the lock and the unread
+ * input that a zlib.Compress, zlib.Decompress or zlib._ZlibDecompressor
+ * (kind TK_ZLIB_*; avail bytes in b) owns. */
+struct pm_error *zlib_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
+			    size_t avail, uint8_t kind);
 
 /* cpython_numpy.c */
 /* Whether a type is numpy.ndarray itself; whether a basicsize can be an

@@ -40,6 +40,15 @@ struct pm_error *owned_pend_sized(struct analysis *a, uint64_t ptr,
 	return pend_sized(a, ptr, size, what);
 }
 
+struct pm_error *owned_pend_library(struct analysis *a, uint64_t ptr,
+				    uint64_t size, enum owned what)
+{
+	struct pm_error *err = size ? pend_sized(a, ptr, size, what) : NULL;
+	if (!err && size && ptr)
+		a->pending.data[a->pending.size - 1].library = true;
+	return err;
+}
+
 struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
 					  uint64_t size, enum owned what)
 {
@@ -306,6 +315,10 @@ struct pm_error *owned_pend_object(struct analysis *a,
 	case TK_BZ2_COMPRESSOR:
 	case TK_BZ2_DECOMPRESSOR:
 		return bz2_owned(a, obj, b, avail, ti->kind == TK_BZ2_DECOMPRESSOR);
+	case TK_ZLIB_COMPRESS:
+	case TK_ZLIB_DECOMPRESS:
+	case TK_ZLIB_DECOMPRESSOR:
+		return zlib_owned(a, obj, b, avail, ti->kind);
 	case TK_STRINGIO: {
 		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
 		 * open (PyMem_Malloc(0) at first). */
@@ -441,6 +454,33 @@ static bool private_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
+/* A C library's allocation (pended with .library) whose data start holds
+ * what reads as a plain object at offset 0: the stale header of a bytes
+ * or str freed into the same chunk before the library took it (a fresh
+ * zlib window is not written until data comes). The library's state is
+ * the better reading. GC objects are not given up: their GC head puts
+ * them at offset 16, never at the start the library pointed at. */
+static bool stale_object_yields(struct analysis *a, const struct pending *p,
+				struct pm_alloc *alloc)
+{
+	if (!p->library || alloc->category >= a->heap->ncategories ||
+	    alloc->addr + alloc->object_offset != p->ptr ||
+	    !pending_fits(a, p, alloc))
+		return false;
+	const struct pm_category *c = &a->heap->categories[alloc->category];
+	if (strcmp(c->domain, "python"))
+		return false;
+	if (!strcmp(c->detail, "free list"))
+		a->heap->free_list_objects--;
+	else if (!strcmp(c->detail, "-"))
+		a->heap->objects--;
+	else
+		return false;
+	alloc->category = PM_CATEGORY_NONE;
+	alloc->object_offset = 0;
+	return true;
+}
+
 struct pm_error *owned_resolve(struct analysis *a)
 {
 	for (size_t i = 0; i < a->pending.size; i++) {
@@ -450,7 +490,8 @@ struct pm_error *owned_resolve(struct analysis *a)
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending.data[i].ptr);
 		if (alloc && !private_object_yields(a, &a->pending.data[i], alloc) &&
-		    !plain_object_yields(a, &a->pending.data[i], alloc))
+		    !plain_object_yields(a, &a->pending.data[i], alloc) &&
+		    !stale_object_yields(a, &a->pending.data[i], alloc))
 			free_object_yields(a, &a->pending.data[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending.data[i], alloc)) {

@@ -67,13 +67,13 @@ static struct pm_error *bz2_compressor_state(struct analysis *a, uint64_t state)
 	    w[ES_MTFV / 8] != arr1)
 		return NULL;
 	uint64_t n = (uint64_t)bs * BLOCK_UNIT;
-	struct pm_error *err = owned_pend_sized(a, state, ES_SIZE, OWN_BZ2_STATE);
+	struct pm_error *err = owned_pend_library(a, state, ES_SIZE, OWN_BZ2_STATE);
 	if (!err)
-		err = owned_pend_sized(a, arr1, n * 4, OWN_BZ2_ARRAYS);
+		err = owned_pend_library(a, arr1, n * 4, OWN_BZ2_ARRAYS);
 	if (!err)
-		err = owned_pend_sized(a, arr2, (n + BZ_N_OVERSHOOT) * 4,
+		err = owned_pend_library(a, arr2, (n + BZ_N_OVERSHOOT) * 4,
 				       OWN_BZ2_ARRAYS);
-	return err ? err : owned_pend_sized(a, ftab, FTAB_WORDS * 4, OWN_BZ2_ARRAYS);
+	return err ? err : owned_pend_library(a, ftab, FTAB_WORDS * 4, OWN_BZ2_ARRAYS);
 }
 
 /* A decompressor's DState at state: no arrays until the stream's header
@@ -96,13 +96,13 @@ static struct pm_error *bz2_decompressor_state(struct analysis *a, uint64_t stat
 	if ((small ? tt : ll16 || ll4) || (made && (bs < 1 || bs > 9)))
 		return NULL;
 	uint64_t n = (uint64_t)bs * BLOCK_UNIT;
-	struct pm_error *err = owned_pend_sized(a, state, DS_SIZE, OWN_BZ2_STATE);
+	struct pm_error *err = owned_pend_library(a, state, DS_SIZE, OWN_BZ2_STATE);
 	if (err || !made)
 		return err;
 	if (!small)
-		return owned_pend_sized(a, tt, n * 4, OWN_BZ2_ARRAYS);
-	err = owned_pend_sized(a, ll16, n * 2, OWN_BZ2_ARRAYS);
-	return err ? err : owned_pend_sized(a, ll4, (n + 1) / 2, OWN_BZ2_ARRAYS);
+		return owned_pend_library(a, tt, n * 4, OWN_BZ2_ARRAYS);
+	err = owned_pend_library(a, ll16, n * 2, OWN_BZ2_ARRAYS);
+	return err ? err : owned_pend_library(a, ll4, (n + 1) / 2, OWN_BZ2_ARRAYS);
 }
 
 /* The decompressor's copy of unused input: bzs_avail_in_real bytes of it

@@ -37,6 +37,8 @@ static const char *const owned_names[OWN_KINDS] = {
 	"ctypes buffer", "bytesio buffer", "decimal digits",
 	"bz2 stream state", "bz2 block arrays", "bz2 input buffer",
 	"thread lock",
+	"zlib stream state", "zlib window", "zlib hash chains",
+	"zlib pending buffer", "zlib input buffer",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 	"numpy strings",
 };
@@ -176,6 +178,10 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "_bz2.BZ2Compressor", TK_BZ2_COMPRESSOR, l->bz2_compressor_size },
 		{ "_bz2.BZ2Decompressor", TK_BZ2_DECOMPRESSOR,
 		  l->bz2_decompressor_size },
+		{ "zlib.Compress", TK_ZLIB_COMPRESS, ZLIB_OBJECT_SIZE },
+		{ "zlib.Decompress", TK_ZLIB_DECOMPRESS, ZLIB_OBJECT_SIZE },
+		{ "zlib._ZlibDecompressor", TK_ZLIB_DECOMPRESSOR,
+		  ZLIB_DECOMPRESSOR_SIZE },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))
@@ -197,7 +203,8 @@ static uint8_t base_named_kind(struct analysis *a, uint64_t tp)
 	     size != l->stringio_size && size != l->odict_size &&
 	     size != l->cdata_size && size != l->bytesio_size &&
 	     size != l->decimal_size && size != l->bz2_compressor_size &&
-	     size != l->bz2_decompressor_size &&
+	     size != l->bz2_decompressor_size && size != ZLIB_OBJECT_SIZE &&
+	     size != ZLIB_DECOMPRESSOR_SIZE &&
 	     !mmap_object_size(l->minor, size) &&
 	     !numpy_array_size(size)) ||
 	    !analysis_read_word(a, tp + l->tp_name, &name_ptr))

@@ -1,9 +1,14 @@
-"""bz2 compressors and decompressors, for tests/e2e/test_compress_buffers.py:
-BZ2Compressor objects at levels 1, 5 and 9, BZ2Decompressor objects that
-have decompressed a stream of levels 1, 5 and 9 (at least one block read),
-one that has only read part of a stream, and a fresh one (no block read,
-so no block arrays). Writes what the process itself says of each to the
-oracle ($PM_ORACLE_FILE) and stops itself, forever.
+"""bz2 and zlib compressors and decompressors, for
+tests/e2e/test_compress_buffers.py: BZ2Compressor objects at levels 1, 5
+and 9, BZ2Decompressor objects that have decompressed a stream of levels
+1, 5 and 9 (at least one block read), one that has only read part of a
+stream, and a fresh one (no block read, so no block arrays); zlib
+compressors of several levels, window sizes and memory levels (zlib, gzip
+and raw streams; one with a stream flushed, one finished), zlib
+decompressors fresh (no window yet) and having read a stream, and 3.12+'s
+_ZlibDecompressor, one stopped by max_length (its copy of the input
+kept). Writes what the process itself says of each to the oracle
+($PM_ORACLE_FILE) and stops itself, forever.
 
 Each record has the object's id() and the memory its making caused,
 taken from glibc's own books: mallinfo2()'s uordblks + hblkhd (bytes in
@@ -34,6 +39,7 @@ import os
 import random
 import signal
 import sys
+import zlib
 
 KEEP = []
 FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
@@ -70,6 +76,21 @@ def readable():
     return out
 
 
+def pointed_word(address):
+    """The word at an address an object's field holds, read through
+    /proc/self/mem: None where the kernel refuses it (a guard page inside
+    a readable mapping, glibc 2.43's thread stacks: a load there would
+    crash the process)."""
+    fd = os.open("/proc/self/mem", os.O_RDONLY)
+    try:
+        data = os.pread(fd, 8, address)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int.from_bytes(data, "little") if len(data) == 8 else None
+
+
 def state_field(obj):
     """The offset of the word in obj pointing at a block whose first word
     is id(obj) + 16, when exactly one does (None otherwise)."""
@@ -80,7 +101,7 @@ def state_field(obj):
         v = word(base + off)
         if v & 7 or not any(lo <= v and v + 8 <= hi for lo, hi in maps):
             continue
-        if word(v) == base + 16:
+        if pointed_word(v) == base + 16:
             found.append(off)
     return found[0] if len(found) == 1 else None
 
@@ -171,11 +192,82 @@ def objects():
     return out
 
 
+def zlib_objects():
+    # Small enough that no output buffer is an mmapped chunk that a
+    # realloc resizes (3.15's bytes writer does so for larger ones, and
+    # glibc 2.43 then counts 16 bytes too many in hblkhd).
+    payload = b"".join(b"line %06d %s\n" % (i, b"xyz" * (i % 11))
+                       for i in range(1200))
+    assert len(payload) < 40000
+    stream = zlib.compress(payload)
+    raw = zlib.compressobj(6, zlib.DEFLATED, -9)
+    raw_stream = raw.compress(payload) + raw.flush()
+    rng = random.Random(7)
+    noise = zlib.compress(bytes(rng.getrandbits(8) for _ in range(150000)), 0)
+
+    def compressor(level, wbits, memlevel, data=None, mode=None):
+        def make():
+            c = zlib.compressobj(level, zlib.DEFLATED, wbits, memlevel)
+            if data is not None:
+                c.compress(data)
+                c.flush(mode) if mode is not None else c.flush()
+            return c
+        return make
+
+    def decompressor(data=None, wbits=15):
+        def make():
+            d = zlib.decompressobj(wbits)
+            if data is not None:
+                out = d.decompress(data)
+                assert out
+                del out
+            return d
+        return make
+
+    def zlib_decompressor(data, max_length=-1):
+        def make():
+            d = zlib._ZlibDecompressor()
+            out = d.decompress(data, max_length)
+            del out
+            return d
+        return make
+
+    # (name, kind, maker)
+    makers = [("zlib compressor %d/%d/%d" % args, "compress", compressor(*args))
+              for args in ((6, 15, 8), (1, 9, 1), (9, 12, 9), (6, 31, 8),
+                           (6, -10, 5))]
+    makers += [("zlib compressor synced", "compress",
+                compressor(6, 15, 8, payload, zlib.Z_SYNC_FLUSH)),
+               ("zlib compressor finished", "compress",
+                compressor(6, 15, 8, payload)),
+               ("zlib decompressor fresh", "decompress", decompressor()),
+               ("zlib decompressor read", "decompress", decompressor(stream)),
+               ("zlib decompressor raw 9", "decompress",
+                decompressor(raw_stream[:5000], -9))]
+    if hasattr(zlib, "_ZlibDecompressor"):
+        makers += [("zlib _ZlibDecompressor read", "_ZlibDecompressor",
+                    zlib_decompressor(stream)),
+                   ("zlib _ZlibDecompressor max_length", "_ZlibDecompressor",
+                    zlib_decompressor(noise, max_length=10))]
+    for _, _, make in makers:
+        make()
+    out = []
+    for name, kind, make in makers:
+        _, noise_delta = measured(lambda: None)
+        obj, delta = measured(make)
+        out.append(record(name, kind, obj, delta, {"noise": noise_delta}))
+    return out
+
+
 def corrupt(records):
     """Zeroes the state pointer of one of each kind; makes the strm
     back-pointer of another of each kind point 8 bytes off."""
     picks = (("compressor 5", "state"), ("decompressor 5", "state"),
-             ("compressor 1", "strm"), ("decompressor 9", "strm"))
+             ("compressor 1", "strm"), ("decompressor 9", "strm"),
+             ("zlib compressor 1/9/1", "state"),
+             ("zlib decompressor read", "state"),
+             ("zlib compressor 9/12/9", "strm"),
+             ("zlib decompressor fresh", "strm"))
     for name, what in picks:
         rec = next(r for r in records if r["name"] == name)
         assert rec["state_offset"] is not None, name
@@ -192,10 +284,11 @@ def corrupt(records):
 def main():
     path = os.environ["PM_ORACLE_FILE"]
     records = objects()
+    zlib_records = zlib_objects()
     if sys.argv[1:] == ["corrupt"]:
-        corrupt(records)
+        corrupt(records + zlib_records)
     doc = {"version": list(sys.version_info[:3]), "pid": os.getpid(),
-           "bz2": records}
+           "bz2": records, "zlib": zlib_records}
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f)
     os.rename(path + ".tmp", path)
