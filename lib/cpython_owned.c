@@ -434,46 +434,32 @@ static bool free_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
-/* An object its owner keeps private (a BytesIO's bytes, pended with
- * .object once its refcount said only the owner holds it) is the owner's
- * buffer, as CPython's own __sizeof__ counts it, when the live object
- * recognised in the allocation is at ptr and the allocation is exactly
- * its size. */
-static bool private_object_yields(struct analysis *a, const struct pending *p,
-				  struct pm_alloc *alloc)
+/* An object recognised at the start of a pending buffer gives way to it
+ * when the allocation is exactly the buffer's size and:
+ *   - the owner keeps the object private (a BytesIO's bytes, pended with
+ *     .object once its refcount said only the owner holds it): it is the
+ *     owner's buffer, as CPython's own __sizeof__ counts it;
+ *   - the buffer is a C library's own (pended with .library): what reads
+ *     as a plain object at offset 0 is the stale header of a bytes or str
+ *     freed into the same chunk before the library took it (a fresh zlib
+ *     window is not written until data comes), live or on a free list.
+ *     GC objects are never given up: their GC head puts them at offset
+ *     16, never at the start the library pointed at. */
+static bool pended_object_yields(struct analysis *a, const struct pending *p,
+				 struct pm_alloc *alloc)
 {
-	if (!p->object || alloc->category >= a->heap->ncategories ||
-	    alloc->addr + alloc->object_offset != p->ptr ||
-	    !pending_fits(a, p, alloc))
-		return false;
-	const struct pm_category *c = &a->heap->categories[alloc->category];
-	if (strcmp(c->domain, "python") || strcmp(c->detail, "-"))
-		return false;
-	a->heap->objects--;
-	alloc->category = PM_CATEGORY_NONE;
-	return true;
-}
-
-/* A C library's allocation (pended with .library) whose data start holds
- * what reads as a plain object at offset 0: the stale header of a bytes
- * or str freed into the same chunk before the library took it (a fresh
- * zlib window is not written until data comes). The library's state is
- * the better reading. GC objects are not given up: their GC head puts
- * them at offset 16, never at the start the library pointed at. */
-static bool stale_object_yields(struct analysis *a, const struct pending *p,
-				struct pm_alloc *alloc)
-{
-	if (!p->library || alloc->category >= a->heap->ncategories ||
+	if ((!p->object && !p->library) ||
+	    alloc->category >= a->heap->ncategories ||
 	    alloc->addr + alloc->object_offset != p->ptr ||
 	    !pending_fits(a, p, alloc))
 		return false;
 	const struct pm_category *c = &a->heap->categories[alloc->category];
 	if (strcmp(c->domain, "python"))
 		return false;
-	if (!strcmp(c->detail, "free list"))
-		a->heap->free_list_objects--;
-	else if (!strcmp(c->detail, "-"))
+	if (!strcmp(c->detail, "-"))
 		a->heap->objects--;
+	else if (p->library && !strcmp(c->detail, "free list"))
+		a->heap->free_list_objects--;
 	else
 		return false;
 	alloc->category = PM_CATEGORY_NONE;
@@ -489,9 +475,8 @@ struct pm_error *owned_resolve(struct analysis *a)
 			continue;
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending.data[i].ptr);
-		if (alloc && !private_object_yields(a, &a->pending.data[i], alloc) &&
-		    !plain_object_yields(a, &a->pending.data[i], alloc) &&
-		    !stale_object_yields(a, &a->pending.data[i], alloc))
+		if (alloc && !pended_object_yields(a, &a->pending.data[i], alloc) &&
+		    !plain_object_yields(a, &a->pending.data[i], alloc))
 			free_object_yields(a, &a->pending.data[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending.data[i], alloc)) {
