@@ -1219,19 +1219,42 @@ const char *pm_target_warning_message(const struct pm_target *t, size_t i)
 	return d ? d->message : NULL;
 }
 
-/* A new outermost report forgets the last one's own warnings (it raises
- * its own again) and any analysis a failed report left open. */
-static void drop_report_warnings(struct pm_target *t)
+/* Forgets the warnings and partial facts of one stage: they will be
+ * raised again. */
+static void drop_stage_warnings(struct pm_target *t, unsigned stage)
 {
+	if (!t->nwarnings_by_stage[stage]) {
+		bool any = false;
+		for (size_t i = 0; i < t->partials.size && !any; i++)
+			any = t->partials.data[i].stage == stage &&
+			      !t->partials.data[i].this_report;
+		if (!any)
+			return;
+	}
 	size_t kept = 0;
 	for (size_t i = 0; i < t->nwarnings_stored; i++) {
-		if (t->warnings[i].stage == PM_STAGE_REPORT)
+		if (t->warnings[i].stage == stage)
 			free(t->warnings[i].message);
 		else
 			t->warnings[kept++] = t->warnings[i];
 	}
 	t->nwarnings_stored = kept;
-	t->nwarnings_by_stage[PM_STAGE_REPORT] = 0;
+	t->nwarnings_by_stage[stage] = 0;
+	kept = 0;
+	for (size_t i = 0; i < t->partials.size; i++) {
+		if (t->partials.data[i].stage == stage && !t->partials.data[i].this_report)
+			partial_deinit(&t->partials.data[i]);
+		else
+			t->partials.data[kept++] = t->partials.data[i];
+	}
+	t->partials.size = kept;
+}
+
+/* A new outermost report forgets the last one's own warnings (it raises
+ * its own again) and any analysis a failed report left open. */
+static void drop_report_warnings(struct pm_target *t)
+{
+	drop_stage_warnings(t, PM_STAGE_REPORT);
 }
 
 uint32_t pm_target_report_begin(struct pm_target *t)
@@ -1266,6 +1289,11 @@ void *pm_target_cache_get(struct pm_target *t, enum pm_cache_slot slot)
 	for (size_t i = 0; i < t->nopen_stages; i++)
 		if (t->open_stages[i].slot == slot)
 			return NULL;   /* already under way, further out */
+	/* The report that attempts it shows its warnings, even when it fails
+	 * (and so is never cached): those of an earlier failed attempt go,
+	 * as this one raises them again. */
+	drop_stage_warnings(t, slot);
+	note_uses(t, stage_bit(slot));
 	if (t->nopen_stages < PM_CACHE_SLOTS) {
 		t->open_stages[t->nopen_stages].slot = (uint8_t)slot;
 		t->open_stages[t->nopen_stages].uses = 0;

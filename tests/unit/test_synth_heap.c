@@ -319,6 +319,36 @@ static void test_warnings_belong_to_their_analysis(const struct synth_heap *h)
 	close(fd_fresh);
 }
 
+/* An analysis that fails (never cached) still shows its warnings in the
+ * report that attempted it, and a second attempt's replace the first's
+ * (it raises them again) instead of adding to them. */
+static void test_failed_analysis_warnings(const struct synth_heap *h)
+{
+	int fd;
+	struct pm_target *t = open_patched(h, NULL, 0, &fd);
+	if (!t) {
+		CHECK(false, "heap opens");
+		return;
+	}
+	size_t at_open = pm_target_warning_count(t);
+	for (int attempt = 1; attempt <= 2; attempt++) {
+		uint32_t outer = pm_target_report_begin(t);
+		CHECK(!pm_target_cache_get(t, PM_CACHE_PATHS), "nothing cached");
+		pm_target_warn(t, false, 0, "attempt %d failed", attempt);
+		/* no cache_set: the analysis failed */
+		size_t shown = pm_target_warning_count(t);
+		const struct pm_diag *last = pm_target_warning(t, shown - 1);
+		pm_target_report_end(t, outer);
+		char want[32];
+		snprintf(want, sizeof(want), "attempt %d failed", attempt);
+		CHECK(shown == at_open + 1 && last && !strcmp(last->message, want),
+		      "attempt %d: its report shows its one warning (%zu shown)",
+		      attempt, shown - at_open);
+	}
+	pm_target_destroy(t);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	bool verbose = argc > 1 && !strcmp(argv[1], "-v");
@@ -345,6 +375,7 @@ int main(int argc, char **argv)
 	test_chunk_past_mapping(h);
 	test_top_size_past_mapping(h);
 	test_warnings_belong_to_their_analysis(h);
+	test_failed_analysis_warnings(h);
 	synth_heap_destroy(h);
 	return check_exit_status();
 }
