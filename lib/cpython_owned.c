@@ -40,22 +40,30 @@ struct pm_error *owned_pend_sized(struct analysis *a, uint64_t ptr,
 	return pend_sized(a, ptr, size, what);
 }
 
+/* A sized pend (none for size 0) of a private object (object) or of a
+ * C library's own allocation (struct pending's object and library). */
+static struct pm_error *pend_marked(struct analysis *a, uint64_t ptr,
+				    uint64_t size, enum owned what, bool object)
+{
+	struct pm_error *err = size ? pend_sized(a, ptr, size, what) : NULL;
+	if (!err && size && ptr) {
+		struct pending *p = &a->pending.data[a->pending.size - 1];
+		p->object = object;
+		p->library = !object;
+	}
+	return err;
+}
+
 struct pm_error *owned_pend_library(struct analysis *a, uint64_t ptr,
 				    uint64_t size, enum owned what)
 {
-	struct pm_error *err = size ? pend_sized(a, ptr, size, what) : NULL;
-	if (!err && size && ptr)
-		a->pending.data[a->pending.size - 1].library = true;
-	return err;
+	return pend_marked(a, ptr, size, what, false);
 }
 
 struct pm_error *owned_pend_object_buffer(struct analysis *a, uint64_t ptr,
 					  uint64_t size, enum owned what)
 {
-	struct pm_error *err = size ? pend_sized(a, ptr, size, what) : NULL;
-	if (!err && size && ptr)
-		a->pending.data[a->pending.size - 1].object = true;
-	return err;
+	return pend_marked(a, ptr, size, what, true);
 }
 
 /* The pointer field at off of an object whose avail bytes are in b (0 when

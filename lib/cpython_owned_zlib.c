@@ -62,16 +62,6 @@ static bool deflate_status(uint32_t s)
 	       s == 103 || s == 113 || s == 666;
 }
 
-static uint32_t u32_at(struct analysis *a, uint64_t addr, bool *ok)
-{
-	uint64_t w;
-	if (!analysis_read_word(a, addr & ~UINT64_C(7), &w)) {
-		*ok = false;
-		return 0;
-	}
-	return (uint32_t)(w >> (8 * (addr & 7)));
-}
-
 static bool power_of_two_bits(uint32_t size, uint32_t bits, uint32_t lo,
 			      uint32_t hi)
 {
@@ -80,24 +70,27 @@ static bool power_of_two_bits(uint32_t size, uint32_t bits, uint32_t lo,
 
 static struct pm_error *deflate_state_owned(struct analysis *a, uint64_t st)
 {
-	bool ok = true;
-	uint32_t status = u32_at(a, st + DS_STATUS, &ok);
-	uint32_t w_size = u32_at(a, st + DS_W_SIZE, &ok);
-	uint32_t w_bits = u32_at(a, st + DS_W_BITS, &ok);
-	uint32_t w_mask = u32_at(a, st + DS_W_MASK, &ok);
-	uint32_t hash_size = u32_at(a, st + DS_HASH_SIZE, &ok);
-	uint32_t hash_bits = u32_at(a, st + DS_HASH_BITS, &ok);
-	uint32_t hash_mask = u32_at(a, st + DS_HASH_MASK, &ok);
-	uint32_t lit_bufsize = u32_at(a, st + DS_LIT_BUFSIZE, &ok);
-	uint64_t pending_buf, pending_size, window, window_size, prev, head;
-	ok = ok && analysis_read_word(a, st + DS_PENDING_BUF, &pending_buf) &&
-	     analysis_read_word(a, st + DS_PENDING_BUF_SIZE, &pending_size) &&
-	     analysis_read_word(a, st + DS_WINDOW, &window) &&
-	     analysis_read_word(a, st + DS_WINDOW_SIZE, &window_size) &&
-	     analysis_read_word(a, st + DS_PREV, &prev) &&
-	     analysis_read_word(a, st + DS_HEAD, &head);
+	/* The fields up to hash_mask in one read; lit_bufsize far below. */
+	uint64_t words[DS_HASH_MASK / 8 + 1], lit_word;
+	if (!analysis_read_words(a, st, sizeof(words) / 8, words) ||
+	    !analysis_read_word(a, st + DS_LIT_BUFSIZE, &lit_word))
+		return NULL;
+	const uint8_t *h = (const uint8_t *)words;
+	uint32_t status = pm_load_u32(h + DS_STATUS);
+	uint32_t w_size = pm_load_u32(h + DS_W_SIZE);
+	uint32_t w_bits = pm_load_u32(h + DS_W_BITS);
+	uint32_t w_mask = pm_load_u32(h + DS_W_MASK);
+	uint32_t hash_size = pm_load_u32(h + DS_HASH_SIZE);
+	uint32_t hash_bits = pm_load_u32(h + DS_HASH_BITS);
+	uint32_t hash_mask = pm_load_u32(h + DS_HASH_MASK);
+	uint32_t lit_bufsize = (uint32_t)lit_word;
+	uint64_t pending_buf = pm_load_u64(h + DS_PENDING_BUF);
+	uint64_t pending_size = pm_load_u64(h + DS_PENDING_BUF_SIZE);
+	uint64_t window = pm_load_u64(h + DS_WINDOW);
+	uint64_t window_size = pm_load_u64(h + DS_WINDOW_SIZE);
+	uint64_t prev = pm_load_u64(h + DS_PREV), head = pm_load_u64(h + DS_HEAD);
 	/* lit_bufsize is 1 << (memLevel + 6), memLevel 1-9. */
-	if (!ok || !deflate_status(status) ||
+	if (!deflate_status(status) ||
 	    !power_of_two_bits(w_size, w_bits, 8, 16) || w_mask != w_size - 1 ||
 	    window_size != 2 * (uint64_t)w_size ||
 	    !power_of_two_bits(hash_size, hash_bits, 8, 16) ||
@@ -113,20 +106,22 @@ static struct pm_error *deflate_state_owned(struct analysis *a, uint64_t st)
 	if (!err)
 		err = owned_pend_library(a, head, 2 * (uint64_t)hash_size, OWN_ZLIB_HASH);
 	return err ? err : owned_pend_library(a, pending_buf, pending_size,
-					    OWN_ZLIB_PENDING);
+					      OWN_ZLIB_PENDING);
 }
 
 static struct pm_error *inflate_state_owned(struct analysis *a, uint64_t st)
 {
-	bool ok = true;
-	uint32_t mode = u32_at(a, st + IS_MODE, &ok);
-	uint32_t wbits = u32_at(a, st + IS_WBITS, &ok);
-	uint32_t wsize = u32_at(a, st + IS_WSIZE, &ok);
-	uint64_t window;
-	ok = ok && analysis_read_word(a, st + IS_WINDOW, &window);
+	uint64_t words[IS_WINDOW / 8 + 1];
+	if (!analysis_read_words(a, st, sizeof(words) / 8, words))
+		return NULL;
+	const uint8_t *h = (const uint8_t *)words;
+	uint32_t mode = pm_load_u32(h + IS_MODE);
+	uint32_t wbits = pm_load_u32(h + IS_WBITS);
+	uint32_t wsize = pm_load_u32(h + IS_WSIZE);
+	uint64_t window = pm_load_u64(h + IS_WINDOW);
 	/* wbits is 0 until a zlib header says it (auto-detection), else
 	 * 8-15; the window is made with wsize = 1 << wbits. */
-	if (!ok || mode < INFLATE_HEAD || mode > INFLATE_SYNC || wbits > 15 ||
+	if (mode < INFLATE_HEAD || mode > INFLATE_SYNC || wbits > 15 ||
 	    (window && wsize != UINT32_C(1) << wbits))
 		return NULL;
 	struct pm_error *err = owned_pend_library(a, st, IS_SIZE, OWN_ZLIB_STATE);

@@ -1223,14 +1223,6 @@ const char *pm_target_warning_message(const struct pm_target *t, size_t i)
  * raised again. */
 static void drop_stage_warnings(struct pm_target *t, unsigned stage)
 {
-	if (!t->nwarnings_by_stage[stage]) {
-		bool any = false;
-		for (size_t i = 0; i < t->partials.size && !any; i++)
-			any = t->partials.data[i].stage == stage &&
-			      !t->partials.data[i].this_report;
-		if (!any)
-			return;
-	}
 	size_t kept = 0;
 	for (size_t i = 0; i < t->nwarnings_stored; i++) {
 		if (t->warnings[i].stage == stage)
@@ -1250,18 +1242,13 @@ static void drop_stage_warnings(struct pm_target *t, unsigned stage)
 	t->partials.size = kept;
 }
 
-/* A new outermost report forgets the last one's own warnings (it raises
- * its own again) and any analysis a failed report left open. */
-static void drop_report_warnings(struct pm_target *t)
-{
-	drop_stage_warnings(t, PM_STAGE_REPORT);
-}
-
 uint32_t pm_target_report_begin(struct pm_target *t)
 {
 	uint32_t outer = t->report_uses;
+	/* A new outermost report forgets the last one's own warnings (it
+	 * raises its own again) and any analysis a failed report left open. */
 	if (t->report_depth == 0) {
-		drop_report_warnings(t);
+		drop_stage_warnings(t, PM_STAGE_REPORT);
 		t->nopen_stages = 0;
 	}
 	t->report_depth++;
