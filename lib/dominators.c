@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prefetch.h"
 #include "vector.h"
 
 enum { PASSES_MAX = 1000 };
 #define UNDEF UINT32_MAX
+
 
 /* In index space (reverse postorder; the virtual root is 0): what
  * pm_dominators keeps behind its node-space view. */
@@ -63,10 +65,15 @@ static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph
 	uint32_t *incoming = calloc(g->nnodes ? g->nnodes : 1, sizeof(*incoming));
 	if (!incoming)
 		return &pm_error_no_memory;
-	for (uint32_t n = 0; n < g->nheap; n++)
-		for (uint32_t e = g->edge_start[n]; e < g->edge_start[n + 1]; e++)
-			if (strong(g, e) && incoming[g->edge_target[e]] < UINT32_MAX)
-				incoming[g->edge_target[e]]++;
+	/* The heap nodes' edges, one run in node order (static nodes have
+	 * none). */
+	uint32_t edges = g->nheap ? g->edge_start[g->nheap] : 0;
+	for (uint32_t e = 0; e < edges; e++) {
+		if (e + PM_AHEAD < edges)
+			PM_PREFETCH_W(&incoming[g->edge_target[e + PM_AHEAD]]);
+		if (strong(g, e) && incoming[g->edge_target[e]] < UINT32_MAX)
+			incoming[g->edge_target[e]]++;
+	}
 	struct pm_error *err = NULL;
 	for (uint32_t n = 0; n < g->nnodes && !err; n++)
 		if ((g->flags[n] & (PM_NODE_IMMORTAL | PM_NODE_STATIC) ||
@@ -180,6 +187,44 @@ static inline bool narrow(uint32_t *idom, uint32_t u, uint32_t v)
 	return v < u;
 }
 
+/* What the first pass will read for later indexes (prefetch.h): their
+ * nodes' edges, the targets' indexes and their dominators, asked for in
+ * stages, each reading what an earlier stage brought in. In steps ahead:
+ * 4 x PM_AHEAD, the node's edge range; 2 x, its edges; 1 x, the targets'
+ * indexes and shared bits; 1/2 x, those indexes' dominators. A node's first
+ * PREFETCH_EDGES edges only: most nodes have fewer. */
+enum { PREFETCH_EDGES = 8 };
+
+static inline void first_pass_prefetch(const struct pm_graph *g, const struct dominators *d,
+				       const uint64_t *shared, const uint32_t *idom,
+				       uint32_t u, uint32_t n)
+{
+	if (u + 4 * PM_AHEAD < n)
+		PM_PREFETCH(&g->edge_start[d->node_at[u + 4 * PM_AHEAD]]);
+	if (u + 2 * PM_AHEAD < n) {
+		uint32_t e = g->edge_start[d->node_at[u + 2 * PM_AHEAD]];
+		PM_PREFETCH(&g->edge_target[e]);
+		PM_PREFETCH(&g->edge_kind[e]);
+	}
+	if (u + PM_AHEAD < n) {
+		uint32_t node = d->node_at[u + PM_AHEAD];
+		uint32_t e = g->edge_start[node], end = g->edge_start[node + 1];
+		for (uint32_t k = 0; e < end && k < PREFETCH_EDGES; e++, k++) {
+			PM_PREFETCH(&d->rpo[g->edge_target[e]]);
+			PM_PREFETCH(&shared[g->edge_target[e] / 64]);
+		}
+	}
+	if (u + PM_AHEAD / 2 < n) {
+		uint32_t node = d->node_at[u + PM_AHEAD / 2];
+		uint32_t e = g->edge_start[node], end = g->edge_start[node + 1];
+		for (uint32_t k = 0; e < end && k < PREFETCH_EDGES; e++, k++) {
+			uint32_t v = d->rpo[g->edge_target[e]];
+			if (v != UNDEF)
+				PM_PREFETCH(&idom[v]);
+		}
+	}
+}
+
 /* Cooper-Harvey-Kennedy, pushed along successors instead of pulled from
  * predecessors (so no predecessor lists: 4 bytes per reference and per node
  * saved at the peak). In reverse postorder, each reached index u narrows
@@ -245,6 +290,10 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 			 * above for the last pass needs index order, so here
 			 * the last pass is one that changed nothing. */
 			for (size_t k = 0; k < later.list.size; k++) {
+				if (k + PM_AHEAD < later.list.size) {
+					PM_PREFETCH(&idom[later.list.data[k + PM_AHEAD].u]);
+					PM_PREFETCH(&idom[later.list.data[k + PM_AHEAD].v]);
+				}
 				uint32_t u = later.list.data[k].u, v = later.list.data[k].v;
 				if (idom[v] == 0)
 					continue;
@@ -257,6 +306,8 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 			continue;
 		}
 		for (uint32_t u = 1; u < n; u++) {
+			if (first)
+				first_pass_prefetch(g, d, shared, idom, u, n);
 			uint32_t node = d->node_at[u];
 			for (uint32_t e = g->edge_start[node]; e < g->edge_start[node + 1]; e++) {
 				uint32_t target = g->edge_target[e];
@@ -291,10 +342,8 @@ static struct pm_error *immediate_dominators(struct pm_target *t, const struct p
 	return err;
 }
 
-uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i)
+uint64_t pm_retained_wide_at(const struct pm_dominators *d, uint32_t i)
 {
-	if (d->retained_low[i] != PM_RETAINED_WIDE)
-		return d->retained_low[i];
 	uint64_t key = i;
 	const uint64_t *wide = pm_wide_retained_map_search(
 		(struct pm_wide_retained_map *)&d->retained_wide, &key);
@@ -341,8 +390,11 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 	uint32_t *parent_rank = d->pub.parent_rank = malloc(words * sizeof(*parent_rank));
 	if (!parent_bits || !parent_rank)
 		return &pm_error_no_memory;
-	for (uint32_t i = 1; i < n; i++)
+	for (uint32_t i = 1; i < n; i++) {
+		if (i + PM_AHEAD < n)
+			PM_PREFETCH_W(&parent_bits[idom[i + PM_AHEAD] / 64]);
 		parent_bits[idom[i] / 64] |= UINT64_C(1) << (idom[i] % 64);
+	}
 	uint32_t parents = 0;
 	for (size_t w = 0; w < words; w++) {
 		parent_rank[w] = parents;
@@ -358,9 +410,12 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 		parent_count[0] = 0;        /* the virtual root: rank 0 */
 	bool ok = true;
 	/* In node order: the allocations are read in address order. */
-	for (uint32_t v = 0; v < g->nnodes; v++)
+	for (uint32_t v = 0; v < g->nnodes; v++) {
+		if (v + PM_AHEAD < g->nnodes && d->rpo[v + PM_AHEAD] != UNDEF)
+			PM_PREFETCH_W(&d->pub.retained_low[d->rpo[v + PM_AHEAD]]);
 		if (d->rpo[v] != UNDEF)
 			ok &= retained_add(&d->pub, d->rpo[v], pm_graph_node_size(g, v));
+	}
 	struct pm_node_hints *hints = calloc(1, sizeof(*hints));
 	if (!hints)
 		return &pm_error_no_memory;
@@ -372,6 +427,12 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 			ok &= retained_add(&d->pub, d->rpo[owner], heap->allocs[a].size);
 	}
 	for (uint32_t i = n; i-- > 1;) {
+		if (i > PM_AHEAD) {
+			uint32_t p = idom[i - PM_AHEAD];
+			PM_PREFETCH_W(&d->pub.retained_low[p]);
+			PM_PREFETCH(&parent_bits[p / 64]);
+			PM_PREFETCH(&parent_rank[p / 64]);
+		}
 		uint32_t low = d->pub.retained_low[i];
 		ok &= retained_add(&d->pub, idom[i], low != PM_RETAINED_WIDE ? low :
 				   pm_retained_at(&d->pub, i));
@@ -383,6 +444,53 @@ static struct pm_error *retained_sums(const struct pm_graph *g, struct dominator
 	free(hints);
 	d->pub.reached_bytes = pm_retained_at(&d->pub, 0);
 	return ok ? NULL : &pm_error_no_memory;
+}
+
+/* A node asked for by pm_own_bytes: its address, its place in the answer. */
+struct own_slot {
+	uint64_t addr;
+	size_t k;
+};
+
+static int own_slot_compare(const void *a, const void *b)
+{
+	const struct own_slot *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+struct pm_error *pm_own_bytes(const struct pm_graph *g, const uint32_t *nodes, size_t n,
+			      uint64_t *own)
+{
+	const struct pm_cpython_heap *heap = g->heap;
+	struct own_slot *slots = malloc((n ? n : 1) * sizeof(*slots));
+	if (!slots)
+		return &pm_error_no_memory;
+	/* An allocation counts for the node whose object is at exactly its
+	 * owner's address, as in retained_sums (a static node owns none). */
+	size_t m = 0;
+	for (size_t k = 0; k < n; k++) {
+		own[k] = pm_graph_node_size(g, nodes[k]);
+		if (nodes[k] < g->nheap)
+			slots[m++] = (struct own_slot){ pm_graph_node_addr(g, nodes[k]), k };
+	}
+	qsort(slots, m, sizeof(*slots), own_slot_compare);
+	for (size_t a = 0; m && heap->owners && a < heap->nallocs; a++) {
+		uint64_t owner = heap->owners[a];
+		if (owner < slots[0].addr || owner > slots[m - 1].addr)
+			continue;
+		size_t lo = 0, hi = m;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (slots[mid].addr < owner)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < m && slots[lo].addr == owner; lo++)
+			own[slots[lo].k] += heap->allocs[a].size;
+	}
+	free(slots);
+	return NULL;
 }
 
 static void dominators_destroy(void *p)
@@ -422,8 +530,11 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 	/* Reverse postorder: the last finished comes first, after the root. */
 	d->reached = (uint32_t)post.size;
 	memset(d->rpo, 0xff, (g->nnodes ? g->nnodes : 1) * sizeof(*d->rpo));
-	for (uint32_t k = 0; k < d->reached; k++)
+	for (uint32_t k = 0; k < d->reached; k++) {
+		if (k + PM_AHEAD < d->reached)
+			PM_PREFETCH_W(&d->rpo[post.data[k + PM_AHEAD]]);
 		d->rpo[post.data[k]] = d->reached - k;
+	}
 	u32_list_deinit(&post);
 	uint32_t n = d->reached + 1;
 	d->node_at = malloc((size_t)n * sizeof(*d->node_at));
@@ -433,9 +544,12 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 		return &pm_error_no_memory;
 	}
 	d->node_at[0] = PM_NODE_NONE;
-	for (uint32_t v = 0; v < g->nnodes; v++)
+	for (uint32_t v = 0; v < g->nnodes; v++) {
+		if (v + PM_AHEAD < g->nnodes && d->rpo[v + PM_AHEAD] != UNDEF)
+			PM_PREFETCH_W(&d->node_at[d->rpo[v + PM_AHEAD]]);
 		if (d->rpo[v] != UNDEF)
 			d->node_at[d->rpo[v]] = v;
+	}
 	err = immediate_dominators(t, g, d, &seeds, d->pub.idom);
 	u32_list_deinit(&seeds);
 	if (err)

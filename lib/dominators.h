@@ -44,8 +44,16 @@ struct pm_dominators {
 
 #define PM_RETAINED_WIDE UINT32_MAX
 
-/* Retained bytes of index i (index space, as the arrays). */
-uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i);
+/* The retained bytes of an index at or above 4 GiB (from the map). */
+uint64_t pm_retained_wide_at(const struct pm_dominators *d, uint32_t i);
+
+/* Retained bytes of index i (index space, as the arrays). Inline: the
+ * reports' passes over every index call it for each. */
+static inline uint64_t pm_retained_at(const struct pm_dominators *d, uint32_t i)
+{
+	uint32_t low = d->retained_low[i];
+	return low != PM_RETAINED_WIDE ? low : pm_retained_wide_at(d, i);
+}
 
 /* Objects index i retains, itself included (the virtual root, 0: all). */
 static inline uint32_t pm_retained_count_at(const struct pm_dominators *d, uint32_t i)
@@ -66,6 +74,13 @@ struct pm_error *pm_dominators_get(struct pm_target *t,
 struct pm_error *pm_dominators_compute(struct pm_target *t, const struct pm_graph *g,
 				       const struct pm_dominators **ret,
 				       void (**ret_destroy)(void *));
+
+/* The own bytes of each of nodes[0, n) into own[]: its allocation and the
+ * buffers the analysis says it owns, as the tree counts them (its retained
+ * bytes less its children's). One pass over the owners: for a few nodes,
+ * no pass over the tree. */
+struct pm_error *pm_own_bytes(const struct pm_graph *g, const uint32_t *nodes, size_t n,
+			      uint64_t *own);
 
 /* The node's immediate dominator: a node, PM_IDOM_ROOT or PM_IDOM_UNREACHED. */
 uint32_t pm_idom(const struct pm_dominators *d, uint32_t node);

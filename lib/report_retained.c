@@ -11,6 +11,7 @@
 
 #include "dominators.h"
 #include "graph_path.h"
+#include "prefetch.h"
 #include "report.h"
 #include "report_retained.h"
 
@@ -119,6 +120,11 @@ static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
 		return &pm_error_no_memory;
 	}
 	for (uint32_t i = 1; i < n; i++) {
+		if (i + PM_AHEAD < n) {
+			uint32_t ahead = d->idom[i + PM_AHEAD];
+			PM_PREFETCH(&d->retained_low[ahead]);
+			PM_PREFETCH_W(&v->has_dominant_child[ahead / 64]);
+		}
 		uint32_t parent = d->idom[i];
 		if ((double)pm_retained_at(d, i) >= DOMINANT_CHILD * (double)pm_retained_at(d, parent))
 			v->has_dominant_child[parent / 64] |= UINT64_C(1) << (parent % 64);
@@ -174,10 +180,12 @@ static size_t top_candidates(const struct retained_view *v, const char *type, bo
 	size_t have = 0;
 	const struct pm_dominators *d = v->d;
 	for (uint32_t i = 1; i <= d->reached; i++) {
+		/* The list's bound first: one read in order, which rules out
+		 * most indexes before the filters' scattered reads. */
+		if (have == want && pm_retained_at(d, i) <= pm_retained_at(d, best[want - 1]))
+			continue;
 		if ((!all && (!accumulates(v, i) || is_namespace(v->ns, d->node_at[i]))) ||
 		    (type && strcmp(pm_graph_node_type(v->g, d->node_at[i]), type)))
-			continue;
-		if (have == want && pm_retained_at(d, i) <= pm_retained_at(d, best[want - 1]))
 			continue;
 		size_t k = have < want ? have++ : want - 1;
 		while (k > 0 && pm_retained_at(d, best[k - 1]) < pm_retained_at(d, i)) {
@@ -189,58 +197,19 @@ static size_t top_candidates(const struct retained_view *v, const char *type, bo
 	return have;
 }
 
-struct row_slot {
-	uint32_t row;               /* index in the tree */
-	size_t k;                   /* its place in rows[] */
-};
-
-static int row_slot_compare(const void *a, const void *b)
-{
-	const struct row_slot *x = a, *y = b;
-	return x->row < y->row ? -1 : x->row > y->row;
-}
-
 /* The own bytes (allocation and buffers) of the objects at the indices
- * rows[0, n): what each retains less what its children in the tree do; one
- * pass over the tree instead of 8 bytes per object kept for a few rows. */
+ * rows[0, n), as the tree counts them (pm_own_bytes). */
 static struct pm_error *own_of_rows(const struct retained_view *v, const uint32_t *rows,
 				    size_t n, uint64_t *own)
 {
-	const struct pm_dominators *d = v->d;
-	uint64_t *wanted = calloc((size_t)(d->reached + 1) / 64 + 1, sizeof(*wanted));
-	/* The rows by index, searched for each child of a wanted one: a row
-	 * that dominates millions is looked up that many times. */
-	struct row_slot *slots = malloc((n ? n : 1) * sizeof(*slots));
-	if (!wanted || !slots) {
-		free(wanted);
-		free(slots);
+	uint32_t *nodes = malloc((n ? n : 1) * sizeof(*nodes));
+	if (!nodes)
 		return &pm_error_no_memory;
-	}
-	for (size_t k = 0; k < n; k++) {
-		own[k] = pm_retained_at(d, rows[k]);
-		wanted[rows[k] / 64] |= UINT64_C(1) << (rows[k] % 64);
-		slots[k] = (struct row_slot){ rows[k], k };
-	}
-	qsort(slots, n, sizeof(*slots), row_slot_compare);
-	for (uint32_t i = 1; i <= d->reached; i++) {
-		uint32_t p = d->idom[i];
-		if (!((wanted[p / 64] >> (p % 64)) & 1))
-			continue;
-		size_t lo = 0, hi = n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (slots[mid].row < p)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		uint64_t child = pm_retained_at(d, i);
-		for (; lo < n && slots[lo].row == p; lo++)
-			own[slots[lo].k] -= child;
-	}
-	free(wanted);
-	free(slots);
-	return NULL;
+	for (size_t k = 0; k < n; k++)
+		nodes[k] = v->d->node_at[rows[k]];
+	struct pm_error *err = pm_own_bytes(v->g, nodes, n, own);
+	free(nodes);
+	return err;
 }
 
 static void object_json(const struct retained_view *v, uint32_t i, uint64_t own,

@@ -192,6 +192,11 @@ def check_retained(oracle, where, extra, mode):
             want = sum(a["chunk"] if "chunk" in a else alloc_bytes(a["size"], mode, hooks)
                        for a in truth[name + "_sizes"])
             assert r["object"]["retained"] == want, name
+            # its own bytes: the first entry, the node's allocation (a
+            # slotted object owns no buffer)
+            root = truth[name + "_sizes"][0]
+            assert r["object"]["own"] == (root["chunk"] if "chunk" in root else
+                                          alloc_bytes(root["size"], mode, hooks)), name
             described = harness.cli_json("describe", "--json", *extra, hex(truth[name]),
                                          where)["graph"]
             assert (described["retained"], described["retained_count"]) == \
