@@ -74,7 +74,10 @@ struct reader_type {
 	const char *name;           /* the analysis's copy, or owned_name */
 	char *owned_name;
 };
-PM_DEFINE_HASH_MAP(reader_type_map, uint64_t, struct reader_type,
+/* By type address; each entry allocated on its own, so that a pointer to
+ * it stays valid while the map grows (the object being read keeps its
+ * type's while its references meet new types). */
+PM_DEFINE_HASH_MAP(reader_type_map, uint64_t, struct reader_type *,
 		   pm_hash_u64_key, pm_u64_key_eq)
 
 /* A cached verdict on an address that is not a heap object's start:
@@ -213,6 +216,9 @@ struct builder {
 	bool stackref_words;        /* emit_array reads _PyStackRefs (3.14+) */
 	struct dict_lookup_vector dict_lookups;
 	struct owned_buffer_vector owned;   /* sorted by node */
+	/* The allocations the roots' scan reads, listed by nodes_collect (in
+	 * address order). */
+	struct u32_vector root_scan;
 	bool *live_category;        /* per category: a live object's */
 	bool *str_category;         /* per category: an exact str's */
 	struct u32_vector node_alloc;
@@ -226,15 +232,16 @@ struct builder {
 	uint32_t node;
 	uint64_t obj;
 	const struct pm_alloc *alloc;
-	const struct reader_type *type;  /* = &type_copy */
-	/* A copy of its type's entry: reading its references may meet new
-	 * types, and an insert can move the table's entries. */
-	struct reader_type type_copy;
-	uint8_t window[OBJECT_WINDOW];  /* its first bytes */
+	const struct reader_type *type;
+	/* Its first bytes: in the pool below, in a core's mapping, or copied
+	 * into window_buf. Valid until the next object's. */
+	const uint8_t *window;
 	size_t window_len;
+	uint8_t window_buf[OBJECT_WINDOW];
 	/* The pymalloc pool currently held (objects are read in address
 	 * order, so consecutive ones mostly share a pool). */
 	uint64_t pool_addr;
+	const uint8_t *pool_bytes;  /* its bytes: a core's mapping, or pool_buf */
 	uint8_t *pool_buf;
 	uint32_t pool_size;
 	bool pool_valid;
@@ -285,7 +292,12 @@ struct pm_error *referents_read(struct builder *b);
 struct pm_error *dict_lookups_fix(struct builder *b);
 
 /* graph_roots.c */
-/* Finds the references from outside the heap into g->roots. */
-struct pm_error *roots_find(struct pm_graph *g);
+/* Finds the references from outside the heap into g->roots; scan lists the
+ * allocations to search for them (roots_scanned_categories'). */
+struct pm_error *roots_find(struct pm_graph *g, const struct u32_vector *scan);
+/* By category: are its allocations searched for references when no object
+ * owns them (the runtime's structures, C libraries' memory, unknown
+ * memory)? A new array, NULL when out of memory. */
+bool *roots_scanned_categories(const struct pm_cpython_heap *heap);
 
 #endif

@@ -352,38 +352,37 @@ static struct pm_error *stack_roots(struct roots *r)
 	return err;
 }
 
+bool *roots_scanned_categories(const struct pm_cpython_heap *heap)
+{
+	bool *scanned = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	for (size_t c = 0; scanned && c < heap->ncategories; c++)
+		scanned[c] = pm_category_buffer_domain(heap->categories[c].domain) ||
+			     !strcmp(heap->categories[c].kind, "unknown");
+	return scanned;
+}
+
 /* Allocations that are no object and no object's buffer: the runtime's
- * structures, C libraries' memory. */
-static struct pm_error *allocation_roots(struct roots *r)
+ * structures, C libraries' memory (the graph builder lists them in its
+ * one pass over the allocations). */
+static struct pm_error *allocation_roots(struct roots *r, const struct u32_vector *scan)
 {
 	const struct pm_cpython_heap *heap = r->g->heap;
-	/* Per category, once: is it a runtime structure or unknown memory? */
-	bool *scanned_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
-	if (!scanned_category)
-		return &pm_error_no_memory;
-	for (size_t c = 0; c < heap->ncategories; c++)
-		scanned_category[c] = pm_category_buffer_domain(heap->categories[c].domain) ||
-				      !strcmp(heap->categories[c].kind, "unknown");
 	struct pm_error *err = NULL;
-	for (size_t i = 0; i < heap->nallocs && !err; i++) {
+	for (size_t k = 0; k < scan->size && !err; k++) {
+		size_t i = scan->data[k];
 		const struct pm_alloc *alloc = &heap->allocs[i];
-		if (alloc->category >= heap->ncategories ||
-		    (heap->owners && heap->owners[i]) ||
-		    !scanned_category[alloc->category])
-			continue;
 		uint64_t len = pm_alloc_data_end(alloc) - alloc->addr;
 		if (len > SCAN_ALLOC_MAX || r->scanned + len > SCAN_TOTAL_MAX) {
 			r->capped = true;
 			continue;
 		}
 		r->scanned += len;
-		if ((i & 0xfff) == 0xfff && pm_target_interrupted(r->g->t))
+		if ((k & 0xfff) == 0xfff && pm_target_interrupted(r->g->t))
 			err = pm_error_interrupted();
 		else
 			err = scan_words(r, alloc->addr, alloc->addr + len,
 					 PM_ROOT_UNKNOWN_ALLOC, 0);
 	}
-	free(scanned_category);
 	if (!err && r->capped)
 		pm_target_warn(r->g->t, false, 0, "reference graph: allocations over "
 			       "4 MiB, and beyond 1 GiB in all, were not searched for "
@@ -392,7 +391,7 @@ static struct pm_error *allocation_roots(struct roots *r)
 	return err;
 }
 
-struct pm_error *roots_find(struct pm_graph *g)
+struct pm_error *roots_find(struct pm_graph *g, const struct u32_vector *scan)
 {
 	struct roots r = { .g = g };
 	r.rl = roots_layout_for(g->heap->py->minor);
@@ -404,7 +403,7 @@ struct pm_error *roots_find(struct pm_graph *g)
 	if (!err)
 		err = stack_roots(&r);
 	if (!err)
-		err = allocation_roots(&r);
+		err = allocation_roots(&r, scan);
 	word_set_deinit(&r.named);
 	return err;
 }

@@ -425,14 +425,18 @@ struct pm_error *reader_type_get(struct builder *b, uint64_t tp,
 	*ret = &invalid;
 	if (!tp || tp & 7)
 		return NULL;
-	struct reader_type *rt = reader_type_map_search(&b->types, &tp);
-	if (rt) {
-		*ret = rt;
+	struct reader_type **found = reader_type_map_search(&b->types, &tp);
+	if (found) {
+		*ret = *found;
 		return NULL;
 	}
-	rt = reader_type_map_insert(&b->types, &tp, NULL);
-	if (!rt)
+	struct reader_type *rt = calloc(1, sizeof(*rt));
+	struct reader_type **slot = rt ? reader_type_map_insert(&b->types, &tp, NULL) : NULL;
+	if (!slot) {
+		free(rt);
 		return &pm_error_no_memory;
+	}
+	*slot = rt;
 	*ret = rt;
 	struct type_head h;
 	const struct pm_cpython_type *known = pm_cpython_find_type(b->heap, tp);
@@ -500,8 +504,10 @@ void reader_types_deinit(struct builder *b)
 	for (size_t i = 0; i < b->types.capacity; i++) {
 		if (!b->types.ctrl[i])
 			continue;
-		slot_vector_deinit(&b->types.entries[i].value.slots);
-		free(b->types.entries[i].value.owned_name);
+		struct reader_type *rt = b->types.entries[i].value;
+		slot_vector_deinit(&rt->slots);
+		free(rt->owned_name);
+		free(rt);
 	}
 	reader_type_map_deinit(&b->types);
 }

@@ -12,8 +12,9 @@ struct pm_source_ops {
 	/* Copy exactly len bytes at addr into buf, or fail (nothing partial). */
 	struct pm_error *(*read)(struct pm_source *source, uint64_t addr,
 				 void *buf, size_t len);
-	/* Optional zero-copy: a pointer to len contiguous bytes, or NULL when
-	 * the source cannot (the target then reads through its block cache). */
+	/* Optional zero-copy: a pointer to len contiguous bytes, valid until
+	 * the source is destroyed, or NULL when the source cannot (the target
+	 * then reads through its block cache). */
 	const void *(*direct)(struct pm_source *source, uint64_t addr,
 			      size_t len);
 	void (*destroy)(struct pm_source *source);

@@ -1093,6 +1093,13 @@ struct pm_error *pm_target_view(struct pm_target *t, uint64_t addr, size_t len,
 	return NULL;
 }
 
+const void *pm_target_stable_view(struct pm_target *t, uint64_t addr, size_t len)
+{
+	if (!len || addr + len < addr || !t->source->ops->direct)
+		return NULL;
+	return t->source->ops->direct(t->source, addr, len);
+}
+
 /* ---- misc --------------------------------------------------------------- */
 
 bool pm_target_auxv(const struct pm_target *t, uint64_t type, uint64_t *ret)

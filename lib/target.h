@@ -128,6 +128,11 @@ struct pm_error *pm_target_read_cstr(struct pm_target *t, uint64_t addr,
 #define PM_VIEW_MAX (1u << 20)
 struct pm_error *pm_target_view(struct pm_target *t, uint64_t addr, size_t len,
 				const void **ret);
+/* A pointer to len bytes of target memory that stays valid as long as t
+ * (a core's mapping), or NULL when the source has none there (a live
+ * process, a part the core did not save): then read instead. Reads
+ * nothing. */
+const void *pm_target_stable_view(struct pm_target *t, uint64_t addr, size_t len);
 /* True if [addr, addr+len) lies inside readable regions (no read done). */
 bool pm_target_is_mapped(const struct pm_target *t, uint64_t addr, size_t len);
 
