@@ -57,9 +57,11 @@ static bool strong(const struct pm_graph *g, uint64_t e)
  * holds, known by its refcount: more references than the objects of the
  * heap hold (so the C stack's stale words, which the roots' conservative
  * scans find, make nothing a root); and the objects that are never freed
- * (immortal, or outside the heap). */
+ * (immortal, or outside the heap). The count array (4 bytes per node) is
+ * handed back in *spare for the caller to reuse: fresh memory costs a page
+ * fault per 4 KiB. */
 static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph *g,
-				      struct u32_list *seeds)
+				      struct u32_list *seeds, uint32_t **spare)
 {
 	(void)t;
 	uint32_t *incoming = calloc(g->nnodes ? g->nnodes : 1, sizeof(*incoming));
@@ -79,7 +81,7 @@ static struct pm_error *seeds_collect(struct pm_target *t, const struct pm_graph
 		if ((g->flags[n] & (PM_NODE_IMMORTAL | PM_NODE_STATIC) ||
 		     pm_graph_refcnt(g, n) > incoming[n]) && !u32_list_append(seeds, &n))
 			err = &pm_error_no_memory;
-	free(incoming);
+	*spare = incoming;
 	return err;
 }
 
@@ -513,13 +515,14 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 					 struct dominators *d)
 {
 	struct u32_list seeds = PM_VECTOR_INIT, post = PM_VECTOR_INIT;
-	struct pm_error *err = seeds_collect(t, g, &seeds);
-	/* Every node at most once: no growth (and no doubling's peak). */
-	if (!err && !u32_list_reserve(&post, g->nnodes ? g->nnodes : 1))
+	/* The seeds' counts (one per node) become rpo, in the same pages. */
+	struct pm_error *err = seeds_collect(t, g, &seeds, &d->rpo);
+	/* Every node at most once, and a slot for the root (post turns into
+	 * node_at): no growth, and no doubling's peak. */
+	if (!err && !u32_list_reserve(&post, (size_t)g->nnodes + 1))
 		err = &pm_error_no_memory;
 	if (!err)
 		err = postorder(t, g, &seeds, &post);
-	d->rpo = malloc((g->nnodes ? g->nnodes : 1) * sizeof(*d->rpo));
 	if (!err && !d->rpo)
 		err = &pm_error_no_memory;
 	if (err) {
@@ -535,20 +538,23 @@ static struct pm_error *dominators_build(struct pm_target *t, const struct pm_gr
 			PM_PREFETCH_W(&d->rpo[post.data[k + PM_AHEAD]]);
 		d->rpo[post.data[k]] = d->reached - k;
 	}
-	u32_list_deinit(&post);
+	/* node_at is the postorder reversed, after the root's slot: made in
+	 * place, in order, in post's array. */
+	uint32_t *order = post.data;
+	for (uint32_t lo = 0, hi = d->reached; lo + 1 < hi; lo++, hi--) {
+		uint32_t swap = order[lo];
+		order[lo] = order[hi - 1];
+		order[hi - 1] = swap;
+	}
+	memmove(order + 1, order, (size_t)d->reached * sizeof(*order));
+	order[0] = PM_NODE_NONE;
+	d->node_at = order;
+	post = (struct u32_list)PM_VECTOR_INIT;
 	uint32_t n = d->reached + 1;
-	d->node_at = malloc((size_t)n * sizeof(*d->node_at));
 	d->pub.idom = malloc((size_t)n * sizeof(*d->pub.idom));
-	if (!d->node_at || !d->pub.idom) {
+	if (!d->pub.idom) {
 		u32_list_deinit(&seeds);
 		return &pm_error_no_memory;
-	}
-	d->node_at[0] = PM_NODE_NONE;
-	for (uint32_t v = 0; v < g->nnodes; v++) {
-		if (v + PM_AHEAD < g->nnodes && d->rpo[v + PM_AHEAD] != UNDEF)
-			PM_PREFETCH_W(&d->node_at[d->rpo[v + PM_AHEAD]]);
-		if (d->rpo[v] != UNDEF)
-			d->node_at[d->rpo[v]] = v;
 	}
 	err = immediate_dominators(t, g, d, &seeds, d->pub.idom);
 	u32_list_deinit(&seeds);
