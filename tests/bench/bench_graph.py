@@ -43,13 +43,19 @@ REPORTS = ("digest", "summary", "graph", "retained")
 def best(where, repeat):
     """{report: (best wall, best CPU, peak RSS)}: the reports run in turn,
     repeat rounds, so that a slower spell of a shared machine falls on all
-    of them rather than on one."""
+    of them rather than on one. Also, under "paired", the median over the
+    rounds of each round's retained / summary wall time: a shared machine's
+    speed drifts by tens of percent from minute to minute, and the two
+    runs of one round see the same spell."""
     runs = {r: [] for r in REPORTS}
     for _ in range(repeat):
         for r in REPORTS:
             runs[r].append(run(r, where))
-    return {r: (min(x[0] for x in v), min(x[1] for x in v), max(x[2] for x in v))
-            for r, v in runs.items()}
+    out = {r: (min(x[0] for x in v), min(x[1] for x in v), max(x[2] for x in v))
+           for r, v in runs.items()}
+    ratios = sorted(t[0] / s[0] for t, s in zip(runs["retained"], runs["summary"]))
+    out["paired"] = ratios[len(ratios) // 2]
+    return out
 
 
 def bench_one(python, n, repeat):
@@ -83,6 +89,7 @@ def bench_one(python, n, repeat):
                 "graph_over_summary": round(graph_t / summary_t, 2),
                 "retained_over_summary": round(retained_t / summary_t, 2),
                 "retained_over_summary_cpu": round(retained_c / summary_c, 2),
+                "retained_over_summary_paired": round(b["paired"], 2),
                 "summary_mb": summary_m >> 20,
                 "graph_extra_b_per_object": round((graph_m - summary_m) / nodes, 1),
                 "retained_extra_b_per_object":
@@ -113,7 +120,7 @@ def main():
     print("read: `digest` (every readable byte of the core, hashed); "
           "graph: build the reference graph (and its roots); retained: the "
           "graph, the dominator tree and the list; _s: wall seconds, _cpu: "
-          "user + system; extra bytes per object: peak RSS over summary's "
+          "user + system; _paired: the median of the rounds' own ratios; extra bytes per object: peak RSS over summary's "
           "(tree: over graph's), per graph node")
 
 
