@@ -23,7 +23,6 @@
 enum { PASSES_MAX = 1000 };
 #define UNDEF UINT32_MAX
 
-
 /* In index space (reverse postorder; the virtual root is 0): what
  * pm_dominators keeps behind its node-space view. */
 struct dominators {
