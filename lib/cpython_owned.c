@@ -475,6 +475,45 @@ static bool pended_object_yields(struct analysis *a, const struct pending *p,
 	return true;
 }
 
+/* A sized buffer covers its first p->size bytes: an object recognised
+ * further into the same allocation, its header inside those bytes, is a
+ * stale header the buffer's writes left in part (numpy's calloc'd data
+ * zeroes only the bytes it asked for: a freed lock's header 32 bytes in,
+ * its GC head zeroed, its refcount's low bytes cleared, still reads as an
+ * untracked lock). The live owner's word for its buffer is the better
+ * reading, unless the object's GC head is linked into a GC list (a live
+ * object's links, checked against its neighbours, are never stale) or it
+ * may own buffers of its own (only a plain object, or an untracked one
+ * with no pre-header, is given up). */
+static bool covered_object_yields(struct analysis *a, const struct pending *p,
+				  struct pm_alloc *alloc)
+{
+	uint64_t obj = alloc->addr + alloc->object_offset, tp, gc_next;
+	const struct type_info *ti;
+	if (!p->size || !p->owner || alloc->category >= a->heap->ncategories ||
+	    obj <= p->ptr || obj - p->ptr >= p->size ||
+	    !pending_fits(a, p, alloc) || !analysis_read_word(a, obj + 8, &tp))
+		return false;
+	const struct pm_category *c = &a->heap->categories[alloc->category];
+	if (strcmp(c->domain, "python") || strcmp(c->detail, "-"))
+		return false;
+	struct pm_error *err = type_get(a, tp, &ti);
+	if (err) {
+		pm_error_destroy(err);
+		return false;
+	}
+	if (!ti || ti->kind != TK_OTHER || ti->flags & a->l->preheader_flags ||
+	    alloc->category != ti->cat_live)
+		return false;
+	if (ti->flags & TPFLAG_HAVE_GC &&
+	    (!analysis_read_word(a, obj - 16, &gc_next) || gc_next))
+		return false;
+	a->heap->objects--;
+	alloc->category = PM_CATEGORY_NONE;
+	alloc->object_offset = 0;
+	return true;
+}
+
 struct pm_error *owned_resolve(struct analysis *a)
 {
 	for (size_t i = 0; i < a->pending.size; i++) {
@@ -484,7 +523,8 @@ struct pm_error *owned_resolve(struct analysis *a)
 		struct pm_alloc *alloc = (struct pm_alloc *)
 			pm_cpython_find_alloc(a->heap, a->pending.data[i].ptr);
 		if (alloc && !pended_object_yields(a, &a->pending.data[i], alloc) &&
-		    !plain_object_yields(a, &a->pending.data[i], alloc))
+		    !plain_object_yields(a, &a->pending.data[i], alloc) &&
+		    !covered_object_yields(a, &a->pending.data[i], alloc))
 			free_object_yields(a, &a->pending.data[i], alloc);
 		if (alloc && alloc->category == PM_CATEGORY_NONE &&
 		    pending_fits(a, &a->pending.data[i], alloc)) {

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import types
 
 try:
     import numpy as np
@@ -94,7 +95,18 @@ def numpy_arrays(workdir):
     mm[:] = 1.0
     out.append(record("memmap", mm))
     out.append(record("from memmap", np.array(mm)))
+    out.append(record("forged object", forged_object()))
     return out
+
+
+def forged_object():
+    """An array whose data holds what reads as an untracked cell (its GC
+    head zero, a refcount, the cell type, a NULL ob_ref) 16 bytes in: as
+    a lock's stale header can be, left in a chunk that numpy's calloc
+    zeroes only in part. The array owns its data all the same."""
+    arr = np.zeros(6, dtype="i8")
+    arr[2], arr[3] = 1, id(types.CellType)
+    return arr
 
 
 def string_arrays():
