@@ -483,12 +483,12 @@ static bool pended_object_yields(struct analysis *a, const struct pending *p,
  * untracked lock). The live owner's word for its buffer is the better
  * reading, unless the object's GC head is linked into a GC list (a live
  * object's links, checked against its neighbours, are never stale) or it
- * may own buffers of its own (only a plain object, or an untracked one
- * with no pre-header, is given up). */
+ * may own buffers of its own: only a plain object, or an untracked one
+ * whose pre-header is empty, is given up. */
 static bool covered_object_yields(struct analysis *a, const struct pending *p,
 				  struct pm_alloc *alloc)
 {
-	uint64_t obj = alloc->addr + alloc->object_offset, tp, gc_next;
+	uint64_t obj = alloc->addr + alloc->object_offset, tp;
 	const struct type_info *ti;
 	if (!p->size || !p->owner || alloc->category >= a->heap->ncategories ||
 	    obj <= p->ptr || obj - p->ptr >= p->size ||
@@ -502,11 +502,18 @@ static bool covered_object_yields(struct analysis *a, const struct pending *p,
 		pm_error_destroy(err);
 		return false;
 	}
-	if (!ti || ti->kind != TK_OTHER || ti->flags & a->l->preheader_flags ||
-	    alloc->category != ti->cat_live)
+	if (!ti || ti->kind != TK_OTHER || alloc->category != ti->cat_live)
 		return false;
+	/* Its GC head (before it) untracked; its pre-header (before that:
+	 * a managed dict's values and dict, a managed weakref list) empty,
+	 * so it pended nothing of its own. */
+	uint64_t gc_next, pre[2], head = obj;
 	if (ti->flags & TPFLAG_HAVE_GC &&
-	    (!analysis_read_word(a, obj - 16, &gc_next) || gc_next))
+	    (!analysis_read_word(a, head -= 16, &gc_next) || gc_next))
+		return false;
+	if (ti->flags & a->l->preheader_flags &&
+	    (head - 16 < alloc->addr ||
+	     !analysis_read_words(a, head - 16, 2, pre) || pre[0] || pre[1]))
 		return false;
 	a->heap->objects--;
 	alloc->category = PM_CATEGORY_NONE;

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import types
 
 try:
@@ -95,17 +96,24 @@ def numpy_arrays(workdir):
     mm[:] = 1.0
     out.append(record("memmap", mm))
     out.append(record("from memmap", np.array(mm)))
-    out.append(record("forged object", forged_object()))
+    out.append(record("forged cell", forged_object(types.CellType)))
+    out.append(record("forged lock", forged_object(type(threading.Lock()))))
     return out
 
 
-def forged_object():
-    """An array whose data holds what reads as an untracked cell (its GC
-    head zero, a refcount, the cell type, a NULL ob_ref) 16 bytes in: as
-    a lock's stale header can be, left in a chunk that numpy's calloc
-    zeroes only in part. The array owns its data all the same."""
+def forged_object(tp):
+    """An array whose data holds, where an object of type tp would start
+    (past its GC head and pre-header, all zero: untracked), a refcount
+    and tp: what a stale header reads as when numpy's calloc zeroes only
+    the bytes it asked for, as a lock's 32 bytes into a reused 64-byte
+    chunk. The array owns its data all the same."""
+    offset = 0
+    if tp.__flags__ & (1 << 14):                # Py_TPFLAGS_HAVE_GC
+        offset += 16
+    if sys.version_info >= (3, 12) and tp.__flags__ & (3 << 3):
+        offset += 16                            # MANAGED_DICT, _WEAKREF
     arr = np.zeros(6, dtype="i8")
-    arr[2], arr[3] = 1, id(types.CellType)
+    arr[offset // 8], arr[offset // 8 + 1] = 1, id(tp)
     return arr
 
 
