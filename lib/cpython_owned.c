@@ -507,13 +507,14 @@ static bool covered_object_yields(struct analysis *a, const struct pending *p,
 	/* Its GC head (before it) untracked; its pre-header (before that:
 	 * a managed dict's values and dict, a managed weakref list) empty,
 	 * so it pended nothing of its own. */
-	uint64_t gc_next, pre[2], head = obj;
-	if (ti->flags & TPFLAG_HAVE_GC &&
-	    (!analysis_read_word(a, head -= 16, &gc_next) || gc_next))
+	bool gc = ti->flags & TPFLAG_HAVE_GC;
+	uint64_t gc_head = obj - 16, gc_next, pre[2];
+	uint64_t preheader = (gc ? gc_head : obj) - 16;
+	if (gc && (!analysis_read_word(a, gc_head, &gc_next) || gc_next))
 		return false;
 	if (ti->flags & a->l->preheader_flags &&
-	    (head - 16 < alloc->addr ||
-	     !analysis_read_words(a, head - 16, 2, pre) || pre[0] || pre[1]))
+	    (preheader < alloc->addr ||
+	     !analysis_read_words(a, preheader, 2, pre) || pre[0] || pre[1]))
 		return false;
 	a->heap->objects--;
 	alloc->category = PM_CATEGORY_NONE;
