@@ -365,6 +365,22 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 		d.usable <= p->size + slack;
 }
 
+/* The type of the object recognised at obj, or NULL (unreadable, not a
+ * type). */
+static const struct type_info *object_type(struct analysis *a, uint64_t obj)
+{
+	uint64_t tp;
+	const struct type_info *ti;
+	if (!analysis_read_word(a, obj + 8, &tp))
+		return NULL;
+	struct pm_error *err = type_get(a, tp, &ti);
+	if (err) {
+		pm_error_destroy(err);
+		return NULL;
+	}
+	return ti;
+}
+
 /* A buffer's first words can pass for a plain object (no GC head, so at
  * offset 0, owning nothing): a module state often holds a heap type's
  * pointer at word 1; a list's item array reuses a block whose old int
@@ -375,17 +391,11 @@ static bool pending_fits(const struct analysis *a, const struct pending *p,
 static bool plain_object_yields(struct analysis *a, const struct pending *p,
 				struct pm_alloc *alloc)
 {
-	uint64_t tp;
-	const struct type_info *ti;
 	if (!p->owner_gc || alloc->category == PM_CATEGORY_NONE ||
 	    alloc->addr + alloc->object_offset != p->ptr ||
-	    !pending_fits(a, p, alloc) || !analysis_read_word(a, p->ptr + 8, &tp))
+	    !pending_fits(a, p, alloc))
 		return false;
-	struct pm_error *err = type_get(a, tp, &ti);
-	if (err) {
-		pm_error_destroy(err);
-		return false;
-	}
+	const struct type_info *ti = object_type(a, p->ptr);
 	if (!ti || ti->kind != TK_OTHER ||
 	    ti->flags & (TPFLAG_HAVE_GC | a->l->preheader_flags) ||
 	    (alloc->category != ti->cat_live && alloc->category != ti->cat_free))
@@ -488,20 +498,14 @@ static bool pended_object_yields(struct analysis *a, const struct pending *p,
 static bool covered_object_yields(struct analysis *a, const struct pending *p,
 				  struct pm_alloc *alloc)
 {
-	uint64_t obj = alloc->addr + alloc->object_offset, tp;
-	const struct type_info *ti;
+	uint64_t obj = alloc->addr + alloc->object_offset;
 	if (!p->size || !p->owner || alloc->category >= a->heap->ncategories ||
-	    obj <= p->ptr || obj - p->ptr >= p->size ||
-	    !pending_fits(a, p, alloc) || !analysis_read_word(a, obj + 8, &tp))
+	    obj <= p->ptr || obj - p->ptr >= p->size || !pending_fits(a, p, alloc))
 		return false;
 	const struct pm_category *c = &a->heap->categories[alloc->category];
 	if (strcmp(c->domain, "python") || strcmp(c->detail, "-"))
 		return false;
-	struct pm_error *err = type_get(a, tp, &ti);
-	if (err) {
-		pm_error_destroy(err);
-		return false;
-	}
+	const struct type_info *ti = object_type(a, obj);
 	if (!ti || ti->kind != TK_OTHER || alloc->category != ti->cat_live)
 		return false;
 	/* Its GC head (before it) untracked; its pre-header (before that:
