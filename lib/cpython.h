@@ -155,6 +155,8 @@ enum type_kind { TK_OTHER = 0, TK_LIST, TK_DICT, TK_SET, TK_STR, TK_STR_SUB,
 		 TK_BZ2_COMPRESSOR, TK_BZ2_DECOMPRESSOR,
 		 /* cpython_owned_zlib.c: zlib's (de)compression objects */
 		 TK_ZLIB_COMPRESS, TK_ZLIB_DECOMPRESS, TK_ZLIB_DECOMPRESSOR,
+		 /* cpython_owned_lzma.c: _lzma's compressor and decompressor */
+		 TK_LZMA_COMPRESSOR, TK_LZMA_DECOMPRESSOR,
 		 TK_KINDS };
 
 /* A type object that some recognised object has as its ob_type. */

@@ -126,6 +126,8 @@ enum owned { OWN_DICT_KEYS, OWN_DICT_VALUES, OWN_LIST_ITEMS, OWN_SET_TABLE,
 	     /* zlib's (cpython_owned_zlib.c). */
 	     OWN_ZLIB_STATE, OWN_ZLIB_WINDOW, OWN_ZLIB_HASH, OWN_ZLIB_PENDING,
 	     OWN_ZLIB_INPUT,
+	     /* _lzma's (cpython_owned_lzma.c). */
+	     OWN_LZMA_STATE, OWN_LZMA_INPUT,
 	     /* Not CPython's: the dynamic loader's (domain "ld.so"). */
 	     OWN_LINK_MAP, OWN_LINK_MAP_NAME,
 	     /* numpy's (domain "numpy", cpython_numpy.c). */
@@ -282,6 +284,16 @@ enum { ZLIB_OBJECT_SIZE = 168, ZLIB_DECOMPRESSOR_SIZE = 184 };
  * (kind TK_ZLIB_*; avail bytes in b) owns. */
 struct pm_error *zlib_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
 			    size_t avail, uint8_t kind);
+
+/* cpython_owned_lzma.c */
+/* _lzma.LZMACompressor's basicsize (3.15's lock is an inline PyMutex) and
+ * _lzma.LZMADecompressor's. */
+enum { LZMA_COMPRESSOR_SIZE = 192, LZMA_COMPRESSOR_SIZE_315 = 184,
+       LZMA_DECOMPRESSOR_SIZE = 224 };
+/* Pends the liblzma stream state, the lock and the unread input that an
+ * LZMACompressor or LZMADecompressor (avail bytes in b) owns. */
+struct pm_error *lzma_owned(struct analysis *a, uint64_t obj, const uint8_t *b,
+			    size_t avail, bool decompressor);
 
 /* cpython_numpy.c */
 /* Whether a type is numpy.ndarray itself; whether a basicsize can be an

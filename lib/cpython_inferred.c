@@ -1,26 +1,37 @@
 /* A generic, clearly labelled guess for the memory of C extensions that the
  * precise attributions know nothing of: a glibc allocation still unknown
- * after them whose data start is pointed at by exactly one word of the
- * heap's in-use allocations (and modules' data), that word inside a live
- * recognised object, is taken as that object's buffer ("cpython  inferred
- * buffer  held by T (inferred)", heap->inferred_owners naming the object);
- * so is one that such a buffer alone points at, level by level. Any second
- * pointer leaves it unknown. pm_options.precise turns it off. The guess
- * changes labels only: the reference graph still reads such a buffer as a
- * root, conservatively, as while it was unknown. */
+ * after them whose data start is pointed at by the words of exactly one of
+ * the heap's in-use allocations (and by nothing in modules' data), that
+ * allocation a live recognised object, is taken as that object's buffer
+ * ("cpython  inferred buffer  held by T (inferred)", heap->inferred_owners
+ * naming the object); so is one whose holder is a C library's stream state
+ * that the precise attributions gave an object (liblzma's coders behind
+ * its lzma_internal), and one that such a buffer alone points at, level by
+ * level. Several words of the one holder still say one holder (a C
+ * library's tree keeps its root, leftmost and rightmost node in one
+ * struct); a word anywhere else leaves the allocation unknown.
+ * pm_options.precise turns it off. The guess changes labels only: the
+ * reference graph still reads such a buffer as a root, conservatively, as
+ * while it was unknown. */
 #include "cpython_analysis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum { HOLDERS_MAX = 4 };      /* distinct holders kept per candidate */
+
 /* The unknown allocation whose data starts at the key, and what points at
- * it: how many words (capped at 2: more says nothing new) and, for the
- * first, the allocation holding it. */
+ * it: the allocations holding those words (up to HOLDERS_MAX; nholders
+ * HOLDERS_MAX + 1 says more, or a word outside the heap), and while the
+ * holders are resolved, the object they lead to. */
 struct candidate {
 	uint32_t alloc;             /* index in heap->allocs */
-	uint32_t refs;
-	uint32_t holder;            /* index of the first word's allocation */
+	uint32_t nholders;
+	uint32_t holders[HOLDERS_MAX];
+	uint64_t owner;             /* 0 while none is known */
+	uint32_t owner_cat;         /* the owner's category */
+	bool rejected;              /* a holder leads elsewhere */
 };
 PM_DEFINE_HASH_MAP(candidate_map, uint64_t, struct candidate, pm_hash_u64_key,
 		   pm_u64_key_eq)
@@ -30,8 +41,9 @@ enum {
 	 * data (and past a debug header) is 16-byte aligned. */
 	DATA_ALIGN = 16,
 	SCAN_POLL = 1 << 16,        /* allocations between interrupt polls */
-	/* Levels of inferred buffers behind an object followed (passes over
-	 * the candidates, each linear). */
+	/* Rounds of passes over the candidates (each linear) that resolve
+	 * their holders: a private tree this deep behind an object, at
+	 * least, is its. */
 	NESTING_MAX = 16,
 };
 /* A module's data larger than this is not read (none is). */
@@ -46,6 +58,9 @@ struct scan {
 	 * away before a probe of the map would (a cache miss each). */
 	uint64_t *filter;
 	unsigned filter_shift;      /* 64 - log2(the filter's bits) */
+	/* Per category: an object on a free list, dead, whose stale words
+	 * hold nothing (3.8's free frames keep their last values). */
+	bool *dead;
 	/* The target memory at hand: [view_start, view_end) at view. */
 	const uint8_t *view;
 	uint64_t view_start, view_end;
@@ -104,7 +119,7 @@ static struct pm_error *candidates_collect(struct scan *s)
 		struct candidate *c = candidate_map_insert(&s->map, &start, &fresh);
 		if (!c)
 			return &pm_error_no_memory;
-		*c = (struct candidate){ .alloc = (uint32_t)i, .holder = UINT32_MAX };
+		*c = (struct candidate){ .alloc = (uint32_t)i };
 		s->lo = start < s->lo ? start : s->lo;
 		s->hi = start > s->hi ? start : s->hi;
 	}
@@ -160,7 +175,21 @@ static uint32_t run_holder(const struct pm_cpython_heap *heap, size_t first,
 	return (uint32_t)lo;
 }
 
-/* Counts the words of [start, end) that point at a candidate's start. The
+/* Notes that a word of allocation holder points at c (its own words do
+ * not count: a struct's empty list head points at itself). */
+static void candidate_held(struct candidate *c, uint32_t holder)
+{
+	if (holder == c->alloc)
+		return;
+	for (uint32_t i = 0; i < c->nholders; i++)
+		if (c->holders[i] == holder)
+			return;
+	if (c->nholders < HOLDERS_MAX)
+		c->holders[c->nholders] = holder;
+	c->nholders++;
+}
+
+/* Notes the words of [start, end) that point at a candidate's start. The
  * range is the run allocs[first, last] of adjacent allocations (their
  * chunk headers between them: a size word is never a 16-aligned heap
  * address, a prev_size word is the chunk before's data), or with first
@@ -185,11 +214,17 @@ static void scan_range(struct scan *s, uint64_t start, uint64_t end,
 			if (!(s->filter[bit / 64] >> (bit % 64) & 1))
 				continue;
 			struct candidate *c = candidate_map_search(&s->map, &w);
-			if (!c || c->refs >= 2)
+			if (!c || c->nholders > HOLDERS_MAX)
 				continue;
-			if (c->refs++ == 0)
-				c->holder = first == SIZE_MAX ? UINT32_MAX :
-					run_holder(s->a->heap, first, last, piece + off);
+			if (first == SIZE_MAX) {
+				c->nholders = HOLDERS_MAX + 1;
+				continue;
+			}
+			uint32_t holder = run_holder(s->a->heap, first, last, piece + off);
+			uint32_t cat = s->a->heap->allocs[holder].category;
+			if (cat < s->a->heap->ncategories && s->dead[cat])
+				continue;
+			candidate_held(c, holder);
 		}
 		piece += len;
 	}
@@ -249,19 +284,18 @@ static void scan_outside_heap(struct scan *s)
 }
 
 /* Whether category c is a live recognised object's (a "python" row that is
- * not a free list's). */
-static bool *live_categories(const struct pm_cpython_heap *heap)
+ * not a free list's), or with free_list, a free list's. */
+static bool *live_categories(const struct pm_cpython_heap *heap, bool free_list)
 {
 	bool *live = calloc(heap->ncategories ? heap->ncategories : 1, 1);
 	for (size_t c = 0; live && c < heap->ncategories; c++)
 		live[c] = !strcmp(heap->categories[c].domain, "python") &&
-			  strcmp(heap->categories[c].detail, "free list");
+			  !strcmp(heap->categories[c].detail, "free list") == free_list;
 	return live;
 }
 
 static struct pm_error *candidate_give(struct analysis *a, uint64_t start,
-				       const struct candidate *c, uint32_t cat,
-				       uint64_t owner)
+				       const struct candidate *c, uint32_t cat)
 {
 	struct pm_cpython_heap *heap = a->heap;
 	struct pm_alloc *alloc = &heap->allocs[c->alloc];
@@ -272,14 +306,103 @@ static struct pm_error *candidate_give(struct analysis *a, uint64_t start,
 	if (!heap->inferred_owners &&
 	    !(heap->inferred_owners = calloc(heap->nallocs, sizeof(*heap->inferred_owners))))
 		return &pm_error_no_memory;
-	heap->inferred_owners[c->alloc] = owner;
+	heap->inferred_owners[c->alloc] = c->owner;
 	return NULL;
 }
 
-/* Gives each candidate that one live object alone points at its category;
- * then, level by level, each that one inferred buffer alone points at its
- * holder's (a C library's structure behind the object's: zlib's window
- * behind its z_stream state), so the object's whole private tree is its. */
+/* What a holder's words lead to. */
+enum lead { LEADS_NOWHERE, LEADS_NOT_YET, LEADS_TO_OWNER };
+
+/* Where the words in holder lead: to a live object (the holder itself);
+ * to the object that owns the holder when it is a C library's stream
+ * state (liblzma's lzma_internal, the root of its private tree); to the
+ * owner a candidate holder has been given so far (not yet: none so far);
+ * nowhere for anything else (a buffer of CPython's, another unknown
+ * allocation). live[] knows the first nlive categories. */
+static enum lead holder_lead(struct scan *s, const bool *live, size_t nlive,
+			     uint32_t holder, uint64_t *owner, uint32_t *owner_cat)
+{
+	struct analysis *a = s->a;
+	const struct pm_cpython_heap *heap = a->heap;
+	const struct pm_alloc *h = &heap->allocs[holder];
+	if (h->category == PM_CATEGORY_NONE) {
+		uint64_t start = alloc_data_of(a, h).start;
+		const struct candidate *c = candidate_map_search(&s->map, &start);
+		if (!c || c->rejected)
+			return LEADS_NOWHERE;
+		*owner = c->owner;
+		*owner_cat = c->owner_cat;
+		return c->owner ? LEADS_TO_OWNER : LEADS_NOT_YET;
+	}
+	if (h->category < nlive && live[h->category]) {
+		*owner = h->addr + h->object_offset;
+		*owner_cat = h->category;
+		return LEADS_TO_OWNER;
+	}
+	if (!heap->owners || (h->category != a->cat_owned[OWN_LZMA_STATE] &&
+			      h->category != a->cat_owned[OWN_ZLIB_STATE] &&
+			      h->category != a->cat_owned[OWN_BZ2_STATE]))
+		return LEADS_NOWHERE;
+	uint64_t o = heap->owners[holder];
+	const struct pm_alloc *oa = o ? pm_cpython_find_alloc(heap, o) : NULL;
+	if (!oa || oa->addr + oa->object_offset != o || oa->category >= nlive ||
+	    !live[oa->category])
+		return LEADS_NOWHERE;
+	*owner = o;
+	*owner_cat = oa->category;
+	return LEADS_TO_OWNER;
+}
+
+/* One round over the candidates: each whose holders all lead to one
+ * object (or not yet anywhere, at least one to it) takes that object as
+ * its owner; one with a holder leading elsewhere, or to another object,
+ * is rejected, for good. Whether anything changed. */
+static bool owners_round(struct scan *s, const bool *live, size_t nlive)
+{
+	bool changed = false;
+	for (size_t k = 0; k < s->map.capacity; k++) {
+		if (!s->map.ctrl[k])
+			continue;
+		struct candidate *c = &s->map.entries[k].value;
+		if (c->rejected)
+			continue;
+		uint64_t owner = 0;
+		uint32_t owner_cat = 0;
+		bool ok = c->nholders >= 1 && c->nholders <= HOLDERS_MAX;
+		for (uint32_t i = 0; ok && i < c->nholders; i++) {
+			uint64_t o = 0;
+			uint32_t o_cat = 0;
+			enum lead lead = holder_lead(s, live, nlive, c->holders[i], &o, &o_cat);
+			if (lead == LEADS_NOWHERE || (lead == LEADS_TO_OWNER && owner && o != owner))
+				ok = false;
+			else if (lead == LEADS_TO_OWNER) {
+				owner = o;
+				owner_cat = o_cat;
+			}
+		}
+		if (!ok) {
+			c->rejected = true;
+			c->owner = 0;
+			changed = true;
+		} else if (owner != c->owner) {
+			c->owner = owner;
+			c->owner_cat = owner_cat;
+			changed = true;
+		}
+	}
+	return changed;
+}
+
+/* Gives each candidate whose holders all lead to one live object that
+ * object as its inferred owner: the ones the object (or a C library's
+ * stream state it owns) alone points at, and, level by level, the ones
+ * only those buffers point at (a C library's structures behind the
+ * object's: liblzma's coders behind its lzma_internal), so the object's
+ * whole private tree is its, back-pointers and all. Rounds until nothing
+ * changes, at most NESTING_MAX; a candidate whose holders are still not
+ * all known to lead to its owner then (a cycle of unknown allocations
+ * that nothing leads into, or a chain deeper than the rounds) stays
+ * unknown. */
 static struct pm_error *candidates_attribute(struct scan *s, const bool *live)
 {
 	struct analysis *a = s->a;
@@ -287,42 +410,43 @@ static struct pm_error *candidates_attribute(struct scan *s, const bool *live)
 	/* The categories live[] knows. Those added here come after: an
 	 * allocation given one is an inferred buffer, no object. */
 	const size_t nlive = heap->ncategories;
-	bool more = true;
-	for (int level = 0; more && level < NESTING_MAX; level++) {
-		more = false;
+	for (int round = 0; round < NESTING_MAX && owners_round(s, live, nlive); round++)
+		;
+	/* Kept only where every holder leads to the owner now (a holder
+	 * rejected in a pass rejects what it holds in the next). */
+	bool changed = true;
+	for (int pass = 0; changed && pass < NESTING_MAX; pass++) {
+		changed = false;
 		for (size_t k = 0; k < s->map.capacity; k++) {
 			if (!s->map.ctrl[k])
 				continue;
-			const struct candidate *c = &s->map.entries[k].value;
-			/* One word, in another allocation (not outside the heap). */
-			if (c->refs != 1 || c->holder >= heap->nallocs ||
-			    c->holder == c->alloc ||
-			    heap->allocs[c->alloc].category != PM_CATEGORY_NONE)
-				continue;
-			const struct pm_alloc *holder = &heap->allocs[c->holder];
-			struct pm_error *err = NULL;
-			if (level == 0 && holder->category < nlive && live[holder->category]) {
-				char detail[TYPE_NAME_MAX + 32];
-				snprintf(detail, sizeof(detail), "held by %s (inferred)",
-					 heap->categories[holder->category].kind);
-				uint32_t cat;
-				err = category_get(a, "cpython", "inferred buffer", detail, &cat);
-				if (!err)
-					err = candidate_give(a, s->map.entries[k].key, c, cat,
-							     holder->addr + holder->object_offset);
-				more = true;
-			} else if (level > 0 && holder->category >= nlive &&
-				   holder->category < heap->ncategories &&
-				   heap->inferred_owners &&
-				   heap->inferred_owners[c->holder]) {
-				err = candidate_give(a, s->map.entries[k].key, c,
-						     holder->category,
-						     heap->inferred_owners[c->holder]);
-				more = true;
+			struct candidate *c = &s->map.entries[k].value;
+			for (uint32_t i = 0; c->owner && !c->rejected && i < c->nholders; i++) {
+				uint64_t o = 0;
+				uint32_t o_cat = 0;
+				if (holder_lead(s, live, nlive, c->holders[i], &o, &o_cat) !=
+				    LEADS_TO_OWNER || o != c->owner) {
+					c->rejected = true;
+					changed = true;
+				}
 			}
-			if (err)
-				return err;
 		}
+	}
+	for (size_t k = 0; k < s->map.capacity; k++) {
+		if (!s->map.ctrl[k])
+			continue;
+		const struct candidate *c = &s->map.entries[k].value;
+		if (c->rejected || !c->owner)
+			continue;
+		char detail[TYPE_NAME_MAX + 32];
+		snprintf(detail, sizeof(detail), "held by %s (inferred)",
+			 heap->categories[c->owner_cat].kind);
+		uint32_t cat;
+		struct pm_error *err = category_get(a, "cpython", "inferred buffer", detail, &cat);
+		if (!err)
+			err = candidate_give(a, s->map.entries[k].key, c, cat);
+		if (err)
+			return err;
 	}
 	return NULL;
 }
@@ -338,8 +462,9 @@ struct pm_error *inferred_attribute(struct analysis *a)
 	struct pm_error *err = candidates_collect(&s);
 	bool *live = NULL;
 	if (!err && s.map.size) {
-		live = live_categories(heap);
-		err = live ? filter_build(&s) : &pm_error_no_memory;
+		live = live_categories(heap, false);
+		s.dead = live_categories(heap, true);
+		err = live && s.dead ? filter_build(&s) : &pm_error_no_memory;
 	}
 	if (!err && s.map.size)
 		err = scan_heap(&s);
@@ -349,6 +474,7 @@ struct pm_error *inferred_attribute(struct analysis *a)
 		err = candidates_attribute(&s, live);
 	}
 	free(live);
+	free(s.dead);
 	free(s.filter);
 	candidate_map_deinit(&s.map);
 	return err;

@@ -327,6 +327,9 @@ struct pm_error *owned_pend_object(struct analysis *a,
 	case TK_ZLIB_DECOMPRESS:
 	case TK_ZLIB_DECOMPRESSOR:
 		return zlib_owned(a, obj, b, avail, ti->kind);
+	case TK_LZMA_COMPRESSOR:
+	case TK_LZMA_DECOMPRESSOR:
+		return lzma_owned(a, obj, b, avail, ti->kind == TK_LZMA_DECOMPRESSOR);
 	case TK_STRINGIO: {
 		/* Py_UCS4 buf[buf_size]: PyMem_Realloc'd, never NULL while
 		 * open (PyMem_Malloc(0) at first). */

@@ -39,6 +39,7 @@ static const char *const owned_names[OWN_KINDS] = {
 	"thread lock",
 	"zlib stream state", "zlib window", "zlib hash chains",
 	"zlib pending buffer", "zlib input buffer",
+	"lzma stream state", "lzma input buffer",
 	"link_map", "link_map name", "numpy data", "numpy dims/strides",
 	"numpy strings",
 };
@@ -182,6 +183,10 @@ static uint8_t named_kind(const struct analysis *a, const char *name,
 		{ "zlib.Decompress", TK_ZLIB_DECOMPRESS, ZLIB_OBJECT_SIZE },
 		{ "zlib._ZlibDecompressor", TK_ZLIB_DECOMPRESSOR,
 		  ZLIB_DECOMPRESSOR_SIZE },
+		{ "_lzma.LZMACompressor", TK_LZMA_COMPRESSOR,
+		  l->minor >= 15 ? LZMA_COMPRESSOR_SIZE_315 : LZMA_COMPRESSOR_SIZE },
+		{ "_lzma.LZMADecompressor", TK_LZMA_DECOMPRESSOR,
+		  LZMA_DECOMPRESSOR_SIZE },
 	};
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (basicsize == named[i].size && !strcmp(name, named[i].name))

@@ -745,9 +745,9 @@ static void summary_inferred_text(const struct pm_cpython_heap *heap,
 				 "points at stays unknown\n");
 	else if (heap->inferred)
 		pm_strbuf_printf(out, "inferred owners: %s allocations, %s bytes in the "
-				 "\"held by T (inferred)\" rows (one word alone points at "
-				 "each, in an object of type T or in a buffer inferred as "
-				 "its); --precise (GDB: set pymortem precise on) leaves them "
+				 "\"held by T (inferred)\" rows (each pointed at only from one "
+				 "object of type T, or from buffers inferred as its); "
+				 "--precise (GDB: set pymortem precise on) leaves them "
 				 "unknown\n",
 				 pm_format_grouped(heap->inferred, c),
 				 pm_format_grouped(heap->inferred_bytes, b));

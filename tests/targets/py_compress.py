@@ -1,4 +1,4 @@
-"""bz2 and zlib compressors and decompressors, for
+"""bz2, zlib and lzma compressors and decompressors, for
 tests/e2e/test_compress_buffers.py: BZ2Compressor objects at levels 1, 5
 and 9, BZ2Decompressor objects that have decompressed a stream of levels
 1, 5 and 9 (at least one block read), one that has only read part of a
@@ -7,7 +7,10 @@ compressors of several levels, window sizes and memory levels (zlib, gzip
 and raw streams; one with a stream flushed, one finished), zlib
 decompressors fresh (no window yet) and having read a stream, and 3.12+'s
 _ZlibDecompressor, one stopped by max_length (its copy of the input
-kept). Writes what the process itself says of each to the oracle
+kept); lzma compressors (xz, one flushed with a CRC32 check, .lzma and
+raw with a delta filter, small dictionaries) and decompressors (fresh,
+having read a stream, stopped by max_length). Writes what the process
+itself says of each to the oracle
 ($PM_ORACLE_FILE) and stops itself, forever.
 
 Each record has the object's id() and the memory its making caused,
@@ -25,7 +28,9 @@ less its object), object_delta of an object of the same basicsize.
 argv[1] == "corrupt": after the records are taken, the stream-state
 pointer of one compressor and one decompressor is zeroed, and the strm
 back-pointer of a second pair's state is made wrong, by ctypes.memmove;
-the record says which (corrupted: "state" or "strm"). The state field is
+the record says which (corrupted: "state" or "strm"); one lzma
+compressor's stream internal pointer is zeroed and one decompressor's
+stream allocator pointer moved (corrupted: "state" or "allocator"). The state field is
 found without knowing the layout: it is the only word of the object that
 points at a malloc'd block whose first word is the object's address + 16
 (libbz2's strm back-pointer to the bz_stream inside the object).
@@ -35,6 +40,7 @@ import bz2
 import ctypes
 import gc
 import json
+import lzma
 import os
 import random
 import signal
@@ -259,6 +265,81 @@ def zlib_objects():
     return out
 
 
+def lzma_stream_state(obj):
+    """liblzma's lzma_internal of an _lzma object, found the way the
+    public lzma_stream struct lays it out: the word after the stream's
+    allocator field, the one word of the object pointing at the object's
+    own lzma_allocator (id + 16). (offset of the allocator field, state);
+    (None, 0) unless exactly one word does."""
+    base = id(obj)
+    found = [off for off in range(16, type(obj).__basicsize__ - 15, 8)
+             if word(base + off) == base + 16]
+    if len(found) != 1:
+        return None, 0
+    return found[0], word(base + found[0] + 8)
+
+
+def lzma_objects():
+    # Small dictionaries: each object's tree is a few MB (preset 6's
+    # would be 94 MB), and its large arrays are mmapped chunks made once.
+    payload = b"".join(b"entry %06d %s\n" % (i, b"lmn" * (i % 13))
+                       for i in range(1500))
+    small = [{"id": lzma.FILTER_LZMA2, "dict_size": 1 << 16}]
+    stream = lzma.compress(payload, filters=small)
+    rng = random.Random(11)
+    noise = lzma.compress(bytes(rng.getrandbits(8) for _ in range(150000)),
+                          filters=small)
+
+    def compressor(data=None, **kwargs):
+        def make():
+            c = lzma.LZMACompressor(**kwargs)
+            if data is not None:
+                c.compress(data)
+                c.flush()
+            return c
+        return make
+
+    def decompressor(data=None, max_length=-1, **kwargs):
+        def make():
+            d = lzma.LZMADecompressor(**kwargs)
+            if data is not None:
+                out = d.decompress(data, max_length)
+                assert out
+                del out
+            return d
+        return make
+
+    # (name, kind, maker)
+    makers = [
+        ("lzma compressor xz", "compressor", compressor(filters=small)),
+        ("lzma compressor xz crc32 flushed", "compressor",
+         compressor(payload, filters=small, check=lzma.CHECK_CRC32)),
+        ("lzma compressor alone", "compressor",
+         compressor(format=lzma.FORMAT_ALONE,
+                    filters=[{"id": lzma.FILTER_LZMA1,
+                              "dict_size": 1 << 16}])),
+        ("lzma compressor raw delta", "compressor",
+         compressor(payload[:5000], format=lzma.FORMAT_RAW,
+                    filters=[{"id": lzma.FILTER_DELTA, "dist": 4}] + small)),
+        ("lzma decompressor fresh", "decompressor", decompressor()),
+        ("lzma decompressor read", "decompressor", decompressor(stream)),
+        ("lzma decompressor max_length", "decompressor",
+         decompressor(noise, max_length=10)),
+    ]
+    for _, _, make in makers:
+        make()
+    out = []
+    for name, kind, make in makers:
+        _, noise_delta = measured(lambda: None)
+        obj, delta = measured(make)
+        rec = record(name, kind, obj, delta, {"noise": noise_delta})
+        rec["allocator_offset"], rec["state"] = lzma_stream_state(obj)
+        rec["input"] = bool(kind == "decompressor" and not obj.needs_input
+                            and not obj.eof)
+        out.append(rec)
+    return out
+
+
 def corrupt(records):
     """Zeroes the state pointer of one of each kind; makes the strm
     back-pointer of another of each kind point 8 bytes off."""
@@ -267,11 +348,20 @@ def corrupt(records):
              ("zlib compressor 1/9/1", "state"),
              ("zlib decompressor read", "state"),
              ("zlib compressor 9/12/9", "strm"),
-             ("zlib decompressor fresh", "strm"))
+             ("zlib decompressor fresh", "strm"),
+             ("lzma compressor alone", "state"),
+             ("lzma decompressor read", "allocator"))
     for name, what in picks:
         rec = next(r for r in records if r["name"] == name)
-        assert rec["state_offset"] is not None, name
-        if what == "state":
+        if name.startswith("lzma"):
+            # The stream's internal pointer zeroed, or its allocator
+            # pointer made 8 bytes off.
+            off = rec["allocator_offset"]
+            assert off is not None, name
+            bad = ctypes.c_uint64(0 if what == "state" else rec["id"] + 24)
+            ctypes.memmove(rec["id"] + off + (8 if what == "state" else 0),
+                           ctypes.addressof(bad), 8)
+        elif what == "state":
             zero = ctypes.c_uint64(0)
             ctypes.memmove(rec["id"] + rec["state_offset"],
                            ctypes.addressof(zero), 8)
@@ -285,10 +375,11 @@ def main():
     path = os.environ["PM_ORACLE_FILE"]
     records = objects()
     zlib_records = zlib_objects()
+    lzma_records = lzma_objects()
     if sys.argv[1:] == ["corrupt"]:
-        corrupt(records + zlib_records)
+        corrupt(records + zlib_records + lzma_records)
     doc = {"version": list(sys.version_info[:3]), "pid": os.getpid(),
-           "bz2": records, "zlib": zlib_records}
+           "bz2": records, "zlib": zlib_records, "lzma": lzma_records}
     with open(path + ".tmp", "w") as f:
         json.dump(doc, f)
     os.rename(path + ".tmp", path)
