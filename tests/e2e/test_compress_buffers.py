@@ -100,6 +100,12 @@ def owned_bytes(found):
     return out
 
 
+def inferred_buffers(where):
+    """Every 'inferred buffer' allocation's listing."""
+    return harness.cli_json("objects", "--json", "--type", "inferred buffer",
+                            "--limit", ALL, where)["objects"]
+
+
 def owners(found, kind):
     return {o["owner"] for o in found[kind].values()}
 
@@ -236,9 +242,7 @@ def test_zlib_buffers(python, mode):
         for where in (t.pid, t.gcore()):
             found = listing(where, ZKINDS)
             by_owner = owned_bytes(found)
-            inferred = harness.cli_json("objects", "--json", "--type",
-                                        "inferred buffer", "--limit", ALL,
-                                        where)["objects"]
+            inferred = inferred_buffers(where)
             ids = {r["id"] for r in truth}
             assert not [o for o in inferred if o["owner"] in ids], where
             for r in truth:
@@ -312,9 +316,7 @@ def lzma_owned(where, truth):
     the inferred buffers."""
     found = listing(where, LKINDS)
     by_owner = owned_bytes(found)
-    inferred = harness.cli_json("objects", "--json", "--type",
-                                "inferred buffer", "--limit", ALL,
-                                where)["objects"]
+    inferred = inferred_buffers(where)
     ids = {r["id"] for r in truth}
     for o in inferred:
         if o["owner"] in ids:

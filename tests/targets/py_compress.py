@@ -198,6 +198,22 @@ def objects():
     return out
 
 
+def measure_all(makers):
+    """The records of (name, kind, maker) triples: each maker run once
+    first (the free lists and the collector settle), then measured, with
+    the measuring's own noise beside it; keep_index is the object's place
+    in KEEP."""
+    for _, _, make in makers:
+        make()
+    out = []
+    for name, kind, make in makers:
+        _, noise_delta = measured(lambda: None)
+        obj, delta = measured(make)
+        out.append(record(name, kind, obj, delta, {"noise": noise_delta,
+                                                   "keep_index": len(KEEP)}))
+    return out
+
+
 def zlib_objects():
     # Small enough that no output buffer is an mmapped chunk that a
     # realloc resizes (3.15's bytes writer does so for larger ones, and
@@ -255,14 +271,7 @@ def zlib_objects():
                     zlib_decompressor(stream)),
                    ("zlib _ZlibDecompressor max_length", "_ZlibDecompressor",
                     zlib_decompressor(noise, max_length=10))]
-    for _, _, make in makers:
-        make()
-    out = []
-    for name, kind, make in makers:
-        _, noise_delta = measured(lambda: None)
-        obj, delta = measured(make)
-        out.append(record(name, kind, obj, delta, {"noise": noise_delta}))
-    return out
+    return measure_all(makers)
 
 
 def lzma_stream_state(obj):
@@ -326,17 +335,12 @@ def lzma_objects():
         ("lzma decompressor max_length", "decompressor",
          decompressor(noise, max_length=10)),
     ]
-    for _, _, make in makers:
-        make()
-    out = []
-    for name, kind, make in makers:
-        _, noise_delta = measured(lambda: None)
-        obj, delta = measured(make)
-        rec = record(name, kind, obj, delta, {"noise": noise_delta})
+    out = measure_all(makers)
+    for rec in out:
+        obj = KEEP[rec["keep_index"]]
         rec["allocator_offset"], rec["state"] = lzma_stream_state(obj)
-        rec["input"] = bool(kind == "decompressor" and not obj.needs_input
-                            and not obj.eof)
-        out.append(rec)
+        rec["input"] = bool(rec["kind"] == "decompressor" and
+                            not obj.needs_input and not obj.eof)
     return out
 
 
