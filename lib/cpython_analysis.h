@@ -222,6 +222,8 @@ struct pm_error *category_get(struct analysis *a, const char *domain,
 /* cpython_recognise.c */
 /* A word of target memory, from the current pool buffer when it is there. */
 bool analysis_read_word(struct analysis *a, uint64_t addr, uint64_t *ret);
+/* Whether addr is in an executable mapping (a C function's code). */
+bool analysis_executable(const struct analysis *a, uint64_t addr);
 /* n words at addr, false when any is unreadable. */
 bool analysis_read_words(struct analysis *a, uint64_t addr, size_t n,
 			 uint64_t *words);

@@ -6,8 +6,8 @@
  * ("cpython  inferred buffer  held by T (inferred)", heap->inferred_owners
  * naming the object); so is one whose holder is a C library's stream state
  * that the precise attributions gave an object (liblzma's coders behind
- * its lzma_internal), and one that such a buffer alone points at, level by
- * level. Several words of the one holder still say one holder (a C
+ * its lzma_internal), and one that only such buffers of the one object
+ * point at, level by level. Several words of the one holder still say one holder (a C
  * library's tree keeps its root, leftmost and rightmost node in one
  * struct); a word anywhere else leaves the allocation unknown.
  * pm_options.precise turns it off. The guess changes labels only: the
@@ -58,9 +58,12 @@ struct scan {
 	 * away before a probe of the map would (a cache miss each). */
 	uint64_t *filter;
 	unsigned filter_shift;      /* 64 - log2(the filter's bits) */
-	/* Per category: an object on a free list, dead, whose stale words
-	 * hold nothing (3.8's free frames keep their last values). */
-	bool *dead;
+	/* Per category: a live recognised object's; an object on a free
+	 * list, dead, whose stale words hold nothing (3.8's free frames keep
+	 * their last values). Both know the first nlive categories, those
+	 * before the inferred buffers' were added. */
+	bool *live, *dead;
+	size_t nlive;
 	/* The target memory at hand: [view_start, view_end) at view. */
 	const uint8_t *view;
 	uint64_t view_start, view_end;
@@ -222,7 +225,7 @@ static void scan_range(struct scan *s, uint64_t start, uint64_t end,
 			}
 			uint32_t holder = run_holder(s->a->heap, first, last, piece + off);
 			uint32_t cat = s->a->heap->allocs[holder].category;
-			if (cat < s->a->heap->ncategories && s->dead[cat])
+			if (cat < s->nlive && s->dead[cat])
 				continue;
 			candidate_held(c, holder);
 		}
@@ -318,10 +321,12 @@ enum lead { LEADS_NOWHERE, LEADS_NOT_YET, LEADS_TO_OWNER };
  * state (liblzma's lzma_internal, the root of its private tree); to the
  * owner a candidate holder has been given so far (not yet: none so far);
  * nowhere for anything else (a buffer of CPython's, another unknown
- * allocation). live[] knows the first nlive categories. */
-static enum lead holder_lead(struct scan *s, const bool *live, size_t nlive,
-			     uint32_t holder, uint64_t *owner, uint32_t *owner_cat)
+ * allocation). */
+static enum lead holder_lead(struct scan *s, uint32_t holder, uint64_t *owner,
+			     uint32_t *owner_cat)
 {
+	const bool *live = s->live;
+	const size_t nlive = s->nlive;
 	struct analysis *a = s->a;
 	const struct pm_cpython_heap *heap = a->heap;
 	const struct pm_alloc *h = &heap->allocs[holder];
@@ -356,24 +361,28 @@ static enum lead holder_lead(struct scan *s, const bool *live, size_t nlive,
 /* One round over the candidates: each whose holders all lead to one
  * object (or not yet anywhere, at least one to it) takes that object as
  * its owner; one with a holder leading elsewhere, or to another object,
- * is rejected, for good. Whether anything changed. */
-static bool owners_round(struct scan *s, const bool *live, size_t nlive)
+ * is rejected, for good. final: the owners stay, and one with a holder
+ * not yet leading to its owner is rejected too. Whether anything
+ * changed. */
+static bool owners_round(struct scan *s, bool final)
 {
 	bool changed = false;
 	for (size_t k = 0; k < s->map.capacity; k++) {
 		if (!s->map.ctrl[k])
 			continue;
 		struct candidate *c = &s->map.entries[k].value;
-		if (c->rejected)
+		if (c->rejected || (final && !c->owner))
 			continue;
-		uint64_t owner = 0;
-		uint32_t owner_cat = 0;
+		/* Finally, every holder must lead to the owner it has. */
+		uint64_t owner = final ? c->owner : 0;
+		uint32_t owner_cat = final ? c->owner_cat : 0;
 		bool ok = c->nholders >= 1 && c->nholders <= HOLDERS_MAX;
 		for (uint32_t i = 0; ok && i < c->nholders; i++) {
 			uint64_t o = 0;
 			uint32_t o_cat = 0;
-			enum lead lead = holder_lead(s, live, nlive, c->holders[i], &o, &o_cat);
-			if (lead == LEADS_NOWHERE || (lead == LEADS_TO_OWNER && owner && o != owner))
+			enum lead lead = holder_lead(s, c->holders[i], &o, &o_cat);
+			if (lead == LEADS_NOWHERE || (final && lead == LEADS_NOT_YET) ||
+			    (lead == LEADS_TO_OWNER && owner && o != owner))
 				ok = false;
 			else if (lead == LEADS_TO_OWNER) {
 				owner = o;
@@ -403,35 +412,16 @@ static bool owners_round(struct scan *s, const bool *live, size_t nlive)
  * all known to lead to its owner then (a cycle of unknown allocations
  * that nothing leads into, or a chain deeper than the rounds) stays
  * unknown. */
-static struct pm_error *candidates_attribute(struct scan *s, const bool *live)
+static struct pm_error *candidates_attribute(struct scan *s)
 {
 	struct analysis *a = s->a;
 	struct pm_cpython_heap *heap = a->heap;
-	/* The categories live[] knows. Those added here come after: an
-	 * allocation given one is an inferred buffer, no object. */
-	const size_t nlive = heap->ncategories;
-	for (int round = 0; round < NESTING_MAX && owners_round(s, live, nlive); round++)
+	for (int round = 0; round < NESTING_MAX && owners_round(s, false); round++)
 		;
 	/* Kept only where every holder leads to the owner now (a holder
-	 * rejected in a pass rejects what it holds in the next). */
-	bool changed = true;
-	for (int pass = 0; changed && pass < NESTING_MAX; pass++) {
-		changed = false;
-		for (size_t k = 0; k < s->map.capacity; k++) {
-			if (!s->map.ctrl[k])
-				continue;
-			struct candidate *c = &s->map.entries[k].value;
-			for (uint32_t i = 0; c->owner && !c->rejected && i < c->nholders; i++) {
-				uint64_t o = 0;
-				uint32_t o_cat = 0;
-				if (holder_lead(s, live, nlive, c->holders[i], &o, &o_cat) !=
-				    LEADS_TO_OWNER || o != c->owner) {
-					c->rejected = true;
-					changed = true;
-				}
-			}
-		}
-	}
+	 * rejected in a round rejects what it holds in the next). */
+	for (int round = 0; round < NESTING_MAX && owners_round(s, true); round++)
+		;
 	for (size_t k = 0; k < s->map.capacity; k++) {
 		if (!s->map.ctrl[k])
 			continue;
@@ -460,20 +450,20 @@ struct pm_error *inferred_attribute(struct analysis *a)
 		return NULL;
 	struct scan s = { .a = a, .map = PM_HASH_MAP_INIT };
 	struct pm_error *err = candidates_collect(&s);
-	bool *live = NULL;
 	if (!err && s.map.size) {
-		live = live_categories(heap, false);
+		s.nlive = heap->ncategories;
+		s.live = live_categories(heap, false);
 		s.dead = live_categories(heap, true);
-		err = live && s.dead ? filter_build(&s) : &pm_error_no_memory;
+		err = s.live && s.dead ? filter_build(&s) : &pm_error_no_memory;
 	}
 	if (!err && s.map.size)
 		err = scan_heap(&s);
 	if (!err && s.map.size) {
 		scan_outside_heap(&s);
 		pm_target_progress(a->t, "inferring owners", heap->nallocs, heap->nallocs);
-		err = candidates_attribute(&s, live);
+		err = candidates_attribute(&s);
 	}
-	free(live);
+	free(s.live);
 	free(s.dead);
 	free(s.filter);
 	candidate_map_deinit(&s.map);

@@ -50,12 +50,6 @@ enum {
 	INPUT_SIZE_MAX = 1 << 30,   /* an input_buffer_size taken as plausible */
 };
 
-static bool executable(struct analysis *a, uint64_t addr)
-{
-	const struct pm_region *r = pm_target_find_region(a->t, addr);
-	return r && (r->perms & PM_PERM_X) && addr >= r->start && addr < r->end;
-}
-
 /* The stream's lzma_internal at internal, when its fields are liblzma's. */
 static struct pm_error *lzma_state_owned(struct analysis *a, uint64_t internal)
 {
@@ -65,7 +59,7 @@ static struct pm_error *lzma_state_owned(struct analysis *a, uint64_t internal)
 		return NULL;
 	const uint8_t *s = (const uint8_t *)w;
 	uint64_t coder = pm_load_u64(s + IN_CODER);
-	if (!coder || coder & 7 || !executable(a, pm_load_u64(s + IN_CODE)) ||
+	if (!coder || coder & 7 || !analysis_executable(a, pm_load_u64(s + IN_CODE)) ||
 	    pm_load_u32(s + IN_SEQUENCE) > ISEQ_MAX)
 		return NULL;
 	for (int i = 0; i < IN_ACTIONS_N; i++)

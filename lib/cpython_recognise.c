@@ -23,6 +23,12 @@ bool analysis_read_word(struct analysis *a, uint64_t addr, uint64_t *ret)
 	return !err;
 }
 
+bool analysis_executable(const struct analysis *a, uint64_t addr)
+{
+	const struct pm_region *r = pm_target_find_region(a->t, addr);
+	return r && (r->perms & PM_PERM_X);
+}
+
 /* A word of current memory at hand (the pool buffer), without a read. */
 static bool local_word(const struct analysis *a, uint64_t addr, uint64_t *ret)
 {

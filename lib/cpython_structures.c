@@ -109,12 +109,6 @@ static void ast_arena_attribute(struct analysis *a, struct pm_alloc *alloc,
 	attribute(a, alloc, OWN_AST_ARENA, d.start);
 }
 
-static bool executable(struct pm_target *t, uint64_t addr)
-{
-	const struct pm_region *r = pm_target_find_region(t, addr);
-	return r && (r->perms & PM_PERM_X);
-}
-
 /* Walks a _Py_hashtable_t's bucket lists (singly linked entries, next
  * first); counts them, attributing unknown ones on the second pass. False
  * when a list is broken or the count is not nentries. */
@@ -156,7 +150,7 @@ static struct pm_error *hashtable_attribute(struct analysis *a,
 	    !analysis_read_words(a, d.start + l->hashtable_buckets, 1, &buckets) ||
 	    !analysis_read_words(a, d.start + l->hashtable_hash_func, 1, &hash) ||
 	    !analysis_read_words(a, d.start + l->hashtable_compare_func, 1, &compare) ||
-	    !executable(a->t, hash) || !executable(a->t, compare))
+	    !analysis_executable(a, hash) || !analysis_executable(a, compare))
 		return NULL;
 	struct alloc_data bd;
 	struct pm_alloc *ba = alloc_unknown_at(a, buckets, &bd);
