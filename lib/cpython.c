@@ -116,7 +116,7 @@ static struct pm_error *recognise_all(struct analysis *a)
 	if (!err)
 		err = structures_attribute(a);
 	if (!err)
-		err = inferred_attribute(a);
+		inferred_defer(a);
 	return err;
 }
 
@@ -228,8 +228,7 @@ static void analysis_deinit(struct analysis *a)
 	free(a->pool_buf);
 }
 
-struct pm_error *pm_cpython_analyse(struct pm_target *t,
-				    const struct pm_cpython_heap **ret)
+static struct pm_error *analyse_cached(struct pm_target *t, struct pm_cpython_heap **ret)
 {
 	struct pm_cpython_heap *heap = pm_target_cache_get(t, PM_CACHE_CPYTHON);
 	if (!heap) {
@@ -248,6 +247,36 @@ struct pm_error *pm_cpython_analyse(struct pm_target *t,
 			return err;
 		}
 		pm_target_cache_set(t, PM_CACHE_CPYTHON, heap, heap_destroy);
+	}
+	*ret = heap;
+	return NULL;
+}
+
+struct pm_error *pm_cpython_analyse_objects(struct pm_target *t,
+					    const struct pm_cpython_heap **ret)
+{
+	struct pm_cpython_heap *heap;
+	struct pm_error *err = analyse_cached(t, &heap);
+	if (!err)
+		*ret = heap;
+	return err;
+}
+
+struct pm_error *pm_cpython_analyse(struct pm_target *t,
+				    const struct pm_cpython_heap **ret)
+{
+	struct pm_cpython_heap *heap;
+	struct pm_error *err = analyse_cached(t, &heap);
+	if (err)
+		return err;
+	if (heap->inference_pending) {
+		err = inferred_attribute(t, heap);
+		/* Interrupted in its scan, it gave nothing yet: the next
+		 * report runs it again. */
+		if (!err || err->code != PM_ERR_INTERRUPTED)
+			heap->inference_pending = false;
+		if (err)
+			return err;
 	}
 	*ret = heap;
 	return NULL;

@@ -268,6 +268,11 @@ struct pm_cpython_heap {
 	 * inference was turned off (pm_options.precise). */
 	uint64_t inferred, inferred_bytes;
 	bool precise;
+	/* The inference has yet to run (it only labels: the reference graph
+	 * and the reports on it do without); and the categories of the C
+	 * libraries' stream states (lzma, zlib, bz2), where it starts too. */
+	bool inference_pending;
+	uint32_t stream_state_categories[3];
 	/* Per allocation, the object an inferred buffer is guessed to be
 	 * held by, 0 for none (NULL when none was inferred). Apart from
 	 * owners: the reference graph, retained sizes and --by owner keep to
@@ -300,6 +305,12 @@ struct pm_cpython_heap {
  * everything is glibc, by size) and says what it could not do in notes. */
 struct pm_error *pm_cpython_analyse(struct pm_target *t,
 				    const struct pm_cpython_heap **ret);
+/* The same analysis without the inferred owners (cpython_inferred.c),
+ * when they were not made yet: for the reference graph, which keeps to
+ * the precise owners. pm_cpython_analyse adds them to the same heap
+ * later (labels and category counts change; allocations do not). */
+struct pm_error *pm_cpython_analyse_objects(struct pm_target *t,
+					    const struct pm_cpython_heap **ret);
 
 /* The object owning the attributed allocation that starts at alloc_addr
  * (its address, where `objects` lists it), or 0 when none was recorded. */

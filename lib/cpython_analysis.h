@@ -331,10 +331,13 @@ struct pm_error *structures_resolve_str_entries(struct analysis *a);
 struct pm_error *structures_attribute(struct analysis *a);
 
 /* cpython_inferred.c */
-/* After the precise attributions: gives each unknown glibc allocation that
- * one word of one live object alone points at to that object, labelled
- * inferred (not with pm_options.precise). */
-struct pm_error *inferred_attribute(struct analysis *a);
+/* At the analysis's end: whether the inference is to run (not with
+ * pm_options.precise), and what it needs of the analysis. */
+void inferred_defer(struct analysis *a);
+/* Gives each unknown glibc allocation that only one live object's tree
+ * points at to that object, labelled inferred; run once, on a finished
+ * analysis, by the first report that shows labels (pm_cpython_analyse). */
+struct pm_error *inferred_attribute(struct pm_target *t, struct pm_cpython_heap *heap);
 
 /* The address index of heap->allocs (NULL on no memory: then lookups
  * search the whole array); destroy takes NULL. */

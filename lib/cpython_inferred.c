@@ -60,9 +60,10 @@ struct scan {
 	unsigned filter_shift;      /* 64 - log2(the filter's bits) */
 	/* Per category: a live recognised object's; an object on a free
 	 * list, dead, whose stale words hold nothing (3.8's free frames keep
-	 * their last values). Both know the first nlive categories, those
-	 * before the inferred buffers' were added. */
-	bool *live, *dead;
+	 * their last values); the allocator's unknown rows, where the
+	 * candidates are. All know the first nlive categories, those before
+	 * the inferred buffers' were added. */
+	bool *live, *dead, *unknown;
 	size_t nlive;
 	/* The target memory at hand: [view_start, view_end) at view. */
 	const uint8_t *view;
@@ -115,7 +116,8 @@ static struct pm_error *candidates_collect(struct scan *s)
 	s->hi = 0;
 	for (size_t i = 0; i < heap->nallocs && i < UINT32_MAX; i++) {
 		const struct pm_alloc *alloc = &heap->allocs[i];
-		if (alloc->category != PM_CATEGORY_NONE || !candidate_kind(alloc))
+		if (alloc->category >= s->nlive || !s->unknown[alloc->category] ||
+		    !candidate_kind(alloc))
 			continue;
 		uint64_t start = alloc_data_of(a, alloc).start;
 		bool fresh;
@@ -302,6 +304,12 @@ static struct pm_error *candidate_give(struct analysis *a, uint64_t start,
 {
 	struct pm_cpython_heap *heap = a->heap;
 	struct pm_alloc *alloc = &heap->allocs[c->alloc];
+	/* The analysis has counted its rows: the allocation moves from its
+	 * unknown row to the inferred one. */
+	heap->categories[alloc->category].count--;
+	heap->categories[alloc->category].bytes -= alloc->size;
+	heap->categories[cat].count++;
+	heap->categories[cat].bytes += alloc->size;
 	alloc->category = cat;
 	alloc->object_offset = (uint8_t)(start - alloc->addr);
 	heap->inferred++;
@@ -330,7 +338,7 @@ static enum lead holder_lead(struct scan *s, uint32_t holder, uint64_t *owner,
 	struct analysis *a = s->a;
 	const struct pm_cpython_heap *heap = a->heap;
 	const struct pm_alloc *h = &heap->allocs[holder];
-	if (h->category == PM_CATEGORY_NONE) {
+	if (h->category < nlive && s->unknown[h->category]) {
 		uint64_t start = alloc_data_of(a, h).start;
 		const struct candidate *c = candidate_map_search(&s->map, &start);
 		if (!c || c->rejected)
@@ -344,9 +352,9 @@ static enum lead holder_lead(struct scan *s, uint32_t holder, uint64_t *owner,
 		*owner_cat = h->category;
 		return LEADS_TO_OWNER;
 	}
-	if (!heap->owners || (h->category != a->cat_owned[OWN_LZMA_STATE] &&
-			      h->category != a->cat_owned[OWN_ZLIB_STATE] &&
-			      h->category != a->cat_owned[OWN_BZ2_STATE]))
+	if (!heap->owners || (h->category != heap->stream_state_categories[0] &&
+			      h->category != heap->stream_state_categories[1] &&
+			      h->category != heap->stream_state_categories[2]))
 		return LEADS_NOWHERE;
 	uint64_t o = heap->owners[holder];
 	const struct pm_alloc *oa = o ? pm_cpython_find_alloc(heap, o) : NULL;
@@ -441,21 +449,43 @@ static struct pm_error *candidates_attribute(struct scan *s)
 	return NULL;
 }
 
-struct pm_error *inferred_attribute(struct analysis *a)
+void inferred_defer(struct analysis *a)
 {
 	struct pm_cpython_heap *heap = a->heap;
 	const struct pm_options *options = pm_target_options(a->t);
 	heap->precise = options && options->precise;
-	if (heap->precise || !heap->python)
-		return NULL;
-	struct scan s = { .a = a, .map = PM_HASH_MAP_INIT };
-	struct pm_error *err = candidates_collect(&s);
-	if (!err && s.map.size) {
-		s.nlive = heap->ncategories;
-		s.live = live_categories(heap, false);
-		s.dead = live_categories(heap, true);
-		err = s.live && s.dead ? filter_build(&s) : &pm_error_no_memory;
-	}
+	heap->inference_pending = heap->python && !heap->precise;
+	heap->stream_state_categories[0] = a->cat_owned[OWN_LZMA_STATE];
+	heap->stream_state_categories[1] = a->cat_owned[OWN_ZLIB_STATE];
+	heap->stream_state_categories[2] = a->cat_owned[OWN_BZ2_STATE];
+}
+
+/* Which categories are the allocator's unknown rows (categorise_rest's). */
+static bool *unknown_categories(const struct pm_cpython_heap *heap)
+{
+	bool *unknown = calloc(heap->ncategories ? heap->ncategories : 1, 1);
+	for (size_t c = 0; unknown && c < heap->ncategories; c++)
+		unknown[c] = !strcmp(heap->categories[c].kind, "unknown");
+	return unknown;
+}
+
+struct pm_error *inferred_attribute(struct pm_target *t, struct pm_cpython_heap *heap)
+{
+	/* The finished analysis's categories, for category_get to add the
+	 * inferred rows to (none of those is there yet: the index can start
+	 * empty). */
+	struct analysis late = { .t = t, .heap = heap };
+	late.categories = (struct category_vector){ heap->categories, heap->ncategories,
+						    heap->ncategories };
+	struct analysis *a = &late;
+	struct scan s = { .a = a, .map = PM_HASH_MAP_INIT, .nlive = heap->ncategories };
+	s.live = live_categories(heap, false);
+	s.dead = live_categories(heap, true);
+	s.unknown = unknown_categories(heap);
+	struct pm_error *err = s.live && s.dead && s.unknown ? candidates_collect(&s) :
+		&pm_error_no_memory;
+	if (!err && s.map.size)
+		err = filter_build(&s);
 	if (!err && s.map.size)
 		err = scan_heap(&s);
 	if (!err && s.map.size) {
@@ -465,7 +495,9 @@ struct pm_error *inferred_attribute(struct analysis *a)
 	}
 	free(s.live);
 	free(s.dead);
+	free(s.unknown);
 	free(s.filter);
 	candidate_map_deinit(&s.map);
+	category_index_deinit(&late.category_index);
 	return err;
 }

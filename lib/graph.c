@@ -334,6 +334,7 @@ static bool categories_init(struct builder *b)
 	b->str_category = calloc(heap->ncategories ? heap->ncategories : 1, 1);
 	if (!b->live_category || !b->str_category)
 		return false;
+	b->ncategories = heap->ncategories;
 	for (size_t c = 0; c < heap->ncategories; c++) {
 		b->live_category[c] = !strcmp(heap->categories[c].domain, "python") &&
 				      strcmp(heap->categories[c].detail, "free list");
@@ -755,7 +756,7 @@ struct pm_error *pm_graph_get(struct pm_target *t, const struct pm_graph **ret)
 	struct pm_graph *g = pm_target_cache_get(t, PM_CACHE_GRAPH);
 	if (!g) {
 		const struct pm_cpython_heap *heap;
-		struct pm_error *err = pm_cpython_analyse(t, &heap);
+		struct pm_error *err = pm_cpython_analyse_objects(t, &heap);
 		if (err)
 			return err;
 		if (!heap->python)

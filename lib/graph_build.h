@@ -221,6 +221,9 @@ struct builder {
 	struct u32_vector root_scan;
 	bool *live_category;        /* per category: a live object's */
 	bool *str_category;         /* per category: an exact str's */
+	/* The categories those know: the heap's when the graph was built
+	 * (the inference, run later, adds some). */
+	size_t ncategories;
 	struct u32_vector node_alloc;
 	struct u32_vector targets;
 	struct u8_vector kinds;

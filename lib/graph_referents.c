@@ -284,7 +284,7 @@ static bool node_is_str(const struct builder *b, uint32_t node)
 {
 	if (node < b->g->nheap) {
 		const struct pm_alloc *a = &b->heap->allocs[b->node_alloc.data[node]];
-		return a->category < b->heap->ncategories && b->str_category[a->category];
+		return a->category < b->ncategories && b->str_category[a->category];
 	}
 	size_t i = node - b->g->nheap;
 	return i < b->static_type.size &&
