@@ -56,26 +56,9 @@ uint32_t pm_graph_path_start_found(const struct pm_graph_paths *p, uint32_t node
 	return found ? *found : 0;
 }
 
-/* The nodes a search is for (NULL: every node): a bit each, and how many
- * it has yet to reach. */
-struct search_goal {
-	uint64_t *wanted;
-	size_t left;
-};
-
-/* m was just reached: true when it was the last node the goal wants. */
-static bool goal_reached(struct search_goal *goal, uint32_t m)
-{
-	if (!goal->wanted || !((goal->wanted[m / 64] >> (m % 64)) & 1))
-		return false;
-	goal->wanted[m / 64] &= ~(UINT64_C(1) << (m % 64));
-	return --goal->left == 0;
-}
-
-/* Returns the new tail of the queue; stops as soon as the goal is met
- * (*met). */
+/* Returns the new tail of the queue. */
 static size_t bfs(const struct pm_graph *g, struct pm_graph_paths *p, uint32_t *queue,
-		  size_t head, size_t tail, struct search_goal *goal, bool *met)
+		  size_t head, size_t tail)
 {
 	while (head < tail) {
 		uint32_t n = queue[head++];
@@ -86,26 +69,20 @@ static size_t bfs(const struct pm_graph *g, struct pm_graph_paths *p, uint32_t *
 				continue;
 			p->via[m] = e;
 			queue[tail++] = m;
-			if (goal_reached(goal, m)) {
-				*met = true;
-				return tail;
-			}
 		}
 	}
 	return tail;
 }
 
-/* The search: every node's path, or (goal) until the goal's nodes are
- * reached. A node's via is set once, when the search first reaches it,
- * and the order does not depend on the goal: so a node the goal reached,
- * and every node on its chain (all reached before it), has the via the
- * whole search gives it. *met: it stopped early (the other nodes' vias
- * are not known). */
-static struct pm_error *paths_search(const struct pm_graph *g, struct search_goal *goal,
-				     struct pm_graph_paths **ret, bool *met)
+struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *g,
+				    const struct pm_graph_paths **ret)
 {
-	*met = false;
-	struct pm_graph_paths *p = calloc(1, sizeof(*p));
+	struct pm_graph_paths *p = pm_target_cache_get(t, PM_CACHE_PATHS);
+	if (p) {
+		*ret = p;
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
 	size_t n = g->nnodes ? g->nnodes : 1;
 	if (p && (uint64_t)g->nedges + g->roots.size >= PM_VIA_OUTSIDE) {
 		free(p);
@@ -113,7 +90,7 @@ static struct pm_error *paths_search(const struct pm_graph *g, struct search_goa
 				       "roots: too many to name paths (at most %u)",
 				       g->nedges, g->roots.size, PM_VIA_OUTSIDE - 1);
 	}
-	uint32_t *queue = malloc(n * sizeof(*queue));
+	uint32_t *queue = malloc(n * sizeof(*queue)), *incoming = NULL;
 	if (!p || !queue || !(p->via = malloc(n * sizeof(*p->via)))) {
 		free(queue);
 		paths_destroy(p);
@@ -121,14 +98,20 @@ static struct pm_error *paths_search(const struct pm_graph *g, struct search_goa
 	}
 	memset(p->via, 0xff, n * sizeof(*p->via));   /* PM_VIA_NONE */
 	p->roots_base = (uint32_t)g->nedges;
+	struct pm_error *err = pm_graph_incoming(g, &incoming);
+	if (err) {
+		free(queue);
+		paths_destroy(p);
+		return err;
+	}
 	/* The interpreter's modules, sys and builtins first, then the
 	 * threads' frames, then the words found by scanning (static data,
 	 * stacks, C memory): a path from sys.modules reads better than a
 	 * shorter one from a frame's globals or a stray pointer in a
 	 * library's data. */
 	size_t head = 0, tail = 0;
-	for (int tier = 0; tier < 3 && !*met; tier++) {
-		for (size_t i = 0; i < g->roots.size && !*met; i++) {
+	for (int tier = 0; tier < 3; tier++) {
+		for (size_t i = 0; i < g->roots.size; i++) {
 			const struct pm_graph_root *r = &g->roots.data[i];
 			int its_tier = r->kind <= PM_ROOT_BUILTINS ? 0 :
 				r->kind <= PM_ROOT_FRAME_LOCAL ? 1 : 2;
@@ -136,18 +119,12 @@ static struct pm_error *paths_search(const struct pm_graph *g, struct search_goa
 				continue;
 			p->via[r->node] = p->roots_base + (uint32_t)i;
 			queue[tail++] = r->node;
-			*met = goal_reached(goal, r->node);
 		}
-		if (!*met)
-			tail = bfs(g, p, queue, head, tail, goal, met);
+		tail = bfs(g, p, queue, head, tail);
 		head = tail;
 	}
-	/* What no root reaches but an unexplained outside reference holds:
-	 * the references found to every node, counted only now (a search for
-	 * a few nodes mostly ends before). */
-	uint32_t *incoming = NULL;
-	struct pm_error *err = *met ? NULL : pm_graph_incoming(g, &incoming);
-	for (uint32_t m = 0; incoming && m < g->nnodes && !err && !*met; m++) {
+	/* What no root reaches but an unexplained outside reference holds. */
+	for (uint32_t m = 0; m < g->nnodes && !err; m++) {
 		if (p->via[m] != PM_VIA_NONE || pm_graph_outside(g, incoming, m) <= 0)
 			continue;
 		p->via[m] = PM_VIA_OUTSIDE;
@@ -159,79 +136,18 @@ static struct pm_error *paths_search(const struct pm_graph *g, struct search_goa
 			*found = incoming[m];
 		else
 			err = &pm_error_no_memory;
-		*met = goal_reached(goal, m);
 	}
 	free(incoming);
-	if (!err && !*met)
-		bfs(g, p, queue, head, tail, goal, met);
+	if (!err)
+		bfs(g, p, queue, head, tail);
 	free(queue);
 	if (err) {
 		paths_destroy(p);
 		return err;
 	}
-	*ret = p;
-	return NULL;
-}
-
-struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *g,
-				    const struct pm_graph_paths **ret)
-{
-	struct pm_graph_paths *p = pm_target_cache_get(t, PM_CACHE_PATHS);
-	if (!p) {
-		struct search_goal every = { NULL, 0 };
-		bool met;
-		struct pm_error *err = paths_search(g, &every, &p, &met);
-		if (err)
-			return err;
-		pm_target_cache_set(t, PM_CACHE_PATHS, p, paths_destroy);
-	}
-	*ret = p;
-	return NULL;
-}
-
-struct pm_error *pm_graph_paths_of(struct pm_target *t, const struct pm_graph *g,
-				   const uint32_t *nodes, size_t n,
-				   const struct pm_graph_paths **ret,
-				   struct pm_graph_paths **own)
-{
-	*own = NULL;
-	const struct pm_graph_paths *cached = pm_target_cache_get(t, PM_CACHE_PATHS);
-	if (cached) {
-		*ret = cached;
-		return NULL;
-	}
-	struct search_goal goal = { calloc(g->nnodes / 64 + 1, sizeof(uint64_t)), 0 };
-	if (!goal.wanted)
-		return &pm_error_no_memory;
-	for (size_t k = 0; k < n; k++) {
-		if (nodes[k] >= g->nnodes || ((goal.wanted[nodes[k] / 64] >> (nodes[k] % 64)) & 1))
-			continue;
-		goal.wanted[nodes[k] / 64] |= UINT64_C(1) << (nodes[k] % 64);
-		goal.left++;
-	}
-	if (!goal.left) {
-		free(goal.wanted);
-		return pm_graph_paths_get(t, g, ret);
-	}
-	struct pm_graph_paths *p = NULL;
-	bool met = false;
-	struct pm_error *err = paths_search(g, &goal, &p, &met);
-	free(goal.wanted);
-	if (err)
-		return err;
-	if (met) {
-		*ret = *own = p;
-		return NULL;
-	}
-	/* It went to the end (a node no search reaches): every path. */
 	pm_target_cache_set(t, PM_CACHE_PATHS, p, paths_destroy);
 	*ret = p;
 	return NULL;
-}
-
-void pm_graph_paths_destroy(struct pm_graph_paths *p)
-{
-	paths_destroy(p);
 }
 
 /* The source node of edge e (the CSR has no back-pointer). */

@@ -27,18 +27,6 @@ struct pm_graph_paths {
 struct pm_error *pm_graph_paths_get(struct pm_target *t, const struct pm_graph *g,
 				    const struct pm_graph_paths **ret);
 
-/* The paths of nodes[0, n) alone (a report naming its few rows): the
- * search stops once it has reached them all, which in a heap is mostly
- * long before its end; their paths are the whole search's. The cached
- * search when there is one; else *own is the caller's to free with
- * pm_graph_paths_destroy (NULL when the search ran to its end, and the
- * cache has it). Any other node's path is unknown in *own's. */
-struct pm_error *pm_graph_paths_of(struct pm_target *t, const struct pm_graph *g,
-				   const uint32_t *nodes, size_t n,
-				   const struct pm_graph_paths **ret,
-				   struct pm_graph_paths **own);
-void pm_graph_paths_destroy(struct pm_graph_paths *p);
-
 /* References found to every node (strong edges and roots): a new array. */
 struct pm_error *pm_graph_incoming(const struct pm_graph *g, uint32_t **ret);
 

@@ -27,11 +27,8 @@ enum {
 #define SUSPECT_SHARE_DEFAULT 10.0
 
 struct retained_view {
-	struct pm_target *t;
 	const struct pm_graph *g;
-	/* The paths of the rows a report names (view_paths), or all. */
 	const struct pm_graph_paths *p;
-	struct pm_graph_paths *own_paths;
 	const struct pm_dominators *d;
 	/* By index, a bit: a child retains DOMINANT_CHILD of it or more. */
 	uint64_t *has_dominant_child;
@@ -102,38 +99,14 @@ static void view_deinit(struct retained_view *v)
 {
 	free(v->has_dominant_child);
 	free(v->ns);
-	pm_graph_paths_destroy(v->own_paths);
-}
-
-/* The paths of the nodes a report will name (path_of), found by a search
- * that stops once it has reached them; n == 0 with nodes NULL: every
- * node's. */
-static struct pm_error *view_paths(struct retained_view *v, const uint32_t *nodes, size_t n)
-{
-	if (!nodes)
-		return pm_graph_paths_get(v->t, v->g, &v->p);
-	return pm_graph_paths_of(v->t, v->g, nodes, n, &v->p, &v->own_paths);
-}
-
-/* view_paths for the rows at indices rows[0, n). */
-static struct pm_error *view_paths_of_rows(struct retained_view *v, const uint32_t *rows,
-					   size_t n)
-{
-	uint32_t *nodes = malloc((n ? n : 1) * sizeof(*nodes));
-	if (!nodes)
-		return &pm_error_no_memory;
-	for (size_t k = 0; k < n; k++)
-		nodes[k] = v->d->node_at[rows[k]];
-	struct pm_error *err = view_paths(v, nodes, n);
-	free(nodes);
-	return err;
 }
 
 static struct pm_error *view_init(struct pm_target *t, struct retained_view *v)
 {
 	memset(v, 0, sizeof(*v));
-	v->t = t;
 	struct pm_error *err = pm_graph_get(t, &v->g);
+	if (!err)
+		err = pm_graph_paths_get(t, v->g, &v->p);
 	if (!err)
 		err = pm_dominators_get(t, &v->d);
 	if (err)
@@ -175,8 +148,7 @@ static void path_of(const struct retained_view *v, uint32_t node, struct pm_strb
 	struct pm_graph_step_vector steps = PM_VECTOR_INIT;
 	enum pm_path_start start;
 	uint32_t root = 0;
-	struct pm_error *err = v->p ? pm_graph_path(v->g, v->p, node, &steps, &start, &root) :
-		pm_error_format(PM_ERR_INVALID, "no paths searched");
+	struct pm_error *err = pm_graph_path(v->g, v->p, node, &steps, &start, &root);
 	if (err) {
 		pm_error_destroy(err);
 		pm_strbuf_append(out, "?");
@@ -258,7 +230,7 @@ static void object_json(const struct retained_view *v, uint32_t i, uint64_t own,
 }
 
 /* retained ADDR: one object's retained size and the objects it dominates. */
-static struct pm_error *retained_one(struct retained_view *v,
+static struct pm_error *retained_one(const struct retained_view *v,
 				     const struct pm_report_args *args, struct pm_strbuf *out)
 {
 	uint32_t node = pm_graph_node_for(v->g, args->address);
@@ -283,8 +255,6 @@ static struct pm_error *retained_one(struct retained_view *v,
 	}
 	uint64_t own;
 	struct pm_error *err = own_of_rows(v, &i, 1, &own);
-	if (!err)
-		err = view_paths(v, &node, 1);
 	if (err)
 		return err;
 	if (!json) {
@@ -338,8 +308,6 @@ struct pm_error *pm_report_retained(struct pm_target *t, const struct pm_report_
 	size_t n = top_candidates(&v, args->type, all, best, want);
 	uint64_t *own = malloc((n ? n : 1) * sizeof(*own));
 	err = own ? own_of_rows(&v, best, n, own) : &pm_error_no_memory;
-	if (!err)
-		err = view_paths_of_rows(&v, best, n);
 	if (err) {
 		free(own);
 		free(best);
@@ -509,15 +477,13 @@ static size_t suspects_find(const struct retained_view *v, double share, uint32_
 }
 
 /* The suspects over share% as text lines or as a JSON array. */
-static struct pm_error *suspects_write(struct retained_view *v, double share,
+static struct pm_error *suspects_write(const struct retained_view *v, double share,
 				       bool json, struct pm_strbuf *out)
 {
 	uint32_t best[LIST_DEFAULT];
 	uint64_t own[LIST_DEFAULT];
 	size_t n = suspects_find(v, share, best, LIST_DEFAULT);
 	struct pm_error *err = json ? own_of_rows(v, best, n, own) : NULL;
-	if (!err && n)
-		err = view_paths_of_rows(v, best, n);
 	if (err)
 		return err;
 	if (json)
@@ -605,12 +571,8 @@ struct pm_error *pm_retainer_rows(struct pm_target *t, pm_row_sink *sink, void *
 {
 	struct retained_view v;
 	struct pm_error *err = view_init(t, &v);
-	if (!err)
-		err = view_paths(&v, NULL, 0);
-	if (err) {
-		view_deinit(&v);
+	if (err)
 		return err;
-	}
 	const struct pm_graph *g = v.g;
 	const struct pm_dominators *d = v.d;
 	const struct pm_cpython_heap *heap = g->heap;
